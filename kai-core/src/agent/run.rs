@@ -1,0 +1,594 @@
+//! The agent loop.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::FutureExt as _;
+use futures::StreamExt as _;
+use futures::channel::mpsc::UnboundedSender;
+use tracing::Instrument as _;
+use tracing::field::Empty;
+
+use crate::CancellationToken;
+use crate::agent::{AgentConfig, AgentEvent, Approval, ApprovalDecision, RunError, RunOptions, RunOutput, RunState};
+use crate::error::Error;
+use crate::hook::{HookContext, ToolDecision};
+use crate::message::{Message, ToolCall, ToolResult, Usage};
+use crate::model::ChatModel;
+use crate::request::{ChatRequest, ChatResponse, ResponseFormat, ToolChoice, ToolDefinition};
+use crate::stream::{ChatDelta, ResponseAccumulator};
+use crate::time::{Instant, guarded, sleep};
+use crate::tool::{Tool, ToolContext, ToolError};
+
+pub(crate) type EventSender = UnboundedSender<Result<AgentEvent, RunError>>;
+
+/// How a run must shape its final answer (structured output).
+pub(crate) struct OutputSpec {
+    /// The schema's name; in tool mode also the name of the tool the model answers through.
+    pub(crate) name: String,
+    pub(crate) schema: serde_json::Value,
+    /// Answer through a forced tool call instead of the provider's JSON-schema response format.
+    pub(crate) via_tool: bool,
+    /// Checks an answer, returning the normalized JSON text or why it does not fit.
+    pub(crate) validate: fn(&str) -> Result<String, String>,
+}
+
+/// One run of an agent, from a state to an answer or an error.
+pub(crate) struct Run<'a> {
+    config: &'a AgentConfig,
+    model: &'a dyn ChatModel,
+    state: RunState,
+    cancel: Option<CancellationToken>,
+    events: Option<EventSender>,
+    output: Option<OutputSpec>,
+    deadline: Option<Instant>,
+    step_deadline: Option<Instant>,
+    step_usage: Usage,
+}
+
+/// What to do with one tool call once the hooks have decided.
+enum Plan {
+    /// Answered without running anything (unknown tool, bad arguments, denial).
+    Answered(ToolCall, ToolResult),
+    /// Run this tool with these arguments.
+    Execute {
+        tool: Arc<dyn Tool>,
+        call: ToolCall,
+        arguments: serde_json::Value,
+    },
+}
+
+impl<'a> Run<'a> {
+    pub(crate) fn new(
+        config: &'a AgentConfig,
+        model: &'a dyn ChatModel,
+        state: RunState,
+        options: RunOptions,
+        events: Option<EventSender>,
+        output: Option<OutputSpec>,
+    ) -> Self {
+        Self {
+            config,
+            model,
+            state,
+            cancel: options.cancel,
+            events,
+            output,
+            deadline: config.limits.deadline.map(|d| Instant::now() + d),
+            step_deadline: None,
+            step_usage: Usage::default(),
+        }
+    }
+
+    /// Drives the run to its end.
+    pub(crate) async fn execute(mut self) -> Result<RunOutput, RunError> {
+        let span = tracing::info_span!(
+            "invoke_agent",
+            otel.name = %format_args!("invoke_agent {}", self.config.name),
+            gen_ai.operation.name = "invoke_agent",
+            gen_ai.agent.name = %self.config.name,
+            gen_ai.provider.name = %self.model.provider(),
+            gen_ai.request.model = %self.model.name(),
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            kai.steps = Empty,
+            error.type = Empty,
+        );
+        let result = self.drive().instrument(span.clone()).await;
+        span.record("gen_ai.usage.input_tokens", self.state.usage.input_tokens);
+        span.record("gen_ai.usage.output_tokens", self.state.usage.output_tokens);
+        span.record("kai.steps", self.state.step);
+        match result {
+            Ok(answer) => Ok(RunOutput {
+                answer,
+                usage: self.state.usage,
+                steps: self.state.step,
+                messages: self.state.messages,
+            }),
+            Err(error) => {
+                span.record("error.type", error_type(&error));
+                Err(RunError {
+                    error,
+                    state: Box::new(self.state),
+                })
+            }
+        }
+    }
+
+    async fn drive(&mut self) -> Result<String, Error> {
+        loop {
+            self.check_stop()?;
+            if !self.state.pending_tool_calls.is_empty() {
+                let step_deadline = match self.step_deadline {
+                    Some(at) => Some(at),
+                    None => self.config.limits.step_timeout.map(|t| Instant::now() + t),
+                };
+                let limit = self.limit(step_deadline, self.state.step);
+                let cancel = self.cancel.clone();
+                let answer = guarded(self.execute_tools(), cancel.as_ref(), limit).await??;
+                self.finish_step().await?;
+                if let Some(answer) = answer {
+                    return Ok(answer);
+                }
+            }
+            if self.state.step >= self.config.limits.max_steps {
+                return Err(Error::MaxStepsExceeded {
+                    max_steps: self.config.limits.max_steps,
+                });
+            }
+            self.step_deadline = self.config.limits.step_timeout.map(|t| Instant::now() + t);
+            let limit = self.limit(self.step_deadline, self.state.step + 1);
+            let cancel = self.cancel.clone();
+            let response = guarded(self.call_model(), cancel.as_ref(), limit).await??;
+            self.state.step += 1;
+            self.state.usage += response.usage;
+            self.step_usage = response.usage;
+            let calls: Vec<ToolCall> = response.tool_calls().cloned().collect();
+            let text = response.text();
+            self.state.messages.push(response.message);
+            if !calls.is_empty() {
+                self.state.pending_tool_calls = calls;
+                self.checkpoint().await?;
+                continue;
+            }
+            match self.check_text_answer(&text) {
+                Ok(answer) => {
+                    self.finish_step().await?;
+                    return Ok(answer);
+                }
+                Err(problem) => {
+                    self.repair(problem)?;
+                    self.finish_step().await?;
+                }
+            }
+        }
+    }
+
+    /// Fails fast when the run was cancelled or is past its deadline.
+    fn check_stop(&self) -> Result<(), Error> {
+        if self.cancel.as_ref().is_some_and(CancellationToken::is_cancelled) {
+            return Err(Error::Cancelled);
+        }
+        if self.deadline.is_some_and(|at| Instant::now() >= at) {
+            return Err(Error::DeadlineExceeded);
+        }
+        Ok(())
+    }
+
+    /// The earliest of the run's deadline and a step's deadline, with the error each one means.
+    fn limit(&self, step_deadline: Option<Instant>, step: u32) -> Option<(Instant, Error)> {
+        match (self.deadline, step_deadline) {
+            (Some(run), Some(step_at)) if step_at < run => Some((step_at, Error::StepTimeout { step })),
+            (Some(run), _) => Some((run, Error::DeadlineExceeded)),
+            (None, Some(step_at)) => Some((step_at, Error::StepTimeout { step })),
+            (None, None) => None,
+        }
+    }
+
+    async fn finish_step(&mut self) -> Result<(), Error> {
+        self.checkpoint().await?;
+        self.step_deadline = None;
+        let usage = std::mem::take(&mut self.step_usage);
+        self.emit(AgentEvent::StepFinished {
+            step: self.state.step,
+            usage,
+        });
+        Ok(())
+    }
+
+    async fn checkpoint(&self) -> Result<(), Error> {
+        for hook in &self.config.hooks {
+            hook.checkpoint(&self.state).await?;
+        }
+        Ok(())
+    }
+
+    fn emit(&self, event: AgentEvent) {
+        if let Some(events) = &self.events {
+            // A closed channel means nobody listens any more; the run itself goes on until dropped.
+            let _ = events.unbounded_send(Ok(event));
+        }
+    }
+
+    fn hook_context(&self, step: u32) -> HookContext {
+        HookContext {
+            agent: Arc::clone(&self.config.name),
+            step,
+        }
+    }
+
+    fn build_request(&self) -> ChatRequest {
+        let config = self.config;
+        let mut request = config.request_template.clone();
+        request.messages.reserve(self.state.messages.len() + 1);
+        if let Some(instructions) = &config.instructions {
+            request.messages.push(Message::system(instructions.as_str()));
+        }
+        request.messages.extend(self.state.messages.iter().cloned());
+        request.tools = config.tools.definitions().to_vec();
+        if let Some(output) = &self.output {
+            if output.via_tool {
+                request.tools.push(ToolDefinition {
+                    name: output.name.clone(),
+                    description: "Give your final answer by calling this tool with it as the arguments.".into(),
+                    parameters: output.schema.clone(),
+                });
+                request.tool_choice = Some(ToolChoice::Required);
+            } else {
+                request.response_format = Some(ResponseFormat::JsonSchema {
+                    name: output.name.clone(),
+                    schema: output.schema.clone(),
+                    strict: true,
+                });
+            }
+        }
+        request
+    }
+
+    async fn call_model(&self) -> Result<ChatResponse, Error> {
+        let context = self.hook_context(self.state.step + 1);
+        let mut request = self.build_request();
+        for hook in &self.config.hooks {
+            hook.before_model(&context, &mut request).await?;
+        }
+        let span = tracing::info_span!(
+            "chat",
+            otel.name = %format_args!("chat {}", self.model.name()),
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = %self.model.provider(),
+            gen_ai.request.model = %self.model.name(),
+            gen_ai.request.max_tokens = request.max_tokens,
+            gen_ai.request.temperature = request.temperature,
+            gen_ai.response.model = Empty,
+            gen_ai.response.id = Empty,
+            gen_ai.response.finish_reasons = Empty,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            kai.step = context.step,
+        );
+        let mut response = async {
+            match &self.events {
+                None => self.model.complete(request).await,
+                Some(_) => {
+                    let mut deltas = self.model.stream(request);
+                    let mut accumulator = ResponseAccumulator::new();
+                    while let Some(delta) = deltas.next().await {
+                        let delta = delta?;
+                        if let ChatDelta::Text { text } = &delta {
+                            self.emit(AgentEvent::TextDelta { text: text.clone() });
+                        }
+                        accumulator.push(delta);
+                    }
+                    Ok(accumulator.finish())
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await
+        .inspect_err(|error| {
+            span.record("error.type", error_type(error));
+        })?;
+        span.record("gen_ai.usage.input_tokens", response.usage.input_tokens);
+        span.record("gen_ai.usage.output_tokens", response.usage.output_tokens);
+        if let Some(model) = &response.model {
+            span.record("gen_ai.response.model", model.as_str());
+        }
+        if let Some(id) = &response.id {
+            span.record("gen_ai.response.id", id.as_str());
+        }
+        if let Some(reason) = &response.stop_reason {
+            span.record("gen_ai.response.finish_reasons", tracing::field::debug(reason));
+        }
+        for hook in &self.config.hooks {
+            hook.after_model(&context, &mut response).await?;
+        }
+        Ok(response)
+    }
+
+    /// Answers every pending tool call. Returns the final answer when a structured-output call carried
+    /// a valid one.
+    async fn execute_tools(&mut self) -> Result<Option<String>, Error> {
+        if self.state.pending_approvals().next().is_some() {
+            return Err(approval_required(&self.state.approvals));
+        }
+        let context = self.hook_context(self.state.step);
+        let calls = self.state.pending_tool_calls.clone();
+        let mut plans = Vec::with_capacity(calls.len());
+        let mut approvals = Vec::new();
+        let mut final_answer = None;
+        let mut output_problem = None;
+        for call in calls {
+            if let Some(output) = self.output.as_ref().filter(|o| o.via_tool && o.name == call.name) {
+                let result = match (output.validate)(&call.arguments) {
+                    Ok(answer) => {
+                        final_answer = Some(answer);
+                        ToolResult::success(&call, "Final answer received.")
+                    }
+                    Err(problem) => {
+                        let result =
+                            ToolResult::error(&call, format!("The answer does not match the schema: {problem}"));
+                        output_problem = Some(problem);
+                        result
+                    }
+                };
+                plans.push(Plan::Answered(call, result));
+                continue;
+            }
+            match self.plan(&context, call).await {
+                Ok(plan) => plans.push(plan),
+                Err(approval) => approvals.push(approval),
+            }
+        }
+        if !approvals.is_empty() {
+            let previous = std::mem::take(&mut self.state.approvals);
+            let decided = previous.into_iter().filter(|a| a.decision.is_some());
+            self.state.approvals = decided.chain(approvals).collect();
+            return Err(approval_required(&self.state.approvals));
+        }
+
+        let context = &context;
+        let this = &*self;
+        let results: Vec<ToolResult> = futures::stream::iter(plans)
+            .map(|plan| this.answer(context, plan))
+            .buffered(self.config.limits.max_parallel_tools)
+            .collect()
+            .await;
+
+        self.state
+            .messages
+            .extend(results.into_iter().map(Message::tool_result));
+        self.state.pending_tool_calls.clear();
+        self.state.approvals.clear();
+        if final_answer.is_none()
+            && let Some(problem) = output_problem
+        {
+            self.repair_counted(problem)?;
+        }
+        Ok(final_answer)
+    }
+
+    /// Decides what to do with one call: parse its arguments, find the tool, ask the hooks.
+    /// `Err` means a human must approve it first.
+    async fn plan(&self, context: &HookContext, call: ToolCall) -> Result<Plan, Approval> {
+        let mut arguments = match parse_tool_arguments(&call.arguments) {
+            Ok(arguments) => arguments,
+            Err(problem) => {
+                let result = ToolResult::error(&call, problem);
+                return Ok(Plan::Answered(call, result));
+            }
+        };
+        let Some(tool) = self.config.tools.get(&call.name) else {
+            let available: Vec<&str> = self.config.tools.names().collect();
+            let message = format!(
+                "unknown tool {:?}; the available tools are: {}",
+                call.name,
+                available.join(", ")
+            );
+            let result = ToolResult::error(&call, message);
+            return Ok(Plan::Answered(call, result));
+        };
+        for hook in &self.config.hooks {
+            match hook.before_tool(context, &call, &arguments).await {
+                ToolDecision::Allow => {}
+                ToolDecision::Rewrite { arguments: rewritten } => arguments = rewritten,
+                ToolDecision::Deny { reason } => {
+                    let result = ToolResult::error(&call, format!("the call was denied: {reason}"));
+                    return Ok(Plan::Answered(call, result));
+                }
+                ToolDecision::RequireApproval { reason } => match self.state.decision_for(&call.id) {
+                    Some(ApprovalDecision::Approved) => {}
+                    Some(ApprovalDecision::Rejected { reason }) => {
+                        let result = ToolResult::error(&call, format!("the call was rejected: {reason}"));
+                        return Ok(Plan::Answered(call, result));
+                    }
+                    None => {
+                        return Err(Approval {
+                            call,
+                            reason,
+                            decision: None,
+                        });
+                    }
+                },
+            }
+        }
+        Ok(Plan::Execute {
+            tool: Arc::clone(tool),
+            call,
+            arguments,
+        })
+    }
+
+    /// Runs a planned call (or takes its ready answer), then lets the hooks see the result.
+    async fn answer(&self, context: &HookContext, plan: Plan) -> ToolResult {
+        let (call, mut result) = match plan {
+            Plan::Answered(call, result) => (call, result),
+            Plan::Execute { tool, call, arguments } => {
+                let effective = ToolCall {
+                    arguments: arguments.to_string(),
+                    ..call.clone()
+                };
+                self.emit(AgentEvent::ToolCallStarted { call: effective });
+                let result = self.invoke(context, tool.as_ref(), &call, arguments).await;
+                (call, result)
+            }
+        };
+        for hook in &self.config.hooks {
+            hook.after_tool(context, &call, &mut result).await;
+        }
+        self.emit(AgentEvent::ToolCallFinished { result: result.clone() });
+        result
+    }
+
+    async fn invoke(
+        &self,
+        context: &HookContext,
+        tool: &dyn Tool,
+        call: &ToolCall,
+        arguments: serde_json::Value,
+    ) -> ToolResult {
+        let span = tracing::info_span!(
+            "execute_tool",
+            otel.name = %format_args!("execute_tool {}", call.name),
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = %call.name,
+            gen_ai.tool.call.id = %call.id,
+            gen_ai.tool.type = "function",
+            error.type = Empty,
+        );
+        let tool_context = ToolContext {
+            call_id: call.id.clone(),
+            step: context.step,
+        };
+        let running = AssertUnwindSafe(tool.call(arguments, tool_context)).catch_unwind();
+        let timeout = self.config.limits.tool_timeout;
+        let outcome = async move {
+            match timeout {
+                None => running.await.map_err(panic_message),
+                Some(timeout) => {
+                    let timer = sleep(timeout);
+                    match futures::future::select(std::pin::pin!(running), std::pin::pin!(timer)).await {
+                        futures::future::Either::Left((finished, _)) => finished.map_err(panic_message),
+                        futures::future::Either::Right(((), _)) => Ok(Err(ToolError::Timeout(timeout))),
+                    }
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        match outcome {
+            Ok(Ok(value)) => ToolResult::success(call, render(value)),
+            Ok(Err(error)) => {
+                span.record("error.type", tool_error_type(&error));
+                ToolResult::error(call, error.to_string())
+            }
+            Err(panic) => {
+                span.record("error.type", "panic");
+                tracing::warn!(tool = %call.name, "tool panicked: {panic}");
+                ToolResult::error(call, format!("the tool failed unexpectedly: {panic}"))
+            }
+        }
+    }
+
+    /// Checks a text answer against the structured-output spec, if any.
+    fn check_text_answer(&self, text: &str) -> Result<String, String> {
+        match &self.output {
+            None => Ok(text.to_owned()),
+            Some(output) if output.via_tool => {
+                Err(format!("answer by calling the {} tool, not with text", output.name))
+            }
+            Some(output) => (output.validate)(text),
+        }
+    }
+
+    /// Sends an invalid structured answer back for repair, or fails when the repairs are used up.
+    fn repair(&mut self, problem: String) -> Result<(), Error> {
+        self.repair_counted(problem.clone())?;
+        self.state.messages.push(Message::user(format!(
+            "Your answer is not valid: {problem}. Answer again, with only the answer in the required form."
+        )));
+        Ok(())
+    }
+
+    fn repair_counted(&mut self, problem: String) -> Result<(), Error> {
+        if self.state.repairs >= self.config.limits.max_repairs {
+            return Err(Error::InvalidOutput {
+                message: problem,
+                attempts: self.state.repairs + 1,
+            });
+        }
+        self.state.repairs += 1;
+        Ok(())
+    }
+}
+
+/// Parses a model's tool arguments; an empty string means no arguments.
+fn parse_tool_arguments(raw: &str) -> Result<serde_json::Value, String> {
+    if raw.trim().is_empty() {
+        return Ok(serde_json::Value::Object(serde_json::Map::new()));
+    }
+    serde_json::from_str(raw).map_err(|error| {
+        format!(
+            "the arguments are not valid JSON ({error}); call the tool again with a JSON object that matches its schema"
+        )
+    })
+}
+
+/// A string result goes to the model as it is; anything else as JSON text.
+fn render(value: serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => text,
+        other => other.to_string(),
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "panic".to_owned()
+    }
+}
+
+fn approval_required(approvals: &[Approval]) -> Error {
+    Error::ApprovalRequired {
+        call_ids: approvals
+            .iter()
+            .filter(|a| a.decision.is_none())
+            .map(|a| a.call.id.clone())
+            .collect(),
+    }
+}
+
+/// The OpenTelemetry `error.type` value for an error.
+fn error_type(error: &Error) -> &'static str {
+    match error {
+        Error::Authentication { .. } => "authentication",
+        Error::PermissionDenied { .. } => "permission_denied",
+        Error::RateLimited { .. } => "rate_limited",
+        Error::ContextTooLong { .. } => "context_too_long",
+        Error::InvalidRequest { .. } => "invalid_request",
+        Error::Server { .. } => "server",
+        Error::Timeout => "timeout",
+        Error::Transport { .. } => "transport",
+        Error::MalformedResponse { .. } => "malformed_response",
+        Error::Unsupported { .. } => "unsupported",
+        Error::Cancelled => "cancelled",
+        Error::MaxStepsExceeded { .. } => "max_steps_exceeded",
+        Error::DeadlineExceeded => "deadline_exceeded",
+        Error::StepTimeout { .. } => "step_timeout",
+        Error::ApprovalRequired { .. } => "approval_required",
+        Error::InvalidOutput { .. } => "invalid_output",
+        Error::Config { .. } => "config",
+        Error::Hook { .. } => "hook",
+    }
+}
+
+fn tool_error_type(error: &ToolError) -> &'static str {
+    match error {
+        ToolError::InvalidArguments(_) => "invalid_arguments",
+        ToolError::Failed(_) => "tool_error",
+        ToolError::Timeout(_) => "timeout",
+    }
+}

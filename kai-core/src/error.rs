@@ -1,0 +1,201 @@
+//! The crate's error type.
+
+use std::time::Duration;
+
+/// Everything that can go wrong in kai-core, and in the providers that implement its traits.
+///
+/// Model and provider failures have variants a caller can act on (retry, shorten the prompt, fix the
+/// key). Agent runs wrap this in [`RunError`](crate::RunError), which also carries the run's state so
+/// the transcript is never lost.
+///
+/// Messages never contain API keys or full prompts.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The provider rejected the credentials (HTTP 401).
+    #[error("authentication failed: {message}")]
+    Authentication {
+        /// The provider's explanation.
+        message: String,
+    },
+    /// The credentials are valid but not allowed to do this (HTTP 403).
+    #[error("permission denied: {message}")]
+    PermissionDenied {
+        /// The provider's explanation.
+        message: String,
+    },
+    /// Too many requests or tokens; try again later.
+    #[error("rate limited: {message}")]
+    RateLimited {
+        /// The provider's explanation.
+        message: String,
+        /// How long the provider asked us to wait, when it said.
+        retry_after: Option<Duration>,
+    },
+    /// The prompt does not fit the model's context window.
+    #[error("context too long: {message}")]
+    ContextTooLong {
+        /// The provider's explanation.
+        message: String,
+    },
+    /// The provider rejected the request as invalid.
+    #[error("invalid request: {message}")]
+    InvalidRequest {
+        /// The provider's explanation.
+        message: String,
+    },
+    /// The provider failed (HTTP 5xx, or an error event in a stream).
+    #[error("server error{}: {message}", status.map(|s| format!(" {s}")).unwrap_or_default())]
+    Server {
+        /// The HTTP status, when there was one.
+        status: Option<u16>,
+        /// The provider's explanation.
+        message: String,
+    },
+    /// A request took longer than its timeout.
+    #[error("request timed out")]
+    Timeout,
+    /// The connection failed or broke.
+    #[error("transport error: {message}")]
+    Transport {
+        /// What failed.
+        message: String,
+    },
+    /// The provider answered with something that is not what its API documents.
+    #[error("malformed response: {message} (body starts: {snippet:?})")]
+    MalformedResponse {
+        /// What was wrong.
+        message: String,
+        /// The start of the offending body, bounded in length.
+        snippet: String,
+    },
+    /// The model or provider cannot do what was asked (for example streaming or embeddings).
+    #[error("unsupported: {message}")]
+    Unsupported {
+        /// What is not supported.
+        message: String,
+    },
+    /// The run was cancelled through its cancellation token.
+    #[error("cancelled")]
+    Cancelled,
+    /// The run used all its steps without the model giving a final answer.
+    #[error("the run used all {max_steps} steps without a final answer")]
+    MaxStepsExceeded {
+        /// The limit that was reached.
+        max_steps: u32,
+    },
+    /// The run's overall deadline passed.
+    #[error("the run's deadline passed")]
+    DeadlineExceeded,
+    /// One step (a model call and its tool calls) took longer than the per-step timeout.
+    #[error("step {step} took longer than the step timeout")]
+    StepTimeout {
+        /// The step that timed out, counted from 1.
+        step: u32,
+    },
+    /// A hook asked for approval of these tool calls; the run is suspended until the approval arrives.
+    #[error("approval required for tool call(s): {}", call_ids.join(", "))]
+    ApprovalRequired {
+        /// The ids of the tool calls waiting for a decision.
+        call_ids: Vec<String>,
+    },
+    /// Structured output still did not match its schema after every allowed repair.
+    #[error("output did not match the schema after {attempts} attempt(s): {message}")]
+    InvalidOutput {
+        /// The last validation failure.
+        message: String,
+        /// How many answers were tried.
+        attempts: u32,
+    },
+    /// The agent, tool set or request was set up wrongly (for example two tools with one name).
+    #[error("configuration error: {message}")]
+    Config {
+        /// What is wrong.
+        message: String,
+    },
+    /// A hook stopped the run.
+    #[error("hook stopped the run: {message}")]
+    Hook {
+        /// The hook's reason.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Whether retrying the same request may succeed (rate limits, timeouts, transport and server errors).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::RateLimited { .. } | Error::Timeout | Error::Transport { .. } | Error::Server { .. }
+        )
+    }
+
+    /// How long the provider asked to wait before retrying, when it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A [`MalformedResponse`](Error::MalformedResponse) whose snippet is the start of `body`, cut at
+    /// 256 bytes on a character boundary.
+    pub fn malformed(message: impl Into<String>, body: &str) -> Self {
+        const MAX_SNIPPET: usize = 256;
+        let mut end = body.len().min(MAX_SNIPPET);
+        while !body.is_char_boundary(end) {
+            end -= 1;
+        }
+        Error::MalformedResponse {
+            message: message.into(),
+            snippet: body[..end].to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_kinds() {
+        assert!(Error::Timeout.is_retryable());
+        assert!(
+            Error::Server {
+                status: Some(503),
+                message: "busy".into()
+            }
+            .is_retryable()
+        );
+        assert!(
+            !Error::Authentication {
+                message: "bad key".into()
+            }
+            .is_retryable()
+        );
+        let limited = Error::RateLimited {
+            message: "slow down".into(),
+            retry_after: Some(Duration::from_secs(3)),
+        };
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn malformed_snippet_is_bounded_and_cut_on_a_char_boundary() {
+        let body = "é".repeat(1000);
+        let Error::MalformedResponse { snippet, .. } = Error::malformed("bad", &body) else {
+            panic!("wrong variant");
+        };
+        assert!(snippet.len() <= 256);
+        assert!(snippet.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn server_error_display() {
+        let e = Error::Server {
+            status: Some(502),
+            message: "bad gateway".into(),
+        };
+        assert_eq!(e.to_string(), "server error 502: bad gateway");
+    }
+}

@@ -1,0 +1,184 @@
+//! Structured output: answers parsed into a Rust type, with repair of invalid ones.
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+
+use crate::agent::run::{OutputSpec, Run};
+use crate::agent::{Agent, AgentConfig, Limits, RunError, RunOptions, RunOutput, RunState};
+use crate::error::Error;
+use crate::hook::AgentHook;
+use crate::marker::{BoxFuture, MaybeSend, boxed};
+use crate::model::ChatModel;
+use crate::request::ChatRequest;
+use crate::schema::schema_for;
+use crate::tool::ToolSet;
+
+/// The name of the schema, and of the tool used when the provider has no JSON-schema response format.
+pub const OUTPUT_NAME: &str = "final_result";
+
+/// A parsed structured answer and the run that produced it.
+#[derive(Debug, Clone)]
+pub struct Extracted<T> {
+    /// The answer, parsed.
+    pub value: T,
+    /// The run: the answer's JSON text, the transcript, usage and steps.
+    pub output: RunOutput,
+}
+
+impl Agent {
+    /// Runs the agent and parses its final answer into `T`.
+    ///
+    /// The answer is constrained by `T`'s JSON Schema: through the provider's JSON-schema response
+    /// format when [`ModelCapabilities::json_schema`](crate::ModelCapabilities) says it has one,
+    /// otherwise through a forced call of a `final_result` tool. An answer that does not parse is sent
+    /// back with the parse error, up to [`max_repairs`](crate::AgentBuilder::max_repairs) times, then the
+    /// run fails with [`Error::InvalidOutput`].
+    pub async fn extract<T>(&self, input: impl Into<String>) -> Result<Extracted<T>, RunError>
+    where
+        T: DeserializeOwned + JsonSchema,
+    {
+        extract_run(self.config(), self.model(), RunState::new(input), RunOptions::default()).await
+    }
+}
+
+/// Structured output straight from a model, without an agent.
+pub trait ChatModelExt: ChatModel {
+    /// Asks the model for an answer parsed into `T`, repairing invalid answers up to twice.
+    ///
+    /// The request's messages, temperature, max tokens and extras are used as they are; its tools are
+    /// not offered (use [`Agent::extract`] for an answer that may use tools).
+    ///
+    /// ```
+    /// use kai_core::testing::ScriptedModel;
+    /// use kai_core::{ChatModelExt, ChatRequest, Message};
+    ///
+    /// #[derive(serde::Deserialize, schemars::JsonSchema, Debug, PartialEq)]
+    /// struct City {
+    ///     name: String,
+    ///     population: u64,
+    /// }
+    ///
+    /// # futures::executor::block_on(async {
+    /// let model = ScriptedModel::new()
+    ///     .json_schema_support(true)
+    ///     .text(r#"{"name": "Oslo"}"#) // missing a field: sent back for repair
+    ///     .text(r#"{"name": "Oslo", "population": 709000}"#);
+    /// let request = ChatRequest::new(vec![Message::user("Largest city of Norway?")]);
+    /// let city = model.extract::<City>(request).await.unwrap();
+    /// assert_eq!(city.value, City { name: "Oslo".into(), population: 709000 });
+    /// # });
+    /// ```
+    fn extract<T>(&self, request: ChatRequest) -> BoxFuture<'_, Result<Extracted<T>, RunError>>
+    where
+        T: DeserializeOwned + JsonSchema + MaybeSend + 'static,
+    {
+        let mut template = request;
+        let messages = std::mem::take(&mut template.messages);
+        template.tools.clear();
+        template.tool_choice = None;
+        template.response_format = None;
+        let config = AgentConfig {
+            name: std::sync::Arc::from("extract"),
+            instructions: None,
+            tools: ToolSet::new(),
+            hooks: Vec::<std::sync::Arc<dyn AgentHook>>::new(),
+            limits: Limits {
+                max_steps: Limits::default().max_repairs + 1,
+                ..Limits::default()
+            },
+            request_template: template,
+        };
+        let state = RunState {
+            messages,
+            ..RunState::default()
+        };
+        boxed(async move {
+            let model: &dyn ChatModel = &self;
+            extract_run(&config, model, state, RunOptions::default()).await
+        })
+    }
+}
+
+impl<M: ChatModel + ?Sized> ChatModelExt for M {}
+
+async fn extract_run<T>(
+    config: &AgentConfig,
+    model: &dyn ChatModel,
+    state: RunState,
+    options: RunOptions,
+) -> Result<Extracted<T>, RunError>
+where
+    T: DeserializeOwned + JsonSchema,
+{
+    if config.tools.get(OUTPUT_NAME).is_some() {
+        return Err(RunError {
+            error: Error::Config {
+                message: format!("a tool is named {OUTPUT_NAME:?}, which structured output needs for itself"),
+            },
+            state: Box::new(state),
+        });
+    }
+    let output = OutputSpec {
+        name: OUTPUT_NAME.to_owned(),
+        schema: schema_for::<T>(),
+        via_tool: !model.capabilities().json_schema,
+        validate: validate::<T>,
+    };
+    let run = Run::new(config, model, state, options, None, Some(output))
+        .execute()
+        .await?;
+    match serde_json::from_str::<T>(&run.answer) {
+        Ok(value) => Ok(Extracted { value, output: run }),
+        // `validate` accepted this exact text, so this cannot fail; report it rather than panic.
+        Err(error) => Err(RunError {
+            error: Error::InvalidOutput {
+                message: error.to_string(),
+                attempts: 1,
+            },
+            state: Box::new(RunState {
+                messages: run.messages,
+                step: run.steps,
+                usage: run.usage,
+                ..RunState::default()
+            }),
+        }),
+    }
+}
+
+/// Checks that `text` holds a `T`, returning its JSON text. Accepts the JSON wrapped in a Markdown code
+/// fence, which small models add even when told not to.
+fn validate<T: DeserializeOwned>(text: &str) -> Result<String, String> {
+    let json = strip_code_fence(text);
+    match serde_json::from_str::<T>(json) {
+        Ok(_) => Ok(json.to_owned()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+fn strip_code_fence(text: &str) -> &str {
+    let trimmed = text.trim();
+    let Some(rest) = trimmed.strip_prefix("```") else {
+        return trimmed;
+    };
+    let Some(body) = rest.strip_suffix("```") else {
+        return trimmed;
+    };
+    // Drop the info string (`json`) on the opening line.
+    match body.find('\n') {
+        Some(newline) => body[newline + 1..].trim(),
+        None => body.trim(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_fences_are_stripped() {
+        assert_eq!(strip_code_fence("```json\n{\"a\":1}\n```"), "{\"a\":1}");
+        assert_eq!(strip_code_fence("  {\"a\":1} "), "{\"a\":1}");
+        assert_eq!(strip_code_fence("```{\"a\":1}```"), "{\"a\":1}");
+        assert_eq!(strip_code_fence("```json\n{\"a\":1}"), "```json\n{\"a\":1}");
+    }
+}

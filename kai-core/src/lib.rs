@@ -1,0 +1,80 @@
+//! # kai-core
+//!
+//! The core of kAI, an embeddable agent SDK: the message types, the [`ChatModel`], [`EmbeddingModel`]
+//! and [`Tool`] traits, and the [`Agent`] that runs a model and its tools in a loop until it answers.
+//!
+//! - **Messages** ([`Message`], [`ContentPart`], [`Usage`]) are provider-neutral and round-trip through
+//!   serde; providers (in `kai-providers`) convert them to their wire formats.
+//! - **Tools** take a `#[derive(Deserialize, JsonSchema)]` argument struct; the schema the model sees is
+//!   generated from it ([`tool_fn`], [`TypedTool`]).
+//! - **Agents** ([`Agent`]) call tools in parallel under a concurrency limit, obey step, time and
+//!   deadline limits, stream typed [`AgentEvent`]s, and can be cancelled. Every failure of a tool goes
+//!   back to the model; every failure of a run comes back as a [`RunError`] carrying the transcript.
+//! - **Durable runs**: a run's [`RunState`] is serializable; it can be checkpointed after every step
+//!   and resumed in another process, including after a human approved a tool call.
+//! - **Hooks** ([`AgentHook`]) see and steer every model and tool call: approval, consent, audit,
+//!   guardrails.
+//! - **Structured output**: [`Agent::extract`] and [`ChatModelExt::extract`] parse answers into your
+//!   types, repairing invalid ones.
+//! - **Testing**: [`testing::ScriptedModel`] (feature `testing`) replays scripted answers.
+//!
+//! The same code builds for `wasm32-unknown-unknown`: async traits are `Send` on native targets and not
+//! on wasm (see [`MaybeSend`]).
+//!
+//! ```
+//! use kai_core::testing::ScriptedModel;
+//! use kai_core::{Agent, ToolError, tool_fn};
+//!
+//! #[derive(serde::Deserialize, schemars::JsonSchema)]
+//! struct City {
+//!     /// The city's name.
+//!     name: String,
+//! }
+//!
+//! # futures::executor::block_on(async {
+//! let model = ScriptedModel::new() // or any provider's model
+//!     .tool_call("weather", serde_json::json!({"name": "Oslo"}))
+//!     .text("It is sunny in Oslo.");
+//! let agent = Agent::builder(model)
+//!     .instructions("Answer weather questions with the weather tool.")
+//!     .tool(tool_fn("weather", "Current weather in a city.", |city: City| async move {
+//!         Ok::<_, ToolError>(format!("sunny in {}", city.name))
+//!     }))
+//!     .build()?;
+//! let output = agent.run("How is the weather in Oslo?").await?;
+//! println!("{} ({} tokens)", output.answer, output.usage.total_tokens());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod agent;
+mod error;
+mod extract;
+mod hook;
+mod marker;
+mod message;
+mod model;
+mod request;
+mod schema;
+mod stream;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod time;
+mod tool;
+
+pub use agent::{
+    Agent, AgentBuilder, AgentEvent, AgentEventStream, AgentTool, Approval, ApprovalDecision, Conversation, RunError,
+    RunOptions, RunOutput, RunState,
+};
+pub use error::Error;
+pub use extract::{ChatModelExt, Extracted, OUTPUT_NAME};
+pub use hook::{AgentHook, HookContext, ToolDecision};
+pub use marker::{BoxFuture, BoxStream, MaybeSend, MaybeSync, boxed, boxed_stream};
+pub use message::{ContentPart, ImageSource, Message, Role, StopReason, ToolCall, ToolResult, Usage};
+pub use model::{ChatModel, ChatStream, EmbeddingModel, Embeddings, ModelCapabilities, collect_stream, embed_all};
+pub use request::{ChatRequest, ChatResponse, ResponseFormat, ToolChoice, ToolDefinition};
+pub use schema::schema_for;
+pub use stream::{ChatDelta, ResponseAccumulator};
+pub use tokio_util::sync::CancellationToken;
+pub use tool::{FnTool, Tool, ToolContext, ToolError, ToolSet, TypedTool, parse_arguments, tool_fn};

@@ -1,0 +1,301 @@
+//! The model traits: [`ChatModel`] and [`EmbeddingModel`].
+
+use std::sync::Arc;
+
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::marker::{BoxFuture, BoxStream, MaybeSend, MaybeSync, boxed, boxed_stream};
+use crate::message::Usage;
+use crate::request::{ChatRequest, ChatResponse};
+use crate::stream::{ChatDelta, ResponseAccumulator};
+
+/// A stream of deltas from a chat model. Errors arrive as items; the stream ends after the last delta.
+pub type ChatStream<'a> = BoxStream<'a, Result<ChatDelta, Error>>;
+
+/// What a chat model can do, so that callers pick the best way to ask it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelCapabilities {
+    /// It accepts tool definitions and answers with tool calls.
+    pub tools: bool,
+    /// It can be constrained to a JSON Schema ([`ResponseFormat::JsonSchema`](crate::ResponseFormat)).
+    pub json_schema: bool,
+    /// It streams natively (otherwise [`ChatModel::stream`] replays the complete answer).
+    pub streaming: bool,
+    /// It accepts images.
+    pub images: bool,
+}
+
+/// A chat model: one completion, or a stream of deltas.
+///
+/// Providers implement this; agents use it through `Arc<dyn ChatModel>`. Implementations must not panic
+/// on anything the provider sends: bad data becomes an [`Error`].
+///
+/// ```
+/// use kai_core::{BoxFuture, ChatModel, ChatRequest, ChatResponse, Error, Message, boxed};
+///
+/// /// Answers every request with the last user message, reversed.
+/// struct Mirror;
+///
+/// impl ChatModel for Mirror {
+///     fn name(&self) -> &str {
+///         "mirror"
+///     }
+///
+///     fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
+///         boxed(async move {
+///             let last = request.messages.last().map(Message::text).unwrap_or_default();
+///             Ok(ChatResponse::new(Message::assistant(last.chars().rev().collect::<String>())))
+///         })
+///     }
+/// }
+/// # futures::executor::block_on(async {
+/// let answer = Mirror.complete(ChatRequest::new(vec![Message::user("abc")])).await.unwrap();
+/// assert_eq!(answer.text(), "cba");
+/// # });
+/// ```
+pub trait ChatModel: MaybeSend + MaybeSync {
+    /// The model's name, as the provider knows it (for example `gpt-4o-mini`).
+    fn name(&self) -> &str;
+
+    /// The provider's name, following the OpenTelemetry `gen_ai.provider.name` values where one exists
+    /// (`openai`, `anthropic`, `gcp.gemini`, `cohere`, …).
+    fn provider(&self) -> &str {
+        "unknown"
+    }
+
+    /// What the model can do. The default claims tool support and nothing else.
+    fn capabilities(&self) -> ModelCapabilities {
+        ModelCapabilities {
+            tools: true,
+            ..ModelCapabilities::default()
+        }
+    }
+
+    /// Asks for one complete answer.
+    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>>;
+
+    /// Asks for an answer as a stream of deltas.
+    ///
+    /// The default calls [`complete`](ChatModel::complete) and replays the answer as deltas, so every
+    /// model can be streamed; providers with native streaming override it.
+    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
+        let answer = self.complete(request);
+        boxed_stream(
+            futures::stream::once(answer)
+                .map(|result| match result {
+                    Ok(response) => {
+                        futures::stream::iter(ChatDelta::replay(&response).into_iter().map(Ok)).left_stream()
+                    }
+                    Err(error) => futures::stream::iter([Err(error)]).right_stream(),
+                })
+                .flatten(),
+        )
+    }
+}
+
+/// Drains a stream of deltas into a complete response.
+///
+/// ```
+/// use kai_core::{ChatDelta, collect_stream};
+///
+/// # futures::executor::block_on(async {
+/// let deltas = futures::stream::iter([Ok(ChatDelta::text("Hel")), Ok(ChatDelta::text("lo"))]);
+/// let response = collect_stream(deltas).await.unwrap();
+/// assert_eq!(response.text(), "Hello");
+/// # });
+/// ```
+pub async fn collect_stream<S>(stream: S) -> Result<ChatResponse, Error>
+where
+    S: futures::Stream<Item = Result<ChatDelta, Error>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut accumulator = ResponseAccumulator::new();
+    while let Some(delta) = stream.next().await {
+        accumulator.push(delta?);
+    }
+    Ok(accumulator.finish())
+}
+
+impl<T: ChatModel + ?Sized> ChatModel for Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn provider(&self) -> &str {
+        (**self).provider()
+    }
+    fn capabilities(&self) -> ModelCapabilities {
+        (**self).capabilities()
+    }
+    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
+        (**self).complete(request)
+    }
+    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
+        (**self).stream(request)
+    }
+}
+
+impl<T: ChatModel + ?Sized> ChatModel for &T {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn provider(&self) -> &str {
+        (**self).provider()
+    }
+    fn capabilities(&self) -> ModelCapabilities {
+        (**self).capabilities()
+    }
+    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
+        (**self).complete(request)
+    }
+    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
+        (**self).stream(request)
+    }
+}
+
+impl<T: ChatModel + ?Sized> ChatModel for Box<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn provider(&self) -> &str {
+        (**self).provider()
+    }
+    fn capabilities(&self) -> ModelCapabilities {
+        (**self).capabilities()
+    }
+    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
+        (**self).complete(request)
+    }
+    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
+        (**self).stream(request)
+    }
+}
+
+/// Vectors for a batch of texts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Embeddings {
+    /// One vector per input text, in input order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens used, when the provider reports them.
+    #[serde(default)]
+    pub usage: Usage,
+}
+
+/// A text embedding model.
+pub trait EmbeddingModel: MaybeSend + MaybeSync {
+    /// The model's name, as the provider knows it.
+    fn name(&self) -> &str;
+
+    /// The length of every vector it returns.
+    fn dimensions(&self) -> usize;
+
+    /// The largest batch one call accepts; callers split larger inputs.
+    fn max_batch_size(&self) -> usize {
+        96
+    }
+
+    /// Embeds a batch of texts, returning one vector per text in order.
+    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Embeddings, Error>>;
+}
+
+impl<T: EmbeddingModel + ?Sized> EmbeddingModel for Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn dimensions(&self) -> usize {
+        (**self).dimensions()
+    }
+    fn max_batch_size(&self) -> usize {
+        (**self).max_batch_size()
+    }
+    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Embeddings, Error>> {
+        (**self).embed(texts)
+    }
+}
+
+impl<T: EmbeddingModel + ?Sized> EmbeddingModel for Box<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn dimensions(&self) -> usize {
+        (**self).dimensions()
+    }
+    fn max_batch_size(&self) -> usize {
+        (**self).max_batch_size()
+    }
+    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Embeddings, Error>> {
+        (**self).embed(texts)
+    }
+}
+
+/// Embeds any number of texts, splitting them into batches of the model's `max_batch_size`, and checks
+/// that the model returned one vector of the right length per text.
+pub fn embed_all<'a, M: EmbeddingModel + ?Sized>(
+    model: &'a M,
+    texts: &'a [String],
+) -> BoxFuture<'a, Result<Embeddings, Error>> {
+    boxed(async move {
+        let mut all = Embeddings::default();
+        let batch = model.max_batch_size().max(1);
+        for chunk in texts.chunks(batch) {
+            let part = model.embed(chunk).await?;
+            if part.vectors.len() != chunk.len() {
+                return Err(Error::malformed(
+                    format!("asked for {} embeddings, got {}", chunk.len(), part.vectors.len()),
+                    "",
+                ));
+            }
+            if let Some(bad) = part.vectors.iter().find(|v| v.len() != model.dimensions()) {
+                return Err(Error::malformed(
+                    format!("expected {} dimensions, got {}", model.dimensions(), bad.len()),
+                    "",
+                ));
+            }
+            all.vectors.extend(part.vectors);
+            all.usage += part.usage;
+        }
+        Ok(all)
+    })
+}
+
+impl ChatDelta {
+    /// The deltas that, accumulated, give back `response` (text, tool calls, usage, stop reason).
+    pub fn replay(response: &ChatResponse) -> Vec<ChatDelta> {
+        let mut deltas = Vec::new();
+        let text = response.text();
+        if !text.is_empty() {
+            deltas.push(ChatDelta::Text { text });
+        }
+        for (index, call) in response.tool_calls().enumerate() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            deltas.push(ChatDelta::ToolCallStart {
+                index,
+                id: call.id.clone(),
+                name: call.name.clone(),
+            });
+            deltas.push(ChatDelta::ToolCallArguments {
+                index,
+                fragment: call.arguments.clone(),
+            });
+        }
+        if response.usage != Usage::default() {
+            deltas.push(ChatDelta::Usage(response.usage));
+        }
+        if response.id.is_some() || response.model.is_some() {
+            deltas.push(ChatDelta::Metadata {
+                id: response.id.clone(),
+                model: response.model.clone(),
+            });
+        }
+        if let Some(stop_reason) = &response.stop_reason {
+            deltas.push(ChatDelta::Finish {
+                stop_reason: stop_reason.clone(),
+            });
+        }
+        deltas
+    }
+}
+
+// Both traits are used as trait objects: fail the build if either stops being dyn-compatible.
+const _: Option<(&dyn ChatModel, &dyn EmbeddingModel)> = None;

@@ -1,0 +1,326 @@
+//! Deterministic test doubles for agents (feature `testing`).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+
+use crate::error::Error;
+use crate::marker::{BoxFuture, boxed, boxed_stream};
+use crate::message::{ContentPart, Message, Role, StopReason, ToolCall, Usage};
+use crate::model::{ChatModel, ChatStream, ModelCapabilities, collect_stream};
+use crate::request::{ChatRequest, ChatResponse};
+use crate::stream::ChatDelta;
+use crate::time::sleep;
+
+/// A chat model that replays a script, for testing agents without a network or a real model.
+///
+/// Each call to [`complete`](ChatModel::complete) or [`stream`](ChatModel::stream) takes the next turn
+/// of the script: a response (text and/or tool calls), a sequence of streamed deltas, or an error,
+/// optionally after a delay. Every request is recorded. Clones share the script and the recording, so
+/// a test can keep one clone and hand another to an agent.
+///
+/// ```
+/// use kai_core::testing::ScriptedModel;
+/// use kai_core::{ChatModel, ChatRequest, Message};
+///
+/// # futures::executor::block_on(async {
+/// let model = ScriptedModel::new().text("Hello!");
+/// let answer = model.complete(ChatRequest::new(vec![Message::user("Hi")])).await.unwrap();
+/// assert_eq!(answer.text(), "Hello!");
+/// assert_eq!(model.requests()[0].messages[0].text(), "Hi");
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct ScriptedModel {
+    name: String,
+    capabilities: ModelCapabilities,
+    repeat: bool,
+    record: bool,
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    script: Mutex<Script>,
+    requests: Mutex<Vec<ChatRequest>>,
+}
+
+#[derive(Default)]
+struct Script {
+    turns: VecDeque<Turn>,
+    next: usize,
+    calls_made: u32,
+}
+
+#[derive(Clone)]
+struct Turn {
+    delay: Option<Duration>,
+    action: Action,
+}
+
+#[derive(Clone)]
+enum Action {
+    Respond(ChatResponse),
+    Stream { deltas: Vec<ChatDelta>, interval: Duration },
+    Fail(Error),
+}
+
+impl std::fmt::Debug for ScriptedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptedModel")
+            .field("name", &self.name)
+            .field("turns_left", &self.remaining())
+            .finish()
+    }
+}
+
+impl Default for ScriptedModel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScriptedModel {
+    /// A model with an empty script; calling it fails until turns are added.
+    pub fn new() -> Self {
+        Self {
+            name: "scripted".into(),
+            capabilities: ModelCapabilities {
+                tools: true,
+                json_schema: false,
+                streaming: true,
+                images: true,
+            },
+            repeat: false,
+            record: true,
+            shared: Arc::default(),
+        }
+    }
+
+    /// Sets the model's name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Whether the model claims a JSON-schema response format (off by default, so structured output
+    /// goes through a forced tool call).
+    pub fn json_schema_support(mut self, supported: bool) -> Self {
+        self.capabilities.json_schema = supported;
+        self
+    }
+
+    /// Replays the script from the start whenever it runs out, instead of failing.
+    pub fn repeat(mut self) -> Self {
+        self.repeat = true;
+        self
+    }
+
+    /// Whether to record requests (on by default; turn off for long benchmarks).
+    pub fn record_requests(mut self, record: bool) -> Self {
+        self.record = record;
+        self
+    }
+
+    /// Adds a turn answering with text.
+    pub fn text(self, text: impl Into<String>) -> Self {
+        let mut response = ChatResponse::new(Message::assistant(text));
+        response.stop_reason = Some(StopReason::EndTurn);
+        self.respond(response)
+    }
+
+    /// Adds a turn asking for one tool call.
+    pub fn tool_call(self, name: impl Into<String>, arguments: serde_json::Value) -> Self {
+        self.tool_calls([(name.into(), arguments)])
+    }
+
+    /// Adds a turn asking for several tool calls at once.
+    pub fn tool_calls<N: Into<String>>(self, calls: impl IntoIterator<Item = (N, serde_json::Value)>) -> Self {
+        let content = calls
+            .into_iter()
+            .map(|(name, arguments)| ContentPart::ToolCall(ToolCall::new(String::new(), name, &arguments)))
+            .collect();
+        self.raw_tool_calls(content)
+    }
+
+    /// Adds a turn asking for a tool call whose arguments are this exact text (for example invalid JSON).
+    pub fn raw_tool_call(self, name: impl Into<String>, arguments: impl Into<String>) -> Self {
+        let call = ToolCall {
+            id: String::new(),
+            name: name.into(),
+            arguments: arguments.into(),
+        };
+        self.raw_tool_calls(vec![ContentPart::ToolCall(call)])
+    }
+
+    fn raw_tool_calls(self, content: Vec<ContentPart>) -> Self {
+        let mut response = ChatResponse::new(Message::new(Role::Assistant, content));
+        response.stop_reason = Some(StopReason::ToolCalls);
+        self.respond(response)
+    }
+
+    /// Adds a turn with a complete response. Tool calls with an empty id get `call_<n>`.
+    pub fn respond(self, response: ChatResponse) -> Self {
+        self.push(Action::Respond(response))
+    }
+
+    /// Adds a turn that streams these deltas.
+    pub fn stream(self, deltas: Vec<ChatDelta>) -> Self {
+        self.stream_every(deltas, Duration::ZERO)
+    }
+
+    /// Adds a turn that streams these deltas, waiting `interval` before each one.
+    pub fn stream_every(self, deltas: Vec<ChatDelta>, interval: Duration) -> Self {
+        self.push(Action::Stream { deltas, interval })
+    }
+
+    /// Adds a turn that fails with this error.
+    pub fn fail(self, error: Error) -> Self {
+        self.push(Action::Fail(error))
+    }
+
+    /// Delays the last added turn.
+    pub fn delayed(self, delay: Duration) -> Self {
+        self.edit_last(|turn| turn.delay = Some(delay))
+    }
+
+    /// Sets the usage the last added response reports (for streamed turns, a usage delta is appended).
+    pub fn usage(self, usage: Usage) -> Self {
+        self.edit_last(|turn| match &mut turn.action {
+            Action::Respond(response) => response.usage = usage,
+            Action::Stream { deltas, .. } => deltas.push(ChatDelta::Usage(usage)),
+            Action::Fail(_) => {}
+        })
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<ChatRequest> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Turns not yet played.
+    pub fn remaining(&self) -> usize {
+        let script = self.shared.script.lock().unwrap_or_else(PoisonError::into_inner);
+        script.turns.len().saturating_sub(script.next)
+    }
+
+    fn push(self, action: Action) -> Self {
+        self.shared
+            .script
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .turns
+            .push_back(Turn { delay: None, action });
+        self
+    }
+
+    fn edit_last(self, edit: impl FnOnce(&mut Turn)) -> Self {
+        if let Some(turn) = self
+            .shared
+            .script
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .turns
+            .back_mut()
+        {
+            edit(turn);
+        }
+        self
+    }
+
+    fn next_turn(&self, request: ChatRequest) -> Result<Turn, Error> {
+        if self.record {
+            self.shared
+                .requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(request);
+        }
+        let mut script = self.shared.script.lock().unwrap_or_else(PoisonError::into_inner);
+        if script.next >= script.turns.len() && self.repeat {
+            script.next = 0;
+        }
+        let Some(mut turn) = script.turns.get(script.next).cloned() else {
+            return Err(Error::InvalidRequest {
+                message: "ScriptedModel: the script has no turns left".into(),
+            });
+        };
+        script.next += 1;
+        script.calls_made += 1;
+        let call = script.calls_made;
+        if let Action::Respond(response) = &mut turn.action {
+            for (index, part) in response.message.content.iter_mut().enumerate() {
+                if let ContentPart::ToolCall(tool_call) = part
+                    && tool_call.id.is_empty()
+                {
+                    tool_call.id = format!("call_{call}_{index}");
+                }
+            }
+        }
+        Ok(turn)
+    }
+}
+
+impl ChatModel for ScriptedModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn provider(&self) -> &str {
+        "kai.scripted"
+    }
+
+    fn capabilities(&self) -> ModelCapabilities {
+        self.capabilities
+    }
+
+    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
+        let turn = self.next_turn(request);
+        boxed(async move {
+            let turn = turn?;
+            if let Some(delay) = turn.delay {
+                sleep(delay).await;
+            }
+            match turn.action {
+                Action::Respond(response) => Ok(response),
+                Action::Fail(error) => Err(error),
+                Action::Stream { deltas, interval } => collect_stream(play(deltas, interval)).await,
+            }
+        })
+    }
+
+    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
+        let turn = self.next_turn(request);
+        let start = async move {
+            let turn = match turn {
+                Ok(turn) => turn,
+                Err(error) => return boxed_stream(futures::stream::iter([Err(error)])),
+            };
+            if let Some(delay) = turn.delay {
+                sleep(delay).await;
+            }
+            match turn.action {
+                Action::Respond(response) => play(ChatDelta::replay(&response), Duration::ZERO),
+                Action::Fail(error) => boxed_stream(futures::stream::iter([Err(error)])),
+                Action::Stream { deltas, interval } => play(deltas, interval),
+            }
+        };
+        boxed_stream(futures::stream::once(start).flatten())
+    }
+}
+
+/// Plays deltas one by one, waiting `interval` before each.
+fn play(deltas: Vec<ChatDelta>, interval: Duration) -> ChatStream<'static> {
+    boxed_stream(futures::stream::iter(deltas).then(move |delta| async move {
+        if !interval.is_zero() {
+            sleep(interval).await;
+        }
+        Ok(delta)
+    }))
+}

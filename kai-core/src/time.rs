@@ -1,0 +1,54 @@
+//! Timers that work on every target (a helper thread on native targets, `setTimeout` on wasm).
+
+use std::future::Future;
+use std::pin::pin;
+use std::time::Duration;
+
+use futures::future::Either;
+
+use crate::CancellationToken;
+use crate::error::Error;
+
+pub(crate) use web_time::Instant;
+
+/// Waits for `duration`.
+pub(crate) async fn sleep(duration: Duration) {
+    futures_timer::Delay::new(duration).await;
+}
+
+/// Runs `future` unless `cancel` fires first (→ [`Error::Cancelled`]) or the instant in `limit` passes
+/// first (→ the error paired with it). Dropping the losing future drops everything it was doing.
+pub(crate) async fn guarded<F: Future>(
+    future: F,
+    cancel: Option<&CancellationToken>,
+    limit: Option<(Instant, Error)>,
+) -> Result<F::Output, Error> {
+    if cancel.is_none() && limit.is_none() {
+        return Ok(future.await);
+    }
+    let cancelled = async {
+        match cancel {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+        Error::Cancelled
+    };
+    let expired = async {
+        match limit {
+            Some((at, error)) => {
+                sleep(at.saturating_duration_since(Instant::now())).await;
+                error
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let stop = async {
+        match futures::future::select(pin!(cancelled), pin!(expired)).await {
+            Either::Left((error, _)) | Either::Right((error, _)) => error,
+        }
+    };
+    match futures::future::select(pin!(future), pin!(stop)).await {
+        Either::Left((output, _)) => Ok(output),
+        Either::Right((error, _)) => Err(error),
+    }
+}

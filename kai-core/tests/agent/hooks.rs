@@ -1,0 +1,212 @@
+use std::sync::{Arc, Mutex};
+
+use kai_core::testing::ScriptedModel;
+use kai_core::{
+    Agent, AgentHook, BoxFuture, ChatRequest, ChatResponse, Error, HookContext, Message, ToolCall, ToolDecision,
+    ToolResult, boxed,
+};
+use serde_json::json;
+
+use crate::support::{adder, shout, tool_results};
+
+/// A hook driven by closures, recording what it saw.
+#[derive(Default)]
+struct Policy {
+    seen: Arc<Mutex<Vec<String>>>,
+    label: &'static str,
+    decide: Option<fn(&ToolCall, &serde_json::Value) -> ToolDecision>,
+}
+
+impl AgentHook for Policy {
+    fn before_tool<'a>(
+        &'a self,
+        context: &'a HookContext,
+        call: &'a ToolCall,
+        arguments: &'a serde_json::Value,
+    ) -> BoxFuture<'a, ToolDecision> {
+        self.seen.lock().unwrap().push(format!(
+            "{} before {} {} step {}",
+            self.label, call.name, arguments, context.step
+        ));
+        let decision = self
+            .decide
+            .map_or(ToolDecision::Allow, |decide| decide(call, arguments));
+        boxed(async move { decision })
+    }
+
+    fn after_tool<'a>(
+        &'a self,
+        _: &'a HookContext,
+        call: &'a ToolCall,
+        result: &'a mut ToolResult,
+    ) -> BoxFuture<'a, ()> {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{} after {} {}", self.label, call.name, result.content));
+        boxed(async {})
+    }
+}
+
+#[tokio::test]
+async fn deny_goes_back_to_the_model_with_the_reason() {
+    let model = ScriptedModel::new()
+        .tool_call("add", json!({"a": 1, "b": 2}))
+        .text("ok");
+    let policy = Policy {
+        label: "p",
+        decide: Some(|_, _| ToolDecision::Deny {
+            reason: "arithmetic is forbidden".into(),
+        }),
+        ..Policy::default()
+    };
+    let seen = Arc::clone(&policy.seen);
+    let agent = Agent::builder(model).tool(adder()).hook(policy).build().unwrap();
+    let output = agent.run("go").await.unwrap();
+    let result = &tool_results(&output.messages)[0];
+    assert!(result.is_error);
+    assert_eq!(result.content, "the call was denied: arithmetic is forbidden");
+    // after_tool still sees the denial (for audit logs).
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "p before add {\"a\":1,\"b\":2} step 1",
+            "p after add the call was denied: arithmetic is forbidden"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn rewrites_compose_in_order_and_the_tool_runs_with_the_result() {
+    let model = ScriptedModel::new()
+        .tool_call("add", json!({"a": 1, "b": 2}))
+        .text("ok");
+    let first = Policy {
+        label: "first",
+        decide: Some(|_, args| ToolDecision::Rewrite {
+            arguments: json!({"a": args["a"].as_i64().unwrap() * 10, "b": args["b"]}),
+        }),
+        ..Policy::default()
+    };
+    let seen = Arc::clone(&first.seen);
+    let second = Policy {
+        label: "second",
+        seen: Arc::clone(&seen),
+        decide: Some(|_, args| ToolDecision::Rewrite {
+            arguments: json!({"a": args["a"], "b": args["b"].as_i64().unwrap() * 100}),
+        }),
+    };
+    let agent = Agent::builder(model)
+        .tool(adder())
+        .hook(first)
+        .hook(second)
+        .build()
+        .unwrap();
+    let output = agent.run("go").await.unwrap();
+    assert_eq!(tool_results(&output.messages)[0].content, "210");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0], "first before add {\"a\":1,\"b\":2} step 1");
+    assert_eq!(seen[1], "second before add {\"a\":10,\"b\":2} step 1");
+    // The transcript keeps what the model actually asked for.
+    assert_eq!(
+        output.messages[1].tool_calls().next().unwrap().arguments,
+        "{\"a\":1,\"b\":2}"
+    );
+}
+
+#[tokio::test]
+async fn the_first_denial_wins_and_later_hooks_are_not_asked() {
+    let model = ScriptedModel::new()
+        .tool_calls([("add", json!({"a": 1, "b": 2})), ("shout", json!({"word": "hi"}))])
+        .text("ok");
+    let deny_add = Policy {
+        label: "guard",
+        decide: Some(|call, _| {
+            if call.name == "add" {
+                ToolDecision::Deny { reason: "no".into() }
+            } else {
+                ToolDecision::Allow
+            }
+        }),
+        ..Policy::default()
+    };
+    let seen = Arc::clone(&deny_add.seen);
+    let audit = Policy {
+        label: "audit",
+        seen: Arc::clone(&seen),
+        decide: None,
+    };
+    let agent = Agent::builder(model)
+        .tool(adder())
+        .tool(shout())
+        .hook(deny_add)
+        .hook(audit)
+        .build()
+        .unwrap();
+    let output = agent.run("go").await.unwrap();
+    let results = tool_results(&output.messages);
+    assert!(results[0].is_error);
+    assert_eq!(results[1].content, "HI");
+    let seen = seen.lock().unwrap();
+    assert!(!seen.iter().any(|s| s.starts_with("audit before add")));
+    assert!(seen.iter().any(|s| s.starts_with("audit before shout")));
+}
+
+struct ContextInjector;
+
+impl AgentHook for ContextInjector {
+    fn before_model<'a>(
+        &'a self,
+        _: &'a HookContext,
+        request: &'a mut ChatRequest,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        request
+            .messages
+            .insert(1, Message::system("Context: the user's name is Ada."));
+        boxed(async { Ok(()) })
+    }
+}
+
+struct NoSecrets;
+
+impl AgentHook for NoSecrets {
+    fn after_model<'a>(
+        &'a self,
+        _: &'a HookContext,
+        response: &'a mut ChatResponse,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let leaked = response.text().contains("hunter2");
+        boxed(async move {
+            if leaked {
+                Err(Error::Hook {
+                    message: "the answer contains a secret".into(),
+                })
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn before_model_changes_the_request_but_not_the_transcript() {
+    let model = ScriptedModel::new().text("Hello Ada");
+    let agent = Agent::builder(model.clone())
+        .instructions("Be nice.")
+        .hook(ContextInjector)
+        .build()
+        .unwrap();
+    let output = agent.run("hi").await.unwrap();
+    let sent = &model.requests()[0];
+    assert_eq!(sent.messages[1].text(), "Context: the user's name is Ada.");
+    assert_eq!(output.messages.len(), 2, "the injected context is not stored");
+}
+
+#[tokio::test]
+async fn after_model_can_stop_the_run() {
+    let model = ScriptedModel::new().text("the password is hunter2");
+    let agent = Agent::builder(model).hook(NoSecrets).build().unwrap();
+    let error = agent.run("password?").await.unwrap_err();
+    assert!(matches!(error.error, Error::Hook { .. }));
+    assert_eq!(error.transcript().len(), 1, "the rejected answer is not kept");
+}

@@ -1,0 +1,135 @@
+use futures::StreamExt as _;
+use kai_core::testing::ScriptedModel;
+use kai_core::{Agent, AgentEvent, ChatDelta, StopReason};
+use serde_json::json;
+
+use crate::support::{adder, shout, usage};
+
+/// A compact name for each event, to compare sequences.
+fn label(event: &AgentEvent) -> String {
+    match event {
+        AgentEvent::TextDelta { text } => format!("text:{text}"),
+        AgentEvent::ToolCallStarted { call } => format!("start:{}", call.name),
+        AgentEvent::ToolCallFinished { result } => format!("end:{}:{}", result.name, result.content),
+        AgentEvent::StepFinished { step, usage } => format!("step:{step}:{}", usage.total_tokens()),
+        AgentEvent::Finished { output } => format!("final:{}", output.answer),
+    }
+}
+
+#[tokio::test]
+async fn events_arrive_in_order() {
+    let model = ScriptedModel::new()
+        .stream(vec![
+            ChatDelta::text("Let me "),
+            ChatDelta::text("add."),
+            ChatDelta::ToolCallStart {
+                index: 0,
+                id: "c1".into(),
+                name: "add".into(),
+            },
+            ChatDelta::ToolCallArguments {
+                index: 0,
+                fragment: "{\"a\": 2,".into(),
+            },
+            ChatDelta::ToolCallArguments {
+                index: 0,
+                fragment: " \"b\": 2}".into(),
+            },
+            ChatDelta::Usage(usage(7, 3)),
+            ChatDelta::Finish {
+                stop_reason: StopReason::ToolCalls,
+            },
+        ])
+        .stream(vec![ChatDelta::text("It is "), ChatDelta::text("4.")])
+        .usage(usage(12, 2));
+    let agent = Agent::builder(model)
+        .tool(adder())
+        .max_parallel_tools(1)
+        .build()
+        .unwrap();
+
+    let events: Vec<_> = agent.stream("2+2?").map(|e| e.unwrap()).collect().await;
+    let labels: Vec<_> = events.iter().map(label).collect();
+    assert_eq!(
+        labels,
+        [
+            "text:Let me ",
+            "text:add.",
+            "start:add",
+            "end:add:4",
+            "step:1:10",
+            "text:It is ",
+            "text:4.",
+            "step:2:14",
+            "final:It is 4.",
+        ]
+    );
+    let AgentEvent::Finished { output } = events.last().unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(output.usage, usage(19, 5));
+    assert_eq!(output.messages[1].text(), "Let me add.");
+}
+
+#[tokio::test]
+async fn failed_calls_show_up_as_finished_events_with_errors() {
+    let model = ScriptedModel::new()
+        .tool_calls([
+            ("add", json!({"a": 1, "b": 1})),
+            ("nope", json!({})),
+            ("shout", json!({"word": 3})),
+        ])
+        .text("done");
+    let agent = Agent::builder(model)
+        .tool(adder())
+        .tool(shout())
+        .max_parallel_tools(1)
+        .build()
+        .unwrap();
+    let events: Vec<_> = agent.stream("go").map(|e| e.unwrap()).collect().await;
+    let finished: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::ToolCallFinished { result } => Some((result.name.as_str(), result.is_error)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished, [("add", false), ("nope", true), ("shout", true)]);
+    let started: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::ToolCallStarted { call } => Some(call.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    // The unknown tool never started; the schema failure started (the tool itself rejects the arguments).
+    assert_eq!(started, ["add", "shout"]);
+}
+
+#[tokio::test]
+async fn a_model_that_cannot_stream_is_replayed_as_deltas() {
+    let model = ScriptedModel::new().text("whole answer");
+    let agent = Agent::builder(model).build().unwrap();
+    let labels: Vec<_> = agent.stream("hi").map(|e| label(&e.unwrap())).collect().await;
+    assert_eq!(labels, ["text:whole answer", "step:1:0", "final:whole answer"]);
+}
+
+#[tokio::test]
+async fn the_stream_ends_with_the_error() {
+    let model = ScriptedModel::new().fail(kai_core::Error::Timeout);
+    let agent = Agent::builder(model).build().unwrap();
+    let items: Vec<_> = agent.stream("hi").collect().await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].as_ref().unwrap_err().error, kai_core::Error::Timeout);
+}
+
+#[test]
+fn events_serialize_for_other_languages() {
+    let event = AgentEvent::StepFinished {
+        step: 2,
+        usage: usage(1, 2),
+    };
+    let json = serde_json::to_value(&event).unwrap();
+    assert_eq!(json["type"], "step_finished");
+    assert_eq!(serde_json::from_value::<AgentEvent>(json).unwrap(), event);
+}

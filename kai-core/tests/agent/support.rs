@@ -1,0 +1,86 @@
+//! Tools and helpers shared by the agent tests.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use kai_core::{Message, Role, ToolError, ToolResult, tool_fn};
+use kai_core::{Tool, Usage};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+#[derive(Deserialize, JsonSchema)]
+pub struct Add {
+    pub a: i64,
+    pub b: i64,
+}
+
+pub fn adder() -> impl Tool {
+    tool_fn("add", "Adds two integers.", |args: Add| async move {
+        Ok::<_, ToolError>(args.a + args.b)
+    })
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct Word {
+    pub word: String,
+}
+
+pub fn shout() -> impl Tool {
+    tool_fn("shout", "Upper-cases a word.", |args: Word| async move {
+        Ok::<_, ToolError>(args.word.to_uppercase())
+    })
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct Nap {
+    pub millis: u64,
+}
+
+/// A tool that sleeps and records how many of its calls ran at the same time.
+pub struct Sleeper {
+    pub running: Arc<AtomicUsize>,
+    pub peak: Arc<AtomicUsize>,
+}
+
+impl Sleeper {
+    pub fn new() -> Self {
+        Self {
+            running: Arc::default(),
+            peak: Arc::default(),
+        }
+    }
+
+    pub fn tool(&self) -> impl Tool + use<> {
+        let running = Arc::clone(&self.running);
+        let peak = Arc::clone(&self.peak);
+        tool_fn("nap", "Sleeps.", move |args: Nap| {
+            let running = Arc::clone(&running);
+            let peak = Arc::clone(&peak);
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(args.millis)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, ToolError>(format!("slept {} ms", args.millis))
+            }
+        })
+    }
+}
+
+pub fn usage(input: u64, output: u64) -> Usage {
+    Usage {
+        input_tokens: input,
+        output_tokens: output,
+        cached_input_tokens: 0,
+    }
+}
+
+/// The tool results in a transcript, in order.
+pub fn tool_results(messages: &[Message]) -> Vec<ToolResult> {
+    messages
+        .iter()
+        .filter(|m| m.role == Role::Tool)
+        .flat_map(|m| m.tool_results().cloned())
+        .collect()
+}

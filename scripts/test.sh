@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it. Installs what it needs on a fresh Debian 12 machine.
+#   scripts/test.sh            everything
+# Caches live outside the clone ($KAI_CACHE, default ~/.cache/kai) so reruns are fast.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/env.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages"
+scripts/setup/system-packages.sh
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "tests (unit, integration, doc)"
+cargo test --workspace --all-features --locked
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
+
+step "wasm32 build"
+scripts/wasm-check.sh
+
+step "instruction counts per agent step (callgrind)"
+scripts/bench-instructions.sh 500
+
+printf '\nall checks passed\n'
