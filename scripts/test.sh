@@ -11,6 +11,11 @@ step() { printf '\n==> %s\n' "$*"; }
 step "system packages"
 scripts/setup/system-packages.sh
 
+step "llama.cpp server (SmolLM2) for the real-server tests"
+KAI_LLAMA_URL=$(scripts/setup/llama-server.sh start)
+export KAI_LLAMA_URL
+trap 'scripts/setup/llama-server.sh stop' EXIT
+
 step "format"
 cargo fmt --all -- --check
 
@@ -19,6 +24,9 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "tests (unit, integration, doc)"
 cargo test --workspace --all-features --locked
+
+step "the main job: scripts/quickstart.sh on the local model"
+KAI_MODEL="llamacpp:smollm2@$KAI_LLAMA_URL" scripts/quickstart.sh "What is 17 * 23?"
 
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked

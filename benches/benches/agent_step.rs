@@ -29,8 +29,8 @@ fn agent_step(c: &mut Criterion) {
     group.bench_function("by_hand_2_steps", |b| {
         b.iter(|| {
             block_on(async {
-                let request = ChatRequest::new(vec![Message::user("What is 2 + 3?")])
-                    .with_tools(vec![definition.clone()]);
+                let request =
+                    ChatRequest::new(vec![Message::user("What is 2 + 3?")]).with_tools(vec![definition.clone()]);
                 let first = model.complete(request.clone()).await?;
                 let call = first.tool_calls().next().cloned();
                 if let Some(call) = call {

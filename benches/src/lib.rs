@@ -14,7 +14,9 @@ pub struct Add {
 
 /// The benchmark's tool: adds two integers.
 pub fn adder() -> impl Tool {
-    tool_fn("add", "Adds two integers.", |args: Add| async move { Ok::<_, ToolError>(args.a + args.b) })
+    tool_fn("add", "Adds two integers.", |args: Add| async move {
+        Ok::<_, ToolError>(args.a + args.b)
+    })
 }
 
 /// A scripted model that, forever, asks for one `add` call and then answers.

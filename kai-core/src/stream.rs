@@ -8,6 +8,7 @@ use crate::request::ChatResponse;
 /// One piece of a streamed answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ChatDelta {
     /// More answer text.
     Text {

@@ -49,7 +49,9 @@ fn an_idle_conversation_holds_little_heap() {
         .repeat();
     let agent = Agent::builder(model)
         .instructions("You are a calculator.")
-        .tool(tool_fn("add", "Adds.", |x: Add| async move { Ok::<_, ToolError>(x.a + x.b) }))
+        .tool(tool_fn("add", "Adds.", |x: Add| async move {
+            Ok::<_, ToolError>(x.a + x.b)
+        }))
         .build()
         .unwrap();
 

@@ -13,6 +13,7 @@ use crate::message::{ToolCall, ToolResult, Usage};
 /// `ToolCallFinished` with an error result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum AgentEvent {
     /// More of the model's answer text.
     TextDelta {

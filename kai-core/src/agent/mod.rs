@@ -98,6 +98,7 @@ pub(crate) struct Limits {
     pub(crate) deadline: Option<Duration>,
     pub(crate) max_parallel_tools: usize,
     pub(crate) max_repairs: u32,
+    pub(crate) answer_on_last_step: bool,
 }
 
 impl Default for Limits {
@@ -109,6 +110,7 @@ impl Default for Limits {
             deadline: None,
             max_parallel_tools: 8,
             max_repairs: 2,
+            answer_on_last_step: false,
         }
     }
 }
@@ -204,6 +206,13 @@ impl AgentBuilder {
     /// How many times invalid structured output is sent back to the model for repair (default 2).
     pub fn max_repairs(mut self, repairs: u32) -> Self {
         self.config.limits.max_repairs = repairs;
+        self
+    }
+
+    /// On the last allowed step, withhold the tools (`tool_choice: none`) so the model must answer
+    /// with what it has, instead of the run ending in [`Error::MaxStepsExceeded`]. Off by default.
+    pub fn answer_on_last_step(mut self, enabled: bool) -> Self {
+        self.config.limits.answer_on_last_step = enabled;
         self
     }
 

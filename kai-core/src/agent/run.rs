@@ -226,6 +226,11 @@ impl<'a> Run<'a> {
         }
         request.messages.extend(self.state.messages.iter().cloned());
         request.tools = config.tools.definitions().to_vec();
+        let limits = &config.limits;
+        let last_step = self.state.step + 1 >= limits.max_steps;
+        if limits.answer_on_last_step && last_step && !request.tools.is_empty() {
+            request.tool_choice = Some(ToolChoice::None);
+        }
         if let Some(output) = &self.output {
             if output.via_tool {
                 request.tools.push(ToolDefinition {

@@ -296,3 +296,21 @@ async fn an_exhausted_script_is_an_error_not_a_panic() {
     let error = agent.run("hi").await.unwrap_err();
     assert!(matches!(error.error, Error::InvalidRequest { .. }));
 }
+
+#[tokio::test]
+async fn the_last_step_can_be_reserved_for_an_answer() {
+    let model = ScriptedModel::new()
+        .tool_call("add", json!({"a": 1, "b": 1}))
+        .tool_call("add", json!({"a": 2, "b": 2}))
+        .text("2 and 4");
+    let agent = Agent::builder(model.clone())
+        .tool(adder())
+        .max_steps(3)
+        .answer_on_last_step(true)
+        .build()
+        .unwrap();
+    let output = agent.run("sums").await.unwrap();
+    assert_eq!(output.answer, "2 and 4");
+    let choices: Vec<_> = model.requests().iter().map(|r| r.tool_choice.clone()).collect();
+    assert_eq!(choices, [None, None, Some(kai_core::ToolChoice::None)]);
+}

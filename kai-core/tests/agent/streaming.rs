@@ -13,6 +13,7 @@ fn label(event: &AgentEvent) -> String {
         AgentEvent::ToolCallFinished { result } => format!("end:{}:{}", result.name, result.content),
         AgentEvent::StepFinished { step, usage } => format!("step:{step}:{}", usage.total_tokens()),
         AgentEvent::Finished { output } => format!("final:{}", output.answer),
+        other => format!("{other:?}"),
     }
 }
 

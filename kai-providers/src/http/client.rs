@@ -1,0 +1,327 @@
+//! The HTTP client every provider shares: timeouts, retries with backoff, rate limiting, bounded
+//! bodies, and errors a caller can act on.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt as _};
+use kai_core::{BoxStream, Error, boxed_stream};
+use reqwest::{RequestBuilder, Response, StatusCode};
+
+use crate::http::rate_limit::{RateLimit, RateLimiter};
+use crate::http::retry::{RetryPolicy, is_retryable_status, retry_after};
+
+/// Settings for a provider's HTTP client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// Longest wait for a response's headers (for streams) or whole body (otherwise). Default 10 min.
+    pub timeout: Option<Duration>,
+    /// Longest wait to connect (native targets). Default 10 s.
+    pub connect_timeout: Duration,
+    /// Longest silence between two chunks of a stream. Default 5 min.
+    pub stream_idle_timeout: Option<Duration>,
+    /// Retries for connection failures, 408, 409, 429 and 5xx.
+    pub retry: RetryPolicy,
+    /// Client-side limits, shared by every clone of the client.
+    pub rate_limit: RateLimit,
+    /// Largest response body accepted. Default 32 MiB.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Some(Duration::from_secs(600)),
+            connect_timeout: Duration::from_secs(10),
+            stream_idle_timeout: Some(Duration::from_secs(300)),
+            retry: RetryPolicy::default(),
+            rate_limit: RateLimit::default(),
+            max_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// A cheaply cloneable HTTP client; clones share connections and rate limits.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: reqwest::Client,
+    config: HttpConfig,
+    limiter: RateLimiter,
+}
+
+/// Turns a failed response (status, body text, asked-for wait) into the provider's error.
+pub type Classify = fn(StatusCode, &str, Option<Duration>) -> Error;
+
+/// A byte stream whose errors are already kai errors.
+pub type ByteStream = BoxStream<'static, Result<Bytes, Error>>;
+
+impl HttpClient {
+    /// A client with these settings.
+    pub fn new(config: HttpConfig) -> Result<Self, Error> {
+        let builder = reqwest::Client::builder();
+        #[cfg(not(target_arch = "wasm32"))]
+        let builder = builder
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("kai/", env!("CARGO_PKG_VERSION")));
+        let client = builder.build().map_err(|error| Error::Config {
+            message: format!("could not build the HTTP client: {}", describe(&error)),
+        })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                limiter: RateLimiter::new(config.rate_limit),
+                client,
+                config,
+            }),
+        })
+    }
+
+    /// The underlying reqwest client, to build requests with.
+    pub fn reqwest(&self) -> &reqwest::Client {
+        &self.inner.client
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &HttpConfig {
+        &self.inner.config
+    }
+
+    /// Sends a request built by `build` (called again for each retry) until it succeeds, fails in a
+    /// way that is not worth retrying, or the retries run out.
+    pub async fn send(
+        &self,
+        build: impl Fn() -> RequestBuilder,
+        estimated_tokens: u64,
+        classify: Classify,
+    ) -> Result<Response, Error> {
+        let config = &self.inner.config;
+        let mut retry = 0;
+        loop {
+            self.inner.limiter.acquire(estimated_tokens).await;
+            let outcome = with_timeout(config.timeout, build().send()).await;
+            let (error, wait) = match outcome {
+                Ok(Ok(response)) if response.status().is_success() => return Ok(response),
+                Ok(Ok(response)) => {
+                    let status = response.status();
+                    let asked = retry_after(response.headers());
+                    let body = self.bounded_text(response, 64 * 1024).await.unwrap_or_default();
+                    let error = classify(status, &body, asked);
+                    if !is_retryable_status(status) {
+                        return Err(error);
+                    }
+                    (error, asked)
+                }
+                Ok(Err(error)) => (transport_error(&error), None),
+                Err(timeout) => (timeout, None),
+            };
+            match config.retry.delay(retry, wait) {
+                Some(delay) => {
+                    tracing::debug!(retry, ?delay, %error, "retrying request");
+                    futures_timer::Delay::new(delay).await;
+                    retry += 1;
+                }
+                None => return Err(error),
+            }
+        }
+    }
+
+    /// Reads a whole body as JSON, within the body size bound and the timeout.
+    pub async fn json<T: serde::de::DeserializeOwned>(&self, response: Response) -> Result<T, Error> {
+        let limit = self.inner.config.max_body_bytes;
+        let body = with_timeout(self.inner.config.timeout, self.bounded_bytes(response, limit)).await??;
+        serde_json::from_slice(&body).map_err(|error| {
+            Error::malformed(
+                format!("the response is not the expected JSON: {error}"),
+                &String::from_utf8_lossy(&body),
+            )
+        })
+    }
+
+    /// The body as a stream of chunks, failing when the server goes silent for longer than
+    /// `stream_idle_timeout`.
+    pub fn byte_stream(&self, response: Response) -> ByteStream {
+        let idle = self.inner.config.stream_idle_timeout;
+        let chunks = response
+            .bytes_stream()
+            .map(|chunk| chunk.map_err(|error| transport_error(&error)));
+        let state = (Box::pin(chunks), false);
+        boxed_stream(futures::stream::unfold(state, move |(mut chunks, done)| async move {
+            if done {
+                return None;
+            }
+            match with_timeout(idle, chunks.next()).await {
+                Ok(Some(item)) => {
+                    let failed = item.is_err();
+                    Some((item, (chunks, failed)))
+                }
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(Error::Transport {
+                        message: "the stream went silent for longer than the idle timeout".into(),
+                    }),
+                    (chunks, true),
+                )),
+            }
+        }))
+    }
+
+    async fn bounded_bytes(&self, response: Response, limit: usize) -> Result<Vec<u8>, Error> {
+        let mut body = Vec::new();
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|error| transport_error(&error))?;
+            if body.len() + chunk.len() > limit {
+                return Err(Error::malformed(
+                    format!("the response body is larger than {limit} bytes"),
+                    &String::from_utf8_lossy(&body),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    async fn bounded_text(&self, response: Response, limit: usize) -> Result<String, Error> {
+        let mut body = Vec::new();
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|error| transport_error(&error))?;
+            let room = limit.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= limit {
+                break;
+            }
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+/// Races `future` against a timer; `Err(Error::Timeout)` when the timer wins.
+pub(crate) async fn with_timeout<F: Future>(timeout: Option<Duration>, future: F) -> Result<F::Output, Error> {
+    let Some(timeout) = timeout else {
+        return Ok(future.await);
+    };
+    let timer = futures_timer::Delay::new(timeout);
+    match futures::future::select(std::pin::pin!(future), timer).await {
+        futures::future::Either::Left((output, _)) => Ok(output),
+        futures::future::Either::Right(_) => Err(Error::Timeout),
+    }
+}
+
+/// A reqwest error as a kai error, without the URL (which may carry a key) and with its causes.
+pub(crate) fn transport_error(error: &reqwest::Error) -> Error {
+    if error.is_timeout() {
+        return Error::Timeout;
+    }
+    Error::Transport {
+        message: describe(error),
+    }
+}
+
+fn describe(error: &reqwest::Error) -> String {
+    let mut message = String::new();
+    let mut current: Option<&dyn std::error::Error> = Some(error);
+    let mut first = true;
+    while let Some(err) = current {
+        let text = err.to_string();
+        // reqwest's own message names the URL; the causes below it say what went wrong.
+        let text = if first { strip_url(&text) } else { text };
+        if !text.is_empty() && !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+        first = false;
+        current = err.source();
+    }
+    message
+}
+
+fn strip_url(text: &str) -> String {
+    match text.find(" for url (") {
+        Some(at) => text[..at].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+/// The generic mapping from an HTTP status to an error; providers refine it with their error bodies.
+pub fn error_for_status(status: StatusCode, message: String, retry_after: Option<Duration>) -> Error {
+    match status.as_u16() {
+        401 => Error::Authentication { message },
+        403 => Error::PermissionDenied { message },
+        408 => Error::Timeout,
+        413 => Error::ContextTooLong { message },
+        429 => Error::RateLimited { message, retry_after },
+        400..=499 => Error::InvalidRequest { message },
+        _ => Error::Server {
+            status: Some(status.as_u16()),
+            message,
+        },
+    }
+}
+
+/// Whether a provider's error message says the prompt is too long for the model.
+pub fn mentions_context_length(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    [
+        "context length",
+        "context_length",
+        "context window",
+        "too many tokens",
+        "prompt is too long",
+        "maximum context",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+}
+
+/// Bounds a message taken from an error body, so a huge body cannot flood logs.
+pub fn bounded_message(message: &str) -> String {
+    const MAX: usize = 1024;
+    if message.len() <= MAX {
+        return message.to_owned();
+    }
+    let mut end = MAX;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
+/// Assembles a stream of kai items from raw bytes with a decoder, and ends with a typed error when the
+/// bytes stop before the decoder saw the end of the response.
+pub(crate) fn require_complete<S, T>(
+    items: S,
+    complete: impl Fn(&T) -> bool + Send + 'static,
+) -> impl Stream<Item = Result<T, Error>>
+where
+    S: Stream<Item = Result<T, Error>> + Unpin,
+{
+    let state = (items, false, false, complete);
+    futures::stream::unfold(state, |(mut items, mut seen_end, done, complete)| async move {
+        if done {
+            return None;
+        }
+        match items.next().await {
+            Some(Ok(item)) => {
+                seen_end |= complete(&item);
+                Some((Ok(item), (items, seen_end, false, complete)))
+            }
+            Some(Err(error)) => Some((Err(error), (items, seen_end, true, complete))),
+            None if seen_end => None,
+            None => Some((
+                Err(Error::Transport {
+                    message: "the stream ended before the response was complete".into(),
+                }),
+                (items, seen_end, true, complete),
+            )),
+        }
+    })
+}

@@ -1,0 +1,23 @@
+//! # kai-providers
+//!
+//! Real clients for the model APIs kAI agents talk to, implementing `kai-core`'s [`ChatModel`] and
+//! [`EmbeddingModel`](kai_core::EmbeddingModel):
+//!
+//! - [`openai`]: OpenAI Chat Completions and embeddings, and the OpenAI-compatible servers (vLLM,
+//!   LM Studio, TGI, llama.cpp, Ollama's `/v1`) with their quirks handled.
+//!
+//! All of them share one HTTP layer ([`http`]): retries with backoff and jitter that honour
+//! `Retry-After`, client-side rate limits, timeouts, a standards-following SSE parser, bounded bodies,
+//! and typed errors. API keys never appear in `Debug` output, errors or logs.
+//!
+//! [`model_from_str`] picks a provider from a string such as `openai:gpt-4o-mini`.
+//!
+//! [`ChatModel`]: kai_core::ChatModel
+
+pub mod http;
+pub mod openai;
+mod registry;
+
+pub use http::{ApiKey, HttpConfig, RateLimit, RetryPolicy};
+pub use openai::{Flavor, OpenAiChat, OpenAiClient, OpenAiConfig, OpenAiEmbeddings};
+pub use registry::{ModelSpec, PROVIDERS, model_from_spec, model_from_str};

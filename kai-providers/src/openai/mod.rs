@@ -1,0 +1,472 @@
+//! OpenAI Chat Completions and embeddings, and every server that speaks the same API (vLLM, LM Studio,
+//! TGI's Messages API, llama.cpp's server, Ollama's `/v1`).
+
+mod stream;
+mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use kai_core::{
+    BoxFuture, ChatDelta, ChatModel, ChatRequest, ChatResponse, ChatStream, EmbeddingModel, Embeddings, Error,
+    ModelCapabilities, ToolChoice, Usage, boxed, boxed_stream,
+};
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use crate::http::{
+    ApiKey, DEFAULT_MAX_EVENT_BYTES, HttpClient, HttpConfig, bounded_message, error_for_status, estimate_tokens,
+    mentions_context_length, require_complete, sse_events,
+};
+
+/// The official OpenAI endpoint.
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// Which server is on the other end; each has its own small departures from OpenAI's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Flavor {
+    /// api.openai.com.
+    OpenAi,
+    /// llama.cpp's server, or llama-cpp-python's (`--chat_format chatml-function-calling` for tools).
+    LlamaCpp,
+    /// vLLM's OpenAI-compatible server.
+    Vllm,
+    /// LM Studio's local server.
+    LmStudio,
+    /// Hugging Face Text Generation Inference's Messages API.
+    Tgi,
+    /// Ollama's OpenAI-compatible `/v1` endpoints.
+    Ollama,
+    /// Anything else: only the common subset is used.
+    Generic,
+}
+
+/// Per-server differences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Quirks {
+    pub(crate) name: &'static str,
+    pub(crate) max_tokens_field: &'static str,
+    pub(crate) stream_usage: bool,
+    pub(crate) tools: bool,
+    pub(crate) json_schema: bool,
+    pub(crate) parallel_tool_calls_param: bool,
+    /// Whether it can stream a response when the model chooses freely between text and tool calls.
+    pub(crate) streams_free_tool_choice: bool,
+    /// Whether tools are ignored unless `tool_choice` is sent, so "auto" must be spelled out.
+    pub(crate) needs_explicit_tool_choice: bool,
+    /// Whether `tool_choice: "required"` works.
+    pub(crate) supports_required_tool_choice: bool,
+    /// Whether an assistant message with only tool calls may have `content: null` (else `""` is sent).
+    pub(crate) accepts_null_content: bool,
+}
+
+impl Flavor {
+    pub(crate) fn quirks(self) -> Quirks {
+        let compatible = Quirks {
+            name: "openai-compatible",
+            max_tokens_field: "max_tokens",
+            stream_usage: false,
+            tools: true,
+            json_schema: false,
+            parallel_tool_calls_param: false,
+            streams_free_tool_choice: true,
+            needs_explicit_tool_choice: false,
+            supports_required_tool_choice: true,
+            accepts_null_content: false,
+        };
+        match self {
+            Flavor::OpenAi => Quirks {
+                name: "openai",
+                max_tokens_field: "max_completion_tokens",
+                accepts_null_content: true,
+                stream_usage: true,
+                json_schema: true,
+                parallel_tool_calls_param: true,
+                ..compatible
+            },
+            Flavor::Vllm => Quirks {
+                name: "vllm",
+                stream_usage: true,
+                json_schema: true,
+                parallel_tool_calls_param: true,
+                ..compatible
+            },
+            Flavor::LmStudio => Quirks {
+                name: "lmstudio",
+                json_schema: true,
+                ..compatible
+            },
+            Flavor::Tgi => Quirks {
+                name: "tgi",
+                stream_usage: true,
+                ..compatible
+            },
+            Flavor::Ollama => Quirks {
+                name: "ollama",
+                stream_usage: true,
+                json_schema: true,
+                ..compatible
+            },
+            // llama-cpp-python's function-calling chat format ignores tools unless `tool_choice` is sent,
+            // fails an assertion on "required", rejects `content: null`, and fails a streamed request unless the tool is forced
+            // ("Automatic streaming tool choice is not supported") after it has sent the 200 header.
+            Flavor::LlamaCpp => Quirks {
+                name: "llama.cpp",
+                streams_free_tool_choice: false,
+                needs_explicit_tool_choice: true,
+                supports_required_tool_choice: false,
+                ..compatible
+            },
+            Flavor::Generic => compatible,
+        }
+    }
+
+    /// The OpenTelemetry `gen_ai.provider.name` for this server.
+    fn provider_name(self) -> &'static str {
+        match self {
+            Flavor::OpenAi => "openai",
+            _ => self.quirks().name,
+        }
+    }
+}
+
+/// Settings for an OpenAI or OpenAI-compatible client.
+#[derive(Debug, Clone)]
+pub struct OpenAiConfig {
+    /// The API's base URL, ending in `/v1` (no trailing slash needed).
+    pub base_url: String,
+    /// The bearer key; local servers usually need none.
+    pub api_key: Option<ApiKey>,
+    /// `OpenAI-Organization` header.
+    pub organization: Option<String>,
+    /// `OpenAI-Project` header.
+    pub project: Option<String>,
+    /// Which server this is.
+    pub flavor: Flavor,
+    /// Timeouts, retries, rate limits.
+    pub http: HttpConfig,
+}
+
+impl OpenAiConfig {
+    /// api.openai.com with this key.
+    pub fn openai(api_key: impl Into<ApiKey>) -> Self {
+        Self {
+            base_url: OPENAI_BASE_URL.into(),
+            api_key: Some(api_key.into()),
+            organization: None,
+            project: None,
+            flavor: Flavor::OpenAi,
+            http: HttpConfig::default(),
+        }
+    }
+
+    /// api.openai.com with the key, organization and project from `OPENAI_API_KEY`, `OPENAI_ORG_ID`,
+    /// `OPENAI_PROJECT_ID` (and `OPENAI_BASE_URL` if set).
+    pub fn from_env() -> Result<Self, Error> {
+        let key = ApiKey::from_env("OPENAI_API_KEY").ok_or_else(|| Error::Config {
+            message: "OPENAI_API_KEY is not set".into(),
+        })?;
+        let mut config = Self::openai(key);
+        if let Ok(base_url) = std::env::var("OPENAI_BASE_URL") {
+            config.base_url = base_url;
+        }
+        config.organization = std::env::var("OPENAI_ORG_ID").ok();
+        config.project = std::env::var("OPENAI_PROJECT_ID").ok();
+        Ok(config)
+    }
+
+    /// An OpenAI-compatible server at `base_url`.
+    pub fn compatible(base_url: impl Into<String>, flavor: Flavor) -> Self {
+        Self {
+            base_url: base_url.into(),
+            api_key: None,
+            organization: None,
+            project: None,
+            flavor,
+            http: HttpConfig::default(),
+        }
+    }
+
+    /// Sets the key.
+    pub fn with_api_key(mut self, key: impl Into<ApiKey>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Sets the HTTP settings.
+    pub fn with_http(mut self, http: HttpConfig) -> Self {
+        self.http = http;
+        self
+    }
+}
+
+/// A connection to an OpenAI-style API, from which chat and embedding models are made. Cheap to clone;
+/// clones share connections and rate limits.
+#[derive(Debug, Clone)]
+pub struct OpenAiClient {
+    inner: Arc<ClientInner>,
+}
+
+#[derive(Debug)]
+struct ClientInner {
+    http: HttpClient,
+    config: OpenAiConfig,
+    quirks: Quirks,
+}
+
+impl OpenAiClient {
+    /// A client with these settings.
+    pub fn new(config: OpenAiConfig) -> Result<Self, Error> {
+        Ok(Self {
+            inner: Arc::new(ClientInner {
+                http: HttpClient::new(config.http.clone())?,
+                quirks: config.flavor.quirks(),
+                config,
+            }),
+        })
+    }
+
+    /// A chat model of this API.
+    pub fn chat(&self, model: impl Into<String>) -> OpenAiChat {
+        OpenAiChat {
+            client: self.clone(),
+            model: model.into(),
+        }
+    }
+
+    /// An embedding model of this API, producing vectors of `dimensions` (sent as the `dimensions`
+    /// parameter only for OpenAI's own API, where it shortens `text-embedding-3` vectors).
+    pub fn embeddings(&self, model: impl Into<String>, dimensions: usize) -> OpenAiEmbeddings {
+        OpenAiEmbeddings {
+            client: self.clone(),
+            model: model.into(),
+            dimensions,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.inner.config.base_url.trim_end_matches('/'), path)
+    }
+
+    async fn post(&self, path: &str, body: &serde_json::Value) -> Result<reqwest::Response, Error> {
+        let bytes = bytes::Bytes::from(serde_json::to_vec(body).map_err(|error| Error::InvalidRequest {
+            message: format!("the request could not be serialized: {error}"),
+        })?);
+        let url = self.url(path);
+        let config = &self.inner.config;
+        let build = || {
+            let mut request = self
+                .inner
+                .http
+                .reqwest()
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes.clone());
+            if let Some(key) = &config.api_key {
+                request = request.bearer_auth(key.expose());
+            }
+            if let Some(organization) = &config.organization {
+                request = request.header("OpenAI-Organization", organization);
+            }
+            if let Some(project) = &config.project {
+                request = request.header("OpenAI-Project", project);
+            }
+            request
+        };
+        self.inner.http.send(build, estimate_tokens(&bytes), classify).await
+    }
+}
+
+/// Maps an OpenAI-style error response to a kai error.
+fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
+    let parsed: wire::ErrorBody = serde_json::from_str(body).unwrap_or_default();
+    let (message, code) = match parsed.error {
+        Some(wire::ErrorDetail::Object { message, code }) => (message, code),
+        Some(wire::ErrorDetail::Text(text)) => (Some(text), None),
+        None => (parsed.message, None),
+    };
+    let message = bounded_message(message.as_deref().unwrap_or(body.trim()));
+    let message = if message.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        message
+    };
+    let code = code.as_ref().and_then(|c| c.as_str()).unwrap_or_default();
+    if code == "context_length_exceeded" || (status.is_client_error() && mentions_context_length(&message)) {
+        return Error::ContextTooLong { message };
+    }
+    error_for_status(status, message, retry_after)
+}
+
+/// A chat model served by an OpenAI-style API.
+#[derive(Debug, Clone)]
+pub struct OpenAiChat {
+    client: OpenAiClient,
+    model: String,
+}
+
+impl ChatModel for OpenAiChat {
+    fn name(&self) -> &str {
+        &self.model
+    }
+
+    fn provider(&self) -> &str {
+        self.client.inner.config.flavor.provider_name()
+    }
+
+    fn capabilities(&self) -> ModelCapabilities {
+        let quirks = self.client.inner.quirks;
+        ModelCapabilities {
+            tools: quirks.tools,
+            json_schema: quirks.json_schema,
+            streaming: true,
+            images: true,
+        }
+    }
+
+    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
+        boxed(async move {
+            let body = wire::request_body(&self.model, &request, false, &self.client.inner.quirks)?;
+            let response = self.client.post("chat/completions", &body).await?;
+            let raw: serde_json::Value = self.client.inner.http.json(response).await?;
+            let text = raw.to_string();
+            let completion: wire::Completion = serde_json::from_value(raw)
+                .map_err(|error| Error::malformed(format!("unexpected completion: {error}"), &text))?;
+            wire::response(completion, &text)
+        })
+    }
+
+    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
+        let free_choice = !matches!(request.tool_choice, Some(ToolChoice::Tool(_) | ToolChoice::None));
+        if !request.tools.is_empty() && free_choice && !self.client.inner.quirks.streams_free_tool_choice {
+            return replay(self.complete(request));
+        }
+        let start = async move {
+            let body = wire::request_body(&self.model, &request, true, &self.client.inner.quirks)?;
+            let response = self.client.post("chat/completions", &body).await?;
+            Ok::<_, Error>(self.client.inner.http.byte_stream(response))
+        };
+        let deltas = futures::stream::once(start).flat_map(|started| match started {
+            Err(error) => futures::stream::iter([Err(error)]).left_stream(),
+            Ok(bytes) => decode(bytes).right_stream(),
+        });
+        boxed_stream(deltas)
+    }
+}
+
+/// A complete answer replayed as deltas, for servers that cannot stream a request.
+fn replay(answer: BoxFuture<'_, Result<ChatResponse, Error>>) -> ChatStream<'_> {
+    boxed_stream(futures::stream::once(answer).flat_map(|result| {
+        futures::stream::iter(match result {
+            Ok(response) => ChatDelta::replay(&response).into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(error) => vec![Err(error)],
+        })
+    }))
+}
+
+/// SSE bytes → deltas, ending at `[DONE]` (or the end of a stream that saw a finish reason).
+fn decode(bytes: crate::http::ByteStream) -> impl futures::Stream<Item = Result<ChatDelta, Error>> {
+    let events = Box::pin(sse_events(bytes, DEFAULT_MAX_EVENT_BYTES));
+    let mut decoder = stream::ChunkDecoder::default();
+    let mut finished = false;
+    let batches = events
+        .map(move |event| {
+            let event = event?;
+            match decoder.decode(&event)? {
+                stream::Decoded::Done => Ok(None),
+                stream::Decoded::Deltas(deltas) => Ok(Some(deltas)),
+            }
+        })
+        .take_while(move |item| {
+            let go_on = !finished;
+            finished |= matches!(item, Ok(None)) || item.is_err();
+            std::future::ready(go_on)
+        });
+    let batches = Box::pin(batches);
+    let complete = require_complete(batches, |item: &Option<Vec<ChatDelta>>| match item {
+        None => true,
+        Some(deltas) => deltas.iter().any(|d| matches!(d, ChatDelta::Finish { .. })),
+    });
+    complete.flat_map(|item| {
+        futures::stream::iter(match item {
+            Ok(Some(deltas)) => deltas.into_iter().map(Ok).collect::<Vec<_>>(),
+            Ok(None) => Vec::new(),
+            Err(error) => vec![Err(error)],
+        })
+    })
+}
+
+/// An embedding model served by an OpenAI-style API.
+#[derive(Debug, Clone)]
+pub struct OpenAiEmbeddings {
+    client: OpenAiClient,
+    model: String,
+    dimensions: usize,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingResponse {
+    data: Vec<EmbeddingItem>,
+    #[serde(default)]
+    usage: Option<EmbeddingUsage>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingItem {
+    #[serde(default)]
+    index: usize,
+    embedding: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+}
+
+impl EmbeddingModel for OpenAiEmbeddings {
+    fn name(&self) -> &str {
+        &self.model
+    }
+
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    fn max_batch_size(&self) -> usize {
+        2048
+    }
+
+    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Embeddings, Error>> {
+        boxed(async move {
+            let mut body = serde_json::json!({"model": self.model, "input": texts, "encoding_format": "float"});
+            if self.client.inner.config.flavor == Flavor::OpenAi {
+                body["dimensions"] = serde_json::json!(self.dimensions);
+            }
+            let response = self.client.post("embeddings", &body).await?;
+            let mut parsed: EmbeddingResponse = self.client.inner.http.json(response).await?;
+            if parsed.data.len() != texts.len() {
+                return Err(Error::malformed(
+                    format!("asked for {} embeddings, got {}", texts.len(), parsed.data.len()),
+                    "",
+                ));
+            }
+            parsed.data.sort_by_key(|item| item.index);
+            if let Some(bad) = parsed.data.iter().find(|item| item.embedding.len() != self.dimensions) {
+                return Err(Error::malformed(
+                    format!("expected {} dimensions, got {}", self.dimensions, bad.embedding.len()),
+                    "",
+                ));
+            }
+            Ok(Embeddings {
+                vectors: parsed.data.into_iter().map(|item| item.embedding).collect(),
+                usage: Usage {
+                    input_tokens: parsed.usage.map_or(0, |u| u.prompt_tokens),
+                    ..Usage::default()
+                },
+            })
+        })
+    }
+}

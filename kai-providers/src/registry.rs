@@ -1,0 +1,208 @@
+//! Choosing a provider and model from a string or from configuration.
+
+use std::sync::Arc;
+
+use kai_core::{ChatModel, Error};
+use serde::{Deserialize, Serialize};
+
+use crate::http::{ApiKey, HttpConfig};
+use crate::openai::{Flavor, OpenAiClient, OpenAiConfig};
+
+/// Which provider and model to use, as configuration files and environment variables describe it.
+///
+/// ```
+/// let spec: kai_providers::ModelSpec = "vllm:Qwen/Qwen2.5-7B-Instruct@http://127.0.0.1:8000/v1".parse().unwrap();
+/// assert_eq!(spec.provider, "vllm");
+/// assert_eq!(spec.model, "Qwen/Qwen2.5-7B-Instruct");
+/// assert_eq!(spec.base_url.as_deref(), Some("http://127.0.0.1:8000/v1"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// `openai`, `openai-compatible`, `llamacpp`, `vllm`, `lmstudio`, `tgi` or `ollama`.
+    pub provider: String,
+    /// The model's name at that provider.
+    pub model: String,
+    /// Overrides the provider's base URL.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The API key; when absent it comes from the provider's usual environment variable.
+    #[serde(default, skip_serializing)]
+    pub api_key: Option<String>,
+}
+
+impl std::str::FromStr for ModelSpec {
+    type Err = Error;
+
+    /// Parses `provider:model`, optionally followed by `@base-url`.
+    fn from_str(text: &str) -> Result<Self, Error> {
+        let (provider, rest) = text.split_once(':').ok_or_else(|| Error::Config {
+            message: format!("{text:?} is not of the form provider:model"),
+        })?;
+        let (model, base_url) = match rest.rsplit_once('@') {
+            Some((model, url)) if url.starts_with("http://") || url.starts_with("https://") => {
+                (model, Some(url.to_owned()))
+            }
+            _ => (rest, None),
+        };
+        if provider.is_empty() || model.is_empty() {
+            return Err(Error::Config {
+                message: format!("{text:?} is not of the form provider:model"),
+            });
+        }
+        Ok(Self {
+            provider: provider.to_ascii_lowercase(),
+            model: model.to_owned(),
+            base_url,
+            api_key: None,
+        })
+    }
+}
+
+/// The providers [`model_from_str`] knows.
+pub const PROVIDERS: &[&str] = &[
+    "openai",
+    "openai-compatible",
+    "llamacpp",
+    "vllm",
+    "lmstudio",
+    "tgi",
+    "ollama",
+];
+
+/// A chat model from a string such as `openai:gpt-4o-mini` or `ollama:llama3.2`.
+///
+/// Keys and addresses come from the usual environment variables: `OPENAI_API_KEY` (and
+/// `OPENAI_BASE_URL`) for `openai`; `OLLAMA_HOST` for `ollama` (default `127.0.0.1:11434`). Local servers
+/// default to their usual ports: llama.cpp 8080, vLLM 8000, LM Studio 1234, TGI 8080.
+pub fn model_from_str(text: &str) -> Result<Arc<dyn ChatModel>, Error> {
+    model_from_spec(&text.parse()?, HttpConfig::default())
+}
+
+/// A chat model from a [`ModelSpec`], with these HTTP settings.
+pub fn model_from_spec(spec: &ModelSpec, http: HttpConfig) -> Result<Arc<dyn ChatModel>, Error> {
+    let local = |default: &str, flavor: Flavor| {
+        let base = spec.base_url.clone().unwrap_or_else(|| default.to_owned());
+        let mut config = OpenAiConfig::compatible(base, flavor);
+        config.api_key = spec.api_key.clone().map(ApiKey::new);
+        config
+    };
+    let config = match spec.provider.as_str() {
+        "openai" => {
+            let mut config = match &spec.api_key {
+                Some(key) => OpenAiConfig::openai(key.as_str()),
+                None => OpenAiConfig::from_env()?,
+            };
+            if let Some(base) = &spec.base_url {
+                config.base_url.clone_from(base);
+            }
+            config
+        }
+        "openai-compatible" => {
+            let base = spec
+                .base_url
+                .clone()
+                .or_else(|| std::env::var("OPENAI_BASE_URL").ok())
+                .ok_or_else(|| Error::Config {
+                    message: "openai-compatible needs a base URL (provider:model@url, or OPENAI_BASE_URL)".into(),
+                })?;
+            let mut config = OpenAiConfig::compatible(base, Flavor::Generic);
+            config.api_key = spec
+                .api_key
+                .clone()
+                .map(ApiKey::new)
+                .or_else(|| ApiKey::from_env("OPENAI_API_KEY"));
+            config
+        }
+        "llamacpp" | "llama.cpp" => local("http://127.0.0.1:8080/v1", Flavor::LlamaCpp),
+        "vllm" => local("http://127.0.0.1:8000/v1", Flavor::Vllm),
+        "lmstudio" => local("http://127.0.0.1:1234/v1", Flavor::LmStudio),
+        "tgi" => local("http://127.0.0.1:8080/v1", Flavor::Tgi),
+        "ollama" => {
+            let base = spec.base_url.clone().unwrap_or_else(|| format!("{}/v1", ollama_host()));
+            OpenAiConfig::compatible(base, Flavor::Ollama)
+        }
+        other => {
+            return Err(Error::Config {
+                message: format!("unknown provider {other:?}; known: {}", PROVIDERS.join(", ")),
+            });
+        }
+    };
+    Ok(Arc::new(OpenAiClient::new(config.with_http(http))?.chat(&spec.model)))
+}
+
+/// Ollama's base URL from `OLLAMA_HOST`, which may omit the scheme and the port.
+pub(crate) fn ollama_host() -> String {
+    let host = std::env::var("OLLAMA_HOST").unwrap_or_default();
+    normalize_ollama_host(&host)
+}
+
+fn normalize_ollama_host(host: &str) -> String {
+    let host = host.trim().trim_end_matches('/');
+    if host.is_empty() {
+        return "http://127.0.0.1:11434".into();
+    }
+    let (scheme, rest) = match host.split_once("://") {
+        Some((scheme, rest)) => (scheme, rest),
+        None => ("http", host),
+    };
+    let rest = if rest.starts_with("0.0.0.0") {
+        rest.replacen("0.0.0.0", "127.0.0.1", 1)
+    } else {
+        rest.to_owned()
+    };
+    // Like Ollama's own clients: the default port is filled in only when the scheme is missing too;
+    // `http://host` means port 80.
+    let has_port = rest
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()));
+    if has_port || host.contains("://") {
+        format!("{scheme}://{rest}")
+    } else {
+        format!("{scheme}://{rest}:11434")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_specs() {
+        let spec: ModelSpec = "openai:gpt-4o-mini".parse().unwrap();
+        assert_eq!(
+            (spec.provider.as_str(), spec.model.as_str(), spec.base_url),
+            ("openai", "gpt-4o-mini", None)
+        );
+        let spec: ModelSpec = "ollama:llama3.2:1b".parse().unwrap();
+        assert_eq!(spec.model, "llama3.2:1b");
+        let spec: ModelSpec = "tgi:org/model@http://h:1/v1".parse().unwrap();
+        assert_eq!(spec.base_url.as_deref(), Some("http://h:1/v1"));
+        assert!("nocolon".parse::<ModelSpec>().is_err());
+        assert!(":model".parse::<ModelSpec>().is_err());
+    }
+
+    #[test]
+    fn unknown_providers_are_config_errors() {
+        let Err(error) = model_from_str("nope:model") else {
+            panic!("accepted")
+        };
+        assert!(matches!(error, Error::Config { .. }));
+    }
+
+    #[test]
+    fn local_servers_need_no_key() {
+        let model = model_from_str("llamacpp:smollm2@http://127.0.0.1:9/v1").unwrap();
+        assert_eq!(model.name(), "smollm2");
+        assert_eq!(model.provider(), "llama.cpp");
+    }
+
+    #[test]
+    fn ollama_host_forms() {
+        assert_eq!(normalize_ollama_host(""), "http://127.0.0.1:11434");
+        assert_eq!(normalize_ollama_host("0.0.0.0"), "http://127.0.0.1:11434");
+        assert_eq!(normalize_ollama_host("example.com:8000"), "http://example.com:8000");
+        assert_eq!(normalize_ollama_host("https://example.com/"), "https://example.com");
+        assert_eq!(normalize_ollama_host("example.com"), "http://example.com:11434");
+        assert_eq!(normalize_ollama_host("http://[::1]:1234"), "http://[::1]:1234");
+    }
+}
