@@ -72,7 +72,9 @@ pub use extract::{ChatModelExt, Extracted, OUTPUT_NAME};
 pub use hook::{AgentHook, HookContext, ToolDecision};
 pub use marker::{BoxFuture, BoxStream, MaybeSend, MaybeSync, boxed, boxed_stream};
 pub use message::{ContentPart, ImageSource, Message, Role, StopReason, ToolCall, ToolResult, Usage};
-pub use model::{ChatModel, ChatStream, EmbeddingModel, Embeddings, ModelCapabilities, collect_stream, embed_all};
+pub use model::{
+    ChatModel, ChatStream, EmbeddingModel, Embeddings, ModelCapabilities, check_embeddings, collect_stream, embed_all,
+};
 pub use request::{ChatRequest, ChatResponse, ResponseFormat, ToolChoice, ToolDefinition};
 pub use schema::schema_for;
 pub use stream::{ChatDelta, ResponseAccumulator};

@@ -176,7 +176,7 @@ mod base64_bytes {
 /// `arguments` holds the JSON text exactly as the model produced it. Models produce invalid JSON often
 /// enough that parsing is left to the moment of the call, where a failure becomes an error the model can
 /// read and recover from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolCall {
     /// The provider's id for this call; tool results refer to it.
     pub id: String,
@@ -184,6 +184,10 @@ pub struct ToolCall {
     pub name: String,
     /// The arguments as JSON text, unparsed.
     pub arguments: String,
+    /// An opaque token some providers attach to a call and require back with it in later requests
+    /// (Gemini's thought signatures). Kept as is; never interpreted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 impl ToolCall {
@@ -193,6 +197,7 @@ impl ToolCall {
             id: id.into(),
             name: name.into(),
             arguments: arguments.to_string(),
+            signature: None,
         }
     }
 }
@@ -323,6 +328,7 @@ mod tests {
             id: "1".into(),
             name: "x".into(),
             arguments: "{\"a\": 1,".into(),
+            signature: Some("opaque".into()),
         };
         let back: ToolCall = serde_json::from_str(&serde_json::to_string(&call).unwrap()).unwrap();
         assert_eq!(back.arguments, "{\"a\": 1,");

@@ -240,23 +240,38 @@ pub fn embed_all<'a, M: EmbeddingModel + ?Sized>(
         let batch = model.max_batch_size().max(1);
         for chunk in texts.chunks(batch) {
             let part = model.embed(chunk).await?;
-            if part.vectors.len() != chunk.len() {
-                return Err(Error::malformed(
-                    format!("asked for {} embeddings, got {}", chunk.len(), part.vectors.len()),
-                    "",
-                ));
-            }
-            if let Some(bad) = part.vectors.iter().find(|v| v.len() != model.dimensions()) {
-                return Err(Error::malformed(
-                    format!("expected {} dimensions, got {}", model.dimensions(), bad.len()),
-                    "",
-                ));
-            }
+            check_embeddings(&part.vectors, chunk.len(), model.dimensions())?;
             all.vectors.extend(part.vectors);
             all.usage += part.usage;
         }
         Ok(all)
     })
+}
+
+/// Checks what an embedding API returned: one vector per text, each of `dimensions` finite numbers.
+/// Anything else is an [`Error::MalformedResponse`], so a bad vector never reaches an index.
+pub fn check_embeddings(vectors: &[Vec<f32>], texts: usize, dimensions: usize) -> Result<(), Error> {
+    if vectors.len() != texts {
+        return Err(Error::malformed(
+            format!("asked for {texts} embeddings, got {}", vectors.len()),
+            "",
+        ));
+    }
+    for (index, vector) in vectors.iter().enumerate() {
+        if vector.len() != dimensions {
+            return Err(Error::malformed(
+                format!(
+                    "embedding {index} has {} dimensions, expected {dimensions}",
+                    vector.len()
+                ),
+                "",
+            ));
+        }
+        if vector.iter().any(|x| !x.is_finite()) {
+            return Err(Error::malformed(format!("embedding {index} holds NaN or infinity"), ""));
+        }
+    }
+    Ok(())
 }
 
 impl ChatDelta {
@@ -278,6 +293,12 @@ impl ChatDelta {
                 index,
                 fragment: call.arguments.clone(),
             });
+            if let Some(signature) = &call.signature {
+                deltas.push(ChatDelta::ToolCallSignature {
+                    index,
+                    signature: signature.clone(),
+                });
+            }
         }
         if response.usage != Usage::default() {
             deltas.push(ChatDelta::Usage(response.usage));

@@ -31,6 +31,14 @@ pub enum ChatDelta {
         /// The next piece of the arguments' JSON text.
         fragment: String,
     },
+    /// An opaque token the provider attached to a tool call, to be sent back with it (see
+    /// [`ToolCall::signature`]).
+    ToolCallSignature {
+        /// The call's position in the answer.
+        index: u32,
+        /// The token.
+        signature: String,
+    },
     /// Token usage so far. Counts are cumulative: each field keeps the largest value seen.
     Usage(Usage),
     /// The provider's response id and model name.
@@ -76,6 +84,7 @@ struct PartialCall {
     id: String,
     name: String,
     arguments: String,
+    signature: Option<String>,
 }
 
 impl ResponseAccumulator {
@@ -98,6 +107,7 @@ impl ResponseAccumulator {
                 }
             }
             ChatDelta::ToolCallArguments { index, fragment } => self.call_mut(index).arguments.push_str(&fragment),
+            ChatDelta::ToolCallSignature { index, signature } => self.call_mut(index).signature = Some(signature),
             ChatDelta::Usage(usage) => {
                 self.usage.input_tokens = self.usage.input_tokens.max(usage.input_tokens);
                 self.usage.output_tokens = self.usage.output_tokens.max(usage.output_tokens);
@@ -133,6 +143,7 @@ impl ResponseAccumulator {
                 id,
                 name: call.name,
                 arguments: call.arguments,
+                signature: call.signature,
             }));
         }
         ChatResponse {
@@ -153,6 +164,7 @@ impl ResponseAccumulator {
                     id: String::new(),
                     name: String::new(),
                     arguments: String::new(),
+                    signature: None,
                 });
                 self.calls.len() - 1
             }
@@ -251,7 +263,10 @@ mod tests {
             Role::Assistant,
             vec![
                 ContentPart::text("ok"),
-                ContentPart::ToolCall(ToolCall::new("x", "t", &serde_json::json!({"q": 1}))),
+                ContentPart::ToolCall(ToolCall {
+                    signature: Some("sig".into()),
+                    ..ToolCall::new("x", "t", &serde_json::json!({"q": 1}))
+                }),
             ],
         ));
         response.usage.input_tokens = 4;

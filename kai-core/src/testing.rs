@@ -151,6 +151,7 @@ impl ScriptedModel {
             id: String::new(),
             name: name.into(),
             arguments: arguments.into(),
+            signature: None,
         };
         self.raw_tool_calls(vec![ContentPart::ToolCall(call)])
     }

@@ -5,7 +5,11 @@ use std::sync::Arc;
 use kai_core::{ChatModel, Error};
 use serde::{Deserialize, Serialize};
 
+use crate::anthropic::{AnthropicClient, AnthropicConfig};
+use crate::cohere::{CohereClient, CohereConfig};
+use crate::gemini::{GeminiClient, GeminiConfig};
 use crate::http::{ApiKey, HttpConfig};
+use crate::ollama::{OllamaClient, OllamaConfig};
 use crate::openai::{Flavor, OpenAiClient, OpenAiConfig};
 
 /// Which provider and model to use, as configuration files and environment variables describe it.
@@ -18,7 +22,7 @@ use crate::openai::{Flavor, OpenAiClient, OpenAiConfig};
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
-    /// `openai`, `openai-compatible`, `llamacpp`, `vllm`, `lmstudio`, `tgi` or `ollama`.
+    /// One of [`PROVIDERS`].
     pub provider: String,
     /// The model's name at that provider.
     pub model: String,
@@ -72,7 +76,8 @@ pub const PROVIDERS: &[&str] = &[
 /// A chat model from a string such as `openai:gpt-4o-mini` or `ollama:llama3.2`.
 ///
 /// Keys and addresses come from the usual environment variables: `OPENAI_API_KEY` (and
-/// `OPENAI_BASE_URL`) for `openai`; `OLLAMA_HOST` for `ollama` (default `127.0.0.1:11434`). Local servers
+/// `OPENAI_BASE_URL`), `ANTHROPIC_API_KEY`, `GEMINI_API_KEY` (or `GOOGLE_API_KEY`), `COHERE_API_KEY`,
+/// and `OLLAMA_HOST` (default `127.0.0.1:11434`; `ollama` uses Ollama's native API). Other local servers
 /// default to their usual ports: llama.cpp 8080, vLLM 8000, LM Studio 1234, TGI 8080.
 pub fn model_from_str(text: &str) -> Result<Arc<dyn ChatModel>, Error> {
     model_from_spec(&text.parse()?, HttpConfig::default())
@@ -86,7 +91,46 @@ pub fn model_from_spec(spec: &ModelSpec, http: HttpConfig) -> Result<Arc<dyn Cha
         config.api_key = spec.api_key.clone().map(ApiKey::new);
         config
     };
+    let key = spec.api_key.clone().map(ApiKey::new);
     let config = match spec.provider.as_str() {
+        "anthropic" | "claude" => {
+            let mut config = match key {
+                Some(key) => AnthropicConfig::new(key),
+                None => AnthropicConfig::from_env()?,
+            };
+            if let Some(base) = &spec.base_url {
+                config.base_url.clone_from(base);
+            }
+            config.http = http;
+            return Ok(Arc::new(AnthropicClient::new(config)?.chat(&spec.model)));
+        }
+        "gemini" | "google" => {
+            let mut config = match key {
+                Some(key) => GeminiConfig::new(key),
+                None => GeminiConfig::from_env()?,
+            };
+            if let Some(base) = &spec.base_url {
+                config.base_url.clone_from(base);
+            }
+            config.http = http;
+            return Ok(Arc::new(GeminiClient::new(config)?.chat(&spec.model)));
+        }
+        "cohere" => {
+            let mut config = match key {
+                Some(key) => CohereConfig::new(key),
+                None => CohereConfig::from_env()?,
+            };
+            if let Some(base) = &spec.base_url {
+                config.base_url.clone_from(base);
+            }
+            config.http = http;
+            return Ok(Arc::new(CohereClient::new(config)?.chat(&spec.model)));
+        }
+        "ollama" => {
+            let mut config = OllamaConfig::new(spec.base_url.clone().unwrap_or_else(ollama_host));
+            config.http = http;
+            return Ok(Arc::new(OllamaClient::new(config)?.chat(&spec.model)));
+        }
         "openai" => {
             let mut config = match &spec.api_key {
                 Some(key) => OpenAiConfig::openai(key.as_str()),
@@ -117,7 +161,7 @@ pub fn model_from_spec(spec: &ModelSpec, http: HttpConfig) -> Result<Arc<dyn Cha
         "vllm" => local("http://127.0.0.1:8000/v1", Flavor::Vllm),
         "lmstudio" => local("http://127.0.0.1:1234/v1", Flavor::LmStudio),
         "tgi" => local("http://127.0.0.1:8080/v1", Flavor::Tgi),
-        "ollama" => {
+        "ollama-openai" => {
             let base = spec.base_url.clone().unwrap_or_else(|| format!("{}/v1", ollama_host()));
             OpenAiConfig::compatible(base, Flavor::Ollama)
         }

@@ -13,21 +13,7 @@ use kai_core::{
 };
 use kai_providers::{Flavor, HttpConfig, OpenAiClient, OpenAiConfig, RetryPolicy};
 use serde_json::json;
-use support::{FaultServer, Reply};
-
-fn fast_http() -> HttpConfig {
-    HttpConfig {
-        retry: RetryPolicy {
-            max_retries: 2,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(50),
-            max_retry_after: Duration::from_secs(5),
-        },
-        timeout: Some(Duration::from_secs(5)),
-        stream_idle_timeout: Some(Duration::from_secs(2)),
-        ..HttpConfig::default()
-    }
-}
+use support::{FaultServer, Reply, fast_http};
 
 fn openai(server: &FaultServer) -> kai_providers::OpenAiChat {
     let mut config = OpenAiConfig::openai("sk-test-key").with_http(fast_http());

@@ -217,7 +217,7 @@ impl AgentBuilder {
     }
 
     /// The sampling temperature for every request.
-    pub fn temperature(mut self, temperature: f32) -> Self {
+    pub fn temperature(mut self, temperature: f64) -> Self {
         self.config.request_template.temperature = Some(temperature);
         self
     }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt as _};
+use futures::StreamExt as _;
 use kai_core::{BoxStream, Error, boxed_stream};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{RequestBuilder, Response, StatusCode};
 
 use crate::http::rate_limit::{RateLimit, RateLimiter};
@@ -131,6 +132,29 @@ impl HttpClient {
         }
     }
 
+    /// POSTs `body` as JSON to `url` with these extra headers, through [`send`](Self::send).
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+        headers: &HeaderMap,
+        classify: Classify,
+    ) -> Result<Response, Error> {
+        let bytes = Bytes::from(serde_json::to_vec(body).map_err(|error| Error::InvalidRequest {
+            message: format!("the request could not be serialized: {error}"),
+        })?);
+        let estimated = estimate_tokens(&bytes);
+        let build = || {
+            self.inner
+                .client
+                .post(url)
+                .header(CONTENT_TYPE, "application/json")
+                .headers(headers.clone())
+                .body(bytes.clone())
+        };
+        self.send(build, estimated, classify).await
+    }
+
     /// Reads a whole body as JSON, within the body size bound and the timeout.
     pub async fn json<T: serde::de::DeserializeOwned>(&self, response: Response) -> Result<T, Error> {
         let limit = self.inner.config.max_body_bytes;
@@ -200,6 +224,28 @@ impl HttpClient {
         }
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
+}
+
+/// A rough token count for rate limiting before a request is sent: about four bytes per token.
+pub fn estimate_tokens(body: &[u8]) -> u64 {
+    (body.len() as u64).div_ceil(4)
+}
+
+/// Builds a header map from name/value pairs, marking `secret` values sensitive (kept out of debug
+/// output and HTTP/2 header compression tables).
+pub fn headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str, bool)>) -> Result<HeaderMap, Error> {
+    let mut map = HeaderMap::new();
+    for (name, value, secret) in pairs {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| Error::Config {
+            message: format!("invalid header name {name:?}"),
+        })?;
+        let mut value = HeaderValue::from_str(value).map_err(|_| Error::Config {
+            message: format!("the value of header {name} has characters HTTP does not allow"),
+        })?;
+        value.set_sensitive(secret);
+        map.insert(name, value);
+    }
+    Ok(map)
 }
 
 /// Races `future` against a timer; `Err(Error::Timeout)` when the timer wins.
@@ -293,35 +339,4 @@ pub fn bounded_message(message: &str) -> String {
         end -= 1;
     }
     format!("{}…", &message[..end])
-}
-
-/// Assembles a stream of kai items from raw bytes with a decoder, and ends with a typed error when the
-/// bytes stop before the decoder saw the end of the response.
-pub(crate) fn require_complete<S, T>(
-    items: S,
-    complete: impl Fn(&T) -> bool + Send + 'static,
-) -> impl Stream<Item = Result<T, Error>>
-where
-    S: Stream<Item = Result<T, Error>> + Unpin,
-{
-    let state = (items, false, false, complete);
-    futures::stream::unfold(state, |(mut items, mut seen_end, done, complete)| async move {
-        if done {
-            return None;
-        }
-        match items.next().await {
-            Some(Ok(item)) => {
-                seen_end |= complete(&item);
-                Some((Ok(item), (items, seen_end, false, complete)))
-            }
-            Some(Err(error)) => Some((Err(error), (items, seen_end, true, complete))),
-            None if seen_end => None,
-            None => Some((
-                Err(Error::Transport {
-                    message: "the stream ended before the response was complete".into(),
-                }),
-                (items, seen_end, true, complete),
-            )),
-        }
-    })
 }

@@ -7,17 +7,16 @@ mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use kai_core::{
     BoxFuture, ChatDelta, ChatModel, ChatRequest, ChatResponse, ChatStream, EmbeddingModel, Embeddings, Error,
-    ModelCapabilities, ToolChoice, Usage, boxed, boxed_stream,
+    ModelCapabilities, ToolChoice, Usage, boxed, check_embeddings,
 };
 use reqwest::StatusCode;
 use serde::Deserialize;
 
 use crate::http::{
-    ApiKey, DEFAULT_MAX_EVENT_BYTES, HttpClient, HttpConfig, bounded_message, error_for_status, estimate_tokens,
-    mentions_context_length, require_complete, sse_events,
+    ApiKey, DEFAULT_MAX_EVENT_BYTES, HttpClient, HttpConfig, bounded_message, decode_events, error_for_status, headers,
+    mentions_context_length, replay, sse_events, stream_after,
 };
 
 /// The official OpenAI endpoint.
@@ -214,15 +213,26 @@ struct ClientInner {
     http: HttpClient,
     config: OpenAiConfig,
     quirks: Quirks,
+    headers: reqwest::header::HeaderMap,
 }
 
 impl OpenAiClient {
     /// A client with these settings.
     pub fn new(config: OpenAiConfig) -> Result<Self, Error> {
+        let bearer = config.api_key.as_ref().map(|key| format!("Bearer {}", key.expose()));
+        let pairs = [
+            bearer.as_deref().map(|v| ("authorization", v, true)),
+            config
+                .organization
+                .as_deref()
+                .map(|v| ("openai-organization", v, false)),
+            config.project.as_deref().map(|v| ("openai-project", v, false)),
+        ];
         Ok(Self {
             inner: Arc::new(ClientInner {
                 http: HttpClient::new(config.http.clone())?,
                 quirks: config.flavor.quirks(),
+                headers: headers(pairs.into_iter().flatten())?,
                 config,
             }),
         })
@@ -251,31 +261,11 @@ impl OpenAiClient {
     }
 
     async fn post(&self, path: &str, body: &serde_json::Value) -> Result<reqwest::Response, Error> {
-        let bytes = bytes::Bytes::from(serde_json::to_vec(body).map_err(|error| Error::InvalidRequest {
-            message: format!("the request could not be serialized: {error}"),
-        })?);
-        let url = self.url(path);
-        let config = &self.inner.config;
-        let build = || {
-            let mut request = self
-                .inner
-                .http
-                .reqwest()
-                .post(&url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(bytes.clone());
-            if let Some(key) = &config.api_key {
-                request = request.bearer_auth(key.expose());
-            }
-            if let Some(organization) = &config.organization {
-                request = request.header("OpenAI-Organization", organization);
-            }
-            if let Some(project) = &config.project {
-                request = request.header("OpenAI-Project", project);
-            }
-            request
-        };
-        self.inner.http.send(build, estimate_tokens(&bytes), classify).await
+        let inner = &self.inner;
+        inner
+            .http
+            .post_json(&self.url(path), body, &inner.headers, classify)
+            .await
     }
 }
 
@@ -343,58 +333,19 @@ impl ChatModel for OpenAiChat {
         if !request.tools.is_empty() && free_choice && !self.client.inner.quirks.streams_free_tool_choice {
             return replay(self.complete(request));
         }
-        let start = async move {
+        stream_after(async move {
             let body = wire::request_body(&self.model, &request, true, &self.client.inner.quirks)?;
             let response = self.client.post("chat/completions", &body).await?;
-            Ok::<_, Error>(self.client.inner.http.byte_stream(response))
-        };
-        let deltas = futures::stream::once(start).flat_map(|started| match started {
-            Err(error) => futures::stream::iter([Err(error)]).left_stream(),
-            Ok(bytes) => decode(bytes).right_stream(),
-        });
-        boxed_stream(deltas)
-    }
-}
-
-/// A complete answer replayed as deltas, for servers that cannot stream a request.
-fn replay(answer: BoxFuture<'_, Result<ChatResponse, Error>>) -> ChatStream<'_> {
-    boxed_stream(futures::stream::once(answer).flat_map(|result| {
-        futures::stream::iter(match result {
-            Ok(response) => ChatDelta::replay(&response).into_iter().map(Ok).collect::<Vec<_>>(),
-            Err(error) => vec![Err(error)],
+            Ok(decode(self.client.inner.http.byte_stream(response)))
         })
-    }))
+    }
 }
 
 /// SSE bytes → deltas, ending at `[DONE]` (or the end of a stream that saw a finish reason).
 fn decode(bytes: crate::http::ByteStream) -> impl futures::Stream<Item = Result<ChatDelta, Error>> {
-    let events = Box::pin(sse_events(bytes, DEFAULT_MAX_EVENT_BYTES));
     let mut decoder = stream::ChunkDecoder::default();
-    let mut finished = false;
-    let batches = events
-        .map(move |event| {
-            let event = event?;
-            match decoder.decode(&event)? {
-                stream::Decoded::Done => Ok(None),
-                stream::Decoded::Deltas(deltas) => Ok(Some(deltas)),
-            }
-        })
-        .take_while(move |item| {
-            let go_on = !finished;
-            finished |= matches!(item, Ok(None)) || item.is_err();
-            std::future::ready(go_on)
-        });
-    let batches = Box::pin(batches);
-    let complete = require_complete(batches, |item: &Option<Vec<ChatDelta>>| match item {
-        None => true,
-        Some(deltas) => deltas.iter().any(|d| matches!(d, ChatDelta::Finish { .. })),
-    });
-    complete.flat_map(|item| {
-        futures::stream::iter(match item {
-            Ok(Some(deltas)) => deltas.into_iter().map(Ok).collect::<Vec<_>>(),
-            Ok(None) => Vec::new(),
-            Err(error) => vec![Err(error)],
-        })
+    decode_events(sse_events(bytes, DEFAULT_MAX_EVENT_BYTES), move |event| {
+        decoder.decode(&event)
     })
 }
 
@@ -447,21 +398,11 @@ impl EmbeddingModel for OpenAiEmbeddings {
             }
             let response = self.client.post("embeddings", &body).await?;
             let mut parsed: EmbeddingResponse = self.client.inner.http.json(response).await?;
-            if parsed.data.len() != texts.len() {
-                return Err(Error::malformed(
-                    format!("asked for {} embeddings, got {}", texts.len(), parsed.data.len()),
-                    "",
-                ));
-            }
             parsed.data.sort_by_key(|item| item.index);
-            if let Some(bad) = parsed.data.iter().find(|item| item.embedding.len() != self.dimensions) {
-                return Err(Error::malformed(
-                    format!("expected {} dimensions, got {}", self.dimensions, bad.embedding.len()),
-                    "",
-                ));
-            }
+            let vectors: Vec<Vec<f32>> = parsed.data.into_iter().map(|item| item.embedding).collect();
+            check_embeddings(&vectors, texts.len(), self.dimensions)?;
             Ok(Embeddings {
-                vectors: parsed.data.into_iter().map(|item| item.embedding).collect(),
+                vectors,
                 usage: Usage {
                     input_tokens: parsed.usage.map_or(0, |u| u.prompt_tokens),
                     ..Usage::default()

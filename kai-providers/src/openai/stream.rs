@@ -2,7 +2,7 @@
 
 use kai_core::{ChatDelta, Error, Usage};
 
-use crate::http::SseEvent;
+use crate::http::{Decoded, SseEvent};
 use crate::openai::wire::{Completion, stop_reason};
 
 /// Decodes SSE events into deltas, remembering what it has seen.
@@ -11,12 +11,6 @@ pub(crate) struct ChunkDecoder {
     metadata_sent: bool,
     /// Position of each streamed call index among the calls seen so far, for servers that omit `index`.
     calls_seen: u32,
-}
-
-/// What one event means.
-pub(crate) enum Decoded {
-    Deltas(Vec<ChatDelta>),
-    Done,
 }
 
 impl ChunkDecoder {

@@ -1,9 +1,8 @@
 //! OpenAI Chat Completions JSON, and the one place it is converted to and from kai's types.
 
-use base64::Engine as _;
 use kai_core::{
-    ChatRequest, ChatResponse, ContentPart, Error, ImageSource, Message, ResponseFormat, Role, StopReason, ToolCall,
-    ToolChoice, Usage,
+    ChatRequest, ChatResponse, ContentPart, Error, Message, ResponseFormat, Role, StopReason, ToolCall, ToolChoice,
+    Usage,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -143,25 +142,12 @@ fn user_content(message: &Message) -> Value {
         .filter_map(|part| match part {
             ContentPart::Text { text } => Some(json!({"type": "text", "text": text})),
             ContentPart::Image { source } => {
-                Some(json!({"type": "image_url", "image_url": {"url": image_url(source)}}))
+                Some(json!({"type": "image_url", "image_url": {"url": crate::media::image_url(source)}}))
             }
             _ => None,
         })
         .collect();
     Value::Array(parts)
-}
-
-/// An image as a URL; inline bytes become a `data:` URL.
-fn image_url(source: &ImageSource) -> String {
-    match source {
-        ImageSource::Url { url } => url.clone(),
-        ImageSource::Bytes { media_type, data } => {
-            format!(
-                "data:{media_type};base64,{}",
-                base64::engine::general_purpose::STANDARD.encode(data)
-            )
-        }
-    }
 }
 
 /// A chat completion, or one streamed chunk of one. Every field is optional: servers that call
@@ -298,6 +284,7 @@ pub(crate) fn response(completion: Completion, raw: &str) -> Result<ChatResponse
                 .unwrap_or_else(|| format!("call_{index}")),
             arguments: function.arguments_text(),
             name: function.name.unwrap_or_default(),
+            signature: None,
         }));
     }
     Ok(ChatResponse {

@@ -8,7 +8,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub mod faults;
 use tokio::net::{TcpListener, TcpStream};
+
+/// Quick retries and short timeouts, so fault tests run fast.
+pub fn fast_http() -> kai_providers::HttpConfig {
+    kai_providers::HttpConfig {
+        retry: kai_providers::RetryPolicy {
+            max_retries: 2,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+            max_retry_after: Duration::from_secs(5),
+        },
+        timeout: Some(Duration::from_secs(5)),
+        stream_idle_timeout: Some(Duration::from_secs(2)),
+        ..kai_providers::HttpConfig::default()
+    }
+}
 
 /// One scripted reply.
 #[derive(Clone, Debug)]

@@ -1,0 +1,240 @@
+//! Cohere's v2 API: chat with tools and streaming, and embeddings.
+
+mod stream;
+mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kai_core::{
+    BoxFuture, ChatModel, ChatRequest, ChatResponse, ChatStream, EmbeddingModel, Embeddings, Error, ModelCapabilities,
+    Usage, boxed, check_embeddings,
+};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::http::{
+    ApiKey, DEFAULT_MAX_EVENT_BYTES, HttpClient, HttpConfig, bounded_message, decode_events, error_for_status, headers,
+    mentions_context_length, sse_events, stream_after,
+};
+
+/// The official endpoint.
+pub const COHERE_BASE_URL: &str = "https://api.cohere.com/v2";
+
+/// Settings for the Cohere client.
+#[derive(Debug, Clone)]
+pub struct CohereConfig {
+    /// The bearer key.
+    pub api_key: ApiKey,
+    /// The base URL, ending in `/v2`.
+    pub base_url: String,
+    /// Timeouts, retries, rate limits.
+    pub http: HttpConfig,
+}
+
+impl CohereConfig {
+    /// The official API with this key.
+    pub fn new(api_key: impl Into<ApiKey>) -> Self {
+        Self {
+            api_key: api_key.into(),
+            base_url: COHERE_BASE_URL.into(),
+            http: HttpConfig::default(),
+        }
+    }
+
+    /// The key from `COHERE_API_KEY` (or `CO_API_KEY`).
+    pub fn from_env() -> Result<Self, Error> {
+        let key = ApiKey::from_env("COHERE_API_KEY")
+            .or_else(|| ApiKey::from_env("CO_API_KEY"))
+            .ok_or_else(|| Error::Config {
+                message: "COHERE_API_KEY is not set".into(),
+            })?;
+        Ok(Self::new(key))
+    }
+}
+
+/// A connection to the Cohere API. Cheap to clone; clones share connections and rate limits.
+#[derive(Debug, Clone)]
+pub struct CohereClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: HttpClient,
+    config: CohereConfig,
+    headers: reqwest::header::HeaderMap,
+}
+
+impl CohereClient {
+    /// A client with these settings.
+    pub fn new(config: CohereConfig) -> Result<Self, Error> {
+        let bearer = format!("Bearer {}", config.api_key.expose());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http: HttpClient::new(config.http.clone())?,
+                headers: headers([("authorization", bearer.as_str(), true)])?,
+                config,
+            }),
+        })
+    }
+
+    /// A chat model, such as `command-a-03-2025`.
+    pub fn chat(&self, model: impl Into<String>) -> CohereChat {
+        CohereChat {
+            client: self.clone(),
+            model: model.into(),
+        }
+    }
+
+    /// An embedding model, such as `embed-v4.0`, with `input_type` `search_document` by default.
+    pub fn embeddings(&self, model: impl Into<String>, dimensions: usize) -> CohereEmbeddings {
+        CohereEmbeddings {
+            client: self.clone(),
+            model: model.into(),
+            dimensions,
+            input_type: "search_document".into(),
+        }
+    }
+
+    async fn post(&self, path: &str, body: &serde_json::Value) -> Result<reqwest::Response, Error> {
+        let url = format!("{}/{path}", self.inner.config.base_url.trim_end_matches('/'));
+        self.inner
+            .http
+            .post_json(&url, body, &self.inner.headers, classify)
+            .await
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
+    let parsed: ErrorBody = serde_json::from_str(body).unwrap_or_default();
+    let message = bounded_message(parsed.message.as_deref().unwrap_or(body.trim()));
+    if status.is_client_error() && mentions_context_length(&message) {
+        return Error::ContextTooLong { message };
+    }
+    error_for_status(status, message, retry_after)
+}
+
+/// A Cohere chat model.
+#[derive(Debug, Clone)]
+pub struct CohereChat {
+    client: CohereClient,
+    model: String,
+}
+
+impl ChatModel for CohereChat {
+    fn name(&self) -> &str {
+        &self.model
+    }
+
+    fn provider(&self) -> &str {
+        "cohere"
+    }
+
+    /// Cohere's JSON mode cannot be combined with tools, so structured output goes through a tool call.
+    fn capabilities(&self) -> ModelCapabilities {
+        ModelCapabilities {
+            tools: true,
+            json_schema: false,
+            streaming: true,
+            images: true,
+        }
+    }
+
+    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
+        boxed(async move {
+            let response = self
+                .client
+                .post("chat", &wire::request_body(&self.model, &request, false))
+                .await?;
+            let parsed: wire::WireResponse = self.client.inner.http.json(response).await?;
+            Ok(wire::response(parsed))
+        })
+    }
+
+    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
+        stream_after(async move {
+            let response = self
+                .client
+                .post("chat", &wire::request_body(&self.model, &request, true))
+                .await?;
+            let events = sse_events(self.client.inner.http.byte_stream(response), DEFAULT_MAX_EVENT_BYTES);
+            Ok(decode_events(events, |event| stream::decode(&event)))
+        })
+    }
+}
+
+/// A Cohere embedding model.
+#[derive(Debug, Clone)]
+pub struct CohereEmbeddings {
+    client: CohereClient,
+    model: String,
+    dimensions: usize,
+    input_type: String,
+}
+
+impl CohereEmbeddings {
+    /// Sets `input_type`: `search_document`, `search_query`, `classification` or `clustering`.
+    pub fn with_input_type(mut self, input_type: impl Into<String>) -> Self {
+        self.input_type = input_type.into();
+        self
+    }
+}
+
+#[derive(Deserialize)]
+struct EmbedResponse {
+    embeddings: EmbeddingsByType,
+    #[serde(default)]
+    meta: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsByType {
+    #[serde(default)]
+    float: Vec<Vec<f32>>,
+}
+
+impl EmbeddingModel for CohereEmbeddings {
+    fn name(&self) -> &str {
+        &self.model
+    }
+
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    fn max_batch_size(&self) -> usize {
+        96
+    }
+
+    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Embeddings, Error>> {
+        boxed(async move {
+            let body = json!({
+                "model": self.model, "texts": texts, "input_type": self.input_type, "embedding_types": ["float"]
+            });
+            let response = self.client.post("embed", &body).await?;
+            let parsed: EmbedResponse = self.client.inner.http.json(response).await?;
+            check_embeddings(&parsed.embeddings.float, texts.len(), self.dimensions)?;
+            let input_tokens = parsed
+                .meta
+                .as_ref()
+                .and_then(|m| m.pointer("/billed_units/input_tokens"))
+                .and_then(serde_json::Value::as_f64)
+                .map_or(0, |n| n.max(0.0) as u64);
+            Ok(Embeddings {
+                vectors: parsed.embeddings.float,
+                usage: Usage {
+                    input_tokens,
+                    ..Usage::default()
+                },
+            })
+        })
+    }
+}
