@@ -34,6 +34,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --lock
 step "wasm32 build"
 scripts/wasm-check.sh
 
+step "fuzz smoke (SSE, NDJSON, tool-call assembly)"
+scripts/fuzz.sh 10
+
 step "instruction counts per agent step (callgrind)"
 scripts/bench-instructions.sh 500
 
