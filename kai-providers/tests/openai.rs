@@ -585,3 +585,24 @@ async fn a_stream_arriving_in_pieces_over_time_is_read_whole() {
     assert_eq!(response.text(), "one two three");
     assert_eq!(response.stop_reason, Some(StopReason::EndTurn));
 }
+
+#[test]
+fn keys_never_show_in_debug_output() {
+    let key = "sk-live-very-secret";
+    let mut config = OpenAiConfig::openai(key);
+    config.base_url = "http://127.0.0.1:9/v1".into();
+    let client = OpenAiClient::new(config.clone()).unwrap();
+    for text in [
+        format!("{config:?}"),
+        format!("{client:?}"),
+        format!("{:?}", client.chat("m")),
+    ] {
+        assert!(!text.contains(key), "{text}");
+    }
+    let anthropic = kai_providers::AnthropicClient::new(kai_providers::AnthropicConfig::new(key)).unwrap();
+    let gemini = kai_providers::GeminiClient::new(kai_providers::GeminiConfig::new(key)).unwrap();
+    let cohere = kai_providers::CohereClient::new(kai_providers::CohereConfig::new(key)).unwrap();
+    for text in [format!("{anthropic:?}"), format!("{gemini:?}"), format!("{cohere:?}")] {
+        assert!(!text.contains(key), "{text}");
+    }
+}
