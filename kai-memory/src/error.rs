@@ -1,0 +1,70 @@
+//! The crate's error type.
+
+/// Everything that can go wrong in kai-memory. Each failure a caller may handle differently has its
+/// own variant; none of them carries secret material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The passphrase does not open this vault.
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    /// The file was modified: a part failed its authentication check.
+    #[error("the vault's {part} failed its integrity check (the file was modified or corrupted)")]
+    Tampered {
+        /// Which part failed: `header`, `key`, `contents`, or `entry <name>`.
+        part: String,
+    },
+    /// The file ends before its declared end.
+    #[error("the vault file is truncated")]
+    Truncated,
+    /// The file was written by an incompatible version of the format.
+    #[error("vault format version {found} is not supported (this build reads version {supported})")]
+    UnsupportedVersion {
+        /// The version in the file.
+        found: u16,
+        /// The version this build reads.
+        supported: u16,
+    },
+    /// The file is not a kAI vault at all.
+    #[error("not a kAI vault file")]
+    NotAVault,
+    /// A vault already exists where one was to be created.
+    #[error("a file already exists at {path}")]
+    AlreadyExists {
+        /// The path.
+        path: String,
+    },
+    /// Key-derivation parameters outside the accepted range.
+    #[error("invalid key-derivation parameters: {0}")]
+    InvalidParameters(String),
+    /// A record could not be serialized or deserialized.
+    #[error("record {name:?} could not be (de)serialized: {message}")]
+    Record {
+        /// The record's name.
+        name: String,
+        /// serde's explanation.
+        message: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn tampered(part: impl Into<String>) -> Self {
+        Error::Tampered { part: part.into() }
+    }
+}

@@ -1,0 +1,288 @@
+//! An encrypted vault for secrets (API keys, tokens, private keys) and private records.
+//!
+//! Everything is sealed with AES-256-GCM under a random data key; the data key is sealed under a key
+//! derived from the passphrase (PBKDF2-HMAC-SHA256 with 600,000 iterations by default, or Argon2id).
+//! Changing the passphrase re-seals only the data key. Every change rewrites the file atomically, so a
+//! crash leaves the old vault or the new one. The format is described in `format.rs`.
+//!
+//! ```
+//! use kai_memory::{Kdf, Vault};
+//!
+//! # let dir = std::env::temp_dir().join(format!("kai-vault-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! let path = dir.join("agent.vault");
+//! # let _ = std::fs::remove_file(&path);
+//! let fast = Kdf::Pbkdf2Sha256 { iterations: 1_000 }; // use Kdf::default() in real code
+//! let mut vault = Vault::create(&path, "correct horse battery staple", fast)?;
+//! vault.put_secret("openai", "sk-...")?;
+//!
+//! let vault = Vault::open(&path, "correct horse battery staple")?;
+//! assert_eq!(vault.secret("openai")?.unwrap().expose(), "sk-...");
+//! assert!(matches!(Vault::open(&path, "wrong"), Err(kai_memory::Error::WrongPassphrase)));
+//! # Ok::<(), kai_memory::Error>(())
+//! ```
+
+mod format;
+mod kdf;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+pub use kdf::Kdf;
+
+use crate::error::Error;
+use crate::fs::write_atomic;
+use format::{Body, Entry, Header, KdfRecord, Kind, Sealed};
+
+/// A secret's value. `Debug` prints `Secret(***)`; the memory is wiped when it is dropped.
+#[derive(Clone)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// An open vault. Entries stay sealed in memory and are opened one at a time on request.
+pub struct Vault {
+    path: PathBuf,
+    header: Header,
+    data_key: Zeroizing<[u8; 32]>,
+    entries: BTreeMap<(Kind, String), Sealed>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("path", &self.path)
+            .field("kdf", &self.header.kdf.kdf)
+            .field("entries", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vault {
+    /// Creates a new, empty vault at `path`; fails if a file is already there.
+    pub fn create(path: impl AsRef<Path>, passphrase: &str, kdf: Kdf) -> Result<Self, Error> {
+        let path = path.as_ref();
+        if path.exists() {
+            return Err(Error::AlreadyExists {
+                path: path.display().to_string(),
+            });
+        }
+        let data_key = Zeroizing::new(format::random::<32>());
+        let vault_id = format::random::<16>().to_vec();
+        let header = seal_header(vault_id, &data_key, passphrase, kdf)?;
+        let vault = Self {
+            path: path.to_owned(),
+            header,
+            data_key,
+            entries: BTreeMap::new(),
+        };
+        vault.save()?;
+        Ok(vault)
+    }
+
+    /// Opens the vault at `path`.
+    ///
+    /// Fails with [`Error::WrongPassphrase`], [`Error::Tampered`], [`Error::Truncated`],
+    /// [`Error::UnsupportedVersion`] or [`Error::NotAVault`], each for exactly that case.
+    pub fn open(path: impl AsRef<Path>, passphrase: &str) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let (header, data_key, body) = unlock(&bytes, passphrase)?;
+        let entries = body
+            .entries
+            .into_iter()
+            .map(|entry| ((entry.kind, entry.name), entry.sealed))
+            .collect();
+        Ok(Self {
+            path: path.to_owned(),
+            header,
+            data_key,
+            entries,
+        })
+    }
+
+    /// Stores a secret under `name`, replacing any previous value, and saves.
+    pub fn put_secret(&mut self, name: &str, value: &str) -> Result<(), Error> {
+        self.put(Kind::Secret, name, value.as_bytes())
+    }
+
+    /// The secret stored under `name`.
+    pub fn secret(&self, name: &str) -> Result<Option<Secret>, Error> {
+        let Some(plaintext) = self.get(Kind::Secret, name)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8(plaintext.to_vec()).map_err(|_| Error::tampered(format!("entry {name}")))?;
+        Ok(Some(Secret(Zeroizing::new(text))))
+    }
+
+    /// Stores a private record (any serde value) under `name`, and saves.
+    pub fn put_record<T: Serialize>(&mut self, name: &str, record: &T) -> Result<(), Error> {
+        let json = Zeroizing::new(serde_json::to_vec(record).map_err(|e| Error::Record {
+            name: name.to_owned(),
+            message: e.to_string(),
+        })?);
+        self.put(Kind::Record, name, &json)
+    }
+
+    /// The private record stored under `name`.
+    pub fn record<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, Error> {
+        let Some(plaintext) = self.get(Kind::Record, name)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&plaintext).map(Some).map_err(|e| Error::Record {
+            name: name.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Removes the secret and the record named `name`; returns whether anything was removed.
+    pub fn remove(&mut self, name: &str) -> Result<bool, Error> {
+        let secret = self.entries.remove(&(Kind::Secret, name.to_owned())).is_some();
+        let record = self.entries.remove(&(Kind::Record, name.to_owned())).is_some();
+        if secret || record {
+            self.save()?;
+        }
+        Ok(secret || record)
+    }
+
+    /// The names of the stored secrets.
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        self.names(Kind::Secret)
+    }
+
+    /// The names of the stored records.
+    pub fn record_names(&self) -> impl Iterator<Item = &str> {
+        self.names(Kind::Record)
+    }
+
+    /// Re-seals the data key under a new passphrase (entries are not touched) and saves.
+    pub fn change_passphrase(&mut self, new_passphrase: &str, kdf: Kdf) -> Result<(), Error> {
+        self.header = seal_header(self.header.vault_id.clone(), &self.data_key, new_passphrase, kdf)?;
+        self.save()
+    }
+
+    /// Writes an encrypted copy of this vault to `path`, openable with `passphrase`.
+    pub fn export(&self, path: impl AsRef<Path>, passphrase: &str, kdf: Kdf) -> Result<(), Error> {
+        let header = seal_header(self.header.vault_id.clone(), &self.data_key, passphrase, kdf)?;
+        write_atomic(path.as_ref(), &format::encode(&header, &self.body(), &self.data_key)?)
+    }
+
+    /// Copies every entry of the backup at `path` into this vault (same names are replaced), and saves.
+    /// Returns how many entries were imported.
+    pub fn import(&mut self, path: impl AsRef<Path>, passphrase: &str) -> Result<usize, Error> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let (header, data_key, body) = unlock(&bytes, passphrase)?;
+        let count = body.entries.len();
+        for entry in body.entries {
+            let aad = format::entry_aad(&header.vault_id, entry.kind, &entry.name);
+            let plaintext = format::open(&data_key, &entry.sealed, &aad)
+                .ok_or_else(|| Error::tampered(format!("entry {}", entry.name)))?;
+            let sealed = format::seal(
+                &self.data_key,
+                &plaintext,
+                &format::entry_aad(&self.header.vault_id, entry.kind, &entry.name),
+            )?;
+            self.entries.insert((entry.kind, entry.name), sealed);
+        }
+        self.save()?;
+        Ok(count)
+    }
+
+    fn put(&mut self, kind: Kind, name: &str, plaintext: &[u8]) -> Result<(), Error> {
+        let sealed = format::seal(
+            &self.data_key,
+            plaintext,
+            &format::entry_aad(&self.header.vault_id, kind, name),
+        )?;
+        self.entries.insert((kind, name.to_owned()), sealed);
+        self.save()
+    }
+
+    fn get(&self, kind: Kind, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
+        let Some(sealed) = self.entries.get(&(kind, name.to_owned())) else {
+            return Ok(None);
+        };
+        let aad = format::entry_aad(&self.header.vault_id, kind, name);
+        format::open(&self.data_key, sealed, &aad)
+            .map(Some)
+            .ok_or_else(|| Error::tampered(format!("entry {name}")))
+    }
+
+    fn names(&self, kind: Kind) -> impl Iterator<Item = &str> {
+        self.entries
+            .keys()
+            .filter(move |(k, _)| *k == kind)
+            .map(|(_, name)| name.as_str())
+    }
+
+    fn body(&self) -> Body {
+        Body {
+            entries: self
+                .entries
+                .iter()
+                .map(|((kind, name), sealed)| Entry {
+                    kind: *kind,
+                    name: name.clone(),
+                    sealed: sealed.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn save(&self) -> Result<(), Error> {
+        write_atomic(&self.path, &format::encode(&self.header, &self.body(), &self.data_key)?)
+    }
+}
+
+/// A header sealing `data_key` under a key derived from `passphrase` with a fresh salt.
+fn seal_header(vault_id: Vec<u8>, data_key: &[u8; 32], passphrase: &str, kdf: Kdf) -> Result<Header, Error> {
+    let record = KdfRecord {
+        kdf,
+        salt: format::random::<16>().to_vec(),
+    };
+    let kek = kdf.derive(passphrase.as_bytes(), &record.salt)?;
+    let key = format::seal(&kek, data_key, &format::key_aad(&vault_id, &record))?;
+    Ok(Header {
+        check: format::check_value(&kek),
+        vault_id,
+        kdf: record,
+        key,
+    })
+}
+
+/// Parses a file and opens its data key and body, telling each kind of failure apart.
+fn unlock(bytes: &[u8], passphrase: &str) -> Result<(Header, Zeroizing<[u8; 32]>, Body), Error> {
+    let parsed = format::parse(bytes)?;
+    let header = parsed.header.clone();
+    let kek = header.kdf.kdf.derive(passphrase.as_bytes(), &header.kdf.salt)?;
+    let check = format::check_value(&kek);
+    if !constant_time_eq(&check, &header.check) {
+        return Err(Error::WrongPassphrase);
+    }
+    let plaintext = format::open(&kek, &header.key, &format::key_aad(&header.vault_id, &header.kdf))
+        .ok_or_else(|| Error::tampered("key"))?;
+    let data_key: [u8; 32] = plaintext.as_slice().try_into().map_err(|_| Error::tampered("key"))?;
+    let data_key = Zeroizing::new(data_key);
+    let body = parsed.body(&data_key)?;
+    Ok((header, data_key, body))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

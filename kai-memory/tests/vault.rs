@@ -1,0 +1,234 @@
+//! The vault: round trips, every distinct failure, passphrase changes, backups.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::PathBuf;
+
+use kai_memory::{Error, Kdf, Vault};
+
+const FAST: Kdf = Kdf::Pbkdf2Sha256 { iterations: 1_000 };
+
+fn temp_path(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kai-vault-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn sample(name: &str) -> (PathBuf, Vec<u8>) {
+    let path = temp_path(name);
+    let mut vault = Vault::create(&path, "pass", FAST).unwrap();
+    vault.put_secret("openai", "sk-123").unwrap();
+    vault
+        .put_record("profile", &serde_json::json!({"name": "Ada", "likes": ["tea"]}))
+        .unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    (path, bytes)
+}
+
+fn open_bytes(path: &PathBuf, bytes: &[u8], passphrase: &str) -> Result<Vault, Error> {
+    std::fs::write(path, bytes).unwrap();
+    Vault::open(path, passphrase)
+}
+
+#[test]
+fn secrets_and_records_round_trip_across_reopening() {
+    let (path, _) = sample("round-trip.vault");
+    let mut vault = Vault::open(&path, "pass").unwrap();
+    assert_eq!(vault.secret("openai").unwrap().unwrap().expose(), "sk-123");
+    let profile: serde_json::Value = vault.record("profile").unwrap().unwrap();
+    assert_eq!(profile["name"], "Ada");
+    assert!(
+        vault.secret("profile").unwrap().is_none(),
+        "secrets and records are separate"
+    );
+    assert_eq!(vault.secret_names().collect::<Vec<_>>(), ["openai"]);
+    assert_eq!(vault.record_names().collect::<Vec<_>>(), ["profile"]);
+
+    vault.put_secret("openai", "sk-456").unwrap();
+    assert!(vault.remove("profile").unwrap());
+    assert!(!vault.remove("profile").unwrap());
+    let vault = Vault::open(&path, "pass").unwrap();
+    assert_eq!(vault.secret("openai").unwrap().unwrap().expose(), "sk-456");
+    assert!(vault.record::<serde_json::Value>("profile").unwrap().is_none());
+}
+
+#[test]
+fn nothing_secret_reaches_debug_output_or_the_file() {
+    let (path, bytes) = sample("debug.vault");
+    let vault = Vault::open(&path, "pass").unwrap();
+    let secret = vault.secret("openai").unwrap().unwrap();
+    assert_eq!(format!("{secret:?}"), "Secret(***)");
+    assert!(!format!("{vault:?}").contains("sk-123"));
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains("sk-123") && !text.contains("Ada"));
+}
+
+#[test]
+fn a_wrong_passphrase_is_its_own_error() {
+    let (path, _) = sample("wrong.vault");
+    assert!(matches!(Vault::open(&path, "Pass"), Err(Error::WrongPassphrase)));
+}
+
+#[test]
+fn every_truncation_is_reported_as_truncation() {
+    let (path, bytes) = sample("truncated.vault");
+    for length in 0..bytes.len() {
+        match open_bytes(&path, &bytes[..length], "pass") {
+            Err(Error::Truncated) => {}
+            other => panic!("cut at {length} of {}: {other:?}", bytes.len()),
+        }
+    }
+}
+
+#[test]
+fn tampering_is_detected_and_located() {
+    let (path, bytes) = sample("tampered.vault");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let flip = |at: usize| {
+        let mut copy = bytes.clone();
+        copy[at] ^= 0x01;
+        copy
+    };
+
+    // The sealed data key.
+    let key_at = text.find("\"ciphertext\":\"").unwrap() + 20;
+    assert!(matches!(open_bytes(&path, &flip(key_at), "pass"), Err(Error::Tampered { part }) if part == "key"));
+    // The vault id is bound to the sealed key (the edit keeps the base64 valid).
+    let id_at = text.find("\"vault_id\":\"").unwrap() + 12;
+    let mut other_id = bytes.clone();
+    other_id[id_at] = if bytes[id_at] == b'A' { b'B' } else { b'A' };
+    assert!(matches!(open_bytes(&path, &other_id, "pass"), Err(Error::Tampered { part }) if part == "key"));
+    // The body, in an entry's ciphertext.
+    let body_at = text.rfind("\"ciphertext\":\"").unwrap() + 20;
+    assert!(matches!(open_bytes(&path, &flip(body_at), "pass"), Err(Error::Tampered { part }) if part == "contents"));
+    // The MAC.
+    assert!(
+        matches!(open_bytes(&path, &flip(bytes.len() - 1), "pass"), Err(Error::Tampered { part }) if part == "contents")
+    );
+    // Extra bytes after the end.
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(matches!(
+        open_bytes(&path, &longer, "pass"),
+        Err(Error::Tampered { .. })
+    ));
+    // A header that is no longer JSON.
+    let brace = text.find("{\"vault_id\"").unwrap();
+    let mut broken = bytes.clone();
+    broken[brace] = b'[';
+    assert!(matches!(open_bytes(&path, &broken, "pass"), Err(Error::Tampered { part }) if part == "header"));
+    // The salt and KDF parameters cannot be authenticated before the passphrase is known: changing
+    // them is indistinguishable from a wrong passphrase, and never opens the vault.
+    let salt_at = text.find("\"salt\":\"").unwrap() + 9;
+    assert!(matches!(
+        open_bytes(&path, &flip(salt_at), "pass"),
+        Err(Error::WrongPassphrase)
+    ));
+}
+
+#[test]
+fn the_version_and_magic_are_checked() {
+    let (path, bytes) = sample("version.vault");
+    let mut newer = bytes.clone();
+    newer[9] = 2;
+    assert!(matches!(
+        open_bytes(&path, &newer, "pass"),
+        Err(Error::UnsupportedVersion { found: 2, supported: 1 })
+    ));
+    assert!(matches!(
+        open_bytes(&path, b"PK\x03\x04 a zip file", "pass"),
+        Err(Error::NotAVault)
+    ));
+}
+
+#[test]
+fn changing_the_passphrase_rewraps_only_the_key() {
+    let (path, before) = sample("rekey.vault");
+    let mut vault = Vault::open(&path, "pass").unwrap();
+    vault.change_passphrase("new pass", Kdf::argon2id_default()).unwrap();
+    let after = std::fs::read(&path).unwrap();
+    assert!(matches!(Vault::open(&path, "pass"), Err(Error::WrongPassphrase)));
+    let vault = Vault::open(&path, "new pass").unwrap();
+    assert_eq!(vault.secret("openai").unwrap().unwrap().expose(), "sk-123");
+    // The entries' ciphertexts are byte for byte the same.
+    let entries = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let start = text.find("\"entries\"").unwrap();
+        text[start..start + text[start..].find("]}").unwrap()].to_owned()
+    };
+    assert_eq!(entries(&before), entries(&after));
+}
+
+#[test]
+fn backups_export_and_import_under_their_own_passphrase() {
+    let (path, _) = sample("source.vault");
+    let backup = temp_path("backup.vault");
+    Vault::open(&path, "pass")
+        .unwrap()
+        .export(&backup, "backup pass", FAST)
+        .unwrap();
+    assert!(matches!(Vault::open(&backup, "pass"), Err(Error::WrongPassphrase)));
+
+    let target = temp_path("target.vault");
+    let mut other = Vault::create(&target, "other", FAST).unwrap();
+    other.put_secret("github", "ghp_x").unwrap();
+    assert_eq!(other.import(&backup, "backup pass").unwrap(), 2);
+    let reopened = Vault::open(&target, "other").unwrap();
+    assert_eq!(reopened.secret("openai").unwrap().unwrap().expose(), "sk-123");
+    assert_eq!(reopened.secret("github").unwrap().unwrap().expose(), "ghp_x");
+    assert!(matches!(other.import(&backup, "nope"), Err(Error::WrongPassphrase)));
+}
+
+#[test]
+fn creating_over_an_existing_file_is_refused_and_saves_leave_no_temporary_files() {
+    let (path, _) = sample("exists.vault");
+    assert!(matches!(
+        Vault::create(&path, "x", FAST),
+        Err(Error::AlreadyExists { .. })
+    ));
+    let dir = path.parent().unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn hostile_kdf_parameters_are_refused_not_obeyed() {
+    let (path, bytes) = sample("hostile.vault");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let hostile = text.replacen("\"iterations\":1000", "\"iterations\":4000000000", 1);
+    // The header length changes with the edit; rebuild the length prefix so only the value differs.
+    let header_start = 14;
+    let header_end = header_start + u32::from_be_bytes(bytes[10..14].try_into().unwrap()) as usize;
+    let old_header = &text[header_start..header_end];
+    let new_header = old_header.replacen("\"iterations\":1000", "\"iterations\":4000000000", 1);
+    assert_ne!(hostile, text);
+    let mut edited = bytes[..10].to_vec();
+    edited.extend_from_slice(&(new_header.len() as u32).to_be_bytes());
+    edited.extend_from_slice(new_header.as_bytes());
+    edited.extend_from_slice(&bytes[header_end..]);
+    assert!(matches!(
+        open_bytes(&path, &edited, "pass"),
+        Err(Error::InvalidParameters(_))
+    ));
+}
+
+#[test]
+fn the_default_kdf_opens_in_reasonable_time() {
+    let path = temp_path("default-kdf.vault");
+    let mut vault = Vault::create(&path, "pass", Kdf::default()).unwrap();
+    vault.put_secret("k", "v").unwrap();
+    assert_eq!(
+        Vault::open(&path, "pass")
+            .unwrap()
+            .secret("k")
+            .unwrap()
+            .unwrap()
+            .expose(),
+        "v"
+    );
+}
