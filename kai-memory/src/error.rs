@@ -28,6 +28,32 @@ pub enum Error {
     /// The file is not a kAI vault at all.
     #[error("not a kAI vault file")]
     NotAVault,
+    /// A vector has the wrong number of dimensions for its index.
+    #[error("expected a vector of {expected} dimensions, got {found}")]
+    DimensionMismatch {
+        /// The index's dimensions.
+        expected: usize,
+        /// The vector's.
+        found: usize,
+    },
+    /// A vector cannot be indexed (NaN or infinite components, or zero length under cosine).
+    #[error("invalid vector: {reason}")]
+    InvalidVector {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Index settings outside what the index supports.
+    #[error("invalid index configuration: {0}")]
+    InvalidConfig(String),
+    /// The file is not a kAI vector index.
+    #[error("not a kAI vector index file")]
+    NotAnIndex,
+    /// An index file's contents are inconsistent (a checksum or structural check failed).
+    #[error("the index file is corrupt: {what}")]
+    Corrupt {
+        /// What was found wrong.
+        what: String,
+    },
     /// A vault already exists where one was to be created.
     #[error("a file already exists at {path}")]
     AlreadyExists {

@@ -1,10 +1,16 @@
 //! # kai-memory
 //!
-//! Memory for kAI agents. This release holds the encrypted [`vault`]: secrets and private records
-//! sealed with AES-256-GCM under a data key that a passphrase-derived key wraps.
+//! Memory for kAI agents:
+//!
+//! - [`index`]: vector indexes, exact ([`index::FlatIndex`]) and HNSW ([`index::HnswIndex`], built by
+//!   hnsw_rs and searched over a flat copy of its graph), with filters, removal and crash-safe files;
+//! - [`vault`]: secrets and private records sealed with AES-256-GCM under a data key that a
+//!   passphrase-derived key wraps.
 
 mod error;
 mod fs;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod index;
 pub mod vault;
 
 pub use error::Error;

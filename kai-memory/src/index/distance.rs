@@ -1,0 +1,202 @@
+//! Distance kernels, and the checks that keep bad vectors out of an index.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// How closeness is measured. Search results carry a distance: lower is closer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// `1 - cosine similarity` (vectors are normalised when inserted; 0 means the same direction).
+    Cosine,
+    /// `-dot product` (maximum inner product search; vectors are used as given).
+    Dot,
+    /// Euclidean distance.
+    L2,
+}
+
+impl Metric {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Metric::Cosine => 0,
+            Metric::Dot => 1,
+            Metric::L2 => 2,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Metric::Cosine),
+            1 => Some(Metric::Dot),
+            2 => Some(Metric::L2),
+            _ => None,
+        }
+    }
+
+    /// Checks a vector and returns it in the form stored (normalised for cosine).
+    pub(crate) fn prepare(self, vector: &[f32], dimensions: usize) -> Result<Vec<f32>, Error> {
+        if vector.len() != dimensions {
+            return Err(Error::DimensionMismatch {
+                expected: dimensions,
+                found: vector.len(),
+            });
+        }
+        if vector.iter().any(|x| !x.is_finite()) {
+            return Err(Error::InvalidVector {
+                reason: "it holds NaN or infinity".into(),
+            });
+        }
+        let norm_sq: f32 = dot(vector, vector);
+        if !norm_sq.is_finite() {
+            return Err(Error::InvalidVector {
+                reason: "its length overflows f32".into(),
+            });
+        }
+        match self {
+            Metric::Cosine if norm_sq == 0.0 => Err(Error::InvalidVector {
+                reason: "a zero vector has no direction for cosine similarity".into(),
+            }),
+            Metric::Cosine => {
+                let inverse = 1.0 / norm_sq.sqrt();
+                Ok(vector.iter().map(|x| x * inverse).collect())
+            }
+            Metric::Dot | Metric::L2 => Ok(vector.to_vec()),
+        }
+    }
+
+    /// The ranking distance between a prepared query and a stored vector (squared for L2).
+    #[inline]
+    pub(crate) fn rank(self, a: &[f32], b: &[f32]) -> f32 {
+        match self {
+            Metric::Cosine => (1.0 - dot(a, b)).max(0.0),
+            Metric::Dot => -dot(a, b),
+            Metric::L2 => l2_squared(a, b),
+        }
+    }
+
+    /// The distance reported to callers, from a ranking distance.
+    pub(crate) fn report(self, rank: f32) -> f32 {
+        match self {
+            Metric::L2 => rank.sqrt(),
+            Metric::Cosine | Metric::Dot => rank,
+        }
+    }
+}
+
+/// Dot product with eight independent accumulators, which the compiler turns into SIMD.
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut sums = [0.0f32; 8];
+    let chunks = n / 8;
+    for i in 0..chunks {
+        let (x, y) = (&a[i * 8..i * 8 + 8], &b[i * 8..i * 8 + 8]);
+        for lane in 0..8 {
+            sums[lane] += x[lane] * y[lane];
+        }
+    }
+    let mut total: f32 = sums.iter().sum();
+    for i in chunks * 8..n {
+        total += a[i] * b[i];
+    }
+    total
+}
+
+/// Squared Euclidean distance, vectorised like [`dot`].
+#[inline]
+pub(crate) fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut sums = [0.0f32; 8];
+    let chunks = n / 8;
+    for i in 0..chunks {
+        let (x, y) = (&a[i * 8..i * 8 + 8], &b[i * 8..i * 8 + 8]);
+        for lane in 0..8 {
+            let d = x[lane] - y[lane];
+            sums[lane] += d * d;
+        }
+    }
+    let mut total: f32 = sums.iter().sum();
+    for i in chunks * 8..n {
+        let d = a[i] - b[i];
+        total += d * d;
+    }
+    total
+}
+
+/// The distance hnsw_rs builds the graph with: a strictly increasing map of the ranking distance onto
+/// positive finite numbers (hnsw_rs asserts distances are non-negative). HNSW only ever compares
+/// distances, so the graph is the one the ranking distance itself would give.
+pub(crate) struct BuildDistance(pub(crate) Metric);
+
+impl anndists::dist::Distance<f32> for BuildDistance {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        let rank = self.0.rank(a, b);
+        let positive = if rank >= 0.0 { 1.0 + rank } else { 1.0 / (1.0 - rank) };
+        if positive.is_nan() {
+            f32::MAX
+        } else {
+            positive.min(f32::MAX)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_match_the_definitions() {
+        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..19).map(|i| 3.0 - i as f32).collect();
+        let naive_dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        let naive_l2: f32 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
+        assert!((dot(&a, &b) - naive_dot).abs() < 1e-3);
+        assert!((l2_squared(&a, &b) - naive_l2).abs() < 1e-2);
+    }
+
+    #[test]
+    fn bad_vectors_are_typed_errors() {
+        assert!(matches!(
+            Metric::L2.prepare(&[1.0], 2),
+            Err(Error::DimensionMismatch { expected: 2, found: 1 })
+        ));
+        assert!(matches!(
+            Metric::L2.prepare(&[f32::NAN, 1.0], 2),
+            Err(Error::InvalidVector { .. })
+        ));
+        assert!(matches!(
+            Metric::Dot.prepare(&[f32::INFINITY, 1.0], 2),
+            Err(Error::InvalidVector { .. })
+        ));
+        assert!(matches!(
+            Metric::Cosine.prepare(&[0.0, 0.0], 2),
+            Err(Error::InvalidVector { .. })
+        ));
+        assert!(matches!(
+            Metric::L2.prepare(&[3e38, 3e38], 2),
+            Err(Error::InvalidVector { .. })
+        ));
+        let unit = Metric::Cosine.prepare(&[3.0, 4.0], 2).unwrap();
+        assert!((unit[0] - 0.6).abs() < 1e-6 && (unit[1] - 0.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rounding_past_one_never_gives_a_negative_cosine_distance() {
+        let v = Metric::Cosine.prepare(&[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], 7).unwrap();
+        assert!(Metric::Cosine.rank(&v, &v) >= 0.0);
+    }
+
+    #[test]
+    fn the_build_distance_is_positive_and_keeps_the_order() {
+        use anndists::dist::Distance as _;
+        let build = BuildDistance(Metric::Dot);
+        let q = [1.0, 2.0];
+        let near = [10.0, 10.0];
+        let far = [-5.0, 1.0];
+        let (a, b) = (build.eval(&q, &near), build.eval(&q, &far));
+        assert!(a > 0.0 && b > 0.0 && a < b);
+    }
+}

@@ -1,0 +1,233 @@
+//! The index file, version 1 (all integers little-endian):
+//!
+//! ```text
+//! magic "KAIINDEX" · version u32 · kind u8 (0 flat, 1 hnsw) · metric u8 · dimensions u32 · slots u64
+//! ids [u64; slots] · live [u8; slots] · vectors [f32; slots × dimensions]
+//! hnsw only: m u32 · ef_construction u32 · ef_search u32 · expected_len u64 · entry u32 · max_level u8
+//!            offsets [u32; slots + 1] · neighbour count u64 · neighbours [u32]
+//!            per slot: upper layer count u8, then per layer: count u32 · neighbours [u32]
+//! sha256 of everything above
+//! ```
+//!
+//! Written with a temporary file, fsync and rename: a crash leaves the old file or the new one.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+use crate::fs::write_atomic;
+use crate::index::distance::Metric;
+use crate::index::graph::SearchGraph;
+use crate::index::hnsw::HnswConfig;
+use crate::index::slots::Slots;
+
+const MAGIC: &[u8; 8] = b"KAIINDEX";
+const VERSION: u32 = 1;
+
+pub(crate) fn save(path: &Path, slots: &Slots, hnsw: Option<(&HnswConfig, &SearchGraph)>) -> Result<(), Error> {
+    let mut out = Vec::with_capacity(64 + slots.data.len() * 4 + slots.ids.len() * 9);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.push(u8::from(hnsw.is_some()));
+    out.push(slots.metric.code());
+    out.extend_from_slice(&(slots.dimensions as u32).to_le_bytes());
+    out.extend_from_slice(&(slots.ids.len() as u64).to_le_bytes());
+    for id in &slots.ids {
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    out.extend(slots.live.iter().map(|&l| u8::from(l)));
+    for x in &slots.data {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    if let Some((config, graph)) = hnsw {
+        for n in [config.m, config.ef_construction, config.ef_search] {
+            out.extend_from_slice(&(n as u32).to_le_bytes());
+        }
+        out.extend_from_slice(&(config.expected_len as u64).to_le_bytes());
+        out.extend_from_slice(&graph.entry.to_le_bytes());
+        out.push(graph.max_level);
+        for offset in &graph.offsets {
+            out.extend_from_slice(&offset.to_le_bytes());
+        }
+        out.extend_from_slice(&(graph.neighbours.len() as u64).to_le_bytes());
+        for n in &graph.neighbours {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        for layers in &graph.upper {
+            out.push(layers.len() as u8);
+            for list in layers {
+                out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+                for n in list {
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
+            }
+        }
+    }
+    let digest = Sha256::digest(&out);
+    out.extend_from_slice(&digest);
+    write_atomic(path, &out)
+}
+
+pub(crate) fn open(path: &Path) -> Result<(Slots, Option<(HnswConfig, SearchGraph)>), Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.len() < MAGIC.len() {
+        return Err(if MAGIC.starts_with(&bytes) {
+            Error::Truncated
+        } else {
+            Error::NotAnIndex
+        });
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(Error::NotAnIndex);
+    }
+    if bytes.len() < 8 + 4 + 32 {
+        return Err(Error::Truncated);
+    }
+    let (body, digest) = bytes.split_at(bytes.len() - 32);
+    let mut r = Reader { bytes: body, at: 8 };
+    let version = r.u32()?;
+    if version != VERSION {
+        return Err(Error::UnsupportedVersion {
+            found: u16::try_from(version).unwrap_or(u16::MAX),
+            supported: VERSION as u16,
+        });
+    }
+    // The checksum covers structure and contents; lengths are still checked as they are read, so a
+    // damaged file is reported as truncated or corrupt rather than read out of bounds.
+    if Sha256::digest(body).as_slice() != digest {
+        return Err(corrupt_or_truncated(&bytes));
+    }
+    let kind = r.u8()?;
+    let metric = Metric::from_code(r.u8()?).ok_or_else(|| corrupt("unknown metric"))?;
+    let dimensions = r.u32()? as usize;
+    let count = usize::try_from(r.u64()?).map_err(|_| corrupt("slot count"))?;
+    if dimensions == 0 {
+        return Err(corrupt("zero dimensions"));
+    }
+    let mut slots = Slots::new(metric, dimensions);
+    slots.ids = (0..count).map(|_| r.u64()).collect::<Result<_, _>>()?;
+    slots.live = r.take(count)?.iter().map(|&b| b != 0).collect();
+    let floats = count.checked_mul(dimensions).ok_or_else(|| corrupt("vector size"))?;
+    let raw = r.take(floats.checked_mul(4).ok_or_else(|| corrupt("vector size"))?)?;
+    slots.data = raw
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    for slot in 0..count {
+        if slots.live[slot] && slots.by_id.insert(slots.ids[slot], slot as u32).is_some() {
+            return Err(corrupt("two live vectors share an id"));
+        }
+    }
+    let graph = match kind {
+        0 => None,
+        1 => {
+            let config = HnswConfig {
+                metric,
+                dimensions,
+                m: r.u32()? as usize,
+                ef_construction: r.u32()? as usize,
+                ef_search: r.u32()? as usize,
+                expected_len: usize::try_from(r.u64()?).map_err(|_| corrupt("expected length"))?,
+            };
+            let entry = r.u32()?;
+            let max_level = r.u8()?;
+            let offsets: Vec<u32> = (0..=count).map(|_| r.u32()).collect::<Result<_, _>>()?;
+            let total = usize::try_from(r.u64()?).map_err(|_| corrupt("neighbour count"))?;
+            let neighbours: Vec<u32> = (0..total).map(|_| r.u32()).collect::<Result<_, _>>()?;
+            let mut upper = Vec::with_capacity(count);
+            for _ in 0..count {
+                let layers = r.u8()?;
+                let mut lists = Vec::with_capacity(usize::from(layers));
+                for _ in 0..layers {
+                    let n = r.u32()? as usize;
+                    lists.push((0..n).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?);
+                }
+                upper.push(lists);
+            }
+            let graph = SearchGraph {
+                offsets,
+                neighbours,
+                upper,
+                entry,
+                max_level,
+            };
+            check_graph(&graph, count)?;
+            Some((config, graph))
+        }
+        _ => return Err(corrupt("unknown index kind")),
+    };
+    if r.at != body.len() {
+        return Err(corrupt("trailing bytes"));
+    }
+    Ok((slots, graph))
+}
+
+/// A graph that would send a search out of bounds is refused.
+fn check_graph(graph: &SearchGraph, count: usize) -> Result<(), Error> {
+    let in_range = |n: &u32| (*n as usize) < count;
+    if graph.offsets.first() != Some(&0)
+        || graph.offsets.windows(2).any(|w| w[0] > w[1])
+        || graph.offsets.last().map(|&o| o as usize) != Some(graph.neighbours.len())
+        || !graph.neighbours.iter().all(in_range)
+        || !graph.upper.iter().flatten().flatten().all(in_range)
+        || (count > 0 && !in_range(&graph.entry))
+    {
+        return Err(corrupt("the graph refers to vectors that do not exist"));
+    }
+    let entry_layers = graph.upper.get(graph.entry as usize).map_or(0, Vec::len);
+    if count > 0 && entry_layers < usize::from(graph.max_level) {
+        return Err(corrupt("the entry point is below the top layer"));
+    }
+    Ok(())
+}
+
+/// A file whose checksum fails was either cut short (a crash mid-copy) or altered.
+fn corrupt_or_truncated(bytes: &[u8]) -> Error {
+    // The shortest well-formed header tells how long the vector section alone must be.
+    if bytes.len() >= 30 {
+        let dims = u32::from_le_bytes([bytes[14], bytes[15], bytes[16], bytes[17]]) as u64;
+        let count = u64::from_le_bytes(bytes[18..26].try_into().unwrap_or([0; 8]));
+        let minimum = 26u64
+            .saturating_add(count.saturating_mul(9 + 4 * dims))
+            .saturating_add(32);
+        if (bytes.len() as u64) < minimum {
+            return Error::Truncated;
+        }
+    }
+    corrupt("checksum mismatch")
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::Corrupt { what: what.into() }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        let end = self.at.checked_add(n).ok_or(Error::Truncated)?;
+        let slice = self.bytes.get(self.at..end).ok_or(Error::Truncated)?;
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self) -> Result<u8, Error> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, Error> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, Error> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+}

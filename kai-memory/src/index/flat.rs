@@ -1,0 +1,90 @@
+//! Exact search over every vector.
+
+use std::path::Path;
+
+use crate::error::Error;
+use crate::index::Hit;
+use crate::index::distance::Metric;
+use crate::index::file;
+use crate::index::slots::Slots;
+
+/// An exact index: every search compares the query with every live vector. Right for small
+/// collections, as ground truth in tests, and on targets without threads (wasm32).
+///
+/// ```
+/// use kai_memory::index::{FlatIndex, Metric};
+///
+/// let mut index = FlatIndex::new(Metric::Cosine, 2);
+/// index.insert(1, &[1.0, 0.0])?;
+/// index.insert(2, &[0.0, 1.0])?;
+/// let hits = index.search(&[0.9, 0.1], 1)?;
+/// assert_eq!(hits[0].id, 1);
+/// # Ok::<(), kai_memory::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct FlatIndex {
+    pub(crate) slots: Slots,
+}
+
+impl FlatIndex {
+    /// An empty index of vectors with `dimensions` components.
+    pub fn new(metric: Metric, dimensions: usize) -> Self {
+        Self {
+            slots: Slots::new(metric, dimensions),
+        }
+    }
+
+    /// Adds or replaces the vector for `id`.
+    pub fn insert(&mut self, id: u64, vector: &[f32]) -> Result<(), Error> {
+        let prepared = self.slots.metric.prepare(vector, self.slots.dimensions)?;
+        self.slots.push(id, &prepared)?;
+        self.compact_if_sparse();
+        Ok(())
+    }
+
+    /// Removes the vector for `id`; returns whether there was one.
+    pub fn remove(&mut self, id: u64) -> bool {
+        let removed = self.slots.remove(id);
+        self.compact_if_sparse();
+        removed
+    }
+
+    /// The `k` nearest vectors.
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, Error> {
+        self.search_filtered(query, k, &|_| true)
+    }
+
+    /// The `k` nearest vectors whose ids `filter` accepts.
+    pub fn search_filtered(&self, query: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Result<Vec<Hit>, Error> {
+        let query = self.slots.metric.prepare(query, self.slots.dimensions)?;
+        Ok(self.slots.hits(self.slots.exact(&query, k, filter, None)))
+    }
+
+    /// Live vectors.
+    pub fn len(&self) -> usize {
+        self.slots.live_count()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the index to `path` atomically.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+        file::save(path.as_ref(), &self.slots, None)
+    }
+
+    /// Reads an index written by [`save`](Self::save).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let (slots, _) = file::open(path.as_ref())?;
+        Ok(Self { slots })
+    }
+
+    fn compact_if_sparse(&mut self) {
+        let total = self.slots.len();
+        if total >= 64 && self.slots.live_count() * 2 < total {
+            self.slots = self.slots.compacted();
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The search side of the HNSW index: the graph hnsw_rs built, copied into flat arrays (CSR neighbour
+//! lists, vectors contiguous by slot) and searched without locks, per-node allocations or hashing.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crate::index::distance::{BuildDistance, Metric};
+use crate::index::slots::{Ranked, Slots, TopK};
+
+/// A layered proximity graph over slots `0..len`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct SearchGraph {
+    /// Layer-0 neighbours of slot `s`: `neighbours[offsets[s]..offsets[s + 1]]`.
+    pub(crate) offsets: Vec<u32>,
+    pub(crate) neighbours: Vec<u32>,
+    /// Neighbours on layers 1.. for the few slots that reach them: `upper[s][layer - 1]`.
+    pub(crate) upper: Vec<Vec<Vec<u32>>>,
+    pub(crate) entry: u32,
+    pub(crate) max_level: u8,
+}
+
+impl SearchGraph {
+    pub(crate) fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Copies the graph out of hnsw_rs. Slots are hnsw_rs data ids.
+    pub(crate) fn from_hnsw(hnsw: &hnsw_rs::hnsw::Hnsw<'static, f32, BuildDistance>, slots: usize) -> Self {
+        let mut layer0: Vec<Vec<u32>> = vec![Vec::new(); slots];
+        let mut upper: Vec<Vec<Vec<u32>>> = vec![Vec::new(); slots];
+        let mut entry = None;
+        let max_level = hnsw.get_max_level_observed();
+        for point in hnsw.get_point_indexation() {
+            let slot = point.get_origin_id();
+            if slot >= slots {
+                continue;
+            }
+            let level = point.get_point_id().0;
+            if level == max_level && entry.is_none() {
+                entry = Some(slot as u32);
+            }
+            let neighbourhood = point.get_neighborhood_id();
+            for (layer, list) in neighbourhood.iter().enumerate().take(usize::from(level) + 1) {
+                let ids: Vec<u32> = list
+                    .iter()
+                    .map(|n| n.d_id as u32)
+                    .filter(|&id| (id as usize) < slots)
+                    .collect();
+                if layer == 0 {
+                    layer0[slot] = ids;
+                } else {
+                    upper[slot].push(ids);
+                }
+            }
+        }
+        let mut offsets = Vec::with_capacity(slots + 1);
+        let mut neighbours = Vec::new();
+        offsets.push(0);
+        for list in layer0 {
+            neighbours.extend(list);
+            offsets.push(neighbours.len() as u32);
+        }
+        Self {
+            offsets,
+            neighbours,
+            upper,
+            entry: entry.unwrap_or(0),
+            max_level,
+        }
+    }
+
+    fn layer0(&self, slot: u32) -> &[u32] {
+        let s = slot as usize;
+        &self.neighbours[self.offsets[s] as usize..self.offsets[s + 1] as usize]
+    }
+
+    /// Best-first search: greedy through the upper layers, then a beam of width `ef` on layer 0.
+    /// Only live slots that `accept` admits enter the results; the others are still walked through.
+    pub(crate) fn search(
+        &self,
+        slots: &Slots,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        accept: &dyn Fn(u32) -> bool,
+    ) -> Vec<(f32, u32)> {
+        if self.len() == 0 || k == 0 {
+            return Vec::new();
+        }
+        let metric: Metric = slots.metric;
+        let distance = |slot: u32| metric.rank(query, slots.vector(slot));
+        let mut current = self.entry;
+        let mut current_distance = distance(current);
+        for level in (1..=usize::from(self.max_level)).rev() {
+            loop {
+                let mut moved = false;
+                if let Some(list) = self.upper[current as usize].get(level - 1) {
+                    for &next in list {
+                        let d = distance(next);
+                        if d < current_distance {
+                            current_distance = d;
+                            current = next;
+                            moved = true;
+                        }
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+
+        let ef = ef.max(k);
+        VISITED.with(|visited| {
+            let mut visited = visited.borrow_mut();
+            visited.reset(self.len());
+            let mut candidates: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(ef * 2);
+            let mut results: BinaryHeap<Ranked> = BinaryHeap::with_capacity(ef + 1);
+            visited.insert(current);
+            candidates.push(Reverse(Ranked(current_distance, current)));
+            if accept(current) {
+                results.push(Ranked(current_distance, current));
+            }
+            while let Some(Reverse(Ranked(d, node))) = candidates.pop() {
+                if results.len() >= ef && results.peek().is_some_and(|worst| d > worst.0) {
+                    break;
+                }
+                for &next in self.layer0(node) {
+                    if !visited.insert(next) {
+                        continue;
+                    }
+                    let dn = distance(next);
+                    let worst = results.peek().map_or(f32::INFINITY, |w| w.0);
+                    if results.len() < ef || dn < worst {
+                        candidates.push(Reverse(Ranked(dn, next)));
+                        if accept(next) {
+                            results.push(Ranked(dn, next));
+                            if results.len() > ef {
+                                results.pop();
+                            }
+                        }
+                    }
+                }
+            }
+            let mut top = TopK::new(k);
+            for Ranked(d, slot) in results {
+                top.offer(d, slot);
+            }
+            top.into_sorted()
+        })
+    }
+}
+
+/// A visited set for one thread, cleared in O(1) by bumping a generation number.
+struct Visited {
+    marks: Vec<u32>,
+    generation: u32,
+}
+
+impl Visited {
+    fn reset(&mut self, len: usize) {
+        if self.marks.len() < len {
+            self.marks.resize(len, 0);
+        }
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.marks.iter_mut().for_each(|m| *m = 0);
+            self.generation = 1;
+        }
+    }
+
+    /// Marks `slot`; false when it was already marked.
+    fn insert(&mut self, slot: u32) -> bool {
+        let mark = &mut self.marks[slot as usize];
+        if *mark == self.generation {
+            false
+        } else {
+            *mark = self.generation;
+            true
+        }
+    }
+}
+
+thread_local! {
+    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), generation: 0 }) };
+}

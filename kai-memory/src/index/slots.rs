@@ -1,0 +1,163 @@
+//! Vector storage shared by the indexes: contiguous vectors by internal slot, caller ids, liveness.
+
+use std::collections::HashMap;
+
+use crate::error::Error;
+use crate::index::Hit;
+use crate::index::distance::Metric;
+
+/// Vectors in insertion order. A replaced or removed vector's slot stays, marked dead, until the index
+/// is compacted.
+#[derive(Debug, Clone)]
+pub(crate) struct Slots {
+    pub(crate) metric: Metric,
+    pub(crate) dimensions: usize,
+    pub(crate) data: Vec<f32>,
+    pub(crate) ids: Vec<u64>,
+    pub(crate) live: Vec<bool>,
+    pub(crate) by_id: HashMap<u64, u32>,
+}
+
+impl Slots {
+    pub(crate) fn new(metric: Metric, dimensions: usize) -> Self {
+        Self {
+            metric,
+            dimensions,
+            data: Vec::new(),
+            ids: Vec::new(),
+            live: Vec::new(),
+            by_id: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub(crate) fn live_count(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub(crate) fn vector(&self, slot: u32) -> &[f32] {
+        let start = slot as usize * self.dimensions;
+        &self.data[start..start + self.dimensions]
+    }
+
+    /// Appends an already prepared vector; a previous vector with the same id dies.
+    pub(crate) fn push(&mut self, id: u64, prepared: &[f32]) -> Result<u32, Error> {
+        let slot = u32::try_from(self.ids.len())
+            .map_err(|_| Error::InvalidConfig("an index holds at most 2^32 vectors".into()))?;
+        if let Some(old) = self.by_id.insert(id, slot) {
+            self.live[old as usize] = false;
+        }
+        self.data.extend_from_slice(prepared);
+        self.ids.push(id);
+        self.live.push(true);
+        Ok(slot)
+    }
+
+    pub(crate) fn remove(&mut self, id: u64) -> bool {
+        match self.by_id.remove(&id) {
+            Some(slot) => {
+                self.live[slot as usize] = false;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A copy holding only the live vectors, in slot order.
+    pub(crate) fn compacted(&self) -> Self {
+        let mut fresh = Slots::new(self.metric, self.dimensions);
+        for slot in 0..self.ids.len() as u32 {
+            if self.live[slot as usize] {
+                // Cannot fail: the fresh copy holds fewer slots than this one.
+                let _ = fresh.push(self.ids[slot as usize], self.vector(slot));
+            }
+        }
+        fresh
+    }
+
+    /// Exact search over the given slots (all when `None`).
+    pub(crate) fn exact(
+        &self,
+        query: &[f32],
+        k: usize,
+        accept: &dyn Fn(u64) -> bool,
+        slots: Option<&[u32]>,
+    ) -> Vec<(f32, u32)> {
+        let mut best = TopK::new(k);
+        let mut consider = |slot: u32| {
+            if self.live[slot as usize] && accept(self.ids[slot as usize]) {
+                best.offer(self.metric.rank(query, self.vector(slot)), slot);
+            }
+        };
+        match slots {
+            Some(slots) => slots.iter().copied().for_each(&mut consider),
+            None => (0..self.ids.len() as u32).for_each(&mut consider),
+        }
+        best.into_sorted()
+    }
+
+    pub(crate) fn hits(&self, ranked: Vec<(f32, u32)>) -> Vec<Hit> {
+        ranked
+            .into_iter()
+            .map(|(rank, slot)| Hit {
+                id: self.ids[slot as usize],
+                distance: self.metric.report(rank),
+            })
+            .collect()
+    }
+}
+
+/// The k smallest (distance, slot) pairs seen.
+pub(crate) struct TopK {
+    k: usize,
+    heap: std::collections::BinaryHeap<Ranked>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) struct Ranked(pub(crate) f32, pub(crate) u32);
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
+}
+
+impl TopK {
+    pub(crate) fn new(k: usize) -> Self {
+        Self {
+            k,
+            heap: std::collections::BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    pub(crate) fn offer(&mut self, distance: f32, slot: u32) {
+        if self.k == 0 {
+            return;
+        }
+        if self.heap.len() < self.k {
+            self.heap.push(Ranked(distance, slot));
+        } else if self.heap.peek().is_some_and(|worst| distance < worst.0) {
+            self.heap.pop();
+            self.heap.push(Ranked(distance, slot));
+        }
+    }
+
+    pub(crate) fn into_sorted(self) -> Vec<(f32, u32)> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Ranked(d, s)| (d, s))
+            .collect()
+    }
+}

@@ -1,0 +1,273 @@
+//! Vector indexes: exact results, HNSW recall against exact search, removal, filters, persistence and
+//! every kind of bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use kai_memory::Error;
+use kai_memory::index::{FlatIndex, HnswConfig, HnswIndex, Metric};
+
+/// Deterministic pseudo-random numbers (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+/// `n` vectors in 20 clusters, like real embeddings.
+fn clustered(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng(seed);
+    let centres: Vec<Vec<f32>> = (0..20).map(|_| (0..dims).map(|_| rng.next()).collect()).collect();
+    (0..n)
+        .map(|i| centres[i % 20].iter().map(|c| c + 0.3 * rng.next()).collect())
+        .collect()
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kai-index-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn recall(index: &HnswIndex, exact: &FlatIndex, queries: &[Vec<f32>], k: usize, ef: usize) -> f32 {
+    let mut found = 0;
+    for query in queries {
+        let truth: HashSet<u64> = exact.search(query, k).unwrap().iter().map(|h| h.id).collect();
+        let got = index.search_with(query, k, ef, None).unwrap();
+        found += got.iter().filter(|h| truth.contains(&h.id)).count();
+    }
+    found as f32 / (queries.len() * k) as f32
+}
+
+#[test]
+fn flat_index_distances_follow_the_metric() {
+    let mut l2 = FlatIndex::new(Metric::L2, 2);
+    l2.insert(1, &[0.0, 0.0]).unwrap();
+    l2.insert(2, &[3.0, 4.0]).unwrap();
+    let hits = l2.search(&[0.0, 0.0], 2).unwrap();
+    assert_eq!((hits[0].id, hits[1].id), (1, 2));
+    assert!((hits[1].distance - 5.0).abs() < 1e-6);
+
+    let mut cosine = FlatIndex::new(Metric::Cosine, 2);
+    cosine.insert(1, &[10.0, 0.0]).unwrap();
+    cosine.insert(2, &[0.0, 0.5]).unwrap();
+    let hits = cosine.search(&[1.0, 0.0], 2).unwrap();
+    assert_eq!(hits[0].id, 1);
+    assert!(hits[0].distance.abs() < 1e-6 && (hits[1].distance - 1.0).abs() < 1e-6);
+
+    let mut dot = FlatIndex::new(Metric::Dot, 2);
+    dot.insert(1, &[1.0, 0.0]).unwrap();
+    dot.insert(2, &[5.0, 0.0]).unwrap();
+    let hits = dot.search(&[1.0, 0.0], 1).unwrap();
+    assert_eq!(hits[0].id, 2, "the largest inner product wins");
+    assert_eq!(hits[0].distance, -5.0);
+}
+
+#[test]
+fn bad_vectors_and_queries_are_typed_errors_not_panics() {
+    let mut index = HnswIndex::new(HnswConfig::new(Metric::Cosine, 3)).unwrap();
+    assert!(matches!(
+        index.insert(1, &[1.0, 2.0]),
+        Err(Error::DimensionMismatch { expected: 3, found: 2 })
+    ));
+    assert!(matches!(
+        index.insert(1, &[f32::NAN, 0.0, 0.0]),
+        Err(Error::InvalidVector { .. })
+    ));
+    assert!(matches!(
+        index.insert(1, &[0.0, 0.0, 0.0]),
+        Err(Error::InvalidVector { .. })
+    ));
+    // One bad vector rejects the whole batch.
+    let batch = vec![(1, vec![1.0, 0.0, 0.0]), (2, vec![f32::INFINITY, 0.0, 0.0])];
+    assert!(index.insert_batch(&batch).is_err());
+    assert!(index.is_empty());
+    assert!(matches!(index.search(&[1.0], 1), Err(Error::DimensionMismatch { .. })));
+    assert!(index.search(&[1.0, 0.0, 0.0], 3).unwrap().is_empty());
+    let mut config = HnswConfig::new(Metric::L2, 3);
+    config.m = 300;
+    assert!(matches!(HnswIndex::new(config), Err(Error::InvalidConfig(_))));
+}
+
+#[test]
+fn hnsw_recall_against_exact_search() {
+    let dims = 32;
+    // 100 held-out points of the same distribution serve as queries.
+    let mut data = clustered(6_100, dims, 7);
+    let queries = data.split_off(6_000);
+    for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+        let mut index = HnswIndex::new(HnswConfig::new(metric, dims)).unwrap();
+        let mut exact = FlatIndex::new(metric, dims);
+        let items: Vec<(u64, Vec<f32>)> = data
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as u64 * 3, v.clone()))
+            .collect();
+        index.insert_batch(&items).unwrap();
+        for (id, v) in &items {
+            exact.insert(*id, v).unwrap();
+        }
+        let r = recall(&index, &exact, &queries, 10, 64);
+        assert!(r >= 0.95, "{metric:?}: recall@10 {r}");
+    }
+}
+
+#[test]
+fn unit_vectors_that_round_past_one_build_without_panicking() {
+    // The distance that asserts on rounding in anndists is never used: 20k normalised vectors.
+    let data = clustered(20_000, 16, 3);
+    let mut index = HnswIndex::new(HnswConfig::new(Metric::Cosine, 16)).unwrap();
+    let items: Vec<(u64, Vec<f32>)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            (i as u64, v.iter().map(|x| x / norm).collect())
+        })
+        .collect();
+    index.insert_batch(&items).unwrap();
+    assert_eq!(index.search(&items[5].1, 1).unwrap()[0].id, 5);
+}
+
+#[test]
+fn removed_and_replaced_vectors_and_late_inserts() {
+    let dims = 8;
+    let data = clustered(3_000, dims, 11);
+    let mut index = HnswIndex::new(HnswConfig::new(Metric::L2, dims)).unwrap();
+    let items: Vec<(u64, Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (i as u64, v.clone())).collect();
+    index.insert_batch(&items).unwrap();
+
+    assert!(index.remove(10));
+    assert!(!index.remove(10));
+    assert!(index.search(&data[10], 5).unwrap().iter().all(|h| h.id != 10));
+    // Replacing moves the id to its new vector.
+    index.insert(20, &data[2_500]).unwrap();
+    let hits = index.search(&data[2_500], 2).unwrap();
+    assert!(hits.iter().any(|h| h.id == 20) && hits.iter().any(|h| h.id == 2_500));
+    assert!(index.search(&data[20], 3).unwrap().iter().all(|h| h.id != 20));
+    // A vector inserted after the graph was copied is still found.
+    index.insert(9_999, &[50.0; 8]).unwrap();
+    assert_eq!(index.search(&[50.0; 8], 1).unwrap()[0].id, 9_999);
+    assert_eq!(index.len(), 3_000);
+
+    // Removing most of the index compacts it; results stay right.
+    for id in 0..2_000 {
+        index.remove(id);
+    }
+    assert_eq!(index.len(), 1_001);
+    let hits = index.search(&data[2_900], 1).unwrap();
+    assert_eq!(hits[0].id, 2_900);
+}
+
+#[test]
+fn filtered_search_stays_correct_however_selective() {
+    let dims = 16;
+    let data = clustered(5_000, dims, 5);
+    let mut index = HnswIndex::new(HnswConfig::new(Metric::L2, dims)).unwrap();
+    let mut exact = FlatIndex::new(Metric::L2, dims);
+    let items: Vec<(u64, Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (i as u64, v.clone())).collect();
+    index.insert_batch(&items).unwrap();
+    for (id, v) in &items {
+        exact.insert(*id, v).unwrap();
+    }
+    let queries: Vec<Vec<f32>> = clustered(5_030, dims, 5).split_off(5_000);
+    // Very selective: 7 of 5,000 pass: answered exactly.
+    let rare = |id: u64| id % 700 == 3;
+    // Broad: half pass: answered by the graph with a widened beam.
+    let half = |id: u64| id.is_multiple_of(2);
+    let mut broad_found = 0;
+    for query in &queries {
+        let got = index.search_with(query, 5, 64, Some(&rare)).unwrap();
+        let truth = exact.search_filtered(query, 5, &rare).unwrap();
+        assert_eq!(got, truth);
+        let got = index.search_with(query, 10, 64, Some(&half)).unwrap();
+        assert!(got.iter().all(|h| half(h.id)));
+        let truth: HashSet<u64> = exact
+            .search_filtered(query, 10, &half)
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        broad_found += got.iter().filter(|h| truth.contains(&h.id)).count();
+    }
+    let r = broad_found as f32 / (queries.len() * 10) as f32;
+    assert!(r >= 0.95, "filtered recall {r}");
+}
+
+#[test]
+fn saved_indexes_reopen_without_reinserting_and_keep_working() {
+    let dims = 12;
+    let data = clustered(4_000, dims, 13);
+    let mut index = HnswIndex::new(HnswConfig::new(Metric::Cosine, dims)).unwrap();
+    let items: Vec<(u64, Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (i as u64, v.clone())).collect();
+    index.insert_batch(&items).unwrap();
+    index.remove(3);
+    let path = temp("saved.hnsw");
+    index.save(&path).unwrap();
+
+    let mut reopened = HnswIndex::open(&path).unwrap();
+    assert_eq!(reopened.len(), 3_999);
+    for query in data.iter().step_by(400) {
+        assert_eq!(index.search(query, 10).unwrap(), reopened.search(query, 10).unwrap());
+    }
+    reopened.insert(123_456, &data[0]).unwrap();
+    let ids: Vec<u64> = reopened.search(&data[0], 2).unwrap().iter().map(|h| h.id).collect();
+    assert!(ids.contains(&0) && ids.contains(&123_456));
+
+    let mut flat = FlatIndex::new(Metric::L2, 2);
+    flat.insert(1, &[1.0, 2.0]).unwrap();
+    let flat_path = temp("saved.flat");
+    flat.save(&flat_path).unwrap();
+    assert_eq!(
+        FlatIndex::open(&flat_path).unwrap().search(&[1.0, 2.0], 1).unwrap()[0].id,
+        1
+    );
+    assert!(matches!(HnswIndex::open(&flat_path), Err(Error::Corrupt { .. })));
+}
+
+#[test]
+fn damaged_files_give_typed_errors() {
+    let mut index = HnswIndex::new(HnswConfig::new(Metric::L2, 4)).unwrap();
+    let items: Vec<(u64, Vec<f32>)> = clustered(300, 4, 1)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64, v))
+        .collect();
+    index.insert_batch(&items).unwrap();
+    let path = temp("damaged.hnsw");
+    index.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+
+    for cut in [0, 5, 20, 100, bytes.len() / 2, bytes.len() - 1] {
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let result = HnswIndex::open(&path);
+        assert!(
+            matches!(result, Err(Error::Truncated | Error::Corrupt { .. })),
+            "cut at {cut}: {result:?}"
+        );
+    }
+    for at in [30, bytes.len() / 2, bytes.len() - 40] {
+        let mut flipped = bytes.clone();
+        flipped[at] ^= 0x40;
+        std::fs::write(&path, &flipped).unwrap();
+        assert!(
+            matches!(HnswIndex::open(&path), Err(Error::Corrupt { .. })),
+            "flip at {at}"
+        );
+    }
+    std::fs::write(&path, b"GIF89a....").unwrap();
+    assert!(matches!(HnswIndex::open(&path), Err(Error::NotAnIndex)));
+    let mut newer = bytes.clone();
+    newer[8] = 2;
+    std::fs::write(&path, &newer).unwrap();
+    assert!(matches!(
+        HnswIndex::open(&path),
+        Err(Error::UnsupportedVersion { found: 2, .. })
+    ));
+}
