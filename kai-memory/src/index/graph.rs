@@ -70,6 +70,61 @@ impl SearchGraph {
         }
     }
 
+    /// Re-selects every layer-0 neighbour list with the HNSW paper's heuristic (Malkov & Yashunin,
+    /// algorithm 4): from a node's neighbours and the nodes that list it, nearest first, a candidate is
+    /// kept only if it is closer to the node than to every neighbour already kept, up to `max_degree`.
+    /// hnsw_rs keeps plain nearest lists; diverse lists reach distant regions in fewer hops, so the same
+    /// recall needs a smaller beam.
+    pub(crate) fn diversify(&mut self, slots: &Slots, max_degree: usize) {
+        use rayon::prelude::*;
+        let n = self.len();
+        let mut reverse: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for node in 0..n as u32 {
+            for &next in self.layer0(node) {
+                reverse[next as usize].push(node);
+            }
+        }
+        let metric = slots.metric;
+        let lists: Vec<Vec<u32>> = (0..n as u32)
+            .into_par_iter()
+            .map(|node| {
+                if !slots.live[node as usize] && self.layer0(node).is_empty() {
+                    return Vec::new();
+                }
+                let here = slots.vector(node);
+                let mut candidates: Vec<(f32, u32)> = self
+                    .layer0(node)
+                    .iter()
+                    .chain(&reverse[node as usize])
+                    .filter(|&&c| c != node)
+                    .map(|&c| (metric.rank(here, slots.vector(c)), c))
+                    .collect();
+                candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                candidates.dedup_by_key(|c| c.1);
+                let mut kept: Vec<u32> = Vec::with_capacity(max_degree);
+                for &(distance, candidate) in &candidates {
+                    if kept.len() == max_degree {
+                        break;
+                    }
+                    let there = slots.vector(candidate);
+                    if kept.iter().all(|&k| metric.rank(there, slots.vector(k)) > distance) {
+                        kept.push(candidate);
+                    }
+                }
+                kept
+            })
+            .collect();
+        let mut offsets = Vec::with_capacity(n + 1);
+        let mut neighbours = Vec::new();
+        offsets.push(0);
+        for list in lists {
+            neighbours.extend(list);
+            offsets.push(neighbours.len() as u32);
+        }
+        self.offsets = offsets;
+        self.neighbours = neighbours;
+    }
+
     fn layer0(&self, slot: u32) -> &[u32] {
         let s = slot as usize;
         &self.neighbours[self.offsets[s] as usize..self.offsets[s + 1] as usize]

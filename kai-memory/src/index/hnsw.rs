@@ -263,7 +263,9 @@ impl HnswIndex {
         }
         let slots = self.slots.len();
         let builder = builder_covering(&mut self.builder, &self.slots, &self.config, slots);
-        self.graph = SearchGraph::from_hnsw(builder, slots);
+        let mut graph = SearchGraph::from_hnsw(builder, slots);
+        graph.diversify(&self.slots, 2 * self.config.m);
+        self.graph = graph;
     }
 }
 

@@ -1,0 +1,144 @@
+"""Side-by-side ANN benchmark: kAI's HnswIndex against hnswlib on the same data, parameters and threads.
+
+Generates (or reads) a dataset, computes exact ground truth with numpy, runs hnswlib in this process and
+kAI's `ann_compare` binary, and prints build time, recall@10, single-thread QPS and memory with ratios.
+
+    python compare.py --binary <ann_compare> --dataset clustered --n 100000 --dims 128
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def clustered(n, queries, dims, seed):
+    """n + queries vectors around 100 Gaussian centres; the queries are held out from the same distribution."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(100, dims)).astype(np.float32)
+    total = n + queries
+    labels = rng.integers(0, 100, size=total)
+    data = centres[labels] + 0.35 * rng.normal(size=(total, dims)).astype(np.float32)
+    return data[:n].astype(np.float32), data[n:].astype(np.float32)
+
+
+def ground_truth(base, queries, metric, k=10):
+    if metric == "cosine":
+        base = base / np.linalg.norm(base, axis=1, keepdims=True)
+        queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    truth = np.empty((len(queries), k), dtype=np.uint32)
+    base_sq = (base * base).sum(axis=1)
+    for start in range(0, len(queries), 256):
+        q = queries[start:start + 256]
+        if metric == "cosine":
+            scores = -(q @ base.T)
+        else:
+            scores = base_sq[None, :] - 2 * (q @ base.T)
+        part = np.argpartition(scores, k, axis=1)[:, :k]
+        order = np.take_along_axis(scores, part, axis=1).argsort(axis=1)
+        truth[start:start + 256] = np.take_along_axis(part, order, axis=1)
+    return truth
+
+
+def resident_kib():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def run_hnswlib(base, queries, truth, metric, m, ef_construction, efs, threads):
+    import hnswlib
+
+    space = "cosine" if metric == "cosine" else "l2"
+    before = resident_kib()
+    started = time.perf_counter()
+    index = hnswlib.Index(space=space, dim=base.shape[1])
+    index.init_index(max_elements=len(base), M=m, ef_construction=ef_construction, random_seed=1)
+    index.set_num_threads(threads)
+    index.add_items(base, np.arange(len(base)))
+    build = time.perf_counter() - started
+    memory = resident_kib() - before
+    path = os.path.join(tempfile.mkdtemp(), "hnswlib.bin")
+    index.save_index(path)
+    started = time.perf_counter()
+    reopened = hnswlib.Index(space=space, dim=base.shape[1])
+    reopened.load_index(path, max_elements=len(base))
+    reopen = time.perf_counter() - started
+    reopened.set_num_threads(1)
+    results = []
+    for ef in efs:
+        reopened.set_ef(ef)
+        started = time.perf_counter()
+        labels, _ = reopened.knn_query(queries, k=10, num_threads=1)
+        seconds = time.perf_counter() - started
+        found = sum(len(set(labels[i]) & set(truth[i])) for i in range(len(queries)))
+        results.append({"ef": ef, "recall": found / (len(queries) * 10), "qps": len(queries) / seconds})
+    return {"build_seconds": build, "memory_kib": memory, "reopen_seconds": reopen,
+            "file_bytes": os.path.getsize(path), "search": results}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("--dataset", default="clustered", help="'clustered' or a directory with base.npy/queries.npy")
+    parser.add_argument("--metric", default="l2", choices=["l2", "cosine"])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=1_000)
+    parser.add_argument("--dims", type=int, default=128)
+    parser.add_argument("--m", type=int, default=16)
+    parser.add_argument("--ef-construction", type=int, default=200)
+    parser.add_argument("--ef", default="16,32,64")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    efs = [int(e) for e in args.ef.split(",")]
+
+    if args.dataset == "clustered":
+        base, queries = clustered(args.n, args.queries, args.dims, seed=42)
+        name = f"{args.n // 1000}k x {args.dims}-d clustered"
+    else:
+        base = np.load(os.path.join(args.dataset, "base.npy")).astype(np.float32)
+        queries = np.load(os.path.join(args.dataset, "queries.npy")).astype(np.float32)
+        name = f"{len(base) // 1000}k x {base.shape[1]}-d {os.path.basename(args.dataset.rstrip('/'))}"
+    truth = ground_truth(base, queries, args.metric)
+
+    work = tempfile.mkdtemp(prefix="kai-ann-")
+    base.tofile(os.path.join(work, "base.f32"))
+    queries.tofile(os.path.join(work, "queries.f32"))
+    truth.astype("<u4").tofile(os.path.join(work, "truth.u32"))
+    with open(os.path.join(work, "meta.json"), "w") as meta:
+        json.dump({"n": len(base), "queries": len(queries), "dims": base.shape[1]}, meta)
+
+    environment = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
+    kai = json.loads(subprocess.run(
+        [args.binary, work, args.metric, str(args.m), str(args.ef_construction), args.ef],
+        check=True, capture_output=True, text=True, env=environment).stdout)
+    peer = run_hnswlib(base, queries, truth, args.metric, args.m, args.ef_construction, efs, args.threads)
+
+    print(f"## {name}, {args.metric}, M={args.m}, ef_construction={args.ef_construction}, "
+          f"build threads={args.threads}, {len(queries)} queries, one search thread")
+    print("| | kAI HnswIndex | hnswlib | ratio (kAI / hnswlib) |")
+    print("|---|---|---|---|")
+    print(f"| build | {kai['build_seconds']:.1f} s | {peer['build_seconds']:.1f} s | "
+          f"{kai['build_seconds'] / peer['build_seconds']:.2f} |")
+    print(f"| memory added by the index | {kai['memory_kib'] / 1024:.0f} MiB | {peer['memory_kib'] / 1024:.0f} MiB | "
+          f"{kai['memory_kib'] / max(peer['memory_kib'], 1):.2f} |")
+    print(f"| file | {kai['file_bytes'] / 2**20:.0f} MiB | {peer['file_bytes'] / 2**20:.0f} MiB | "
+          f"{kai['file_bytes'] / peer['file_bytes']:.2f} |")
+    print(f"| reopen | {kai['reopen_seconds']:.2f} s | {peer['reopen_seconds']:.2f} s | "
+          f"{kai['reopen_seconds'] / peer['reopen_seconds']:.2f} |")
+    for ours, theirs in zip(kai["search"], peer["search"]):
+        print(f"| ef={ours['ef']}: recall@10 / QPS | {ours['recall']:.3f} / {ours['qps']:,.0f} | "
+              f"{theirs['recall']:.3f} / {theirs['qps']:,.0f} | QPS {ours['qps'] / theirs['qps']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+//! The kAI side of `benches/ann/compare.py`: builds an `HnswIndex` over a dataset written by the script,
+//! and prints build time, recall@10 and single-thread queries per second at several `ef`, and memory,
+//! as one JSON object.
+//!
+//! Usage: `ann_compare <dir> <metric: l2|cosine> <m> <ef_construction> <ef,ef,...>`; `<dir>` holds
+//! `base.f32`, `queries.f32`, `truth.u32` (10 ids per query) and `meta.json` (`{"n", "queries", "dims"}`).
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use kai_memory::index::{HnswConfig, HnswIndex, Metric};
+
+fn read_f32(path: &std::path::Path) -> Result<Vec<f32>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn run(args: &[String]) -> Result<String, String> {
+    let [dir, metric, m, ef_construction, efs] = args else {
+        return Err("usage: ann_compare <dir> <l2|cosine> <m> <ef_construction> <ef,ef,...>".into());
+    };
+    let dir = std::path::Path::new(dir);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    let dims = meta["dims"].as_u64().ok_or("meta.dims")? as usize;
+    let metric = match metric.as_str() {
+        "l2" => Metric::L2,
+        "cosine" => Metric::Cosine,
+        other => return Err(format!("unknown metric {other}")),
+    };
+    let base = read_f32(&dir.join("base.f32"))?;
+    let queries = read_f32(&dir.join("queries.f32"))?;
+    let truth: Vec<u32> = std::fs::read(dir.join("truth.u32"))
+        .map_err(|e| e.to_string())?
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let items: Vec<(u64, Vec<f32>)> = base
+        .chunks_exact(dims)
+        .enumerate()
+        .map(|(i, v)| (i as u64, v.to_vec()))
+        .collect();
+
+    let mut config = HnswConfig::new(metric, dims);
+    config.m = m.parse().map_err(|_| "m")?;
+    config.ef_construction = ef_construction.parse().map_err(|_| "ef_construction")?;
+    config.expected_len = items.len();
+    let before = resident_kib();
+    let started = Instant::now();
+    let mut index = HnswIndex::new(config).map_err(|e| e.to_string())?;
+    index.insert_batch(&items).map_err(|e| e.to_string())?;
+    // Make the search copy now, so it counts in build time rather than in the first query.
+    let path = dir.join("kai.index");
+    index.save(&path).map_err(|e| e.to_string())?;
+    let build_seconds = started.elapsed().as_secs_f64();
+    let memory_kib = resident_kib().saturating_sub(before);
+    let started = Instant::now();
+    let reopened = HnswIndex::open(&path).map_err(|e| e.to_string())?;
+    let reopen_seconds = started.elapsed().as_secs_f64();
+    let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+
+    let mut results = Vec::new();
+    for ef in efs.split(',') {
+        let ef: usize = ef.parse().map_err(|_| "ef")?;
+        let started = Instant::now();
+        let mut found = 0usize;
+        let n_queries = queries.len() / dims;
+        for (q, query) in queries.chunks_exact(dims).enumerate() {
+            let hits = reopened.search_with(query, 10, ef, None).map_err(|e| e.to_string())?;
+            let expected = &truth[q * 10..q * 10 + 10];
+            found += hits.iter().filter(|h| expected.contains(&(h.id as u32))).count();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        results.push(serde_json::json!({
+            "ef": ef, "recall": found as f64 / (n_queries * 10) as f64, "qps": n_queries as f64 / seconds
+        }));
+    }
+    drop(index);
+    Ok(serde_json::json!({
+        "build_seconds": build_seconds, "memory_kib": memory_kib, "reopen_seconds": reopen_seconds,
+        "file_bytes": file_bytes, "search": results
+    })
+    .to_string())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("ann_compare: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
