@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/env.sh
-crates=(kai-core kai-providers kai-memory)
+crates=(kai-core kai-providers kai-memory kai-klp)
 args=()
 for crate in "${crates[@]}"; do args+=(-p "$crate"); done
 RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="$KAI_CACHE/target-wasm" \

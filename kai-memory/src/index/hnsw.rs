@@ -61,7 +61,7 @@ const EXACT_BELOW_SHARE: f32 = 0.02;
 
 /// An HNSW index.
 ///
-/// hnsw_rs owns construction; searches run on a flat copy of its graph ([`SearchGraph`]), which is
+/// hnsw_rs owns construction; searches run on a flat copy of its graph (CSR neighbour lists), which is
 /// several times faster than hnsw_rs's own search. Vectors inserted since the copy was last made are
 /// searched exactly and merged, so results never miss them; the copy is remade once enough accumulate.
 /// Removed and replaced vectors are tombstones until a third of the index is dead, then the graph is

@@ -1,0 +1,25 @@
+//! # kai-klp
+//!
+//! The Kind Link Protocol lets kAI agents on different machines prove who they are, prove they were
+//! allowed, and talk privately, as a composition of standards. This release holds the identity layer:
+//! one Ed25519 key pair per agent, named by its [`did:key`](https://w3c-ccg.github.io/did-method-key/)
+//! DID, with the DID document that method derives (including the X25519 key-agreement key).
+//!
+//! ```
+//! use kai_klp::{Did, Identity};
+//!
+//! let alice = Identity::generate();
+//! let did: Did = alice.did();
+//! let signature = alice.sign(b"hello");
+//! did.verify(b"hello", &signature)?;
+//! assert_eq!(did.to_string().parse::<Did>()?, did);
+//! # Ok::<(), kai_klp::Error>(())
+//! ```
+
+mod did;
+mod error;
+mod identity;
+
+pub use did::Did;
+pub use error::Error;
+pub use identity::Identity;
