@@ -54,6 +54,9 @@ pub enum Error {
         /// What was found wrong.
         what: String,
     },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(String),
     /// A vault already exists where one was to be created.
     #[error("a file already exists at {path}")]
     AlreadyExists {

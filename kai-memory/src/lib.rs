@@ -4,6 +4,8 @@
 //!
 //! - [`index`]: vector indexes, exact ([`index::FlatIndex`]) and HNSW ([`index::HnswIndex`], built by
 //!   hnsw_rs and searched over a flat copy of its graph), with filters, removal and crash-safe files;
+//! - [`store`]: document stores behind the [`store::MemoryStore`] trait; [`store::EmbeddedStore`] keeps
+//!   documents in SQLite with an HNSW index beside it;
 //! - [`vault`]: secrets and private records sealed with AES-256-GCM under a data key that a
 //!   passphrase-derived key wraps.
 
@@ -11,6 +13,8 @@ mod error;
 mod fs;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod index;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod store;
 pub mod vault;
 
 pub use error::Error;

@@ -1,0 +1,377 @@
+//! The embedded default store: documents in SQLite (WAL, fully synchronous commits), an HNSW index
+//! beside it. No server needed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use kai_core::{BoxFuture, boxed};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::Error;
+use crate::fs::write_atomic;
+use crate::index::{HnswConfig, HnswIndex, Metric};
+use crate::store::{Document, Filter, MemoryStore, ScoredDocument};
+
+/// Settings of an [`EmbeddedStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The HNSW index's settings (metric and dimensions included).
+    pub index: HnswConfig,
+}
+
+impl StoreConfig {
+    /// Defaults for this metric and dimension count.
+    pub fn new(metric: Metric, dimensions: usize) -> Self {
+        Self {
+            index: HnswConfig::new(metric, dimensions),
+        }
+    }
+}
+
+/// A store in one directory: `documents.sqlite3` holds every document (the source of truth) and
+/// `index.kai` the HNSW index over their embeddings.
+///
+/// Every write is one SQLite transaction committed with `synchronous=FULL` before it returns, so an
+/// acknowledged write survives `kill -9` or a power cut. The index file is saved by
+/// [`flush`](Self::flush) (and when the store is dropped) with the write generation it covers; on
+/// opening, an index that is missing or older than the database is rebuilt from the stored embeddings.
+///
+/// Calls block the calling thread on SQLite and the index; from an async server, call it from a
+/// blocking-capable task.
+pub struct EmbeddedStore {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    db: Connection,
+    index: HnswIndex,
+    /// Metadata by row id, so filters run without touching the database.
+    metadata: HashMap<u64, serde_json::Map<String, serde_json::Value>>,
+    generation: u64,
+    index_generation: u64,
+    directory: PathBuf,
+    config: StoreConfig,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("EmbeddedStore")
+            .field("directory", &inner.directory)
+            .field("documents", &inner.index.len())
+            .finish()
+    }
+}
+
+fn sql(error: rusqlite::Error) -> Error {
+    Error::Database(error.to_string())
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `directory`. Fails with [`Error::InvalidConfig`] when the
+    /// directory holds a store of another metric or dimension count.
+    pub fn open(directory: impl AsRef<Path>, config: StoreConfig) -> Result<Self, Error> {
+        let directory = directory.as_ref().to_owned();
+        std::fs::create_dir_all(&directory).map_err(|e| Error::io(&directory, e))?;
+        let db = Connection::open(directory.join("documents.sqlite3")).map_err(sql)?;
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS documents (
+                 row INTEGER PRIMARY KEY,
+                 id TEXT NOT NULL UNIQUE,
+                 text TEXT NOT NULL,
+                 metadata TEXT NOT NULL,
+                 embedding BLOB NOT NULL
+             );",
+        )
+        .map_err(sql)?;
+        let shape = format!("{:?}/{}", config.index.metric, config.index.dimensions);
+        let stored: Option<String> = db
+            .query_row("SELECT value FROM meta WHERE key = 'shape'", [], |row| row.get(0))
+            .optional()
+            .map_err(sql)?;
+        match stored {
+            Some(existing) if existing != shape => {
+                return Err(Error::InvalidConfig(format!(
+                    "the store holds {existing} vectors, not {shape}"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                db.execute("INSERT INTO meta (key, value) VALUES ('shape', ?1)", params![shape])
+                    .map_err(sql)?;
+            }
+        }
+        let generation: u64 = db
+            .query_row("SELECT value FROM meta WHERE key = 'generation'", [], |row| {
+                row.get::<_, String>(0)
+            })
+            .optional()
+            .map_err(sql)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+
+        let mut metadata = HashMap::new();
+        let mut embeddings = Vec::new();
+        {
+            let mut statement = db
+                .prepare("SELECT row, metadata, embedding FROM documents")
+                .map_err(sql)?;
+            let mut rows = statement.query([]).map_err(sql)?;
+            while let Some(row) = rows.next().map_err(sql)? {
+                let id: i64 = row.get(0).map_err(sql)?;
+                let meta: String = row.get(1).map_err(sql)?;
+                let blob: Vec<u8> = row.get(2).map_err(sql)?;
+                let meta = serde_json::from_str(&meta).map_err(|_| Error::Corrupt {
+                    what: format!("document row {id} has invalid metadata"),
+                })?;
+                metadata.insert(id as u64, meta);
+                embeddings.push((id as u64, from_blob(&blob)));
+            }
+        }
+
+        let index_path = directory.join("index.kai");
+        let saved = std::fs::read_to_string(directory.join("index.generation"))
+            .ok()
+            .and_then(|g| g.trim().parse::<u64>().ok());
+        let index = match saved {
+            Some(saved) if saved == generation => HnswIndex::open(&index_path).ok(),
+            _ => None,
+        };
+        let (index, index_generation) = match index {
+            Some(index) if index.len() == embeddings.len() => (index, generation),
+            _ => {
+                let mut index = HnswIndex::new(config.index)?;
+                index.insert_batch(&embeddings)?;
+                (index, u64::MAX)
+            }
+        };
+        Ok(Self {
+            inner: Mutex::new(Inner {
+                db,
+                index,
+                metadata,
+                generation,
+                index_generation,
+                directory,
+                config,
+            }),
+        })
+    }
+
+    /// Saves the index beside the database, so the next open need not rebuild it.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.lock().flush()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn upsert_now(&self, documents: &[Document]) -> Result<(), Error> {
+        let mut inner = self.lock();
+        let config = inner.config.index;
+        for document in documents {
+            // Check every vector before anything is written.
+            config.metric.prepare(&document.embedding, config.dimensions)?;
+        }
+        let generation = inner.generation + 1;
+        let tx = inner.db.transaction().map_err(sql)?;
+        let mut rows = Vec::with_capacity(documents.len());
+        {
+            let mut statement = tx
+                .prepare(
+                    "INSERT INTO documents (id, text, metadata, embedding) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(id) DO UPDATE SET text = excluded.text, metadata = excluded.metadata,
+                     embedding = excluded.embedding RETURNING row",
+                )
+                .map_err(sql)?;
+            for document in documents {
+                let metadata = serde_json::Value::Object(document.metadata.clone()).to_string();
+                let row: i64 = statement
+                    .query_row(
+                        params![document.id, document.text, metadata, to_blob(&document.embedding)],
+                        |r| r.get(0),
+                    )
+                    .map_err(sql)?;
+                rows.push(row as u64);
+            }
+        }
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('generation', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![generation.to_string()],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        inner.generation = generation;
+        let batch: Vec<(u64, Vec<f32>)> = rows
+            .iter()
+            .zip(documents)
+            .map(|(&row, d)| (row, d.embedding.clone()))
+            .collect();
+        inner.index.insert_batch(&batch)?;
+        for (&row, document) in rows.iter().zip(documents) {
+            inner.metadata.insert(row, document.metadata.clone());
+        }
+        Ok(())
+    }
+
+    fn delete_now(&self, ids: &[String]) -> Result<usize, Error> {
+        let mut inner = self.lock();
+        let generation = inner.generation + 1;
+        let tx = inner.db.transaction().map_err(sql)?;
+        let mut removed = Vec::new();
+        {
+            let mut statement = tx
+                .prepare("DELETE FROM documents WHERE id = ?1 RETURNING row")
+                .map_err(sql)?;
+            for id in ids {
+                if let Some(row) = statement
+                    .query_row(params![id], |r| r.get::<_, i64>(0))
+                    .optional()
+                    .map_err(sql)?
+                {
+                    removed.push(row as u64);
+                }
+            }
+        }
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('generation', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![generation.to_string()],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        inner.generation = generation;
+        for row in &removed {
+            inner.index.remove(*row);
+            inner.metadata.remove(row);
+        }
+        Ok(removed.len())
+    }
+
+    fn get_now(&self, id: &str) -> Result<Option<Document>, Error> {
+        let inner = self.lock();
+        inner
+            .db
+            .query_row(
+                "SELECT id, text, metadata, embedding FROM documents WHERE id = ?1",
+                params![id],
+                read_document,
+            )
+            .optional()
+            .map_err(sql)?
+            .transpose()
+    }
+
+    fn search_now(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Result<Vec<ScoredDocument>, Error> {
+        let inner = self.lock();
+        let accept = |row: u64| match (filter, inner.metadata.get(&row)) {
+            (None, _) => true,
+            (Some(filter), Some(metadata)) => filter.matches(metadata),
+            (Some(_), None) => false,
+        };
+        let ef = inner.config.index.ef_search;
+        let hits = inner
+            .index
+            .search_with(query, k, ef, filter.map(|_| &accept as &dyn Fn(u64) -> bool))?;
+        let mut statement = inner
+            .db
+            .prepare_cached("SELECT id, text, metadata, embedding FROM documents WHERE row = ?1")
+            .map_err(sql)?;
+        let mut out = Vec::with_capacity(hits.len());
+        for hit in hits {
+            if let Some(document) = statement
+                .query_row(params![hit.id as i64], read_document)
+                .optional()
+                .map_err(sql)?
+            {
+                out.push(ScoredDocument {
+                    document: document?,
+                    distance: hit.distance,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Inner {
+    fn flush(&mut self) -> Result<(), Error> {
+        if self.index_generation == self.generation {
+            return Ok(());
+        }
+        self.index.save(self.directory.join("index.kai"))?;
+        write_atomic(
+            &self.directory.join("index.generation"),
+            self.generation.to_string().as_bytes(),
+        )?;
+        self.index_generation = self.generation;
+        Ok(())
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        // The database already holds every write; a failed save only means a rebuild on next open.
+        if let Err(error) = self.lock().flush() {
+            tracing::warn!(%error, "could not save the index; it will be rebuilt on next open");
+        }
+    }
+}
+
+fn read_document(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Document, Error>> {
+    let id: String = row.get(0)?;
+    let text: String = row.get(1)?;
+    let metadata: String = row.get(2)?;
+    let blob: Vec<u8> = row.get(3)?;
+    Ok(serde_json::from_str(&metadata)
+        .map(|metadata| Document {
+            id,
+            text,
+            metadata,
+            embedding: from_blob(&blob),
+        })
+        .map_err(|_| Error::Corrupt {
+            what: "a document's metadata is not a JSON object".into(),
+        }))
+}
+
+fn to_blob(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn from_blob(blob: &[u8]) -> Vec<f32> {
+    blob.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+impl MemoryStore for EmbeddedStore {
+    fn upsert<'a>(&'a self, documents: &'a [Document]) -> BoxFuture<'a, Result<(), Error>> {
+        boxed(std::future::ready(self.upsert_now(documents)))
+    }
+
+    fn delete<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<usize, Error>> {
+        boxed(std::future::ready(self.delete_now(ids)))
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Document>, Error>> {
+        boxed(std::future::ready(self.get_now(id)))
+    }
+
+    fn search<'a>(
+        &'a self,
+        query: &'a [f32],
+        k: usize,
+        filter: Option<&'a Filter>,
+    ) -> BoxFuture<'a, Result<Vec<ScoredDocument>, Error>> {
+        boxed(std::future::ready(self.search_now(query, k, filter)))
+    }
+
+    fn count(&self) -> BoxFuture<'_, Result<usize, Error>> {
+        boxed(std::future::ready(Ok(self.lock().index.len())))
+    }
+}

@@ -1,0 +1,140 @@
+//! Metadata filters: evaluated in memory here, translated to SQL by database-backed stores.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A condition on a document's top-level metadata keys.
+///
+/// ```
+/// use kai_memory::store::Filter;
+/// use serde_json::json;
+///
+/// let filter = Filter::and([Filter::eq("lang", json!("en")), Filter::gt("year", 2020.0)]);
+/// let metadata = json!({"lang": "en", "year": 2024}).as_object().unwrap().clone();
+/// assert!(filter.matches(&metadata));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Filter {
+    /// The key holds exactly this value.
+    Eq {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Value,
+    },
+    /// The key holds one of these values.
+    In {
+        /// The key.
+        key: String,
+        /// The values.
+        values: Vec<Value>,
+    },
+    /// The key holds a number greater than this.
+    Gt {
+        /// The key.
+        key: String,
+        /// The bound.
+        value: f64,
+    },
+    /// The key holds a number less than this.
+    Lt {
+        /// The key.
+        key: String,
+        /// The bound.
+        value: f64,
+    },
+    /// The key is present.
+    Exists {
+        /// The key.
+        key: String,
+    },
+    /// Every filter holds.
+    And {
+        /// The filters.
+        filters: Vec<Filter>,
+    },
+    /// At least one filter holds.
+    Or {
+        /// The filters.
+        filters: Vec<Filter>,
+    },
+    /// The filter does not hold.
+    Not {
+        /// The filter.
+        filter: Box<Filter>,
+    },
+}
+
+impl Filter {
+    /// `key == value`.
+    pub fn eq(key: impl Into<String>, value: Value) -> Self {
+        Filter::Eq { key: key.into(), value }
+    }
+
+    /// `key > value` (numbers only).
+    pub fn gt(key: impl Into<String>, value: f64) -> Self {
+        Filter::Gt { key: key.into(), value }
+    }
+
+    /// `key < value` (numbers only).
+    pub fn lt(key: impl Into<String>, value: f64) -> Self {
+        Filter::Lt { key: key.into(), value }
+    }
+
+    /// All of these.
+    pub fn and(filters: impl IntoIterator<Item = Filter>) -> Self {
+        Filter::And {
+            filters: filters.into_iter().collect(),
+        }
+    }
+
+    /// Any of these.
+    pub fn or(filters: impl IntoIterator<Item = Filter>) -> Self {
+        Filter::Or {
+            filters: filters.into_iter().collect(),
+        }
+    }
+
+    /// Whether `metadata` satisfies the filter.
+    pub fn matches(&self, metadata: &serde_json::Map<String, Value>) -> bool {
+        match self {
+            Filter::Eq { key, value } => metadata.get(key) == Some(value),
+            Filter::In { key, values } => metadata.get(key).is_some_and(|v| values.contains(v)),
+            Filter::Gt { key, value } => metadata.get(key).and_then(Value::as_f64).is_some_and(|v| v > *value),
+            Filter::Lt { key, value } => metadata.get(key).and_then(Value::as_f64).is_some_and(|v| v < *value),
+            Filter::Exists { key } => metadata.contains_key(key),
+            Filter::And { filters } => filters.iter().all(|f| f.matches(metadata)),
+            Filter::Or { filters } => filters.iter().any(|f| f.matches(metadata)),
+            Filter::Not { filter } => !filter.matches(metadata),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn filters_evaluate_and_round_trip() {
+        let metadata = json!({"lang": "en", "year": 2024, "tags": "x"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let filter = Filter::and([
+            Filter::In {
+                key: "lang".into(),
+                values: vec![json!("en"), json!("de")],
+            },
+            Filter::or([Filter::lt("year", 2000.0), Filter::gt("year", 2020.0)]),
+            Filter::Not {
+                filter: Box::new(Filter::Exists { key: "draft".into() }),
+            },
+        ]);
+        assert!(filter.matches(&metadata));
+        assert!(!Filter::gt("lang", 1.0).matches(&metadata), "strings are not numbers");
+        let back: Filter = serde_json::from_str(&serde_json::to_string(&filter).unwrap()).unwrap();
+        assert_eq!(back, filter);
+    }
+}

@@ -1,0 +1,62 @@
+//! Document stores: text, metadata and an embedding per document, searched by similarity with
+//! metadata filters.
+
+mod embedded;
+mod filter;
+
+use serde::{Deserialize, Serialize};
+
+use kai_core::{BoxFuture, MaybeSend, MaybeSync};
+
+pub use embedded::{EmbeddedStore, StoreConfig};
+pub use filter::Filter;
+
+use crate::error::Error;
+
+/// A stored document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    /// The caller's id; unique within a store.
+    pub id: String,
+    /// The text.
+    pub text: String,
+    /// Metadata to filter on (top-level keys).
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The text's embedding.
+    pub embedding: Vec<f32>,
+}
+
+/// A search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredDocument {
+    /// The document.
+    pub document: Document,
+    /// Its distance from the query under the store's metric; lower is closer.
+    pub distance: f32,
+}
+
+/// Where agents keep documents. Object-safe: used as `Arc<dyn MemoryStore>`.
+pub trait MemoryStore: MaybeSend + MaybeSync {
+    /// Inserts or replaces documents by id. All or nothing: a bad document rejects the batch.
+    fn upsert<'a>(&'a self, documents: &'a [Document]) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Deletes documents by id; returns how many existed.
+    fn delete<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<usize, Error>>;
+
+    /// The document with this id.
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Document>, Error>>;
+
+    /// The `k` documents nearest `query` among those `filter` accepts.
+    fn search<'a>(
+        &'a self,
+        query: &'a [f32],
+        k: usize,
+        filter: Option<&'a Filter>,
+    ) -> BoxFuture<'a, Result<Vec<ScoredDocument>, Error>>;
+
+    /// How many documents the store holds.
+    fn count(&self) -> BoxFuture<'_, Result<usize, Error>>;
+}
+
+const _: Option<&dyn MemoryStore> = None;

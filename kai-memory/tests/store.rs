@@ -1,0 +1,160 @@
+//! The embedded store: documents, filters, replacement, reopening, stale indexes, and writes that
+//! survive `kill -9`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::io::BufRead as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use futures::executor::block_on;
+use kai_memory::Error;
+use kai_memory::index::Metric;
+use kai_memory::store::{Document, EmbeddedStore, Filter, MemoryStore, StoreConfig};
+use serde_json::json;
+
+fn directory(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir()
+        .join(format!("kai-store-tests-{}", std::process::id()))
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn doc(id: usize, lang: &str) -> Document {
+    let angle = id as f32 * 0.01;
+    Document {
+        id: format!("doc-{id}"),
+        text: format!("document number {id}"),
+        metadata: json!({"lang": lang, "n": id}).as_object().unwrap().clone(),
+        embedding: vec![angle.cos(), angle.sin(), 0.5],
+    }
+}
+
+fn config() -> StoreConfig {
+    StoreConfig::new(Metric::Cosine, 3)
+}
+
+#[test]
+fn documents_round_trip_and_search_with_filters() {
+    let dir = directory("basic");
+    let store = EmbeddedStore::open(&dir, config()).unwrap();
+    let docs: Vec<Document> = (0..300).map(|i| doc(i, if i % 3 == 0 { "de" } else { "en" })).collect();
+    block_on(store.upsert(&docs)).unwrap();
+    assert_eq!(block_on(store.count()).unwrap(), 300);
+    assert_eq!(block_on(store.get("doc-42")).unwrap().unwrap(), docs[42]);
+    assert!(block_on(store.get("missing")).unwrap().is_none());
+
+    let hits = block_on(store.search(&docs[100].embedding, 3, None)).unwrap();
+    assert_eq!(hits[0].document.id, "doc-100");
+    let german = Filter::eq("lang", json!("de"));
+    let hits = block_on(store.search(&docs[100].embedding, 5, Some(&german))).unwrap();
+    assert_eq!(hits.len(), 5);
+    assert!(hits.iter().all(|h| h.document.metadata["lang"] == "de"));
+    assert_eq!(hits[0].document.id, "doc-99");
+
+    // Replacing keeps one document per id.
+    let mut changed = doc(100, "fr");
+    changed.text = "replaced".into();
+    block_on(store.upsert(std::slice::from_ref(&changed))).unwrap();
+    assert_eq!(block_on(store.count()).unwrap(), 300);
+    assert_eq!(block_on(store.get("doc-100")).unwrap().unwrap().text, "replaced");
+
+    assert_eq!(block_on(store.delete(&["doc-100".into(), "nope".into()])).unwrap(), 1);
+    let hits = block_on(store.search(&docs[100].embedding, 3, None)).unwrap();
+    assert!(hits.iter().all(|h| h.document.id != "doc-100"));
+}
+
+#[test]
+fn a_bad_vector_rejects_the_whole_batch() {
+    let store = EmbeddedStore::open(directory("bad"), config()).unwrap();
+    let mut bad = doc(2, "en");
+    bad.embedding = vec![f32::NAN, 0.0, 0.0];
+    let result = block_on(store.upsert(&[doc(1, "en"), bad]));
+    assert!(matches!(result, Err(Error::InvalidVector { .. })));
+    assert_eq!(block_on(store.count()).unwrap(), 0);
+    let mut short = doc(3, "en");
+    short.embedding.pop();
+    assert!(matches!(
+        block_on(store.upsert(&[short])),
+        Err(Error::DimensionMismatch { .. })
+    ));
+}
+
+#[test]
+fn reopening_uses_the_saved_index_or_rebuilds_a_stale_one() {
+    let dir = directory("reopen");
+    let docs: Vec<Document> = (0..200).map(|i| doc(i, "en")).collect();
+    {
+        let store = EmbeddedStore::open(&dir, config()).unwrap();
+        block_on(store.upsert(&docs[..150])).unwrap();
+    } // dropped: index saved
+    assert!(dir.join("index.kai").exists());
+    {
+        let store = EmbeddedStore::open(&dir, config()).unwrap();
+        assert_eq!(block_on(store.count()).unwrap(), 150);
+        block_on(store.upsert(&docs[150..])).unwrap();
+        // A crash: the process dies without saving the index.
+        std::mem::forget(store);
+    }
+    let store = EmbeddedStore::open(&dir, config()).unwrap();
+    assert_eq!(block_on(store.count()).unwrap(), 200);
+    assert_eq!(
+        block_on(store.search(&docs[190].embedding, 1, None)).unwrap()[0]
+            .document
+            .id,
+        "doc-190"
+    );
+
+    let other = EmbeddedStore::open(&dir, StoreConfig::new(Metric::L2, 3));
+    assert!(matches!(other, Err(Error::InvalidConfig(_))));
+}
+
+/// Child half of `acknowledged_writes_survive_kill_9`: writes documents one by one, printing each
+/// number after its write returned, until it is killed.
+#[test]
+fn writer_child() {
+    let Ok(dir) = std::env::var("KAI_STORE_CHILD_DIR") else {
+        return;
+    };
+    let store = EmbeddedStore::open(&dir, config()).unwrap();
+    for i in 0.. {
+        block_on(store.upsert(&[doc(i, "en")])).unwrap();
+        println!("ack {i}");
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let dir = directory("kill9");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "writer_child", "--nocapture", "--test-threads=1"])
+        .env("KAI_STORE_CHILD_DIR", &dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acknowledged = None;
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("ack ") {
+            let n: usize = n.trim().parse().unwrap();
+            acknowledged = Some(n);
+            if n >= 150 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let last = acknowledged.expect("the writer acknowledged writes");
+    let store = EmbeddedStore::open(&dir, config()).unwrap();
+    for i in 0..=last {
+        assert!(
+            block_on(store.get(&format!("doc-{i}"))).unwrap().is_some(),
+            "write {i} was acknowledged"
+        );
+    }
+    let count = block_on(store.count()).unwrap();
+    assert!(count > last, "{count} documents, {last} acknowledged");
+}
