@@ -54,6 +54,9 @@ pub enum Error {
         /// What was found wrong.
         what: String,
     },
+    /// The embedding model failed or returned unusable vectors.
+    #[error("embedding failed: {0}")]
+    Embedding(#[source] kai_core::Error),
     /// The database failed.
     #[error("database error: {0}")]
     Database(String),

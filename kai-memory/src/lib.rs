@@ -6,6 +6,8 @@
 //!   hnsw_rs and searched over a flat copy of its graph), with filters, removal and crash-safe files;
 //! - [`store`]: document stores behind the [`store::MemoryStore`] trait; [`store::EmbeddedStore`] keeps
 //!   documents in SQLite with an HNSW index beside it;
+//! - [`rag`]: text splitters, idempotent ingestion, retrieval with thresholds and MMR, and retrieval as
+//!   an agent tool or hook;
 //! - [`vault`]: secrets and private records sealed with AES-256-GCM under a data key that a
 //!   passphrase-derived key wraps.
 
@@ -13,6 +15,8 @@ mod error;
 mod fs;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod index;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod rag;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod store;
 pub mod vault;

@@ -1,0 +1,113 @@
+//! Retrieval for agents: as a tool the model calls, and as a hook that adds context to every request.
+
+use kai_core::{
+    AgentHook, BoxFuture, ChatRequest, HookContext, Message, Role, Tool, ToolContext, ToolDefinition, ToolError, boxed,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::rag::retriever::Retriever;
+use crate::store::ScoredDocument;
+
+/// A [`Retriever`] as a tool: the model passes a query and gets the matching chunks with their sources.
+#[derive(Debug, Clone)]
+pub struct RetrievalTool {
+    retriever: Retriever,
+    definition: ToolDefinition,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct SearchArgs {
+    /// What to look for, in the words the documents would use.
+    query: String,
+}
+
+impl RetrievalTool {
+    /// A tool named `name` with this description.
+    pub fn new(retriever: Retriever, name: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            retriever,
+            definition: ToolDefinition {
+                name: name.into(),
+                description: description.into(),
+                parameters: kai_core::schema_for::<SearchArgs>(),
+            },
+        }
+    }
+}
+
+impl Tool for RetrievalTool {
+    fn definition(&self) -> ToolDefinition {
+        self.definition.clone()
+    }
+
+    fn call(
+        &self,
+        arguments: serde_json::Value,
+        _context: ToolContext,
+    ) -> BoxFuture<'_, Result<serde_json::Value, ToolError>> {
+        boxed(async move {
+            let args: SearchArgs = kai_core::parse_arguments(arguments)?;
+            let found = self.retriever.retrieve(&args.query).await.map_err(ToolError::failed)?;
+            let results: Vec<serde_json::Value> = found
+                .iter()
+                .map(|d| serde_json::json!({"id": d.document.id, "text": d.document.text, "distance": d.distance}))
+                .collect();
+            Ok(serde_json::Value::Array(results))
+        })
+    }
+}
+
+/// A hook that retrieves context for the latest user message before each model call and adds it as
+/// a system message just before that message. The context is not stored in the run's transcript.
+#[derive(Debug, Clone)]
+pub struct RetrievalHook {
+    retriever: Retriever,
+}
+
+impl RetrievalHook {
+    /// A hook using `retriever`.
+    pub fn new(retriever: Retriever) -> Self {
+        Self { retriever }
+    }
+}
+
+/// The context message for these chunks.
+fn context_message(found: &[ScoredDocument]) -> String {
+    let mut text = String::from("Context retrieved for the user's message (cite the [id] you use):\n");
+    for document in found {
+        text.push_str(&format!("\n[{}] {}\n", document.document.id, document.document.text));
+    }
+    text
+}
+
+impl AgentHook for RetrievalHook {
+    fn before_model<'a>(
+        &'a self,
+        _context: &'a HookContext,
+        request: &'a mut ChatRequest,
+    ) -> BoxFuture<'a, Result<(), kai_core::Error>> {
+        boxed(async move {
+            let Some(position) = request.messages.iter().rposition(|m| m.role == Role::User) else {
+                return Ok(());
+            };
+            let query = request.messages[position].text();
+            if query.trim().is_empty() {
+                return Ok(());
+            }
+            let found = self
+                .retriever
+                .retrieve(&query)
+                .await
+                .map_err(|error| kai_core::Error::Hook {
+                    message: format!("retrieval failed: {error}"),
+                })?;
+            if !found.is_empty() {
+                request
+                    .messages
+                    .insert(position, Message::system(context_message(&found)));
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,11 @@
+//! Retrieval-augmented generation: splitting, ingestion, retrieval, and their use by agents.
+
+mod agent;
+mod ingest;
+mod retriever;
+mod splitter;
+
+pub use agent::{RetrievalHook, RetrievalTool};
+pub use ingest::{IngestReport, Ingestor};
+pub use retriever::Retriever;
+pub use splitter::{Chunk, MarkdownSplitter, RecursiveSplitter};

@@ -1,0 +1,123 @@
+//! Retrieval: top-k by similarity, a distance threshold, and MMR diversification.
+
+use std::sync::Arc;
+
+use kai_core::EmbeddingModel;
+
+use crate::error::Error;
+use crate::store::{Filter, MemoryStore, ScoredDocument};
+
+/// Finds the stored chunks most relevant to a query.
+#[derive(Clone)]
+pub struct Retriever {
+    store: Arc<dyn MemoryStore>,
+    embedder: Arc<dyn EmbeddingModel>,
+    k: usize,
+    max_distance: Option<f32>,
+    mmr_lambda: Option<f32>,
+    filter: Option<Filter>,
+}
+
+impl std::fmt::Debug for Retriever {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retriever")
+            .field("k", &self.k)
+            .field("max_distance", &self.max_distance)
+            .field("mmr_lambda", &self.mmr_lambda)
+            .field("filter", &self.filter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Retriever {
+    /// The 4 nearest chunks, no threshold, no diversification.
+    pub fn new(store: Arc<dyn MemoryStore>, embedder: Arc<dyn EmbeddingModel>) -> Self {
+        Self {
+            store,
+            embedder,
+            k: 4,
+            max_distance: None,
+            mmr_lambda: None,
+            filter: None,
+        }
+    }
+
+    /// How many chunks to return.
+    pub fn top_k(mut self, k: usize) -> Self {
+        self.k = k;
+        self
+    }
+
+    /// Drops chunks farther than this (in the store's metric; for cosine, `1 - similarity`).
+    pub fn max_distance(mut self, distance: f32) -> Self {
+        self.max_distance = Some(distance);
+        self
+    }
+
+    /// Diversifies with maximal marginal relevance: `lambda` 1 is pure relevance, 0 pure diversity.
+    pub fn mmr(mut self, lambda: f32) -> Self {
+        self.mmr_lambda = Some(lambda.clamp(0.0, 1.0));
+        self
+    }
+
+    /// Only chunks whose metadata passes `filter`.
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// The chunks for `query`, best first.
+    pub async fn retrieve(&self, query: &str) -> Result<Vec<ScoredDocument>, Error> {
+        let texts = [query.to_owned()];
+        let embedded = self.embedder.embed(&texts).await.map_err(Error::Embedding)?;
+        kai_core::check_embeddings(&embedded.vectors, 1, self.embedder.dimensions()).map_err(Error::Embedding)?;
+        let query_vector = &embedded.vectors[0];
+        let fetch = if self.mmr_lambda.is_some() { self.k * 4 } else { self.k };
+        let mut found = self.store.search(query_vector, fetch, self.filter.as_ref()).await?;
+        if let Some(limit) = self.max_distance {
+            found.retain(|d| d.distance <= limit);
+        }
+        Ok(match self.mmr_lambda {
+            Some(lambda) => mmr(query_vector, found, self.k, lambda),
+            None => {
+                found.truncate(self.k);
+                found
+            }
+        })
+    }
+}
+
+/// Greedy MMR: each pick maximises `lambda * sim(query, d) - (1 - lambda) * max sim(d, picked)`,
+/// with cosine similarity of the embeddings.
+fn mmr(query: &[f32], mut candidates: Vec<ScoredDocument>, k: usize, lambda: f32) -> Vec<ScoredDocument> {
+    let relevance: Vec<f32> = candidates
+        .iter()
+        .map(|c| cosine(query, &c.document.embedding))
+        .collect();
+    let mut picked: Vec<usize> = Vec::with_capacity(k);
+    while picked.len() < k.min(candidates.len()) {
+        let best = (0..candidates.len())
+            .filter(|i| !picked.contains(i))
+            .map(|i| {
+                let redundancy = picked
+                    .iter()
+                    .map(|&p| cosine(&candidates[i].document.embedding, &candidates[p].document.embedding))
+                    .fold(f32::NEG_INFINITY, f32::max);
+                let redundancy = if picked.is_empty() { 0.0 } else { redundancy };
+                (i, lambda * relevance[i] - (1.0 - lambda) * redundancy)
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        match best {
+            Some((i, _)) => picked.push(i),
+            None => break,
+        }
+    }
+    let mut slots: Vec<Option<ScoredDocument>> = candidates.drain(..).map(Some).collect();
+    picked.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norms = a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norms > 0.0 { dot / norms } else { 0.0 }
+}

@@ -1,0 +1,189 @@
+//! RAG: idempotent ingestion with bounded batching, retrieval with thresholds and MMR, and retrieval
+//! inside agents.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::executor::block_on;
+use kai_core::testing::ScriptedModel;
+use kai_core::{Agent, BoxFuture, EmbeddingModel, Embeddings, Role, Tool, ToolContext, boxed};
+use kai_memory::index::Metric;
+use kai_memory::rag::{Chunk, Ingestor, MarkdownSplitter, RecursiveSplitter, RetrievalHook, RetrievalTool, Retriever};
+use kai_memory::store::{EmbeddedStore, MemoryStore, StoreConfig};
+use serde_json::{Map, json};
+
+const DIMS: usize = 512;
+
+/// A deterministic embedder for tests: words hashed into 512 buckets (a bag of words), normalised.
+/// It records calls, batch sizes and how many requests overlap.
+#[derive(Default)]
+struct HashingEmbedder {
+    calls: AtomicUsize,
+    texts: AtomicUsize,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+fn bag_of_words(text: &str) -> Vec<f32> {
+    let mut v = vec![0.0f32; DIMS];
+    for word in text
+        .to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 2)
+    {
+        let mut h: u64 = 1469598103934665603;
+        for b in word.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(1099511628211);
+        }
+        v[(h % DIMS as u64) as usize] += 1.0;
+    }
+    v[DIMS - 1] += 0.01; // never the zero vector
+    v
+}
+
+impl EmbeddingModel for HashingEmbedder {
+    fn name(&self) -> &str {
+        "hashing"
+    }
+    fn dimensions(&self) -> usize {
+        DIMS
+    }
+    fn max_batch_size(&self) -> usize {
+        3
+    }
+    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Embeddings, kai_core::Error>> {
+        boxed(async move {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            futures_timer::Delay::new(Duration::from_millis(5)).await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.texts.fetch_add(texts.len(), Ordering::SeqCst);
+            Ok(Embeddings {
+                vectors: texts.iter().map(|t| bag_of_words(t)).collect(),
+                usage: Default::default(),
+            })
+        })
+    }
+}
+
+fn setup(name: &str) -> (Arc<EmbeddedStore>, Arc<HashingEmbedder>) {
+    let dir = std::env::temp_dir()
+        .join(format!("kai-rag-tests-{}", std::process::id()))
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        Arc::new(EmbeddedStore::open(&dir, StoreConfig::new(Metric::Cosine, DIMS)).unwrap()),
+        Arc::new(HashingEmbedder::default()),
+    )
+}
+
+fn chunks(texts: &[&str]) -> Vec<Chunk> {
+    texts
+        .iter()
+        .map(|t| Chunk {
+            text: t.to_string(),
+            section: String::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn ingestion_is_idempotent_batched_and_bounded() {
+    let (store, embedder) = setup("ingest");
+    let ingestor = Ingestor::new(store.clone(), embedder.clone()).with_concurrency(2);
+    let texts: Vec<String> = (0..10).map(|i| format!("chunk number {i} about topic{i}")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let meta: Map<String, serde_json::Value> = json!({"kind": "notes"}).as_object().unwrap().clone();
+
+    let report = block_on(ingestor.ingest("notes.md", &chunks(&refs), &meta)).unwrap();
+    assert_eq!(
+        (report.chunks, report.written, report.unchanged, report.removed),
+        (10, 10, 0, 0)
+    );
+    assert_eq!(embedder.calls.load(Ordering::SeqCst), 4, "batches of at most 3");
+    assert_eq!(embedder.peak.load(Ordering::SeqCst), 2, "two requests in flight");
+    let stored = block_on(store.get("notes.md#3")).unwrap().unwrap();
+    assert_eq!(stored.metadata["source"], "notes.md");
+    assert_eq!(stored.metadata["kind"], "notes");
+
+    // Again, unchanged: nothing is embedded.
+    let report = block_on(ingestor.ingest("notes.md", &chunks(&refs), &meta)).unwrap();
+    assert_eq!((report.written, report.unchanged), (0, 10));
+    assert_eq!(embedder.texts.load(Ordering::SeqCst), 10);
+
+    // One chunk changes and the source gets shorter.
+    let mut shorter = refs[..6].to_vec();
+    shorter[2] = "a rewritten chunk";
+    let report = block_on(ingestor.ingest("notes.md", &chunks(&shorter), &meta)).unwrap();
+    assert_eq!((report.written, report.unchanged, report.removed), (1, 5, 4));
+    assert_eq!(block_on(store.count()).unwrap(), 6);
+    assert!(block_on(store.get("notes.md#7")).unwrap().is_none());
+}
+
+#[test]
+fn retrieval_thresholds_and_mmr() {
+    let (store, embedder) = setup("retrieve");
+    let ingestor = Ingestor::new(store.clone(), embedder.clone());
+    let docs = [
+        "rust borrow checker ownership lifetimes",
+        "rust borrow checker ownership lifetimes explained",
+        "rust borrow checker ownership lifetimes tutorial",
+        "python garbage collector reference counting",
+        "baking sourdough bread with flour and water",
+    ];
+    block_on(ingestor.ingest("docs", &chunks(&docs), &Map::new())).unwrap();
+
+    let plain = Retriever::new(store.clone(), embedder.clone()).top_k(2);
+    let found = block_on(plain.retrieve("ownership in the rust borrow checker")).unwrap();
+    assert!(found.iter().all(|d| d.document.text.contains("rust")));
+
+    let strict = Retriever::new(store.clone(), embedder.clone())
+        .top_k(5)
+        .max_distance(0.3);
+    let found = block_on(strict.retrieve("sourdough bread")).unwrap();
+    assert!(found.len() < 5 && found.iter().all(|d| d.distance <= 0.3));
+
+    // Three near-duplicates: MMR picks one of them, then something different.
+    let query = "rust ownership lifetimes garbage collector";
+    let relevant = Retriever::new(store.clone(), embedder.clone()).top_k(2);
+    let found = block_on(relevant.retrieve(query)).unwrap();
+    assert!(
+        found.iter().all(|d| d.document.text.contains("rust")),
+        "plain top-k: two near-duplicates"
+    );
+    let diverse = Retriever::new(store.clone(), embedder.clone()).top_k(2).mmr(0.5);
+    let found = block_on(diverse.retrieve(query)).unwrap();
+    let texts: Vec<&str> = found.iter().map(|d| d.document.text.as_str()).collect();
+    assert_eq!(texts.iter().filter(|t| t.contains("rust")).count(), 1, "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("python")), "{texts:?}");
+}
+
+#[test]
+fn agents_use_retrieval_as_a_tool_and_as_a_hook() {
+    let (store, embedder) = setup("agent");
+    let splitter = MarkdownSplitter::new(200, 0);
+    let chunks = splitter.split("# Office\nThe wifi password is printed under the router.\n# Lunch\nLunch is at noon.");
+    block_on(Ingestor::new(store.clone(), embedder.clone()).ingest("handbook.md", &chunks, &Map::new())).unwrap();
+    let retriever = Retriever::new(store.clone(), embedder.clone()).top_k(1);
+
+    let tool = RetrievalTool::new(retriever.clone(), "search_handbook", "Searches the office handbook.");
+    let result = block_on(tool.call(json!({"query": "wifi password router"}), ToolContext::default())).unwrap();
+    assert!(result[0]["text"].as_str().unwrap().contains("router"));
+    assert_eq!(result[0]["id"], "handbook.md#0");
+
+    let model = ScriptedModel::new().text("Under the router.");
+    let agent = Agent::builder(model.clone())
+        .hook(RetrievalHook::new(retriever))
+        .build()
+        .unwrap();
+    let output = block_on(agent.run("Where is the wifi password?")).unwrap();
+    let sent = &model.requests()[0];
+    assert_eq!(sent.messages.len(), 2);
+    assert_eq!(sent.messages[0].role, Role::System);
+    assert!(sent.messages[0].text().contains("[handbook.md#0] The wifi password"));
+    assert_eq!(output.messages.len(), 2, "the context is not kept in the transcript");
+    let _ = RecursiveSplitter::new(10, 2);
+}
