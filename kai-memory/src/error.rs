@@ -54,9 +54,12 @@ pub enum Error {
         /// What was found wrong.
         what: String,
     },
-    /// The embedding model failed or returned unusable vectors.
-    #[error("embedding failed: {0}")]
-    Embedding(#[source] kai_core::Error),
+    /// A model (embedding or summarising) failed or returned something unusable.
+    #[error("model call failed: {0}")]
+    Model(#[source] kai_core::Error),
+    /// An agent run failed; the error carries its state.
+    #[error("agent run failed: {0}")]
+    Agent(#[source] Box<kai_core::RunError>),
     /// The database failed.
     #[error("database error: {0}")]
     Database(String),

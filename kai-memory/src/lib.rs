@@ -8,9 +8,12 @@
 //!   documents in SQLite with an HNSW index beside it;
 //! - [`rag`]: text splitters, idempotent ingestion, retrieval with thresholds and MMR, and retrieval as
 //!   an agent tool or hook;
+//! - [`conversation`]: per-session conversation memory, as a token window or a running summary;
 //! - [`vault`]: secrets and private records sealed with AES-256-GCM under a data key that a
 //!   passphrase-derived key wraps.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod conversation;
 mod error;
 mod fs;
 #[cfg(not(target_arch = "wasm32"))]

@@ -10,7 +10,9 @@ use futures::executor::block_on;
 use kai_core::testing::ScriptedModel;
 use kai_core::{Agent, BoxFuture, EmbeddingModel, Embeddings, Role, Tool, ToolContext, boxed};
 use kai_memory::index::Metric;
-use kai_memory::rag::{Chunk, Ingestor, MarkdownSplitter, RecursiveSplitter, RetrievalHook, RetrievalTool, Retriever};
+use kai_memory::rag::{
+    Chunk, Ingestor, KeywordIndex, MarkdownSplitter, RecursiveSplitter, RetrievalHook, RetrievalTool, Retriever,
+};
 use kai_memory::store::{EmbeddedStore, MemoryStore, StoreConfig};
 use serde_json::{Map, json};
 
@@ -186,4 +188,60 @@ fn agents_use_retrieval_as_a_tool_and_as_a_hook() {
     assert!(sent.messages[0].text().contains("[handbook.md#0] The wifi password"));
     assert_eq!(output.messages.len(), 2, "the context is not kept in the transcript");
     let _ = RecursiveSplitter::new(10, 2);
+}
+
+/// An embedder that sees only a text's length, so its ranking ignores the words.
+struct LengthEmbedder;
+
+impl EmbeddingModel for LengthEmbedder {
+    fn name(&self) -> &str {
+        "length"
+    }
+    fn dimensions(&self) -> usize {
+        2
+    }
+    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Embeddings, kai_core::Error>> {
+        boxed(async move {
+            Ok(Embeddings {
+                vectors: texts.iter().map(|t| vec![1.0, t.len() as f32 / 100.0]).collect(),
+                usage: Default::default(),
+            })
+        })
+    }
+}
+
+#[test]
+fn hybrid_retrieval_finds_exact_terms_the_embeddings_miss() {
+    let dir = std::env::temp_dir()
+        .join(format!("kai-rag-tests-{}", std::process::id()))
+        .join("hybrid");
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(EmbeddedStore::open(&dir, StoreConfig::new(Metric::Cosine, 2)).unwrap());
+    let embedder = Arc::new(LengthEmbedder);
+    let keywords = Arc::new(KeywordIndex::new());
+    let ingestor = Ingestor::new(store.clone(), embedder.clone()).with_keyword_index(keywords.clone());
+    let docs = [
+        "short note",
+        "another short one",
+        "a medium length note here",
+        "the payment service failed with error code ERR4471 after the upgrade of the database driver",
+    ];
+    block_on(ingestor.ingest("kb", &chunks(&docs), &Map::new())).unwrap();
+
+    let query = "what is ERR4471";
+    let vector_only = Retriever::new(store.clone(), embedder.clone()).top_k(2);
+    let found = block_on(vector_only.retrieve(query)).unwrap();
+    assert!(
+        found.iter().all(|d| !d.document.text.contains("ERR4471")),
+        "the embeddings cannot see it"
+    );
+    let hybrid = Retriever::new(store.clone(), embedder.clone())
+        .top_k(2)
+        .hybrid(keywords.clone());
+    let found = block_on(hybrid.retrieve(query)).unwrap();
+    assert!(found.iter().any(|d| d.document.text.contains("ERR4471")), "{found:?}");
+
+    // The keyword index follows re-ingestion.
+    block_on(ingestor.ingest("kb", &chunks(&docs[..2]), &Map::new())).unwrap();
+    assert!(keywords.search("ERR4471", 5).is_empty());
 }

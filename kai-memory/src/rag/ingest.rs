@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
+use crate::rag::keyword::KeywordIndex;
 use crate::rag::splitter::Chunk;
 use crate::store::{Document, MemoryStore};
 
@@ -31,6 +32,7 @@ pub struct IngestReport {
 /// chunks whose hash changed and removes chunks beyond its new length, so running it again is cheap and
 /// leaves the store as if the source had been ingested once.
 pub struct Ingestor {
+    keywords: Option<Arc<KeywordIndex>>,
     store: Arc<dyn MemoryStore>,
     embedder: Arc<dyn EmbeddingModel>,
     batch_size: usize,
@@ -43,11 +45,18 @@ impl Ingestor {
     pub fn new(store: Arc<dyn MemoryStore>, embedder: Arc<dyn EmbeddingModel>) -> Self {
         let batch_size = embedder.max_batch_size().max(1);
         Self {
+            keywords: None,
             store,
             embedder,
             batch_size,
             concurrency: 2,
         }
+    }
+
+    /// Keeps `keywords` in step with what this ingestor writes and removes, for hybrid retrieval.
+    pub fn with_keyword_index(mut self, keywords: Arc<KeywordIndex>) -> Self {
+        self.keywords = Some(keywords);
+        self
     }
 
     /// Sets how many embedding requests may be in flight at once (at least 1).
@@ -110,7 +119,7 @@ impl Ingestor {
             .await;
         let mut vectors = Vec::with_capacity(pending.len());
         for batch in embedded {
-            vectors.extend(batch.map_err(Error::Embedding)?.vectors);
+            vectors.extend(batch.map_err(Error::Model)?.vectors);
         }
         let documents: Vec<Document> = pending
             .into_iter()
@@ -125,10 +134,22 @@ impl Ingestor {
         report.written = documents.len();
         if !documents.is_empty() {
             self.store.upsert(&documents).await?;
+            if let Some(keywords) = &self.keywords {
+                for document in &documents {
+                    keywords.insert(&document.id, &document.text);
+                }
+            }
         }
         // Chunks are numbered from 0 without gaps: remove those past the new end until one is missing.
         let mut index = chunks.len();
-        while self.store.delete(&[format!("{source}#{index}")]).await? == 1 {
+        loop {
+            let id = format!("{source}#{index}");
+            if self.store.delete(std::slice::from_ref(&id)).await? != 1 {
+                break;
+            }
+            if let Some(keywords) = &self.keywords {
+                keywords.remove(&id);
+            }
             report.removed += 1;
             index += 1;
         }

@@ -2,10 +2,12 @@
 
 mod agent;
 mod ingest;
+mod keyword;
 mod retriever;
 mod splitter;
 
 pub use agent::{RetrievalHook, RetrievalTool};
 pub use ingest::{IngestReport, Ingestor};
+pub use keyword::KeywordIndex;
 pub use retriever::Retriever;
 pub use splitter::{Chunk, MarkdownSplitter, RecursiveSplitter};

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use kai_core::EmbeddingModel;
 
 use crate::error::Error;
+use crate::rag::keyword::{KeywordIndex, reciprocal_rank_fusion};
 use crate::store::{Filter, MemoryStore, ScoredDocument};
 
 /// Finds the stored chunks most relevant to a query.
@@ -16,6 +17,7 @@ pub struct Retriever {
     max_distance: Option<f32>,
     mmr_lambda: Option<f32>,
     filter: Option<Filter>,
+    keywords: Option<Arc<KeywordIndex>>,
 }
 
 impl std::fmt::Debug for Retriever {
@@ -39,7 +41,16 @@ impl Retriever {
             max_distance: None,
             mmr_lambda: None,
             filter: None,
+            keywords: None,
         }
+    }
+
+    /// Hybrid retrieval: fuses the vector ranking with this BM25 ranking by reciprocal rank, so exact
+    /// terms (names, codes, error messages) that embeddings blur still surface. Keyword hits are
+    /// filtered and thresholded like vector hits, with the cosine distance of their embeddings.
+    pub fn hybrid(mut self, keywords: Arc<KeywordIndex>) -> Self {
+        self.keywords = Some(keywords);
+        self
     }
 
     /// How many chunks to return.
@@ -69,11 +80,14 @@ impl Retriever {
     /// The chunks for `query`, best first.
     pub async fn retrieve(&self, query: &str) -> Result<Vec<ScoredDocument>, Error> {
         let texts = [query.to_owned()];
-        let embedded = self.embedder.embed(&texts).await.map_err(Error::Embedding)?;
-        kai_core::check_embeddings(&embedded.vectors, 1, self.embedder.dimensions()).map_err(Error::Embedding)?;
+        let embedded = self.embedder.embed(&texts).await.map_err(Error::Model)?;
+        kai_core::check_embeddings(&embedded.vectors, 1, self.embedder.dimensions()).map_err(Error::Model)?;
         let query_vector = &embedded.vectors[0];
         let fetch = if self.mmr_lambda.is_some() { self.k * 4 } else { self.k };
         let mut found = self.store.search(query_vector, fetch, self.filter.as_ref()).await?;
+        if let Some(keywords) = &self.keywords {
+            found = self.fuse(query, query_vector, found, keywords, fetch).await?;
+        }
         if let Some(limit) = self.max_distance {
             found.retain(|d| d.distance <= limit);
         }
@@ -84,6 +98,40 @@ impl Retriever {
                 found
             }
         })
+    }
+}
+
+impl Retriever {
+    async fn fuse(
+        &self,
+        query: &str,
+        query_vector: &[f32],
+        vector_hits: Vec<ScoredDocument>,
+        keywords: &KeywordIndex,
+        fetch: usize,
+    ) -> Result<Vec<ScoredDocument>, Error> {
+        let keyword_ids: Vec<String> = keywords.search(query, fetch).into_iter().map(|(id, _)| id).collect();
+        let vector_ids: Vec<String> = vector_hits.iter().map(|d| d.document.id.clone()).collect();
+        let mut by_id: std::collections::HashMap<String, ScoredDocument> =
+            vector_hits.into_iter().map(|d| (d.document.id.clone(), d)).collect();
+        let mut fused = Vec::new();
+        for (id, _) in reciprocal_rank_fusion(&[vector_ids, keyword_ids]) {
+            let document = match by_id.remove(&id) {
+                Some(found) => found,
+                None => {
+                    let Some(document) = self.store.get(&id).await? else {
+                        continue;
+                    };
+                    if self.filter.as_ref().is_some_and(|f| !f.matches(&document.metadata)) {
+                        continue;
+                    }
+                    let distance = 1.0 - cosine(query_vector, &document.embedding);
+                    ScoredDocument { document, distance }
+                }
+            };
+            fused.push(document);
+        }
+        Ok(fused)
     }
 }
 
