@@ -11,10 +11,11 @@ step() { printf '\n==> %s\n' "$*"; }
 step "system packages"
 scripts/setup/system-packages.sh
 
-step "llama.cpp server (SmolLM2) for the real-server tests"
+step "llama.cpp server (SmolLM2) and PostgreSQL + pgvector for the real-server tests"
+trap 'scripts/setup/llama-server.sh stop; scripts/setup/postgres.sh stop' EXIT
 KAI_LLAMA_URL=$(scripts/setup/llama-server.sh start)
-export KAI_LLAMA_URL
-trap 'scripts/setup/llama-server.sh stop' EXIT
+KAI_PG_URL=$(scripts/setup/postgres.sh start)
+export KAI_LLAMA_URL KAI_PG_URL
 
 step "format"
 cargo fmt --all -- --check

@@ -3,6 +3,8 @@
 
 mod embedded;
 mod filter;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +12,8 @@ use kai_core::{BoxFuture, MaybeSend, MaybeSync};
 
 pub use embedded::{EmbeddedStore, StoreConfig};
 pub use filter::Filter;
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 
 use crate::error::Error;
 

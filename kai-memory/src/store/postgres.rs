@@ -1,0 +1,341 @@
+//! The scale-out store: PostgreSQL with pgvector (feature `postgres`).
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use kai_core::{BoxFuture, boxed};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use crate::error::Error;
+use crate::index::Metric;
+use crate::store::{Document, Filter, MemoryStore, ScoredDocument};
+
+/// Documents in a PostgreSQL table with a pgvector column and an HNSW index, behind a connection pool.
+///
+/// Filters become SQL over the `metadata` JSONB column. A filtered search that the HNSW index answers
+/// with fewer than `k` rows (pgvector filters after the index scan) is re-run as an exact scan, so a
+/// selective filter never loses matches.
+pub struct PgStore {
+    pool: Pool,
+    table: String,
+    metric: Metric,
+    dimensions: usize,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("table", &self.table)
+            .field("metric", &self.metric)
+            .field("dimensions", &self.dimensions)
+            .finish()
+    }
+}
+
+fn db(error: impl std::fmt::Display) -> Error {
+    Error::Database(error.to_string())
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/db`) with a pool of `pool_size` connections and
+    /// creates the extension, the table and its HNSW index if they are missing.
+    pub async fn connect(
+        url: &str,
+        table: &str,
+        metric: Metric,
+        dimensions: usize,
+        pool_size: usize,
+    ) -> Result<Self, Error> {
+        let valid = table
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && table.len() <= 48;
+        if !valid {
+            return Err(Error::InvalidConfig(format!("{table:?} is not a plain SQL table name")));
+        }
+        if dimensions == 0 || dimensions > 16_000 {
+            return Err(Error::InvalidConfig(
+                "pgvector columns hold 1 to 16,000 dimensions".into(),
+            ));
+        }
+        let config: tokio_postgres::Config = url.parse().map_err(db)?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager).max_size(pool_size.max(1)).build().map_err(db)?;
+        let store = Self {
+            pool,
+            table: table.to_owned(),
+            metric,
+            dimensions,
+        };
+        let ops = match metric {
+            Metric::Cosine => "vector_cosine_ops",
+            Metric::Dot => "vector_ip_ops",
+            Metric::L2 => "vector_l2_ops",
+        };
+        let client = store.pool.get().await.map_err(db)?;
+        client
+            .batch_execute(&format!(
+                "CREATE EXTENSION IF NOT EXISTS vector;
+                 CREATE TABLE IF NOT EXISTS {t} (
+                     id TEXT PRIMARY KEY,
+                     text TEXT NOT NULL,
+                     metadata JSONB NOT NULL,
+                     embedding vector({dimensions}) NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS {t}_embedding_hnsw ON {t} USING hnsw (embedding {ops});",
+                t = store.table
+            ))
+            .await
+            .map_err(db)?;
+        Ok(store)
+    }
+
+    fn operator(&self) -> &'static str {
+        match self.metric {
+            Metric::Cosine => "<=>",
+            Metric::Dot => "<#>",
+            Metric::L2 => "<->",
+        }
+    }
+
+    async fn upsert_now(&self, documents: &[Document]) -> Result<(), Error> {
+        for document in documents {
+            self.metric.prepare(&document.embedding, self.dimensions)?;
+        }
+        let mut client = self.pool.get().await.map_err(db)?;
+        let tx = client.transaction().await.map_err(db)?;
+        let statement = tx
+            .prepare(&format!(
+                "INSERT INTO {} (id, text, metadata, embedding) VALUES ($1, $2, $3, $4::text::vector)
+                 ON CONFLICT (id) DO UPDATE SET text = EXCLUDED.text, metadata = EXCLUDED.metadata,
+                 embedding = EXCLUDED.embedding",
+                self.table
+            ))
+            .await
+            .map_err(db)?;
+        for document in documents {
+            let metadata = serde_json::Value::Object(document.metadata.clone());
+            tx.execute(
+                &statement,
+                &[
+                    &document.id,
+                    &document.text,
+                    &metadata,
+                    &vector_text(&document.embedding),
+                ],
+            )
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn search_now(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Result<Vec<ScoredDocument>, Error> {
+        self.metric.prepare(query, self.dimensions)?;
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(vector_text(query))];
+        let condition = match filter {
+            Some(filter) => to_sql(filter, &mut params),
+            None => "TRUE".to_owned(),
+        };
+        params.push(Box::new(i64::try_from(k).unwrap_or(i64::MAX)));
+        let sql = format!(
+            "SELECT id, text, metadata, embedding::text, (embedding {op} $1::text::vector)::float4 AS distance
+             FROM {t} WHERE {condition} ORDER BY embedding {op} $1::text::vector LIMIT ${limit}",
+            op = self.operator(),
+            t = self.table,
+            limit = params.len()
+        );
+        let references: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        let mut client = self.pool.get().await.map_err(db)?;
+        let tx = client.transaction().await.map_err(db)?;
+        let ef = k.saturating_mul(4).clamp(40, 1000);
+        tx.batch_execute(&format!("SET LOCAL hnsw.ef_search = {ef}"))
+            .await
+            .map_err(db)?;
+        let mut rows = tx.query(&sql, &references).await.map_err(db)?;
+        if filter.is_some() && rows.len() < k {
+            // pgvector filters after the index scan; an exact scan finds what it dropped.
+            tx.batch_execute("SET LOCAL enable_indexscan = off").await.map_err(db)?;
+            rows = tx.query(&sql, &references).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        rows.iter().map(|row| scored(row)).collect()
+    }
+}
+
+/// The pgvector text form, `[1,2,3]`.
+fn vector_text(vector: &[f32]) -> String {
+    let mut text = String::with_capacity(vector.len() * 10 + 2);
+    text.push('[');
+    for (i, x) in vector.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&x.to_string());
+    }
+    text.push(']');
+    text
+}
+
+fn parse_vector(text: &str) -> Result<Vec<f32>, Error> {
+    let inner = text.trim().trim_start_matches('[').trim_end_matches(']');
+    if inner.is_empty() {
+        return Ok(Vec::new());
+    }
+    inner
+        .split(',')
+        .map(|x| {
+            x.trim().parse::<f32>().map_err(|_| Error::Corrupt {
+                what: format!("a stored vector does not parse: {x}"),
+            })
+        })
+        .collect()
+}
+
+fn document(row: &Row) -> Result<Document, Error> {
+    let metadata: serde_json::Value = row.try_get(2).map_err(db)?;
+    let serde_json::Value::Object(metadata) = metadata else {
+        return Err(Error::Corrupt {
+            what: "a document's metadata is not a JSON object".into(),
+        });
+    };
+    Ok(Document {
+        id: row.try_get(0).map_err(db)?,
+        text: row.try_get(1).map_err(db)?,
+        metadata,
+        embedding: parse_vector(row.try_get::<_, &str>(3).map_err(db)?)?,
+    })
+}
+
+fn scored(row: &Row) -> Result<ScoredDocument, Error> {
+    Ok(ScoredDocument {
+        document: document(row)?,
+        distance: row.try_get(4).map_err(db)?,
+    })
+}
+
+/// A filter as a SQL condition over `metadata`, appending its values to `params`.
+fn to_sql(filter: &Filter, params: &mut Vec<Box<dyn ToSql + Sync + Send>>) -> String {
+    let mut bind = |value: Box<dyn ToSql + Sync + Send>| {
+        params.push(value);
+        format!("${}", params.len())
+    };
+    match filter {
+        Filter::Eq { key, value } => {
+            let (k, v) = (bind(Box::new(key.clone())), bind(Box::new(value.clone())));
+            format!("(metadata -> {k}::text) = {v}::jsonb")
+        }
+        Filter::In { key, values } => {
+            let (k, v) = (bind(Box::new(key.clone())), bind(Box::new(values.clone())));
+            format!("(metadata -> {k}::text) = ANY({v}::jsonb[])")
+        }
+        Filter::Gt { key, value } | Filter::Lt { key, value } => {
+            let op = if matches!(filter, Filter::Gt { .. }) { ">" } else { "<" };
+            let (k, v) = (bind(Box::new(key.clone())), bind(Box::new(*value)));
+            format!(
+                "(CASE WHEN jsonb_typeof(metadata -> {k}::text) = 'number' THEN (metadata ->> {k}::text)::float8 {op} {v}::float8 ELSE FALSE END)"
+            )
+        }
+        Filter::Exists { key } => {
+            let k = bind(Box::new(key.clone()));
+            format!("jsonb_exists(metadata, {k}::text)")
+        }
+        Filter::And { filters } if filters.is_empty() => "TRUE".into(),
+        Filter::Or { filters } if filters.is_empty() => "FALSE".into(),
+        Filter::And { filters } => join(filters, " AND ", params),
+        Filter::Or { filters } => join(filters, " OR ", params),
+        Filter::Not { filter } => format!("(NOT {})", to_sql(filter, params)),
+    }
+}
+
+fn join(filters: &[Filter], separator: &str, params: &mut Vec<Box<dyn ToSql + Sync + Send>>) -> String {
+    let parts: Vec<String> = filters.iter().map(|f| to_sql(f, params)).collect();
+    format!("({})", parts.join(separator))
+}
+
+impl MemoryStore for PgStore {
+    fn upsert<'a>(&'a self, documents: &'a [Document]) -> BoxFuture<'a, Result<(), Error>> {
+        boxed(self.upsert_now(documents))
+    }
+
+    fn delete<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<usize, Error>> {
+        boxed(async move {
+            let client = self.pool.get().await.map_err(db)?;
+            let sql = format!("DELETE FROM {} WHERE id = ANY($1)", self.table);
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            Ok(client.execute(&sql, &[&ids]).await.map_err(db)? as usize)
+        })
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Document>, Error>> {
+        boxed(async move {
+            let client = self.pool.get().await.map_err(db)?;
+            let sql = format!(
+                "SELECT id, text, metadata, embedding::text FROM {} WHERE id = $1",
+                self.table
+            );
+            let row = client.query_opt(&sql, &[&id]).await.map_err(db)?;
+            row.as_ref().map(document).transpose()
+        })
+    }
+
+    fn search<'a>(
+        &'a self,
+        query: &'a [f32],
+        k: usize,
+        filter: Option<&'a Filter>,
+    ) -> BoxFuture<'a, Result<Vec<ScoredDocument>, Error>> {
+        boxed(self.search_now(query, k, filter))
+    }
+
+    fn count(&self) -> BoxFuture<'_, Result<usize, Error>> {
+        boxed(async move {
+            let client = self.pool.get().await.map_err(db)?;
+            let row = client
+                .query_one(&format!("SELECT count(*) FROM {}", self.table), &[])
+                .await
+                .map_err(db)?;
+            Ok(row.try_get::<_, i64>(0).map_err(db)? as usize)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_round_trip_through_their_text_form() {
+        let v = vec![1.0, -0.5, 3.25e-8, 1e20];
+        assert_eq!(parse_vector(&vector_text(&v)).unwrap(), v);
+        assert!(parse_vector("[1,x]").is_err());
+    }
+
+    #[test]
+    fn filters_become_parameterised_sql() {
+        let filter = Filter::and([
+            Filter::eq("lang", serde_json::json!("en")),
+            Filter::Not {
+                filter: Box::new(Filter::gt("year", 2020.0)),
+            },
+        ]);
+        let mut params = vec![];
+        let sql = to_sql(&filter, &mut params);
+        assert_eq!(params.len(), 4);
+        assert!(
+            sql.starts_with("((metadata -> $1::text) = $2::jsonb AND (NOT (CASE"),
+            "{sql}"
+        );
+        assert!(!sql.contains("lang"), "values are bound, never inlined");
+    }
+}
