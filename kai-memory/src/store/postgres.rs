@@ -169,7 +169,7 @@ impl PgStore {
             rows = tx.query(&sql, &references).await.map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
-        rows.iter().map(|row| scored(row)).collect()
+        rows.iter().map(scored).collect()
     }
 }
 
