@@ -16,7 +16,6 @@
 pub mod conversation;
 mod error;
 mod fs;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod index;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod rag;

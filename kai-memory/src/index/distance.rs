@@ -129,8 +129,10 @@ pub(crate) fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
 /// The distance hnsw_rs builds the graph with: a strictly increasing map of the ranking distance onto
 /// positive finite numbers (hnsw_rs asserts distances are non-negative). HNSW only ever compares
 /// distances, so the graph is the one the ranking distance itself would give.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) struct BuildDistance(pub(crate) Metric);
 
+#[cfg(not(target_arch = "wasm32"))]
 impl anndists::dist::Distance<f32> for BuildDistance {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
         let rank = self.0.rank(a, b);
@@ -190,6 +192,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(target_arch = "wasm32"))]
     fn the_build_distance_is_positive_and_keeps_the_order() {
         use anndists::dist::Distance as _;
         let build = BuildDistance(Metric::Dot);

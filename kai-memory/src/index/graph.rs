@@ -5,7 +5,9 @@ use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::index::distance::{BuildDistance, Metric};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::index::distance::BuildDistance;
+use crate::index::distance::Metric;
 use crate::index::slots::{Ranked, Slots, TopK};
 
 /// A layered proximity graph over slots `0..len`.
@@ -26,6 +28,7 @@ impl SearchGraph {
     }
 
     /// Copies the graph out of hnsw_rs. Slots are hnsw_rs data ids.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn from_hnsw(hnsw: &hnsw_rs::hnsw::Hnsw<'static, f32, BuildDistance>, slots: usize) -> Self {
         let mut layer0: Vec<Vec<u32>> = vec![Vec::new(); slots];
         let mut upper: Vec<Vec<Vec<u32>>> = vec![Vec::new(); slots];
@@ -75,6 +78,7 @@ impl SearchGraph {
     /// kept only if it is closer to the node than to every neighbour already kept, up to `max_degree`.
     /// hnsw_rs keeps plain nearest lists; diverse lists reach distant regions in fewer hops, so the same
     /// recall needs a smaller beam.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn diversify(&mut self, slots: &Slots, max_degree: usize) {
         use rayon::prelude::*;
         let n = self.len();

@@ -1,16 +1,22 @@
 //! Approximate nearest-neighbour search: hnsw_rs builds the graph, a flat copy of it serves queries.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
+#[cfg(not(target_arch = "wasm32"))]
 use hnsw_rs::hnsw::Hnsw;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::index::Hit;
-use crate::index::distance::{BuildDistance, Metric};
-use crate::index::file;
-use crate::index::graph::SearchGraph;
-use crate::index::slots::{Slots, TopK};
+use crate::index::distance::Metric;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::index::{
+    Hit,
+    distance::BuildDistance,
+    file,
+    graph::SearchGraph,
+    slots::{Slots, TopK},
+};
 
 /// Settings of an [`HnswIndex`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +48,7 @@ impl HnswConfig {
         }
     }
 
-    fn validate(&self) -> Result<(), Error> {
+    pub(crate) fn validate(&self) -> Result<(), Error> {
         if !(2..=256).contains(&self.m) {
             return Err(Error::InvalidConfig(format!("m must be 2..=256, not {}", self.m)));
         }
@@ -57,6 +63,7 @@ impl HnswConfig {
 
 /// Filters that pass fewer than this share of vectors (or too few vectors to fill a beam) are
 /// answered by an exact scan: a graph walk would mostly visit rejected nodes and could miss matches.
+#[cfg(not(target_arch = "wasm32"))]
 const EXACT_BELOW_SHARE: f32 = 0.02;
 
 /// An HNSW index.
@@ -76,6 +83,7 @@ const EXACT_BELOW_SHARE: f32 = 0.02;
 /// assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), [1, 3]);
 /// # Ok::<(), kai_memory::Error>(())
 /// ```
+#[cfg(not(target_arch = "wasm32"))]
 pub struct HnswIndex {
     config: HnswConfig,
     slots: Slots,
@@ -85,6 +93,7 @@ pub struct HnswIndex {
     graph: SearchGraph,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl std::fmt::Debug for HnswIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HnswIndex")
@@ -96,6 +105,7 @@ impl std::fmt::Debug for HnswIndex {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl HnswIndex {
     /// An empty index.
     pub fn new(config: HnswConfig) -> Result<Self, Error> {
@@ -271,6 +281,7 @@ impl HnswIndex {
 
 /// The hnsw_rs graph, created over the slots before `start` if there is none (a fresh or compacted
 /// index, or one just opened from a file).
+#[cfg(not(target_arch = "wasm32"))]
 fn builder_covering<'a>(
     builder: &'a mut Option<Hnsw<'static, f32, BuildDistance>>,
     slots: &Slots,

@@ -1,4 +1,5 @@
-//! Vector indexes: [`FlatIndex`] (exact) and [`HnswIndex`] (approximate, hnsw_rs-built).
+//! Vector indexes: [`FlatIndex`] (exact, on every target) and `HnswIndex` (approximate, hnsw_rs-built;
+//! native targets only, since hnsw_rs needs threads).
 //!
 //! Both take caller-chosen `u64` ids, check every vector (dimensions, NaN/infinity, zero vectors under
 //! cosine) before it reaches any index code, support removal and replacement, filtered search, and
@@ -7,13 +8,18 @@
 mod distance;
 mod file;
 mod flat;
+// On wasm32 the graph is only read back from files (HnswIndex, which searches it, needs threads).
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod graph;
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod hnsw;
 mod slots;
 
 pub use distance::Metric;
 pub use flat::FlatIndex;
-pub use hnsw::{HnswConfig, HnswIndex};
+pub use hnsw::HnswConfig;
+#[cfg(not(target_arch = "wasm32"))]
+pub use hnsw::HnswIndex;
 
 /// One search result.
 #[derive(Debug, Clone, Copy, PartialEq)]
