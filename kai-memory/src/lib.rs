@@ -12,6 +12,7 @@
 //! - [`vault`]: secrets and private records sealed with AES-256-GCM under a data key that a
 //!   passphrase-derived key wraps.
 
+mod bytes;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod conversation;
 mod error;

@@ -21,6 +21,7 @@
 
 pub mod anthropic;
 pub mod cohere;
+mod convert;
 pub mod gemini;
 pub mod http;
 mod media;

@@ -15,6 +15,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::bytes::Reader;
 use crate::error::Error;
 use crate::fs::write_atomic;
 use crate::index::distance::Metric;
@@ -85,7 +86,7 @@ pub(crate) fn open(path: &Path) -> Result<(Slots, Option<(HnswConfig, SearchGrap
         return Err(Error::Truncated);
     }
     let (body, digest) = bytes.split_at(bytes.len() - 32);
-    let mut r = Reader { bytes: body, at: 8 };
+    let mut r = Reader::new(body, 8);
     let version = r.u32()?;
     if version != VERSION {
         return Err(Error::UnsupportedVersion {
@@ -202,32 +203,23 @@ fn corrupt(what: &str) -> Error {
     Error::Corrupt { what: what.into() }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
+/// Little-endian fields over the shared byte reader.
+trait LittleEndian {
+    fn u8(&mut self) -> Result<u8, Error>;
+    fn u32(&mut self) -> Result<u32, Error>;
+    fn u64(&mut self) -> Result<u64, Error>;
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
-        let end = self.at.checked_add(n).ok_or(Error::Truncated)?;
-        let slice = self.bytes.get(self.at..end).ok_or(Error::Truncated)?;
-        self.at = end;
-        Ok(slice)
-    }
-
+impl LittleEndian for Reader<'_> {
     fn u8(&mut self) -> Result<u8, Error> {
-        Ok(self.take(1)?[0])
+        Ok(self.array::<1>()?[0])
     }
 
     fn u32(&mut self) -> Result<u32, Error> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(u32::from_le_bytes(self.array()?))
     }
 
     fn u64(&mut self) -> Result<u64, Error> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_le_bytes(a))
+        Ok(u64::from_le_bytes(self.array()?))
     }
 }

@@ -200,12 +200,7 @@ impl EmbeddedStore {
                 rows.push(row as u64);
             }
         }
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('generation', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![generation.to_string()],
-        )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)?;
+        commit_generation(tx, generation)?;
         inner.generation = generation;
         let batch: Vec<(u64, Vec<f32>)> = rows
             .iter()
@@ -238,12 +233,7 @@ impl EmbeddedStore {
                 }
             }
         }
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('generation', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![generation.to_string()],
-        )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)?;
+        commit_generation(tx, generation)?;
         inner.generation = generation;
         for row in &removed {
             inner.index.remove(*row);
@@ -320,6 +310,17 @@ impl Drop for EmbeddedStore {
             tracing::warn!(%error, "could not save the index; it will be rebuilt on next open");
         }
     }
+}
+
+/// Records the write generation and commits: the generation tells a reopened store whether its saved
+/// index covers every write.
+fn commit_generation(tx: rusqlite::Transaction<'_>, generation: u64) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('generation', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![generation.to_string()],
+    )
+    .map_err(sql)?;
+    tx.commit().map_err(sql)
 }
 
 fn read_document(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Document, Error>> {

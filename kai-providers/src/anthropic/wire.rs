@@ -5,6 +5,8 @@ use kai_core::{
     ToolChoice, Usage,
 };
 use serde::Deserialize;
+
+use crate::convert::{alternating_turns, arguments_object};
 use serde_json::{Value, json};
 
 /// Builds the request body. `default_max_tokens` fills the field the API requires.
@@ -24,7 +26,9 @@ pub(crate) fn request_body(model: &str, request: &ChatRequest, stream: bool, def
     if !system.is_empty() {
         body.insert("system".into(), json!(system.join("\n\n")));
     }
-    body.insert("messages".into(), Value::Array(messages(&request.messages)));
+    // Tool results travel as `tool_result` blocks at the start of a user turn.
+    let messages = alternating_turns(&request.messages, "assistant", "content", block);
+    body.insert("messages".into(), Value::Array(messages));
     if !request.tools.is_empty() {
         let tools: Vec<Value> = request
             .tools
@@ -70,43 +74,13 @@ pub(crate) fn request_body(model: &str, request: &ChatRequest, stream: bool, def
     Value::Object(body)
 }
 
-/// The conversation as Anthropic wants it: only user and assistant turns, strictly alternating, with
-/// tool results as `tool_result` blocks at the start of a user turn.
-fn messages(messages: &[Message]) -> Vec<Value> {
-    let mut out: Vec<(&'static str, Vec<Value>)> = Vec::new();
-    for message in messages {
-        let role = match message.role {
-            Role::System => continue,
-            Role::Assistant => "assistant",
-            Role::User | Role::Tool => "user",
-        };
-        let blocks: Vec<Value> = message.content.iter().filter_map(block).collect();
-        if blocks.is_empty() {
-            continue;
-        }
-        match out.last_mut() {
-            Some((last_role, last_blocks)) if *last_role == role => last_blocks.extend(blocks),
-            _ => out.push((role, blocks)),
-        }
-    }
-    out.into_iter()
-        .map(|(role, content)| json!({"role": role, "content": content}))
-        .collect()
-}
-
 fn block(part: &ContentPart) -> Option<Value> {
     Some(match part {
         ContentPart::Text { text } if text.is_empty() => return None,
         ContentPart::Text { text } => json!({"type": "text", "text": text}),
         ContentPart::Image { source } => json!({"type": "image", "source": image_source(source)}),
         ContentPart::ToolCall(call) => {
-            // The API wants an object; arguments the model got wrong are sent as an empty one (the
-            // error it was told about follows in the tool result).
-            let input = serde_json::from_str::<Value>(&call.arguments)
-                .ok()
-                .filter(Value::is_object)
-                .unwrap_or_else(|| json!({}));
-            json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input})
+            json!({"type": "tool_use", "id": call.id, "name": call.name, "input": arguments_object(call)})
         }
         ContentPart::ToolResult(result) => json!({
             "type": "tool_result", "tool_use_id": result.call_id, "content": result.content, "is_error": result.is_error

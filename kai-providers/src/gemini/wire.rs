@@ -8,6 +8,8 @@ use kai_core::{
     ToolChoice, Usage,
 };
 use serde::Deserialize;
+
+use crate::convert::{alternating_turns, arguments_object};
 use serde_json::{Value, json};
 
 /// Ids kai makes up for calls Gemini sent without one; they are not sent back.
@@ -27,7 +29,8 @@ pub(crate) fn request_body(request: &ChatRequest) -> Value {
             json!({"parts": [{"text": system.join("\n\n")}]}),
         );
     }
-    body.insert("contents".into(), Value::Array(contents(&request.messages)));
+    let contents = alternating_turns(&request.messages, "model", "parts", part);
+    body.insert("contents".into(), Value::Array(contents));
     if !request.tools.is_empty() {
         let declarations: Vec<Value> = request
             .tools
@@ -74,29 +77,6 @@ pub(crate) fn request_body(request: &ChatRequest) -> Value {
     Value::Object(body)
 }
 
-/// `user` and `model` turns, merged where kai has several messages in a row for one of them.
-fn contents(messages: &[Message]) -> Vec<Value> {
-    let mut out: Vec<(&'static str, Vec<Value>)> = Vec::new();
-    for message in messages {
-        let role = match message.role {
-            Role::System => continue,
-            Role::Assistant => "model",
-            Role::User | Role::Tool => "user",
-        };
-        let parts: Vec<Value> = message.content.iter().filter_map(part).collect();
-        if parts.is_empty() {
-            continue;
-        }
-        match out.last_mut() {
-            Some((last, existing)) if *last == role => existing.extend(parts),
-            _ => out.push((role, parts)),
-        }
-    }
-    out.into_iter()
-        .map(|(role, parts)| json!({"role": role, "parts": parts}))
-        .collect()
-}
-
 fn part(content: &ContentPart) -> Option<Value> {
     Some(match content {
         ContentPart::Text { text } if text.is_empty() => return None,
@@ -111,11 +91,7 @@ fn part(content: &ContentPart) -> Option<Value> {
             },
         },
         ContentPart::ToolCall(call) => {
-            let args = serde_json::from_str::<Value>(&call.arguments)
-                .ok()
-                .filter(Value::is_object)
-                .unwrap_or_else(|| json!({}));
-            let mut function_call = json!({"name": call.name, "args": args});
+            let mut function_call = json!({"name": call.name, "args": arguments_object(call)});
             if !call.id.starts_with(LOCAL_ID_PREFIX) {
                 function_call["id"] = json!(call.id);
             }

@@ -5,6 +5,8 @@ use kai_core::{
     ToolChoice, Usage,
 };
 use serde::Deserialize;
+
+use crate::convert::arguments_object;
 use serde_json::{Value, json};
 
 pub(crate) fn request_body(model: &str, request: &ChatRequest, stream: bool) -> Result<Value, Error> {
@@ -90,13 +92,7 @@ fn messages(messages: &[Message]) -> Result<Vec<Value>, Error> {
         }
         let calls: Vec<Value> = message
             .tool_calls()
-            .map(|call| {
-                let arguments = serde_json::from_str::<Value>(&call.arguments)
-                    .ok()
-                    .filter(Value::is_object)
-                    .unwrap_or_else(|| json!({}));
-                json!({"id": call.id, "function": {"name": call.name, "arguments": arguments}})
-            })
+            .map(|call| json!({"id": call.id, "function": {"name": call.name, "arguments": arguments_object(call)}}))
             .collect();
         if role != "tool" && (!text.is_empty() || !images.is_empty() || !calls.is_empty()) {
             let mut value = json!({"role": role, "content": text});
