@@ -16,6 +16,65 @@ pub enum Error {
     /// Key material has the wrong size or is not a valid key.
     #[error("invalid key: {0}")]
     InvalidKey(String),
+    /// A consent token is not a well-formed compact JWS carrying KLP claims.
+    #[error("malformed consent token: {reason}")]
+    TokenMalformed {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A token's `exp` has passed (beyond the allowed clock skew).
+    #[error("the consent token expired at {expired_at}")]
+    Expired {
+        /// Its `exp`, in seconds since the Unix epoch.
+        expired_at: u64,
+    },
+    /// A token's `nbf` is still in the future (beyond the allowed clock skew).
+    #[error("the consent token is not valid before {not_before}")]
+    NotYetValid {
+        /// Its `nbf`.
+        not_before: u64,
+    },
+    /// The token was issued to someone else.
+    #[error("the consent token is for {audience}, not for this agent")]
+    WrongAudience {
+        /// The token's `aud`.
+        audience: String,
+    },
+    /// The token does not grant what is asked.
+    #[error("the consent token does not grant {ability} on {resource}")]
+    NotGranted {
+        /// The resource asked for.
+        resource: String,
+        /// The ability asked for.
+        ability: String,
+    },
+    /// A delegated token claims more than its proof granted (capability or time window).
+    #[error("delegation escalates beyond its proof: {reason}")]
+    Escalation {
+        /// What was widened.
+        reason: String,
+    },
+    /// A proof was not issued to the token's issuer.
+    #[error("broken delegation chain: {reason}")]
+    BrokenChain {
+        /// Which link does not connect.
+        reason: String,
+    },
+    /// A chain starts at an issuer this verifier does not trust to grant anything.
+    #[error("the delegation chain starts at {issuer}, which is not a trusted root")]
+    UntrustedRoot {
+        /// The root issuer.
+        issuer: String,
+    },
+    /// A token in the chain was revoked.
+    #[error("a consent token in the chain was revoked ({token_id})")]
+    Revoked {
+        /// The revoked token's id.
+        token_id: String,
+    },
+    /// The token's nonce was already used.
+    #[error("the consent token was already used (replayed nonce)")]
+    Replayed,
     /// The vault failed while storing or loading a key.
     #[error(transparent)]
     Vault(#[from] kai_memory::Error),

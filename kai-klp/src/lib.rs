@@ -1,9 +1,13 @@
 //! # kai-klp
 //!
 //! The Kind Link Protocol lets kAI agents on different machines prove who they are, prove they were
-//! allowed, and talk privately, as a composition of standards. This release holds the identity layer:
-//! one Ed25519 key pair per agent, named by its [`did:key`](https://w3c-ccg.github.io/did-method-key/)
-//! DID, with the DID document that method derives (including the X25519 key-agreement key).
+//! allowed, and talk privately, as a composition of standards. This release holds:
+//!
+//! - identities: one Ed25519 key pair per agent, named by its
+//!   [`did:key`](https://w3c-ccg.github.io/did-method-key/) DID, with the DID document that method
+//!   derives (including the X25519 key-agreement key);
+//! - [`consent`]: capability tokens (UCAN-style claims in an EdDSA compact JWS, RFC 8037) that can be
+//!   delegated and only ever narrowed, their verification, and a hook that checks them before tool calls.
 //!
 //! ```
 //! use kai_klp::{Did, Identity};
@@ -16,10 +20,13 @@
 //! # Ok::<(), kai_klp::Error>(())
 //! ```
 
+pub mod consent;
 mod did;
 mod error;
 mod identity;
+mod jws;
 
+pub use consent::{Capability, Claims, ConsentHook, Verifier};
 pub use did::Did;
 pub use error::Error;
 pub use identity::Identity;
