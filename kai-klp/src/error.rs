@@ -75,6 +75,17 @@ pub enum Error {
     /// The token's nonce was already used.
     #[error("the consent token was already used (replayed nonce)")]
     Replayed,
+    /// An audit log failed verification.
+    #[error("audit log invalid at line {line}: {fault:?}")]
+    AuditInvalid {
+        /// The first line found wrong (counted from 1).
+        line: usize,
+        /// What is wrong there.
+        fault: crate::audit::Fault,
+    },
+    /// Reading or writing a file failed.
+    #[error("I/O error: {0}")]
+    Io(String),
     /// The vault failed while storing or loading a key.
     #[error(transparent)]
     Vault(#[from] kai_memory::Error),

@@ -7,7 +7,8 @@
 //!   [`did:key`](https://w3c-ccg.github.io/did-method-key/) DID, with the DID document that method
 //!   derives (including the X25519 key-agreement key);
 //! - [`consent`]: capability tokens (UCAN-style claims in an EdDSA compact JWS, RFC 8037) that can be
-//!   delegated and only ever narrowed, their verification, and a hook that checks them before tool calls.
+//!   delegated and only ever narrowed, their verification, and a hook that checks them before tool calls;
+//! - [`audit`]: a signed, hash-chained, append-only log of an agent's actions, with a hook that writes it.
 //!
 //! ```
 //! use kai_klp::{Did, Identity};
@@ -20,6 +21,7 @@
 //! # Ok::<(), kai_klp::Error>(())
 //! ```
 
+pub mod audit;
 pub mod consent;
 mod did;
 mod error;

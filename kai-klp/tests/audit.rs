@@ -1,0 +1,161 @@
+//! The audit log: appends that survive, and every kind of tampering found and located.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kai_core::testing::ScriptedModel;
+use kai_core::{Agent, ToolError, tool_fn};
+use kai_klp::audit::{AuditHook, AuditLog, Fault, verify};
+use kai_klp::{Error, Identity};
+use serde_json::json;
+
+fn temp_path(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kai-audit-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn secret() -> [u8; 32] {
+    [42; 32]
+}
+
+fn log_with(name: &str, entries: usize) -> (PathBuf, Vec<String>) {
+    let path = temp_path(name);
+    let log = AuditLog::open(&path, Identity::from_secret_bytes(&secret())).unwrap();
+    for i in 0..entries {
+        log.append("tool_call", json!({"tool": "add", "n": i})).unwrap();
+    }
+    let lines = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (path, lines)
+}
+
+fn check(path: &PathBuf, lines: &[String]) -> Result<kai_klp::audit::Head, Error> {
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    verify(path, &Identity::from_secret_bytes(&secret()).did(), None)
+}
+
+fn fault_of(result: Result<kai_klp::audit::Head, Error>) -> (usize, Fault) {
+    match result {
+        Err(Error::AuditInvalid { line, fault }) => (line, fault),
+        other => panic!("expected an audit fault, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_untouched_log_verifies_and_reopens_where_it_ended() {
+    let (path, lines) = log_with("ok.log", 5);
+    let head = check(&path, &lines).unwrap();
+    assert_eq!(head.seq, 5);
+    let log = AuditLog::open(&path, Identity::from_secret_bytes(&secret())).unwrap();
+    assert_eq!(log.head(), head);
+    assert_eq!(log.append("consent", json!({"decision": "allow"})).unwrap().seq, 6);
+}
+
+#[test]
+fn edits_drops_and_reorders_are_located() {
+    let (path, lines) = log_with("tamper.log", 6);
+
+    let mut edited = lines.clone();
+    edited[2] = edited[2].replace("\"n\":2", "\"n\":99");
+    assert_eq!(fault_of(check(&path, &edited)), (3, Fault::Edited));
+
+    let mut dropped = lines.clone();
+    dropped.remove(3);
+    assert_eq!(fault_of(check(&path, &dropped)), (4, Fault::Dropped));
+
+    let mut swapped = lines.clone();
+    swapped.swap(1, 2);
+    assert_eq!(fault_of(check(&path, &swapped)), (2, Fault::Reordered));
+
+    let mut garbage = lines.clone();
+    garbage[4] = "{not json".into();
+    assert_eq!(fault_of(check(&path, &garbage)), (5, Fault::Malformed));
+
+    // A genuine entry of another log by the same key, spliced in at the same position.
+    let other_path = temp_path("other.log");
+    let other_log = AuditLog::open(&other_path, Identity::from_secret_bytes(&secret())).unwrap();
+    for i in 0..6 {
+        other_log.append("tool_call", json!({"tool": "other", "n": i})).unwrap();
+    }
+    let other: Vec<String> = std::fs::read_to_string(&other_path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let mut spliced = lines.clone();
+    spliced[3] = other[3].clone();
+    assert_eq!(fault_of(check(&path, &spliced)), (4, Fault::ChainBroken));
+}
+
+#[test]
+fn lines_cut_from_the_end_are_found_with_a_kept_head() {
+    let (path, lines) = log_with("truncate.log", 4);
+    let head = check(&path, &lines).unwrap();
+    std::fs::write(&path, lines[..2].join("\n") + "\n").unwrap();
+    let did = Identity::from_secret_bytes(&secret()).did();
+    assert_eq!(fault_of(verify(&path, &did, Some(&head))), (3, Fault::Truncated));
+    assert!(
+        verify(&path, &did, None).is_ok(),
+        "without the head, a shorter log is still a valid log"
+    );
+}
+
+#[test]
+fn a_line_cut_short_by_a_crash_is_dropped_on_open() {
+    let (path, lines) = log_with("crash.log", 3);
+    let mut contents = lines.join("\n") + "\n";
+    contents.push_str(&lines[2][..20]); // the start of a fourth line, never finished
+    std::fs::write(&path, contents).unwrap();
+    let log = AuditLog::open(&path, Identity::from_secret_bytes(&secret())).unwrap();
+    assert_eq!(log.head().seq, 3);
+    assert_eq!(log.append("tool_call", json!({})).unwrap().seq, 4);
+    assert!(verify(&path, &Identity::from_secret_bytes(&secret()).did(), None).is_ok());
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct Add {
+    a: i64,
+    b: i64,
+}
+
+#[test]
+fn the_hook_records_model_and_tool_calls_without_raw_arguments() {
+    let path = temp_path("hook.log");
+    let log = Arc::new(AuditLog::open(&path, Identity::from_secret_bytes(&secret())).unwrap());
+    let model = ScriptedModel::new()
+        .tool_call("add", json!({"a": 40, "b": 2}))
+        .text("42");
+    let agent = Agent::builder(model)
+        .tool(tool_fn("add", "Adds.", |x: Add| async move {
+            Ok::<_, ToolError>(x.a + x.b)
+        }))
+        .hook(AuditHook::new(log.clone()))
+        .build()
+        .unwrap();
+    futures::executor::block_on(agent.run("add")).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kinds: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(kinds, ["model_call", "tool_call", "model_call"]);
+    assert!(text.contains("arguments_sha256") && !text.contains("\"a\":40"));
+    assert_eq!(
+        verify(&path, &Identity::from_secret_bytes(&secret()).did(), Some(&log.head()))
+            .unwrap()
+            .seq,
+        3
+    );
+}
