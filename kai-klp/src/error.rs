@@ -83,6 +83,12 @@ pub enum Error {
         /// What is wrong there.
         fault: crate::audit::Fault,
     },
+    /// A sealed message was refused (not for us, altered, stale, future-dated, or malformed).
+    #[error("message rejected: {reason}")]
+    MessageRejected {
+        /// Why.
+        reason: String,
+    },
     /// Reading or writing a file failed.
     #[error("I/O error: {0}")]
     Io(String),

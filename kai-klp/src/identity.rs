@@ -38,6 +38,12 @@ impl Identity {
         Did::from_public_key(self.key.verifying_key())
     }
 
+    /// The X25519 secret matching this identity's key-agreement key (the RFC 7748 / RFC 8032
+    /// conversion of the Ed25519 secret); wiped when dropped.
+    pub fn x25519_secret(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.key.to_scalar_bytes())
+    }
+
     /// Signs `message` (Ed25519, RFC 8032), returning the 64-byte signature.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.key.sign(message).to_bytes()

@@ -8,6 +8,8 @@
 //!   derives (including the X25519 key-agreement key);
 //! - [`consent`]: capability tokens (UCAN-style claims in an EdDSA compact JWS, RFC 8037) that can be
 //!   delegated and only ever narrowed, their verification, and a hook that checks them before tool calls;
+//! - [`sealed`]: signed envelopes sealed to a recipient's DID with HPKE (RFC 9180), with replay and
+//!   freshness checks;
 //! - [`audit`]: a signed, hash-chained, append-only log of an agent's actions, with a hook that writes it.
 //!
 //! ```
@@ -27,6 +29,7 @@ mod did;
 mod error;
 mod identity;
 mod jws;
+pub mod sealed;
 
 pub use consent::{Capability, Claims, ConsentHook, Verifier};
 pub use did::Did;

@@ -1,0 +1,279 @@
+//! Messages between agents: signed envelopes, sealed to the recipient's DID with HPKE (RFC 9180).
+//!
+//! The sender signs the envelope (a compact EdDSA JWS of its fields), then seals the JWS with HPKE in
+//! base mode — DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305 — to the X25519 key the
+//! recipient's `did:key` derives. Only the recipient can open it, and the signature inside proves who
+//! wrote it.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hpke::aead::ChaCha20Poly1305;
+use hpke::kdf::HkdfSha256;
+use hpke::kem::X25519HkdfSha256;
+use hpke::{Deserializable as _, OpModeR, OpModeS, Serializable as _};
+use serde::{Deserialize, Serialize};
+
+use crate::did::Did;
+use crate::error::Error;
+use crate::identity::Identity;
+use crate::jws;
+
+/// The HPKE `info` string binding sealed messages to this protocol and version.
+const INFO: &[u8] = b"kai-klp/v1 sealed message";
+/// The largest sealed message accepted: 1 MiB.
+pub const MAX_SEALED_BYTES: usize = 1024 * 1024;
+
+/// What a message is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// A message for the recipient agent.
+    Direct,
+    /// "Are you there?"
+    StatusPing,
+    /// A request to run the recipient agent (see the calls section of docs/klp.md).
+    CallRequest,
+    /// The answer to a call request.
+    CallResponse,
+    /// An announcement of addresses and capabilities.
+    Presence,
+}
+
+/// A message's signed contents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// A random id; the recipient refuses an id it has seen.
+    pub id: String,
+    /// The sender.
+    pub from: Did,
+    /// The recipient.
+    pub to: Did,
+    /// When it was written (seconds since the Unix epoch).
+    pub created: u64,
+    /// What it is for.
+    pub kind: MessageKind,
+    /// The payload.
+    pub body: serde_json::Value,
+}
+
+impl Envelope {
+    /// A new envelope from `from` to `to`, written now, with a random id.
+    pub fn new(from: &Identity, to: &Did, kind: MessageKind, body: serde_json::Value) -> Self {
+        let mut id = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+        Self {
+            id: URL_SAFE_NO_PAD.encode(id),
+            from: from.did(),
+            to: *to,
+            created: now_seconds(),
+            kind,
+            body,
+        }
+    }
+}
+
+/// A sealed message as it travels: `{"v": 1, "enc": …, "ct": …}` (base64url).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// Format version.
+    pub v: u8,
+    /// The HPKE encapsulated key.
+    pub enc: String,
+    /// The HPKE ciphertext of the signed envelope.
+    pub ct: String,
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn malformed(reason: impl Into<String>) -> Error {
+    Error::MessageRejected { reason: reason.into() }
+}
+
+/// A cryptographic RNG for HPKE, seeded from the operating system.
+fn rng() -> rand_chacha::ChaCha20Rng {
+    use rand_chacha::rand_core::SeedableRng as _;
+    let mut seed = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+    rand_chacha::ChaCha20Rng::from_seed(seed)
+}
+
+/// Signs `envelope` as `sender` and seals it to `envelope.to`.
+pub fn seal(sender: &Identity, envelope: &Envelope) -> Result<Sealed, Error> {
+    if envelope.from != sender.did() {
+        return Err(malformed("the envelope's sender is not the signing identity"));
+    }
+    let signed = jws::sign(sender, envelope)?;
+    let recipient = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(&envelope.to.x25519_public_key())
+        .map_err(|_| Error::InvalidKey("the recipient has no usable X25519 key".into()))?;
+    let aad = envelope.to.to_string();
+    let (encapsulated, ciphertext) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
+        &OpModeS::Base,
+        &recipient,
+        INFO,
+        signed.as_bytes(),
+        aad.as_bytes(),
+        &mut rng(),
+    )
+    .map_err(|e| malformed(format!("sealing failed: {e}")))?;
+    Ok(Sealed {
+        v: 1,
+        enc: URL_SAFE_NO_PAD.encode(encapsulated.to_bytes()),
+        ct: URL_SAFE_NO_PAD.encode(ciphertext),
+    })
+}
+
+/// Opens messages sealed to one identity, refusing replays, stale and future-dated messages.
+pub struct Mailbox {
+    identity: Identity,
+    max_age: Duration,
+    seen: HashMap<String, u64>,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox")
+            .field("did", &self.identity.did())
+            .field("seen", &self.seen.len())
+            .finish()
+    }
+}
+
+impl Mailbox {
+    /// A mailbox for `identity` accepting messages up to 5 minutes old (and 1 minute from the future).
+    pub fn new(identity: Identity) -> Self {
+        Self {
+            identity,
+            max_age: Duration::from_secs(300),
+            seen: HashMap::new(),
+            capacity: 100_000,
+        }
+    }
+
+    /// Sets how old a message may be.
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Opens a sealed message: decrypts it, checks the sender's signature and that it is addressed
+    /// here, and refuses one whose id was seen or whose time is outside the window.
+    pub fn open(&mut self, sealed: &Sealed) -> Result<Envelope, Error> {
+        self.open_at(sealed, now_seconds())
+    }
+
+    /// [`open`](Self::open) at an explicit time.
+    pub fn open_at(&mut self, sealed: &Sealed, now: u64) -> Result<Envelope, Error> {
+        if sealed.v != 1 {
+            return Err(malformed(format!("unsupported sealed-message version {}", sealed.v)));
+        }
+        if sealed.ct.len() > MAX_SEALED_BYTES * 4 / 3 + 4 || sealed.enc.len() > 64 {
+            return Err(malformed("the sealed message is too large"));
+        }
+        let encapsulated = URL_SAFE_NO_PAD
+            .decode(&sealed.enc)
+            .map_err(|_| malformed("enc is not base64url"))?;
+        let ciphertext = URL_SAFE_NO_PAD
+            .decode(&sealed.ct)
+            .map_err(|_| malformed("ct is not base64url"))?;
+        let encapsulated = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(&encapsulated)
+            .map_err(|_| malformed("enc is not an X25519 key"))?;
+        let secret = self.identity.x25519_secret();
+        let private = <X25519HkdfSha256 as hpke::Kem>::PrivateKey::from_bytes(secret.as_ref())
+            .map_err(|_| Error::InvalidKey("no usable X25519 secret".into()))?;
+        let aad = self.identity.did().to_string();
+        let plaintext = hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
+            &OpModeR::Base,
+            &private,
+            &encapsulated,
+            INFO,
+            &ciphertext,
+            aad.as_bytes(),
+        )
+        .map_err(|_| malformed("the message does not open with this identity's key (not for us, or altered)"))?;
+        let text = std::str::from_utf8(&plaintext).map_err(|_| malformed("the contents are not a token"))?;
+        let unverified = jws::decode::<Envelope>(text)?;
+        unverified.verify(&unverified.claims.from)?;
+        let envelope = unverified.claims;
+        if envelope.to != self.identity.did() {
+            return Err(malformed("the signed envelope is addressed to someone else"));
+        }
+        if envelope.created.saturating_add(self.max_age.as_secs()) < now {
+            return Err(malformed("the message is older than the accepted window"));
+        }
+        if envelope.created > now.saturating_add(60) {
+            return Err(malformed("the message is dated in the future"));
+        }
+        self.remember(&envelope.id, envelope.created, now)?;
+        Ok(envelope)
+    }
+
+    fn remember(&mut self, id: &str, created: u64, now: u64) -> Result<(), Error> {
+        if self.seen.contains_key(id) {
+            return Err(Error::Replayed);
+        }
+        if self.seen.len() >= self.capacity {
+            let horizon = now.saturating_sub(self.max_age.as_secs());
+            self.seen.retain(|_, created| *created >= horizon);
+        }
+        if self.seen.len() >= self.capacity {
+            return Err(malformed("too many messages inside the replay window"));
+        }
+        self.seen.insert(id.to_owned(), created);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hpke::Kem as _;
+
+    /// A message signed by Mallory but claiming to come from Alice fails the signature check, even
+    /// though it was sealed correctly to Bob.
+    #[test]
+    fn a_forged_sender_is_caught_inside_the_seal() {
+        let (alice, bob, mallory) = (Identity::generate(), Identity::generate(), Identity::generate());
+        let mut envelope = Envelope::new(&mallory, &bob.did(), MessageKind::Direct, serde_json::json!("hi"));
+        envelope.from = alice.did();
+        let signed = jws::sign(&mallory, &envelope).unwrap();
+        let recipient = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(&bob.did().x25519_public_key()).unwrap();
+        let aad = bob.did().to_string();
+        let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
+            &OpModeS::Base,
+            &recipient,
+            INFO,
+            signed.as_bytes(),
+            aad.as_bytes(),
+            &mut rng(),
+        )
+        .unwrap();
+        let sealed = Sealed {
+            v: 1,
+            enc: URL_SAFE_NO_PAD.encode(enc.to_bytes()),
+            ct: URL_SAFE_NO_PAD.encode(ct),
+        };
+        assert!(matches!(Mailbox::new(bob).open(&sealed), Err(Error::BadSignature)));
+        assert!(
+            seal(&mallory, &envelope).is_err(),
+            "seal refuses to sign for someone else"
+        );
+    }
+
+    #[test]
+    fn the_x25519_secret_matches_the_did_key_agreement_key() {
+        let identity = Identity::generate();
+        let secret = identity.x25519_secret();
+        let private = <X25519HkdfSha256 as hpke::Kem>::PrivateKey::from_bytes(secret.as_ref()).unwrap();
+        let public = X25519HkdfSha256::sk_to_pk(&private);
+        assert_eq!(
+            public.to_bytes().as_slice(),
+            identity.did().x25519_public_key().as_slice()
+        );
+    }
+}

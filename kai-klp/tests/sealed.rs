@@ -1,0 +1,74 @@
+//! Sealed messages: only the recipient opens them, and altered, replayed, stale or future-dated
+//! messages are refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use kai_klp::sealed::{Envelope, Mailbox, MessageKind, Sealed, seal};
+use kai_klp::{Error, Identity};
+use serde_json::json;
+
+#[test]
+fn only_the_recipient_opens_and_the_sender_is_proven() {
+    let (alice, bob, carol) = (Identity::generate(), Identity::generate(), Identity::generate());
+    let envelope = Envelope::new(
+        &alice,
+        &bob.did(),
+        MessageKind::CallRequest,
+        json!({"input": "What is 2 + 3?"}),
+    );
+    let sealed = seal(&alice, &envelope).unwrap();
+    let wire = serde_json::to_string(&sealed).unwrap();
+    assert!(!wire.contains("2 + 3"), "the body is not readable on the wire");
+
+    let opened = Mailbox::new(Identity::from_secret_bytes(&bob.secret_bytes()))
+        .open(&serde_json::from_str::<Sealed>(&wire).unwrap())
+        .unwrap();
+    assert_eq!(opened, envelope);
+    assert_eq!(opened.from, alice.did());
+    assert!(matches!(
+        Mailbox::new(carol).open(&sealed),
+        Err(Error::MessageRejected { .. })
+    ));
+}
+
+#[test]
+fn altered_replayed_stale_and_future_messages_are_refused() {
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let envelope = Envelope::new(&alice, &bob.did(), MessageKind::Direct, json!("hello"));
+    let sealed = seal(&alice, &envelope).unwrap();
+    let mut mailbox = Mailbox::new(Identity::from_secret_bytes(&bob.secret_bytes()));
+
+    let mut altered = sealed.clone();
+    let mut ct = URL_SAFE_NO_PAD.decode(&altered.ct).unwrap();
+    ct[5] ^= 1;
+    altered.ct = URL_SAFE_NO_PAD.encode(ct);
+    assert!(matches!(mailbox.open(&altered), Err(Error::MessageRejected { .. })));
+
+    mailbox.open(&sealed).unwrap();
+    assert!(matches!(mailbox.open(&sealed), Err(Error::Replayed)));
+
+    let mut old = Envelope::new(&alice, &bob.did(), MessageKind::StatusPing, json!(null));
+    old.created -= 3600;
+    assert!(
+        matches!(mailbox.open(&seal(&alice, &old).unwrap()), Err(Error::MessageRejected { reason }) if reason.contains("older"))
+    );
+    let mut future = Envelope::new(&alice, &bob.did(), MessageKind::StatusPing, json!(null));
+    future.created += 3600;
+    assert!(
+        matches!(mailbox.open(&seal(&alice, &future).unwrap()), Err(Error::MessageRejected { reason }) if reason.contains("future"))
+    );
+
+    let garbage = Sealed {
+        v: 1,
+        enc: "AAAA".into(),
+        ct: "!!!".into(),
+    };
+    assert!(matches!(mailbox.open(&garbage), Err(Error::MessageRejected { .. })));
+    let huge = Sealed {
+        v: 1,
+        enc: sealed.enc.clone(),
+        ct: "A".repeat(2 * 1024 * 1024),
+    };
+    assert!(matches!(mailbox.open(&huge), Err(Error::MessageRejected { reason }) if reason.contains("too large")));
+}
