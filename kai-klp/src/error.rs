@@ -89,6 +89,22 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A Noise handshake failed (the peer is not who it claims, or the messages are wrong).
+    #[error("session handshake failed: {reason}")]
+    Handshake {
+        /// Why.
+        reason: String,
+    },
+    /// An established session received something it cannot accept (altered, replayed, reordered,
+    /// oversized, or not from the peer); the session must be dropped.
+    #[error("session broken: {reason}")]
+    SessionBroken {
+        /// Why.
+        reason: String,
+    },
+    /// The other side closed the session.
+    #[error("the session was closed")]
+    SessionClosed,
     /// Reading or writing a file failed.
     #[error("I/O error: {0}")]
     Io(String),

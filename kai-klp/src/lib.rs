@@ -10,6 +10,7 @@
 //!   delegated and only ever narrowed, their verification, and a hook that checks them before tool calls;
 //! - [`sealed`]: signed envelopes sealed to a recipient's DID with HPKE (RFC 9180), with replay and
 //!   freshness checks;
+//! - [`session`]: live Noise XX sessions bound to both agents' DIDs, over any frame transport;
 //! - [`audit`]: a signed, hash-chained, append-only log of an agent's actions, with a hook that writes it.
 //!
 //! ```
@@ -30,6 +31,7 @@ mod error;
 mod identity;
 mod jws;
 pub mod sealed;
+pub mod session;
 
 pub use consent::{Capability, Claims, ConsentHook, Verifier};
 pub use did::Did;

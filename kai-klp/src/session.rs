@@ -1,0 +1,270 @@
+//! Live sessions between agents: Noise XX (X25519, ChaCha20-Poly1305, SHA-256) over any frame
+//! transport, bound to both agents' DIDs.
+//!
+//! Each side's Noise static key is the X25519 key its DID derives, and each side signs the handshake
+//! hash with its Ed25519 key, so a session is forward-secret, mutually authenticated and bound to the
+//! two DIDs. Frames carry signed envelopes; Noise's counters reject altered, replayed or reordered
+//! frames, after which the session is unusable.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures::channel::mpsc;
+use futures::{SinkExt as _, StreamExt as _};
+use kai_core::{BoxFuture, MaybeSend, boxed};
+use serde::{Deserialize, Serialize};
+
+use crate::did::Did;
+use crate::error::Error;
+use crate::identity::Identity;
+use crate::jws;
+use crate::sealed::Envelope;
+
+/// The Noise protocol name.
+pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
+/// The largest frame on the wire (a Noise message).
+pub const MAX_FRAME_BYTES: usize = 65_535;
+const TAG_BYTES: usize = 16;
+
+/// Moves whole frames between two peers.
+pub trait FrameTransport: MaybeSend {
+    /// Sends one frame.
+    fn send<'a>(&'a mut self, frame: &'a [u8]) -> BoxFuture<'a, Result<(), Error>>;
+    /// Receives one frame; [`Error::SessionClosed`] when the other side is gone.
+    fn recv(&mut self) -> BoxFuture<'_, Result<Vec<u8>, Error>>;
+}
+
+/// Frames through memory, for tests and for agents in one process.
+#[derive(Debug)]
+pub struct MemoryTransport {
+    outgoing: mpsc::Sender<Vec<u8>>,
+    incoming: mpsc::Receiver<Vec<u8>>,
+}
+
+/// Two connected in-memory transports.
+pub fn memory_pair() -> (MemoryTransport, MemoryTransport) {
+    let (a_tx, a_rx) = mpsc::channel(64);
+    let (b_tx, b_rx) = mpsc::channel(64);
+    (
+        MemoryTransport {
+            outgoing: a_tx,
+            incoming: b_rx,
+        },
+        MemoryTransport {
+            outgoing: b_tx,
+            incoming: a_rx,
+        },
+    )
+}
+
+impl FrameTransport for MemoryTransport {
+    fn send<'a>(&'a mut self, frame: &'a [u8]) -> BoxFuture<'a, Result<(), Error>> {
+        boxed(async move {
+            if frame.len() > MAX_FRAME_BYTES {
+                return Err(broken(format!(
+                    "a frame of {} bytes exceeds {MAX_FRAME_BYTES}",
+                    frame.len()
+                )));
+            }
+            self.outgoing
+                .send(frame.to_vec())
+                .await
+                .map_err(|_| Error::SessionClosed)
+        })
+    }
+
+    fn recv(&mut self) -> BoxFuture<'_, Result<Vec<u8>, Error>> {
+        boxed(async move {
+            let frame = self.incoming.next().await.ok_or(Error::SessionClosed)?;
+            if frame.len() > MAX_FRAME_BYTES {
+                return Err(broken("an oversized frame arrived"));
+            }
+            Ok(frame)
+        })
+    }
+}
+
+fn broken(reason: impl Into<String>) -> Error {
+    Error::SessionBroken { reason: reason.into() }
+}
+
+fn handshake(reason: impl Into<String>) -> Error {
+    Error::Handshake { reason: reason.into() }
+}
+
+/// What each side puts in its authenticated handshake payload.
+#[derive(Serialize, Deserialize)]
+struct Proof {
+    did: Did,
+    /// base64url Ed25519 signature over the handshake hash before this message.
+    sig: String,
+}
+
+/// An established session.
+pub struct Session<T: FrameTransport> {
+    transport: T,
+    noise: snow::TransportState,
+    me: Identity,
+    peer: Did,
+}
+
+impl<T: FrameTransport> std::fmt::Debug for Session<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("me", &self.me.did())
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+fn builder_state(identity: &Identity, initiator: bool) -> Result<snow::HandshakeState, Error> {
+    let params: snow::params::NoiseParams = NOISE_PARAMS
+        .parse()
+        .map_err(|_| handshake("unknown Noise parameters"))?;
+    let secret = identity.x25519_secret();
+    let builder = snow::Builder::new(params).local_private_key(secret.as_ref());
+    let state = if initiator {
+        builder.build_initiator()
+    } else {
+        builder.build_responder()
+    };
+    state.map_err(|e| handshake(e.to_string()))
+}
+
+fn write(state: &mut snow::HandshakeState, payload: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut buffer = vec![0u8; MAX_FRAME_BYTES];
+    let length = state
+        .write_message(payload, &mut buffer)
+        .map_err(|e| handshake(e.to_string()))?;
+    buffer.truncate(length);
+    Ok(buffer)
+}
+
+fn read(state: &mut snow::HandshakeState, message: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut buffer = vec![0u8; MAX_FRAME_BYTES];
+    let length = state
+        .read_message(message, &mut buffer)
+        .map_err(|e| handshake(e.to_string()))?;
+    buffer.truncate(length);
+    Ok(buffer)
+}
+
+/// This side's proof for the handshake hash as it stands.
+fn prove(identity: &Identity, state: &snow::HandshakeState) -> Result<Vec<u8>, Error> {
+    let proof = Proof {
+        did: identity.did(),
+        sig: URL_SAFE_NO_PAD.encode(identity.sign(state.get_handshake_hash())),
+    };
+    serde_json::to_vec(&proof).map_err(|e| handshake(e.to_string()))
+}
+
+/// Checks the peer's proof against the hash both sides had before its message, and that its Noise
+/// static key is the one its DID derives.
+fn check(state: &snow::HandshakeState, hash_before: &[u8], payload: &[u8]) -> Result<Did, Error> {
+    let proof: Proof = serde_json::from_slice(payload).map_err(|_| handshake("the peer's proof is malformed"))?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(&proof.sig)
+        .map_err(|_| handshake("the peer's signature is malformed"))?;
+    proof
+        .did
+        .verify(hash_before, &signature)
+        .map_err(|_| handshake("the peer's signature over the handshake does not verify for its DID"))?;
+    let remote = state
+        .get_remote_static()
+        .ok_or_else(|| handshake("the peer sent no static key"))?;
+    if remote != proof.did.x25519_public_key().as_slice() {
+        return Err(handshake("the peer's Noise key is not the one its DID derives"));
+    }
+    Ok(proof.did)
+}
+
+/// Opens a session to a peer, as the initiator. With `expected`, only that DID is accepted.
+pub async fn connect<T: FrameTransport>(
+    identity: Identity,
+    expected: Option<&Did>,
+    mut transport: T,
+) -> Result<Session<T>, Error> {
+    let mut state = builder_state(&identity, true)?;
+    let first = write(&mut state, &[])?;
+    transport.send(&first).await?;
+    let hash_before = state.get_handshake_hash().to_vec();
+    let second = transport.recv().await?;
+    let payload = read(&mut state, &second)?;
+    let peer = check(&state, &hash_before, &payload)?;
+    if expected.is_some_and(|e| *e != peer) {
+        return Err(handshake(format!("connected to {peer}, not the expected peer")));
+    }
+    let proof = prove(&identity, &state)?;
+    let third = write(&mut state, &proof)?;
+    transport.send(&third).await?;
+    let noise = state.into_transport_mode().map_err(|e| handshake(e.to_string()))?;
+    Ok(Session {
+        transport,
+        noise,
+        me: identity,
+        peer,
+    })
+}
+
+/// Accepts a session from a peer, as the responder.
+pub async fn accept<T: FrameTransport>(identity: Identity, mut transport: T) -> Result<Session<T>, Error> {
+    let mut state = builder_state(&identity, false)?;
+    let first = transport.recv().await?;
+    read(&mut state, &first)?;
+    let proof = prove(&identity, &state)?;
+    let second = write(&mut state, &proof)?;
+    transport.send(&second).await?;
+    let hash_before = state.get_handshake_hash().to_vec();
+    let third = transport.recv().await?;
+    let payload = read(&mut state, &third)?;
+    let peer = check(&state, &hash_before, &payload)?;
+    let noise = state.into_transport_mode().map_err(|e| handshake(e.to_string()))?;
+    Ok(Session {
+        transport,
+        noise,
+        me: identity,
+        peer,
+    })
+}
+
+impl<T: FrameTransport> Session<T> {
+    /// The authenticated peer.
+    pub fn peer(&self) -> &Did {
+        &self.peer
+    }
+
+    /// Signs and sends an envelope (which must be from this side to the peer).
+    pub async fn send(&mut self, envelope: &Envelope) -> Result<(), Error> {
+        if envelope.from != self.me.did() || envelope.to != self.peer {
+            return Err(broken("an envelope on a session goes from this side to the peer"));
+        }
+        let signed = jws::sign(&self.me, envelope)?;
+        if signed.len() + TAG_BYTES > MAX_FRAME_BYTES {
+            return Err(broken("the envelope is too large for one frame"));
+        }
+        let mut frame = vec![0u8; signed.len() + TAG_BYTES];
+        let length = self
+            .noise
+            .write_message(signed.as_bytes(), &mut frame)
+            .map_err(|e| broken(e.to_string()))?;
+        frame.truncate(length);
+        self.transport.send(&frame).await
+    }
+
+    /// Receives the next envelope, checking it was signed by the peer and addressed here.
+    pub async fn recv(&mut self) -> Result<Envelope, Error> {
+        let frame = self.transport.recv().await?;
+        let mut plaintext = vec![0u8; frame.len()];
+        let length = self
+            .noise
+            .read_message(&frame, &mut plaintext)
+            .map_err(|_| broken("a frame failed authentication (altered, replayed or out of order)"))?;
+        let text = std::str::from_utf8(&plaintext[..length]).map_err(|_| broken("a frame is not a token"))?;
+        let unverified = jws::decode::<Envelope>(text)?;
+        unverified.verify(&self.peer)?;
+        let envelope = unverified.claims;
+        if envelope.from != self.peer || envelope.to != self.me.did() {
+            return Err(broken("an envelope on this session names other parties"));
+        }
+        Ok(envelope)
+    }
+}
