@@ -11,6 +11,7 @@
 //! - [`sealed`]: signed envelopes sealed to a recipient's DID with HPKE (RFC 9180), with replay and
 //!   freshness checks;
 //! - [`session`]: live Noise XX sessions bound to both agents' DIDs, over any frame transport;
+//! - [`calls`]: serving an agent to remote agents with consent tokens, and a remote agent as a local tool;
 //! - [`audit`]: a signed, hash-chained, append-only log of an agent's actions, with a hook that writes it.
 //!
 //! ```
@@ -25,6 +26,7 @@
 //! ```
 
 pub mod audit;
+pub mod calls;
 pub mod consent;
 mod did;
 mod error;

@@ -79,6 +79,7 @@ impl std::fmt::Debug for Agent {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct AgentConfig {
     pub(crate) name: Arc<str>,
     pub(crate) instructions: Option<String>,
@@ -388,6 +389,19 @@ impl Agent {
         };
         let driver = futures::stream::once(driver).filter_map(|()| std::future::ready(None));
         boxed_stream(futures::stream::select(receiver, driver))
+    }
+
+    /// A copy of this agent with one more hook, run after its own (for example a per-caller consent
+    /// check). The model and tools are shared, not copied.
+    pub fn with_hook(&self, hook: Arc<dyn AgentHook>) -> Agent {
+        let mut config = self.inner.config.clone();
+        config.hooks.push(hook);
+        Agent {
+            inner: Arc::new(AgentInner {
+                model: Arc::clone(&self.inner.model),
+                config,
+            }),
+        }
     }
 
     /// Wraps this agent as a tool another agent can delegate to. The tool takes one argument, `input`,

@@ -1,0 +1,157 @@
+//! Agent calls over KLP: serving a local agent to remote agents that hold a consent token, and using a
+//! remote agent as a local tool.
+//!
+//! A call is a `call_request` envelope with body `{"input": <text>, "token": <consent token>}`; the answer
+//! is a `call_response` envelope with body `{"reply_to": <request id>, "answer": <text>}` or
+//! `{"reply_to": …, "error": <text>}`. The token must be addressed to the serving agent and grant
+//! `invoke` on `agent:<its DID>`; every tool call the served agent makes is then checked against the same
+//! token (`call` on `tool:<name>`).
+
+use std::sync::Arc;
+
+use futures::lock::Mutex;
+use kai_core::{Agent, BoxFuture, Tool, ToolContext, ToolDefinition, ToolError, boxed};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::consent::{Capability, ConsentHook, Verifier};
+use crate::did::Did;
+use crate::error::Error;
+use crate::identity::Identity;
+use crate::sealed::{Envelope, MessageKind};
+use crate::session::{FrameTransport, Session};
+
+/// The capability a caller needs to run an agent: `invoke` on `agent:<did>`.
+pub fn invoke_capability(agent: &Did) -> Capability {
+    Capability::new(format!("agent:{agent}"), "invoke")
+}
+
+/// Serves `agent` on `session` until the peer closes it: each call request is admitted with `verifier`
+/// (signature chain, audience, freshness, replay), must grant `invoke` on this agent, and runs with a
+/// [`ConsentHook`] for the same token. Returns when the session closes; a broken session is an error.
+pub async fn serve<T: FrameTransport>(
+    agent: &Agent,
+    me: &Identity,
+    session: &mut Session<T>,
+    verifier: &Arc<Verifier>,
+) -> Result<(), Error> {
+    loop {
+        let request = match session.recv().await {
+            Ok(request) => request,
+            Err(Error::SessionClosed) => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        if request.kind != MessageKind::CallRequest {
+            continue;
+        }
+        let body = match answer(agent, me, &request, verifier).await {
+            Ok(answer) => json!({"reply_to": request.id, "answer": answer}),
+            Err(error) => json!({"reply_to": request.id, "error": error}),
+        };
+        let response = Envelope::new(me, session.peer(), MessageKind::CallResponse, body);
+        session.send(&response).await?;
+    }
+}
+
+async fn answer(agent: &Agent, me: &Identity, request: &Envelope, verifier: &Arc<Verifier>) -> Result<String, String> {
+    let input = request.body["input"].as_str().ok_or("the request has no input")?;
+    let token = request.body["token"]
+        .as_str()
+        .ok_or("the request carries no consent token")?;
+    verifier.admit(token).map_err(|e| e.to_string())?;
+    verifier
+        .authorize(token, &invoke_capability(&me.did()))
+        .map_err(|e| e.to_string())?;
+    let guarded = agent.with_hook(Arc::new(ConsentHook::new(Arc::clone(verifier), token)));
+    guarded
+        .run(input)
+        .await
+        .map(|output| output.answer)
+        .map_err(|e| format!("the agent failed: {}", e.error))
+}
+
+/// A remote agent, reached over a session, as a local [`Tool`]. Each call issues a fresh token from
+/// `grant` (a token the remote agent issued to us, or a chain ending at us) narrowed to this call.
+pub struct RemoteAgentTool<T: FrameTransport> {
+    session: Mutex<Session<T>>,
+    me: Identity,
+    grant: String,
+    capabilities: Vec<Capability>,
+    definition: ToolDefinition,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct CallArgs {
+    /// The task for the remote agent, with everything it needs to know.
+    input: String,
+}
+
+impl<T: FrameTransport> RemoteAgentTool<T> {
+    /// A tool named `name` calling the agent at the other end of `session`. Each call delegates
+    /// `capabilities` (which `grant` must cover) to the remote agent for one minute.
+    pub fn new(
+        session: Session<T>,
+        me: Identity,
+        grant: String,
+        capabilities: Vec<Capability>,
+        name: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        Self {
+            session: Mutex::new(session),
+            me,
+            grant,
+            capabilities,
+            definition: ToolDefinition {
+                name: name.into(),
+                description: description.into(),
+                parameters: kai_core::schema_for::<CallArgs>(),
+            },
+        }
+    }
+}
+
+impl<T: FrameTransport + Sync + 'static> Tool for RemoteAgentTool<T> {
+    fn definition(&self) -> ToolDefinition {
+        self.definition.clone()
+    }
+
+    fn call(
+        &self,
+        arguments: serde_json::Value,
+        _context: ToolContext,
+    ) -> BoxFuture<'_, Result<serde_json::Value, ToolError>> {
+        boxed(async move {
+            let args: CallArgs = kai_core::parse_arguments(arguments)?;
+            let mut session = self.session.lock().await;
+            let remote = *session.peer();
+            let token = crate::consent::issue(
+                &self.me,
+                &remote,
+                &self.capabilities,
+                std::time::Duration::from_secs(60),
+                std::slice::from_ref(&self.grant),
+            )
+            .map_err(ToolError::failed)?;
+            let request = Envelope::new(
+                &self.me,
+                &remote,
+                MessageKind::CallRequest,
+                json!({"input": args.input, "token": token}),
+            );
+            session.send(&request).await.map_err(ToolError::failed)?;
+            loop {
+                let response = session.recv().await.map_err(ToolError::failed)?;
+                if response.kind != MessageKind::CallResponse || response.body["reply_to"] != json!(request.id) {
+                    continue;
+                }
+                if let Some(answer) = response.body["answer"].as_str() {
+                    return Ok(serde_json::Value::String(answer.to_owned()));
+                }
+                let error = response.body["error"].as_str().unwrap_or("the remote agent failed");
+                return Err(ToolError::Failed(format!("remote agent {remote}: {error}")));
+            }
+        })
+    }
+}
