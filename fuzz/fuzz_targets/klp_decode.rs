@@ -21,9 +21,16 @@ fuzz_target!(|data: &[u8]| {
     let verifier = Verifier::new(service().did(), [service().did()]);
     let _ = verifier.authorize_at(&text, &Capability::call_tool("x"), 1_800_000_000);
 
-    let middle = (0..=text.len() / 2).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let middle = (0..=text.len() / 2)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
     let (enc, ct) = text.split_at(middle);
-    let sealed = Sealed { v: 1, enc: enc.to_owned(), ct: ct.to_owned() };
+    let sealed = Sealed {
+        v: 1,
+        enc: enc.to_owned(),
+        ct: ct.to_owned(),
+    };
     let _ = Mailbox::new(Identity::from_secret_bytes(&[6; 32])).open(&sealed);
 
     // The bytes as the first handshake frame a responder receives.

@@ -8,7 +8,11 @@ use libfuzzer_sys::fuzz_target;
 
 fn lines(chunks: Vec<Vec<u8>>) -> Vec<Result<String, String>> {
     let stream = futures::stream::iter(chunks.into_iter().map(Ok::<_, Error>));
-    futures::executor::block_on(ndjson_lines(stream, 4096).map(|line| line.map_err(|e| e.to_string())).collect())
+    futures::executor::block_on(
+        ndjson_lines(stream, 4096)
+            .map(|line| line.map_err(|e| e.to_string()))
+            .collect(),
+    )
 }
 
 fuzz_target!(|input: (Vec<u8>, u8)| {

@@ -21,13 +21,25 @@ fuzz_target!(|ops: Vec<Op>| {
     for op in ops {
         let delta = match op {
             Op::Text(text) => ChatDelta::Text { text },
-            Op::Start { index, id, name } => ChatDelta::ToolCallStart { index: index.into(), id, name },
+            Op::Start { index, id, name } => ChatDelta::ToolCallStart {
+                index: index.into(),
+                id,
+                name,
+            },
             Op::Arguments { index, fragment } => {
                 fragments.entry(index.into()).or_default().push_str(&fragment);
-                ChatDelta::ToolCallArguments { index: index.into(), fragment }
+                ChatDelta::ToolCallArguments {
+                    index: index.into(),
+                    fragment,
+                }
             }
-            Op::Signature { index, signature } => ChatDelta::ToolCallSignature { index: index.into(), signature },
-            Op::Finish => ChatDelta::Finish { stop_reason: StopReason::ToolCalls },
+            Op::Signature { index, signature } => ChatDelta::ToolCallSignature {
+                index: index.into(),
+                signature,
+            },
+            Op::Finish => ChatDelta::Finish {
+                stop_reason: StopReason::ToolCalls,
+            },
         };
         accumulator.push(delta);
     }
