@@ -35,7 +35,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --lock
 step "wasm32 build"
 scripts/wasm-check.sh
 
-step "fuzz smoke (SSE, NDJSON, tool-call assembly)"
+step "fuzz smoke (SSE, NDJSON, tool-call assembly, KLP decoding)"
 scripts/fuzz.sh 10
 
 step "instruction counts per agent step (callgrind)"
