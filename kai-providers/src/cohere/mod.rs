@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::http::{
     ApiKey, DEFAULT_MAX_EVENT_BYTES, HttpClient, HttpConfig, bounded_message, decode_events, error_for_status, headers,
-    mentions_context_length, sse_events, stream_after,
+    sse_events, stream_after,
 };
 
 /// The official endpoint.
@@ -116,9 +116,6 @@ struct ErrorBody {
 fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
     let parsed: ErrorBody = serde_json::from_str(body).unwrap_or_default();
     let message = bounded_message(parsed.message.as_deref().unwrap_or(body.trim()));
-    if status.is_client_error() && mentions_context_length(&message) {
-        return Error::ContextTooLong { message };
-    }
     error_for_status(status, message, retry_after)
 }
 

@@ -297,7 +297,9 @@ fn strip_url(text: &str) -> String {
     }
 }
 
-/// The generic mapping from an HTTP status to an error; providers refine it with their error bodies.
+/// The generic mapping from an HTTP status and the provider's message to an error; providers with
+/// typed error bodies refine it. A client error whose message says the prompt is too long is
+/// [`Error::ContextTooLong`].
 pub fn error_for_status(status: StatusCode, message: String, retry_after: Option<Duration>) -> Error {
     match status.as_u16() {
         401 => Error::Authentication { message },
@@ -305,6 +307,7 @@ pub fn error_for_status(status: StatusCode, message: String, retry_after: Option
         408 => Error::Timeout,
         413 => Error::ContextTooLong { message },
         429 => Error::RateLimited { message, retry_after },
+        400..=499 if mentions_context_length(&message) => Error::ContextTooLong { message },
         400..=499 => Error::InvalidRequest { message },
         _ => Error::Server {
             status: Some(status.as_u16()),
@@ -339,4 +342,33 @@ pub fn bounded_message(message: &str) -> String {
         end -= 1;
     }
     format!("{}…", &message[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_actionable_errors() {
+        let status = |code| StatusCode::from_u16(code).unwrap();
+        let too_long = "This model's maximum context length is 8192 tokens".to_owned();
+        assert!(matches!(
+            error_for_status(status(400), too_long.clone(), None),
+            Error::ContextTooLong { .. }
+        ));
+        assert!(matches!(
+            error_for_status(status(400), "bad field".into(), None),
+            Error::InvalidRequest { .. }
+        ));
+        assert!(matches!(
+            error_for_status(status(401), too_long, None),
+            Error::Authentication { .. }
+        ));
+        let limited = error_for_status(status(429), "slow".into(), Some(Duration::from_secs(2)));
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(2)));
+        assert!(matches!(
+            error_for_status(status(503), "busy".into(), None),
+            Error::Server { status: Some(503), .. }
+        ));
+    }
 }

@@ -15,8 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::http::{
-    HttpClient, HttpConfig, bounded_message, decode_events, error_for_status, mentions_context_length, ndjson_lines,
-    stream_after,
+    HttpClient, HttpConfig, bounded_message, decode_events, error_for_status, ndjson_lines, stream_after,
 };
 
 /// The longest line accepted from a stream: 16 MiB.
@@ -106,9 +105,6 @@ struct ErrorBody {
 fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
     let parsed: ErrorBody = serde_json::from_str(body).unwrap_or_default();
     let message = bounded_message(parsed.error.as_deref().unwrap_or(body.trim()));
-    if status.is_client_error() && mentions_context_length(&message) {
-        return Error::ContextTooLong { message };
-    }
     error_for_status(status, message, retry_after)
 }
 

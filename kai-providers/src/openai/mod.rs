@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::http::{
     ApiKey, DEFAULT_MAX_EVENT_BYTES, HttpClient, HttpConfig, bounded_message, decode_events, error_for_status, headers,
-    mentions_context_length, replay, sse_events, stream_after,
+    replay, sse_events, stream_after,
 };
 
 /// The official OpenAI endpoint.
@@ -284,7 +284,7 @@ fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Er
         message
     };
     let code = code.as_ref().and_then(|c| c.as_str()).unwrap_or_default();
-    if code == "context_length_exceeded" || (status.is_client_error() && mentions_context_length(&message)) {
+    if code == "context_length_exceeded" {
         return Error::ContextTooLong { message };
     }
     error_for_status(status, message, retry_after)
