@@ -1,6 +1,6 @@
 //! Conversions several providers' wire formats share.
 
-use kai_core::{ContentPart, Message, Role, ToolCall};
+use kai_core::{ChatRequest, ContentPart, Message, Role, ToolCall};
 use serde_json::{Value, json};
 
 /// The conversation as two alternating roles (`assistant_role` and "user"), as Anthropic and Gemini
@@ -42,4 +42,22 @@ pub(crate) fn arguments_object(call: &ToolCall) -> Value {
         .ok()
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}))
+}
+
+/// The text of every system message, joined by blank lines, for APIs that take the system prompt
+/// apart from the conversation; `None` when there is none.
+pub(crate) fn system_text(messages: &[Message]) -> Option<String> {
+    let parts: Vec<String> = messages
+        .iter()
+        .filter(|m| m.role == Role::System)
+        .map(Message::text)
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("\n\n"))
+}
+
+/// Adds the request's provider-specific fields to a body, replacing fields of the same name.
+pub(crate) fn merge_extra(body: &mut serde_json::Map<String, Value>, request: &ChatRequest) {
+    for (key, value) in &request.extra {
+        body.insert(key.clone(), value.clone());
+    }
 }

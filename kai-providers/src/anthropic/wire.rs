@@ -6,7 +6,7 @@ use kai_core::{
 };
 use serde::Deserialize;
 
-use crate::convert::{alternating_turns, arguments_object};
+use crate::convert::{alternating_turns, arguments_object, system_text};
 use serde_json::{Value, json};
 
 /// Builds the request body. `default_max_tokens` fills the field the API requires.
@@ -17,14 +17,8 @@ pub(crate) fn request_body(model: &str, request: &ChatRequest, stream: bool, def
         "max_tokens".into(),
         json!(request.max_tokens.unwrap_or(default_max_tokens)),
     );
-    let system: Vec<String> = request
-        .messages
-        .iter()
-        .filter(|m| m.role == Role::System)
-        .map(Message::text)
-        .collect();
-    if !system.is_empty() {
-        body.insert("system".into(), json!(system.join("\n\n")));
+    if let Some(system) = system_text(&request.messages) {
+        body.insert("system".into(), json!(system));
     }
     // Tool results travel as `tool_result` blocks at the start of a user turn.
     let messages = alternating_turns(&request.messages, "assistant", "content", block);
@@ -68,9 +62,7 @@ pub(crate) fn request_body(model: &str, request: &ChatRequest, stream: bool, def
     if stream {
         body.insert("stream".into(), json!(true));
     }
-    for (key, value) in &request.extra {
-        body.insert(key.clone(), value.clone());
-    }
+    crate::convert::merge_extra(&mut body, request);
     Value::Object(body)
 }
 

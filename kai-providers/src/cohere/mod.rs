@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::http::{
-    ApiKey, DEFAULT_MAX_EVENT_BYTES, HttpClient, HttpConfig, bounded_message, decode_events, error_for_status, headers,
+    ApiKey, DEFAULT_MAX_EVENT_BYTES, HttpClient, HttpConfig, body_message, decode_events, error_for_status, headers,
     sse_events, stream_after,
 };
 
@@ -107,16 +107,8 @@ impl CohereClient {
     }
 }
 
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default)]
-    message: Option<String>,
-}
-
 fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
-    let parsed: ErrorBody = serde_json::from_str(body).unwrap_or_default();
-    let message = bounded_message(parsed.message.as_deref().unwrap_or(body.trim()));
-    error_for_status(status, message, retry_after)
+    error_for_status(status, body_message(body, "message"), retry_after)
 }
 
 /// A Cohere chat model.

@@ -54,9 +54,7 @@ pub(crate) fn request_body(model: &str, request: &ChatRequest, stream: bool) -> 
     if stream {
         body.insert("stream".into(), json!(true));
     }
-    for (key, value) in &request.extra {
-        body.insert(key.clone(), value.clone());
-    }
+    crate::convert::merge_extra(&mut body, request);
     Value::Object(body)
 }
 

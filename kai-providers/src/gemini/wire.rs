@@ -9,7 +9,7 @@ use kai_core::{
 };
 use serde::Deserialize;
 
-use crate::convert::{alternating_turns, arguments_object};
+use crate::convert::{alternating_turns, arguments_object, system_text};
 use serde_json::{Value, json};
 
 /// Ids kai makes up for calls Gemini sent without one; they are not sent back.
@@ -17,17 +17,8 @@ pub(crate) const LOCAL_ID_PREFIX: &str = "kai_gemini_";
 
 pub(crate) fn request_body(request: &ChatRequest) -> Value {
     let mut body = serde_json::Map::new();
-    let system: Vec<String> = request
-        .messages
-        .iter()
-        .filter(|m| m.role == Role::System)
-        .map(Message::text)
-        .collect();
-    if !system.is_empty() {
-        body.insert(
-            "systemInstruction".into(),
-            json!({"parts": [{"text": system.join("\n\n")}]}),
-        );
+    if let Some(system) = system_text(&request.messages) {
+        body.insert("systemInstruction".into(), json!({"parts": [{"text": system}]}));
     }
     let contents = alternating_turns(&request.messages, "model", "parts", part);
     body.insert("contents".into(), Value::Array(contents));
@@ -71,9 +62,7 @@ pub(crate) fn request_body(request: &ChatRequest) -> Value {
     if !generation.is_empty() {
         body.insert("generationConfig".into(), Value::Object(generation));
     }
-    for (key, value) in &request.extra {
-        body.insert(key.clone(), value.clone());
-    }
+    crate::convert::merge_extra(&mut body, request);
     Value::Object(body)
 }
 

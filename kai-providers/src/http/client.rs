@@ -331,6 +331,17 @@ pub fn mentions_context_length(message: &str) -> bool {
     .any(|needle| lower.contains(needle))
 }
 
+/// The message of an error body whose JSON holds it as a top-level string under `field` (bounded), or
+/// the trimmed body itself when it does not.
+pub fn body_message(body: &str, field: &str) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|v| v.get(field))
+        .and_then(serde_json::Value::as_str);
+    bounded_message(message.unwrap_or(body.trim()))
+}
+
 /// Bounds a message taken from an error body, so a huge body cannot flood logs.
 pub fn bounded_message(message: &str) -> String {
     const MAX: usize = 1024;

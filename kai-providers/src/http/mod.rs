@@ -9,8 +9,8 @@ mod secret;
 mod sse;
 
 pub use client::{
-    ByteStream, Classify, HttpClient, HttpConfig, bounded_message, error_for_status, estimate_tokens, headers,
-    mentions_context_length,
+    ByteStream, Classify, HttpClient, HttpConfig, body_message, bounded_message, error_for_status, estimate_tokens,
+    headers, mentions_context_length,
 };
 pub(crate) use decode::{Decoded, decode_events, replay, stream_after};
 pub use ndjson::ndjson_lines;

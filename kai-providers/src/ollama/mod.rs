@@ -14,9 +14,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::http::{
-    HttpClient, HttpConfig, bounded_message, decode_events, error_for_status, ndjson_lines, stream_after,
-};
+use crate::http::{HttpClient, HttpConfig, body_message, decode_events, error_for_status, ndjson_lines, stream_after};
 
 /// The longest line accepted from a stream: 16 MiB.
 const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
@@ -96,16 +94,8 @@ impl OllamaClient {
     }
 }
 
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default)]
-    error: Option<String>,
-}
-
 fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
-    let parsed: ErrorBody = serde_json::from_str(body).unwrap_or_default();
-    let message = bounded_message(parsed.error.as_deref().unwrap_or(body.trim()));
-    error_for_status(status, message, retry_after)
+    error_for_status(status, body_message(body, "error"), retry_after)
 }
 
 /// A model served by Ollama.

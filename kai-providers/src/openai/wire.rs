@@ -80,9 +80,7 @@ pub(crate) fn request_body(model: &str, request: &ChatRequest, stream: bool, qui
             body.insert("stream_options".into(), json!({"include_usage": true}));
         }
     }
-    for (key, value) in &request.extra {
-        body.insert(key.clone(), value.clone());
-    }
+    crate::convert::merge_extra(&mut body, request);
     Ok(Value::Object(body))
 }
 
