@@ -9,8 +9,8 @@ const FAST: Kdf = Kdf::Pbkdf2Sha256 { iterations: 1_000 };
 
 fn temp_path(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kai-vault-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let _ = std::fs::remove_file(&path);
     path
 }
@@ -186,7 +186,8 @@ fn backups_export_and_import_under_their_own_passphrase() {
 
 #[test]
 fn creating_over_an_existing_file_is_refused_and_saves_leave_no_temporary_files() {
-    let (path, _) = sample("exists.vault");
+    // In a directory of its own: other tests save into the shared one at the same time.
+    let (path, _) = sample("exists/exists.vault");
     assert!(matches!(
         Vault::create(&path, "x", FAST),
         Err(Error::AlreadyExists { .. })
