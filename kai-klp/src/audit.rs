@@ -9,7 +9,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead as _, BufReader, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,6 +16,7 @@ use kai_core::{AgentHook, BoxFuture, ChatResponse, HookContext, ToolCall, ToolRe
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::clock::now_seconds;
 use crate::did::Did;
 use crate::error::Error;
 use crate::identity::Identity;
@@ -76,10 +76,6 @@ fn genesis(did: &Did) -> String {
 
 fn hash(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(bytes))
-}
-
-fn now_seconds() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Checks a whole log against its signer. Returns the head, or the first fault and its line.

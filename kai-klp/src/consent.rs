@@ -7,13 +7,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use kai_core::{AgentHook, BoxFuture, HookContext, ToolCall, ToolDecision, boxed};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::clock::now_seconds;
 use crate::did::Did;
 use crate::error::Error;
 use crate::identity::Identity;
@@ -26,12 +27,15 @@ pub const MAX_CHAIN_DEPTH: usize = 8;
 
 /// A thing that may be done: an ability on a resource, such as `call` on `tool:web_search` or `read`
 /// on `memory:notes`. A resource ending in `*` covers every resource with that prefix; the ability `*`
-/// covers every ability, and `a/*` covers `a/…`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// covers every ability, and `a/*` covers `a/…`. Serialised (in presence records) as
+/// `{"with": resource, "can": ability}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Capability {
     /// The resource URI.
+    #[serde(rename = "with")]
     pub resource: String,
     /// The ability.
+    #[serde(rename = "can")]
     pub ability: String,
 }
 
@@ -96,10 +100,6 @@ impl Claims {
             .iter()
             .flat_map(|(resource, abilities)| abilities.keys().map(move |ability| Capability::new(resource, ability)))
     }
-}
-
-fn now_seconds() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Issues a token from `issuer` to `audience` granting `capabilities` for `ttl`, delegated from

@@ -105,6 +105,18 @@ pub enum Error {
     /// The other side closed the session.
     #[error("the session was closed")]
     SessionClosed,
+    /// A presence record is forged, expired, future-dated or malformed.
+    #[error("presence record rejected: {reason}")]
+    PresenceInvalid {
+        /// Why.
+        reason: String,
+    },
+    /// The peer-to-peer layer failed (listening, dialling, or a query that reached nobody).
+    #[error("discovery failed: {reason}")]
+    Discovery {
+        /// Why.
+        reason: String,
+    },
     /// Reading or writing a file failed.
     #[error("I/O error: {0}")]
     Io(String),

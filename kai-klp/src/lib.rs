@@ -12,6 +12,9 @@
 //!   freshness checks;
 //! - [`session`]: live Noise XX sessions bound to both agents' DIDs, over any frame transport;
 //! - [`calls`]: serving an agent to remote agents with consent tokens, and a remote agent as a local tool;
+//! - [`presence`]: signed records of where an agent accepts sessions and what it offers, and a
+//!   directory that keeps the newest valid one per agent; [`discovery`] (feature `p2p`) publishes and
+//!   finds them over libp2p (Kademlia, gossipsub, identify);
 //! - [`audit`]: a signed, hash-chained, append-only log of an agent's actions, with a hook that writes it.
 //!
 //! ```
@@ -27,11 +30,15 @@
 
 pub mod audit;
 pub mod calls;
+mod clock;
 pub mod consent;
 mod did;
+#[cfg(feature = "p2p")]
+pub mod discovery;
 mod error;
 mod identity;
 mod jws;
+pub mod presence;
 pub mod sealed;
 pub mod session;
 

@@ -6,7 +6,7 @@
 //! wrote it.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,6 +16,7 @@ use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable as _, OpModeR, OpModeS, Serializable as _};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::now_seconds;
 use crate::did::Did;
 use crate::error::Error;
 use crate::identity::Identity;
@@ -84,10 +85,6 @@ pub struct Sealed {
     pub enc: String,
     /// The HPKE ciphertext of the signed envelope.
     pub ct: String,
-}
-
-fn now_seconds() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn malformed(reason: impl Into<String>) -> Error {

@@ -1,0 +1,463 @@
+//! Finding agents over libp2p (feature `p2p`, native targets): signed [presence records](crate::presence)
+//! stored in a Kademlia DHT under `/klp/presence/<did>` and spread live over gossipsub, with identify
+//! feeding peers' listen addresses into the routing table.
+//!
+//! Each node's libp2p identity is its agent's Ed25519 key, so its peer id is derived from its DID.
+//! Every record that arrives (a DHT store request, a DHT answer, a gossip message) is checked before it
+//! is stored, kept or passed on: forged, stale, future-dated or older records are dropped, and invalid
+//! gossip is reported to gossipsub as rejected so that it is not forwarded and its sender is penalised.
+//!
+//! A [`Discovery`] runs its swarm on a tokio task; [`Discovery::start`] must be called inside a tokio
+//! runtime. Dropping the handle stops the node.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use libp2p::futures::StreamExt as _;
+use libp2p::kad::{self, QueryId, QueryResult, Quorum, Record, RecordKey};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, noise, tcp, yamux};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::now_seconds;
+use crate::did::Did;
+use crate::error::Error;
+use crate::identity::Identity;
+use crate::presence::{Directory, Presence};
+
+/// The Kademlia protocol KLP nodes speak (a DHT of their own, apart from the public IPFS one).
+pub const KAD_PROTOCOL: &str = "/klp/kad/1.0.0";
+/// The identify protocol version KLP nodes announce.
+pub const IDENTIFY_PROTOCOL: &str = "/klp/1.0.0";
+/// The gossipsub topic presence records are spread on.
+pub const PRESENCE_TOPIC: &str = "/klp/presence/1";
+
+/// The DHT key of `did`'s presence record: the bytes of `/klp/presence/<did>`.
+pub fn presence_key(did: &Did) -> RecordKey {
+    RecordKey::new(&format!("/klp/presence/{did}"))
+}
+
+/// The libp2p peer id of the node run by `did`'s agent.
+pub fn peer_id(did: &Did) -> Result<PeerId, Error> {
+    libp2p::identity::ed25519::PublicKey::try_from_bytes(did.public_key().as_bytes())
+        .map(|key| libp2p::identity::PublicKey::from(key).to_peer_id())
+        .map_err(|e| Error::InvalidKey(e.to_string()))
+}
+
+/// How a node listens and whom it asks first.
+#[derive(Debug, Clone)]
+pub struct DiscoveryConfig {
+    /// Addresses to listen on; `/ip4/127.0.0.1/tcp/0` by default (an OS-chosen port on loopback).
+    pub listen: Vec<Multiaddr>,
+    /// Known nodes to join through, each ending in `/p2p/<peer id>`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// How long a DHT query may run.
+    pub query_timeout: Duration,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                Multiaddr::empty()
+                    .with(Protocol::Ip4([127, 0, 0, 1].into()))
+                    .with(Protocol::Tcp(0)),
+            ],
+            bootstrap: Vec::new(),
+            query_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(NetworkBehaviour)]
+#[behaviour(prelude = "libp2p::swarm::derive_prelude")]
+struct Behaviour {
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    gossipsub: gossipsub::Behaviour,
+    identify: identify::Behaviour,
+}
+
+/// Where the answer to a `find` goes.
+type FindReply = oneshot::Sender<Result<Option<Presence>, Error>>;
+
+enum Command {
+    Announce {
+        token: String,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Find {
+        did: Did,
+        reply: FindReply,
+    },
+}
+
+/// A running discovery node.
+#[derive(Debug)]
+pub struct Discovery {
+    peer_id: PeerId,
+    addrs: Vec<Multiaddr>,
+    commands: mpsc::Sender<Command>,
+    directory: Arc<Mutex<Directory>>,
+}
+
+fn failed(reason: impl Into<String>) -> Error {
+    Error::Discovery { reason: reason.into() }
+}
+
+fn build_swarm(identity: &Identity, config: &DiscoveryConfig) -> Result<Swarm<Behaviour>, Error> {
+    let mut secret = identity.secret_bytes();
+    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(&mut secret[..])
+        .map_err(|e| failed(format!("the identity's key is not usable by libp2p: {e}")))?;
+    let local = keypair.public().to_peer_id();
+
+    let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+    kad_config
+        .set_query_timeout(config.query_timeout)
+        .set_record_filtering(kad::StoreInserts::FilterBoth);
+    let mut kad = kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), kad_config);
+    // Serve the DHT even without a confirmed public address (loopback and private networks).
+    kad.set_mode(Some(kad::Mode::Server));
+
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .build()
+        .map_err(|e| failed(format!("gossipsub configuration: {e}")))?;
+    let mut gossipsub =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(keypair.clone()), gossip_config)
+            .map_err(|e| failed(format!("gossipsub: {e}")))?;
+    gossipsub
+        .subscribe(&gossipsub::IdentTopic::new(PRESENCE_TOPIC))
+        .map_err(|e| failed(format!("subscribing to presence gossip: {e}")))?;
+    let identify = identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), keypair.public()));
+
+    let behaviour = Behaviour {
+        kad,
+        gossipsub,
+        identify,
+    };
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| failed(format!("TCP transport: {e}")))?
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| failed(format!("behaviour: {e}")))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    Ok(swarm)
+}
+
+impl Discovery {
+    /// Starts a node for `identity`: listens, dials the bootstrap nodes and joins the DHT. Returns once
+    /// every listener has an address.
+    pub async fn start(identity: &Identity, config: DiscoveryConfig) -> Result<Self, Error> {
+        let mut swarm = build_swarm(identity, &config)?;
+        let peer_id = *swarm.local_peer_id();
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| failed(format!("cannot listen on {addr}: {e}")))?;
+        }
+        let mut addrs = Vec::new();
+        let deadline = tokio::time::sleep(Duration::from_secs(10));
+        tokio::pin!(deadline);
+        while addrs.len() < config.listen.len() {
+            tokio::select! {
+                event = swarm.select_next_some() => match event {
+                    SwarmEvent::NewListenAddr { address, .. } => addrs.push(address.with(Protocol::P2p(peer_id))),
+                    SwarmEvent::ListenerError { error, .. } => return Err(failed(format!("listener failed: {error}"))),
+                    _ => {}
+                },
+                () = &mut deadline => return Err(failed("no listen address within 10 s")),
+            }
+        }
+        for addr in &config.bootstrap {
+            let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+                return Err(failed(format!(
+                    "bootstrap address {addr} does not end in /p2p/<peer id>"
+                )));
+            };
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            swarm
+                .dial(addr.clone())
+                .map_err(|e| failed(format!("cannot dial {addr}: {e}")))?;
+        }
+        if !config.bootstrap.is_empty() {
+            // Only fails when no peer is known, and one was just added.
+            let _ = swarm.behaviour_mut().kad.bootstrap();
+        }
+
+        let directory = Arc::new(Mutex::new(Directory::new()));
+        let (commands, receiver) = mpsc::channel(64);
+        let node = Node {
+            swarm,
+            me: identity.did(),
+            directory: Arc::clone(&directory),
+            own: None,
+            puts: HashMap::new(),
+            finds: HashMap::new(),
+        };
+        tokio::spawn(node.run(receiver));
+        Ok(Self {
+            peer_id,
+            addrs,
+            commands,
+            directory,
+        })
+    }
+
+    /// This node's libp2p peer id (derived from its agent's DID).
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The addresses this node listens on, each ending in `/p2p/<peer id>`: what other nodes bootstrap
+    /// from.
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.addrs
+    }
+
+    /// Publishes a signed presence record: stores it in the DHT (returning once at least one other node
+    /// holds it) and gossips it. The record may describe another agent (a node can relay records for
+    /// agents that cannot run libp2p, such as ones in a browser); it is checked first either way.
+    pub async fn announce(&self, token: &str) -> Result<(), Error> {
+        Presence::verify(token)?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Announce {
+            token: token.to_owned(),
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Signs `presence` with `identity` and [announces](Discovery::announce) it.
+    pub async fn publish(&self, identity: &Identity, presence: &Presence) -> Result<(), Error> {
+        self.announce(&presence.sign(identity)?).await
+    }
+
+    /// The newest valid record for `did`, asking the DHT and merging what gossip brought; `None` if no
+    /// node holds a valid one.
+    pub async fn find(&self, did: &Did) -> Result<Option<Presence>, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Find { did: *did, reply }).await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Every valid, unexpired record this node has seen (gossip, DHT answers and store requests).
+    pub fn known(&self) -> Vec<Presence> {
+        self.directory.lock().unwrap_or_else(PoisonError::into_inner).current()
+    }
+
+    async fn send(&self, command: Command) -> Result<(), Error> {
+        self.commands.send(command).await.map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> Error {
+    failed("the discovery node has stopped")
+}
+
+/// The swarm and what the node is waiting for.
+struct Node {
+    swarm: Swarm<Behaviour>,
+    me: Did,
+    directory: Arc<Mutex<Directory>>,
+    /// This node's own latest record, gossiped again to each new subscriber.
+    own: Option<String>,
+    puts: HashMap<QueryId, oneshot::Sender<Result<(), Error>>>,
+    finds: HashMap<QueryId, (Did, FindReply)>,
+}
+
+impl Node {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => return,
+                },
+                event = self.swarm.select_next_some() => self.event(event),
+            }
+        }
+    }
+
+    fn offer(&self, token: &str) -> Result<bool, Error> {
+        self.directory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .offer(token)
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Announce { token, reply } => {
+                let record = match Presence::verify(&token) {
+                    Ok(record) => record,
+                    Err(error) => {
+                        let _ = reply.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = self.offer(&token);
+                if record.did == self.me {
+                    self.own = Some(token.clone());
+                }
+                self.gossip(&token);
+                let mut entry = Record::new(presence_key(&record.did), token.into_bytes());
+                entry.expires = Some(std::time::Instant::now() + remaining(&record));
+                match self.swarm.behaviour_mut().kad.put_record(entry, Quorum::One) {
+                    Ok(query) => {
+                        self.puts.insert(query, reply);
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(failed(format!("cannot store the record: {error}"))));
+                    }
+                }
+            }
+            Command::Find { did, reply } => {
+                let query = self.swarm.behaviour_mut().kad.get_record(presence_key(&did));
+                self.finds.insert(query, (did, reply));
+            }
+        }
+    }
+
+    fn gossip(&mut self, token: &str) {
+        let topic = gossipsub::IdentTopic::new(PRESENCE_TOPIC);
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, token.as_bytes()) {
+            Ok(_) | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Err(error) => tracing::debug!(%error, "presence gossip not sent"),
+        }
+    }
+
+    fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.kad_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.gossip_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }))
+                if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) =>
+            {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn kad_event(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::InboundRequest {
+                request: kad::InboundRequest::PutRecord {
+                    record: Some(record), ..
+                },
+            } => self.store_inbound(record),
+            kad::Event::OutboundQueryProgressed { id, result, step, .. } => match result {
+                QueryResult::PutRecord(result) => {
+                    if let Some(reply) = self.puts.remove(&id) {
+                        let _ = reply.send(
+                            result
+                                .map(|_| ())
+                                .map_err(|e| failed(format!("no node stored the record: {e}"))),
+                        );
+                    }
+                }
+                QueryResult::GetRecord(result) => {
+                    if let Ok(kad::GetRecordOk::FoundRecord(found)) = &result {
+                        self.take_found(&found.record);
+                    }
+                    if (step.last || result.is_err())
+                        && let Some((did, reply)) = self.finds.remove(&id)
+                    {
+                        let found = self
+                            .directory
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get(&did)
+                            .cloned();
+                        let _ = reply.send(Ok(found));
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    /// A record under the right key that verifies, as text.
+    fn check(record: &Record) -> Option<(Presence, &str)> {
+        let token = std::str::from_utf8(&record.value).ok()?;
+        let presence = Presence::verify(token).ok()?;
+        (record.key == presence_key(&presence.did)).then_some((presence, token))
+    }
+
+    /// A record from a DHT answer: kept in the directory if valid and newer.
+    fn take_found(&self, record: &Record) {
+        if let Some((_, token)) = Self::check(record) {
+            let _ = self.offer(token);
+        }
+    }
+
+    /// A store request from another node: stored only if valid and newer than what is held.
+    fn store_inbound(&mut self, mut record: Record) {
+        let Some((presence, token)) = Self::check(&record) else {
+            tracing::debug!("refused a forged, stale or malformed presence record");
+            return;
+        };
+        let Ok(true) = self.offer(token) else {
+            return;
+        };
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let held = kad::store::RecordStore::get(kad.store_mut(), &record.key)
+            .and_then(|held| Self::check(&held).map(|(held, _)| held.seq));
+        if held.is_some_and(|seq| seq >= presence.seq) {
+            return;
+        }
+        record.expires = Some(std::time::Instant::now() + remaining(&presence));
+        if let Err(error) = kad::store::RecordStore::put(kad.store_mut(), record) {
+            tracing::debug!(%error, "presence record not stored");
+        }
+    }
+
+    fn gossip_event(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let acceptance = match std::str::from_utf8(&message.data).map(|token| self.offer(token)) {
+                    Ok(Ok(true)) => gossipsub::MessageAcceptance::Accept,
+                    Ok(Ok(false)) => gossipsub::MessageAcceptance::Ignore,
+                    _ => gossipsub::MessageAcceptance::Reject,
+                };
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                    &message_id,
+                    &propagation_source,
+                    acceptance,
+                );
+            }
+            gossipsub::Event::Subscribed { topic, .. }
+                if topic == gossipsub::IdentTopic::new(PRESENCE_TOPIC).hash() =>
+            {
+                if let Some(own) = self.own.clone()
+                    && Presence::verify(&own).is_ok()
+                {
+                    self.gossip(&own);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// How long `presence` stays valid from now.
+fn remaining(presence: &Presence) -> Duration {
+    Duration::from_secs(presence.exp.saturating_sub(now_seconds()))
+}

@@ -1,0 +1,242 @@
+//! Signed presence records: where an agent accepts sessions and what it offers, valid until an expiry.
+//!
+//! A record is a compact JWS (EdDSA) signed by the agent it describes, so anyone can pass it on and
+//! every receiver checks it: a record signed by another key, expired, issued in the future or valid
+//! for longer than [`MAX_PRESENCE_TTL`] is refused. A [`Directory`] keeps the newest valid record per
+//! agent (by `seq`), so a replayed older record never replaces a newer one.
+//!
+//! ```
+//! use std::time::Duration;
+//! use kai_klp::presence::{Directory, Presence};
+//! use kai_klp::{Capability, Identity};
+//!
+//! let bob = Identity::generate();
+//! let record = Presence::new(&bob, ["tcp://127.0.0.1:7000"], [Capability::call_tool("weather")], Duration::from_secs(300));
+//! let token = record.sign(&bob)?;
+//!
+//! let mut directory = Directory::new();
+//! assert!(directory.offer(&token)?);
+//! assert_eq!(directory.get(&bob.did()).map(|p| p.addrs.clone()), Some(vec!["tcp://127.0.0.1:7000".to_owned()]));
+//! # Ok::<(), kai_klp::Error>(())
+//! ```
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{now_millis, now_seconds};
+use crate::consent::Capability;
+use crate::did::Did;
+use crate::error::Error;
+use crate::identity::Identity;
+use crate::jws;
+
+/// The longest validity a record may claim; longer-lived records are refused.
+pub const MAX_PRESENCE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// How far in the future a record's issue time may be (clock skew between peers).
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// At most this many addresses or capabilities in one record.
+pub const MAX_ENTRIES: usize = 64;
+
+/// Where an agent can be reached and what it offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// The agent; the record must be signed by its key.
+    pub did: Did,
+    /// Where it accepts KLP sessions, as URLs: `tcp://host:port`, `ws://host:port/path`, `wss://…`.
+    pub addrs: Vec<String>,
+    /// What it offers (what a caller may ask it to grant).
+    pub caps: Vec<Capability>,
+    /// Orders one agent's records: a receiver keeps the highest. Milliseconds since the Unix epoch at
+    /// signing, by default.
+    pub seq: u64,
+    /// When it was issued (seconds since the Unix epoch).
+    pub iat: u64,
+    /// When it stops being valid (seconds since the Unix epoch).
+    pub exp: u64,
+}
+
+fn invalid(reason: impl Into<String>) -> Error {
+    Error::PresenceInvalid { reason: reason.into() }
+}
+
+impl Presence {
+    /// A record for `identity`, valid for `ttl` from now.
+    pub fn new(
+        identity: &Identity,
+        addrs: impl IntoIterator<Item = impl Into<String>>,
+        caps: impl IntoIterator<Item = Capability>,
+        ttl: Duration,
+    ) -> Self {
+        let iat = now_seconds();
+        Self {
+            did: identity.did(),
+            addrs: addrs.into_iter().map(Into::into).collect(),
+            caps: caps.into_iter().collect(),
+            seq: now_millis(),
+            iat,
+            exp: iat.saturating_add(ttl.as_secs()),
+        }
+    }
+
+    /// Signs the record as a compact JWS. `identity` must be the agent the record describes.
+    pub fn sign(&self, identity: &Identity) -> Result<String, Error> {
+        if identity.did() != self.did {
+            return Err(invalid("a presence record is signed by the agent it describes"));
+        }
+        self.check_shape()?;
+        jws::sign(identity, self)
+    }
+
+    /// Checks a signed record now: see [`Presence::verify_at`].
+    pub fn verify(token: &str) -> Result<Self, Error> {
+        Self::verify_at(token, now_seconds())
+    }
+
+    /// Checks a signed record at `now` (seconds since the Unix epoch): well formed, signed by the key of
+    /// the DID it names, not expired, not issued more than [`CLOCK_SKEW`] ahead, and valid for no
+    /// longer than [`MAX_PRESENCE_TTL`].
+    pub fn verify_at(token: &str, now: u64) -> Result<Self, Error> {
+        let unverified = jws::decode::<Presence>(token).map_err(|e| invalid(e.to_string()))?;
+        unverified.verify(&unverified.claims.did)?;
+        let record = unverified.claims;
+        record.check_shape()?;
+        if record.exp <= now {
+            return Err(invalid(format!("expired at {}", record.exp)));
+        }
+        if record.iat > now.saturating_add(CLOCK_SKEW.as_secs()) {
+            return Err(invalid(format!("issued in the future ({})", record.iat)));
+        }
+        Ok(record)
+    }
+
+    fn check_shape(&self) -> Result<(), Error> {
+        if self.exp <= self.iat || self.exp - self.iat > MAX_PRESENCE_TTL.as_secs() {
+            return Err(invalid(format!(
+                "the validity must be positive and at most {} s",
+                MAX_PRESENCE_TTL.as_secs()
+            )));
+        }
+        if self.addrs.len() > MAX_ENTRIES || self.caps.len() > MAX_ENTRIES {
+            return Err(invalid(format!("more than {MAX_ENTRIES} addresses or capabilities")));
+        }
+        Ok(())
+    }
+}
+
+/// The newest valid presence record per agent.
+#[derive(Debug, Default)]
+pub struct Directory {
+    records: HashMap<Did, (Presence, String)>,
+}
+
+impl Directory {
+    /// An empty directory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks a signed record now and keeps it if it is newer than the one held for its agent. Returns
+    /// whether it was kept; an invalid record is an error and changes nothing.
+    pub fn offer(&mut self, token: &str) -> Result<bool, Error> {
+        self.offer_at(token, now_seconds())
+    }
+
+    /// [`Directory::offer`] at `now` (seconds since the Unix epoch).
+    pub fn offer_at(&mut self, token: &str, now: u64) -> Result<bool, Error> {
+        let record = Presence::verify_at(token, now)?;
+        if let Some((held, _)) = self.records.get(&record.did)
+            && held.seq >= record.seq
+            && held.exp > now
+        {
+            return Ok(false);
+        }
+        self.records.insert(record.did, (record, token.to_owned()));
+        Ok(true)
+    }
+
+    /// The unexpired record held for `did`.
+    pub fn get(&self, did: &Did) -> Option<&Presence> {
+        self.get_at(did, now_seconds())
+    }
+
+    /// [`Directory::get`] at `now`.
+    pub fn get_at(&self, did: &Did, now: u64) -> Option<&Presence> {
+        self.records
+            .get(did)
+            .map(|(record, _)| record)
+            .filter(|record| record.exp > now)
+    }
+
+    /// The signed form of the unexpired record held for `did`, to pass on.
+    pub fn token(&self, did: &Did) -> Option<&str> {
+        let now = now_seconds();
+        self.records
+            .get(did)
+            .filter(|(record, _)| record.exp > now)
+            .map(|(_, token)| token.as_str())
+    }
+
+    /// Every unexpired record, dropping the expired ones.
+    pub fn current(&mut self) -> Vec<Presence> {
+        let now = now_seconds();
+        self.records.retain(|_, (record, _)| record.exp > now);
+        self.records.values().map(|(record, _)| record.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed(identity: &Identity, seq: u64, iat: u64, exp: u64) -> String {
+        let record = Presence {
+            did: identity.did(),
+            addrs: vec![format!("tcp://127.0.0.1:{seq}")],
+            caps: vec![Capability::call_tool("weather")],
+            seq,
+            iat,
+            exp,
+        };
+        jws::sign(identity, &record).unwrap()
+    }
+
+    #[test]
+    fn a_newer_record_replaces_an_older_one_and_a_replayed_older_one_does_not() {
+        let bob = Identity::generate();
+        let mut directory = Directory::new();
+        let (old, new) = (signed(&bob, 1, 1000, 1300), signed(&bob, 2, 1100, 1400));
+        assert!(directory.offer_at(&old, 1200).unwrap());
+        assert!(directory.offer_at(&new, 1200).unwrap());
+        assert!(!directory.offer_at(&old, 1200).unwrap());
+        assert_eq!(directory.get_at(&bob.did(), 1200).unwrap().seq, 2);
+        assert!(directory.get_at(&bob.did(), 1400).is_none());
+    }
+
+    #[test]
+    fn forged_expired_future_and_overlong_records_are_refused() {
+        let (bob, mallory) = (Identity::generate(), Identity::generate());
+        let mut forged = Presence::new(&mallory, ["tcp://10.0.0.1:1"], [], Duration::from_secs(60));
+        forged.did = bob.did();
+        let forged = jws::sign(&mallory, &forged).unwrap();
+        assert!(matches!(Presence::verify(&forged), Err(Error::BadSignature)));
+        let mallorys = Presence::new(&mallory, ["tcp://10.0.0.1:1"], [], Duration::from_secs(60));
+        assert!(matches!(mallorys.sign(&bob), Err(Error::PresenceInvalid { .. })));
+
+        let cases = [
+            (signed(&bob, 1, 1000, 1100), 1100, "expired"),
+            (signed(&bob, 1, 1100, 1200), 1000, "future"),
+            (signed(&bob, 1, 1000, 1000 + 2 * 86_400), 1001, "validity"),
+        ];
+        for (token, now, reason) in cases {
+            match Presence::verify_at(&token, now) {
+                Err(Error::PresenceInvalid { reason: r }) => assert!(r.contains(reason), "{r}"),
+                other => panic!("expected {reason}, got {other:?}"),
+            }
+        }
+        let mut directory = Directory::new();
+        assert!(directory.offer_at("not.a.token", 1000).is_err());
+        assert!(directory.current().is_empty());
+    }
+}
