@@ -35,10 +35,15 @@ impl<C> Unverified<C> {
     }
 }
 
-/// Splits and decodes a compact JWS whose header says EdDSA.
+/// Splits and decodes a compact JWS whose header says EdDSA, of at most [`MAX_TOKEN_BYTES`].
 pub(crate) fn decode<C: DeserializeOwned>(token: &str) -> Result<Unverified<C>, Error> {
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(malformed(format!("longer than {MAX_TOKEN_BYTES} bytes")));
+    decode_within(token, MAX_TOKEN_BYTES)
+}
+
+/// [`decode`] for a token of at most `max_bytes`.
+pub(crate) fn decode_within<C: DeserializeOwned>(token: &str, max_bytes: usize) -> Result<Unverified<C>, Error> {
+    if token.len() > max_bytes {
+        return Err(malformed(format!("longer than {max_bytes} bytes")));
     }
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())

@@ -23,7 +23,16 @@ use crate::sealed::Envelope;
 pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
 /// The largest frame on the wire (a Noise message).
 pub const MAX_FRAME_BYTES: usize = 65_535;
+/// The largest signed envelope a session accepts unless told otherwise
+/// ([`Session::with_max_message_bytes`]).
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 const TAG_BYTES: usize = 16;
+/// The bytes of an envelope one frame carries, after its flag byte.
+const CHUNK_BYTES: usize = MAX_FRAME_BYTES - TAG_BYTES - 1;
+/// The flag byte that starts a frame's plaintext: more frames of this envelope follow...
+const MORE: u8 = 1;
+/// ...or this frame ends it.
+const LAST: u8 = 0;
 
 /// Moves whole frames between two peers.
 pub trait FrameTransport: MaybeSend {
@@ -105,6 +114,7 @@ pub struct Session<T: FrameTransport> {
     noise: snow::TransportState,
     me: Identity,
     peer: Did,
+    max_message_bytes: usize,
 }
 
 impl<T: FrameTransport> std::fmt::Debug for Session<T> {
@@ -202,6 +212,7 @@ pub async fn connect<T: FrameTransport>(
         noise,
         me: identity,
         peer,
+        max_message_bytes: MAX_MESSAGE_BYTES,
     })
 }
 
@@ -223,6 +234,7 @@ pub async fn accept<T: FrameTransport>(identity: Identity, mut transport: T) -> 
         noise,
         me: identity,
         peer,
+        max_message_bytes: MAX_MESSAGE_BYTES,
     })
 }
 
@@ -232,34 +244,62 @@ impl<T: FrameTransport> Session<T> {
         &self.peer
     }
 
-    /// Signs and sends an envelope (which must be from this side to the peer).
+    /// Accepts envelopes of up to `max` bytes (signed form) from the peer; larger ones break the session.
+    pub fn with_max_message_bytes(mut self, max: usize) -> Self {
+        self.max_message_bytes = max;
+        self
+    }
+
+    /// Signs and sends an envelope (which must be from this side to the peer), in as many frames as
+    /// it needs.
     pub async fn send(&mut self, envelope: &Envelope) -> Result<(), Error> {
         if envelope.from != self.me.did() || envelope.to != self.peer {
             return Err(broken("an envelope on a session goes from this side to the peer"));
         }
         let signed = jws::sign(&self.me, envelope)?;
-        if signed.len() + TAG_BYTES > MAX_FRAME_BYTES {
-            return Err(broken("the envelope is too large for one frame"));
+        let mut chunks = signed.as_bytes().chunks(CHUNK_BYTES).peekable();
+        let mut plaintext = Vec::with_capacity(CHUNK_BYTES + 1);
+        let mut frame = vec![0u8; MAX_FRAME_BYTES];
+        while let Some(chunk) = chunks.next() {
+            plaintext.clear();
+            plaintext.push(if chunks.peek().is_some() { MORE } else { LAST });
+            plaintext.extend_from_slice(chunk);
+            let length = self
+                .noise
+                .write_message(&plaintext, &mut frame)
+                .map_err(|e| broken(e.to_string()))?;
+            self.transport.send(&frame[..length]).await?;
         }
-        let mut frame = vec![0u8; signed.len() + TAG_BYTES];
-        let length = self
-            .noise
-            .write_message(signed.as_bytes(), &mut frame)
-            .map_err(|e| broken(e.to_string()))?;
-        frame.truncate(length);
-        self.transport.send(&frame).await
+        Ok(())
     }
 
     /// Receives the next envelope, checking it was signed by the peer and addressed here.
     pub async fn recv(&mut self) -> Result<Envelope, Error> {
-        let frame = self.transport.recv().await?;
-        let mut plaintext = vec![0u8; frame.len()];
-        let length = self
-            .noise
-            .read_message(&frame, &mut plaintext)
-            .map_err(|_| broken("a frame failed authentication (altered, replayed or out of order)"))?;
-        let text = std::str::from_utf8(&plaintext[..length]).map_err(|_| broken("a frame is not a token"))?;
-        let unverified = jws::decode::<Envelope>(text)?;
+        let mut signed = Vec::new();
+        let mut plaintext = vec![0u8; MAX_FRAME_BYTES];
+        loop {
+            let frame = self.transport.recv().await?;
+            let length = self
+                .noise
+                .read_message(&frame, &mut plaintext)
+                .map_err(|_| broken("a frame failed authentication (altered, replayed or out of order)"))?;
+            let (flag, chunk) = match plaintext[..length].split_first() {
+                Some((&flag, chunk)) if flag == LAST || (flag == MORE && chunk.len() == CHUNK_BYTES) => (flag, chunk),
+                _ => return Err(broken("a frame is not a well-formed piece of an envelope")),
+            };
+            if signed.len() + chunk.len() > self.max_message_bytes {
+                return Err(broken(format!(
+                    "the peer sent an envelope over {} bytes",
+                    self.max_message_bytes
+                )));
+            }
+            signed.extend_from_slice(chunk);
+            if flag == LAST {
+                break;
+            }
+        }
+        let text = std::str::from_utf8(&signed).map_err(|_| broken("an envelope is not a token"))?;
+        let unverified = jws::decode_within::<Envelope>(text, self.max_message_bytes)?;
         unverified.verify(&self.peer)?;
         let envelope = unverified.claims;
         if envelope.from != self.peer || envelope.to != self.me.did() {
@@ -324,5 +364,43 @@ impl FrameTransport for TcpTransport {
                 .map_err(|e| Error::Io(format!("receiving a frame: {e}")))?;
             Ok(frame)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+
+    /// What the server makes of one frame whose plaintext the client wrote by hand.
+    fn receive_plaintext(plaintext: &[u8]) -> Result<Envelope, Error> {
+        let (alice, bob) = (Identity::generate(), Identity::generate());
+        let (a, b) = memory_pair();
+        block_on(async {
+            let (client, server) = futures::join!(connect(alice, None, a), accept(bob, b));
+            let (mut client, mut server) = (client?, server?);
+            let mut frame = vec![0u8; MAX_FRAME_BYTES];
+            let length = client
+                .noise
+                .write_message(plaintext, &mut frame)
+                .map_err(|e| broken(e.to_string()))?;
+            client.transport.send(&frame[..length]).await?;
+            server.recv().await
+        })
+    }
+
+    #[test]
+    fn frames_that_are_not_well_formed_pieces_break_the_session() {
+        // No flag, an unknown flag, and a short piece that claims more follows.
+        for plaintext in [&b""[..], &[7, b'x'][..], &[MORE, b'x'][..]] {
+            let error = receive_plaintext(plaintext).unwrap_err();
+            assert!(
+                matches!(&error, Error::SessionBroken { .. }),
+                "{plaintext:?}: {error:?}"
+            );
+        }
+        // A whole envelope that is not a signed token.
+        let error = receive_plaintext(&[LAST, b'x']).unwrap_err();
+        assert!(matches!(&error, Error::TokenMalformed { .. }), "{error:?}");
     }
 }

@@ -140,3 +140,47 @@ fn oversized_and_closed_transports_are_errors() {
         assert!(matches!(b.recv().await, Err(Error::SessionClosed)));
     });
 }
+
+/// A connected client (Alice) and server (Bob) over memory.
+fn pair() -> (
+    Identity,
+    Identity,
+    kai_klp::session::Session<MemoryTransport>,
+    kai_klp::session::Session<MemoryTransport>,
+) {
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let (a, b) = memory_pair();
+    let (client, server) = block_on(async { futures::join!(connect(copy(&alice), None, a), accept(copy(&bob), b)) });
+    (alice, bob, client.unwrap(), server.unwrap())
+}
+
+#[test]
+fn envelopes_larger_than_a_frame_cross_in_pieces_within_the_receivers_limit() {
+    let (alice, bob, mut client, server) = pair();
+    let big = Envelope::new(&alice, &bob.did(), MessageKind::Direct, json!("x".repeat(300_000)));
+    let small = Envelope::new(&alice, &bob.did(), MessageKind::Direct, json!("after"));
+    let mut server = server;
+    block_on(async {
+        let (sent, received) = futures::join!(
+            async {
+                client.send(&big).await?;
+                client.send(&small).await
+            },
+            async { (server.recv().await, server.recv().await) }
+        );
+        sent.unwrap();
+        assert_eq!(received.0.unwrap(), big);
+        assert_eq!(received.1.unwrap(), small);
+    });
+
+    let (alice, bob, mut client, server) = pair();
+    let mut server = server.with_max_message_bytes(100_000);
+    let big = Envelope::new(&alice, &bob.did(), MessageKind::Direct, json!("x".repeat(300_000)));
+    block_on(async {
+        let (_, received) = futures::join!(client.send(&big), server.recv());
+        assert!(
+            matches!(&received, Err(Error::SessionBroken { reason }) if reason.contains("100000")),
+            "{received:?}"
+        );
+    });
+}
