@@ -35,6 +35,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --lock
 step "wasm32 build"
 scripts/wasm-check.sh
 
+step "wasm32 under Node: a KLP session over WebSocket to a native agent"
+scripts/wasm-test.sh
+
 step "fuzz smoke (SSE, NDJSON, tool-call assembly, KLP decoding)"
 scripts/fuzz.sh 10
 

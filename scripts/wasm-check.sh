@@ -10,5 +10,5 @@ args=()
 for crate in "${crates[@]}"; do args+=(-p "$crate"); done
 RUSTFLAGS="-D warnings" RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="$KAI_CACHE/target-wasm" \
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-14 \
-  /usr/bin/cargo build --locked --release "${args[@]}" --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
+  /usr/bin/cargo build --locked --release "${args[@]}" --features kai-klp/websocket --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
 echo "wasm32 build ok: ${crates[*]}"

@@ -33,7 +33,7 @@ pub mod calls;
 mod clock;
 pub mod consent;
 mod did;
-#[cfg(feature = "p2p")]
+#[cfg(all(feature = "p2p", not(target_arch = "wasm32")))]
 pub mod discovery;
 mod error;
 mod identity;

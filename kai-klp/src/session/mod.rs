@@ -19,6 +19,20 @@ use crate::identity::Identity;
 use crate::jws;
 use crate::sealed::Envelope;
 
+#[cfg(all(feature = "tcp", not(target_arch = "wasm32")))]
+mod tcp;
+#[cfg(all(feature = "websocket", not(target_arch = "wasm32")))]
+mod websocket;
+#[cfg(all(feature = "websocket", target_arch = "wasm32"))]
+mod websocket_web;
+
+#[cfg(all(feature = "tcp", not(target_arch = "wasm32")))]
+pub use tcp::TcpTransport;
+#[cfg(all(feature = "websocket", not(target_arch = "wasm32")))]
+pub use websocket::WebSocketTransport;
+#[cfg(all(feature = "websocket", target_arch = "wasm32"))]
+pub use websocket_web::WebSocketTransport;
+
 /// The Noise protocol name.
 pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
 /// The largest frame on the wire (a Noise message).
@@ -68,12 +82,7 @@ pub fn memory_pair() -> (MemoryTransport, MemoryTransport) {
 impl FrameTransport for MemoryTransport {
     fn send<'a>(&'a mut self, frame: &'a [u8]) -> BoxFuture<'a, Result<(), Error>> {
         boxed(async move {
-            if frame.len() > MAX_FRAME_BYTES {
-                return Err(broken(format!(
-                    "a frame of {} bytes exceeds {MAX_FRAME_BYTES}",
-                    frame.len()
-                )));
-            }
+            fits(frame)?;
             self.outgoing
                 .send(frame.to_vec())
                 .await
@@ -92,7 +101,18 @@ impl FrameTransport for MemoryTransport {
     }
 }
 
-fn broken(reason: impl Into<String>) -> Error {
+/// Refuses a frame too large for the wire before it is sent.
+pub(crate) fn fits(frame: &[u8]) -> Result<(), Error> {
+    if frame.len() > MAX_FRAME_BYTES {
+        return Err(broken(format!(
+            "a frame of {} bytes exceeds {MAX_FRAME_BYTES}",
+            frame.len()
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn broken(reason: impl Into<String>) -> Error {
     Error::SessionBroken { reason: reason.into() }
 }
 
@@ -306,64 +326,6 @@ impl<T: FrameTransport> Session<T> {
             return Err(broken("an envelope on this session names other parties"));
         }
         Ok(envelope)
-    }
-}
-
-/// Frames over TCP: each frame is a 4-byte big-endian length and that many bytes (feature `tcp`).
-#[cfg(feature = "tcp")]
-#[derive(Debug)]
-pub struct TcpTransport {
-    stream: tokio::net::TcpStream,
-}
-
-#[cfg(feature = "tcp")]
-impl TcpTransport {
-    /// Frames over an open connection.
-    pub fn new(stream: tokio::net::TcpStream) -> Self {
-        Self { stream }
-    }
-}
-
-#[cfg(feature = "tcp")]
-impl FrameTransport for TcpTransport {
-    fn send<'a>(&'a mut self, frame: &'a [u8]) -> BoxFuture<'a, Result<(), Error>> {
-        use tokio::io::AsyncWriteExt as _;
-        boxed(async move {
-            if frame.len() > MAX_FRAME_BYTES {
-                return Err(broken(format!(
-                    "a frame of {} bytes exceeds {MAX_FRAME_BYTES}",
-                    frame.len()
-                )));
-            }
-            let length = (frame.len() as u32).to_be_bytes();
-            let io = |e: std::io::Error| Error::Io(format!("sending a frame: {e}"));
-            self.stream.write_all(&length).await.map_err(io)?;
-            self.stream.write_all(frame).await.map_err(io)?;
-            self.stream.flush().await.map_err(io)
-        })
-    }
-
-    fn recv(&mut self) -> BoxFuture<'_, Result<Vec<u8>, Error>> {
-        use tokio::io::AsyncReadExt as _;
-        boxed(async move {
-            let mut length = [0u8; 4];
-            match self.stream.read_exact(&mut length).await {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Error::SessionClosed),
-                Err(e) => return Err(Error::Io(format!("receiving a frame: {e}"))),
-            }
-            let length = u32::from_be_bytes(length) as usize;
-            // Refuse before allocating: a garbage length cannot make us reserve gigabytes.
-            if length > MAX_FRAME_BYTES {
-                return Err(broken(format!("the peer announced a {length}-byte frame")));
-            }
-            let mut frame = vec![0u8; length];
-            self.stream
-                .read_exact(&mut frame)
-                .await
-                .map_err(|e| Error::Io(format!("receiving a frame: {e}")))?;
-            Ok(frame)
-        })
     }
 }
 
