@@ -18,11 +18,18 @@ async fn a_wasm_agent_talks_to_a_native_agent_over_websocket() {
     let server: Did = SERVER.parse().unwrap();
     let me = Identity::generate();
     let transport = WebSocketTransport::connect(URL).await.unwrap();
-    let mut session = connect(Identity::from_secret_bytes(&me.secret_bytes()), Some(&server), transport)
-        .await
-        .unwrap();
+    let mut session = connect(
+        Identity::from_secret_bytes(&me.secret_bytes()),
+        Some(&server),
+        transport,
+    )
+    .await
+    .unwrap();
     assert_eq!(*session.peer(), server);
-    for body in [serde_json::json!({"hello": "from wasm"}), serde_json::json!("z".repeat(150_000))] {
+    for body in [
+        serde_json::json!({"hello": "from wasm"}),
+        serde_json::json!("z".repeat(150_000)),
+    ] {
         let message = Envelope::new(&me, &server, MessageKind::Direct, body.clone());
         assert!(message.created > 1_700_000_000, "the wasm clock works");
         session.send(&message).await.unwrap();

@@ -40,7 +40,7 @@ fn io(what: &str, error: WsError) -> Error {
 }
 
 impl WebSocketTransport {
-    /// Opens a WebSocket to `url` (`ws://` or `wss://`).
+    /// Opens a WebSocket to `url` (`ws://` or `wss://`), with Nagle's algorithm off.
     pub async fn connect(url: &str) -> Result<Self, Error> {
         let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config()), true)
             .await
@@ -50,6 +50,10 @@ impl WebSocketTransport {
 
     /// Completes the server side of a WebSocket handshake on an accepted TCP connection.
     pub async fn accept(stream: TcpStream) -> Result<Self, Error> {
+        // Frames are whole messages: do not hold small ones back (see `TcpTransport::new`).
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
         let socket = tokio_tungstenite::accept_async_with_config(MaybeTlsStream::Plain(stream), Some(config()))
             .await
             .map_err(|e| io("accepting the WebSocket", e))?;
