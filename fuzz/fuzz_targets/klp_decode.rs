@@ -1,9 +1,10 @@
-//! Everything KLP reads from a peer — DIDs, consent tokens, sealed messages, handshake frames — turns
-//! arbitrary bytes into an error, never a panic or an unbounded allocation.
+//! Everything KLP reads from a peer — DIDs, consent tokens, presence records, sealed messages, handshake
+//! frames — turns arbitrary bytes into an error, never a panic or an unbounded allocation.
 #![no_main]
 
 use std::sync::OnceLock;
 
+use kai_klp::presence::Directory;
 use kai_klp::sealed::{Mailbox, Sealed};
 use kai_klp::session::{FrameTransport, accept, memory_pair};
 use kai_klp::{Capability, Did, Identity, Verifier};
@@ -20,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
 
     let verifier = Verifier::new(service().did(), [service().did()]);
     let _ = verifier.authorize_at(&text, &Capability::call_tool("x"), 1_800_000_000);
+    let _ = Directory::new().offer_at(&text, 1_800_000_000);
 
     let middle = (0..=text.len() / 2)
         .rev()

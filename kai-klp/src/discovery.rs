@@ -128,8 +128,12 @@ fn build_swarm(identity: &Identity, config: &DiscoveryConfig) -> Result<Swarm<Be
     let mut gossipsub =
         gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(keypair.clone()), gossip_config)
             .map_err(|e| failed(format!("gossipsub: {e}")))?;
+    let topic = gossipsub::IdentTopic::new(PRESENCE_TOPIC);
     gossipsub
-        .subscribe(&gossipsub::IdentTopic::new(PRESENCE_TOPIC))
+        .with_peer_score(score_params(&topic), gossipsub::PeerScoreThresholds::default())
+        .map_err(|e| failed(format!("gossipsub scoring: {e}")))?;
+    gossipsub
+        .subscribe(&topic)
         .map_err(|e| failed(format!("subscribing to presence gossip: {e}")))?;
     let identify = identify::Behaviour::new(identify::Config::new(IDENTIFY_PROTOCOL.into(), keypair.public()));
 
@@ -151,6 +155,24 @@ fn build_swarm(identity: &Identity, config: &DiscoveryConfig) -> Result<Swarm<Be
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
     Ok(swarm)
+}
+
+/// Gossipsub v1.1 scoring that counts rejected (forged, stale, malformed) records against the peer
+/// that sent them. Presence gossip is rare, so peers are not penalised for delivering few messages, and
+/// agents sharing an IP address (one host, one NAT) are not penalised for it: signatures, not
+/// addresses, are the defence here.
+fn score_params(topic: &gossipsub::IdentTopic) -> gossipsub::PeerScoreParams {
+    let mut params = gossipsub::PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        ..gossipsub::PeerScoreParams::default()
+    };
+    let presence = gossipsub::TopicScoreParams {
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        ..gossipsub::TopicScoreParams::default()
+    };
+    params.topics.insert(topic.hash(), presence);
+    params
 }
 
 impl Discovery {
