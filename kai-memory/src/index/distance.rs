@@ -65,8 +65,9 @@ impl Metric {
         }
     }
 
-    /// The ranking distance between a prepared query and a stored vector (squared for L2).
-    #[inline]
+    /// The ranking distance between a prepared query and a stored vector (squared for L2). Always
+    /// inlined, so that it is compiled with the SIMD features of the search loop it sits in.
+    #[inline(always)]
     pub(crate) fn rank(self, a: &[f32], b: &[f32]) -> f32 {
         match self {
             Metric::Cosine => (1.0 - dot(a, b)).max(0.0),
@@ -84,42 +85,45 @@ impl Metric {
     }
 }
 
-/// Dot product with eight independent accumulators, which the compiler turns into SIMD.
-#[inline]
+/// Independent accumulators in the kernels: one AVX-512 register, two AVX2 or four SSE registers.
+const LANES: usize = 16;
+
+/// Dot product with [`LANES`] independent accumulators, which the compiler turns into SIMD.
+#[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    let mut sums = [0.0f32; 8];
-    let chunks = n / 8;
+    let mut sums = [0.0f32; LANES];
+    let chunks = n / LANES;
     for i in 0..chunks {
-        let (x, y) = (&a[i * 8..i * 8 + 8], &b[i * 8..i * 8 + 8]);
-        for lane in 0..8 {
+        let (x, y) = (&a[i * LANES..i * LANES + LANES], &b[i * LANES..i * LANES + LANES]);
+        for lane in 0..LANES {
             sums[lane] += x[lane] * y[lane];
         }
     }
     let mut total: f32 = sums.iter().sum();
-    for i in chunks * 8..n {
+    for i in chunks * LANES..n {
         total += a[i] * b[i];
     }
     total
 }
 
 /// Squared Euclidean distance, vectorised like [`dot`].
-#[inline]
+#[inline(always)]
 pub(crate) fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    let mut sums = [0.0f32; 8];
-    let chunks = n / 8;
+    let mut sums = [0.0f32; LANES];
+    let chunks = n / LANES;
     for i in 0..chunks {
-        let (x, y) = (&a[i * 8..i * 8 + 8], &b[i * 8..i * 8 + 8]);
-        for lane in 0..8 {
+        let (x, y) = (&a[i * LANES..i * LANES + LANES], &b[i * LANES..i * LANES + LANES]);
+        for lane in 0..LANES {
             let d = x[lane] - y[lane];
             sums[lane] += d * d;
         }
     }
     let mut total: f32 = sums.iter().sum();
-    for i in chunks * 8..n {
+    for i in chunks * LANES..n {
         let d = a[i] - b[i];
         total += d * d;
     }
@@ -135,7 +139,7 @@ pub(crate) struct BuildDistance(pub(crate) Metric);
 #[cfg(not(target_arch = "wasm32"))]
 impl anndists::dist::Distance<f32> for BuildDistance {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        let rank = self.0.rank(a, b);
+        let rank = crate::index::simd::with_best_simd(crate::index::simd::Rank(self.0, a, b));
         let positive = if rank >= 0.0 { 1.0 + rank } else { 1.0 / (1.0 - rank) };
         if positive.is_nan() {
             f32::MAX

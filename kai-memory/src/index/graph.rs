@@ -8,6 +8,7 @@ use std::collections::BinaryHeap;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::index::distance::BuildDistance;
 use crate::index::distance::Metric;
+use crate::index::simd::{Rank, SimdWork, prefetch, with_best_simd};
 use crate::index::slots::{Ranked, Slots, TopK};
 
 /// A layered proximity graph over slots `0..len`.
@@ -101,7 +102,7 @@ impl SearchGraph {
                     .iter()
                     .chain(&reverse[node as usize])
                     .filter(|&&c| c != node)
-                    .map(|&c| (metric.rank(here, slots.vector(c)), c))
+                    .map(|&c| (with_best_simd(Rank(metric, here, slots.vector(c))), c))
                     .collect();
                 candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 candidates.dedup_by_key(|c| c.1);
@@ -111,7 +112,10 @@ impl SearchGraph {
                         break;
                     }
                     let there = slots.vector(candidate);
-                    if kept.iter().all(|&k| metric.rank(there, slots.vector(k)) > distance) {
+                    if kept
+                        .iter()
+                        .all(|&k| with_best_simd(Rank(metric, there, slots.vector(k))) > distance)
+                    {
                         kept.push(candidate);
                     }
                 }
@@ -135,14 +139,41 @@ impl SearchGraph {
     }
 
     /// Best-first search: greedy through the upper layers, then a beam of width `ef` on layer 0.
-    /// Only live slots that `accept` admits enter the results; the others are still walked through.
+    /// Only slots that `accept` admits enter the results (all of them without it); the others are still
+    /// walked through.
     pub(crate) fn search(
         &self,
         slots: &Slots,
         query: &[f32],
         k: usize,
         ef: usize,
-        accept: &dyn Fn(u32) -> bool,
+        accept: Option<&dyn Fn(u32) -> bool>,
+    ) -> Vec<(f32, u32)> {
+        // The visited set is taken out of the thread-local for the search, so that the whole loop is
+        // compiled inline, with the SIMD features `with_best_simd` picks.
+        let mut visited = VISITED.with(|v| std::mem::take(&mut *v.borrow_mut()));
+        let found = with_best_simd(Search {
+            graph: self,
+            slots,
+            query,
+            k,
+            ef,
+            accept,
+            visited: &mut visited,
+        });
+        VISITED.with(|v| *v.borrow_mut() = visited);
+        found
+    }
+
+    #[inline(always)]
+    fn search_with(
+        &self,
+        slots: &Slots,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        accept: Option<&dyn Fn(u32) -> bool>,
+        visited: &mut Visited,
     ) -> Vec<(f32, u32)> {
         if self.len() == 0 || k == 0 {
             return Vec::new();
@@ -171,29 +202,35 @@ impl SearchGraph {
         }
 
         let ef = ef.max(k);
-        VISITED.with(|visited| {
-            let mut visited = visited.borrow_mut();
-            visited.reset(self.len());
+        visited.reset(self.len());
+        {
             let mut candidates: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(ef * 2);
             let mut results: BinaryHeap<Ranked> = BinaryHeap::with_capacity(ef + 1);
             visited.insert(current);
             candidates.push(Reverse(Ranked(current_distance, current)));
-            if accept(current) {
+            if accept.is_none_or(|accept| accept(current)) {
                 results.push(Ranked(current_distance, current));
             }
             while let Some(Reverse(Ranked(d, node))) = candidates.pop() {
                 if results.len() >= ef && results.peek().is_some_and(|worst| d > worst.0) {
                     break;
                 }
+                // First mark the unvisited neighbours and start loading their vectors, then compute
+                // their distances: the loads overlap instead of each waiting for memory in turn.
+                let mut fresh = std::mem::take(&mut visited.fresh);
+                fresh.clear();
                 for &next in self.layer0(node) {
-                    if !visited.insert(next) {
-                        continue;
+                    if visited.insert(next) {
+                        prefetch(slots.vector(next));
+                        fresh.push(next);
                     }
+                }
+                for &next in &fresh {
                     let dn = distance(next);
                     let worst = results.peek().map_or(f32::INFINITY, |w| w.0);
                     if results.len() < ef || dn < worst {
                         candidates.push(Reverse(Ranked(dn, next)));
-                        if accept(next) {
+                        if accept.is_none_or(|accept| accept(next)) {
                             results.push(Ranked(dn, next));
                             if results.len() > ef {
                                 results.pop();
@@ -201,20 +238,45 @@ impl SearchGraph {
                         }
                     }
                 }
+                visited.fresh = fresh;
             }
             let mut top = TopK::new(k);
             for Ranked(d, slot) in results {
                 top.offer(d, slot);
             }
             top.into_sorted()
-        })
+        }
+    }
+}
+
+/// One search, as [`SimdWork`].
+struct Search<'a> {
+    graph: &'a SearchGraph,
+    slots: &'a Slots,
+    query: &'a [f32],
+    k: usize,
+    ef: usize,
+    accept: Option<&'a dyn Fn(u32) -> bool>,
+    visited: &'a mut Visited,
+}
+
+impl SimdWork for Search<'_> {
+    type Output = Vec<(f32, u32)>;
+
+    #[inline(always)]
+    fn run(self) -> Self::Output {
+        self.graph
+            .search_with(self.slots, self.query, self.k, self.ef, self.accept, self.visited)
     }
 }
 
 /// A visited set for one thread, cleared in O(1) by bumping a generation number.
+#[derive(Default)]
 struct Visited {
     marks: Vec<u32>,
     generation: u32,
+    /// Scratch space for the unvisited neighbours of the node being expanded.
+    fresh: Vec<u32>,
 }
 
 impl Visited {
@@ -242,5 +304,5 @@ impl Visited {
 }
 
 thread_local! {
-    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), generation: 0 }) };
+    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), generation: 0, fresh: Vec::new() }) };
 }

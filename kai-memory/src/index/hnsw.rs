@@ -195,8 +195,11 @@ impl HnswIndex {
         }
         let slots = &self.slots;
         let accept_slot = |slot: u32| slots.live[slot as usize] && accept_id(slots.ids[slot as usize]);
+        // With no filter and nothing removed, every slot is a result: skip the per-slot check.
+        let everything = filter.is_none() && slots.live_count() == slots.len();
+        let accept = (!everything).then_some(&accept_slot as &dyn Fn(u32) -> bool);
         let mut top = TopK::new(k);
-        for (distance, slot) in self.graph.search(slots, &query, k, ef, &accept_slot) {
+        for (distance, slot) in self.graph.search(slots, &query, k, ef, accept) {
             top.offer(distance, slot);
         }
         let pending: Vec<u32> = (self.graph.len() as u32..slots.len() as u32).collect();
