@@ -29,9 +29,10 @@ fn level() -> Level {
     {
         static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
         *LEVEL.get_or_init(|| {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+            if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
                 Level::Avx512
-            } else if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            } else if avx2 {
                 Level::Avx2
             } else {
                 Level::Baseline
@@ -55,7 +56,7 @@ pub(crate) trait SimdWork {
 #[inline(always)]
 pub(crate) fn with_best_simd<W: SimdWork>(work: W) -> W::Output {
     match level() {
-        // SAFETY: `level` returned Avx512 only after detecting AVX-512F on this CPU.
+        // SAFETY: `level` returned Avx512 only after detecting AVX-512F, AVX2 and FMA on this CPU.
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 => unsafe { avx512(work) },
         // SAFETY: `level` returned Avx2 only after detecting AVX2 and FMA on this CPU.
@@ -113,15 +114,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_best_path_computes_what_the_baseline_does() {
+    fn every_path_this_cpu_has_computes_what_the_baseline_does() {
         let a: Vec<f32> = (0..131).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..131).map(|i| (i as f32 * 0.11).cos()).collect();
-        let baseline = Metric::L2.rank(&a, &b);
-        let best = with_best_simd(Rank(Metric::L2, &a, &b));
-        assert!(
-            (baseline - best).abs() <= 1e-4 * baseline.abs().max(1.0),
-            "{baseline} vs {best}"
-        );
+        for metric in [Metric::L2, Metric::Dot, Metric::Cosine] {
+            let baseline = Rank(metric, &a, &b).run();
+            let close = |x: f32| (x - baseline).abs() <= 1e-4 * baseline.abs().max(1.0);
+            assert!(close(with_best_simd(Rank(metric, &a, &b))), "{metric:?}");
+            #[cfg(target_arch = "x86_64")]
+            {
+                let avx2_fma =
+                    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+                if avx2_fma {
+                    // SAFETY: AVX2 and FMA were just detected.
+                    assert!(close(unsafe { avx2(Rank(metric, &a, &b)) }), "{metric:?} AVX2");
+                }
+                if avx2_fma && std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: AVX-512F, AVX2 and FMA were just detected.
+                    assert!(close(unsafe { avx512(Rank(metric, &a, &b)) }), "{metric:?} AVX-512");
+                }
+            }
+        }
         prefetch(&a);
         prefetch::<u32>(&[]);
     }
