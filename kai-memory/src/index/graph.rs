@@ -8,7 +8,9 @@ use std::collections::BinaryHeap;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::index::distance::BuildDistance;
 use crate::index::distance::Metric;
-use crate::index::simd::{Rank, SimdWork, prefetch, with_best_simd};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::index::simd::Rank;
+use crate::index::simd::{SimdWork, prefetch, with_best_simd};
 use crate::index::slots::{Ranked, Slots, TopK};
 
 /// A layered proximity graph over slots `0..len`.

@@ -13,6 +13,7 @@ mod flat;
 mod graph;
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod hnsw;
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod simd;
 mod slots;
 
