@@ -55,6 +55,8 @@ pub struct DiscoveryConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// How long a DHT query may run.
     pub query_timeout: Duration,
+    /// For how many agents the node keeps records it has heard (see [`Directory`]).
+    pub directory_capacity: usize,
 }
 
 impl Default for DiscoveryConfig {
@@ -67,6 +69,7 @@ impl Default for DiscoveryConfig {
             ],
             bootstrap: Vec::new(),
             query_timeout: Duration::from_secs(30),
+            directory_capacity: crate::presence::DEFAULT_DIRECTORY_CAPACITY,
         }
     }
 }
@@ -215,7 +218,7 @@ impl Discovery {
             let _ = swarm.behaviour_mut().kad.bootstrap();
         }
 
-        let directory = Arc::new(Mutex::new(Directory::new()));
+        let directory = Arc::new(Mutex::new(Directory::with_capacity(config.directory_capacity)));
         let (commands, receiver) = mpsc::channel(64);
         let node = Node {
             swarm,

@@ -38,6 +38,8 @@ pub const MAX_PRESENCE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// At most this many addresses or capabilities in one record.
 pub const MAX_ENTRIES: usize = 64;
+/// How many agents a [`Directory`] holds records for unless told otherwise.
+pub const DEFAULT_DIRECTORY_CAPACITY: usize = 4096;
 
 /// Where an agent can be reached and what it offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,16 +127,33 @@ impl Presence {
     }
 }
 
-/// The newest valid presence record per agent.
-#[derive(Debug, Default)]
+/// The newest valid presence record per agent, for at most a fixed number of agents (anyone can make
+/// new identities and sign records for them, so the number must be bounded). When a record for a new
+/// agent arrives and the directory is full, expired records go first, then the one expiring soonest.
+#[derive(Debug)]
 pub struct Directory {
     records: HashMap<Did, (Presence, String)>,
+    capacity: usize,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_DIRECTORY_CAPACITY)
+    }
 }
 
 impl Directory {
-    /// An empty directory.
+    /// An empty directory holding up to [`DEFAULT_DIRECTORY_CAPACITY`] agents.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty directory holding up to `capacity` agents (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            records: HashMap::new(),
+            capacity: capacity.max(1),
+        }
     }
 
     /// Checks a signed record now and keeps it if it is newer than the one held for its agent. Returns
@@ -151,6 +170,18 @@ impl Directory {
             && held.exp > now
         {
             return Ok(false);
+        }
+        if !self.records.contains_key(&record.did) && self.records.len() >= self.capacity {
+            self.records.retain(|_, (held, _)| held.exp > now);
+            if self.records.len() >= self.capacity
+                && let Some(soonest) = self
+                    .records
+                    .iter()
+                    .min_by_key(|(_, (held, _))| held.exp)
+                    .map(|(did, _)| *did)
+            {
+                self.records.remove(&soonest);
+            }
         }
         self.records.insert(record.did, (record, token.to_owned()));
         Ok(true)
@@ -212,6 +243,23 @@ mod tests {
         assert!(!directory.offer_at(&old, 1200).unwrap());
         assert_eq!(directory.get_at(&bob.did(), 1200).unwrap().seq, 2);
         assert!(directory.get_at(&bob.did(), 1400).is_none());
+    }
+
+    #[test]
+    fn a_full_directory_drops_expired_records_then_the_one_expiring_soonest() {
+        let agents: Vec<Identity> = (0..4).map(|_| Identity::generate()).collect();
+        let mut directory = Directory::with_capacity(2);
+        assert!(directory.offer_at(&signed(&agents[0], 1, 1000, 1100), 1000).unwrap());
+        assert!(directory.offer_at(&signed(&agents[1], 1, 1000, 1500), 1000).unwrap());
+        // Full: agents[0]'s record (expiring soonest) makes room.
+        assert!(directory.offer_at(&signed(&agents[2], 1, 1000, 1400), 1000).unwrap());
+        assert!(directory.get_at(&agents[0].did(), 1000).is_none());
+        assert!(directory.get_at(&agents[1].did(), 1000).is_some());
+        // Later, agents[2]'s has expired and goes first.
+        assert!(directory.offer_at(&signed(&agents[3], 1, 1450, 1600), 1450).unwrap());
+        assert!(directory.get_at(&agents[1].did(), 1450).is_some());
+        assert!(directory.get_at(&agents[3].did(), 1450).is_some());
+        assert_eq!(directory.records.len(), 2);
     }
 
     #[test]
