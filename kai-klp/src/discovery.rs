@@ -10,7 +10,7 @@
 //! A [`Discovery`] runs its swarm on a tokio task; [`Discovery::start`] must be called inside a tokio
 //! runtime. Dropping the handle stops the node.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -169,9 +169,14 @@ fn score_params(topic: &gossipsub::IdentTopic) -> gossipsub::PeerScoreParams {
         ip_colocation_factor_weight: 0.0,
         ..gossipsub::PeerScoreParams::default()
     };
+    // Time in the mesh earns little credit (at most 5 points), and rejected records are remembered
+    // for a while (the counter keeps 90% a second): a dozen or so rejections graylist a peer.
     let presence = gossipsub::TopicScoreParams {
         mesh_message_deliveries_weight: 0.0,
         mesh_failure_penalty_weight: 0.0,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 10.0,
+        invalid_message_deliveries_decay: 0.9,
         ..gossipsub::TopicScoreParams::default()
     };
     params.topics.insert(topic.hash(), presence);
@@ -184,18 +189,23 @@ impl Discovery {
     pub async fn start(identity: &Identity, config: DiscoveryConfig) -> Result<Self, Error> {
         let mut swarm = build_swarm(identity, &config)?;
         let peer_id = *swarm.local_peer_id();
+        let mut waiting = HashSet::new();
         for addr in &config.listen {
-            swarm
+            let listener = swarm
                 .listen_on(addr.clone())
                 .map_err(|e| failed(format!("cannot listen on {addr}: {e}")))?;
+            waiting.insert(listener);
         }
         let mut addrs = Vec::new();
         let deadline = tokio::time::sleep(Duration::from_secs(10));
         tokio::pin!(deadline);
-        while addrs.len() < config.listen.len() {
+        while !waiting.is_empty() {
             tokio::select! {
                 event = swarm.select_next_some() => match event {
-                    SwarmEvent::NewListenAddr { address, .. } => addrs.push(address.with(Protocol::P2p(peer_id))),
+                    SwarmEvent::NewListenAddr { listener_id, address } => {
+                        waiting.remove(&listener_id);
+                        addrs.push(address.with(Protocol::P2p(peer_id)));
+                    }
                     SwarmEvent::ListenerError { error, .. } => return Err(failed(format!("listener failed: {error}"))),
                     _ => {}
                 },
@@ -225,6 +235,7 @@ impl Discovery {
             me: identity.did(),
             directory: Arc::clone(&directory),
             own: None,
+            greeted: HashSet::new(),
             puts: HashMap::new(),
             finds: HashMap::new(),
         };
@@ -250,9 +261,9 @@ impl Discovery {
 
     /// Publishes a signed presence record: stores it in the DHT (returning once at least one other node
     /// holds it) and gossips it. The record may describe another agent (a node can relay records for
-    /// agents that cannot run libp2p, such as ones in a browser); it is checked first either way.
+    /// agents that cannot run libp2p, such as ones in a browser); it is checked first either way, and
+    /// refused if a newer record for the same agent is already known.
     pub async fn announce(&self, token: &str) -> Result<(), Error> {
-        Presence::verify(token)?;
         let (reply, answer) = oneshot::channel();
         self.send(Command::Announce {
             token: token.to_owned(),
@@ -294,8 +305,10 @@ struct Node {
     swarm: Swarm<Behaviour>,
     me: Did,
     directory: Arc<Mutex<Directory>>,
-    /// This node's own latest record, gossiped again to each new subscriber.
+    /// This node's own latest record, gossiped again when a peer first subscribes.
     own: Option<String>,
+    /// Peers that have subscribed to presence gossip on a live connection (greeted once each).
+    greeted: HashSet<PeerId>,
     puts: HashMap<QueryId, oneshot::Sender<Result<(), Error>>>,
     finds: HashMap<QueryId, (Did, FindReply)>,
 }
@@ -313,24 +326,34 @@ impl Node {
         }
     }
 
-    fn offer(&self, token: &str) -> Result<bool, Error> {
-        self.directory
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .offer(token)
+    fn directory(&self) -> std::sync::MutexGuard<'_, Directory> {
+        self.directory.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn command(&mut self, command: Command) {
         match command {
             Command::Announce { token, reply } => {
-                let record = match Presence::verify(&token) {
+                let now = now_seconds();
+                let record = match Presence::verify_at(&token, now) {
                     Ok(record) => record,
                     Err(error) => {
                         let _ = reply.send(Err(error));
                         return;
                     }
                 };
-                let _ = self.offer(&token);
+                {
+                    let mut directory = self.directory();
+                    if directory
+                        .newest_seq(&record.did, now)
+                        .is_some_and(|seq| seq > record.seq)
+                    {
+                        let _ = reply.send(Err(Error::PresenceInvalid {
+                            reason: "a newer record for this agent is already known".into(),
+                        }));
+                        return;
+                    }
+                    directory.keep(record.clone(), &token, now);
+                }
                 if record.did == self.me {
                     self.own = Some(token.clone());
                 }
@@ -365,6 +388,13 @@ impl Node {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.kad_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.gossip_event(event),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.greeted.remove(&peer_id);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }))
                 if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) =>
             {
@@ -400,12 +430,7 @@ impl Node {
                     if (step.last || result.is_err())
                         && let Some((did, reply)) = self.finds.remove(&id)
                     {
-                        let found = self
-                            .directory
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .get(&did)
-                            .cloned();
+                        let found = self.directory().get(&did).cloned();
                         let _ = reply.send(Ok(found));
                     }
                 }
@@ -415,32 +440,32 @@ impl Node {
         }
     }
 
-    /// A record under the right key that verifies, as text.
-    fn check(record: &Record) -> Option<(Presence, &str)> {
+    /// A record under the right key that verifies now, with its text.
+    fn check(record: &Record, now: u64) -> Option<(Presence, String)> {
         let token = std::str::from_utf8(&record.value).ok()?;
-        let presence = Presence::verify(token).ok()?;
-        (record.key == presence_key(&presence.did)).then_some((presence, token))
+        let presence = Presence::verify_at(token, now).ok()?;
+        (record.key == presence_key(&presence.did)).then(|| (presence, token.to_owned()))
     }
 
     /// A record from a DHT answer: kept in the directory if valid and newer.
     fn take_found(&self, record: &Record) {
-        if let Some((_, token)) = Self::check(record) {
-            let _ = self.offer(token);
+        let now = now_seconds();
+        if let Some((presence, token)) = Self::check(record, now) {
+            self.directory().keep(presence, &token, now);
         }
     }
 
-    /// A store request from another node: stored only if valid and newer than what is held.
+    /// A store request from another node: stored only if valid and newer than the record this node's
+    /// DHT store holds under that key (whatever gossip has already brought to the directory).
     fn store_inbound(&mut self, mut record: Record) {
-        let Some((presence, token)) = Self::check(&record) else {
+        let now = now_seconds();
+        let Some((presence, token)) = Self::check(&record, now) else {
             tracing::debug!("refused a forged, stale or malformed presence record");
-            return;
-        };
-        let Ok(true) = self.offer(token) else {
             return;
         };
         let kad = &mut self.swarm.behaviour_mut().kad;
         let held = kad::store::RecordStore::get(kad.store_mut(), &record.key)
-            .and_then(|held| Self::check(&held).map(|(held, _)| held.seq));
+            .and_then(|held| Self::check(&held, now).map(|(held, _)| held.seq));
         if held.is_some_and(|seq| seq >= presence.seq) {
             return;
         }
@@ -448,6 +473,7 @@ impl Node {
         if let Err(error) = kad::store::RecordStore::put(kad.store_mut(), record) {
             tracing::debug!(%error, "presence record not stored");
         }
+        self.directory().keep(presence, &token, now);
     }
 
     fn gossip_event(&mut self, event: gossipsub::Event) {
@@ -457,9 +483,18 @@ impl Node {
                 message_id,
                 message,
             } => {
-                let acceptance = match std::str::from_utf8(&message.data).map(|token| self.offer(token)) {
-                    Ok(Ok(true)) => gossipsub::MessageAcceptance::Accept,
-                    Ok(Ok(false)) => gossipsub::MessageAcceptance::Ignore,
+                // Forged or malformed: rejected (not forwarded, and it counts against the sender).
+                // Expired or ahead of our clock: ignored, since an honest peer may have relayed it
+                // late or have a skewed clock. Valid but not newer: ignored.
+                let now = now_seconds();
+                let acceptance = match std::str::from_utf8(&message.data).map(|t| (t, Presence::authentic(t))) {
+                    Ok((token, Ok(record))) => {
+                        if record.check_time(now).is_ok() && self.directory().keep(record, token, now) {
+                            gossipsub::MessageAcceptance::Accept
+                        } else {
+                            gossipsub::MessageAcceptance::Ignore
+                        }
+                    }
                     _ => gossipsub::MessageAcceptance::Reject,
                 };
                 self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
@@ -468,8 +503,9 @@ impl Node {
                     acceptance,
                 );
             }
-            gossipsub::Event::Subscribed { topic, .. }
-                if topic == gossipsub::IdentTopic::new(PRESENCE_TOPIC).hash() =>
+            // gossipsub reports every SUBSCRIBE, repeats included: greet each peer once per connection.
+            gossipsub::Event::Subscribed { peer_id, topic }
+                if topic == gossipsub::IdentTopic::new(PRESENCE_TOPIC).hash() && self.greeted.insert(peer_id) =>
             {
                 if let Some(own) = self.own.clone()
                     && Presence::verify(&own).is_ok()

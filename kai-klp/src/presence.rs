@@ -38,6 +38,8 @@ pub const MAX_PRESENCE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// At most this many addresses or capabilities in one record.
 pub const MAX_ENTRIES: usize = 64;
+/// The largest signed record accepted: it must fit in one Kademlia message and one gossip message.
+pub const MAX_PRESENCE_BYTES: usize = 8 * 1024;
 /// How many agents a [`Directory`] holds records for unless told otherwise.
 pub const DEFAULT_DIRECTORY_CAPACITY: usize = 4096;
 
@@ -82,13 +84,18 @@ impl Presence {
         }
     }
 
-    /// Signs the record as a compact JWS. `identity` must be the agent the record describes.
+    /// Signs the record as a compact JWS. `identity` must be the agent the record describes, and the
+    /// signed record must fit in [`MAX_PRESENCE_BYTES`].
     pub fn sign(&self, identity: &Identity) -> Result<String, Error> {
         if identity.did() != self.did {
             return Err(invalid("a presence record is signed by the agent it describes"));
         }
         self.check_shape()?;
-        jws::sign(identity, self)
+        let token = jws::sign(identity, self)?;
+        if token.len() > MAX_PRESENCE_BYTES {
+            return Err(invalid(format!("the signed record exceeds {MAX_PRESENCE_BYTES} bytes")));
+        }
+        Ok(token)
     }
 
     /// Checks a signed record now: see [`Presence::verify_at`].
@@ -96,21 +103,36 @@ impl Presence {
         Self::verify_at(token, now_seconds())
     }
 
-    /// Checks a signed record at `now` (seconds since the Unix epoch): well formed, signed by the key of
-    /// the DID it names, not expired, not issued more than [`CLOCK_SKEW`] ahead, and valid for no
-    /// longer than [`MAX_PRESENCE_TTL`].
+    /// Checks a signed record at `now` (seconds since the Unix epoch): well formed and at most
+    /// [`MAX_PRESENCE_BYTES`], signed by the key of the DID it names, valid for no longer than
+    /// [`MAX_PRESENCE_TTL`], not expired, and not issued more than [`CLOCK_SKEW`] ahead.
     pub fn verify_at(token: &str, now: u64) -> Result<Self, Error> {
-        let unverified = jws::decode::<Presence>(token).map_err(|e| invalid(e.to_string()))?;
+        let record = Self::authentic(token)?;
+        record.check_time(now)?;
+        Ok(record)
+    }
+
+    /// The checks of [`Presence::verify_at`] that do not depend on the clock: a record that fails them
+    /// is forged or malformed, whereas one that fails only [`Presence::check_time`] may just have been
+    /// delayed or come from a peer whose clock is off.
+    pub(crate) fn authentic(token: &str) -> Result<Self, Error> {
+        let unverified =
+            jws::decode_within::<Presence>(token, MAX_PRESENCE_BYTES).map_err(|e| invalid(e.to_string()))?;
         unverified.verify(&unverified.claims.did)?;
         let record = unverified.claims;
         record.check_shape()?;
-        if record.exp <= now {
-            return Err(invalid(format!("expired at {}", record.exp)));
-        }
-        if record.iat > now.saturating_add(CLOCK_SKEW.as_secs()) {
-            return Err(invalid(format!("issued in the future ({})", record.iat)));
-        }
         Ok(record)
+    }
+
+    /// Whether the record is current at `now`.
+    pub(crate) fn check_time(&self, now: u64) -> Result<(), Error> {
+        if self.exp <= now {
+            return Err(invalid(format!("expired at {}", self.exp)));
+        }
+        if self.iat > now.saturating_add(CLOCK_SKEW.as_secs()) {
+            return Err(invalid(format!("issued in the future ({})", self.iat)));
+        }
+        Ok(())
     }
 
     fn check_shape(&self) -> Result<(), Error> {
@@ -165,11 +187,13 @@ impl Directory {
     /// [`Directory::offer`] at `now` (seconds since the Unix epoch).
     pub fn offer_at(&mut self, token: &str, now: u64) -> Result<bool, Error> {
         let record = Presence::verify_at(token, now)?;
-        if let Some((held, _)) = self.records.get(&record.did)
-            && held.seq >= record.seq
-            && held.exp > now
-        {
-            return Ok(false);
+        Ok(self.keep(record, token, now))
+    }
+
+    /// Keeps a record already verified at `now` if it is newer than the one held for its agent.
+    pub(crate) fn keep(&mut self, record: Presence, token: &str, now: u64) -> bool {
+        if self.newest_seq(&record.did, now).is_some_and(|seq| seq >= record.seq) {
+            return false;
         }
         if !self.records.contains_key(&record.did) && self.records.len() >= self.capacity {
             self.records.retain(|_, (held, _)| held.exp > now);
@@ -184,7 +208,12 @@ impl Directory {
             }
         }
         self.records.insert(record.did, (record, token.to_owned()));
-        Ok(true)
+        true
+    }
+
+    /// The `seq` of the unexpired record held for `did`.
+    pub(crate) fn newest_seq(&self, did: &Did, now: u64) -> Option<u64> {
+        self.get_at(did, now).map(|record| record.seq)
     }
 
     /// The unexpired record held for `did`.

@@ -384,3 +384,45 @@ async fn five_nodes_discover_each_other_talk_privately_and_call_under_delegated_
     assert_eq!(weather_calls.load(Ordering::SeqCst), 1);
     nodes.iter_mut().for_each(|node| node.inbox.close());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_outlives_its_publisher_in_the_dht_and_an_older_one_is_refused() {
+    let first = start_node(Identity::generate(), Vec::new(), None).await;
+    let bootstrap = first.discovery.listen_addrs().to_vec();
+    let second = start_node(Identity::generate(), bootstrap.clone(), None).await;
+    let publisher = start_node(Identity::generate(), bootstrap.clone(), None).await;
+    let did = publisher.identity.did();
+
+    let older = Presence::new(&publisher.identity, ["tcp://127.0.0.1:1"], [], Duration::from_secs(600));
+    let mut newer = older.clone();
+    newer.seq += 1;
+    newer.addrs = vec![format!("tcp://{}", publisher.klp)];
+    publisher.discovery.publish(&publisher.identity, &newer).await.unwrap();
+    let refused = publisher.discovery.publish(&publisher.identity, &older).await;
+    assert!(
+        matches!(refused, Err(kai_klp::Error::PresenceInvalid { .. })),
+        "{refused:?}"
+    );
+
+    // Give the other nodes' gossip and DHT stores a moment, then take the publisher away.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while [&first, &second]
+        .iter()
+        .any(|n| n.discovery.known().iter().all(|p| p.did != did))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "gossip did not arrive");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(publisher);
+
+    // A node that joins afterwards heard no gossip: it finds the record in the others' DHT stores.
+    let late = start_node(Identity::generate(), bootstrap, None).await;
+    assert!(late.discovery.known().is_empty());
+    let found = late
+        .discovery
+        .find(&did)
+        .await
+        .unwrap()
+        .expect("the DHT still holds the record");
+    assert_eq!(found, newer);
+}

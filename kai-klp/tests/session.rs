@@ -184,3 +184,19 @@ fn envelopes_larger_than_a_frame_cross_in_pieces_within_the_receivers_limit() {
         );
     });
 }
+
+#[test]
+fn a_send_that_failed_half_way_leaves_the_session_broken() {
+    let (alice, bob, mut client, server) = pair();
+    drop(server);
+    let message = Envelope::new(&alice, &bob.did(), MessageKind::Direct, json!("hello"));
+    block_on(async {
+        assert!(matches!(client.send(&message).await, Err(Error::SessionClosed)));
+        let again = client.send(&message).await;
+        assert!(
+            matches!(&again, Err(Error::SessionBroken { reason }) if reason.contains("earlier")),
+            "{again:?}"
+        );
+        assert!(matches!(client.recv().await, Err(Error::SessionBroken { .. })));
+    });
+}

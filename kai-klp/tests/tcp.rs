@@ -69,3 +69,26 @@ async fn garbage_from_the_peer_is_an_error_not_a_panic_or_a_huge_allocation() {
         "{result:?}"
     );
 }
+
+#[tokio::test]
+async fn waiting_for_a_frame_can_time_out_without_losing_the_bytes_already_read() {
+    use kai_klp::session::FrameTransport as _;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (go_on, wait) = tokio::sync::oneshot::channel::<()>();
+    let writer = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        // One frame of 6 bytes, sent in two parts with a pause in between.
+        stream.write_all(&[0, 0, 0, 6, b'h', b'e']).await.unwrap();
+        wait.await.unwrap();
+        stream.write_all(b"llo!").await.unwrap();
+        stream
+    });
+    let mut transport = TcpTransport::new(TcpStream::connect(address).await.unwrap());
+    let early = tokio::time::timeout(std::time::Duration::from_millis(200), transport.recv()).await;
+    assert!(early.is_err(), "only part of the frame has arrived");
+    go_on.send(()).unwrap();
+    assert_eq!(transport.recv().await.unwrap(), b"hello!");
+    drop(writer.await.unwrap());
+    assert!(matches!(transport.recv().await, Err(Error::SessionClosed)));
+}

@@ -52,7 +52,9 @@ const LAST: u8 = 0;
 pub trait FrameTransport: MaybeSend {
     /// Sends one frame.
     fn send<'a>(&'a mut self, frame: &'a [u8]) -> BoxFuture<'a, Result<(), Error>>;
-    /// Receives one frame; [`Error::SessionClosed`] when the other side is gone.
+    /// Receives one frame; [`Error::SessionClosed`] when the other side is gone. Should be cancel-safe
+    /// (dropping the future before it completes loses nothing), so that sessions can wait with a
+    /// timeout.
     fn recv(&mut self) -> BoxFuture<'_, Result<Vec<u8>, Error>>;
 }
 
@@ -135,6 +137,9 @@ pub struct Session<T: FrameTransport> {
     me: Identity,
     peer: Did,
     max_message_bytes: usize,
+    /// Set while a send or receive is under way: if it fails or its future is dropped half-way, the
+    /// Noise nonces or the transport's framing may be out of step, so the session must not be used.
+    busy: bool,
 }
 
 impl<T: FrameTransport> std::fmt::Debug for Session<T> {
@@ -233,6 +238,7 @@ pub async fn connect<T: FrameTransport>(
         me: identity,
         peer,
         max_message_bytes: MAX_MESSAGE_BYTES,
+        busy: false,
     })
 }
 
@@ -240,7 +246,9 @@ pub async fn connect<T: FrameTransport>(
 pub async fn accept<T: FrameTransport>(identity: Identity, mut transport: T) -> Result<Session<T>, Error> {
     let mut state = builder_state(&identity, false)?;
     let first = transport.recv().await?;
-    read(&mut state, &first)?;
+    if !read(&mut state, &first)?.is_empty() {
+        return Err(handshake("the first handshake message must carry no payload"));
+    }
     let proof = prove(&identity, &state)?;
     let second = write(&mut state, &proof)?;
     transport.send(&second).await?;
@@ -255,6 +263,7 @@ pub async fn accept<T: FrameTransport>(identity: Identity, mut transport: T) -> 
         me: identity,
         peer,
         max_message_bytes: MAX_MESSAGE_BYTES,
+        busy: false,
     })
 }
 
@@ -271,12 +280,15 @@ impl<T: FrameTransport> Session<T> {
     }
 
     /// Signs and sends an envelope (which must be from this side to the peer), in as many frames as
-    /// it needs.
+    /// it needs. If this fails, or its future is dropped before it finishes, the session is broken:
+    /// every later send or receive is [`Error::SessionBroken`].
     pub async fn send(&mut self, envelope: &Envelope) -> Result<(), Error> {
         if envelope.from != self.me.did() || envelope.to != self.peer {
             return Err(broken("an envelope on a session goes from this side to the peer"));
         }
         let signed = jws::sign(&self.me, envelope)?;
+        self.check_usable()?;
+        self.busy = true;
         let mut chunks = signed.as_bytes().chunks(CHUNK_BYTES).peekable();
         let mut plaintext = Vec::with_capacity(CHUNK_BYTES + 1);
         let mut frame = vec![0u8; MAX_FRAME_BYTES];
@@ -290,15 +302,30 @@ impl<T: FrameTransport> Session<T> {
                 .map_err(|e| broken(e.to_string()))?;
             self.transport.send(&frame[..length]).await?;
         }
+        self.busy = false;
         Ok(())
     }
 
-    /// Receives the next envelope, checking it was signed by the peer and addressed here.
+    /// Refuses if an earlier send or receive did not finish.
+    fn check_usable(&self) -> Result<(), Error> {
+        if self.busy {
+            return Err(broken("an earlier send or receive failed or was cancelled half-way"));
+        }
+        Ok(())
+    }
+
+    /// Receives the next envelope, checking it was signed by the peer and addressed here. Waiting for
+    /// it may be cancelled (a `select!` with a timeout, say) as long as the transport's `recv` is
+    /// cancel-safe, as all of this crate's are; once its first frame has arrived, a failure or a
+    /// cancelled receive breaks the session, as with [`Session::send`].
     pub async fn recv(&mut self) -> Result<Envelope, Error> {
+        self.check_usable()?;
         let mut signed = Vec::new();
         let mut plaintext = vec![0u8; MAX_FRAME_BYTES];
         loop {
             let frame = self.transport.recv().await?;
+            // From the first frame on, the envelope must be read to its end.
+            self.busy = true;
             let length = self
                 .noise
                 .read_message(&frame, &mut plaintext)
@@ -325,6 +352,7 @@ impl<T: FrameTransport> Session<T> {
         if envelope.from != self.peer || envelope.to != self.me.did() {
             return Err(broken("an envelope on this session names other parties"));
         }
+        self.busy = false;
         Ok(envelope)
     }
 }

@@ -6,9 +6,12 @@ use super::{FrameTransport, MAX_FRAME_BYTES, broken, fits};
 use crate::error::Error;
 
 /// Frames over TCP: each frame is a 4-byte big-endian length and that many bytes (feature `tcp`).
+/// Receiving is cancel-safe: bytes read before a `recv` future is dropped stay buffered for the next.
 #[derive(Debug)]
 pub struct TcpTransport {
     stream: tokio::net::TcpStream,
+    /// Bytes received but not yet returned as a frame.
+    buffer: Vec<u8>,
 }
 
 impl TcpTransport {
@@ -19,7 +22,10 @@ impl TcpTransport {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "TCP_NODELAY not set");
         }
-        Self { stream }
+        Self {
+            stream,
+            buffer: Vec::new(),
+        }
     }
 }
 
@@ -41,23 +47,30 @@ impl FrameTransport for TcpTransport {
     fn recv(&mut self) -> BoxFuture<'_, Result<Vec<u8>, Error>> {
         use tokio::io::AsyncReadExt as _;
         boxed(async move {
-            let mut length = [0u8; 4];
-            match self.stream.read_exact(&mut length).await {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Error::SessionClosed),
-                Err(e) => return Err(Error::Io(format!("receiving a frame: {e}"))),
+            loop {
+                if let Some(header) = self.buffer.first_chunk::<4>() {
+                    let length = u32::from_be_bytes(*header) as usize;
+                    // Refuse before reading on: a garbage length cannot make us buffer gigabytes.
+                    if length > MAX_FRAME_BYTES {
+                        return Err(broken(format!("the peer announced a {length}-byte frame")));
+                    }
+                    if self.buffer.len() >= 4 + length {
+                        let frame = self.buffer[4..4 + length].to_vec();
+                        self.buffer.drain(..4 + length);
+                        return Ok(frame);
+                    }
+                }
+                // `read_buf` is cancel-safe: either it appended bytes to the buffer or it read nothing.
+                self.buffer
+                    .reserve(MAX_FRAME_BYTES + 4 - self.buffer.len().min(MAX_FRAME_BYTES + 4));
+                match self.stream.read_buf(&mut self.buffer).await {
+                    // A closed connection, between frames or in the middle of one.
+                    Ok(0) => return Err(Error::SessionClosed),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Err(Error::SessionClosed),
+                    Err(e) => return Err(Error::Io(format!("receiving a frame: {e}"))),
+                }
             }
-            let length = u32::from_be_bytes(length) as usize;
-            // Refuse before allocating: a garbage length cannot make us reserve gigabytes.
-            if length > MAX_FRAME_BYTES {
-                return Err(broken(format!("the peer announced a {length}-byte frame")));
-            }
-            let mut frame = vec![0u8; length];
-            self.stream
-                .read_exact(&mut frame)
-                .await
-                .map_err(|e| Error::Io(format!("receiving a frame: {e}")))?;
-            Ok(frame)
         })
     }
 }

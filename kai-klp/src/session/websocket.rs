@@ -86,6 +86,9 @@ impl FrameTransport for WebSocketTransport {
                         | WsError::AlreadyClosed
                         | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
                     )) => return Err(Error::SessionClosed),
+                    Some(Err(WsError::Io(error))) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+                        return Err(Error::SessionClosed);
+                    }
                     Some(Err(WsError::Capacity(error))) => {
                         return Err(broken(format!("the peer sent an oversized message: {error}")));
                     }

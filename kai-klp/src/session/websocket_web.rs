@@ -1,7 +1,7 @@
 //! Frames over the host's `WebSocket` on wasm32 (feature `websocket`): browsers, and Node with a global
 //! `WebSocket` (Node 22, or Node 20 with `--experimental-websocket`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use futures::StreamExt as _;
@@ -13,6 +13,11 @@ use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 
 use super::{FrameTransport, MAX_FRAME_BYTES, broken, fits};
 use crate::error::Error;
+
+/// How many received frames may wait for `recv` before the session is broken: the host buffers a
+/// message before we see it, so this (with the frame size limit) bounds what a fast peer can make us
+/// hold.
+const MAX_QUEUED_FRAMES: usize = 256;
 
 /// What the socket's callbacks report.
 enum Incoming {
@@ -26,6 +31,8 @@ enum Incoming {
 pub struct WebSocketTransport {
     socket: WebSocket,
     incoming: mpsc::UnboundedReceiver<Incoming>,
+    /// Frames queued in `incoming` and not yet received.
+    queued: Rc<Cell<usize>>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_close: Closure<dyn FnMut(CloseEvent)>,
     _on_error: Closure<dyn FnMut(Event)>,
@@ -53,8 +60,19 @@ impl WebSocketTransport {
         let (opened, open) = oneshot::channel::<Result<(), String>>();
         let opened = Rc::new(RefCell::new(Some(opened)));
 
-        let sender = frames.clone();
+        let queued = Rc::new(Cell::new(0usize));
+        let (sender, count, closer) = (frames.clone(), Rc::clone(&queued), socket.clone());
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            if count.get() > MAX_QUEUED_FRAMES {
+                return; // already broken: the reader will see that first
+            }
+            count.set(count.get() + 1);
+            if count.get() > MAX_QUEUED_FRAMES {
+                let reason = format!("more than {MAX_QUEUED_FRAMES} frames arrived unread");
+                let _ = sender.unbounded_send(Incoming::Broken(reason));
+                let _ = closer.close();
+                return;
+            }
             let item = match event.data().dyn_into::<js_sys::ArrayBuffer>() {
                 Ok(buffer) if buffer.byte_length() as usize <= MAX_FRAME_BYTES => {
                     Incoming::Frame(js_sys::Uint8Array::new(&buffer).to_vec())
@@ -90,6 +108,7 @@ impl WebSocketTransport {
         let transport = Self {
             socket,
             incoming,
+            queued,
             _on_message: on_message,
             _on_close: on_close,
             _on_error: on_error,
@@ -118,7 +137,9 @@ impl FrameTransport for WebSocketTransport {
 
     fn recv(&mut self) -> BoxFuture<'_, Result<Vec<u8>, Error>> {
         boxed(async move {
-            match self.incoming.next().await {
+            let item = self.incoming.next().await;
+            self.queued.set(self.queued.get().saturating_sub(1));
+            match item {
                 Some(Incoming::Frame(frame)) => Ok(frame),
                 Some(Incoming::Broken(reason)) => Err(broken(reason)),
                 Some(Incoming::Closed) | None => Err(Error::SessionClosed),
