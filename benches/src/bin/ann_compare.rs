@@ -1,10 +1,13 @@
-//! The kAI side of `benches/ann/compare.py`: builds an `HnswIndex` over a dataset written by the script,
-//! and prints build time, recall@10 and single-thread queries per second at several `ef` (the best of
-//! `repeat` passes: on a shared machine interference only ever slows a pass down), and memory, as one
-//! JSON object.
+//! The kAI side of `benches/ann/compare.py`, in two commands that each print one JSON object:
 //!
-//! Usage: `ann_compare <dir> <metric: l2|cosine> <m> <ef_construction> <ef,ef,...> <repeat>`; `<dir>` holds
-//! `base.f32`, `queries.f32`, `truth.u32` (10 ids per query) and `meta.json` (`{"n", "queries", "dims"}`).
+//! - `ann_compare build <dir> <l2|cosine> <m> <ef_construction>`: builds an `HnswIndex` over the
+//!   dataset, saves it as `<dir>/kai.index`; build time, memory added, file size, reopen time;
+//! - `ann_compare search <dir> <ef> <passes>`: recall@10 and single-thread queries per second at `ef`
+//!   on the saved index (the fastest of `passes` timed passes, after an untimed one).
+//!
+//! The script alternates search runs with hnswlib's on the same machine, so both see the same noise.
+//! `<dir>` holds `base.f32`, `queries.f32`, `truth.u32` (10 ids per query) and `meta.json`
+//! (`{"n", "queries", "dims"}`).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -31,27 +34,29 @@ fn resident_kib() -> u64 {
 }
 
 fn run(args: &[String]) -> Result<String, String> {
-    let [dir, metric, m, ef_construction, efs, repeat] = args else {
-        return Err("usage: ann_compare <dir> <l2|cosine> <m> <ef_construction> <ef,ef,...> <repeat>".into());
+    match args.first().map(String::as_str) {
+        Some("build") => build(&args[1..]),
+        Some("search") => search(&args[1..]),
+        _ => Err(USAGE.into()),
+    }
+}
+
+const USAGE: &str = "usage: ann_compare build <dir> <l2|cosine> <m> <ef_construction>\n       \
+                     ann_compare search <dir> <ef> <passes>";
+
+/// Builds the index over `<dir>/base.f32`, saves it as `<dir>/kai.index`, and reopens it.
+fn build(args: &[String]) -> Result<String, String> {
+    let [dir, metric, m, ef_construction] = args else {
+        return Err(USAGE.into());
     };
-    let repeat: usize = repeat.parse().map_err(|_| "repeat")?;
     let dir = std::path::Path::new(dir);
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    let dims = meta["dims"].as_u64().ok_or("meta.dims")? as usize;
+    let dims = dimensions(dir)?;
     let metric = match metric.as_str() {
         "l2" => Metric::L2,
         "cosine" => Metric::Cosine,
         other => return Err(format!("unknown metric {other}")),
     };
     let base = read_f32(&dir.join("base.f32"))?;
-    let queries = read_f32(&dir.join("queries.f32"))?;
-    let truth: Vec<u32> = std::fs::read(dir.join("truth.u32"))
-        .map_err(|e| e.to_string())?
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
     let items: Vec<(u64, Vec<f32>)> = base
         .chunks_exact(dims)
         .enumerate()
@@ -72,39 +77,58 @@ fn run(args: &[String]) -> Result<String, String> {
     let build_seconds = started.elapsed().as_secs_f64();
     let memory_kib = resident_kib().saturating_sub(before);
     let started = Instant::now();
-    let reopened = HnswIndex::open(&path).map_err(|e| e.to_string())?;
+    HnswIndex::open(&path).map_err(|e| e.to_string())?;
     let reopen_seconds = started.elapsed().as_secs_f64();
     let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-
-    // One untimed pass first, as for hnswlib: page faults and cold caches are not search speed.
-    for query in queries.chunks_exact(dims) {
-        reopened.search_with(query, 10, 16, None).map_err(|e| e.to_string())?;
-    }
-    let mut results = Vec::new();
-    for ef in efs.split(',') {
-        let ef: usize = ef.parse().map_err(|_| "ef")?;
-        let n_queries = queries.len() / dims;
-        let (mut found, mut best_seconds) = (0usize, f64::INFINITY);
-        for _ in 0..repeat.max(1) {
-            found = 0;
-            let started = Instant::now();
-            for (q, query) in queries.chunks_exact(dims).enumerate() {
-                let hits = reopened.search_with(query, 10, ef, None).map_err(|e| e.to_string())?;
-                let expected = &truth[q * 10..q * 10 + 10];
-                found += hits.iter().filter(|h| expected.contains(&(h.id as u32))).count();
-            }
-            best_seconds = best_seconds.min(started.elapsed().as_secs_f64());
-        }
-        results.push(serde_json::json!({
-            "ef": ef, "recall": found as f64 / (n_queries * 10) as f64, "qps": n_queries as f64 / best_seconds
-        }));
-    }
-    drop(index);
     Ok(serde_json::json!({
         "build_seconds": build_seconds, "memory_kib": memory_kib, "reopen_seconds": reopen_seconds,
-        "file_bytes": file_bytes, "search": results
+        "file_bytes": file_bytes
     })
     .to_string())
+}
+
+/// Opens `<dir>/kai.index`, makes one untimed pass over the queries (page faults and cold caches are
+/// not search speed), then `passes` timed ones at `ef`; reports recall@10 and the fastest pass's QPS.
+fn search(args: &[String]) -> Result<String, String> {
+    let [dir, ef, passes] = args else {
+        return Err(USAGE.into());
+    };
+    let dir = std::path::Path::new(dir);
+    let dims = dimensions(dir)?;
+    let ef: usize = ef.parse().map_err(|_| "ef")?;
+    let passes: usize = passes.parse().map_err(|_| "passes")?;
+    let queries = read_f32(&dir.join("queries.f32"))?;
+    let truth: Vec<u32> = std::fs::read(dir.join("truth.u32"))
+        .map_err(|e| e.to_string())?
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let index = HnswIndex::open(dir.join("kai.index")).map_err(|e| e.to_string())?;
+    let n_queries = queries.len() / dims;
+    let (mut found, mut best_seconds) = (0usize, f64::INFINITY);
+    for pass in 0..=passes.max(1) {
+        found = 0;
+        let started = Instant::now();
+        for (q, query) in queries.chunks_exact(dims).enumerate() {
+            let hits = index.search_with(query, 10, ef, None).map_err(|e| e.to_string())?;
+            let expected = &truth[q * 10..q * 10 + 10];
+            found += hits.iter().filter(|h| expected.contains(&(h.id as u32))).count();
+        }
+        if pass > 0 {
+            best_seconds = best_seconds.min(started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(serde_json::json!({
+        "ef": ef, "recall": found as f64 / (n_queries * 10) as f64, "qps": n_queries as f64 / best_seconds
+    })
+    .to_string())
+}
+
+fn dimensions(dir: &std::path::Path) -> Result<usize, String> {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    Ok(meta["dims"].as_u64().ok_or("meta.dims")? as usize)
 }
 
 fn main() -> ExitCode {

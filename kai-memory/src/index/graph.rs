@@ -290,8 +290,8 @@ impl SimdWork for Search<'_> {
 /// A visited set for one thread, cleared in O(1) by bumping a generation number.
 #[derive(Default)]
 struct Visited {
-    marks: Vec<u32>,
-    generation: u32,
+    marks: Vec<u16>,
+    generation: u16,
     /// Scratch space for the unvisited neighbours of the node being expanded.
     fresh: Vec<u32>,
 }
