@@ -216,6 +216,13 @@ fn saved_indexes_reopen_without_reinserting_and_keep_working() {
     for query in data.iter().step_by(400) {
         assert_eq!(index.search(query, 10).unwrap(), reopened.search(query, 10).unwrap());
     }
+    // The file is laid out in search order, not insertion order: ids still lead to their vectors.
+    assert!(reopened.remove(5));
+    assert!(!reopened.remove(3), "a vector removed before saving stays removed");
+    let hits = reopened.search(&data[5], 3).unwrap();
+    assert!(hits.iter().all(|h| h.id != 5) && hits.len() == 3);
+    let hit = reopened.search(&data[7], 1).unwrap()[0];
+    assert!(hit.id == 7 && hit.distance < 1e-5, "{hit:?}");
     reopened.insert(123_456, &data[0]).unwrap();
     let ids: Vec<u64> = reopened.search(&data[0], 2).unwrap().iter().map(|h| h.id).collect();
     assert!(ids.contains(&0) && ids.contains(&123_456));
