@@ -231,15 +231,7 @@ pub async fn connect<T: FrameTransport>(
     let proof = prove(&identity, &state)?;
     let third = write(&mut state, &proof)?;
     transport.send(&third).await?;
-    let noise = state.into_transport_mode().map_err(|e| handshake(e.to_string()))?;
-    Ok(Session {
-        transport,
-        noise,
-        me: identity,
-        peer,
-        max_message_bytes: MAX_MESSAGE_BYTES,
-        busy: false,
-    })
+    Session::established(transport, state, identity, peer)
 }
 
 /// Accepts a session from a peer, as the responder.
@@ -256,18 +248,23 @@ pub async fn accept<T: FrameTransport>(identity: Identity, mut transport: T) -> 
     let third = transport.recv().await?;
     let payload = read(&mut state, &third)?;
     let peer = check(&state, &hash_before, &payload)?;
-    let noise = state.into_transport_mode().map_err(|e| handshake(e.to_string()))?;
-    Ok(Session {
-        transport,
-        noise,
-        me: identity,
-        peer,
-        max_message_bytes: MAX_MESSAGE_BYTES,
-        busy: false,
-    })
+    Session::established(transport, state, identity, peer)
 }
 
 impl<T: FrameTransport> Session<T> {
+    /// The session after a completed handshake.
+    fn established(transport: T, state: snow::HandshakeState, me: Identity, peer: Did) -> Result<Self, Error> {
+        let noise = state.into_transport_mode().map_err(|e| handshake(e.to_string()))?;
+        Ok(Session {
+            transport,
+            noise,
+            me,
+            peer,
+            max_message_bytes: MAX_MESSAGE_BYTES,
+            busy: false,
+        })
+    }
+
     /// The authenticated peer.
     pub fn peer(&self) -> &Did {
         &self.peer

@@ -60,13 +60,7 @@ impl SearchGraph {
                 }
             }
         }
-        let mut offsets = Vec::with_capacity(slots + 1);
-        let mut neighbours = Vec::new();
-        offsets.push(0);
-        for list in layer0 {
-            neighbours.extend(list);
-            offsets.push(neighbours.len() as u32);
-        }
+        let (offsets, neighbours) = compressed(layer0);
         Self {
             offsets,
             neighbours,
@@ -135,15 +129,7 @@ impl SearchGraph {
                 kept
             })
             .collect();
-        let mut offsets = Vec::with_capacity(n + 1);
-        let mut neighbours = Vec::new();
-        offsets.push(0);
-        for list in lists {
-            neighbours.extend(list);
-            offsets.push(neighbours.len() as u32);
-        }
-        self.offsets = offsets;
-        self.neighbours = neighbours;
+        (self.offsets, self.neighbours) = compressed(lists);
     }
 
     /// A breadth-first order of the slots from the entry point (then from each slot not reached, in
@@ -333,6 +319,17 @@ impl SearchGraph {
     }
 }
 
+/// Neighbour lists in compressed sparse rows: list `s` is `neighbours[offsets[s]..offsets[s + 1]]`.
+fn compressed(lists: impl IntoIterator<Item = Vec<u32>>) -> (Vec<u32>, Vec<u32>) {
+    let mut offsets = vec![0];
+    let mut neighbours = Vec::new();
+    for list in lists {
+        neighbours.extend(list);
+        offsets.push(neighbours.len() as u32);
+    }
+    (offsets, neighbours)
+}
+
 /// One search, as [`SimdWork`].
 struct Search<'a> {
     graph: &'a SearchGraph,
@@ -397,13 +394,7 @@ mod tests {
 
     /// A small graph: 0 → 2 → 4, 1 → 3, 4 → 0; entry 2.
     fn graph() -> SearchGraph {
-        let lists: [&[u32]; 5] = [&[2], &[3], &[4], &[], &[0]];
-        let mut offsets = vec![0];
-        let mut neighbours = Vec::new();
-        for list in lists {
-            neighbours.extend_from_slice(list);
-            offsets.push(neighbours.len() as u32);
-        }
+        let (offsets, neighbours) = compressed([vec![2], vec![3], vec![4], vec![], vec![0]]);
         SearchGraph {
             offsets,
             neighbours,
