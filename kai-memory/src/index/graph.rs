@@ -230,93 +230,6 @@ impl SearchGraph {
         VISITED.with(|v| *v.borrow_mut() = visited);
         found
     }
-
-    #[inline(always)]
-    fn search_with(
-        &self,
-        slots: &Slots,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        accept: Option<&dyn Fn(u32) -> bool>,
-        visited: &mut Visited,
-    ) -> Vec<(f32, u32)> {
-        if self.len() == 0 || k == 0 {
-            return Vec::new();
-        }
-        let metric: Metric = slots.metric;
-        let distance = |slot: u32| metric.rank(query, slots.vector(slot));
-        let mut current = self.entry;
-        let mut current_distance = distance(current);
-        for level in (1..=usize::from(self.max_level)).rev() {
-            loop {
-                let mut moved = false;
-                if let Some(list) = self.upper[current as usize].get(level - 1) {
-                    for &next in list {
-                        let d = distance(next);
-                        if d < current_distance {
-                            current_distance = d;
-                            current = next;
-                            moved = true;
-                        }
-                    }
-                }
-                if !moved {
-                    break;
-                }
-            }
-        }
-
-        let ef = ef.max(k);
-        visited.reset(self.len());
-        {
-            let mut candidates: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(ef * 2);
-            let mut results: BinaryHeap<Ranked> = BinaryHeap::with_capacity(ef + 1);
-            visited.insert(current);
-            candidates.push(Reverse(Ranked(current_distance, current)));
-            if accept.is_none_or(|accept| accept(current)) {
-                results.push(Ranked(current_distance, current));
-            }
-            while let Some(Reverse(Ranked(d, node))) = candidates.pop() {
-                if results.len() >= ef && results.peek().is_some_and(|worst| d > worst.0) {
-                    break;
-                }
-                // First mark the unvisited neighbours and start loading their vectors, then compute
-                // their distances: the loads overlap instead of each waiting for memory in turn.
-                let mut fresh = std::mem::take(&mut visited.fresh);
-                fresh.clear();
-                for &next in self.layer0(node) {
-                    if visited.insert(next) {
-                        prefetch(slots.vector(next));
-                        fresh.push(next);
-                    }
-                }
-                for &next in &fresh {
-                    let dn = distance(next);
-                    let worst = results.peek().map_or(f32::INFINITY, |w| w.0);
-                    if results.len() < ef || dn < worst {
-                        candidates.push(Reverse(Ranked(dn, next)));
-                        if accept.is_none_or(|accept| accept(next)) {
-                            results.push(Ranked(dn, next));
-                            if results.len() > ef {
-                                results.pop();
-                            }
-                        }
-                    }
-                }
-                visited.fresh = fresh;
-                // The nearest candidate is most likely expanded next: start loading its neighbour list.
-                if let Some(Reverse(Ranked(_, next))) = candidates.peek() {
-                    prefetch(self.layer0(*next));
-                }
-            }
-            let mut top = TopK::new(k);
-            for Ranked(d, slot) in results {
-                top.offer(d, slot);
-            }
-            top.into_sorted()
-        }
-    }
 }
 
 /// Neighbour lists in compressed sparse rows: list `s` is `neighbours[offsets[s]..offsets[s + 1]]`.
@@ -346,8 +259,90 @@ impl SimdWork for Search<'_> {
 
     #[inline(always)]
     fn run(self) -> Self::Output {
-        self.graph
-            .search_with(self.slots, self.query, self.k, self.ef, self.accept, self.visited)
+        let Search {
+            graph,
+            slots,
+            query,
+            k,
+            ef,
+            accept,
+            visited,
+        } = self;
+        if graph.len() == 0 || k == 0 {
+            return Vec::new();
+        }
+        let metric: Metric = slots.metric;
+        let distance = |slot: u32| metric.rank(query, slots.vector(slot));
+        let mut current = graph.entry;
+        let mut current_distance = distance(current);
+        for level in (1..=usize::from(graph.max_level)).rev() {
+            loop {
+                let mut moved = false;
+                if let Some(list) = graph.upper[current as usize].get(level - 1) {
+                    for &next in list {
+                        let d = distance(next);
+                        if d < current_distance {
+                            current_distance = d;
+                            current = next;
+                            moved = true;
+                        }
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+
+        let ef = ef.max(k);
+        visited.reset(graph.len());
+        {
+            let mut candidates: BinaryHeap<Reverse<Ranked>> = BinaryHeap::with_capacity(ef * 2);
+            let mut results: BinaryHeap<Ranked> = BinaryHeap::with_capacity(ef + 1);
+            visited.insert(current);
+            candidates.push(Reverse(Ranked(current_distance, current)));
+            if accept.is_none_or(|accept| accept(current)) {
+                results.push(Ranked(current_distance, current));
+            }
+            while let Some(Reverse(Ranked(d, node))) = candidates.pop() {
+                if results.len() >= ef && results.peek().is_some_and(|worst| d > worst.0) {
+                    break;
+                }
+                // First mark the unvisited neighbours and start loading their vectors, then compute
+                // their distances: the loads overlap instead of each waiting for memory in turn.
+                let mut fresh = std::mem::take(&mut visited.fresh);
+                fresh.clear();
+                for &next in graph.layer0(node) {
+                    if visited.insert(next) {
+                        prefetch(slots.vector(next));
+                        fresh.push(next);
+                    }
+                }
+                for &next in &fresh {
+                    let dn = distance(next);
+                    let worst = results.peek().map_or(f32::INFINITY, |w| w.0);
+                    if results.len() < ef || dn < worst {
+                        candidates.push(Reverse(Ranked(dn, next)));
+                        if accept.is_none_or(|accept| accept(next)) {
+                            results.push(Ranked(dn, next));
+                            if results.len() > ef {
+                                results.pop();
+                            }
+                        }
+                    }
+                }
+                visited.fresh = fresh;
+                // The nearest candidate is most likely expanded next: start loading its neighbour list.
+                if let Some(Reverse(Ranked(_, next))) = candidates.peek() {
+                    prefetch(graph.layer0(*next));
+                }
+            }
+            let mut top = TopK::new(k);
+            for Ranked(d, slot) in results {
+                top.offer(d, slot);
+            }
+            top.into_sorted()
+        }
     }
 }
 
