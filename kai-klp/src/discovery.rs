@@ -21,7 +21,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, noise, tcp, yamux};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::clock::now_seconds;
+use crate::clock::{now_millis, now_seconds};
 use crate::did::Did;
 use crate::error::Error;
 use crate::identity::Identity;
@@ -233,8 +233,10 @@ impl Discovery {
         let node = Node {
             swarm,
             me: identity.did(),
+            identity: Identity::from_secret_bytes(&identity.secret_bytes()),
             directory: Arc::clone(&directory),
             own: None,
+            refresh_at: None,
             greeted: HashSet::new(),
             puts: HashMap::new(),
             finds: HashMap::new(),
@@ -260,7 +262,9 @@ impl Discovery {
     }
 
     /// Publishes a signed presence record: stores it in the DHT (returning once at least one other node
-    /// holds it) and gossips it. The record may describe another agent (a node can relay records for
+    /// holds it) and gossips it. While the node runs, it re-signs its own agent's latest record with a
+    /// fresh validity of the same length halfway through the current one, so the agent stays findable;
+    /// records relayed for other agents are not refreshed. The record may describe another agent (a node can relay records for
     /// agents that cannot run libp2p, such as ones in a browser); it is checked first either way, and
     /// refused if a newer record for the same agent is already known.
     pub async fn announce(&self, token: &str) -> Result<(), Error> {
@@ -304,9 +308,13 @@ fn stopped() -> Error {
 struct Node {
     swarm: Swarm<Behaviour>,
     me: Did,
+    /// The agent's key, to re-sign its record before it expires.
+    identity: Identity,
     directory: Arc<Mutex<Directory>>,
     /// This node's own latest record, gossiped again when a peer first subscribes.
     own: Option<String>,
+    /// When to re-sign and republish `own`: halfway through its validity.
+    refresh_at: Option<tokio::time::Instant>,
     /// Peers that have subscribed to presence gossip on a live connection (greeted once each).
     greeted: HashSet<PeerId>,
     puts: HashMap<QueryId, oneshot::Sender<Result<(), Error>>>,
@@ -316,12 +324,20 @@ struct Node {
 impl Node {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         loop {
+            let refresh_at = self.refresh_at;
+            let refresh = async move {
+                match refresh_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => self.command(command),
                     None => return,
                 },
                 event = self.swarm.select_next_some() => self.event(event),
+                () = refresh => self.refresh(),
             }
         }
     }
@@ -354,18 +370,12 @@ impl Node {
                     }
                     directory.keep(record.clone(), &token, now);
                 }
-                if record.did == self.me {
-                    self.own = Some(token.clone());
-                }
-                self.gossip(&token);
-                let mut entry = Record::new(presence_key(&record.did), token.into_bytes());
-                entry.expires = Some(std::time::Instant::now() + remaining(&record));
-                match self.swarm.behaviour_mut().kad.put_record(entry, Quorum::One) {
+                match self.spread(&record, token) {
                     Ok(query) => {
                         self.puts.insert(query, reply);
                     }
                     Err(error) => {
-                        let _ = reply.send(Err(failed(format!("cannot store the record: {error}"))));
+                        let _ = reply.send(Err(error));
                     }
                 }
             }
@@ -373,6 +383,50 @@ impl Node {
                 let query = self.swarm.behaviour_mut().kad.get_record(presence_key(&did));
                 self.finds.insert(query, (did, reply));
             }
+        }
+    }
+
+    /// Gossips a checked record and stores it in the DHT; the store query's id. An own record is
+    /// remembered, to greet new peers with and to refresh.
+    fn spread(&mut self, record: &Presence, token: String) -> Result<QueryId, Error> {
+        if record.did == self.me {
+            self.own = Some(token.clone());
+            let remaining = remaining(record);
+            self.refresh_at = Some(tokio::time::Instant::now() + remaining / 2);
+        }
+        self.gossip(&token);
+        let mut entry = Record::new(presence_key(&record.did), token.into_bytes());
+        entry.expires = Some(std::time::Instant::now() + remaining(record));
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .put_record(entry, Quorum::One)
+            .map_err(|error| failed(format!("cannot store the record: {error}")))
+    }
+
+    /// Re-signs the agent's own record with a fresh validity of the same length and publishes it.
+    fn refresh(&mut self) {
+        self.refresh_at = None;
+        let Some(Ok(old)) = self.own.as_deref().map(Presence::authentic) else {
+            return;
+        };
+        let now = now_seconds();
+        let renewed = Presence {
+            seq: now_millis().max(old.seq.saturating_add(1)),
+            iat: now,
+            exp: now + (old.exp - old.iat),
+            ..old
+        };
+        let token = match renewed.sign(&self.identity) {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::warn!(%error, "could not re-sign the presence record");
+                return;
+            }
+        };
+        self.directory().keep(renewed.clone(), &token, now);
+        if let Err(error) = self.spread(&renewed, token) {
+            tracing::debug!(%error, "refreshed presence record not stored");
         }
     }
 

@@ -426,3 +426,28 @@ async fn a_record_outlives_its_publisher_in_the_dht_and_an_older_one_is_refused(
         .expect("the DHT still holds the record");
     assert_eq!(found, newer);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_node_renews_its_record_before_it_expires() {
+    let first = start_node(Identity::generate(), Vec::new(), None).await;
+    let bootstrap = first.discovery.listen_addrs().to_vec();
+    let agent = start_node(Identity::generate(), bootstrap, None).await;
+    let published = Presence::new(
+        &agent.identity,
+        [format!("tcp://{}", agent.klp)],
+        [],
+        Duration::from_secs(3),
+    );
+    agent.discovery.publish(&agent.identity, &published).await.unwrap();
+
+    // Well past the first record's expiry, the other node still finds a current one.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let found = first
+        .discovery
+        .find(&agent.identity.did())
+        .await
+        .unwrap()
+        .expect("a renewed record");
+    assert!(found.seq > published.seq && found.exp > now(), "{found:?}");
+    assert_eq!((found.addrs, found.exp - found.iat), (published.addrs, 3));
+}
