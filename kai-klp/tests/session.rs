@@ -200,3 +200,19 @@ fn a_send_that_failed_half_way_leaves_the_session_broken() {
         assert!(matches!(client.recv().await, Err(Error::SessionBroken { .. })));
     });
 }
+
+#[test]
+fn a_peer_that_goes_silent_fails_the_handshake_in_time() {
+    let (_silent, ours) = memory_pair();
+    let started = std::time::Instant::now();
+    let result = block_on(kai_klp::session::accept_within(
+        std::time::Duration::from_millis(200),
+        Identity::generate(),
+        ours,
+    ));
+    assert!(
+        matches!(&result, Err(Error::Handshake { reason }) if reason.contains("did not complete")),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

@@ -6,6 +6,8 @@
 //! two DIDs. Frames carry signed envelopes; Noise's counters reject altered, replayed or reordered
 //! frames, after which the session is unusable.
 
+use std::time::Duration;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::channel::mpsc;
@@ -212,8 +214,57 @@ fn check(state: &snow::HandshakeState, hash_before: &[u8], payload: &[u8]) -> Re
     Ok(proof.did)
 }
 
-/// Opens a session to a peer, as the initiator. With `expected`, only that DID is accepted.
+/// How long [`connect`] and [`accept`] wait for the peer to complete the handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a handshake, failing with [`Error::Handshake`] if it takes longer than `limit`, so that a peer
+/// that connects and goes silent cannot hold a task for ever.
+async fn within<T>(limit: Duration, handshake_run: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    let run = std::pin::pin!(handshake_run);
+    match futures::future::select(run, futures_timer::Delay::new(limit)).await {
+        futures::future::Either::Left((result, _)) => result,
+        futures::future::Either::Right(_) => Err(handshake(format!(
+            "the peer did not complete the handshake within {} ms",
+            limit.as_millis()
+        ))),
+    }
+}
+
+/// Opens a session to a peer, as the initiator, within [`HANDSHAKE_TIMEOUT`]. With `expected`, only
+/// that DID is accepted.
 pub async fn connect<T: FrameTransport>(
+    identity: Identity,
+    expected: Option<&Did>,
+    transport: T,
+) -> Result<Session<T>, Error> {
+    connect_within(HANDSHAKE_TIMEOUT, identity, expected, transport).await
+}
+
+/// [`connect`] with another time limit for the handshake.
+pub async fn connect_within<T: FrameTransport>(
+    limit: Duration,
+    identity: Identity,
+    expected: Option<&Did>,
+    transport: T,
+) -> Result<Session<T>, Error> {
+    within(limit, initiate(identity, expected, transport)).await
+}
+
+/// Accepts a session from a peer, as the responder, within [`HANDSHAKE_TIMEOUT`].
+pub async fn accept<T: FrameTransport>(identity: Identity, transport: T) -> Result<Session<T>, Error> {
+    accept_within(HANDSHAKE_TIMEOUT, identity, transport).await
+}
+
+/// [`accept`] with another time limit for the handshake.
+pub async fn accept_within<T: FrameTransport>(
+    limit: Duration,
+    identity: Identity,
+    transport: T,
+) -> Result<Session<T>, Error> {
+    within(limit, respond(identity, transport)).await
+}
+
+async fn initiate<T: FrameTransport>(
     identity: Identity,
     expected: Option<&Did>,
     mut transport: T,
@@ -234,8 +285,7 @@ pub async fn connect<T: FrameTransport>(
     Session::established(transport, state, identity, peer)
 }
 
-/// Accepts a session from a peer, as the responder.
-pub async fn accept<T: FrameTransport>(identity: Identity, mut transport: T) -> Result<Session<T>, Error> {
+async fn respond<T: FrameTransport>(identity: Identity, mut transport: T) -> Result<Session<T>, Error> {
     let mut state = builder_state(&identity, false)?;
     let first = transport.recv().await?;
     if !read(&mut state, &first)?.is_empty() {
