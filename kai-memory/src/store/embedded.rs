@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+use std::thread::JoinHandle;
 
 use kai_core::{BoxFuture, boxed};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -37,9 +38,21 @@ impl StoreConfig {
 /// [`flush`](Self::flush) (and when the store is dropped) with the write generation it covers; on
 /// opening, an index that is missing or older than the database is rebuilt from the stored embeddings.
 ///
-/// Calls block the calling thread on SQLite and the index; from an async server, call it from a
-/// blocking-capable task.
+/// The [`MemoryStore`] calls never block the caller: SQLite and the index work on the store's own
+/// thread, one call after another, and the returned future completes when it is done (with any
+/// executor: tokio, async-std, or a plain `block_on`). A write that has started completes even if its
+/// future is dropped. Dropping the store waits for the calls under way, then saves the index.
 pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    jobs: Option<mpsc::Sender<Job>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+/// A call for the store's thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The state the store's thread works on.
+struct Shared {
     inner: Mutex<Inner>,
 }
 
@@ -56,7 +69,7 @@ struct Inner {
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let inner = self.lock();
+        let inner = self.shared.lock();
         f.debug_struct("EmbeddedStore")
             .field("directory", &inner.directory)
             .field("documents", &inner.index.len())
@@ -149,24 +162,58 @@ impl EmbeddedStore {
                 (index, u64::MAX)
             }
         };
-        Ok(Self {
+        let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 db,
                 index,
                 metadata,
                 generation,
                 index_generation,
-                directory,
+                directory: directory.clone(),
                 config,
             }),
+        });
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let worker = std::thread::Builder::new()
+            .name("kai-embedded-store".into())
+            .spawn(move || queue.into_iter().for_each(|job| job()))
+            .map_err(|e| Error::io(&directory, e))?;
+        Ok(Self {
+            shared,
+            jobs: Some(jobs),
+            worker: Some(worker),
         })
     }
 
-    /// Saves the index beside the database, so the next open need not rebuild it.
+    /// Saves the index beside the database, so the next open need not rebuild it. Blocks the calling
+    /// thread while it writes.
     pub fn flush(&self) -> Result<(), Error> {
-        self.lock().flush()
+        self.shared.lock().flush()
     }
 
+    /// Runs `work` on the store's thread; the future resolves to its result.
+    fn run<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Shared) -> Result<R, Error> + Send + 'static,
+    ) -> BoxFuture<'static, Result<R, Error>> {
+        let shared = Arc::clone(&self.shared);
+        let jobs = self.jobs.clone();
+        boxed(async move {
+            let (done, result) = futures::channel::oneshot::channel();
+            let job: Job = Box::new(move || {
+                let _ = done.send(work(&shared));
+            });
+            jobs.ok_or_else(stopped)?.send(job).map_err(|_| stopped())?;
+            result.await.map_err(|_| stopped())?
+        })
+    }
+}
+
+fn stopped() -> Error {
+    Error::Database("the store's thread has stopped".into())
+}
+
+impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -305,8 +352,15 @@ impl Inner {
 
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
+        // Let the calls under way finish, then stop the thread.
+        drop(self.jobs.take());
+        if let Some(worker) = self.worker.take()
+            && worker.join().is_err()
+        {
+            tracing::warn!("the store's thread panicked");
+        }
         // The database already holds every write; a failed save only means a rebuild on next open.
-        if let Err(error) = self.lock().flush() {
+        if let Err(error) = self.shared.lock().flush() {
             tracing::warn!(%error, "could not save the index; it will be rebuilt on next open");
         }
     }
@@ -352,15 +406,18 @@ fn from_blob(blob: &[u8]) -> Vec<f32> {
 
 impl MemoryStore for EmbeddedStore {
     fn upsert<'a>(&'a self, documents: &'a [Document]) -> BoxFuture<'a, Result<(), Error>> {
-        boxed(std::future::ready(self.upsert_now(documents)))
+        let documents = documents.to_vec();
+        self.run(move |shared| shared.upsert_now(&documents))
     }
 
     fn delete<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<usize, Error>> {
-        boxed(std::future::ready(self.delete_now(ids)))
+        let ids = ids.to_vec();
+        self.run(move |shared| shared.delete_now(&ids))
     }
 
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Document>, Error>> {
-        boxed(std::future::ready(self.get_now(id)))
+        let id = id.to_owned();
+        self.run(move |shared| shared.get_now(&id))
     }
 
     fn search<'a>(
@@ -369,10 +426,11 @@ impl MemoryStore for EmbeddedStore {
         k: usize,
         filter: Option<&'a Filter>,
     ) -> BoxFuture<'a, Result<Vec<ScoredDocument>, Error>> {
-        boxed(std::future::ready(self.search_now(query, k, filter)))
+        let (query, filter) = (query.to_vec(), filter.cloned());
+        self.run(move |shared| shared.search_now(&query, k, filter.as_ref()))
     }
 
     fn count(&self) -> BoxFuture<'_, Result<usize, Error>> {
-        boxed(std::future::ready(Ok(self.lock().index.len())))
+        self.run(|shared| Ok(shared.lock().index.len()))
     }
 }
