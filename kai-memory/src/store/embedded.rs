@@ -42,6 +42,10 @@ impl StoreConfig {
 /// thread, one call after another, and the returned future completes when it is done (with any
 /// executor: tokio, async-std, or a plain `block_on`). A write that has started completes even if its
 /// future is dropped. Dropping the store waits for the calls under way, then saves the index.
+///
+/// Reopening reads the saved index without re-inserting anything, but the first write after that
+/// rebuilds hnsw_rs's insertion graph from every stored vector (see [`HnswIndex::open`]): about 35 s per
+/// 100,000 384-d or 128-d vectors on two cores.
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
     jobs: Option<mpsc::Sender<Job>>,
