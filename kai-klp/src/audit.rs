@@ -211,7 +211,8 @@ impl AuditLog {
 
 /// An [`AgentHook`] that records every model call (model, usage, stop reason) and tool call (name, call
 /// id, SHA-256 of the arguments, whether it failed) in an [`AuditLog`]. A failed append stops the run:
-/// an agent that cannot keep its record should not act.
+/// an agent that cannot keep its record should not act. Consent decisions are recorded by the
+/// [`Verifier`](crate::Verifier) given the same log ([`Verifier::with_audit`](crate::Verifier::with_audit)).
 #[derive(Debug)]
 pub struct AuditHook {
     log: std::sync::Arc<AuditLog>,

@@ -14,6 +14,7 @@ use kai_core::{AgentHook, BoxFuture, HookContext, ToolCall, ToolDecision, boxed}
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::audit::AuditLog;
 use crate::clock::now_seconds;
 use crate::did::Did;
 use crate::error::Error;
@@ -157,6 +158,7 @@ pub struct Verifier {
     clock_skew: u64,
     revoked: RwLock<HashSet<String>>,
     seen: Mutex<ReplayCache>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 /// Nonces seen, each kept until its token expires; bounded in size.
@@ -201,7 +203,16 @@ impl Verifier {
                 entries: HashMap::new(),
                 capacity: 100_000,
             }),
+            audit: None,
         }
+    }
+
+    /// Records every decision in `log` as a `consent` entry: `admit` or `authorize`, the token's id,
+    /// the issuer, the capability asked for, whether it was allowed, and why not. A decision that
+    /// cannot be recorded is a refusal: an agent that cannot keep its record should not act.
+    pub fn with_audit(mut self, log: Arc<AuditLog>) -> Self {
+        self.audit = Some(log);
+        self
     }
 
     /// Sets the clock skew tolerated on `nbf` and `exp`.
@@ -232,6 +243,11 @@ impl Verifier {
 
     /// [`admit`](Self::admit) at an explicit time.
     pub fn admit_at(&self, token: &str, now: u64) -> Result<Claims, Error> {
+        let decision = self.admit_unrecorded(token, now);
+        self.record("admit", token, None, decision)
+    }
+
+    fn admit_unrecorded(&self, token: &str, now: u64) -> Result<Claims, Error> {
         let claims = self.check_at(token, now)?;
         let fresh = self.seen.lock().unwrap_or_else(PoisonError::into_inner).insert(
             claims.iss,
@@ -252,6 +268,41 @@ impl Verifier {
 
     /// [`authorize`](Self::authorize) at an explicit time.
     pub fn authorize_at(&self, token: &str, required: &Capability, now: u64) -> Result<Claims, Error> {
+        let decision = self.authorize_unrecorded(token, required, now);
+        self.record("authorize", token, Some(required), decision)
+    }
+
+    /// Writes a decision to the audit log, if there is one; a decision allowed but not recorded is
+    /// refused.
+    fn record(
+        &self,
+        action: &str,
+        token: &str,
+        required: Option<&Capability>,
+        decision: Result<Claims, Error>,
+    ) -> Result<Claims, Error> {
+        let Some(log) = &self.audit else {
+            return decision;
+        };
+        let data = serde_json::json!({
+            "action": action,
+            "token": token_id(token),
+            "issuer": decision.as_ref().ok().map(|claims| claims.iss.to_string()),
+            "capability": required,
+            "allowed": decision.is_ok(),
+            "reason": decision.as_ref().err().map(ToString::to_string),
+        });
+        match (log.append("consent", data), decision) {
+            (Ok(_), decision) => decision,
+            (Err(error), Ok(_)) => Err(error),
+            (Err(error), Err(refusal)) => {
+                tracing::error!(%error, "audit log append failed for a refusal");
+                Err(refusal)
+            }
+        }
+    }
+
+    fn authorize_unrecorded(&self, token: &str, required: &Capability, now: u64) -> Result<Claims, Error> {
         let claims = self.check_at(token, now)?;
         if !claims.capabilities().any(|c| c.covers(required)) {
             return Err(Error::NotGranted {

@@ -159,3 +159,76 @@ fn the_hook_records_model_and_tool_calls_without_raw_arguments() {
         3
     );
 }
+
+#[test]
+fn every_consent_decision_is_recorded_with_its_token_capability_and_reason() {
+    use kai_klp::consent::{issue, token_id};
+    use kai_klp::{Capability, Verifier};
+
+    let path = temp_path("consent.log");
+    let service = Identity::from_secret_bytes(&secret());
+    let caller = Identity::generate();
+    let log = Arc::new(AuditLog::open(&path, Identity::from_secret_bytes(&secret())).unwrap());
+    let verifier = Verifier::new(service.did(), [service.did()]).with_audit(log.clone());
+    let search = Capability::call_tool("search");
+    let token = issue(
+        &service,
+        &caller.did(),
+        &[search.clone()],
+        std::time::Duration::from_secs(60),
+        &[],
+    )
+    .unwrap();
+    // `caller` presents a token issued to it, not to the service: wrong audience for `admit` too.
+    verifier.authorize(&token, &search).unwrap_err();
+    let to_service = issue(
+        &service,
+        &service.did(),
+        &[search.clone()],
+        std::time::Duration::from_secs(60),
+        &[],
+    )
+    .unwrap();
+    verifier.admit(&to_service).unwrap();
+    verifier.authorize(&to_service, &search).unwrap();
+    assert!(matches!(
+        verifier.authorize(&to_service, &Capability::call_tool("delete")),
+        Err(Error::NotGranted { .. })
+    ));
+    assert!(matches!(verifier.admit(&to_service), Err(Error::Replayed)));
+
+    let entries: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .collect();
+    let decisions: Vec<(&str, bool, &str)> = entries
+        .iter()
+        .map(|e| {
+            assert_eq!(e["kind"], "consent");
+            let data = &e["data"];
+            (
+                data["action"].as_str().unwrap(),
+                data["allowed"].as_bool().unwrap(),
+                data["token"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let (wrong, right) = (token_id(&token), token_id(&to_service));
+    assert_eq!(
+        decisions,
+        [
+            ("authorize", false, wrong.as_str()),
+            ("admit", true, right.as_str()),
+            ("authorize", true, right.as_str()),
+            ("authorize", false, right.as_str()),
+            ("admit", false, right.as_str()),
+        ]
+    );
+    assert!(entries[3]["data"]["reason"].as_str().unwrap().contains("delete"));
+    assert_eq!(
+        entries[2]["data"]["capability"],
+        json!({"with": "tool:search", "can": "call"})
+    );
+    verify(&path, &service.did(), Some(&log.head())).unwrap();
+}
