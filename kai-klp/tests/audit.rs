@@ -174,7 +174,7 @@ fn every_consent_decision_is_recorded_with_its_token_capability_and_reason() {
     let token = issue(
         &service,
         &caller.did(),
-        &[search.clone()],
+        std::slice::from_ref(&search),
         std::time::Duration::from_secs(60),
         &[],
     )
@@ -184,7 +184,7 @@ fn every_consent_decision_is_recorded_with_its_token_capability_and_reason() {
     let to_service = issue(
         &service,
         &service.did(),
-        &[search.clone()],
+        std::slice::from_ref(&search),
         std::time::Duration::from_secs(60),
         &[],
     )

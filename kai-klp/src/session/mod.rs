@@ -338,19 +338,32 @@ impl<T: FrameTransport> Session<T> {
         self.busy = true;
         let mut chunks = signed.as_bytes().chunks(CHUNK_BYTES).peekable();
         let mut plaintext = Vec::with_capacity(CHUNK_BYTES + 1);
-        let mut frame = vec![0u8; MAX_FRAME_BYTES];
         while let Some(chunk) = chunks.next() {
             plaintext.clear();
             plaintext.push(if chunks.peek().is_some() { MORE } else { LAST });
             plaintext.extend_from_slice(chunk);
-            let length = self
-                .noise
-                .write_message(&plaintext, &mut frame)
-                .map_err(|e| broken(e.to_string()))?;
-            self.transport.send(&frame[..length]).await?;
+            self.send_frame(&plaintext).await?;
         }
         self.busy = false;
         Ok(())
+    }
+
+    /// Encrypts one frame's plaintext and sends it.
+    async fn send_frame(&mut self, plaintext: &[u8]) -> Result<(), Error> {
+        let mut frame = vec![0u8; MAX_FRAME_BYTES];
+        let length = self
+            .noise
+            .write_message(plaintext, &mut frame)
+            .map_err(|e| broken(e.to_string()))?;
+        self.transport.send(&frame[..length]).await
+    }
+
+    /// Sends `plaintext` as one frame as it stands, flag byte and all: for tests and fuzzing of the
+    /// receiving side, which must survive whatever an authenticated peer sends.
+    #[cfg(any(test, fuzzing))]
+    #[doc(hidden)]
+    pub async fn send_raw_frame(&mut self, plaintext: &[u8]) -> Result<(), Error> {
+        self.send_frame(plaintext).await
     }
 
     /// Refuses if an earlier send or receive did not finish.
@@ -416,12 +429,7 @@ mod tests {
         block_on(async {
             let (client, server) = futures::join!(connect(alice, None, a), accept(bob, b));
             let (mut client, mut server) = (client?, server?);
-            let mut frame = vec![0u8; MAX_FRAME_BYTES];
-            let length = client
-                .noise
-                .write_message(plaintext, &mut frame)
-                .map_err(|e| broken(e.to_string()))?;
-            client.transport.send(&frame[..length]).await?;
+            client.send_raw_frame(plaintext).await?;
             server.recv().await
         })
     }
