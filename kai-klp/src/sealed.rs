@@ -16,7 +16,7 @@ use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable as _, OpModeR, OpModeS, Serializable as _};
 use serde::{Deserialize, Serialize};
 
-use crate::clock::now_seconds;
+use crate::clock::{next_sequence, now_seconds};
 use crate::did::Did;
 use crate::error::Error;
 use crate::identity::Identity;
@@ -54,6 +54,9 @@ pub struct Envelope {
     pub to: Did,
     /// When it was written (seconds since the Unix epoch).
     pub created: u64,
+    /// Orders the sender's envelopes: milliseconds since the Unix epoch when written, raised above
+    /// the last one its process wrote, so each is larger than the one before.
+    pub seq: u64,
     /// What it is for.
     pub kind: MessageKind,
     /// The payload.
@@ -70,6 +73,7 @@ impl Envelope {
             from: from.did(),
             to: *to,
             created: now_seconds(),
+            seq: next_sequence(),
             kind,
             body,
         }
@@ -124,12 +128,28 @@ pub fn seal(sender: &Identity, envelope: &Envelope) -> Result<Sealed, Error> {
     })
 }
 
-/// Opens messages sealed to one identity, refusing replays, stale and future-dated messages.
+/// Opens messages sealed to one identity, refusing replays, stale and future-dated messages, and
+/// telling which arrive out of their sender's order.
 pub struct Mailbox {
     identity: Identity,
     max_age: Duration,
     seen: HashMap<String, u64>,
+    /// Per sender, the highest `seq` opened and when that message was written.
+    latest: HashMap<Did, (u64, u64)>,
     capacity: usize,
+}
+
+/// Where an opened message falls in its sender's sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// After every message opened from this sender within the window.
+    InOrder,
+    /// Written before a message from this sender that was already opened: it arrived out of order
+    /// (offline delivery does not keep order; a live session does).
+    Late {
+        /// The highest `seq` already opened from this sender.
+        latest: u64,
+    },
 }
 
 impl std::fmt::Debug for Mailbox {
@@ -148,6 +168,7 @@ impl Mailbox {
             identity,
             max_age: Duration::from_secs(300),
             seen: HashMap::new(),
+            latest: HashMap::new(),
             capacity: 100_000,
         }
     }
@@ -159,13 +180,24 @@ impl Mailbox {
     }
 
     /// Opens a sealed message: decrypts it, checks the sender's signature and that it is addressed
-    /// here, and refuses one whose id was seen or whose time is outside the window.
+    /// here, and refuses one whose id was seen or whose time is outside the window. Messages are
+    /// accepted in any order; [`open_ordered`](Self::open_ordered) also tells which came late.
     pub fn open(&mut self, sealed: &Sealed) -> Result<Envelope, Error> {
         self.open_at(sealed, now_seconds())
     }
 
     /// [`open`](Self::open) at an explicit time.
     pub fn open_at(&mut self, sealed: &Sealed, now: u64) -> Result<Envelope, Error> {
+        self.open_ordered_at(sealed, now).map(|(envelope, _)| envelope)
+    }
+
+    /// [`open`](Self::open), also telling whether the message is in its sender's order.
+    pub fn open_ordered(&mut self, sealed: &Sealed) -> Result<(Envelope, Order), Error> {
+        self.open_ordered_at(sealed, now_seconds())
+    }
+
+    /// [`open_ordered`](Self::open_ordered) at an explicit time.
+    pub fn open_ordered_at(&mut self, sealed: &Sealed, now: u64) -> Result<(Envelope, Order), Error> {
         if sealed.v != 1 {
             return Err(malformed(format!("unsupported sealed-message version {}", sealed.v)));
         }
@@ -207,7 +239,25 @@ impl Mailbox {
             return Err(malformed("the message is dated in the future"));
         }
         self.remember(&envelope.id, envelope.created, now)?;
-        Ok(envelope)
+        let order = self.place(&envelope, now);
+        Ok((envelope, order))
+    }
+
+    /// Records the message in its sender's sequence and says where it falls.
+    fn place(&mut self, envelope: &Envelope, now: u64) -> Order {
+        if let Some(&(latest, _)) = self.latest.get(&envelope.from)
+            && envelope.seq <= latest
+        {
+            return Order::Late { latest };
+        }
+        if !self.latest.contains_key(&envelope.from) && self.latest.len() >= self.capacity {
+            let horizon = now.saturating_sub(self.max_age.as_secs());
+            self.latest.retain(|_, (_, created)| *created >= horizon);
+        }
+        if self.latest.contains_key(&envelope.from) || self.latest.len() < self.capacity {
+            self.latest.insert(envelope.from, (envelope.seq, envelope.created));
+        }
+        Order::InOrder
     }
 
     fn remember(&mut self, id: &str, created: u64, now: u64) -> Result<(), Error> {
