@@ -27,6 +27,16 @@ pub struct ModelCapabilities {
     pub images: bool,
 }
 
+impl ModelCapabilities {
+    /// Tools, JSON Schema output, native streaming and images.
+    pub const ALL: Self = Self {
+        tools: true,
+        json_schema: true,
+        streaming: true,
+        images: true,
+    };
+}
+
 /// A chat model: one completion, or a stream of deltas.
 ///
 /// Providers implement this; agents use it through `Arc<dyn ChatModel>`. Implementations must not panic

@@ -134,12 +134,7 @@ impl ChatModel for AnthropicChat {
     }
 
     fn capabilities(&self) -> ModelCapabilities {
-        ModelCapabilities {
-            tools: true,
-            json_schema: true,
-            streaming: true,
-            images: true,
-        }
+        ModelCapabilities::ALL
     }
 
     fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {

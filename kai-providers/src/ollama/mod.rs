@@ -115,12 +115,7 @@ impl ChatModel for OllamaChat {
     }
 
     fn capabilities(&self) -> ModelCapabilities {
-        ModelCapabilities {
-            tools: true,
-            json_schema: true,
-            streaming: true,
-            images: true,
-        }
+        ModelCapabilities::ALL
     }
 
     fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
