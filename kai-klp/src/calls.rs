@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use futures::lock::Mutex;
-use kai_core::{Agent, BoxFuture, Tool, ToolContext, ToolDefinition, ToolError, boxed};
+use kai_core::{Agent, ToolError, TypedTool};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
@@ -78,11 +78,13 @@ pub struct RemoteAgentTool<T: FrameTransport> {
     me: Identity,
     grant: String,
     capabilities: Vec<Capability>,
-    definition: ToolDefinition,
+    name: String,
+    description: String,
 }
 
+/// What the model passes to a [`RemoteAgentTool`].
 #[derive(Deserialize, JsonSchema)]
-struct CallArgs {
+pub struct CallArgs {
     /// The task for the remote agent, with everything it needs to know.
     input: String,
 }
@@ -103,55 +105,52 @@ impl<T: FrameTransport> RemoteAgentTool<T> {
             me,
             grant,
             capabilities,
-            definition: ToolDefinition {
-                name: name.into(),
-                description: description.into(),
-                parameters: kai_core::schema_for::<CallArgs>(),
-            },
+            name: name.into(),
+            description: description.into(),
         }
     }
 }
 
-impl<T: FrameTransport + Sync + 'static> Tool for RemoteAgentTool<T> {
-    fn definition(&self) -> ToolDefinition {
-        self.definition.clone()
+impl<T: FrameTransport + Sync + 'static> TypedTool for RemoteAgentTool<T> {
+    type Args = CallArgs;
+    type Output = String;
+
+    fn name(&self) -> String {
+        self.name.clone()
     }
 
-    fn call(
-        &self,
-        arguments: serde_json::Value,
-        _context: ToolContext,
-    ) -> BoxFuture<'_, Result<serde_json::Value, ToolError>> {
-        boxed(async move {
-            let args: CallArgs = kai_core::parse_arguments(arguments)?;
-            let mut session = self.session.lock().await;
-            let remote = *session.peer();
-            let token = crate::consent::issue(
-                &self.me,
-                &remote,
-                &self.capabilities,
-                std::time::Duration::from_secs(60),
-                std::slice::from_ref(&self.grant),
-            )
-            .map_err(ToolError::failed)?;
-            let request = Envelope::new(
-                &self.me,
-                &remote,
-                MessageKind::CallRequest,
-                json!({"input": args.input, "token": token}),
-            );
-            session.send(&request).await.map_err(ToolError::failed)?;
-            loop {
-                let response = session.recv().await.map_err(ToolError::failed)?;
-                if response.kind != MessageKind::CallResponse || response.body["reply_to"] != json!(request.id) {
-                    continue;
-                }
-                if let Some(answer) = response.body["answer"].as_str() {
-                    return Ok(serde_json::Value::String(answer.to_owned()));
-                }
-                let error = response.body["error"].as_str().unwrap_or("the remote agent failed");
-                return Err(ToolError::Failed(format!("remote agent {remote}: {error}")));
+    fn description(&self) -> String {
+        self.description.clone()
+    }
+
+    async fn call(&self, args: CallArgs) -> Result<String, ToolError> {
+        let mut session = self.session.lock().await;
+        let remote = *session.peer();
+        let token = crate::consent::issue(
+            &self.me,
+            &remote,
+            &self.capabilities,
+            std::time::Duration::from_secs(60),
+            std::slice::from_ref(&self.grant),
+        )
+        .map_err(ToolError::failed)?;
+        let request = Envelope::new(
+            &self.me,
+            &remote,
+            MessageKind::CallRequest,
+            json!({"input": args.input, "token": token}),
+        );
+        session.send(&request).await.map_err(ToolError::failed)?;
+        loop {
+            let response = session.recv().await.map_err(ToolError::failed)?;
+            if response.kind != MessageKind::CallResponse || response.body["reply_to"] != json!(request.id) {
+                continue;
             }
-        })
+            if let Some(answer) = response.body["answer"].as_str() {
+                return Ok(answer.to_owned());
+            }
+            let error = response.body["error"].as_str().unwrap_or("the remote agent failed");
+            return Err(ToolError::Failed(format!("remote agent {remote}: {error}")));
+        }
     }
 }

@@ -1,8 +1,6 @@
 //! Retrieval for agents: as a tool the model calls, and as a hook that adds context to every request.
 
-use kai_core::{
-    AgentHook, BoxFuture, ChatRequest, HookContext, Message, Role, Tool, ToolContext, ToolDefinition, ToolError, boxed,
-};
+use kai_core::{AgentHook, BoxFuture, ChatRequest, HookContext, Message, Role, ToolError, TypedTool, boxed};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -13,11 +11,13 @@ use crate::store::ScoredDocument;
 #[derive(Debug, Clone)]
 pub struct RetrievalTool {
     retriever: Retriever,
-    definition: ToolDefinition,
+    name: String,
+    description: String,
 }
 
+/// What the model passes to a [`RetrievalTool`].
 #[derive(Deserialize, JsonSchema)]
-struct SearchArgs {
+pub struct SearchArgs {
     /// What to look for, in the words the documents would use.
     query: String,
 }
@@ -27,34 +27,31 @@ impl RetrievalTool {
     pub fn new(retriever: Retriever, name: impl Into<String>, description: impl Into<String>) -> Self {
         Self {
             retriever,
-            definition: ToolDefinition {
-                name: name.into(),
-                description: description.into(),
-                parameters: kai_core::schema_for::<SearchArgs>(),
-            },
+            name: name.into(),
+            description: description.into(),
         }
     }
 }
 
-impl Tool for RetrievalTool {
-    fn definition(&self) -> ToolDefinition {
-        self.definition.clone()
+impl TypedTool for RetrievalTool {
+    type Args = SearchArgs;
+    type Output = serde_json::Value;
+
+    fn name(&self) -> String {
+        self.name.clone()
     }
 
-    fn call(
-        &self,
-        arguments: serde_json::Value,
-        _context: ToolContext,
-    ) -> BoxFuture<'_, Result<serde_json::Value, ToolError>> {
-        boxed(async move {
-            let args: SearchArgs = kai_core::parse_arguments(arguments)?;
-            let found = self.retriever.retrieve(&args.query).await.map_err(ToolError::failed)?;
-            let results: Vec<serde_json::Value> = found
-                .iter()
-                .map(|d| serde_json::json!({"id": d.document.id, "text": d.document.text, "distance": d.distance}))
-                .collect();
-            Ok(serde_json::Value::Array(results))
-        })
+    fn description(&self) -> String {
+        self.description.clone()
+    }
+
+    async fn call(&self, args: SearchArgs) -> Result<serde_json::Value, ToolError> {
+        let found = self.retriever.retrieve(&args.query).await.map_err(ToolError::failed)?;
+        let results: Vec<serde_json::Value> = found
+            .iter()
+            .map(|d| serde_json::json!({"id": d.document.id, "text": d.document.text, "distance": d.distance}))
+            .collect();
+        Ok(serde_json::Value::Array(results))
     }
 }
 
