@@ -71,7 +71,7 @@ async fn answer(agent: &Agent, me: &Identity, request: &Envelope, verifier: &Arc
         .map_err(|e| format!("the agent failed: {}", e.error))
 }
 
-/// A remote agent, reached over a session, as a local [`Tool`]. Each call issues a fresh token from
+/// A remote agent, reached over a session, as a local [`Tool`](kai_core::Tool). Each call issues a fresh token from
 /// `grant` (a token the remote agent issued to us, or a chain ending at us) narrowed to this call.
 pub struct RemoteAgentTool<T: FrameTransport> {
     session: Mutex<Session<T>>,
