@@ -7,10 +7,12 @@ kAI's `ann_compare` binary, and prints build time, recall@10, single-thread QPS 
 """
 
 import argparse
+import atexit
 import json
 import os
 import resource
 import subprocess
+import shutil
 import sys
 import tempfile
 import time
@@ -54,6 +56,13 @@ def resident_kib():
     return 0
 
 
+def scratch_dir():
+    """A temporary directory, removed when the script exits (the data and indexes take ~100 MB)."""
+    path = tempfile.mkdtemp(prefix="kai-ann-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def build_hnswlib(base, metric, m, ef_construction, threads):
     import hnswlib
 
@@ -66,7 +75,7 @@ def build_hnswlib(base, metric, m, ef_construction, threads):
     index.add_items(base, np.arange(len(base)))
     build = time.perf_counter() - started
     memory = resident_kib() - before
-    path = os.path.join(tempfile.mkdtemp(), "hnswlib.bin")
+    path = os.path.join(scratch_dir(), "hnswlib.bin")
     index.save_index(path)
     started = time.perf_counter()
     reopened = hnswlib.Index(space=space, dim=base.shape[1])
@@ -119,7 +128,7 @@ def main():
         name = f"{len(base) // 1000}k x {base.shape[1]}-d {os.path.basename(args.dataset.rstrip('/'))}"
     truth = ground_truth(base, queries, args.metric)
 
-    work = tempfile.mkdtemp(prefix="kai-ann-")
+    work = scratch_dir()
     base.tofile(os.path.join(work, "base.f32"))
     queries.tofile(os.path.join(work, "queries.f32"))
     truth.astype("<u4").tofile(os.path.join(work, "truth.u32"))

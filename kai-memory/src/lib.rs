@@ -2,8 +2,8 @@
 //!
 //! Memory for kAI agents:
 //!
-//! - [`index`]: vector indexes, exact ([`index::FlatIndex`]) and HNSW ([`index::HnswIndex`], built by
-//!   hnsw_rs and searched over a flat copy of its graph), with filters, removal and crash-safe files;
+//! - [`index`]: vector indexes, exact ([`index::FlatIndex`]) and HNSW ([`index::HnswIndex`], built in
+//!   parallel and grown in place), with filters, removal and crash-safe files;
 //! - [`store`]: document stores behind the [`store::MemoryStore`] trait; [`store::EmbeddedStore`] keeps
 //!   documents in SQLite with an HNSW index beside it;
 //! - [`rag`]: text splitters, idempotent ingestion, retrieval with thresholds and MMR, and retrieval as

@@ -239,6 +239,38 @@ fn saved_indexes_reopen_without_reinserting_and_keep_working() {
 }
 
 #[test]
+fn every_vector_is_found_by_itself_however_it_was_inserted() {
+    let dims = 16;
+    let data = clustered(4_000, dims, 21);
+    let mut index = HnswIndex::new(HnswConfig::new(Metric::L2, dims)).unwrap();
+    let mut next = 0;
+    // Batches of every size, single inserts, and inserts into an index reopened from its file.
+    for size in [1, 1, 3, 700, 1, 50, 1_244] {
+        let items: Vec<(u64, Vec<f32>)> = (next..next + size).map(|i| (i as u64, data[i].clone())).collect();
+        index.insert_batch(&items).unwrap();
+        next += size;
+    }
+    let path = temp("grown.hnsw");
+    index.save(&path).unwrap();
+    let mut index = HnswIndex::open(&path).unwrap();
+    while next < data.len() {
+        let size = (data.len() - next).min(if next % 2 == 0 { 1 } else { 499 });
+        let items: Vec<(u64, Vec<f32>)> = (next..next + size).map(|i| (i as u64, data[i].clone())).collect();
+        index.insert_batch(&items).unwrap();
+        next += size;
+    }
+    assert_eq!(index.len(), 4_000);
+    let lost: Vec<usize> = (0..data.len())
+        .filter(|&i| index.search(&data[i], 1).unwrap()[0].id != i as u64)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} vectors not found by themselves: {lost:?}",
+        lost.len()
+    );
+}
+
+#[test]
 fn damaged_files_give_typed_errors() {
     let mut index = HnswIndex::new(HnswConfig::new(Metric::L2, 4)).unwrap();
     let items: Vec<(u64, Vec<f32>)> = clustered(300, 4, 1)

@@ -130,25 +130,6 @@ pub(crate) fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     total
 }
 
-/// The distance hnsw_rs builds the graph with: a strictly increasing map of the ranking distance onto
-/// positive finite numbers (hnsw_rs asserts distances are non-negative). HNSW only ever compares
-/// distances, so the graph is the one the ranking distance itself would give.
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) struct BuildDistance(pub(crate) Metric);
-
-#[cfg(not(target_arch = "wasm32"))]
-impl anndists::dist::Distance<f32> for BuildDistance {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        let rank = crate::index::simd::with_best_simd(crate::index::simd::Rank(self.0, a, b));
-        let positive = if rank >= 0.0 { 1.0 + rank } else { 1.0 / (1.0 - rank) };
-        if positive.is_nan() {
-            f32::MAX
-        } else {
-            positive.min(f32::MAX)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,17 +174,5 @@ mod tests {
     fn rounding_past_one_never_gives_a_negative_cosine_distance() {
         let v = Metric::Cosine.prepare(&[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], 7).unwrap();
         assert!(Metric::Cosine.rank(&v, &v) >= 0.0);
-    }
-
-    #[test]
-    #[cfg(not(target_arch = "wasm32"))]
-    fn the_build_distance_is_positive_and_keeps_the_order() {
-        use anndists::dist::Distance as _;
-        let build = BuildDistance(Metric::Dot);
-        let q = [1.0, 2.0];
-        let near = [10.0, 10.0];
-        let far = [-5.0, 1.0];
-        let (a, b) = (build.eval(&q, &near), build.eval(&q, &far));
-        assert!(a > 0.0 && b > 0.0 && a < b);
     }
 }

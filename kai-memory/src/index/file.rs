@@ -46,18 +46,26 @@ pub(crate) fn save(path: &Path, slots: &Slots, hnsw: Option<(&HnswConfig, &Searc
             out.extend_from_slice(&(n as u32).to_le_bytes());
         }
         out.extend_from_slice(&(config.expected_len as u64).to_le_bytes());
-        out.extend_from_slice(&graph.entry.to_le_bytes());
-        out.push(graph.max_level);
-        for offset in &graph.offsets {
+        out.extend_from_slice(&graph.entry().unwrap_or(0).to_le_bytes());
+        out.push(graph.max_level());
+        let slots = graph.len() as u32;
+        let mut offset = 0u32;
+        out.extend_from_slice(&offset.to_le_bytes());
+        for slot in 0..slots {
+            offset += graph.neighbours(slot, 0).len() as u32;
             out.extend_from_slice(&offset.to_le_bytes());
         }
-        out.extend_from_slice(&(graph.neighbours.len() as u64).to_le_bytes());
-        for n in &graph.neighbours {
-            out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&u64::from(offset).to_le_bytes());
+        for slot in 0..slots {
+            for n in graph.neighbour_list(slot, 0) {
+                out.extend_from_slice(&n.to_le_bytes());
+            }
         }
-        for layers in &graph.upper {
-            out.push(layers.len() as u8);
-            for list in layers {
+        for slot in 0..slots {
+            let level = graph.level(slot);
+            out.push(level);
+            for layer in 1..=usize::from(level) {
+                let list = graph.neighbour_list(slot, layer);
                 out.extend_from_slice(&(list.len() as u32).to_le_bytes());
                 for n in list {
                     out.extend_from_slice(&n.to_le_bytes());
@@ -131,11 +139,24 @@ pub(crate) fn open(path: &Path) -> Result<(Slots, Option<(HnswConfig, SearchGrap
                 ef_search: r.u32()? as usize,
                 expected_len: usize::try_from(r.u64()?).map_err(|_| corrupt("expected length"))?,
             };
+            config
+                .validate()
+                .map_err(|_| corrupt("the index settings are out of range"))?;
             let entry = r.u32()?;
             let max_level = r.u8()?;
             let offsets: Vec<u32> = (0..=count).map(|_| r.u32()).collect::<Result<_, _>>()?;
             let total = usize::try_from(r.u64()?).map_err(|_| corrupt("neighbour count"))?;
             let neighbours: Vec<u32> = (0..total).map(|_| r.u32()).collect::<Result<_, _>>()?;
+            if offsets.first() != Some(&0)
+                || offsets.windows(2).any(|w| w[0] > w[1])
+                || offsets.last().map(|&o| o as usize) != Some(total)
+            {
+                return Err(corrupt("the neighbour list offsets are out of order"));
+            }
+            let layer0: Vec<Vec<u32>> = offsets
+                .windows(2)
+                .map(|w| neighbours[w[0] as usize..w[1] as usize].to_vec())
+                .collect();
             let mut upper = Vec::with_capacity(count);
             for _ in 0..count {
                 let layers = r.u8()?;
@@ -146,14 +167,10 @@ pub(crate) fn open(path: &Path) -> Result<(Slots, Option<(HnswConfig, SearchGrap
                 }
                 upper.push(lists);
             }
-            let graph = SearchGraph {
-                offsets,
-                neighbours,
-                upper,
-                entry,
-                max_level,
-            };
-            check_graph(&graph, count)?;
+            let graph = SearchGraph::from_lists(config.m, layer0, upper, entry).map_err(corrupt)?;
+            if graph.max_level() != max_level {
+                return Err(corrupt("the entry point is below the top layer"));
+            }
             Some((config, graph))
         }
         _ => return Err(corrupt("unknown index kind")),
@@ -162,25 +179,6 @@ pub(crate) fn open(path: &Path) -> Result<(Slots, Option<(HnswConfig, SearchGrap
         return Err(corrupt("trailing bytes"));
     }
     Ok((slots, graph))
-}
-
-/// A graph that would send a search out of bounds is refused.
-fn check_graph(graph: &SearchGraph, count: usize) -> Result<(), Error> {
-    let in_range = |n: &u32| (*n as usize) < count;
-    if graph.offsets.first() != Some(&0)
-        || graph.offsets.windows(2).any(|w| w[0] > w[1])
-        || graph.offsets.last().map(|&o| o as usize) != Some(graph.neighbours.len())
-        || !graph.neighbours.iter().all(in_range)
-        || !graph.upper.iter().flatten().flatten().all(in_range)
-        || (count > 0 && !in_range(&graph.entry))
-    {
-        return Err(corrupt("the graph refers to vectors that do not exist"));
-    }
-    let entry_layers = graph.upper.get(graph.entry as usize).map_or(0, Vec::len);
-    if count > 0 && entry_layers < usize::from(graph.max_level) {
-        return Err(corrupt("the entry point is below the top layer"));
-    }
-    Ok(())
 }
 
 /// A file whose checksum fails was either cut short (a crash mid-copy) or altered.

@@ -57,7 +57,7 @@ impl FlatIndex {
     /// The `k` nearest vectors whose ids `filter` accepts.
     pub fn search_filtered(&self, query: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Result<Vec<Hit>, Error> {
         let query = self.slots.metric.prepare(query, self.slots.dimensions)?;
-        Ok(self.slots.hits(self.slots.exact(&query, k, filter, None)))
+        Ok(self.slots.hits(self.slots.exact(&query, k, filter)))
     }
 
     /// Live vectors.

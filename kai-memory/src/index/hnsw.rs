@@ -1,22 +1,14 @@
-//! Approximate nearest-neighbour search: hnsw_rs builds the graph, a flat copy of it serves queries.
+//! Approximate nearest-neighbour search over an HNSW graph.
 
 #[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 
-#[cfg(not(target_arch = "wasm32"))]
-use hnsw_rs::hnsw::Hnsw;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::index::distance::Metric;
 #[cfg(not(target_arch = "wasm32"))]
-use crate::index::{
-    Hit,
-    distance::BuildDistance,
-    file,
-    graph::SearchGraph,
-    slots::{Slots, TopK},
-};
+use crate::index::{Hit, file, graph::SearchGraph, insert, slots::Slots};
 
 /// Settings of an [`HnswIndex`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +23,7 @@ pub struct HnswConfig {
     pub ef_construction: usize,
     /// Beam width while searching (at least `k`). Default 64.
     pub ef_search: usize,
-    /// How many vectors to expect, to size tables. Default 10,000.
+    /// How many vectors to expect, to size the graph's tables up front. Default 10,000.
     pub expected_len: usize,
 }
 
@@ -68,11 +60,12 @@ const EXACT_BELOW_SHARE: f32 = 0.02;
 
 /// An HNSW index.
 ///
-/// hnsw_rs owns construction; searches run on a flat copy of its graph (CSR neighbour lists), which is
-/// several times faster than hnsw_rs's own search. Vectors inserted since the copy was last made are
-/// searched exactly and merged, so results never miss them; the copy is remade once enough accumulate.
-/// Removed and replaced vectors are tombstones until a third of the index is dead, then the graph is
-/// rebuilt from the live vectors.
+/// The graph is the one of Malkov & Yashunin's paper (layers drawn with `P(level ≥ l) = M^-l`, beam
+/// search of width `ef_construction` on insertion, neighbours kept with their diversity heuristic: `M`
+/// per node above layer 0, `2M` on it), stored in flat fixed-size blocks and grown in place; batches are
+/// inserted in parallel. Every inserted vector is searchable at once, including in an index just
+/// opened from a file. Removed and replaced vectors are tombstones: they still route searches but are
+/// never returned. Once a third of the index is dead, the graph is rebuilt from the live vectors.
 ///
 /// ```
 /// use kai_memory::index::{HnswConfig, HnswIndex, Metric};
@@ -87,9 +80,7 @@ const EXACT_BELOW_SHARE: f32 = 0.02;
 pub struct HnswIndex {
     config: HnswConfig,
     slots: Slots,
-    /// The hnsw_rs graph over every slot; absent after [`open`](Self::open) until the next insert.
-    builder: Option<Hnsw<'static, f32, BuildDistance>>,
-    /// The searchable copy, covering slots `0..graph.len()`.
+    /// The graph over every slot.
     graph: SearchGraph,
 }
 
@@ -100,7 +91,6 @@ impl std::fmt::Debug for HnswIndex {
             .field("config", &self.config)
             .field("live", &self.slots.live_count())
             .field("slots", &self.slots.len())
-            .field("graph_slots", &self.graph.len())
             .finish()
     }
 }
@@ -110,10 +100,11 @@ impl HnswIndex {
     /// An empty index.
     pub fn new(config: HnswConfig) -> Result<Self, Error> {
         config.validate()?;
+        let mut graph = SearchGraph::new(config.m);
+        graph.reserve(config.expected_len.min(1 << 20));
         Ok(Self {
             slots: Slots::new(config.metric, config.dimensions),
-            builder: None,
-            graph: SearchGraph::default(),
+            graph,
             config,
         })
     }
@@ -141,19 +132,28 @@ impl HnswIndex {
     /// Adds or replaces many vectors, inserting them into the graph in parallel. Every vector is checked
     /// first: one bad vector rejects the whole batch and changes nothing.
     pub fn insert_batch(&mut self, items: &[(u64, Vec<f32>)]) -> Result<(), Error> {
-        let prepared = items
-            .iter()
-            .map(|(id, vector)| Ok((*id, self.config.metric.prepare(vector, self.config.dimensions)?)))
-            .collect::<Result<Vec<_>, Error>>()?;
+        let dimensions = self.config.dimensions;
+        // One flat buffer rather than a vector per item: a batch of small allocations, once freed,
+        // stays in the process's heap.
+        let mut prepared = Vec::with_capacity(items.len() * dimensions);
+        for (_, vector) in items {
+            prepared.extend_from_slice(&self.config.metric.prepare(vector, dimensions)?);
+        }
+        if self.slots.len() + items.len() > u32::MAX as usize {
+            return Err(Error::InvalidConfig("an index holds at most 2^32 vectors".into()));
+        }
         let start = self.slots.len();
-        for (id, vector) in &prepared {
+        self.slots.reserve(items.len());
+        for ((id, _), vector) in items.iter().zip(prepared.chunks_exact(dimensions)) {
             self.slots.push(*id, vector)?;
         }
-        let builder = builder_covering(&mut self.builder, &self.slots, &self.config, start);
-        let batch: Vec<(&[f32], usize)> = (start..self.slots.len())
-            .map(|slot| (self.slots.vector(slot as u32), slot))
-            .collect();
-        builder.parallel_insert_slice(&batch);
+        let end = self.slots.len() as u32;
+        insert::insert(
+            &mut self.graph,
+            &self.slots,
+            start as u32..end,
+            self.config.ef_construction,
+        );
         self.maintain();
         Ok(())
     }
@@ -189,7 +189,7 @@ impl HnswIndex {
             let share = self.estimate_share(filter);
             let expected_matches = share * self.slots.live_count() as f32;
             if share < EXACT_BELOW_SHARE || expected_matches < (4 * ef) as f32 {
-                return Ok(self.slots.hits(self.slots.exact(&query, k, accept_id, None)));
+                return Ok(self.slots.hits(self.slots.exact(&query, k, accept_id)));
             }
             ef = ((ef as f32 / share).ceil() as usize).min(self.slots.live_count().max(1));
         }
@@ -198,31 +198,21 @@ impl HnswIndex {
         // With no filter and nothing removed, every slot is a result: skip the per-slot check.
         let everything = filter.is_none() && slots.live_count() == slots.len();
         let accept = (!everything).then_some(&accept_slot as &dyn Fn(u32) -> bool);
-        let mut top = TopK::new(k);
-        for (distance, slot) in self.graph.search(slots, &query, k, ef, accept) {
-            top.offer(distance, slot);
-        }
-        let pending: Vec<u32> = (self.graph.len() as u32..slots.len() as u32).collect();
-        for (distance, slot) in slots.exact(&query, k, accept_id, Some(&pending)) {
-            top.offer(distance, slot);
-        }
-        Ok(slots.hits(top.into_sorted()))
+        Ok(slots.hits(self.graph.search(slots, &query, k, ef, accept)))
     }
 
     /// Writes the index, graph included, to `path` atomically. The file holds the vectors in the order
     /// a search meets them (breadth-first through the graph from its entry point), so that an index
     /// opened from it touches fewer pages and cache lines per search (about 1.1× queries per second on
     /// 100k vectors).
-    pub fn save(&mut self, path: impl AsRef<Path>) -> Result<(), Error> {
-        self.refresh_graph();
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), Error> {
         let order = self.graph.locality_order();
         let (slots, graph) = self.graph.permuted(&self.slots, &order);
         file::save(path.as_ref(), &slots, Some((&self.config, &graph)))
     }
 
-    /// Reads an index written by [`save`](Self::save). Nothing is re-inserted: searches run on the saved
-    /// graph at once. (The first insert after opening rebuilds hnsw_rs's own structures from the stored
-    /// vectors.)
+    /// Reads an index written by [`save`](Self::save). Nothing is re-inserted: the saved graph serves
+    /// searches and takes new vectors at once.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let (slots, graph) = file::open(path.as_ref())?;
         let Some((config, graph)) = graph else {
@@ -230,13 +220,7 @@ impl HnswIndex {
                 what: "the file holds a flat index, not an HNSW one".into(),
             });
         };
-        config.validate()?;
-        Ok(Self {
-            config,
-            slots,
-            builder: None,
-            graph,
-        })
+        Ok(Self { config, slots, graph })
     }
 
     /// The share of live vectors a filter accepts, from an evenly spread sample.
@@ -257,57 +241,15 @@ impl HnswIndex {
         passed as f32 / sampled.len() as f32
     }
 
-    /// Compacts when a third of the slots are dead, and remakes the search copy when enough vectors
-    /// wait outside it.
+    /// Rebuilds the graph from the live vectors once a third of the slots are dead.
     fn maintain(&mut self) {
         let total = self.slots.len();
         let dead = total - self.slots.live_count();
         if total >= 64 && dead * 3 > total {
             self.slots = self.slots.compacted();
-            self.builder = None;
-            self.graph = SearchGraph::default();
-            self.refresh_graph();
-            return;
-        }
-        let pending = total - self.graph.len();
-        if pending > 1024.max(total / 50) {
-            self.refresh_graph();
+            self.graph = SearchGraph::new(self.config.m);
+            let end = self.slots.len() as u32;
+            insert::insert(&mut self.graph, &self.slots, 0..end, self.config.ef_construction);
         }
     }
-
-    fn refresh_graph(&mut self) {
-        if self.graph.len() == self.slots.len() {
-            return;
-        }
-        let slots = self.slots.len();
-        let builder = builder_covering(&mut self.builder, &self.slots, &self.config, slots);
-        let mut graph = SearchGraph::from_hnsw(builder, slots);
-        graph.diversify(&self.slots, 2 * self.config.m);
-        self.graph = graph;
-    }
-}
-
-/// The hnsw_rs graph, created over the slots before `start` if there is none (a fresh or compacted
-/// index, or one just opened from a file).
-#[cfg(not(target_arch = "wasm32"))]
-fn builder_covering<'a>(
-    builder: &'a mut Option<Hnsw<'static, f32, BuildDistance>>,
-    slots: &Slots,
-    config: &HnswConfig,
-    start: usize,
-) -> &'a Hnsw<'static, f32, BuildDistance> {
-    builder.get_or_insert_with(|| {
-        let hnsw = Hnsw::new(
-            config.m,
-            config.expected_len.max(slots.len()),
-            16,
-            config.ef_construction,
-            BuildDistance(config.metric),
-        );
-        let existing: Vec<(&[f32], usize)> = (0..start).map(|slot| (slots.vector(slot as u32), slot)).collect();
-        if !existing.is_empty() {
-            hnsw.parallel_insert_slice(&existing);
-        }
-        hnsw
-    })
 }

@@ -1,5 +1,5 @@
-//! Vector indexes: [`FlatIndex`] (exact, on every target) and `HnswIndex` (approximate, hnsw_rs-built;
-//! native targets only, since hnsw_rs needs threads).
+//! Vector indexes: [`FlatIndex`] (exact, on every target) and `HnswIndex` (approximate; native targets
+//! only, since it builds its graph on several threads).
 //!
 //! Both take caller-chosen `u64` ids, check every vector (dimensions, NaN/infinity, zero vectors under
 //! cosine) before it reaches any index code, support removal and replacement, filtered search, and
@@ -13,6 +13,8 @@ mod flat;
 mod graph;
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod hnsw;
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+mod insert;
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod simd;
 mod slots;

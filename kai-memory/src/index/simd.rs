@@ -12,8 +12,6 @@
 //! run-time detection of exactly the features it enables.
 #![allow(unsafe_code)]
 
-use crate::index::distance::Metric;
-
 /// The widest SIMD level the running CPU supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
@@ -97,21 +95,22 @@ pub(crate) fn prefetch<T>(data: &[T]) {
     let _ = data;
 }
 
-/// One ranking distance, as [`SimdWork`].
-pub(crate) struct Rank<'a>(pub(crate) Metric, pub(crate) &'a [f32], pub(crate) &'a [f32]);
-
-impl SimdWork for Rank<'_> {
-    type Output = f32;
-
-    #[inline(always)]
-    fn run(self) -> f32 {
-        self.0.rank(self.1, self.2)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::distance::Metric;
+
+    /// One ranking distance, as [`SimdWork`].
+    struct Rank<'a>(Metric, &'a [f32], &'a [f32]);
+
+    impl SimdWork for Rank<'_> {
+        type Output = f32;
+
+        #[inline(always)]
+        fn run(self) -> f32 {
+            self.0.rank(self.1, self.2)
+        }
+    }
 
     #[test]
     fn every_path_this_cpu_has_computes_what_the_baseline_does() {

@@ -43,6 +43,14 @@ impl Slots {
         &self.data[start..start + self.dimensions]
     }
 
+    /// Room for `additional` more vectors.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.data.reserve(additional * self.dimensions);
+        self.ids.reserve(additional);
+        self.live.reserve(additional);
+        self.by_id.reserve(additional);
+    }
+
     /// Appends an already prepared vector; a previous vector with the same id dies.
     pub(crate) fn push(&mut self, id: u64, prepared: &[f32]) -> Result<u32, Error> {
         let slot = u32::try_from(self.ids.len())
@@ -78,23 +86,13 @@ impl Slots {
         fresh
     }
 
-    /// Exact search over the given slots (all when `None`).
-    pub(crate) fn exact(
-        &self,
-        query: &[f32],
-        k: usize,
-        accept: &dyn Fn(u64) -> bool,
-        slots: Option<&[u32]>,
-    ) -> Vec<(f32, u32)> {
+    /// Exact search over every live slot whose id `accept` admits.
+    pub(crate) fn exact(&self, query: &[f32], k: usize, accept: &dyn Fn(u64) -> bool) -> Vec<(f32, u32)> {
         let mut best = TopK::new(k);
-        let mut consider = |slot: u32| {
+        for slot in 0..self.ids.len() as u32 {
             if self.live[slot as usize] && accept(self.ids[slot as usize]) {
                 best.offer(self.metric.rank(query, self.vector(slot)), slot);
             }
-        };
-        match slots {
-            Some(slots) => slots.iter().copied().for_each(&mut consider),
-            None => (0..self.ids.len() as u32).for_each(&mut consider),
         }
         best.into_sorted()
     }
