@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::index::distance::Metric;
-use crate::index::graph::{MAX_LEVEL, Scratch, SearchGraph, with_scratch};
-use crate::index::simd::{SimdWork, with_best_simd};
+use crate::index::graph::{MAX_LEVEL, Scratch, SearchGraph};
+use crate::index::simd::SimdWork;
 use crate::index::slots::{Ranked, Slots};
 
 /// Locks guarding list writes; slot `s` uses `LOCKS[s % LOCKS]`. Each insertion holds at most one at a
@@ -31,6 +31,7 @@ const LOCKS: usize = 4096;
 /// Inserts slots `range` of `slots` (already stored) into `graph`, in parallel.
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn insert(graph: &mut SearchGraph, slots: &Slots, range: std::ops::Range<u32>, ef_construction: usize) {
+    use crate::index::{graph::with_scratch, simd::with_best_simd};
     use rayon::prelude::*;
     let Some(builder) = Builder::prepare(graph, slots, &range, ef_construction) else {
         return;

@@ -44,6 +44,7 @@ impl Slots {
     }
 
     /// Room for `additional` more vectors.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn reserve(&mut self, additional: usize) {
         self.data.reserve(additional * self.dimensions);
         self.ids.reserve(additional);
