@@ -24,9 +24,10 @@ use crate::index::graph::{MAX_LEVEL, Scratch, SearchGraph};
 use crate::index::simd::SimdWork;
 use crate::index::slots::{Ranked, Slots};
 
-/// Locks guarding list writes; slot `s` uses `LOCKS[s % LOCKS]`. Each insertion holds at most one at a
-/// time, so they cannot deadlock.
-const LOCKS: usize = 4096;
+/// Locks guarding list writes; slot `s` uses `LIST_LOCKS[s % 4096]`. Each insertion holds at most one
+/// at a time, so they cannot deadlock. Shared by every index: a stripe only serialises two writes,
+/// and a static set costs nothing per call (a single insert would otherwise build 4,096 of them).
+static LIST_LOCKS: [Mutex<()>; 4096] = [const { Mutex::new(()) }; 4096];
 
 /// Inserts slots `range` of `slots` (already stored) into `graph`, in parallel.
 #[cfg(not(target_arch = "wasm32"))]
@@ -62,7 +63,6 @@ struct Builder<'a> {
     graph: &'a SearchGraph,
     slots: &'a Slots,
     ef_construction: usize,
-    locks: Vec<Mutex<()>>,
     entry: Mutex<Option<u32>>,
     /// Slots whose layer-0 in-degree fell to zero during the batch.
     orphans: Mutex<Vec<u32>>,
@@ -91,7 +91,6 @@ impl<'a> Builder<'a> {
             graph,
             slots,
             ef_construction,
-            locks: (0..LOCKS).map(|_| Mutex::new(())).collect(),
             entry: Mutex::new(entry),
             orphans: Mutex::new(Vec::new()),
             first: range.start,
@@ -115,7 +114,7 @@ impl<'a> Builder<'a> {
     /// Runs `write` holding the lock for `slot`'s lists.
     #[inline(always)]
     fn locked<T>(&self, slot: u32, write: impl FnOnce() -> T) -> T {
-        let _guard = self.locks[slot as usize % LOCKS]
+        let _guard = LIST_LOCKS[slot as usize % LIST_LOCKS.len()]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         write()
