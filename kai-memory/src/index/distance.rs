@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::index::simd::Kernels;
 
 /// How closeness is measured. Search results carry a distance: lower is closer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -65,14 +66,15 @@ impl Metric {
         }
     }
 
-    /// The ranking distance between a prepared query and a stored vector (squared for L2). Always
-    /// inlined, so that it is compiled with the SIMD features of the search loop it sits in.
+    /// The ranking distance between a prepared query and a stored vector (squared for L2), computed
+    /// with `kernels`. Always inlined, so that it is compiled with the SIMD features of the search loop
+    /// it sits in.
     #[inline(always)]
-    pub(crate) fn rank(self, a: &[f32], b: &[f32]) -> f32 {
+    pub(crate) fn rank(self, kernels: impl Kernels, a: &[f32], b: &[f32]) -> f32 {
         match self {
-            Metric::Cosine => (1.0 - dot(a, b)).max(0.0),
-            Metric::Dot => -dot(a, b),
-            Metric::L2 => l2_squared(a, b),
+            Metric::Cosine => (1.0 - kernels.dot(a, b)).max(0.0),
+            Metric::Dot => -kernels.dot(a, b),
+            Metric::L2 => kernels.l2_squared(a, b),
         }
     }
 
@@ -85,10 +87,12 @@ impl Metric {
     }
 }
 
-/// Independent accumulators in the kernels: one AVX-512 register, two AVX2 or four SSE registers.
+/// Independent accumulators in the portable kernels: four SSE registers (or, where the compiler may use
+/// them, two AVX2 or one AVX-512 register).
 const LANES: usize = 16;
 
-/// Dot product with [`LANES`] independent accumulators, which the compiler turns into SIMD.
+/// Dot product with [`LANES`] independent accumulators, which the compiler turns into SIMD. The
+/// portable kernel; [`Kernels`] has faster ones where the CPU allows.
 #[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
@@ -173,6 +177,6 @@ mod tests {
     #[test]
     fn rounding_past_one_never_gives_a_negative_cosine_distance() {
         let v = Metric::Cosine.prepare(&[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], 7).unwrap();
-        assert!(Metric::Cosine.rank(&v, &v) >= 0.0);
+        assert!(Metric::Cosine.rank(crate::index::simd::Portable, &v, &v) >= 0.0);
     }
 }

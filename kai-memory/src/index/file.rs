@@ -38,7 +38,7 @@ pub(crate) fn save(path: &Path, slots: &Slots, hnsw: Option<(&HnswConfig, &Searc
         out.extend_from_slice(&id.to_le_bytes());
     }
     out.extend(slots.live.iter().map(|&l| u8::from(l)));
-    for x in &slots.data {
+    for x in slots.data.as_slice() {
         out.extend_from_slice(&x.to_le_bytes());
     }
     if let Some((config, graph)) = hnsw {
@@ -119,10 +119,10 @@ pub(crate) fn open(path: &Path) -> Result<(Slots, Option<(HnswConfig, SearchGrap
     slots.live = r.take(count)?.iter().map(|&b| b != 0).collect();
     let floats = count.checked_mul(dimensions).ok_or_else(|| corrupt("vector size"))?;
     let raw = r.take(floats.checked_mul(4).ok_or_else(|| corrupt("vector size"))?)?;
-    slots.data = raw
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    slots.data.extend(
+        raw.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+    );
     for slot in 0..count {
         if slots.live[slot] && slots.by_id.insert(slots.ids[slot], slot as u32).is_some() {
             return Err(corrupt("two live vectors share an id"));

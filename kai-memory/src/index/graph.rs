@@ -14,8 +14,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
-use crate::index::simd::{SimdWork, prefetch, with_best_simd};
-use crate::index::slots::{Ranked, Slots, TopK};
+use crate::index::simd::{Kernels, SimdWork, prefetch, with_best_simd};
+use crate::index::slots::{Ranked, Slots, Space, TopK};
 
 /// Marks a slot with no lists above layer 0 in [`SearchGraph::upper_of`].
 const NONE: u32 = u32::MAX;
@@ -239,9 +239,9 @@ impl SearchGraph {
     /// Greedy descent from `from` through layers `top` down to `bottom + 1`: on each, moves to the
     /// nearest neighbour that `usable` admits while that gets closer to `query`.
     #[inline(always)]
-    pub(crate) fn descend(
+    pub(crate) fn descend<K: Kernels>(
         &self,
-        slots: &Slots,
+        space: Space<'_, K>,
         query: &[f32],
         mut from: (f32, u32),
         (top, bottom): (usize, usize),
@@ -252,7 +252,7 @@ impl SearchGraph {
                 let mut moved = false;
                 for next in self.neighbours(from.1, layer) {
                     let next = next.load(Relaxed);
-                    let d = slots.metric.rank(query, slots.vector(next));
+                    let d = space.rank(query, next);
                     if d < from.0 && usable(next) {
                         from = (d, next);
                         moved = true;
@@ -271,9 +271,9 @@ impl SearchGraph {
     /// `accept` refuses are walked through but not returned. `visited` must be reset by the caller,
     /// which may pre-mark slots to skip. The nearest accepted slots are left in `scratch.results`.
     #[inline(always)]
-    pub(crate) fn beam(
+    pub(crate) fn beam<K: Kernels>(
         &self,
-        slots: &Slots,
+        space: Space<'_, K>,
         query: &[f32],
         entries: &[(f32, u32)],
         (ef, layer): (usize, usize),
@@ -310,12 +310,12 @@ impl SearchGraph {
             for next in self.neighbours(node, layer) {
                 let next = next.load(Relaxed);
                 if visited.insert(next) {
-                    prefetch(slots.vector(next));
+                    prefetch(space.vector(next));
                     fresh.push(next);
                 }
             }
             for &next in fresh.iter() {
-                let dn = slots.metric.rank(query, slots.vector(next));
+                let dn = space.rank(query, next);
                 let worst = results.peek().map_or(f32::INFINITY, |w| w.0);
                 if results.len() < ef || dn < worst {
                     candidates.push(Reverse(Ranked(dn, next)));
@@ -436,7 +436,7 @@ impl SimdWork for Search<'_> {
     type Output = Vec<(f32, u32)>;
 
     #[inline(always)]
-    fn run(self) -> Self::Output {
+    fn run<K: Kernels>(self, kernels: K) -> Self::Output {
         let Search {
             graph,
             slots,
@@ -452,10 +452,11 @@ impl SimdWork for Search<'_> {
         if k == 0 {
             return Vec::new();
         }
-        let start = (slots.metric.rank(query, slots.vector(entry)), entry);
-        let start = graph.descend(slots, query, start, (usize::from(graph.max_level()), 0), |_| true);
+        let space = Space::new(slots, kernels);
+        let start = (space.rank(query, entry), entry);
+        let start = graph.descend(space, query, start, (usize::from(graph.max_level()), 0), |_| true);
         scratch.visited.reset(graph.len());
-        graph.beam(slots, query, &[start], (ef.max(k), 0), accept, scratch);
+        graph.beam(space, query, &[start], (ef.max(k), 0), accept, scratch);
         let mut top = TopK::new(k);
         for &Ranked(d, slot) in scratch.results.iter() {
             top.offer(d, slot);

@@ -21,8 +21,8 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::index::distance::Metric;
 use crate::index::graph::{MAX_LEVEL, Scratch, SearchGraph};
-use crate::index::simd::SimdWork;
-use crate::index::slots::{Ranked, Slots};
+use crate::index::simd::{Kernels, SimdWork};
+use crate::index::slots::{Ranked, Slots, Space};
 
 /// Locks guarding list writes; slot `s` uses `LIST_LOCKS[s % 4096]`. Each insertion holds at most one
 /// at a time, so they cannot deadlock. Shared by every index: a stripe only serialises two writes,
@@ -40,7 +40,8 @@ pub(crate) fn insert(graph: &mut SearchGraph, slots: &Slots, range: std::ops::Ra
     range
         .into_par_iter()
         .for_each(|slot| with_scratch(|scratch| with_best_simd(Insert(&builder, slot, scratch))));
-    builder.reconnect_orphans();
+    // Rare and short: the portable kernels do.
+    builder.reconnect_orphans(Space::new(slots, crate::index::simd::Portable));
     let entry = builder.entry.into_inner().unwrap_or_else(PoisonError::into_inner);
     graph.set_entry(entry);
 }
@@ -106,11 +107,6 @@ impl<'a> Builder<'a> {
             .is_none_or(|done| done.load(Ordering::Acquire))
     }
 
-    #[inline(always)]
-    fn distance(&self, a: u32, b: u32) -> f32 {
-        self.slots.metric.rank(self.slots.vector(a), self.slots.vector(b))
-    }
-
     /// Runs `write` holding the lock for `slot`'s lists.
     #[inline(always)]
     fn locked<T>(&self, slot: u32, write: impl FnOnce() -> T) -> T {
@@ -124,13 +120,13 @@ impl<'a> Builder<'a> {
     /// node), keeps a candidate only if it is closer to the node than to every candidate already kept,
     /// up to `max`. Lists chosen this way reach out in several directions instead of clustering.
     #[inline(always)]
-    fn select(&self, candidates: &[(f32, u32)], max: usize) -> Vec<u32> {
+    fn select<K: Kernels>(&self, space: Space<'_, K>, candidates: &[(f32, u32)], max: usize) -> Vec<u32> {
         let mut kept: Vec<u32> = Vec::with_capacity(max);
         for &(distance, candidate) in candidates {
             if kept.len() == max {
                 break;
             }
-            if kept.iter().all(|&k| self.distance(candidate, k) > distance) {
+            if kept.iter().all(|&k| space.between(candidate, k) > distance) {
                 kept.push(candidate);
             }
         }
@@ -154,7 +150,7 @@ impl<'a> Builder<'a> {
     /// Adds `links` to `from`'s list on `layer`; a list that overflows is re-selected from the old and
     /// new links together. Keeps the layer-0 in-degrees, and records the slots it orphans.
     #[inline(always)]
-    fn link(&self, from: u32, links: &[u32], layer: usize) {
+    fn link<K: Kernels>(&self, space: Space<'_, K>, from: u32, links: &[u32], layer: usize) {
         self.locked(from, || {
             let before = self.graph.neighbour_list(from, layer);
             let mut list = before.clone();
@@ -164,9 +160,9 @@ impl<'a> Builder<'a> {
             }
             let capacity = self.graph.capacity(layer);
             if list.len() > capacity {
-                let mut candidates: Vec<(f32, u32)> = list.iter().map(|&n| (self.distance(from, n), n)).collect();
+                let mut candidates: Vec<(f32, u32)> = list.iter().map(|&n| (space.between(from, n), n)).collect();
                 candidates.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                list = self.select(&candidates, capacity);
+                list = self.select(space, &candidates, capacity);
             }
             self.graph.set(from, layer, &list);
             if layer == 0 {
@@ -190,7 +186,7 @@ impl<'a> Builder<'a> {
     /// has a link that other lists also name, pointing the same way as the orphan (the one nearest to
     /// it), which the orphan then takes the place of. Far links are left alone: they are the ones
     /// that carry searches between regions.
-    fn reconnect_orphans(&self) {
+    fn reconnect_orphans<K: Kernels>(&self, space: Space<'_, K>) {
         let orphans = std::mem::take(&mut *self.orphans.lock().unwrap_or_else(PoisonError::into_inner));
         let entry = *self.entry.lock().unwrap_or_else(PoisonError::into_inner);
         for orphan in orphans {
@@ -201,7 +197,7 @@ impl<'a> Builder<'a> {
                 .graph
                 .neighbour_list(orphan, 0)
                 .into_iter()
-                .map(|n| (self.distance(orphan, n), n))
+                .map(|n| (space.between(orphan, n), n))
                 .collect();
             hosts.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             let capacity = self.graph.capacity(0);
@@ -220,8 +216,9 @@ impl<'a> Builder<'a> {
                         let at = (0..list.len())
                             .filter(|&i| self.graph.in_degree(list[i]) >= 2)
                             .min_by(|&i, &j| {
-                                self.distance(orphan, list[i])
-                                    .total_cmp(&self.distance(orphan, list[j]))
+                                space
+                                    .between(orphan, list[i])
+                                    .total_cmp(&space.between(orphan, list[j]))
                             })?;
                         self.graph.add_in_degree(list[at], -1);
                         list[at] = orphan;
@@ -240,7 +237,7 @@ impl<'a> Builder<'a> {
 
     /// Inserts one slot.
     #[inline(always)]
-    fn insert(&self, slot: u32, scratch: &mut Scratch) {
+    fn insert<K: Kernels>(&self, space: Space<'_, K>, slot: u32, scratch: &mut Scratch) {
         let level = self.graph.level(slot);
         let entry = {
             let mut entry = self.entry.lock().unwrap_or_else(PoisonError::into_inner);
@@ -255,33 +252,25 @@ impl<'a> Builder<'a> {
             }
         };
         let top = self.graph.level(entry);
-        let query = self.slots.vector(slot);
-        let start = (self.distance(slot, entry), entry);
+        let query = space.vector(slot);
+        let start = (space.between(slot, entry), entry);
         let layers = (usize::from(top), usize::from(level));
-        let start = self
-            .graph
-            .descend(self.slots, query, start, layers, |n| self.finished(n));
+        let start = self.graph.descend(space, query, start, layers, |n| self.finished(n));
         let mut entries = vec![start];
         for layer in (0..=usize::from(level.min(top))).rev() {
             scratch.visited.reset(self.graph.len());
             // The slot itself may already be linked from a slot another thread inserted.
             scratch.visited.insert(slot);
-            self.graph.beam(
-                self.slots,
-                query,
-                &entries,
-                (self.ef_construction, layer),
-                None,
-                scratch,
-            );
+            self.graph
+                .beam(space, query, &entries, (self.ef_construction, layer), None, scratch);
             entries.clear();
             entries.extend(scratch.results.iter().map(|&Ranked(d, s)| (d, s)));
             entries.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            let chosen = self.select(&entries, self.graph.m());
+            let chosen = self.select(space, &entries, self.graph.m());
             // Threads that found this slot on a higher layer may have linked from it already.
-            self.link(slot, &chosen, layer);
+            self.link(space, slot, &chosen, layer);
             for &neighbour in &chosen {
-                self.link(neighbour, &[slot], layer);
+                self.link(space, neighbour, &[slot], layer);
             }
             entries.retain(|&(_, n)| self.finished(n));
             if entries.is_empty() {
@@ -311,8 +300,8 @@ impl SimdWork for Insert<'_, '_> {
     type Output = ();
 
     #[inline(always)]
-    fn run(self) {
-        self.0.insert(self.1, self.2);
+    fn run<K: Kernels>(self, kernels: K) {
+        self.0.insert(Space::new(self.0.slots, kernels), self.1, self.2);
     }
 }
 

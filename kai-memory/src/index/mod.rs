@@ -5,6 +5,7 @@
 //! cosine) before it reaches any index code, support removal and replacement, filtered search, and
 //! crash-safe persistence.
 
+mod buffer;
 mod distance;
 mod file;
 mod flat;

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use crate::error::Error;
 use crate::index::Hit;
+use crate::index::buffer::FloatBuffer;
 use crate::index::distance::Metric;
+use crate::index::simd::{Kernels, SimdWork, with_best_simd};
 
 /// Vectors in insertion order. A replaced or removed vector's slot stays, marked dead, until the index
 /// is compacted.
@@ -12,7 +14,7 @@ use crate::index::distance::Metric;
 pub(crate) struct Slots {
     pub(crate) metric: Metric,
     pub(crate) dimensions: usize,
-    pub(crate) data: Vec<f32>,
+    pub(crate) data: FloatBuffer,
     pub(crate) ids: Vec<u64>,
     pub(crate) live: Vec<bool>,
     pub(crate) by_id: HashMap<u64, u32>,
@@ -23,7 +25,7 @@ impl Slots {
         Self {
             metric,
             dimensions,
-            data: Vec::new(),
+            data: FloatBuffer::default(),
             ids: Vec::new(),
             live: Vec::new(),
             by_id: HashMap::new(),
@@ -38,9 +40,10 @@ impl Slots {
         self.by_id.len()
     }
 
+    #[inline(always)]
     pub(crate) fn vector(&self, slot: u32) -> &[f32] {
         let start = slot as usize * self.dimensions;
-        &self.data[start..start + self.dimensions]
+        &self.data.as_slice()[start..start + self.dimensions]
     }
 
     /// Room for `additional` more vectors.
@@ -89,13 +92,12 @@ impl Slots {
 
     /// Exact search over every live slot whose id `accept` admits.
     pub(crate) fn exact(&self, query: &[f32], k: usize, accept: &dyn Fn(u64) -> bool) -> Vec<(f32, u32)> {
-        let mut best = TopK::new(k);
-        for slot in 0..self.ids.len() as u32 {
-            if self.live[slot as usize] && accept(self.ids[slot as usize]) {
-                best.offer(self.metric.rank(query, self.vector(slot)), slot);
-            }
-        }
-        best.into_sorted()
+        with_best_simd(Exact {
+            slots: self,
+            query,
+            k,
+            accept,
+        })
     }
 
     pub(crate) fn hits(&self, ranked: Vec<(f32, u32)>) -> Vec<Hit> {
@@ -106,6 +108,68 @@ impl Slots {
                 distance: self.metric.report(rank),
             })
             .collect()
+    }
+}
+
+/// An exact search, as [`SimdWork`].
+struct Exact<'a> {
+    slots: &'a Slots,
+    query: &'a [f32],
+    k: usize,
+    accept: &'a dyn Fn(u64) -> bool,
+}
+
+impl SimdWork for Exact<'_> {
+    type Output = Vec<(f32, u32)>;
+
+    #[inline(always)]
+    fn run<K: Kernels>(self, kernels: K) -> Self::Output {
+        let Exact {
+            slots,
+            query,
+            k,
+            accept,
+        } = self;
+        let space = Space::new(slots, kernels);
+        let mut best = TopK::new(k);
+        for slot in 0..slots.ids.len() as u32 {
+            if slots.live[slot as usize] && accept(slots.ids[slot as usize]) {
+                best.offer(space.rank(query, slot), slot);
+            }
+        }
+        best.into_sorted()
+    }
+}
+
+/// The stored vectors with the distance kernels of the running SIMD level: what searches and
+/// insertions measure with.
+#[derive(Clone, Copy)]
+pub(crate) struct Space<'a, K> {
+    pub(crate) slots: &'a Slots,
+    kernels: K,
+}
+
+impl<'a, K: Kernels> Space<'a, K> {
+    #[inline(always)]
+    pub(crate) fn new(slots: &'a Slots, kernels: K) -> Self {
+        Self { slots, kernels }
+    }
+
+    /// The ranking distance from a prepared `query` to `slot`'s vector.
+    #[inline(always)]
+    pub(crate) fn rank(&self, query: &[f32], slot: u32) -> f32 {
+        self.slots.metric.rank(self.kernels, query, self.slots.vector(slot))
+    }
+
+    /// The ranking distance between two slots' vectors.
+    #[inline(always)]
+    pub(crate) fn between(&self, a: u32, b: u32) -> f32 {
+        self.rank(self.slots.vector(a), b)
+    }
+
+    #[inline(always)]
+    pub(crate) fn vector(&self, slot: u32) -> &'a [f32] {
+        self.slots.vector(slot)
     }
 }
 
