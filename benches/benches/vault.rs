@@ -10,10 +10,8 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use kai_memory::{Kdf, Vault};
 
 fn vault(c: &mut Criterion) {
-    let dir = std::env::temp_dir().join(format!("kai-vault-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("bench.vault");
-    let _ = std::fs::remove_file(&path);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.vault");
     let mut vault = Vault::create(&path, "passphrase", Kdf::default()).unwrap();
     for i in 0..100 {
         vault

@@ -10,20 +10,19 @@ use kai_klp::audit::{AuditHook, AuditLog, Fault, verify};
 use kai_klp::{Error, Identity};
 use serde_json::json;
 
-fn temp_path(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kai-audit-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    path
+/// A path named `name` in a fresh directory, removed with its contents when the guard drops.
+fn temp_path(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
 }
 
 fn secret() -> [u8; 32] {
     [42; 32]
 }
 
-fn log_with(name: &str, entries: usize) -> (PathBuf, Vec<String>) {
-    let path = temp_path(name);
+fn log_with(name: &str, entries: usize) -> (tempfile::TempDir, PathBuf, Vec<String>) {
+    let (dir, path) = temp_path(name);
     let log = AuditLog::open(&path, Identity::from_secret_bytes(&secret())).unwrap();
     for i in 0..entries {
         log.append("tool_call", json!({"tool": "add", "n": i})).unwrap();
@@ -33,7 +32,7 @@ fn log_with(name: &str, entries: usize) -> (PathBuf, Vec<String>) {
         .lines()
         .map(str::to_owned)
         .collect();
-    (path, lines)
+    (dir, path, lines)
 }
 
 fn check(path: &PathBuf, lines: &[String]) -> Result<kai_klp::audit::Head, Error> {
@@ -50,7 +49,7 @@ fn fault_of(result: Result<kai_klp::audit::Head, Error>) -> (usize, Fault) {
 
 #[test]
 fn an_untouched_log_verifies_and_reopens_where_it_ended() {
-    let (path, lines) = log_with("ok.log", 5);
+    let (_dir, path, lines) = log_with("ok.log", 5);
     let head = check(&path, &lines).unwrap();
     assert_eq!(head.seq, 5);
     let log = AuditLog::open(&path, Identity::from_secret_bytes(&secret())).unwrap();
@@ -60,7 +59,7 @@ fn an_untouched_log_verifies_and_reopens_where_it_ended() {
 
 #[test]
 fn edits_drops_and_reorders_are_located() {
-    let (path, lines) = log_with("tamper.log", 6);
+    let (_dir, path, lines) = log_with("tamper.log", 6);
 
     let mut edited = lines.clone();
     edited[2] = edited[2].replace("\"n\":2", "\"n\":99");
@@ -79,7 +78,7 @@ fn edits_drops_and_reorders_are_located() {
     assert_eq!(fault_of(check(&path, &garbage)), (5, Fault::Malformed));
 
     // A genuine entry of another log by the same key, spliced in at the same position.
-    let other_path = temp_path("other.log");
+    let (_other_path_dir, other_path) = temp_path("other.log");
     let other_log = AuditLog::open(&other_path, Identity::from_secret_bytes(&secret())).unwrap();
     for i in 0..6 {
         other_log.append("tool_call", json!({"tool": "other", "n": i})).unwrap();
@@ -96,7 +95,7 @@ fn edits_drops_and_reorders_are_located() {
 
 #[test]
 fn lines_cut_from_the_end_are_found_with_a_kept_head() {
-    let (path, lines) = log_with("truncate.log", 4);
+    let (_dir, path, lines) = log_with("truncate.log", 4);
     let head = check(&path, &lines).unwrap();
     std::fs::write(&path, lines[..2].join("\n") + "\n").unwrap();
     let did = Identity::from_secret_bytes(&secret()).did();
@@ -109,7 +108,7 @@ fn lines_cut_from_the_end_are_found_with_a_kept_head() {
 
 #[test]
 fn a_line_cut_short_by_a_crash_is_dropped_on_open() {
-    let (path, lines) = log_with("crash.log", 3);
+    let (_dir, path, lines) = log_with("crash.log", 3);
     let mut contents = lines.join("\n") + "\n";
     contents.push_str(&lines[2][..20]); // the start of a fourth line, never finished
     std::fs::write(&path, contents).unwrap();
@@ -127,7 +126,7 @@ struct Add {
 
 #[test]
 fn the_hook_records_model_and_tool_calls_without_raw_arguments() {
-    let path = temp_path("hook.log");
+    let (_path_dir, path) = temp_path("hook.log");
     let log = Arc::new(AuditLog::open(&path, Identity::from_secret_bytes(&secret())).unwrap());
     let model = ScriptedModel::new()
         .tool_call("add", json!({"a": 40, "b": 2}))
@@ -165,7 +164,7 @@ fn every_consent_decision_is_recorded_with_its_token_capability_and_reason() {
     use kai_klp::consent::{issue, token_id};
     use kai_klp::{Capability, Verifier};
 
-    let path = temp_path("consent.log");
+    let (_path_dir, path) = temp_path("consent.log");
     let service = Identity::from_secret_bytes(&secret());
     let caller = Identity::generate();
     let log = Arc::new(AuditLog::open(&path, Identity::from_secret_bytes(&secret())).unwrap());

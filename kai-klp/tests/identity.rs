@@ -185,10 +185,8 @@ fn bs58_encode(bytes: &[u8]) -> String {
 
 #[test]
 fn identities_survive_the_vault_and_never_print_their_secret() {
-    let dir = std::env::temp_dir().join(format!("kai-klp-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("keys.vault");
-    let _ = std::fs::remove_file(&path);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.vault");
     let mut vault =
         kai_memory::Vault::create(&path, "pass", kai_memory::Kdf::Pbkdf2Sha256 { iterations: 1_000 }).unwrap();
     let identity = Identity::generate();

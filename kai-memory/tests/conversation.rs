@@ -8,17 +8,16 @@ use kai_core::testing::ScriptedModel;
 use kai_core::{Agent, Role};
 use kai_memory::conversation::{ConversationMemory, SessionStore, SummarizingMemory, WindowMemory, estimate_tokens};
 
-fn sessions(name: &str) -> SessionStore {
-    let path = std::env::temp_dir()
-        .join(format!("kai-conversation-tests-{}", std::process::id()))
-        .join(name);
-    let _ = std::fs::remove_file(&path);
-    SessionStore::open(path).unwrap()
+/// A session store in a fresh directory, removed with its contents when the guard drops.
+fn sessions() -> (tempfile::TempDir, SessionStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SessionStore::open(dir.path().join("sessions.sqlite3")).unwrap();
+    (dir, store)
 }
 
 #[test]
 fn a_window_sends_recent_turns_within_budget_and_stores_everything() {
-    let store = sessions("window.sqlite3");
+    let (_dir, store) = sessions();
     let memory = WindowMemory::new(store.clone(), 40);
     let model = ScriptedModel::new()
         .text("First answer, rather long to use up the budget.")
@@ -48,7 +47,7 @@ fn a_window_sends_recent_turns_within_budget_and_stores_everything() {
 
 #[test]
 fn older_turns_are_folded_into_a_summary() {
-    let store = sessions("summary.sqlite3");
+    let (_dir, store) = sessions();
     let summariser = ScriptedModel::new().text("Alice likes tea and lives in Oslo.");
     let memory = SummarizingMemory::new(store.clone(), Arc::new(summariser.clone()), 60, 25);
     let model = ScriptedModel::new()

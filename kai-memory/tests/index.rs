@@ -29,10 +29,11 @@ fn clustered(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kai-index-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// A path named `name` in a fresh directory, removed with its contents when the guard drops.
+fn temp(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
 }
 
 fn recall(index: &HnswIndex, exact: &FlatIndex, queries: &[Vec<f32>], k: usize, ef: usize) -> f32 {
@@ -208,7 +209,7 @@ fn saved_indexes_reopen_without_reinserting_and_keep_working() {
     let items: Vec<(u64, Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (i as u64, v.clone())).collect();
     index.insert_batch(&items).unwrap();
     index.remove(3);
-    let path = temp("saved.hnsw");
+    let (_dir, path) = temp("saved.hnsw");
     index.save(&path).unwrap();
 
     let mut reopened = HnswIndex::open(&path).unwrap();
@@ -229,7 +230,7 @@ fn saved_indexes_reopen_without_reinserting_and_keep_working() {
 
     let mut flat = FlatIndex::new(Metric::L2, 2);
     flat.insert(1, &[1.0, 2.0]).unwrap();
-    let flat_path = temp("saved.flat");
+    let (_dir, flat_path) = temp("saved.flat");
     flat.save(&flat_path).unwrap();
     assert_eq!(
         FlatIndex::open(&flat_path).unwrap().search(&[1.0, 2.0], 1).unwrap()[0].id,
@@ -250,7 +251,7 @@ fn every_vector_is_found_by_itself_however_it_was_inserted() {
         index.insert_batch(&items).unwrap();
         next += size;
     }
-    let path = temp("grown.hnsw");
+    let (_dir, path) = temp("grown.hnsw");
     index.save(&path).unwrap();
     let mut index = HnswIndex::open(&path).unwrap();
     while next < data.len() {
@@ -279,7 +280,7 @@ fn damaged_files_give_typed_errors() {
         .map(|(i, v)| (i as u64, v))
         .collect();
     index.insert_batch(&items).unwrap();
-    let path = temp("damaged.hnsw");
+    let (_dir, path) = temp("damaged.hnsw");
     index.save(&path).unwrap();
     let bytes = std::fs::read(&path).unwrap();
 

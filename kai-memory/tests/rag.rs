@@ -71,15 +71,11 @@ impl EmbeddingModel for HashingEmbedder {
     }
 }
 
-fn setup(name: &str) -> (Arc<EmbeddedStore>, Arc<HashingEmbedder>) {
-    let dir = std::env::temp_dir()
-        .join(format!("kai-rag-tests-{}", std::process::id()))
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    (
-        Arc::new(EmbeddedStore::open(&dir, StoreConfig::new(Metric::Cosine, DIMS)).unwrap()),
-        Arc::new(HashingEmbedder::default()),
-    )
+/// A store in a fresh directory (removed with its contents when the guard drops) and an embedder.
+fn setup() -> (tempfile::TempDir, Arc<EmbeddedStore>, Arc<HashingEmbedder>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path().join("store"), StoreConfig::new(Metric::Cosine, DIMS)).unwrap();
+    (dir, Arc::new(store), Arc::new(HashingEmbedder::default()))
 }
 
 fn chunks(texts: &[&str]) -> Vec<Chunk> {
@@ -94,7 +90,7 @@ fn chunks(texts: &[&str]) -> Vec<Chunk> {
 
 #[test]
 fn ingestion_is_idempotent_batched_and_bounded() {
-    let (store, embedder) = setup("ingest");
+    let (_dir, store, embedder) = setup();
     let ingestor = Ingestor::new(store.clone(), embedder.clone()).with_concurrency(2);
     let texts: Vec<String> = (0..10).map(|i| format!("chunk number {i} about topic{i}")).collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -127,7 +123,7 @@ fn ingestion_is_idempotent_batched_and_bounded() {
 
 #[test]
 fn retrieval_thresholds_and_mmr() {
-    let (store, embedder) = setup("retrieve");
+    let (_dir, store, embedder) = setup();
     let ingestor = Ingestor::new(store.clone(), embedder.clone());
     let docs = [
         "rust borrow checker ownership lifetimes",
@@ -165,7 +161,7 @@ fn retrieval_thresholds_and_mmr() {
 
 #[test]
 fn agents_use_retrieval_as_a_tool_and_as_a_hook() {
-    let (store, embedder) = setup("agent");
+    let (_dir, store, embedder) = setup();
     let splitter = MarkdownSplitter::new(200, 0);
     let chunks = splitter.split("# Office\nThe wifi password is printed under the router.\n# Lunch\nLunch is at noon.");
     block_on(Ingestor::new(store.clone(), embedder.clone()).ingest("handbook.md", &chunks, &Map::new())).unwrap();
@@ -212,11 +208,8 @@ impl EmbeddingModel for LengthEmbedder {
 
 #[test]
 fn hybrid_retrieval_finds_exact_terms_the_embeddings_miss() {
-    let dir = std::env::temp_dir()
-        .join(format!("kai-rag-tests-{}", std::process::id()))
-        .join("hybrid");
-    let _ = std::fs::remove_dir_all(&dir);
-    let store = Arc::new(EmbeddedStore::open(&dir, StoreConfig::new(Metric::Cosine, 2)).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path().join("store"), StoreConfig::new(Metric::Cosine, 2)).unwrap());
     let embedder = Arc::new(LengthEmbedder);
     let keywords = Arc::new(KeywordIndex::new());
     let ingestor = Ingestor::new(store.clone(), embedder.clone()).with_keyword_index(keywords.clone());

@@ -12,12 +12,12 @@ use kai_memory::index::Metric;
 use kai_memory::store::{Document, EmbeddedStore, Filter, MemoryStore, StoreConfig};
 use serde_json::json;
 
-fn directory(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join(format!("kai-store-tests-{}", std::process::id()))
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A path for a store, not yet created, in a fresh directory removed with its contents when the
+/// guard drops.
+fn directory() -> (tempfile::TempDir, PathBuf) {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("store");
+    (scratch, dir)
 }
 
 fn doc(id: usize, lang: &str) -> Document {
@@ -36,7 +36,7 @@ fn config() -> StoreConfig {
 
 #[test]
 fn documents_round_trip_and_search_with_filters() {
-    let dir = directory("basic");
+    let (_scratch, dir) = directory();
     let store = EmbeddedStore::open(&dir, config()).unwrap();
     let docs: Vec<Document> = (0..300).map(|i| doc(i, if i % 3 == 0 { "de" } else { "en" })).collect();
     block_on(store.upsert(&docs)).unwrap();
@@ -66,7 +66,8 @@ fn documents_round_trip_and_search_with_filters() {
 
 #[test]
 fn a_bad_vector_rejects_the_whole_batch() {
-    let store = EmbeddedStore::open(directory("bad"), config()).unwrap();
+    let (_scratch, dir) = directory();
+    let store = EmbeddedStore::open(&dir, config()).unwrap();
     let mut bad = doc(2, "en");
     bad.embedding = vec![f32::NAN, 0.0, 0.0];
     let result = block_on(store.upsert(&[doc(1, "en"), bad]));
@@ -82,7 +83,7 @@ fn a_bad_vector_rejects_the_whole_batch() {
 
 #[test]
 fn reopening_uses_the_saved_index_or_rebuilds_a_stale_one() {
-    let dir = directory("reopen");
+    let (_scratch, dir) = directory();
     let docs: Vec<Document> = (0..200).map(|i| doc(i, "en")).collect();
     {
         let store = EmbeddedStore::open(&dir, config()).unwrap();
@@ -125,7 +126,7 @@ fn writer_child() {
 
 #[test]
 fn acknowledged_writes_survive_kill_9() {
-    let dir = directory("kill9");
+    let (_scratch, dir) = directory();
     std::fs::create_dir_all(&dir).unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "writer_child", "--nocapture", "--test-threads=1"])
@@ -162,7 +163,7 @@ fn acknowledged_writes_survive_kill_9() {
 #[test]
 fn calls_do_not_block_the_executor_they_are_awaited_on() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let dir = directory("nonblocking");
+    let (_scratch, dir) = directory();
     let store = EmbeddedStore::open(&dir, config()).unwrap();
     let docs: Vec<Document> = (0..4_000).map(|i| doc(i, "en")).collect();
     // One thread runs both futures. If the upsert blocked it, the other future could only run after

@@ -7,23 +7,22 @@ use kai_memory::{Error, Kdf, Vault};
 
 const FAST: Kdf = Kdf::Pbkdf2Sha256 { iterations: 1_000 };
 
-fn temp_path(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kai-vault-tests-{}", std::process::id()));
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let _ = std::fs::remove_file(&path);
-    path
+/// A path named `name` in a fresh directory, removed with its contents when the guard drops.
+fn temp_path(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
 }
 
-fn sample(name: &str) -> (PathBuf, Vec<u8>) {
-    let path = temp_path(name);
+fn sample(name: &str) -> (tempfile::TempDir, PathBuf, Vec<u8>) {
+    let (dir, path) = temp_path(name);
     let mut vault = Vault::create(&path, "pass", FAST).unwrap();
     vault.put_secret("openai", "sk-123").unwrap();
     vault
         .put_record("profile", &serde_json::json!({"name": "Ada", "likes": ["tea"]}))
         .unwrap();
     let bytes = std::fs::read(&path).unwrap();
-    (path, bytes)
+    (dir, path, bytes)
 }
 
 fn open_bytes(path: &PathBuf, bytes: &[u8], passphrase: &str) -> Result<Vault, Error> {
@@ -33,7 +32,7 @@ fn open_bytes(path: &PathBuf, bytes: &[u8], passphrase: &str) -> Result<Vault, E
 
 #[test]
 fn secrets_and_records_round_trip_across_reopening() {
-    let (path, _) = sample("round-trip.vault");
+    let (_dir, path, _) = sample("round-trip.vault");
     let mut vault = Vault::open(&path, "pass").unwrap();
     assert_eq!(vault.secret("openai").unwrap().unwrap().expose(), "sk-123");
     let profile: serde_json::Value = vault.record("profile").unwrap().unwrap();
@@ -55,7 +54,7 @@ fn secrets_and_records_round_trip_across_reopening() {
 
 #[test]
 fn nothing_secret_reaches_debug_output_or_the_file() {
-    let (path, bytes) = sample("debug.vault");
+    let (_dir, path, bytes) = sample("debug.vault");
     let vault = Vault::open(&path, "pass").unwrap();
     let secret = vault.secret("openai").unwrap().unwrap();
     assert_eq!(format!("{secret:?}"), "Secret(***)");
@@ -66,13 +65,13 @@ fn nothing_secret_reaches_debug_output_or_the_file() {
 
 #[test]
 fn a_wrong_passphrase_is_its_own_error() {
-    let (path, _) = sample("wrong.vault");
+    let (_dir, path, _) = sample("wrong.vault");
     assert!(matches!(Vault::open(&path, "Pass"), Err(Error::WrongPassphrase)));
 }
 
 #[test]
 fn every_truncation_is_reported_as_truncation() {
-    let (path, bytes) = sample("truncated.vault");
+    let (_dir, path, bytes) = sample("truncated.vault");
     for length in 0..bytes.len() {
         match open_bytes(&path, &bytes[..length], "pass") {
             Err(Error::Truncated) => {}
@@ -83,7 +82,7 @@ fn every_truncation_is_reported_as_truncation() {
 
 #[test]
 fn tampering_is_detected_and_located() {
-    let (path, bytes) = sample("tampered.vault");
+    let (_dir, path, bytes) = sample("tampered.vault");
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let flip = |at: usize| {
         let mut copy = bytes.clone();
@@ -133,7 +132,7 @@ fn tampering_is_detected_and_located() {
 
 #[test]
 fn the_version_and_magic_are_checked() {
-    let (path, bytes) = sample("version.vault");
+    let (_dir, path, bytes) = sample("version.vault");
     let mut newer = bytes.clone();
     newer[9] = 2;
     assert!(matches!(
@@ -148,7 +147,7 @@ fn the_version_and_magic_are_checked() {
 
 #[test]
 fn changing_the_passphrase_rewraps_only_the_key() {
-    let (path, before) = sample("rekey.vault");
+    let (_dir, path, before) = sample("rekey.vault");
     let mut vault = Vault::open(&path, "pass").unwrap();
     vault.change_passphrase("new pass", Kdf::argon2id_default()).unwrap();
     let after = std::fs::read(&path).unwrap();
@@ -166,15 +165,15 @@ fn changing_the_passphrase_rewraps_only_the_key() {
 
 #[test]
 fn backups_export_and_import_under_their_own_passphrase() {
-    let (path, _) = sample("source.vault");
-    let backup = temp_path("backup.vault");
+    let (_dir, path, _) = sample("source.vault");
+    let (_backup_dir, backup) = temp_path("backup.vault");
     Vault::open(&path, "pass")
         .unwrap()
         .export(&backup, "backup pass", FAST)
         .unwrap();
     assert!(matches!(Vault::open(&backup, "pass"), Err(Error::WrongPassphrase)));
 
-    let target = temp_path("target.vault");
+    let (_target_dir, target) = temp_path("target.vault");
     let mut other = Vault::create(&target, "other", FAST).unwrap();
     other.put_secret("github", "ghp_x").unwrap();
     assert_eq!(other.import(&backup, "backup pass").unwrap(), 2);
@@ -186,8 +185,7 @@ fn backups_export_and_import_under_their_own_passphrase() {
 
 #[test]
 fn creating_over_an_existing_file_is_refused_and_saves_leave_no_temporary_files() {
-    // In a directory of its own: other tests save into the shared one at the same time.
-    let (path, _) = sample("exists/exists.vault");
+    let (_dir, path, _) = sample("exists.vault");
     assert!(matches!(
         Vault::create(&path, "x", FAST),
         Err(Error::AlreadyExists { .. })
@@ -203,7 +201,7 @@ fn creating_over_an_existing_file_is_refused_and_saves_leave_no_temporary_files(
 
 #[test]
 fn hostile_kdf_parameters_are_refused_not_obeyed() {
-    let (path, bytes) = sample("hostile.vault");
+    let (_dir, path, bytes) = sample("hostile.vault");
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let hostile = text.replacen("\"iterations\":1000", "\"iterations\":4000000000", 1);
     // The header length changes with the edit; rebuild the length prefix so only the value differs.
@@ -224,7 +222,7 @@ fn hostile_kdf_parameters_are_refused_not_obeyed() {
 
 #[test]
 fn the_default_kdf_opens_in_reasonable_time() {
-    let path = temp_path("default-kdf.vault");
+    let (_path_dir, path) = temp_path("default-kdf.vault");
     let mut vault = Vault::create(&path, "pass", Kdf::default()).unwrap();
     vault.put_secret("k", "v").unwrap();
     assert_eq!(

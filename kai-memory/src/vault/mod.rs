@@ -8,10 +8,8 @@
 //! ```
 //! use kai_memory::{Kdf, Vault};
 //!
-//! # let dir = std::env::temp_dir().join(format!("kai-vault-doc-{}", std::process::id()));
-//! # std::fs::create_dir_all(&dir).unwrap();
-//! let path = dir.join("agent.vault");
-//! # let _ = std::fs::remove_file(&path);
+//! # let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("agent.vault");
 //! let fast = Kdf::Pbkdf2Sha256 { iterations: 1_000 }; // use Kdf::default() in real code
 //! let mut vault = Vault::create(&path, "correct horse battery staple", fast)?;
 //! vault.put_secret("openai", "sk-...")?;
