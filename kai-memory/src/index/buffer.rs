@@ -60,8 +60,8 @@ impl FloatBuffer {
     pub(crate) fn reserve(&mut self, additional: usize) {
         match &mut self.storage {
             #[cfg(target_os = "linux")]
-            Storage::Heap(vec) if (vec.len() + additional).saturating_mul(4) >= HUGE_PAGE => {
-                let needed = vec.len() + additional;
+            Storage::Heap(vec) if vec.len().saturating_add(additional).saturating_mul(4) >= HUGE_PAGE => {
+                let needed = vec.len().saturating_add(additional);
                 if let Some(mapped) = map_with_room(vec, needed) {
                     self.storage = mapped;
                 } else {
@@ -71,7 +71,7 @@ impl FloatBuffer {
             Storage::Heap(vec) => vec.reserve(additional),
             #[cfg(target_os = "linux")]
             Storage::Mapped { map, len } => {
-                let needed = *len + additional;
+                let needed = len.saturating_add(additional);
                 let capacity = map.len() / 4;
                 if needed > capacity {
                     let held = &bytemuck::cast_slice(&map[..])[..*len];
