@@ -252,3 +252,69 @@ impl Parsed<'_> {
         serde_json::from_slice(self.body).map_err(|_| Error::tampered("contents"))
     }
 }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct GcmVector {
+        source: String,
+        key: String,
+        iv: String,
+        aad: String,
+        #[serde(default)]
+        plaintext: String,
+        ciphertext: String,
+        tag: String,
+        valid: bool,
+    }
+
+    fn bytes(hex_text: &str) -> Vec<u8> {
+        hex::decode(hex_text).unwrap()
+    }
+
+    /// NIST CAVP (gcmEncryptExtIV256, gcmDecrypt256) and McGrew-Viega AES-256-GCM vectors.
+    #[test]
+    fn aes_256_gcm_matches_published_vectors() {
+        let vectors: Vec<GcmVector> =
+            serde_json::from_str(include_str!("../../tests/vectors/aes_256_gcm.json")).unwrap();
+        assert!(vectors.len() >= 10);
+        for v in vectors {
+            let key: [u8; 32] = bytes(&v.key).try_into().unwrap();
+            let nonce: [u8; 12] = bytes(&v.iv).try_into().unwrap();
+            let mut expected = bytes(&v.ciphertext);
+            expected.extend(bytes(&v.tag));
+            let sealed = Sealed {
+                nonce: nonce.to_vec(),
+                ciphertext: expected.clone(),
+            };
+            let opened = open(&key, &sealed, &bytes(&v.aad));
+            if v.valid {
+                let ours = seal_with_nonce(&key, nonce, &bytes(&v.plaintext), &bytes(&v.aad)).unwrap();
+                assert_eq!(ours.ciphertext, expected, "{}", v.source);
+                assert_eq!(
+                    opened.as_deref().map(Vec::as_slice),
+                    Some(bytes(&v.plaintext).as_slice()),
+                    "{}",
+                    v.source
+                );
+            } else {
+                assert!(opened.is_none(), "{} must fail to open", v.source);
+            }
+        }
+    }
+
+    #[test]
+    fn nonces_are_fresh_and_wrong_lengths_are_rejected() {
+        let key = [9u8; 32];
+        let a = seal(&key, b"same", b"").unwrap();
+        let b = seal(&key, b"same", b"").unwrap();
+        assert_ne!(a.nonce, b.nonce);
+        assert_ne!(a.ciphertext, b.ciphertext);
+        let short = Sealed {
+            nonce: vec![0; 8],
+            ciphertext: a.ciphertext,
+        };
+        assert!(open(&key, &short, b"").is_none());
+    }
+}
