@@ -77,7 +77,7 @@ pub enum Error {
     Record {
         /// The record's name.
         name: String,
-        /// serde's explanation.
+        /// What went wrong and where (never the record's contents).
         message: String,
     },
     /// Reading or writing a file failed.

@@ -64,6 +64,20 @@ fn nothing_secret_reaches_debug_output_or_the_file() {
 }
 
 #[test]
+fn reading_a_record_as_the_wrong_type_does_not_quote_its_contents() {
+    let (_dir, path, _) = sample("wrong-type.vault");
+    let mut vault = Vault::open(&path, "pass").unwrap();
+    vault.put_record("token", &"sk-live-0123").unwrap();
+    // serde's own message here would be `invalid type: string "sk-live-0123", expected u32`.
+    let error = vault.record::<u32>("token").unwrap_err();
+    assert!(matches!(&error, Error::Record { name, .. } if name == "token"));
+    for shown in [error.to_string(), format!("{error:?}")] {
+        assert!(!shown.contains("sk-live"), "{shown}");
+        assert!(shown.contains("another shape"), "{shown}");
+    }
+}
+
+#[test]
 fn a_wrong_passphrase_is_its_own_error() {
     let (_dir, path, _) = sample("wrong.vault");
     assert!(matches!(Vault::open(&path, "Pass"), Err(Error::WrongPassphrase)));

@@ -130,10 +130,7 @@ impl Vault {
 
     /// Stores a private record (any serde value) under `name`, and saves.
     pub fn put_record<T: Serialize>(&mut self, name: &str, record: &T) -> Result<(), Error> {
-        let json = Zeroizing::new(serde_json::to_vec(record).map_err(|e| Error::Record {
-            name: name.to_owned(),
-            message: e.to_string(),
-        })?);
+        let json = Zeroizing::new(serde_json::to_vec(record).map_err(|e| record_error(name, &e))?);
         self.put(Kind::Record, name, &json)
     }
 
@@ -142,10 +139,9 @@ impl Vault {
         let Some(plaintext) = self.get(Kind::Record, name)? else {
             return Ok(None);
         };
-        serde_json::from_slice(&plaintext).map(Some).map_err(|e| Error::Record {
-            name: name.to_owned(),
-            message: e.to_string(),
-        })
+        serde_json::from_slice(&plaintext)
+            .map(Some)
+            .map_err(|e| record_error(name, &e))
     }
 
     /// Removes the secret and the record named `name`; returns whether anything was removed.
@@ -275,12 +271,36 @@ fn unlock(bytes: &[u8], passphrase: &str) -> Result<(Header, Zeroizing<[u8; 32]>
     }
     let plaintext = format::open(&kek, &header.key, &format::key_aad(&header.vault_id, &header.kdf))
         .ok_or_else(|| Error::tampered("key"))?;
-    let data_key: [u8; 32] = plaintext.as_slice().try_into().map_err(|_| Error::tampered("key"))?;
-    let data_key = Zeroizing::new(data_key);
+    // Copied straight into wiped memory: a plain `[u8; 32]` moved into `Zeroizing` leaves a copy behind.
+    let mut data_key = Zeroizing::new([0u8; 32]);
+    if plaintext.len() != data_key.len() {
+        return Err(Error::tampered("key"));
+    }
+    data_key.copy_from_slice(&plaintext);
     let body = parsed.body(&data_key)?;
     Ok((header, data_key, body))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A record error that says what kind of failure and where, without serde's message: that can quote
+/// the record's decrypted contents (`invalid type: string "sk-…"`), which must not reach logs.
+fn record_error(name: &str, error: &serde_json::Error) -> Error {
+    let kind = match error.classify() {
+        serde_json::error::Category::Io => "an I/O error",
+        serde_json::error::Category::Syntax => "invalid JSON",
+        serde_json::error::Category::Data => "a value of another shape than the type asked for",
+        serde_json::error::Category::Eof => "JSON that ends early",
+    };
+    let place = if error.line() > 0 {
+        format!(" at line {}, column {}", error.line(), error.column())
+    } else {
+        String::new()
+    };
+    Error::Record {
+        name: name.to_owned(),
+        message: format!("{kind}{place}"),
+    }
 }
