@@ -71,37 +71,28 @@ impl SessionStore {
     /// The session's stored state (empty for a new session).
     pub fn load(&self, id: &str) -> Result<Session, Error> {
         let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
-        let row: Option<(Option<String>, String)> = db
-            .query_row(
-                "SELECT summary, messages FROM sessions WHERE id = ?1",
-                params![id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(sql)?;
-        let Some((summary, messages)) = row else {
-            return Ok(Session::default());
-        };
-        let messages = serde_json::from_str(&messages).map_err(|_| Error::Corrupt {
-            what: format!("session {id:?} holds messages that do not parse"),
-        })?;
-        Ok(Session { summary, messages })
+        read_session(&db, id)
     }
 
     /// Replaces the session's stored state.
     pub fn save(&self, id: &str, session: &Session) -> Result<(), Error> {
-        let messages = serde_json::to_string(&session.messages).map_err(|e| Error::Record {
-            name: id.to_owned(),
-            message: e.to_string(),
-        })?;
         let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
-        db.execute(
-            "INSERT INTO sessions (id, summary, messages) VALUES (?1, ?2, ?3)
-             ON CONFLICT(id) DO UPDATE SET summary = excluded.summary, messages = excluded.messages",
-            params![id, session.summary, messages],
-        )
-        .map_err(sql)?;
-        Ok(())
+        write_session(&db, id, session)
+    }
+
+    /// Changes the session's stored state with `change`, atomically: other writers, through this store or
+    /// another process's, cannot slip in between the read and the write and have their change lost.
+    /// Nothing is written if `change` returns `false`.
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut Session) -> bool) -> Result<(), Error> {
+        let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        let transaction = db
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let mut session = read_session(&transaction, id)?;
+        if change(&mut session) {
+            write_session(&transaction, id, &session)?;
+        }
+        transaction.commit().map_err(sql)
     }
 
     /// Deletes a session; returns whether it existed.
@@ -114,6 +105,38 @@ impl SessionStore {
     }
 }
 
+fn read_session(db: &Connection, id: &str) -> Result<Session, Error> {
+    let row: Option<(Option<String>, String)> = db
+        .query_row(
+            "SELECT summary, messages FROM sessions WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql)?;
+    let Some((summary, messages)) = row else {
+        return Ok(Session::default());
+    };
+    let messages = serde_json::from_str(&messages).map_err(|_| Error::Corrupt {
+        what: format!("session {id:?} holds messages that do not parse"),
+    })?;
+    Ok(Session { summary, messages })
+}
+
+fn write_session(db: &Connection, id: &str, session: &Session) -> Result<(), Error> {
+    let messages = serde_json::to_string(&session.messages).map_err(|e| Error::Record {
+        name: id.to_owned(),
+        message: e.to_string(),
+    })?;
+    db.execute(
+        "INSERT INTO sessions (id, summary, messages) VALUES (?1, ?2, ?3)
+         ON CONFLICT(id) DO UPDATE SET summary = excluded.summary, messages = excluded.messages",
+        params![id, session.summary, messages],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
 /// A policy for what a session's next run sees, and how its history is kept.
 pub trait ConversationMemory: MaybeSend + MaybeSync {
     /// The messages the next run of `session` starts from.
@@ -122,7 +145,8 @@ pub trait ConversationMemory: MaybeSend + MaybeSync {
     /// Records the messages a run added to `session`.
     fn record<'a>(&'a self, session: &'a str, new_messages: &'a [Message]) -> BoxFuture<'a, Result<(), Error>>;
 
-    /// Runs `agent` on `input` in `session`: loads the context, runs, records the new messages.
+    /// Runs `agent` on `input` in `session`: loads the context, runs, records the new messages (those
+    /// after the context in the run's output).
     fn chat<'a>(
         &'a self,
         agent: &'a Agent,
@@ -136,7 +160,8 @@ pub trait ConversationMemory: MaybeSend + MaybeSync {
                 .resume(RunState::continuing(context, input))
                 .await
                 .map_err(|e| Error::Agent(Box::new(e)))?;
-            self.record(session, &output.messages[start..]).await?;
+            let new_messages = output.messages.get(start..).unwrap_or_default();
+            self.record(session, new_messages).await?;
             Ok(output)
         })
     }
@@ -184,9 +209,10 @@ impl ConversationMemory for WindowMemory {
 
     fn record<'a>(&'a self, session: &'a str, new_messages: &'a [Message]) -> BoxFuture<'a, Result<(), Error>> {
         boxed(async move {
-            let mut stored = self.sessions.load(session)?;
-            stored.messages.extend_from_slice(new_messages);
-            self.sessions.save(session, &stored)
+            self.sessions.update(session, |stored| {
+                stored.messages.extend_from_slice(new_messages);
+                true
+            })
         })
     }
 }
@@ -195,6 +221,10 @@ impl ConversationMemory for WindowMemory {
 ///
 /// When a session's messages exceed `budget` tokens, the oldest are summarised (together with the
 /// previous summary) until the rest fit `keep_recent`; the summary is sent first, as a system message.
+///
+/// A run's messages are stored before any summarising starts, so a failing summariser loses nothing:
+/// [`record`](ConversationMemory::record) returns its error, the session keeps the messages verbatim,
+/// and the next turn tries again.
 #[derive(Clone)]
 pub struct SummarizingMemory {
     sessions: SessionStore,
@@ -275,23 +305,35 @@ impl ConversationMemory for SummarizingMemory {
 
     fn record<'a>(&'a self, session: &'a str, new_messages: &'a [Message]) -> BoxFuture<'a, Result<(), Error>> {
         boxed(async move {
-            let mut stored = self.sessions.load(session)?;
-            // The context began with the summary message, which is not part of the stored messages.
-            stored
-                .messages
-                .extend(new_messages.iter().filter(|m| m.role != Role::System).cloned());
+            let mut stored = Session::default();
+            self.sessions.update(session, |session| {
+                // The context began with the summary message, which is not part of the stored messages.
+                session
+                    .messages
+                    .extend(new_messages.iter().filter(|m| m.role != Role::System).cloned());
+                stored = session.clone();
+                true
+            })?;
             let total: usize = stored.messages.iter().map(estimate_tokens).sum();
-            if total > self.budget {
-                let keep_from = window_start(&stored.messages, self.keep_recent);
-                if keep_from > 0 {
-                    let summary = self
-                        .summarise(stored.summary.as_deref(), &stored.messages[..keep_from])
-                        .await?;
-                    stored.summary = Some(summary);
-                    stored.messages.drain(..keep_from);
-                }
+            if total <= self.budget {
+                return Ok(());
             }
-            self.sessions.save(session, &stored)
+            let keep_from = window_start(&stored.messages, self.keep_recent);
+            if keep_from == 0 {
+                return Ok(());
+            }
+            let folded = &stored.messages[..keep_from];
+            let summary = self.summarise(stored.summary.as_deref(), folded).await?;
+            // Another writer may have changed the session while the model worked: fold the messages
+            // only if they are still the oldest ones under the same summary, and keep what was added.
+            self.sessions.update(session, |now| {
+                let unchanged = now.summary == stored.summary && now.messages.starts_with(folded);
+                if unchanged {
+                    now.summary = Some(summary);
+                    now.messages.drain(..keep_from);
+                }
+                unchanged
+            })
         })
     }
 }

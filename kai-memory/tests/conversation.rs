@@ -17,7 +17,7 @@ fn sessions() -> (tempfile::TempDir, SessionStore) {
 
 #[test]
 fn a_window_sends_recent_turns_within_budget_and_stores_everything() {
-    let (_dir, store) = sessions();
+    let (dir, store) = sessions();
     let memory = WindowMemory::new(store.clone(), 40);
     let model = ScriptedModel::new()
         .text("First answer, rather long to use up the budget.")
@@ -39,10 +39,77 @@ fn a_window_sends_recent_turns_within_budget_and_stores_everything() {
     assert_eq!(store.load("alice").unwrap().messages.len(), 10, "everything is stored");
     assert!(store.load("bob").unwrap().messages.is_empty(), "sessions are separate");
 
-    // Persistence: a new memory over the same database continues the session.
-    let reopened = WindowMemory::new(store.clone(), 1_000);
+    // Persistence: a new memory over the database, opened again, continues the session.
+    let reopened = WindowMemory::new(SessionStore::open(dir.path().join("sessions.sqlite3")).unwrap(), 1_000);
     assert_eq!(block_on(reopened.context("alice")).unwrap().len(), 10);
     assert!(store.delete("alice").unwrap());
+}
+
+#[test]
+fn a_failing_summariser_loses_no_turn_and_the_next_turn_summarises() {
+    let (_dir, store) = sessions();
+    let outage = kai_core::Error::Server {
+        status: Some(503),
+        message: "overloaded".into(),
+    };
+    let summariser = ScriptedModel::new().fail(outage).text("Alice likes tea.");
+    let memory = SummarizingMemory::new(store.clone(), Arc::new(summariser.clone()), 60, 25);
+    let agent = Agent::builder(ScriptedModel::new().text("Noted, thank you for that.").repeat())
+        .build()
+        .unwrap();
+    let questions = [
+        "My name is Alice and I like tea very much.",
+        "I live in Oslo, which is in Norway, as you know.",
+        "What do you remember about me?",
+        "And what do I like to drink?",
+    ];
+    let mut failed_at = None;
+    for (turn, question) in questions.iter().enumerate() {
+        match block_on(memory.chat(&agent, "s1", question)) {
+            Ok(_) => {}
+            Err(kai_memory::Error::Model(kai_core::Error::Server { .. })) if failed_at.is_none() => {
+                failed_at = Some(turn);
+                // The turn is stored verbatim even though summarising it failed.
+                let stored = store.load("s1").unwrap();
+                assert_eq!(stored.summary, None);
+                assert_eq!(stored.messages.len(), 2 * (turn + 1));
+                assert_eq!(stored.messages[2 * turn].text(), *question);
+            }
+            Err(other) => panic!("turn {turn}: {other}"),
+        }
+    }
+    assert!(
+        failed_at.is_some_and(|turn| turn < questions.len() - 1),
+        "{failed_at:?}"
+    );
+    let stored = store.load("s1").unwrap();
+    assert_eq!(stored.summary.as_deref(), Some("Alice likes tea."));
+    assert_eq!(stored.messages.last().unwrap().text(), "Noted, thank you for that.");
+    assert_eq!(summariser.remaining(), 0, "the summary was retried once");
+}
+
+#[test]
+fn concurrent_writers_to_one_session_lose_nothing() {
+    let (dir, _store) = sessions();
+    let path = dir.path().join("sessions.sqlite3");
+    let writers: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|who| {
+            // Separate connections, as separate processes would have.
+            let memory = WindowMemory::new(SessionStore::open(&path).unwrap(), 1_000);
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let message = kai_core::Message::user(format!("{who}{i}"));
+                    block_on(memory.record("shared", std::slice::from_ref(&message))).unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let stored = SessionStore::open(&path).unwrap().load("shared").unwrap();
+    assert_eq!(stored.messages.len(), 100);
 }
 
 #[test]
