@@ -52,7 +52,13 @@ pub(crate) fn save(path: &Path, slots: &Slots, hnsw: Option<(&HnswConfig, &Searc
         let mut offset = 0u32;
         out.extend_from_slice(&offset.to_le_bytes());
         for slot in 0..slots {
-            offset += graph.neighbours(slot, 0).len() as u32;
+            // Version 1 numbers layer-0 links with u32 offsets: about 134 million vectors at M = 16.
+            offset = u32::try_from(graph.neighbours(slot, 0).len())
+                .ok()
+                .and_then(|links| offset.checked_add(links))
+                .ok_or_else(|| {
+                    Error::InvalidConfig("the graph has more than 2^32 links, more than the file format holds".into())
+                })?;
             out.extend_from_slice(&offset.to_le_bytes());
         }
         out.extend_from_slice(&u64::from(offset).to_le_bytes());

@@ -200,7 +200,8 @@ impl TopK {
     pub(crate) fn new(k: usize) -> Self {
         Self {
             k,
-            heap: std::collections::BinaryHeap::with_capacity(k + 1),
+            // `k` comes from the caller; the heap grows past this if it must.
+            heap: std::collections::BinaryHeap::with_capacity(k.min(1024) + 1),
         }
     }
 

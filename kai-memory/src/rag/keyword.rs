@@ -124,7 +124,8 @@ impl Postings {
         };
         for term in frequencies.keys() {
             if let Some(df) = self.document_frequency.get_mut(term) {
-                *df -= 1;
+                // Saturating: counts read from a damaged file may be lower than the documents.
+                *df = df.saturating_sub(1);
                 if *df == 0 {
                     self.document_frequency.remove(term);
                 }
