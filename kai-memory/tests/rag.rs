@@ -12,6 +12,7 @@ use kai_core::{Agent, BoxFuture, EmbeddingModel, Embeddings, Role, Tool, ToolCon
 use kai_memory::index::Metric;
 use kai_memory::rag::{
     Chunk, Ingestor, KeywordIndex, MarkdownSplitter, RecursiveSplitter, RetrievalHook, RetrievalTool, Retriever,
+    Splitter,
 };
 use kai_memory::store::{EmbeddedStore, MemoryStore, StoreConfig};
 use serde_json::{Map, json};
@@ -119,6 +120,36 @@ fn ingestion_is_idempotent_batched_and_bounded() {
     assert_eq!((report.written, report.unchanged, report.removed), (1, 5, 4));
     assert_eq!(block_on(store.count()).unwrap(), 6);
     assert!(block_on(store.get("notes.md#7")).unwrap().is_none());
+    let embedded = embedder.texts.load(Ordering::SeqCst);
+
+    // New metadata, same text: every chunk is rewritten, none embedded again.
+    let relabelled: Map<String, serde_json::Value> = json!({"kind": "archive"}).as_object().unwrap().clone();
+    let report = block_on(ingestor.ingest("notes.md", &chunks(&shorter), &relabelled)).unwrap();
+    assert_eq!((report.written, report.unchanged, report.removed), (6, 0, 0));
+    assert_eq!(embedder.texts.load(Ordering::SeqCst), embedded);
+    let stored = block_on(store.get("notes.md#3")).unwrap().unwrap();
+    assert_eq!(stored.metadata["kind"], "archive");
+    assert_eq!(stored.text, "chunk number 3 about topic3");
+}
+
+#[test]
+fn one_call_splits_embeds_and_stores_a_text() {
+    let (_dir, store, embedder) = setup();
+    let ingestor = Ingestor::new(store.clone(), embedder.clone());
+    let markdown = "# Setup\n\nInstall the tool first.\n\n## Linux\n\nUse the package manager to install it.";
+    let splitter = MarkdownSplitter::new(60, 0);
+    let report = block_on(ingestor.ingest_text("guide.md", markdown, &splitter, &Map::new())).unwrap();
+    assert_eq!(report.chunks, Splitter::split(&splitter, markdown).len());
+    assert_eq!(
+        (report.written, block_on(store.count()).unwrap()),
+        (report.chunks, report.chunks)
+    );
+    let last = block_on(store.get(&format!("guide.md#{}", report.chunks - 1)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.metadata["section"], "Setup > Linux");
+    let report = block_on(ingestor.ingest_text("guide.md", markdown, &splitter, &Map::new())).unwrap();
+    assert_eq!(report.unchanged, report.chunks);
 }
 
 #[test]
@@ -209,7 +240,8 @@ impl EmbeddingModel for LengthEmbedder {
 #[test]
 fn hybrid_retrieval_finds_exact_terms_the_embeddings_miss() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path().join("store"), StoreConfig::new(Metric::Cosine, 2)).unwrap());
+    // L2, so that a hit found only by keyword must be given a Euclidean distance, not a cosine one.
+    let store = Arc::new(EmbeddedStore::open(dir.path().join("store"), StoreConfig::new(Metric::L2, 2)).unwrap());
     let embedder = Arc::new(LengthEmbedder);
     let keywords = Arc::new(KeywordIndex::new());
     let ingestor = Ingestor::new(store.clone(), embedder.clone()).with_keyword_index(keywords.clone());
@@ -232,7 +264,27 @@ fn hybrid_retrieval_finds_exact_terms_the_embeddings_miss() {
         .top_k(2)
         .hybrid(keywords.clone());
     let found = block_on(hybrid.retrieve(query)).unwrap();
-    assert!(found.iter().any(|d| d.document.text.contains("ERR4471")), "{found:?}");
+    let keyword_hit = found.iter().find(|d| d.document.text.contains("ERR4471"));
+    let keyword_hit = keyword_hit.unwrap_or_else(|| panic!("{found:?}"));
+    let query_vector = [1.0, query.len() as f32 / 100.0];
+    let expected = Metric::L2.distance(&query_vector, &keyword_hit.document.embedding);
+    assert!(
+        (keyword_hit.distance - expected).abs() < 1e-6,
+        "{} vs {expected}",
+        keyword_hit.distance
+    );
+
+    // A keyword index that lost its contents (opened fresh, never saved) is refilled by re-ingesting,
+    // even though no chunk changed.
+    let fresh = Arc::new(KeywordIndex::new());
+    let refill = Ingestor::new(store.clone(), embedder.clone()).with_keyword_index(fresh.clone());
+    assert_eq!(
+        block_on(refill.ingest("kb", &chunks(&docs), &Map::new()))
+            .unwrap()
+            .unchanged,
+        docs.len()
+    );
+    assert_eq!(fresh.search("ERR4471", 5).len(), 1);
 
     // The keyword index follows re-ingestion.
     block_on(ingestor.ingest("kb", &chunks(&docs[..2]), &Map::new())).unwrap();

@@ -78,6 +78,32 @@ impl Metric {
         }
     }
 
+    /// The distance between two vectors as given, as indexes and stores report it: `1 - cosine
+    /// similarity` (1 when either vector is zero), `-dot product`, or the Euclidean distance; computed
+    /// over the shorter vector's length.
+    ///
+    /// ```
+    /// use kai_memory::index::Metric;
+    ///
+    /// assert_eq!(Metric::L2.distance(&[0.0, 3.0], &[4.0, 0.0]), 5.0);
+    /// assert_eq!(Metric::Dot.distance(&[1.0, 2.0], &[3.0, 4.0]), -11.0);
+    /// assert!(Metric::Cosine.distance(&[2.0, 0.0], &[5.0, 0.0]).abs() < 1e-6);
+    /// ```
+    pub fn distance(self, a: &[f32], b: &[f32]) -> f32 {
+        match self {
+            Metric::Cosine => {
+                let norms = (dot(a, a) * dot(b, b)).sqrt();
+                if norms > 0.0 {
+                    (1.0 - dot(a, b) / norms).max(0.0)
+                } else {
+                    1.0
+                }
+            }
+            Metric::Dot => -dot(a, b),
+            Metric::L2 => l2_squared(a, b).sqrt(),
+        }
+    }
+
     /// The distance reported to callers, from a ranking distance.
     pub(crate) fn report(self, rank: f32) -> f32 {
         match self {

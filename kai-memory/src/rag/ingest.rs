@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::rag::keyword::KeywordIndex;
-use crate::rag::splitter::Chunk;
+use crate::rag::splitter::{Chunk, Splitter};
 use crate::store::{Document, MemoryStore};
 
 /// What one ingestion did.
@@ -17,9 +17,10 @@ use crate::store::{Document, MemoryStore};
 pub struct IngestReport {
     /// Chunks the text was split into.
     pub chunks: usize,
-    /// Chunks embedded and written (new or changed).
+    /// Chunks written: new or changed text (embedded), or the same text with new metadata (which keeps
+    /// its stored embedding).
     pub written: usize,
-    /// Chunks already stored with the same content, left alone.
+    /// Chunks already stored with the same text and metadata, left alone.
     pub unchanged: usize,
     /// Chunks of an earlier, longer version of the source that were removed.
     pub removed: usize,
@@ -29,8 +30,9 @@ pub struct IngestReport {
 ///
 /// Chunk `i` of source `s` is stored as document `s#i` with the metadata given plus `source`, `chunk`,
 /// `section` (for Markdown) and `content_hash` (SHA-256 of the text). Re-ingesting a source embeds only
-/// chunks whose hash changed and removes chunks beyond its new length, so running it again is cheap and
-/// leaves the store as if the source had been ingested once.
+/// chunks whose hash changed, rewrites those whose metadata changed with their stored embedding, and
+/// removes chunks beyond its new length, so running it again is cheap and leaves the store as if the
+/// source had been ingested once.
 pub struct Ingestor {
     keywords: Option<Arc<KeywordIndex>>,
     store: Arc<dyn MemoryStore>,
@@ -71,6 +73,17 @@ impl Ingestor {
         self
     }
 
+    /// Splits `text` with `splitter` and stores the chunks as `source`: the whole pipeline in one call.
+    pub async fn ingest_text(
+        &self,
+        source: &str,
+        text: &str,
+        splitter: &dyn Splitter,
+        metadata: &Map<String, Value>,
+    ) -> Result<IngestReport, Error> {
+        self.ingest(source, &splitter.split(text), metadata).await
+    }
+
     /// Stores the chunks of `source` (see the type's documentation).
     pub async fn ingest(
         &self,
@@ -83,14 +96,12 @@ impl Ingestor {
             ..IngestReport::default()
         };
         let mut pending = Vec::new();
+        // Chunks whose text is stored already but whose metadata changed: rewritten with the stored
+        // embedding, since the text (and so its embedding) is the same.
+        let mut relabelled = Vec::new();
         for (index, chunk) in chunks.iter().enumerate() {
             let id = format!("{source}#{index}");
             let hash = hex_sha256(&chunk.text);
-            let existing = self.store.get(&id).await?;
-            if existing.is_some_and(|d| d.metadata.get("content_hash").and_then(Value::as_str) == Some(hash.as_str())) {
-                report.unchanged += 1;
-                continue;
-            }
             let mut meta = metadata.clone();
             meta.insert("source".into(), json!(source));
             meta.insert("chunk".into(), json!(index));
@@ -98,7 +109,23 @@ impl Ingestor {
                 meta.insert("section".into(), json!(chunk.section));
             }
             meta.insert("content_hash".into(), json!(hash));
-            pending.push((id, chunk.text.clone(), meta));
+            match self.store.get(&id).await? {
+                Some(stored) if stored.metadata.get("content_hash").and_then(Value::as_str) == Some(hash.as_str()) => {
+                    if stored.metadata == meta {
+                        report.unchanged += 1;
+                        // A keyword index opened fresh, or not saved since, may lack it.
+                        if let Some(keywords) = &self.keywords {
+                            keywords.insert(&stored.id, &stored.text);
+                        }
+                    } else {
+                        relabelled.push(Document {
+                            metadata: meta,
+                            ..stored
+                        });
+                    }
+                }
+                _ => pending.push((id, chunk.text.clone(), meta)),
+            }
         }
 
         let embedder = &self.embedder;
@@ -130,6 +157,7 @@ impl Ingestor {
                 metadata,
                 embedding,
             })
+            .chain(relabelled)
             .collect();
         report.written = documents.len();
         if !documents.is_empty() {

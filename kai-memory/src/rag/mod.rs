@@ -10,4 +10,4 @@ pub use agent::{RetrievalHook, RetrievalTool};
 pub use ingest::{IngestReport, Ingestor};
 pub use keyword::KeywordIndex;
 pub use retriever::Retriever;
-pub use splitter::{Chunk, MarkdownSplitter, RecursiveSplitter};
+pub use splitter::{Chunk, MarkdownSplitter, RecursiveSplitter, Splitter};

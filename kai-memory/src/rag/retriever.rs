@@ -47,7 +47,8 @@ impl Retriever {
 
     /// Hybrid retrieval: fuses the vector ranking with this BM25 ranking by reciprocal rank, so exact
     /// terms (names, codes, error messages) that embeddings blur still surface. Keyword hits are
-    /// filtered and thresholded like vector hits, with the cosine distance of their embeddings.
+    /// filtered and thresholded like vector hits, with their embeddings' distance under the store's
+    /// metric.
     pub fn hybrid(mut self, keywords: Arc<KeywordIndex>) -> Self {
         self.keywords = Some(keywords);
         self
@@ -125,7 +126,7 @@ impl Retriever {
                     if self.filter.as_ref().is_some_and(|f| !f.matches(&document.metadata)) {
                         continue;
                     }
-                    let distance = 1.0 - cosine(query_vector, &document.embedding);
+                    let distance = self.store.metric().distance(query_vector, &document.embedding);
                     ScoredDocument { document, distance }
                 }
             };

@@ -12,6 +12,24 @@ pub struct Chunk {
     pub section: String,
 }
 
+/// Turns a text into chunks; what [`Ingestor::ingest_text`](crate::rag::Ingestor::ingest_text) takes.
+pub trait Splitter: kai_core::MaybeSend + kai_core::MaybeSync {
+    /// The chunks of `text`, in order.
+    fn split(&self, text: &str) -> Vec<Chunk>;
+}
+
+impl Splitter for RecursiveSplitter {
+    fn split(&self, text: &str) -> Vec<Chunk> {
+        RecursiveSplitter::split(self, text)
+    }
+}
+
+impl Splitter for MarkdownSplitter {
+    fn split(&self, text: &str) -> Vec<Chunk> {
+        MarkdownSplitter::split(self, text)
+    }
+}
+
 /// Splits text on the coarsest separator that keeps pieces within `chunk_size` characters, merging
 /// neighbouring pieces up to that size and repeating up to `overlap` characters of one chunk at the
 /// start of the next.

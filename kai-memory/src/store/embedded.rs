@@ -45,6 +45,7 @@ impl StoreConfig {
 ///
 /// Reopening reads the saved index without re-inserting anything; it takes new writes at once.
 pub struct EmbeddedStore {
+    metric: Metric,
     shared: Arc<Shared>,
     jobs: Option<mpsc::Sender<Job>>,
     worker: Option<JoinHandle<()>>,
@@ -164,6 +165,7 @@ impl EmbeddedStore {
                 (index, u64::MAX)
             }
         };
+        let metric = config.index.metric;
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 db,
@@ -181,6 +183,7 @@ impl EmbeddedStore {
             .spawn(move || queue.into_iter().for_each(|job| job()))
             .map_err(|e| Error::io(&directory, e))?;
         Ok(Self {
+            metric,
             shared,
             jobs: Some(jobs),
             worker: Some(worker),
@@ -434,5 +437,9 @@ impl MemoryStore for EmbeddedStore {
 
     fn count(&self) -> BoxFuture<'_, Result<usize, Error>> {
         self.run(|shared| Ok(shared.lock().index.len()))
+    }
+
+    fn metric(&self) -> Metric {
+        self.metric
     }
 }

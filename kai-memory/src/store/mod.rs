@@ -16,6 +16,7 @@ pub use filter::Filter;
 pub use postgres::PgStore;
 
 use crate::error::Error;
+use crate::index::Metric;
 
 /// A stored document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +62,9 @@ pub trait MemoryStore: MaybeSend + MaybeSync {
 
     /// How many documents the store holds.
     fn count(&self) -> BoxFuture<'_, Result<usize, Error>>;
+
+    /// How the store measures distance: [`ScoredDocument::distance`] is [`Metric::distance`] under it.
+    fn metric(&self) -> Metric;
 }
 
 const _: Option<&dyn MemoryStore> = None;

@@ -308,6 +308,10 @@ impl MemoryStore for PgStore {
             Ok(row.try_get::<_, i64>(0).map_err(db)? as usize)
         })
     }
+
+    fn metric(&self) -> Metric {
+        self.metric
+    }
 }
 
 #[cfg(test)]
