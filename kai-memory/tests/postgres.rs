@@ -28,9 +28,25 @@ fn url() -> &'static str {
     })
 }
 
+/// Runs `sql` on its own connection.
+async fn execute(sql: &str) {
+    let (client, connection) = tokio_postgres::connect(url(), tokio_postgres::NoTls).await.unwrap();
+    let connection = tokio::spawn(connection);
+    client.batch_execute(sql).await.unwrap();
+    drop(client);
+    connection.await.unwrap().unwrap();
+}
+
+/// A store over table `kai_test_<name>`, emptied first (a failed run may have left it behind).
 async fn store(name: &str, metric: Metric) -> PgStore {
-    let table = format!("kai_test_{name}_{}", std::process::id());
+    let table = format!("kai_test_{name}");
+    execute(&format!("DROP TABLE IF EXISTS {table}")).await;
     PgStore::connect(url(), &table, metric, 3, 4).await.unwrap()
+}
+
+/// Removes a test's table.
+async fn drop_store(name: &str) {
+    execute(&format!("DROP TABLE kai_test_{name}")).await;
 }
 
 fn doc(i: usize, lang: &str, year: serde_json::Value) -> Document {
@@ -103,6 +119,115 @@ async fn documents_round_trip_and_search_with_sql_filters() {
     assert_eq!(store.get("doc-3").await.unwrap().unwrap().text, "replaced");
     assert_eq!(store.delete(&["doc-3".into(), "missing".into()]).await.unwrap(), 1);
     assert_eq!(store.count().await.unwrap(), 499);
+    drop_store("basic").await;
+}
+
+#[tokio::test]
+async fn sql_filters_select_exactly_what_filter_matches_selects() {
+    let store = store("filters", Metric::L2).await;
+    // Metadata with the key, without it, and holding JSON null or a string where numbers are compared.
+    let docs: Vec<Document> = (0..60)
+        .map(|i| {
+            let mut doc = doc(i, ["en", "de", "fr"][i % 3], json!(2000 + i));
+            match i % 5 {
+                0 => drop(doc.metadata.remove("lang")),
+                1 => drop(doc.metadata.insert("lang".into(), serde_json::Value::Null)),
+                2 => drop(doc.metadata.insert("year".into(), json!("unknown"))),
+                _ => {}
+            }
+            doc
+        })
+        .collect();
+    store.upsert(&docs).await.unwrap();
+    let not = |filter| Filter::Not {
+        filter: Box::new(filter),
+    };
+    let filters = [
+        Filter::eq("lang", json!("de")),
+        not(Filter::eq("lang", json!("de"))),
+        not(Filter::In {
+            key: "lang".into(),
+            values: vec![json!("de"), json!("fr")],
+        }),
+        Filter::eq("lang", serde_json::Value::Null),
+        not(Filter::gt("year", 2030.0)),
+        Filter::or([not(Filter::Exists { key: "lang".into() }), Filter::lt("year", 2010.0)]),
+        not(Filter::and([
+            Filter::eq("lang", json!("en")),
+            Filter::gt("year", 2020.0),
+        ])),
+    ];
+    for filter in &filters {
+        let mut found: Vec<String> = store
+            .search(&[1.0, 0.0, 0.25], 100, Some(filter))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|hit| hit.document.id)
+            .collect();
+        found.sort();
+        let mut expected: Vec<String> = docs
+            .iter()
+            .filter(|d| filter.matches(&d.metadata))
+            .map(|d| d.id.clone())
+            .collect();
+        expected.sort();
+        assert!(
+            !expected.is_empty() && expected.len() < docs.len(),
+            "{filter:?} is not a test"
+        );
+        assert_eq!(found, expected, "{filter:?}");
+    }
+    drop_store("filters").await;
+}
+
+#[tokio::test]
+async fn inner_product_search_uses_an_hnsw_index_and_a_table_of_another_shape_is_refused() {
+    let store = store("dot", Metric::Dot).await;
+    let vectors = [
+        ("long", [2.0, 0.0, 0.0]),
+        ("unit", [1.0, 0.0, 0.0]),
+        ("across", [0.0, 1.0, 0.0]),
+    ];
+    let docs: Vec<Document> = vectors
+        .iter()
+        .map(|(id, v)| Document {
+            id: (*id).into(),
+            text: (*id).into(),
+            metadata: serde_json::Map::new(),
+            embedding: v.to_vec(),
+        })
+        .collect();
+    store.upsert(&docs).await.unwrap();
+    let hits = store.search(&[1.0, 0.0, 0.0], 3, None).await.unwrap();
+    let ids: Vec<&str> = hits.iter().map(|h| h.document.id.as_str()).collect();
+    assert_eq!(ids, ["long", "unit", "across"]);
+    assert_eq!(hits[0].distance, -2.0);
+
+    let (client, connection) = tokio_postgres::connect(url(), tokio_postgres::NoTls).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let indexes: Vec<String> = client
+        .query("SELECT indexdef FROM pg_indexes WHERE tablename = 'kai_test_dot'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        indexes
+            .iter()
+            .any(|index| index.contains("USING hnsw (embedding vector_ip_ops)")),
+        "{indexes:?}"
+    );
+    drop(client);
+    connection.await.unwrap().unwrap();
+
+    for (metric, dimensions) in [(Metric::Dot, 4), (Metric::Cosine, 3)] {
+        let other = PgStore::connect(url(), "kai_test_dot", metric, dimensions, 1).await;
+        assert!(matches!(other, Err(Error::InvalidConfig(_))), "{metric:?}/{dimensions}");
+    }
+    assert!(PgStore::connect(url(), "kai_test_dot", Metric::Dot, 3, 1).await.is_ok());
+    drop_store("dot").await;
 }
 
 #[tokio::test]
@@ -121,6 +246,7 @@ async fn bad_input_is_rejected_before_the_database() {
     ));
     let injected = PgStore::connect(url(), "docs; DROP TABLE x", Metric::L2, 3, 1).await;
     assert!(matches!(injected, Err(Error::InvalidConfig(_))));
+    drop_store("bad").await;
 }
 
 #[tokio::test]
@@ -141,4 +267,5 @@ async fn the_pool_serves_concurrent_writers_and_readers() {
         task.await.unwrap();
     }
     assert_eq!(store.count().await.unwrap(), 200);
+    drop_store("pool").await;
 }

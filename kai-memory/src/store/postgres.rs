@@ -37,7 +37,8 @@ fn db(error: impl std::fmt::Display) -> Error {
 
 impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/db`) with a pool of `pool_size` connections and
-    /// creates the extension, the table and its HNSW index if they are missing.
+    /// creates the extension, the table and its HNSW index if they are missing. An existing table of
+    /// another dimension count or metric is refused with [`Error::InvalidConfig`].
     pub async fn connect(
         url: &str,
         table: &str,
@@ -94,6 +95,43 @@ impl PgStore {
             ))
             .await
             .map_err(db)?;
+        // The statements above leave an existing table as it is: check that it is this store's shape.
+        let column: Option<String> = client
+            .query_opt(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                 WHERE attrelid = $1::text::regclass AND attname = 'embedding' AND NOT attisdropped",
+                &[&store.table],
+            )
+            .await
+            .map_err(db)?
+            .map(|row| row.try_get(0))
+            .transpose()
+            .map_err(db)?;
+        if column.as_deref() != Some(format!("vector({dimensions})").as_str()) {
+            return Err(Error::InvalidConfig(format!(
+                "table {} exists with embedding column {column:?}, not vector({dimensions})",
+                store.table
+            )));
+        }
+        let index: Option<String> = client
+            .query_opt(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = $1",
+                &[&format!("{}_embedding_hnsw", store.table)],
+            )
+            .await
+            .map_err(db)?
+            .map(|row| row.try_get(0))
+            .transpose()
+            .map_err(db)?;
+        if !index
+            .as_deref()
+            .is_some_and(|def| def.contains(&format!("USING hnsw (embedding {ops})")))
+        {
+            return Err(Error::InvalidConfig(format!(
+                "table {} exists with an embedding index other than HNSW over {ops} ({metric:?}): {index:?}",
+                store.table
+            )));
+        }
         Ok(store)
     }
 
@@ -231,13 +269,15 @@ fn to_sql(filter: &Filter, params: &mut Vec<Box<dyn ToSql + Sync + Send>>) -> St
         format!("${}", params.len())
     };
     match filter {
+        // A missing key makes the comparison NULL, which `NOT` would keep NULL (and so exclude the
+        // row); `Filter::matches` calls it false, so `NOT` includes the row. COALESCE agrees with it.
         Filter::Eq { key, value } => {
             let (k, v) = (bind(Box::new(key.clone())), bind(Box::new(value.clone())));
-            format!("(metadata -> {k}::text) = {v}::jsonb")
+            format!("COALESCE((metadata -> {k}::text) = {v}::jsonb, FALSE)")
         }
         Filter::In { key, values } => {
             let (k, v) = (bind(Box::new(key.clone())), bind(Box::new(values.clone())));
-            format!("(metadata -> {k}::text) = ANY({v}::jsonb[])")
+            format!("COALESCE((metadata -> {k}::text) = ANY({v}::jsonb[]), FALSE)")
         }
         Filter::Gt { key, value } | Filter::Lt { key, value } => {
             let op = if matches!(filter, Filter::Gt { .. }) { ">" } else { "<" };
