@@ -82,7 +82,7 @@ fn a_bad_vector_rejects_the_whole_batch() {
 }
 
 #[test]
-fn reopening_uses_the_saved_index_or_rebuilds_a_stale_one() {
+fn reopening_uses_the_saved_index_and_catches_up_on_writes_a_crash_left_out_of_it() {
     let (_scratch, dir) = directory();
     let docs: Vec<Document> = (0..200).map(|i| doc(i, "en")).collect();
     {
@@ -94,16 +94,33 @@ fn reopening_uses_the_saved_index_or_rebuilds_a_stale_one() {
         let store = EmbeddedStore::open(&dir, config()).unwrap();
         assert_eq!(block_on(store.count()).unwrap(), 150);
         block_on(store.upsert(&docs[150..])).unwrap();
+        // After the last save: one document moves to a new embedding, another is deleted.
+        let moved = Document {
+            embedding: doc(400, "en").embedding,
+            ..docs[5].clone()
+        };
+        block_on(store.upsert(&[moved])).unwrap();
+        assert_eq!(block_on(store.delete(&["doc-7".into()])).unwrap(), 1);
         // A crash: the process dies without saving the index.
         std::mem::forget(store);
     }
     let store = EmbeddedStore::open(&dir, config()).unwrap();
-    assert_eq!(block_on(store.count()).unwrap(), 200);
-    assert_eq!(
-        block_on(store.search(&docs[190].embedding, 1, None)).unwrap()[0]
+    assert_eq!(block_on(store.count()).unwrap(), 199);
+    let nearest = |embedding: &[f32]| {
+        block_on(store.search(embedding, 1, None)).unwrap()[0]
             .document
-            .id,
-        "doc-190"
+            .id
+            .clone()
+    };
+    for doc in docs.iter().filter(|d| d.id != "doc-5" && d.id != "doc-7") {
+        assert_eq!(nearest(&doc.embedding), doc.id);
+    }
+    assert_eq!(nearest(&doc(400, "en").embedding), "doc-5");
+    let around_seven = block_on(store.search(&docs[7].embedding, 5, None)).unwrap();
+    assert!(
+        around_seven
+            .iter()
+            .all(|hit| hit.document.id != "doc-7" && hit.document.id != "doc-5")
     );
 
     let other = EmbeddedStore::open(&dir, StoreConfig::new(Metric::L2, 3));

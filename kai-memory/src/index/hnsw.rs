@@ -124,6 +124,22 @@ impl HnswIndex {
         self.len() == 0
     }
 
+    /// Whether `id` is held with `vector` (compared as stored: normalised under cosine).
+    pub(crate) fn holds(&self, id: u64, vector: &[f32]) -> bool {
+        let Some(&slot) = self.slots.by_id.get(&id) else {
+            return false;
+        };
+        self.config
+            .metric
+            .prepare(vector, self.config.dimensions)
+            .is_ok_and(|prepared| prepared == self.slots.vector(slot))
+    }
+
+    /// The ids of the live vectors, in no particular order.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.slots.by_id.keys().copied()
+    }
+
     /// Adds or replaces one vector.
     pub fn insert(&mut self, id: u64, vector: &[f32]) -> Result<(), Error> {
         self.insert_batch(&[(id, vector.to_vec())])

@@ -35,8 +35,10 @@ impl StoreConfig {
 ///
 /// Every write is one SQLite transaction committed with `synchronous=FULL` before it returns, so an
 /// acknowledged write survives `kill -9` or a power cut. The index file is saved by
-/// [`flush`](Self::flush) (and when the store is dropped) with the write generation it covers; on
-/// opening, an index that is missing or older than the database is rebuilt from the stored embeddings.
+/// [`flush`](Self::flush) (and when the store is dropped) with the write generation it covers. On
+/// opening, an index older than the database (the process ended without saving it) catches up: the
+/// rows written, changed or deleted since it was saved are inserted or removed, and only a missing
+/// index is built from every stored embedding. Flushing now and then bounds that work after a crash.
 ///
 /// The [`MemoryStore`] calls never block the caller: SQLite and the index work on the store's own
 /// thread, one call after another, and the returned future completes when it is done (with any
@@ -131,39 +133,33 @@ impl EmbeddedStore {
             .unwrap_or(0);
 
         let mut metadata = HashMap::new();
-        let mut embeddings = Vec::new();
         {
-            let mut statement = db
-                .prepare("SELECT row, metadata, embedding FROM documents")
-                .map_err(sql)?;
+            let mut statement = db.prepare("SELECT row, metadata FROM documents").map_err(sql)?;
             let mut rows = statement.query([]).map_err(sql)?;
             while let Some(row) = rows.next().map_err(sql)? {
                 let id: i64 = row.get(0).map_err(sql)?;
                 let meta: String = row.get(1).map_err(sql)?;
-                let blob: Vec<u8> = row.get(2).map_err(sql)?;
                 let meta = serde_json::from_str(&meta).map_err(|_| Error::Corrupt {
                     what: format!("document row {id} has invalid metadata"),
                 })?;
                 metadata.insert(id as u64, meta);
-                embeddings.push((id as u64, from_blob(&blob)));
             }
         }
 
-        let index_path = directory.join("index.kai");
-        let saved = std::fs::read_to_string(directory.join("index.generation"))
+        let saved_generation = std::fs::read_to_string(directory.join("index.generation"))
             .ok()
             .and_then(|g| g.trim().parse::<u64>().ok());
-        let index = match saved {
-            Some(saved) if saved == generation => HnswIndex::open(&index_path).ok(),
-            _ => None,
-        };
-        let (index, index_generation) = match index {
-            Some(index) if index.len() == embeddings.len() => (index, generation),
-            _ => {
-                let mut index = HnswIndex::new(config.index)?;
-                index.insert_batch(&embeddings)?;
-                (index, u64::MAX)
-            }
+        // An index of another shape (the directory reused with other settings) is no use.
+        let saved = HnswIndex::open(directory.join("index.kai"))
+            .ok()
+            .filter(|index| index.config().metric == config.index.metric)
+            .filter(|index| index.config().dimensions == config.index.dimensions);
+        let (index, index_generation) = match saved {
+            Some(index) if saved_generation == Some(generation) && index.len() == metadata.len() => (index, generation),
+            // Saved before the last writes (the process ended without a flush): catch up on the
+            // difference rather than rebuilding.
+            Some(index) => (catch_up(&db, index)?.0, u64::MAX),
+            None => (catch_up(&db, HnswIndex::new(config.index)?)?.0, u64::MAX),
         };
         let metric = config.index.metric;
         let shared = Arc::new(Shared {
@@ -366,13 +362,42 @@ impl Drop for EmbeddedStore {
         }
         // The database already holds every write; a failed save only means a rebuild on next open.
         if let Err(error) = self.shared.lock().flush() {
-            tracing::warn!(%error, "could not save the index; it will be rebuilt on next open");
+            tracing::warn!(%error, "could not save the index; the next open catches up from the last saved one");
         }
     }
 }
 
 /// Records the write generation and commits: the generation tells a reopened store whether its saved
 /// index covers every write.
+/// Brings `index` in line with the documents table: inserts the rows it lacks or holds with another
+/// embedding, and removes the rows that are gone. Reads every embedding; inserts only the difference.
+/// Returns the index with how many rows were inserted and removed.
+fn catch_up(db: &Connection, mut index: HnswIndex) -> Result<(HnswIndex, usize, usize), Error> {
+    let mut present = std::collections::HashSet::new();
+    let mut missing = Vec::new();
+    let mut statement = db.prepare("SELECT row, embedding FROM documents").map_err(sql)?;
+    let mut rows = statement.query([]).map_err(sql)?;
+    while let Some(row) = rows.next().map_err(sql)? {
+        let id = row.get::<_, i64>(0).map_err(sql)? as u64;
+        let embedding = from_blob(&row.get::<_, Vec<u8>>(1).map_err(sql)?);
+        present.insert(id);
+        if !index.holds(id, &embedding) {
+            missing.push((id, embedding));
+        }
+    }
+    let gone: Vec<u64> = index.ids().filter(|id| !present.contains(id)).collect();
+    for &id in &gone {
+        index.remove(id);
+    }
+    index.insert_batch(&missing)?;
+    tracing::info!(
+        inserted = missing.len(),
+        removed = gone.len(),
+        "brought the vector index up to date with the documents"
+    );
+    Ok((index, missing.len(), gone.len()))
+}
+
 fn commit_generation(tx: rusqlite::Transaction<'_>, generation: u64) -> Result<(), Error> {
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ('generation', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -441,5 +466,38 @@ impl MemoryStore for EmbeddedStore {
 
     fn metric(&self) -> Metric {
         self.metric
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(n: u32, x: f32) -> Document {
+        Document {
+            id: format!("doc-{n}"),
+            text: String::new(),
+            metadata: serde_json::Map::new(),
+            embedding: vec![x, 1.0],
+        }
+    }
+
+    #[test]
+    fn catching_up_inserts_and_removes_only_what_changed_since_the_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), StoreConfig::new(Metric::L2, 2)).unwrap();
+        let docs: Vec<Document> = (0..10).map(|n| doc(n, n as f32)).collect();
+        futures::executor::block_on(store.upsert(&docs)).unwrap();
+        store.flush().unwrap();
+        let saved = HnswIndex::open(dir.path().join("index.kai")).unwrap();
+        let changes = [doc(10, 10.0), doc(3, 30.0)];
+        futures::executor::block_on(store.upsert(&changes)).unwrap();
+        futures::executor::block_on(store.delete(&["doc-4".into()])).unwrap();
+
+        let db = Connection::open(dir.path().join("documents.sqlite3")).unwrap();
+        let (index, inserted, removed) = catch_up(&db, saved).unwrap();
+        assert_eq!((inserted, removed, index.len()), (2, 1, 10));
+        let (index, inserted, removed) = catch_up(&db, index).unwrap();
+        assert_eq!((inserted, removed, index.len()), (0, 0, 10));
     }
 }
