@@ -1,4 +1,7 @@
-//! Crash-safe file replacement: a reader sees the old file or the new one, never a mix.
+//! Crash-safe file writes: a reader sees the old file or the new one, never a mix.
+//!
+//! New files are readable by their owner only (they hold vaults, private documents and their
+//! embeddings); a file that is replaced keeps the permissions it had, so a user's `chmod` survives.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -6,9 +9,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::Error;
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory is written and
-/// fsynced, renamed over `path`, and the directory is fsynced so the rename itself survives a crash.
+/// Writes `bytes` to `path` atomically, replacing any file there: a temporary file in the same
+/// directory is written and fsynced, renamed over `path`, and the directory is fsynced so the rename
+/// itself survives a crash.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write(path, bytes, false)
+}
+
+/// Like [`write_atomic`], but fails with [`Error::AlreadyExists`] if a file is at `path`, also when
+/// another process creates one at the same moment (the new file is hard-linked into place, which
+/// never replaces).
+pub(crate) fn create_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write(path, bytes, true)
+}
+
+fn write(path: &Path, bytes: &[u8], create_only: bool) -> Result<(), Error> {
     let directory = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
@@ -21,16 +36,39 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let unique = NEXT.fetch_add(1, Ordering::Relaxed);
     let temporary = directory.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
     let result = (|| {
-        let mut file = std::fs::File::create(&temporary).map_err(|e| Error::io(&temporary, e))?;
+        let mut file = private_file(&temporary).map_err(|e| Error::io(&temporary, e))?;
         file.write_all(bytes).map_err(|e| Error::io(&temporary, e))?;
         file.sync_all().map_err(|e| Error::io(&temporary, e))?;
-        std::fs::rename(&temporary, path).map_err(|e| Error::io(path, e))?;
+        if create_only {
+            std::fs::hard_link(&temporary, path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+                    path: path.display().to_string(),
+                },
+                _ => Error::io(path, e),
+            })?;
+            std::fs::remove_file(&temporary).map_err(|e| Error::io(&temporary, e))?;
+        } else {
+            if let Ok(existing) = std::fs::metadata(path) {
+                file.set_permissions(existing.permissions())
+                    .map_err(|e| Error::io(&temporary, e))?;
+            }
+            std::fs::rename(&temporary, path).map_err(|e| Error::io(path, e))?;
+        }
         sync_directory(directory)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&temporary);
     }
     result
+}
+
+/// A new file only its owner can read and write (where the system has such permissions).
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 #[cfg(unix)]
@@ -43,4 +81,48 @@ fn sync_directory(directory: &Path) -> Result<(), Error> {
 #[cfg(not(unix))]
 fn sync_directory(_directory: &Path) -> Result<(), Error> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leftovers(directory: &Path) -> Vec<String> {
+        std::fs::read_dir(directory)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect()
+    }
+
+    #[test]
+    fn files_are_replaced_whole_or_refused_and_no_temporary_file_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        create_atomic(&path, b"first").unwrap();
+        assert!(matches!(
+            create_atomic(&path, b"second"),
+            Err(Error::AlreadyExists { .. })
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        write_atomic(&path, b"third").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"third");
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_files_are_private_and_replaced_files_keep_their_permissions() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let (private, shared) = (dir.path().join("private"), dir.path().join("shared"));
+        write_atomic(&private, b"x").unwrap();
+        create_atomic(&shared, b"x").unwrap();
+        assert_eq!((mode(&private), mode(&shared)), (0o600, 0o600));
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&shared, b"y").unwrap();
+        assert_eq!(mode(&shared), 0o640);
+    }
 }

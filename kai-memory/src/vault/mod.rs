@@ -33,7 +33,7 @@ use zeroize::Zeroizing;
 pub use kdf::Kdf;
 
 use crate::error::Error;
-use crate::fs::write_atomic;
+use crate::fs::{create_atomic, write_atomic};
 use format::{Body, Entry, Header, KdfRecord, Kind, Sealed};
 
 /// A secret's value. `Debug` prints `Secret(***)`; the memory is wiped when it is dropped.
@@ -72,10 +72,13 @@ impl std::fmt::Debug for Vault {
 }
 
 impl Vault {
-    /// Creates a new, empty vault at `path`; fails if a file is already there.
+    /// Creates a new, empty vault at `path`, readable by its owner only; fails with
+    /// [`Error::AlreadyExists`] if a file is already there (even one another process creates at the
+    /// same moment).
     pub fn create(path: impl AsRef<Path>, passphrase: &str, kdf: Kdf) -> Result<Self, Error> {
         let path = path.as_ref();
         if path.exists() {
+            // Checked first too, to fail before the slow key derivation.
             return Err(Error::AlreadyExists {
                 path: path.display().to_string(),
             });
@@ -89,7 +92,7 @@ impl Vault {
             data_key,
             entries: BTreeMap::new(),
         };
-        vault.save()?;
+        create_atomic(path, &format::encode(&vault.header, &vault.body(), &vault.data_key)?)?;
         Ok(vault)
     }
 
