@@ -4,9 +4,12 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use kai_memory::Error;
 use kai_memory::index::{FlatIndex, HnswConfig, HnswIndex, Metric};
+
+mod common;
 
 /// Deterministic pseudo-random numbers (xorshift64*), so failures reproduce.
 struct Rng(u64);
@@ -310,4 +313,42 @@ fn damaged_files_give_typed_errors() {
         HnswIndex::open(&path),
         Err(Error::UnsupportedVersion { found: 2, .. })
     ));
+}
+
+/// Child half of `a_kill_during_saves_leaves_the_old_index_or_the_new_one`: an index of 4,000
+/// vectors, saved again and again with one more vector each time (so the child is nearly always
+/// writing), printing the count after each save returned.
+#[test]
+fn saving_child() {
+    let Ok(path) = std::env::var("KAI_INDEX_CHILD_PATH") else {
+        return;
+    };
+    let vectors = clustered(6_000, 32, 11);
+    let mut index = HnswIndex::new(HnswConfig::new(Metric::L2, 32)).unwrap();
+    let first: Vec<(u64, Vec<f32>)> = (0..4_000).map(|i| (i as u64, vectors[i].clone())).collect();
+    index.insert_batch(&first).unwrap();
+    for (i, vector) in vectors.iter().enumerate().skip(4_000) {
+        index.insert(i as u64, vector).unwrap();
+        index.save(&path).unwrap();
+        println!("ack {}", index.len());
+    }
+}
+
+#[test]
+fn a_kill_during_saves_leaves_the_old_index_or_the_new_one() {
+    let vectors = clustered(6_000, 32, 11);
+    for round in 0..12u32 {
+        let (_dir, path) = temp("killed.hnsw");
+        let delay = Duration::from_micros(u64::from(round) * 300);
+        let acknowledged = common::kill_during_writes("saving_child", "KAI_INDEX_CHILD_PATH", &path, 4_005, delay);
+        let index = HnswIndex::open(&path).unwrap();
+        // The last save acknowledged, or one that completed while the kill was on its way.
+        assert!(
+            (acknowledged..=acknowledged + 1).contains(&index.len()),
+            "round {round}: {} vectors, {acknowledged} acknowledged",
+            index.len()
+        );
+        let last = index.len() - 1;
+        assert_eq!(index.search(&vectors[last], 1).unwrap()[0].id, last as u64);
+    }
 }

@@ -2,9 +2,10 @@
 //! survive `kill -9`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::io::BufRead as _;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::time::Duration;
+
+mod common;
 
 use futures::executor::block_on;
 use kai_memory::Error;
@@ -145,27 +146,7 @@ fn writer_child() {
 fn acknowledged_writes_survive_kill_9() {
     let (_scratch, dir) = directory();
     std::fs::create_dir_all(&dir).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "writer_child", "--nocapture", "--test-threads=1"])
-        .env("KAI_STORE_CHILD_DIR", &dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut acknowledged = None;
-    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if let Some(n) = line.strip_prefix("ack ") {
-            let n: usize = n.trim().parse().unwrap();
-            acknowledged = Some(n);
-            if n >= 150 {
-                break;
-            }
-        }
-    }
-    child.kill().unwrap(); // SIGKILL on Unix
-    child.wait().unwrap();
-    let last = acknowledged.expect("the writer acknowledged writes");
+    let last = common::kill_during_writes("writer_child", "KAI_STORE_CHILD_DIR", &dir, 150, Duration::ZERO);
     let store = EmbeddedStore::open(&dir, config()).unwrap();
     for i in 0..=last {
         assert!(
