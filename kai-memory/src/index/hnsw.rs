@@ -239,22 +239,19 @@ impl HnswIndex {
         Ok(Self { config, slots, graph })
     }
 
-    /// The share of live vectors a filter accepts, from an evenly spread sample.
+    /// The share of live vectors a filter accepts, from an evenly spread sample of about 512 slots
+    /// (all of them if the sample holds no live one).
     fn estimate_share(&self, filter: &dyn Fn(u64) -> bool) -> f32 {
         const SAMPLE: usize = 512;
-        let live: Vec<u32> = (0..self.slots.len() as u32)
-            .filter(|&s| self.slots.live[s as usize])
-            .collect();
-        if live.is_empty() {
-            return 0.0;
-        }
-        let step = (live.len() / SAMPLE).max(1);
-        let sampled: Vec<u32> = live.iter().copied().step_by(step).collect();
-        let passed = sampled
-            .iter()
-            .filter(|&&slot| filter(self.slots.ids[slot as usize]))
-            .count();
-        passed as f32 / sampled.len() as f32
+        let slots = &self.slots;
+        let share = |step: usize| {
+            let live = (0..slots.len()).step_by(step).filter(|&s| slots.live[s]);
+            let (seen, passed) = live.fold((0usize, 0usize), |(seen, passed), s| {
+                (seen + 1, passed + usize::from(filter(slots.ids[s])))
+            });
+            (seen > 0).then(|| passed as f32 / seen as f32)
+        };
+        share((slots.len() / SAMPLE).max(1)).or_else(|| share(1)).unwrap_or(0.0)
     }
 
     /// Rebuilds the graph from the live vectors once a third of the slots are dead.
@@ -266,6 +263,48 @@ impl HnswIndex {
             self.graph = SearchGraph::new(self.config.m);
             let end = self.slots.len() as u32;
             insert::insert(&mut self.graph, &self.slots, 0..end, self.config.ef_construction);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_100k_vector_index_reopens_with_the_graph_it_saved_and_inserts_nothing() {
+        let n = 100_000u32;
+        let config = HnswConfig::new(Metric::L2, 2);
+        let mut slots = Slots::new(config.metric, config.dimensions);
+        for i in 0..n {
+            slots.push(u64::from(i), &[i as f32, (i % 7) as f32]).unwrap();
+        }
+        // Links no insertion would make: each slot to three far-off ones. A reopened index that
+        // re-inserted its vectors would link near neighbours instead.
+        let layer0: Vec<Vec<u32>> = (0..n).map(|s| (1..=3).map(|d| (s + d * 7_919) % n).collect()).collect();
+        let graph = SearchGraph::from_lists(config.m, layer0, vec![Vec::new(); n as usize], 0).unwrap();
+        let index = HnswIndex { config, slots, graph };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.hnsw");
+        index.save(&path).unwrap();
+
+        let reopened = HnswIndex::open(&path).unwrap();
+        assert_eq!(reopened.len(), n as usize);
+        let neighbour_ids = |index: &HnswIndex, slot: u32| -> Vec<u64> {
+            let mut ids: Vec<u64> = index
+                .graph
+                .neighbour_list(slot, 0)
+                .iter()
+                .map(|&s| index.slots.ids[s as usize])
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        for slot in 0..n {
+            let id = reopened.slots.ids[slot as usize];
+            let mut expected: Vec<u64> = (1..=3).map(|d| (id + d * 7_919) % u64::from(n)).collect();
+            expected.sort_unstable();
+            assert_eq!(neighbour_ids(&reopened, slot), expected, "id {id}");
         }
     }
 }
