@@ -15,10 +15,10 @@ pub enum Error {
         part: String,
     },
     /// The file ends before its declared end.
-    #[error("the vault file is truncated")]
+    #[error("the file is truncated")]
     Truncated,
     /// The file was written by an incompatible version of the format.
-    #[error("vault format version {found} is not supported (this build reads version {supported})")]
+    #[error("file format version {found} is not supported (this build reads version {supported})")]
     UnsupportedVersion {
         /// The version in the file.
         found: u16,

@@ -32,6 +32,7 @@ fn write(path: &Path, bytes: &[u8], create_only: bool) -> Result<(), Error> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    remove_stale_temporaries(directory, &name);
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let unique = NEXT.fetch_add(1, Ordering::Relaxed);
     let temporary = directory.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
@@ -60,6 +61,42 @@ fn write(path: &Path, bytes: &[u8], create_only: bool) -> Result<(), Error> {
         let _ = std::fs::remove_file(&temporary);
     }
     result
+}
+
+/// Removes the temporary files (`.<name>.<pid>.<n>.tmp`) that writers of `name` left behind when
+/// they died part-way: those of a process that no longer exists, untouched for a minute. Linux only,
+/// where `/proc` says which processes exist; elsewhere they stay.
+fn remove_stale_temporaries(directory: &Path, name: &str) {
+    #[cfg(target_os = "linux")]
+    {
+        let prefix = format!(".{name}.");
+        let Ok(entries) = std::fs::read_dir(directory) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let file = file.to_string_lossy();
+            let Some(rest) = file.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(".tmp")) else {
+                continue;
+            };
+            let Some((pid, unique)) = rest.split_once('.') else {
+                continue;
+            };
+            let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), unique.parse::<u64>()) else {
+                continue;
+            };
+            let dead = pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists();
+            let idle = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age.as_secs() >= 60));
+            if dead && idle {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (directory, name);
 }
 
 /// A new file only its owner can read and write (where the system has such permissions).
@@ -109,6 +146,40 @@ mod tests {
         write_atomic(&path, b"third").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"third");
         assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn temporaries_of_dead_writers_are_removed_once_idle_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let touch = |name: &str, age_seconds: u64| {
+            let file = std::fs::File::create(dir.path().join(name)).unwrap();
+            let then = std::time::SystemTime::now() - std::time::Duration::from_secs(age_seconds);
+            file.set_modified(then).unwrap();
+        };
+        // 4,000,000 is above Linux's largest process id, so no such process exists.
+        let ours = format!(".data.{}.7.tmp", std::process::id());
+        let names = [
+            (".data.4000000.0.tmp", 3_600),
+            (".data.4000000.1.tmp", 0),
+            (ours.as_str(), 3_600),
+            (".data.x.4000000.2.tmp", 3_600),
+            (".other.4000000.3.tmp", 3_600),
+        ];
+        for (name, age) in names {
+            touch(name, age);
+        }
+        write_atomic(&dir.path().join("data"), b"x").unwrap();
+        let mut left = leftovers(dir.path());
+        left.sort();
+        let mut expected = vec![
+            ".data.4000000.1.tmp",
+            ours.as_str(),
+            ".data.x.4000000.2.tmp",
+            ".other.4000000.3.tmp",
+        ];
+        expected.sort();
+        assert_eq!(left, expected);
     }
 
     #[cfg(unix)]

@@ -235,7 +235,7 @@ fn hostile_kdf_parameters_are_refused_not_obeyed() {
 }
 
 #[test]
-fn the_default_kdf_opens_in_reasonable_time() {
+fn a_vault_made_with_the_default_kdf_opens() {
     let (_path_dir, path) = temp_path("default-kdf.vault");
     let mut vault = Vault::create(&path, "pass", Kdf::default()).unwrap();
     vault.put_secret("k", "v").unwrap();
