@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs kai-klp's wasm32 WebSocket test under Node against a native KLP agent on loopback.
+# Runs the wasm32 tests under Node: kai-memory's (FlatIndex and the other file-free parts), then
+# kai-klp's WebSocket test against a native KLP agent on loopback.
 # Node 20 needs --experimental-websocket for a global WebSocket; wasm-bindgen-test-runner comes from
 # wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock, built once into the cache.
 set -euo pipefail
@@ -11,6 +12,15 @@ tools="$KAI_CACHE/tools"
 if [[ "$("$tools/bin/wasm-bindgen" --version 2>/dev/null)" != "wasm-bindgen $version" ]]; then
   cargo install wasm-bindgen-cli --version "$version" --root "$tools"
 fi
+
+wasm_cargo() {
+  RUSTFLAGS="-D warnings" RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="$KAI_CACHE/target-wasm" \
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-14 \
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$tools/bin/wasm-bindgen-test-runner" \
+    /usr/bin/cargo "$@" --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
+}
+
+wasm_cargo test --locked -p kai-memory --test wasm
 
 cargo build --locked -q -p kai-klp --features websocket --example ws_echo
 log=$(mktemp)
@@ -24,8 +34,4 @@ done
 read -r _ url did < <(grep '^listening' "$log")
 
 KAI_KLP_WS_URL="$url" KAI_KLP_WS_DID="$did" NODE_OPTIONS=--experimental-websocket \
-  RUSTFLAGS="-D warnings" RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="$KAI_CACHE/target-wasm" \
-  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-14 \
-  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$tools/bin/wasm-bindgen-test-runner" \
-  /usr/bin/cargo test --locked -p kai-klp --features websocket --test websocket_web \
-  --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
+  wasm_cargo test --locked -p kai-klp --features websocket --test websocket_web

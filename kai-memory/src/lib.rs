@@ -18,9 +18,7 @@ pub mod conversation;
 mod error;
 mod fs;
 pub mod index;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod rag;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod store;
 pub mod vault;
 

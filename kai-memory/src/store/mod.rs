@@ -1,6 +1,7 @@
 //! Document stores: text, metadata and an embedding per document, searched by similarity with
 //! metadata filters.
 
+#[cfg(not(target_arch = "wasm32"))]
 mod embedded;
 mod filter;
 #[cfg(feature = "postgres")]
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use kai_core::{BoxFuture, MaybeSend, MaybeSync};
 
+#[cfg(not(target_arch = "wasm32"))]
 pub use embedded::{EmbeddedStore, StoreConfig};
 pub use filter::Filter;
 #[cfg(feature = "postgres")]
