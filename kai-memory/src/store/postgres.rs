@@ -377,7 +377,7 @@ mod tests {
         let sql = to_sql(&filter, &mut params);
         assert_eq!(params.len(), 4);
         assert!(
-            sql.starts_with("((metadata -> $1::text) = $2::jsonb AND (NOT (CASE"),
+            sql.starts_with("(COALESCE((metadata -> $1::text) = $2::jsonb, FALSE) AND (NOT (CASE"),
             "{sql}"
         );
         assert!(!sql.contains("lang"), "values are bound, never inlined");
