@@ -269,3 +269,92 @@ async fn the_pool_serves_concurrent_writers_and_readers() {
     assert_eq!(store.count().await.unwrap(), 200);
     drop_store("pool").await;
 }
+
+/// A test CA, and a server certificate for 127.0.0.1 it signed with the server's key (DER).
+fn certificates() -> (rcgen::Certificate, rcgen::Certificate, Vec<u8>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    (ca, server, server_key.serialize_der())
+}
+
+/// A TLS front for the test server, which pgserver builds without TLS: it answers PostgreSQL's
+/// SSLRequest with `S`, completes a TLS handshake with `server` (signed by the returned CA), and
+/// passes the decrypted bytes to the real server. Returns its URL and the CA certificate (PEM).
+async fn tls_front() -> (String, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (ca, server, key) = certificates();
+    let config =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![server.der().clone()],
+                rustls::pki_types::PrivatePkcs8KeyDer::from(key).into(),
+            )
+            .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let backend = url().split_once('@').unwrap().1.split_once('/').unwrap().0.to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let (acceptor, backend) = (acceptor.clone(), backend.clone());
+            tokio::spawn(async move {
+                // SSLRequest: length 8, then the code 80877103.
+                let mut request = [0u8; 8];
+                client.read_exact(&mut request).await?;
+                if request != [0, 0, 0, 8, 4, 210, 22, 47] {
+                    return Ok::<(), std::io::Error>(());
+                }
+                client.write_all(b"S").await?;
+                let mut tls = acceptor.accept(client).await?;
+                let mut plain = tokio::net::TcpStream::connect(&backend).await?;
+                tokio::io::copy_bidirectional(&mut tls, &mut plain).await?;
+                Ok(())
+            });
+        }
+    });
+    (format!("postgres://kai@{front}/postgres"), ca.pem())
+}
+
+#[tokio::test]
+async fn tls_connections_verify_the_server_they_reach() {
+    let (front, ca) = tls_front().await;
+    let required = format!("{front}?sslmode=require");
+    execute("DROP TABLE IF EXISTS kai_test_tls").await;
+
+    let store = PgStore::connect_with_ca(&required, "kai_test_tls", Metric::L2, 3, 2, ca.as_bytes())
+        .await
+        .unwrap();
+    store.upsert(&[doc(1, "en", json!(2024))]).await.unwrap();
+    let hits = store.search(&[1.0, 0.0, 0.25], 1, None).await.unwrap();
+    assert_eq!(hits[0].document.id, "doc-1");
+
+    // The public roots do not vouch for the test CA, nor does another CA.
+    let public = PgStore::connect(&required, "kai_test_tls", Metric::L2, 3, 1).await;
+    assert!(
+        matches!(&public, Err(Error::Database(message)) if message.contains("certificate")),
+        "{public:?}"
+    );
+    let (other_ca, _, _) = certificates();
+    let other = PgStore::connect_with_ca(&required, "kai_test_tls", Metric::L2, 3, 1, other_ca.pem().as_bytes()).await;
+    assert!(
+        matches!(&other, Err(Error::Database(message)) if message.contains("certificate")),
+        "{other:?}"
+    );
+    let no_pem = PgStore::connect_with_ca(&required, "kai_test_tls", Metric::L2, 3, 1, b"not a certificate").await;
+    assert!(matches!(no_pem, Err(Error::InvalidConfig(_))));
+    // `require` against a server without TLS (the plain one) is refused, not downgraded.
+    let plain = PgStore::connect(&format!("{}?sslmode=require", url()), "kai_test_tls", Metric::L2, 3, 1).await;
+    assert!(matches!(plain, Err(Error::Database(_))), "{plain:?}");
+    drop_store("tls").await;
+}

@@ -1,9 +1,14 @@
 //! The scale-out store: PostgreSQL with pgvector (feature `postgres`).
 
+use std::sync::Arc;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use kai_core::{BoxFuture, boxed};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::Error;
 use crate::index::Metric;
@@ -31,20 +36,74 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-fn db(error: impl std::fmt::Display) -> Error {
-    Error::Database(error.to_string())
+/// A database error with every cause in its chain: tokio-postgres and the pool keep the useful part
+/// (the server's message, why a TLS handshake failed) in the sources, not in their own text.
+fn db(error: impl std::error::Error) -> Error {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message.push_str(": ");
+            message.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    Error::Database(message)
 }
 
 impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/db`) with a pool of `pool_size` connections and
     /// creates the extension, the table and its HNSW index if they are missing. An existing table of
     /// another dimension count or metric is refused with [`Error::InvalidConfig`].
+    ///
+    /// Connections use TLS as the URL's `sslmode` says (`disable`, `prefer`, the default, or
+    /// `require`), and TLS always verifies the server's certificate and name against the public web
+    /// roots (Mozilla's, built in), like libpq's `verify-full`. For a server with a certificate from a
+    /// private CA, use [`connect_with_ca`](Self::connect_with_ca).
     pub async fn connect(
         url: &str,
         table: &str,
         metric: Metric,
         dimensions: usize,
         pool_size: usize,
+    ) -> Result<Self, Error> {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        Self::connect_trusting(url, table, metric, dimensions, pool_size, roots).await
+    }
+
+    /// [`connect`](Self::connect), trusting the certificate authorities in `ca_pem` (PEM) instead of
+    /// the public roots. Refused with [`Error::InvalidConfig`] if `ca_pem` holds no certificate.
+    pub async fn connect_with_ca(
+        url: &str,
+        table: &str,
+        metric: Metric,
+        dimensions: usize,
+        pool_size: usize,
+        ca_pem: &[u8],
+    ) -> Result<Self, Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in CertificateDer::pem_slice_iter(ca_pem) {
+            let certificate = certificate.map_err(|e| Error::InvalidConfig(format!("the CA file: {e}")))?;
+            roots
+                .add(certificate)
+                .map_err(|e| Error::InvalidConfig(format!("a CA certificate: {e}")))?;
+        }
+        if roots.is_empty() {
+            return Err(Error::InvalidConfig("the CA file holds no certificate".into()));
+        }
+        Self::connect_trusting(url, table, metric, dimensions, pool_size, roots).await
+    }
+
+    async fn connect_trusting(
+        url: &str,
+        table: &str,
+        metric: Metric,
+        dimensions: usize,
+        pool_size: usize,
+        roots: rustls::RootCertStore,
     ) -> Result<Self, Error> {
         let valid = table
             .chars()
@@ -61,9 +120,16 @@ impl PgStore {
             ));
         }
         let config: tokio_postgres::Config = url.parse().map_err(db)?;
+        // The provider is chosen here rather than taken from the process default, which an
+        // application may have set to another one, or not at all.
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(db)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let manager = Manager::from_config(
             config,
-            NoTls,
+            MakeRustlsConnect::new(tls),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
