@@ -247,6 +247,14 @@ async fn bad_input_is_rejected_before_the_database() {
     let injected = PgStore::connect(url(), "docs; DROP TABLE x", Metric::L2, 3, 1).await;
     assert!(matches!(injected, Err(Error::InvalidConfig(_))));
     drop_store("bad").await;
+    // Unquoted SQL names fold to lower case; the shape check must fold them too.
+    execute("DROP TABLE IF EXISTS kai_test_mixed").await;
+    for _ in 0..2 {
+        PgStore::connect(url(), "Kai_Test_Mixed", Metric::L2, 3, 1)
+            .await
+            .unwrap();
+    }
+    drop_store("mixed").await;
 }
 
 #[tokio::test]

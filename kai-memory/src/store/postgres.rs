@@ -6,8 +6,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use kai_core::{BoxFuture, boxed};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
-use tokio_postgres::Row;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::Error;
@@ -57,10 +58,12 @@ impl PgStore {
     /// creates the extension, the table and its HNSW index if they are missing. An existing table of
     /// another dimension count or metric is refused with [`Error::InvalidConfig`].
     ///
-    /// Connections use TLS as the URL's `sslmode` says (`disable`, `prefer`, the default, or
-    /// `require`), and TLS always verifies the server's certificate and name against the public web
-    /// roots (Mozilla's, built in), like libpq's `verify-full`. For a server with a certificate from a
-    /// private CA, use [`connect_with_ca`](Self::connect_with_ca).
+    /// With `sslmode=require` in the URL, connections use TLS and verify the server's certificate and
+    /// name against the public web roots (Mozilla's, built in): libpq's `verify-full`. For a server
+    /// with a certificate from a private CA, use [`connect_with_ca`](Self::connect_with_ca). Without
+    /// it (`disable`, or `prefer`, the default) connections are plain text, fit for loopback and
+    /// private networks only: libpq's `prefer` would encrypt without checking whom it talks to,
+    /// which stops eavesdroppers but not an impostor.
     pub async fn connect(
         url: &str,
         table: &str,
@@ -120,20 +123,21 @@ impl PgStore {
             ));
         }
         let config: tokio_postgres::Config = url.parse().map_err(db)?;
-        // The provider is chosen here rather than taken from the process default, which an
-        // application may have set to another one, or not at all.
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(db)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let manager = Manager::from_config(
-            config,
-            MakeRustlsConnect::new(tls),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = if config.get_ssl_mode() == SslMode::Require {
+            // The provider is chosen here rather than taken from the process default, which an
+            // application may have set to another one, or not at all.
+            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(db)?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Manager::from_config(config, MakeRustlsConnect::new(tls), manager_config)
+        } else {
+            Manager::from_config(config, NoTls, manager_config)
+        };
         let pool = Pool::builder(manager).max_size(pool_size.max(1)).build().map_err(db)?;
         let store = Self {
             pool,
@@ -181,7 +185,7 @@ impl PgStore {
         }
         let index: Option<String> = client
             .query_opt(
-                "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = $1",
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = lower($1)",
                 &[&format!("{}_embedding_hnsw", store.table)],
             )
             .await
