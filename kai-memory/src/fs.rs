@@ -33,21 +33,21 @@ fn write(path: &Path, bytes: &[u8], create_only: bool) -> Result<(), Error> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     remove_stale_temporaries(directory, &name);
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let unique = NEXT.fetch_add(1, Ordering::Relaxed);
-    let temporary = directory.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
+    let (temporary, mut file) = temporary_file(directory, &name)?;
     let result = (|| {
-        let mut file = private_file(&temporary).map_err(|e| Error::io(&temporary, e))?;
         file.write_all(bytes).map_err(|e| Error::io(&temporary, e))?;
         file.sync_all().map_err(|e| Error::io(&temporary, e))?;
         if create_only {
-            std::fs::hard_link(&temporary, path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
-                    path: path.display().to_string(),
-                },
-                _ => Error::io(path, e),
-            })?;
-            std::fs::remove_file(&temporary).map_err(|e| Error::io(&temporary, e))?;
+            let exists = || Error::AlreadyExists {
+                path: path.display().to_string(),
+            };
+            match std::fs::hard_link(&temporary, path) {
+                Ok(()) => std::fs::remove_file(&temporary).map_err(|e| Error::io(&temporary, e))?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
+                // A file system without hard links (FAT, some network shares): check, then rename.
+                Err(_) if path.exists() => return Err(exists()),
+                Err(_) => std::fs::rename(&temporary, path).map_err(|e| Error::io(path, e))?,
+            }
         } else {
             if let Ok(existing) = std::fs::metadata(path) {
                 file.set_permissions(existing.permissions())
@@ -64,8 +64,9 @@ fn write(path: &Path, bytes: &[u8], create_only: bool) -> Result<(), Error> {
 }
 
 /// Removes the temporary files (`.<name>.<pid>.<n>.tmp`) that writers of `name` left behind when
-/// they died part-way: those of a process that no longer exists, untouched for a minute. Linux only,
-/// where `/proc` says which processes exist; elsewhere they stay.
+/// they died part-way: those of a process that no longer exists, untouched for an hour (a process in
+/// another PID namespace sharing the directory looks dead from here, but is not an hour into one
+/// write). Linux only, where `/proc` says which processes exist; elsewhere they stay.
 fn remove_stale_temporaries(directory: &Path, name: &str) {
     #[cfg(target_os = "linux")]
     {
@@ -89,7 +90,7 @@ fn remove_stale_temporaries(directory: &Path, name: &str) {
             let idle = entry
                 .metadata()
                 .and_then(|m| m.modified())
-                .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age.as_secs() >= 60));
+                .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age.as_secs() >= 3_600));
             if dead && idle {
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -99,13 +100,27 @@ fn remove_stale_temporaries(directory: &Path, name: &str) {
     let _ = (directory, name);
 }
 
-/// A new file only its owner can read and write (where the system has such permissions).
-fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
+/// Numbers this process's temporary files.
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A new temporary file beside `name` in `directory`, `.<name>.<pid>.<n>.tmp`, that only its owner can
+/// read and write (where the system has such permissions). A name already taken, say by a file a
+/// crashed process with the same id left, is skipped rather than reused.
+fn temporary_file(directory: &Path, name: &str) -> Result<(std::path::PathBuf, std::fs::File), Error> {
+    let mut attempts = 0;
+    loop {
+        let unique = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = directory.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&path) {
+            Ok(file) => return Ok((path, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 64 => attempts += 1,
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+    }
 }
 
 #[cfg(unix)]
@@ -157,14 +172,14 @@ mod tests {
             let then = std::time::SystemTime::now() - std::time::Duration::from_secs(age_seconds);
             file.set_modified(then).unwrap();
         };
-        // 4,000,000 is above Linux's largest process id, so no such process exists.
+        // Process ids stay below 4,194,304 (Linux's PID_MAX_LIMIT), so no process 4999999 exists.
         let ours = format!(".data.{}.7.tmp", std::process::id());
         let names = [
-            (".data.4000000.0.tmp", 3_600),
-            (".data.4000000.1.tmp", 0),
-            (ours.as_str(), 3_600),
-            (".data.x.4000000.2.tmp", 3_600),
-            (".other.4000000.3.tmp", 3_600),
+            (".data.4999999.0.tmp", 7_200),
+            (".data.4999999.1.tmp", 600),
+            (ours.as_str(), 7_200),
+            (".data.x.4999999.2.tmp", 7_200),
+            (".other.4999999.3.tmp", 7_200),
         ];
         for (name, age) in names {
             touch(name, age);
@@ -173,13 +188,32 @@ mod tests {
         let mut left = leftovers(dir.path());
         left.sort();
         let mut expected = vec![
-            ".data.4000000.1.tmp",
+            ".data.4999999.1.tmp",
             ours.as_str(),
-            ".data.x.4000000.2.tmp",
-            ".other.4000000.3.tmp",
+            ".data.x.4999999.2.tmp",
+            ".other.4999999.3.tmp",
         ];
         expected.sort();
         assert_eq!(left, expected);
+    }
+
+    #[test]
+    fn a_temporary_name_left_by_an_earlier_process_with_our_id_is_skipped_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let next = NEXT.load(Ordering::Relaxed);
+        let taken: Vec<_> = (next..next + 8)
+            .map(|n| dir.path().join(format!(".data.{}.{n}.tmp", std::process::id())))
+            .collect();
+        for path in &taken {
+            std::fs::write(path, b"left by a crash").unwrap();
+        }
+        write_atomic(&dir.path().join("data"), b"new").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("data")).unwrap(), b"new");
+        assert!(
+            taken
+                .iter()
+                .all(|path| std::fs::read(path).unwrap() == b"left by a crash")
+        );
     }
 
     #[cfg(unix)]
