@@ -223,8 +223,9 @@ impl ConversationMemory for WindowMemory {
 /// previous summary) until the rest fit `keep_recent`; the summary is sent first, as a system message.
 ///
 /// A run's messages are stored before any summarising starts, so a failing summariser loses nothing:
-/// [`record`](ConversationMemory::record) returns its error, the session keeps the messages verbatim,
-/// and the next turn tries again.
+/// the failure is logged (a `tracing` warning), [`record`](ConversationMemory::record) and
+/// [`chat`](ConversationMemory::chat) still succeed with the turn stored verbatim, and the next turn
+/// tries to summarise again.
 #[derive(Clone)]
 pub struct SummarizingMemory {
     sessions: SessionStore,
@@ -323,7 +324,13 @@ impl ConversationMemory for SummarizingMemory {
                 return Ok(());
             }
             let folded = &stored.messages[..keep_from];
-            let summary = self.summarise(stored.summary.as_deref(), folded).await?;
+            let summary = match self.summarise(stored.summary.as_deref(), folded).await {
+                Ok(summary) => summary,
+                Err(error) => {
+                    tracing::warn!(%error, session, "could not summarise older turns; keeping them verbatim");
+                    return Ok(());
+                }
+            };
             // Another writer may have changed the session while the model worked: fold the messages
             // only if they are still the oldest ones under the same summary, and keep what was added.
             self.sessions.update(session, |now| {

@@ -65,17 +65,17 @@ fn a_failing_summariser_loses_no_turn_and_the_next_turn_summarises() {
     ];
     let mut failed_at = None;
     for (turn, question) in questions.iter().enumerate() {
-        match block_on(memory.chat(&agent, "s1", question)) {
-            Ok(_) => {}
-            Err(kai_memory::Error::Model(kai_core::Error::Server { .. })) if failed_at.is_none() => {
-                failed_at = Some(turn);
-                // The turn is stored verbatim even though summarising it failed.
-                let stored = store.load("s1").unwrap();
-                assert_eq!(stored.summary, None);
-                assert_eq!(stored.messages.len(), 2 * (turn + 1));
-                assert_eq!(stored.messages[2 * turn].text(), *question);
-            }
-            Err(other) => panic!("turn {turn}: {other}"),
+        let asked_before = summariser.requests().len();
+        // The turn succeeds, with its answer, even when summarising fails.
+        let output = block_on(memory.chat(&agent, "s1", question)).unwrap();
+        assert_eq!(output.messages.last().unwrap().text(), "Noted, thank you for that.");
+        let stored = store.load("s1").unwrap();
+        if summariser.requests().len() > asked_before && failed_at.is_none() {
+            failed_at = Some(turn);
+            // Summarising failed: the turn is stored verbatim and nothing was folded.
+            assert_eq!(stored.summary, None);
+            assert_eq!(stored.messages.len(), 2 * (turn + 1));
+            assert_eq!(stored.messages[2 * turn].text(), *question);
         }
     }
     assert!(
