@@ -79,8 +79,8 @@ impl Metric {
     }
 
     /// The distance between two vectors as given, as indexes and stores report it: `1 - cosine
-    /// similarity` (1 when either vector is zero), `-dot product`, or the Euclidean distance; computed
-    /// over the shorter vector's length.
+    /// similarity` (1 when either vector is zero), `-dot product`, or the Euclidean distance. Vectors
+    /// of different lengths are compared over the shorter length (each norm over its whole vector).
     ///
     /// ```
     /// use kai_memory::index::Metric;
@@ -92,7 +92,7 @@ impl Metric {
     pub fn distance(self, a: &[f32], b: &[f32]) -> f32 {
         match self {
             Metric::Cosine => {
-                let norms = (dot(a, a) * dot(b, b)).sqrt();
+                let norms = dot(a, a).sqrt() * dot(b, b).sqrt();
                 if norms > 0.0 {
                     (1.0 - dot(a, b) / norms).max(0.0)
                 } else {

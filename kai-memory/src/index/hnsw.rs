@@ -204,7 +204,7 @@ impl HnswIndex {
         if let Some(filter) = filter {
             let share = self.estimate_share(filter);
             let expected_matches = share * self.slots.live_count() as f32;
-            if share < EXACT_BELOW_SHARE || expected_matches < (4 * ef) as f32 {
+            if share < EXACT_BELOW_SHARE || expected_matches < ef.saturating_mul(4) as f32 {
                 return Ok(self.slots.hits(self.slots.exact(&query, k, accept_id)));
             }
             ef = ((ef as f32 / share).ceil() as usize).min(self.slots.live_count().max(1));

@@ -4,9 +4,11 @@
 //! The crate is built for the portable x86-64 baseline (SSE2), so without help the distance kernels use
 //! 128-bit vectors even on CPUs with AVX2 or AVX-512. [`with_best_simd`] runs a piece of [`SimdWork`]
 //! inside a function compiled with the widest features the CPU reports, and hands it the [`Kernels`]
-//! written for them. Its `run` method and every kernel it reaches must be `#[inline(always)]`: code that
+//! written for them. Its `run` method and the code it reaches must be `#[inline(always)]`: code that
 //! is not inlined into the feature-enabled function runs with the baseline features. (A closure would
-//! not do: the compiler declines to inline a large one, and an attribute cannot force it.)
+//! not do: the compiler declines to inline a large one, and an attribute cannot force it.) The
+//! hand-written kernels are the exception: they are functions compiled with their own features, which
+//! callers with the same features inline, and which stay fast when called from code that is not.
 //!
 //! The AVX2 and AVX-512 kernels are written with intrinsics: fused multiply-adds into several
 //! independent accumulators, summed at the end in a short tree. The compiler does neither on its own
@@ -217,7 +219,6 @@ impl Kernels for Avx2 {
 fn sum_avx2<const SQUARED_DIFFERENCES: bool>(a: &[f32], b: &[f32]) -> f32 {
     use std::arch::x86_64::*;
     let n = a.len().min(b.len());
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let term = |x: __m256, y: __m256, sum: __m256| {
         if SQUARED_DIFFERENCES {
             let d = _mm256_sub_ps(x, y);
@@ -226,8 +227,11 @@ fn sum_avx2<const SQUARED_DIFFERENCES: bool>(a: &[f32], b: &[f32]) -> f32 {
             _mm256_fmadd_ps(x, y, sum)
         }
     };
-    // SAFETY (each load): it reads 8 floats at `at` with `at + 8 <= n`, within both slices.
-    let load = |at: usize| unsafe { (_mm256_loadu_ps(pa.add(at)), _mm256_loadu_ps(pb.add(at))) };
+    let load = |at: usize| {
+        let (x, y) = (&a[at..at + 8], &b[at..at + 8]);
+        // SAFETY: each load reads the 8 floats of a slice just bounds-checked to hold 8.
+        unsafe { (_mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(y.as_ptr())) }
+    };
     let mut sums = [_mm256_setzero_ps(); 4];
     let mut i = 0;
     while i + 32 <= n {

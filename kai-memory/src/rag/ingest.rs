@@ -114,7 +114,7 @@ impl Ingestor {
                     if stored.metadata == meta {
                         report.unchanged += 1;
                         // A keyword index opened fresh, or not saved since, may lack it.
-                        if let Some(keywords) = &self.keywords {
+                        if let Some(keywords) = self.keywords.as_ref().filter(|k| !k.contains(&stored.id)) {
                             keywords.insert(&stored.id, &stored.text);
                         }
                     } else {

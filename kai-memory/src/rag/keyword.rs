@@ -61,6 +61,15 @@ impl KeywordIndex {
         postings.documents.insert(id.to_owned(), frequencies);
     }
 
+    /// Whether a document with this id is indexed.
+    pub fn contains(&self, id: &str) -> bool {
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .documents
+            .contains_key(id)
+    }
+
     /// Removes a document.
     pub fn remove(&self, id: &str) {
         self.inner.write().unwrap_or_else(PoisonError::into_inner).remove(id);

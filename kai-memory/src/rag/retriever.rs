@@ -5,6 +5,7 @@ use std::sync::Arc;
 use kai_core::EmbeddingModel;
 
 use crate::error::Error;
+use crate::index::Metric;
 use crate::rag::keyword::{KeywordIndex, reciprocal_rank_fusion};
 use crate::store::{Filter, MemoryStore, ScoredDocument};
 
@@ -84,7 +85,11 @@ impl Retriever {
         let embedded = self.embedder.embed(&texts).await.map_err(Error::Model)?;
         kai_core::check_embeddings(&embedded.vectors, 1, self.embedder.dimensions()).map_err(Error::Model)?;
         let query_vector = &embedded.vectors[0];
-        let fetch = if self.mmr_lambda.is_some() { self.k * 4 } else { self.k };
+        let fetch = if self.mmr_lambda.is_some() {
+            self.k.saturating_mul(4)
+        } else {
+            self.k
+        };
         let mut found = self.store.search(query_vector, fetch, self.filter.as_ref()).await?;
         if let Some(keywords) = &self.keywords {
             found = self.fuse(query, query_vector, found, keywords, fetch).await?;
@@ -141,16 +146,19 @@ impl Retriever {
 fn mmr(query: &[f32], mut candidates: Vec<ScoredDocument>, k: usize, lambda: f32) -> Vec<ScoredDocument> {
     let relevance: Vec<f32> = candidates
         .iter()
-        .map(|c| cosine(query, &c.document.embedding))
+        .map(|c| 1.0 - Metric::Cosine.distance(query, &c.document.embedding))
         .collect();
-    let mut picked: Vec<usize> = Vec::with_capacity(k);
+    let mut picked: Vec<usize> = Vec::with_capacity(k.min(candidates.len()));
     while picked.len() < k.min(candidates.len()) {
         let best = (0..candidates.len())
             .filter(|i| !picked.contains(i))
             .map(|i| {
                 let redundancy = picked
                     .iter()
-                    .map(|&p| cosine(&candidates[i].document.embedding, &candidates[p].document.embedding))
+                    .map(|&p| {
+                        1.0 - Metric::Cosine
+                            .distance(&candidates[i].document.embedding, &candidates[p].document.embedding)
+                    })
                     .fold(f32::NEG_INFINITY, f32::max);
                 let redundancy = if picked.is_empty() { 0.0 } else { redundancy };
                 (i, lambda * relevance[i] - (1.0 - lambda) * redundancy)
@@ -163,10 +171,4 @@ fn mmr(query: &[f32], mut candidates: Vec<ScoredDocument>, k: usize, lambda: f32
     }
     let mut slots: Vec<Option<ScoredDocument>> = candidates.drain(..).map(Some).collect();
     picked.into_iter().filter_map(|i| slots[i].take()).collect()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norms = a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norms > 0.0 { dot / norms } else { 0.0 }
 }

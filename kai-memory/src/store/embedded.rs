@@ -367,8 +367,6 @@ impl Drop for EmbeddedStore {
     }
 }
 
-/// Records the write generation and commits: the generation tells a reopened store whether its saved
-/// index covers every write.
 /// Brings `index` in line with the documents table: inserts the rows it lacks or holds with another
 /// embedding, and removes the rows that are gone. Reads every embedding; inserts only the difference.
 /// Returns the index with how many rows were inserted and removed.
@@ -398,6 +396,8 @@ fn catch_up(db: &Connection, mut index: HnswIndex) -> Result<(HnswIndex, usize, 
     Ok((index, missing.len(), gone.len()))
 }
 
+/// Records the write generation and commits: the generation tells a reopened store whether its saved
+/// index covers every write.
 fn commit_generation(tx: rusqlite::Transaction<'_>, generation: u64) -> Result<(), Error> {
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ('generation', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
