@@ -25,11 +25,11 @@ struct Calculation {
 
 /// Evaluates an arithmetic expression.
 fn calculate(expression: &str) -> Result<f64, ToolError> {
-    let value = evalexpr::eval(expression).map_err(|error| ToolError::InvalidArguments(error.to_string()))?;
+    let value = evalexpr::eval(expression).map_err(ToolError::invalid_arguments)?;
     match value {
         evalexpr::Value::Int(n) => Ok(n as f64),
         evalexpr::Value::Float(x) if x.is_finite() => Ok(x),
-        other => Err(ToolError::InvalidArguments(format!(
+        other => Err(ToolError::invalid_arguments(format_args!(
             "{expression:?} is not a number but {other}"
         ))),
     }
@@ -52,10 +52,10 @@ fn confined(root: &Path, relative: &str) -> Result<PathBuf, ToolError> {
     let root = root.canonicalize().map_err(ToolError::failed)?;
     let candidate = root.join(relative);
     let resolved = candidate.canonicalize().map_err(|_| {
-        ToolError::InvalidArguments(format!("no file {relative:?}; call list_files to see what exists"))
+        ToolError::invalid_arguments(format_args!("no file {relative:?}; call list_files to see what exists"))
     })?;
     if !resolved.starts_with(&root) {
-        return Err(ToolError::InvalidArguments(format!(
+        return Err(ToolError::invalid_arguments(format_args!(
             "{relative:?} is outside the notes directory"
         )));
     }
@@ -66,10 +66,10 @@ fn read_file(root: &Path, relative: &str) -> Result<String, ToolError> {
     let path = confined(root, relative)?;
     let metadata = std::fs::metadata(&path).map_err(ToolError::failed)?;
     if !metadata.is_file() {
-        return Err(ToolError::InvalidArguments(format!("{relative:?} is not a file")));
+        return Err(ToolError::invalid_arguments(format_args!("{relative:?} is not a file")));
     }
     if metadata.len() > MAX_FILE_BYTES {
-        return Err(ToolError::Failed(format!(
+        return Err(ToolError::failed(format_args!(
             "{relative:?} is larger than {MAX_FILE_BYTES} bytes"
         )));
     }

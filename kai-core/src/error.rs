@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// Everything that can go wrong in kai-core, and in the providers that implement its traits.
 ///
 /// Model and provider failures have variants a caller can act on (retry, shorten the prompt, fix the
@@ -9,7 +11,21 @@ use std::time::Duration;
 /// the transcript is never lost.
 ///
 /// Messages never contain API keys or full prompts.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+///
+/// It serializes with serde as an object tagged by a stable snake_case `kind` (the same string
+/// [`kind`](Error::kind) returns) beside every field, durations in milliseconds, so that bindings in
+/// other languages can rebuild it:
+///
+/// ```
+/// use kai_core::Error;
+///
+/// let error = Error::RateLimited { message: "slow down".into(), retry_after: Some(std::time::Duration::from_millis(1500)) };
+/// let json = serde_json::to_value(&error).unwrap();
+/// assert_eq!(json, serde_json::json!({"kind": "rate_limited", "message": "slow down", "retry_after_ms": 1500}));
+/// assert_eq!(serde_json::from_value::<Error>(json).unwrap(), error);
+/// ```
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Error {
     /// The provider rejected the credentials (HTTP 401).
@@ -30,6 +46,7 @@ pub enum Error {
         /// The provider's explanation.
         message: String,
         /// How long the provider asked us to wait, when it said.
+        #[serde(rename = "retry_after_ms", default, with = "millis::option")]
         retry_after: Option<Duration>,
     },
     /// The prompt does not fit the model's context window.
@@ -48,6 +65,7 @@ pub enum Error {
     #[error("server error{}: {message}", status.map(|s| format!(" {s}")).unwrap_or_default())]
     Server {
         /// The HTTP status, when there was one.
+        #[serde(default)]
         status: Option<u16>,
         /// The provider's explanation.
         message: String,
@@ -67,6 +85,7 @@ pub enum Error {
         /// What was wrong.
         message: String,
         /// The start of the offending body, bounded in length.
+        #[serde(default)]
         snippet: String,
     },
     /// The model or provider cannot do what was asked (for example streaming or embeddings).
@@ -122,6 +141,31 @@ pub enum Error {
 }
 
 impl Error {
+    /// The variant's stable snake_case name: the `kind` field of its serde form, and the
+    /// OpenTelemetry `error.type` of a failed span.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Authentication { .. } => "authentication",
+            Error::PermissionDenied { .. } => "permission_denied",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::ContextTooLong { .. } => "context_too_long",
+            Error::InvalidRequest { .. } => "invalid_request",
+            Error::Server { .. } => "server",
+            Error::Timeout => "timeout",
+            Error::Transport { .. } => "transport",
+            Error::MalformedResponse { .. } => "malformed_response",
+            Error::Unsupported { .. } => "unsupported",
+            Error::Cancelled => "cancelled",
+            Error::MaxStepsExceeded { .. } => "max_steps_exceeded",
+            Error::DeadlineExceeded => "deadline_exceeded",
+            Error::StepTimeout { .. } => "step_timeout",
+            Error::ApprovalRequired { .. } => "approval_required",
+            Error::InvalidOutput { .. } => "invalid_output",
+            Error::Config { .. } => "config",
+            Error::Hook { .. } => "hook",
+        }
+    }
+
     /// Whether retrying the same request may succeed (rate limits, timeouts, transport and server errors).
     pub fn is_retryable(&self) -> bool {
         matches!(
@@ -153,9 +197,101 @@ impl Error {
     }
 }
 
+/// Durations as whole milliseconds in serde forms, saturating at `u64::MAX`.
+pub(crate) mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    fn to_millis(duration: Duration) -> u64 {
+        u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// `Duration` as milliseconds.
+    pub(crate) fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(to_millis(*duration))
+    }
+
+    /// Milliseconds as a `Duration`.
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+
+    /// `Option<Duration>` as optional milliseconds.
+    pub(crate) mod option {
+        use super::*;
+
+        /// `Option<Duration>` as optional milliseconds.
+        pub(crate) fn serialize<S: Serializer>(duration: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+            match duration {
+                Some(duration) => serializer.serialize_some(&to_millis(*duration)),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        /// Optional milliseconds as `Option<Duration>`.
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+            Ok(Option::<u64>::deserialize(deserializer)?.map(Duration::from_millis))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_round_trips_through_serde_with_its_kind_tag() {
+        let errors = [
+            Error::Authentication { message: "a".into() },
+            Error::PermissionDenied { message: "b".into() },
+            Error::RateLimited {
+                message: "c".into(),
+                retry_after: None,
+            },
+            Error::ContextTooLong { message: "d".into() },
+            Error::InvalidRequest { message: "e".into() },
+            Error::Server {
+                status: Some(502),
+                message: "f".into(),
+            },
+            Error::Timeout,
+            Error::Transport { message: "g".into() },
+            Error::MalformedResponse {
+                message: "h".into(),
+                snippet: "{".into(),
+            },
+            Error::Unsupported { message: "i".into() },
+            Error::Cancelled,
+            Error::MaxStepsExceeded { max_steps: 3 },
+            Error::DeadlineExceeded,
+            Error::StepTimeout { step: 2 },
+            Error::ApprovalRequired {
+                call_ids: vec!["c1".into()],
+            },
+            Error::InvalidOutput {
+                message: "j".into(),
+                attempts: 3,
+            },
+            Error::Config { message: "k".into() },
+            Error::Hook { message: "l".into() },
+        ];
+        for error in errors {
+            let json = serde_json::to_value(&error).unwrap();
+            assert_eq!(json["kind"], error.kind(), "{json}");
+            assert_eq!(serde_json::from_value::<Error>(json).unwrap(), error);
+        }
+    }
+
+    #[test]
+    fn a_huge_retry_after_saturates_instead_of_failing() {
+        let error = Error::RateLimited {
+            message: "x".into(),
+            retry_after: Some(Duration::MAX),
+        };
+        let json = serde_json::to_value(&error).unwrap();
+        assert_eq!(json["retry_after_ms"], u64::MAX);
+    }
 
     #[test]
     fn retryable_kinds() {

@@ -1,5 +1,7 @@
 //! Structured output: answers parsed into a Rust type, with repair of invalid ones.
 
+use std::sync::Arc;
+
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
@@ -10,7 +12,7 @@ use crate::hook::AgentHook;
 use crate::marker::{BoxFuture, MaybeSend, boxed};
 use crate::model::ChatModel;
 use crate::request::ChatRequest;
-use crate::schema::schema_for;
+use crate::schema::{SchemaValidator, schema_for};
 use crate::tool::ToolSet;
 
 /// The name of the schema, and of the tool used when the provider has no JSON-schema response format.
@@ -37,7 +39,55 @@ impl Agent {
     where
         T: DeserializeOwned + JsonSchema,
     {
-        extract_run(self.config(), self.model(), RunState::new(input), RunOptions::default()).await
+        extract_run(
+            self.config(),
+            self.model(),
+            RunState::new(input),
+            RunOptions::default(),
+            typed::<T>(),
+        )
+        .await
+    }
+
+    /// Runs the agent and returns its final answer as JSON that matches `schema`, a JSON Schema given
+    /// at run time (from a Pydantic model, a Kotlin data class, a zod schema, …).
+    ///
+    /// Works as [`extract`](Self::extract) does, with the answer checked against `schema` by a JSON
+    /// Schema validator. A `schema` that is not a JSON Schema ends the run with [`Error::Config`]
+    /// before the model is called.
+    ///
+    /// ```
+    /// use kai_core::Agent;
+    /// use kai_core::testing::ScriptedModel;
+    ///
+    /// # futures::executor::block_on(async {
+    /// let model = ScriptedModel::new().tool_call("final_result", serde_json::json!({"name": "Oslo", "population": 709000}));
+    /// let agent = Agent::builder(model).build().unwrap();
+    /// let schema = serde_json::json!({
+    ///     "type": "object",
+    ///     "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},
+    ///     "required": ["name", "population"],
+    /// });
+    /// let city = agent.extract_json("Largest city of Norway?", schema).await.unwrap();
+    /// assert_eq!(city.value["population"], 709000);
+    /// # });
+    /// ```
+    pub async fn extract_json(
+        &self,
+        input: impl Into<String>,
+        schema: serde_json::Value,
+    ) -> Result<Extracted<serde_json::Value>, RunError> {
+        let state = RunState::new(input);
+        let target = match runtime(schema) {
+            Ok(target) => target,
+            Err(error) => {
+                return Err(RunError {
+                    error,
+                    state: Box::new(state),
+                });
+            }
+        };
+        extract_run(self.config(), self.model(), state, RunOptions::default(), target).await
     }
 }
 
@@ -72,44 +122,96 @@ pub trait ChatModelExt: ChatModel {
     where
         T: DeserializeOwned + JsonSchema + MaybeSend + 'static,
     {
-        let mut template = request;
-        let messages = std::mem::take(&mut template.messages);
-        template.tools.clear();
-        template.tool_choice = None;
-        template.response_format = None;
-        let config = AgentConfig {
-            name: std::sync::Arc::from("extract"),
-            instructions: None,
-            tools: ToolSet::new(),
-            hooks: Vec::<std::sync::Arc<dyn AgentHook>>::new(),
-            limits: Limits {
-                max_steps: Limits::default().max_repairs + 1,
-                ..Limits::default()
-            },
-            request_template: template,
-        };
-        let state = RunState {
-            messages,
-            ..RunState::default()
-        };
-        boxed(async move {
-            let model: &dyn ChatModel = &self;
-            extract_run(&config, model, state, RunOptions::default()).await
-        })
+        model_extract(self, request, Ok(typed::<T>()))
+    }
+
+    /// Asks the model for an answer that matches `schema`, a JSON Schema given at run time, repairing
+    /// invalid answers up to twice; see [`Agent::extract_json`].
+    fn extract_json(
+        &self,
+        request: ChatRequest,
+        schema: serde_json::Value,
+    ) -> BoxFuture<'_, Result<Extracted<serde_json::Value>, RunError>> {
+        model_extract(self, request, runtime(schema))
     }
 }
 
 impl<M: ChatModel + ?Sized> ChatModelExt for M {}
+
+/// How an answer is checked and turned into the caller's value.
+struct Target<T> {
+    schema: serde_json::Value,
+    validate: Validate,
+    convert: fn(&str) -> Result<T, String>,
+}
+
+/// A target of a Rust type, checked by deserializing into it.
+fn typed<T: DeserializeOwned + JsonSchema>() -> Target<T> {
+    Target {
+        schema: schema_for::<T>(),
+        validate: Validate::Typed(validate::<T>),
+        convert: |text| serde_json::from_str(text).map_err(|error| error.to_string()),
+    }
+}
+
+/// A target of a JSON Schema given at run time, checked by a validator.
+fn runtime(schema: serde_json::Value) -> Result<Target<serde_json::Value>, Error> {
+    let validator = SchemaValidator::new(&schema).map_err(|problem| Error::Config {
+        message: format!("the output schema is not a valid JSON Schema: {problem}"),
+    })?;
+    Ok(Target {
+        schema,
+        validate: Validate::Schema(Arc::new(validator)),
+        convert: |text| serde_json::from_str(text).map_err(|error| error.to_string()),
+    })
+}
+
+fn model_extract<'a, M, T>(
+    model: &'a M,
+    request: ChatRequest,
+    target: Result<Target<T>, Error>,
+) -> BoxFuture<'a, Result<Extracted<T>, RunError>>
+where
+    M: ChatModel + ?Sized,
+    T: MaybeSend + 'static,
+{
+    let mut template = request;
+    let messages = std::mem::take(&mut template.messages);
+    template.tools.clear();
+    template.tool_choice = None;
+    template.response_format = None;
+    let config = AgentConfig {
+        name: std::sync::Arc::from("extract"),
+        instructions: None,
+        tools: ToolSet::new(),
+        hooks: Vec::<std::sync::Arc<dyn AgentHook>>::new(),
+        limits: Limits {
+            max_steps: Limits::default().max_repairs + 1,
+            ..Limits::default()
+        },
+        request_template: template,
+    };
+    let state = RunState {
+        messages,
+        ..RunState::default()
+    };
+    boxed(async move {
+        let target = target.map_err(|error| RunError {
+            error,
+            state: Box::new(state.clone()),
+        })?;
+        let model: &dyn ChatModel = &model;
+        extract_run(&config, model, state, RunOptions::default(), target).await
+    })
+}
 
 async fn extract_run<T>(
     config: &AgentConfig,
     model: &dyn ChatModel,
     state: RunState,
     options: RunOptions,
-) -> Result<Extracted<T>, RunError>
-where
-    T: DeserializeOwned + JsonSchema,
-{
+    target: Target<T>,
+) -> Result<Extracted<T>, RunError> {
     if config.tools.get(OUTPUT_NAME).is_some() {
         return Err(RunError {
             error: Error::Config {
@@ -120,28 +222,48 @@ where
     }
     let output = OutputSpec {
         name: OUTPUT_NAME.to_owned(),
-        schema: schema_for::<T>(),
+        schema: target.schema,
         via_tool: !model.capabilities().json_schema,
-        validate: validate::<T>,
+        validate: target.validate,
     };
     let run = Run::new(config, model, state, options, None, Some(output))
         .execute()
         .await?;
-    match serde_json::from_str::<T>(&run.answer) {
+    match (target.convert)(&run.answer) {
         Ok(value) => Ok(Extracted { value, output: run }),
         // `validate` accepted this exact text, so this cannot fail; report it rather than panic.
-        Err(error) => Err(RunError {
-            error: Error::InvalidOutput {
-                message: error.to_string(),
-                attempts: 1,
-            },
+        Err(message) => Err(RunError {
+            error: Error::InvalidOutput { message, attempts: 1 },
             state: Box::new(RunState {
                 messages: run.messages,
-                step: run.steps,
+                steps: run.steps,
                 usage: run.usage,
                 ..RunState::default()
             }),
         }),
+    }
+}
+
+/// Checks an answer, returning the normalized JSON text or why it does not fit.
+pub(crate) enum Validate {
+    /// By deserializing into a Rust type.
+    Typed(fn(&str) -> Result<String, String>),
+    /// By a JSON Schema validator.
+    Schema(Arc<SchemaValidator>),
+}
+
+impl Validate {
+    pub(crate) fn check(&self, text: &str) -> Result<String, String> {
+        match self {
+            Validate::Typed(validate) => validate(text),
+            Validate::Schema(validator) => {
+                let json = strip_code_fence(text);
+                let value: serde_json::Value =
+                    serde_json::from_str(json).map_err(|error| format!("the answer is not JSON: {error}"))?;
+                validator.check(&value)?;
+                Ok(json.to_owned())
+            }
+        }
     }
 }
 

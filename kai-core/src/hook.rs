@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::RunState;
 use crate::error::Error;
-use crate::marker::{BoxFuture, MaybeSend, MaybeSync, boxed};
+use crate::marker::{MaybeSend, MaybeSync};
 use crate::message::{ToolCall, ToolResult};
 use crate::request::{ChatRequest, ChatResponse};
 
@@ -50,113 +50,75 @@ pub struct HookContext {
 
 /// Code that runs around model and tool calls. Every method has a default that does nothing.
 ///
+/// Implement it with [`async_trait`](crate::async_trait):
+///
 /// ```
-/// use kai_core::{AgentHook, BoxFuture, HookContext, ToolCall, ToolDecision, boxed};
+/// use kai_core::{AgentHook, HookContext, ToolCall, ToolDecision, async_trait};
 ///
 /// /// Refuses every call to `delete_file`.
 /// struct NoDeletes;
 ///
+/// #[async_trait]
 /// impl AgentHook for NoDeletes {
-///     fn before_tool<'a>(
-///         &'a self,
-///         _context: &'a HookContext,
-///         call: &'a ToolCall,
-///         _arguments: &'a serde_json::Value,
-///     ) -> BoxFuture<'a, ToolDecision> {
-///         boxed(async move {
-///             if call.name == "delete_file" {
-///                 ToolDecision::Deny { reason: "deleting files is not allowed".into() }
-///             } else {
-///                 ToolDecision::Allow
-///             }
-///         })
+///     async fn before_tool(&self, _context: &HookContext, call: &ToolCall, _arguments: &serde_json::Value) -> ToolDecision {
+///         if call.name == "delete_file" {
+///             ToolDecision::Deny { reason: "deleting files is not allowed".into() }
+///         } else {
+///             ToolDecision::Allow
+///         }
 ///     }
 /// }
 /// ```
+#[crate::async_trait]
 pub trait AgentHook: MaybeSend + MaybeSync {
     /// Before each model call; may change the request (add context, redact). An error stops the run.
-    fn before_model<'a>(
-        &'a self,
-        context: &'a HookContext,
-        request: &'a mut ChatRequest,
-    ) -> BoxFuture<'a, Result<(), Error>> {
+    async fn before_model(&self, context: &HookContext, request: &mut ChatRequest) -> Result<(), Error> {
         let _ = (context, request);
-        boxed(std::future::ready(Ok(())))
+        Ok(())
     }
 
     /// After each model call; may change the response (guardrails). An error stops the run.
-    fn after_model<'a>(
-        &'a self,
-        context: &'a HookContext,
-        response: &'a mut ChatResponse,
-    ) -> BoxFuture<'a, Result<(), Error>> {
+    async fn after_model(&self, context: &HookContext, response: &mut ChatResponse) -> Result<(), Error> {
         let _ = (context, response);
-        boxed(std::future::ready(Ok(())))
+        Ok(())
     }
 
     /// Before each tool call, with the parsed arguments (after earlier hooks' rewrites).
-    fn before_tool<'a>(
-        &'a self,
-        context: &'a HookContext,
-        call: &'a ToolCall,
-        arguments: &'a serde_json::Value,
-    ) -> BoxFuture<'a, ToolDecision> {
+    async fn before_tool(&self, context: &HookContext, call: &ToolCall, arguments: &serde_json::Value) -> ToolDecision {
         let _ = (context, call, arguments);
-        boxed(std::future::ready(ToolDecision::Allow))
+        ToolDecision::Allow
     }
 
     /// After each tool call, failures and denials included; may change the result the model sees.
-    fn after_tool<'a>(
-        &'a self,
-        context: &'a HookContext,
-        call: &'a ToolCall,
-        result: &'a mut ToolResult,
-    ) -> BoxFuture<'a, ()> {
+    async fn after_tool(&self, context: &HookContext, call: &ToolCall, result: &mut ToolResult) {
         let _ = (context, call, result);
-        boxed(std::future::ready(()))
     }
 
-    /// Whenever the run reaches a consistent point (after each model call, after each batch of tool
-    /// results, and at the end): store `state` here to make the run durable. An error stops the run.
-    fn checkpoint<'a>(&'a self, state: &'a RunState) -> BoxFuture<'a, Result<(), Error>> {
+    /// Whenever the run reaches a consistent point (after each model call, after each tool result,
+    /// when it suspends for approval, and at the end): store `state` here to make the run durable. An
+    /// error stops the run.
+    async fn checkpoint(&self, state: &RunState) -> Result<(), Error> {
         let _ = state;
-        boxed(std::future::ready(Ok(())))
+        Ok(())
     }
 }
 
+#[crate::async_trait]
 impl<T: AgentHook + ?Sized> AgentHook for Arc<T> {
-    fn before_model<'a>(
-        &'a self,
-        context: &'a HookContext,
-        request: &'a mut ChatRequest,
-    ) -> BoxFuture<'a, Result<(), Error>> {
-        (**self).before_model(context, request)
+    async fn before_model(&self, context: &HookContext, request: &mut ChatRequest) -> Result<(), Error> {
+        (**self).before_model(context, request).await
     }
-    fn after_model<'a>(
-        &'a self,
-        context: &'a HookContext,
-        response: &'a mut ChatResponse,
-    ) -> BoxFuture<'a, Result<(), Error>> {
-        (**self).after_model(context, response)
+    async fn after_model(&self, context: &HookContext, response: &mut ChatResponse) -> Result<(), Error> {
+        (**self).after_model(context, response).await
     }
-    fn before_tool<'a>(
-        &'a self,
-        context: &'a HookContext,
-        call: &'a ToolCall,
-        arguments: &'a serde_json::Value,
-    ) -> BoxFuture<'a, ToolDecision> {
-        (**self).before_tool(context, call, arguments)
+    async fn before_tool(&self, context: &HookContext, call: &ToolCall, arguments: &serde_json::Value) -> ToolDecision {
+        (**self).before_tool(context, call, arguments).await
     }
-    fn after_tool<'a>(
-        &'a self,
-        context: &'a HookContext,
-        call: &'a ToolCall,
-        result: &'a mut ToolResult,
-    ) -> BoxFuture<'a, ()> {
-        (**self).after_tool(context, call, result)
+    async fn after_tool(&self, context: &HookContext, call: &ToolCall, result: &mut ToolResult) {
+        (**self).after_tool(context, call, result).await;
     }
-    fn checkpoint<'a>(&'a self, state: &'a RunState) -> BoxFuture<'a, Result<(), Error>> {
-        (**self).checkpoint(state)
+    async fn checkpoint(&self, state: &RunState) -> Result<(), Error> {
+        (**self).checkpoint(state).await
     }
 }
 

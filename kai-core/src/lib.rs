@@ -48,7 +48,10 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+extern crate self as kai_core;
+
 mod agent;
+mod cancel;
 mod error;
 mod extract;
 mod hook;
@@ -67,16 +70,27 @@ pub use agent::{
     Agent, AgentBuilder, AgentEvent, AgentEventStream, AgentTool, Approval, ApprovalDecision, Conversation, RunError,
     RunOptions, RunOutput, RunState,
 };
+pub use cancel::{CancelOnDrop, CancellationToken};
 pub use error::Error;
 pub use extract::{ChatModelExt, Extracted, OUTPUT_NAME};
 pub use hook::{AgentHook, HookContext, ToolDecision};
+pub use kai_macros::async_trait;
 pub use marker::{BoxFuture, BoxStream, MaybeSend, MaybeSync, boxed, boxed_stream};
 pub use message::{ContentPart, ImageSource, Message, Role, StopReason, ToolCall, ToolResult, Usage};
 pub use model::{
     ChatModel, ChatStream, EmbeddingModel, Embeddings, ModelCapabilities, check_embeddings, collect_stream, embed_all,
+    stream_owned,
 };
 pub use request::{ChatRequest, ChatResponse, ResponseFormat, ToolChoice, ToolDefinition};
 pub use schema::schema_for;
 pub use stream::{ChatDelta, ResponseAccumulator};
-pub use tokio_util::sync::CancellationToken;
-pub use tool::{FnTool, Tool, ToolContext, ToolError, ToolSet, TypedTool, parse_arguments, tool_fn};
+pub use tool::{
+    DynamicTool, FnTool, Tool, ToolContext, ToolError, ToolFunction, ToolSet, TypedTool, dynamic_tool, parse_arguments,
+    tool_fn,
+};
+
+/// What the macros of `kai-macros` expand to; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+}

@@ -6,7 +6,7 @@ use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::marker::{BoxFuture, BoxStream, MaybeSend, MaybeSync, boxed, boxed_stream};
+use crate::marker::{BoxStream, MaybeSend, MaybeSync, boxed_stream};
 use crate::message::Usage;
 use crate::request::{ChatRequest, ChatResponse};
 use crate::stream::{ChatDelta, ResponseAccumulator};
@@ -39,25 +39,25 @@ impl ModelCapabilities {
 
 /// A chat model: one completion, or a stream of deltas.
 ///
-/// Providers implement this; agents use it through `Arc<dyn ChatModel>`. Implementations must not panic
-/// on anything the provider sends: bad data becomes an [`Error`].
+/// Providers implement this, with [`async_trait`](crate::async_trait); agents use it through
+/// `Arc<dyn ChatModel>`. Implementations must not panic on anything the provider sends: bad data becomes
+/// an [`Error`].
 ///
 /// ```
-/// use kai_core::{BoxFuture, ChatModel, ChatRequest, ChatResponse, Error, Message, boxed};
+/// use kai_core::{ChatModel, ChatRequest, ChatResponse, Error, Message, async_trait};
 ///
 /// /// Answers every request with the last user message, reversed.
 /// struct Mirror;
 ///
+/// #[async_trait]
 /// impl ChatModel for Mirror {
 ///     fn name(&self) -> &str {
 ///         "mirror"
 ///     }
 ///
-///     fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
-///         boxed(async move {
-///             let last = request.messages.last().map(Message::text).unwrap_or_default();
-///             Ok(ChatResponse::new(Message::assistant(last.chars().rev().collect::<String>())))
-///         })
+///     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+///         let last = request.messages.last().map(Message::text).unwrap_or_default();
+///         Ok(ChatResponse::new(Message::assistant(last.chars().rev().collect::<String>())))
 ///     }
 /// }
 /// # futures::executor::block_on(async {
@@ -65,6 +65,7 @@ impl ModelCapabilities {
 /// assert_eq!(answer.text(), "cba");
 /// # });
 /// ```
+#[crate::async_trait]
 pub trait ChatModel: MaybeSend + MaybeSync {
     /// The model's name, as the provider knows it (for example `gpt-4o-mini`).
     fn name(&self) -> &str;
@@ -84,7 +85,7 @@ pub trait ChatModel: MaybeSend + MaybeSync {
     }
 
     /// Asks for one complete answer.
-    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>>;
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error>;
 
     /// Asks for an answer as a stream of deltas.
     ///
@@ -128,6 +129,7 @@ where
     Ok(accumulator.finish())
 }
 
+#[crate::async_trait]
 impl<T: ChatModel + ?Sized> ChatModel for Arc<T> {
     fn name(&self) -> &str {
         (**self).name()
@@ -138,14 +140,15 @@ impl<T: ChatModel + ?Sized> ChatModel for Arc<T> {
     fn capabilities(&self) -> ModelCapabilities {
         (**self).capabilities()
     }
-    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
-        (**self).complete(request)
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        (**self).complete(request).await
     }
     fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
         (**self).stream(request)
     }
 }
 
+#[crate::async_trait]
 impl<T: ChatModel + ?Sized> ChatModel for &T {
     fn name(&self) -> &str {
         (**self).name()
@@ -156,14 +159,15 @@ impl<T: ChatModel + ?Sized> ChatModel for &T {
     fn capabilities(&self) -> ModelCapabilities {
         (**self).capabilities()
     }
-    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
-        (**self).complete(request)
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        (**self).complete(request).await
     }
     fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
         (**self).stream(request)
     }
 }
 
+#[crate::async_trait]
 impl<T: ChatModel + ?Sized> ChatModel for Box<T> {
     fn name(&self) -> &str {
         (**self).name()
@@ -174,8 +178,8 @@ impl<T: ChatModel + ?Sized> ChatModel for Box<T> {
     fn capabilities(&self) -> ModelCapabilities {
         (**self).capabilities()
     }
-    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
-        (**self).complete(request)
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        (**self).complete(request).await
     }
     fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
         (**self).stream(request)
@@ -193,6 +197,7 @@ pub struct Embeddings {
 }
 
 /// A text embedding model.
+#[crate::async_trait]
 pub trait EmbeddingModel: MaybeSend + MaybeSync {
     /// The model's name, as the provider knows it.
     fn name(&self) -> &str;
@@ -206,9 +211,10 @@ pub trait EmbeddingModel: MaybeSend + MaybeSync {
     }
 
     /// Embeds a batch of texts, returning one vector per text in order.
-    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Embeddings, Error>>;
+    async fn embed(&self, texts: &[String]) -> Result<Embeddings, Error>;
 }
 
+#[crate::async_trait]
 impl<T: EmbeddingModel + ?Sized> EmbeddingModel for Arc<T> {
     fn name(&self) -> &str {
         (**self).name()
@@ -219,11 +225,12 @@ impl<T: EmbeddingModel + ?Sized> EmbeddingModel for Arc<T> {
     fn max_batch_size(&self) -> usize {
         (**self).max_batch_size()
     }
-    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Embeddings, Error>> {
-        (**self).embed(texts)
+    async fn embed(&self, texts: &[String]) -> Result<Embeddings, Error> {
+        (**self).embed(texts).await
     }
 }
 
+#[crate::async_trait]
 impl<T: EmbeddingModel + ?Sized> EmbeddingModel for Box<T> {
     fn name(&self) -> &str {
         (**self).name()
@@ -234,28 +241,43 @@ impl<T: EmbeddingModel + ?Sized> EmbeddingModel for Box<T> {
     fn max_batch_size(&self) -> usize {
         (**self).max_batch_size()
     }
-    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Embeddings, Error>> {
-        (**self).embed(texts)
+    async fn embed(&self, texts: &[String]) -> Result<Embeddings, Error> {
+        (**self).embed(texts).await
     }
 }
 
 /// Embeds any number of texts, splitting them into batches of the model's `max_batch_size`, and checks
 /// that the model returned one vector of the right length per text.
-pub fn embed_all<'a, M: EmbeddingModel + ?Sized>(
-    model: &'a M,
-    texts: &'a [String],
-) -> BoxFuture<'a, Result<Embeddings, Error>> {
-    boxed(async move {
-        let mut all = Embeddings::default();
-        let batch = model.max_batch_size().max(1);
-        for chunk in texts.chunks(batch) {
-            let part = model.embed(chunk).await?;
-            check_embeddings(&part.vectors, chunk.len(), model.dimensions())?;
-            all.vectors.extend(part.vectors);
-            all.usage += part.usage;
-        }
-        Ok(all)
-    })
+pub async fn embed_all<M: EmbeddingModel + ?Sized>(model: &M, texts: &[String]) -> Result<Embeddings, Error> {
+    let mut all = Embeddings::default();
+    let batch = model.max_batch_size().max(1);
+    for chunk in texts.chunks(batch) {
+        let part = model.embed(chunk).await?;
+        check_embeddings(&part.vectors, chunk.len(), model.dimensions())?;
+        all.vectors.extend(part.vectors);
+        all.usage += part.usage;
+    }
+    Ok(all)
+}
+
+/// Streams `request` from a shared model as a `'static` stream, which owns its model and can be held
+/// across threads and await points (a binding hands it to another language this way).
+///
+/// ```
+/// use std::sync::Arc;
+/// use futures::StreamExt as _;
+/// use kai_core::testing::ScriptedModel;
+/// use kai_core::{ChatModel, ChatRequest, Message, stream_owned};
+///
+/// # futures::executor::block_on(async {
+/// let model: Arc<dyn ChatModel> = Arc::new(ScriptedModel::new().text("Hello"));
+/// let stream = stream_owned(model, ChatRequest::new(vec![Message::user("Hi")]));
+/// let response = kai_core::collect_stream(stream).await.unwrap();
+/// assert_eq!(response.text(), "Hello");
+/// # });
+/// ```
+pub fn stream_owned(model: Arc<dyn ChatModel>, request: ChatRequest) -> ChatStream<'static> {
+    crate::marker::owned_stream(model, move |model| model.stream(request))
 }
 
 /// Checks what an embedding API returned: one vector per text, each of `dimensions` finite numbers.

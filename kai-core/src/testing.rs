@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 
 use crate::error::Error;
-use crate::marker::{BoxFuture, boxed, boxed_stream};
+use crate::marker::boxed_stream;
 use crate::message::{ContentPart, Message, Role, StopReason, ToolCall, Usage};
 use crate::model::{ChatModel, ChatStream, ModelCapabilities, collect_stream};
 use crate::request::{ChatRequest, ChatResponse};
@@ -51,13 +51,14 @@ struct Shared {
 struct Script {
     turns: VecDeque<Turn>,
     next: usize,
-    calls_made: u32,
 }
 
 #[derive(Clone)]
 struct Turn {
     delay: Option<Duration>,
     action: Action,
+    /// Whether [`ScriptedModel::usage`] set the usage (otherwise it is estimated from the text).
+    usage_set: bool,
 }
 
 #[derive(Clone)]
@@ -188,11 +189,17 @@ impl ScriptedModel {
     }
 
     /// Sets the usage the last added response reports (for streamed turns, a usage delta is appended).
+    ///
+    /// Without it, a response reports an estimate: a token per four bytes of the request's messages
+    /// and of the answer, rounded up.
     pub fn usage(self, usage: Usage) -> Self {
-        self.edit_last(|turn| match &mut turn.action {
-            Action::Respond(response) => response.usage = usage,
-            Action::Stream { deltas, .. } => deltas.push(ChatDelta::Usage(usage)),
-            Action::Fail(_) => {}
+        self.edit_last(|turn| {
+            turn.usage_set = true;
+            match &mut turn.action {
+                Action::Respond(response) => response.usage = usage,
+                Action::Stream { deltas, .. } => deltas.push(ChatDelta::Usage(usage)),
+                Action::Fail(_) => {}
+            }
         })
     }
 
@@ -217,7 +224,11 @@ impl ScriptedModel {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .turns
-            .push_back(Turn { delay: None, action });
+            .push_back(Turn {
+                delay: None,
+                action,
+                usage_set: false,
+            });
         self
     }
 
@@ -236,6 +247,14 @@ impl ScriptedModel {
     }
 
     fn next_turn(&self, request: ChatRequest) -> Result<Turn, Error> {
+        // Call ids follow the run, not the model: the n-th model call of a transcript names its calls
+        // `call_<n>_<index>`, whichever runs the model served before.
+        let step = 1 + request
+            .messages
+            .iter()
+            .filter(|message| message.role == Role::Assistant)
+            .count();
+        let input_tokens = estimate_tokens(request.messages.iter().map(Message::text));
         if self.record {
             self.shared
                 .requests
@@ -253,21 +272,58 @@ impl ScriptedModel {
             });
         };
         script.next += 1;
-        script.calls_made += 1;
-        let call = script.calls_made;
-        if let Action::Respond(response) = &mut turn.action {
-            for (index, part) in response.message.content.iter_mut().enumerate() {
-                if let ContentPart::ToolCall(tool_call) = part
-                    && tool_call.id.is_empty()
-                {
-                    tool_call.id = format!("call_{call}_{index}");
+        let usage_set = turn.usage_set;
+        match &mut turn.action {
+            Action::Respond(response) => {
+                for (index, part) in response.message.content.iter_mut().enumerate() {
+                    if let ContentPart::ToolCall(tool_call) = part
+                        && tool_call.id.is_empty()
+                    {
+                        tool_call.id = format!("call_{step}_{index}");
+                    }
+                }
+                if !usage_set {
+                    response.usage = Usage {
+                        input_tokens,
+                        output_tokens: estimate_tokens(response.message.content.iter().map(part_text)),
+                        ..Usage::default()
+                    };
                 }
             }
+            Action::Stream { deltas, .. } if !usage_set && !deltas.iter().any(|d| matches!(d, ChatDelta::Usage(_))) => {
+                let output = deltas.iter().map(|delta| match delta {
+                    ChatDelta::Text { text } => text.clone(),
+                    ChatDelta::ToolCallArguments { fragment, .. } => fragment.clone(),
+                    _ => String::new(),
+                });
+                let output_tokens = estimate_tokens(output);
+                deltas.push(ChatDelta::Usage(Usage {
+                    input_tokens,
+                    output_tokens,
+                    ..Usage::default()
+                }));
+            }
+            Action::Stream { .. } | Action::Fail(_) => {}
         }
         Ok(turn)
     }
 }
 
+/// About four bytes a token, rounded up.
+fn estimate_tokens(texts: impl Iterator<Item = String>) -> u64 {
+    let bytes: usize = texts.map(|text| text.len()).sum();
+    (bytes as u64).div_ceil(4)
+}
+
+fn part_text(part: &ContentPart) -> String {
+    match part {
+        ContentPart::Text { text } => text.clone(),
+        ContentPart::ToolCall(call) => call.arguments.clone(),
+        _ => String::new(),
+    }
+}
+
+#[crate::async_trait]
 impl ChatModel for ScriptedModel {
     fn name(&self) -> &str {
         &self.name
@@ -281,19 +337,16 @@ impl ChatModel for ScriptedModel {
         self.capabilities
     }
 
-    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
-        let turn = self.next_turn(request);
-        boxed(async move {
-            let turn = turn?;
-            if let Some(delay) = turn.delay {
-                sleep(delay).await;
-            }
-            match turn.action {
-                Action::Respond(response) => Ok(response),
-                Action::Fail(error) => Err(error),
-                Action::Stream { deltas, interval } => collect_stream(play(deltas, interval)).await,
-            }
-        })
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        let turn = self.next_turn(request)?;
+        if let Some(delay) = turn.delay {
+            sleep(delay).await;
+        }
+        match turn.action {
+            Action::Respond(response) => Ok(response),
+            Action::Fail(error) => Err(error),
+            Action::Stream { deltas, interval } => collect_stream(play(deltas, interval)).await,
+        }
     }
 
     fn stream(&self, request: ChatRequest) -> ChatStream<'_> {

@@ -7,64 +7,167 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use schemars::JsonSchema;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
+use crate::cancel::CancellationToken;
 use crate::error::Error;
-use crate::marker::{BoxFuture, MaybeSend, MaybeSync, boxed};
+use crate::marker::{BoxFuture, MaybeSend, MaybeSync};
+use crate::message::Usage;
 use crate::request::ToolDefinition;
-use crate::schema::schema_for;
+use crate::schema::{SchemaValidator, schema_for};
 
 /// Why a tool call failed. The agent sends the message back to the model, which can then recover.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// It serializes with serde, tagged by a snake_case `kind`, so a tool written in another language can
+/// report any of these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ToolError {
     /// The arguments did not parse or did not match the tool's schema.
-    #[error("invalid arguments: {0}")]
-    InvalidArguments(String),
+    #[error("invalid arguments: {message}")]
+    InvalidArguments {
+        /// What is wrong with them.
+        message: String,
+    },
     /// The tool ran and failed.
-    #[error("{0}")]
-    Failed(String),
+    #[error("{message}")]
+    Failed {
+        /// Why, for the model.
+        message: String,
+    },
     /// The tool did not finish in time.
-    #[error("the tool did not finish within {0:?}")]
-    Timeout(Duration),
+    #[error("the tool did not finish within {after:?}")]
+    Timeout {
+        /// The limit it exceeded.
+        #[serde(rename = "after_ms", with = "crate::error::millis")]
+        after: Duration,
+    },
+    /// The call was cancelled before it finished.
+    #[error("the tool call was cancelled")]
+    Cancelled,
 }
 
 impl ToolError {
     /// A [`ToolError::Failed`] from anything displayable.
     pub fn failed(error: impl std::fmt::Display) -> Self {
-        ToolError::Failed(error.to_string())
+        ToolError::Failed {
+            message: error.to_string(),
+        }
+    }
+
+    /// A [`ToolError::InvalidArguments`] from anything displayable.
+    pub fn invalid_arguments(error: impl std::fmt::Display) -> Self {
+        ToolError::InvalidArguments {
+            message: error.to_string(),
+        }
     }
 }
 
 /// What a tool learns about the call it is serving.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ToolContext {
-    /// The model's id for this call.
+    /// The model's id for this call. It is unique within a run and stays the same when a suspended run
+    /// is resumed, so a tool with side effects can use it as an idempotency key.
     pub call_id: String,
     /// The agent step the call belongs to, counted from 1.
     pub step: u32,
+    /// Cancelled when the run is cancelled or dropped, or when this call times out: a tool that hands
+    /// work elsewhere (a thread, another runtime) should stop it then.
+    pub cancel: CancellationToken,
+    usage: UsageSink,
+}
+
+/// Collects the usage tools report through [`ToolContext::report_usage`]. Clones share one total.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct UsageSink {
+    total: Arc<Mutex<Usage>>,
+}
+
+impl UsageSink {
+    fn add(&self, usage: Usage) {
+        *self.total.lock().unwrap_or_else(PoisonError::into_inner) += usage;
+    }
+
+    /// The usage reported since the last call, leaving zero behind.
+    pub(crate) fn take(&self) -> Usage {
+        std::mem::take(&mut *self.total.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl ToolContext {
+    /// The context of a call with this id, at step 1, with a token of its own.
+    pub fn new(call_id: impl Into<String>) -> Self {
+        Self {
+            call_id: call_id.into(),
+            step: 1,
+            cancel: CancellationToken::new(),
+            usage: UsageSink::default(),
+        }
+    }
+
+    /// This context with another step number.
+    pub fn with_step(mut self, step: u32) -> Self {
+        self.step = step;
+        self
+    }
+
+    /// This context with another cancellation token.
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    pub(crate) fn with_usage_sink(mut self, usage: UsageSink) -> Self {
+        self.usage = usage;
+        self
+    }
+
+    /// Adds tokens this call spent on models (an agent used as a tool reports its run's usage) to the
+    /// usage of the run that called it.
+    pub fn report_usage(&self, usage: Usage) {
+        self.usage.add(usage);
+    }
 }
 
 /// A tool an agent can call. Object-safe: agents hold tools as `Arc<dyn Tool>`.
 ///
-/// Most tools are easier to write with [`tool_fn`] or [`TypedTool`].
+/// Most tools are easier to write with [`tool_fn`], [`TypedTool`], or, for a schema known only at run
+/// time, [`dynamic_tool`]. Implement it directly with [`async_trait`](crate::async_trait):
+///
+/// ```
+/// use kai_core::{Tool, ToolContext, ToolDefinition, ToolError, async_trait};
+///
+/// struct Clock;
+///
+/// #[async_trait]
+/// impl Tool for Clock {
+///     fn definition(&self) -> ToolDefinition {
+///         ToolDefinition::new("clock", "The current Unix time.", serde_json::json!({"type": "object"}))
+///     }
+///
+///     async fn call(&self, _arguments: serde_json::Value, _context: ToolContext) -> Result<serde_json::Value, ToolError> {
+///         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(ToolError::failed)?;
+///         Ok(now.as_secs().into())
+///     }
+/// }
+/// ```
+#[crate::async_trait]
 pub trait Tool: MaybeSend + MaybeSync {
     /// The name, description and argument schema the model sees.
     fn definition(&self) -> ToolDefinition;
 
-    /// Runs the tool on arguments the model produced (already parsed as JSON, not yet validated).
+    /// Runs the tool on arguments the model produced, already parsed as JSON and, when the tool runs
+    /// inside an agent, validated against its schema.
     ///
     /// A string result is passed to the model as it is; any other value as JSON text.
-    fn call(
-        &self,
-        arguments: serde_json::Value,
-        context: ToolContext,
-    ) -> BoxFuture<'_, Result<serde_json::Value, ToolError>>;
+    async fn call(&self, arguments: serde_json::Value, context: ToolContext) -> Result<serde_json::Value, ToolError>;
 }
 
 /// A tool with typed arguments and output. Every `TypedTool` is a [`Tool`].
@@ -111,6 +214,7 @@ pub trait TypedTool: MaybeSend + MaybeSync {
     fn call(&self, args: Self::Args) -> impl Future<Output = Result<Self::Output, ToolError>> + MaybeSend;
 }
 
+#[crate::async_trait]
 impl<T: TypedTool> Tool for T {
     fn definition(&self) -> ToolDefinition {
         ToolDefinition {
@@ -120,41 +224,91 @@ impl<T: TypedTool> Tool for T {
         }
     }
 
-    fn call(
-        &self,
-        arguments: serde_json::Value,
-        _context: ToolContext,
-    ) -> BoxFuture<'_, Result<serde_json::Value, ToolError>> {
-        boxed(async move {
-            let args = parse_arguments::<T::Args>(arguments)?;
-            let output = TypedTool::call(self, args).await?;
-            to_json(&output)
-        })
+    async fn call(&self, arguments: serde_json::Value, _context: ToolContext) -> Result<serde_json::Value, ToolError> {
+        let args = parse_arguments::<T::Args>(arguments)?;
+        let output = TypedTool::call(self, args).await?;
+        to_json(&output)
     }
 }
 
 /// Deserializes tool arguments, turning a mismatch into [`ToolError::InvalidArguments`] with serde's
 /// explanation (which names the offending field).
 pub fn parse_arguments<A: DeserializeOwned>(arguments: serde_json::Value) -> Result<A, ToolError> {
-    serde_json::from_value(arguments).map_err(|error| ToolError::InvalidArguments(error.to_string()))
+    serde_json::from_value(arguments).map_err(ToolError::invalid_arguments)
 }
 
 fn to_json<O: Serialize>(output: &O) -> Result<serde_json::Value, ToolError> {
     serde_json::to_value(output)
-        .map_err(|error| ToolError::Failed(format!("could not serialize the tool's output: {error}")))
+        .map_err(|error| ToolError::failed(format_args!("could not serialize the tool's output: {error}")))
 }
 
 /// A tool made from an async function or closure; see [`tool_fn`].
-pub struct FnTool<A, F> {
+pub struct FnTool<A, F, M> {
     definition: ToolDefinition,
     function: F,
-    args: PhantomData<fn(A)>,
+    args: PhantomData<fn(A, M)>,
 }
 
-/// Makes a tool from an async closure taking a `#[derive(Deserialize, JsonSchema)]` argument struct.
+impl<A, F, M> std::fmt::Debug for FnTool<A, F, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnTool").field("name", &self.definition.name).finish()
+    }
+}
+
+/// An async function a [`tool_fn`] can wrap: `Fn(A) -> impl Future<Output = Result<O, ToolError>>`, or
+/// the same taking the call's [`ToolContext`] as a second argument. `M` tells the two apart; callers
+/// never name it.
+pub trait ToolFunction<A, M>: MaybeSend + MaybeSync {
+    /// What the function returns on success, serialized to JSON for the model.
+    type Output: Serialize;
+
+    /// Calls the function.
+    fn invoke(
+        &self,
+        args: A,
+        context: ToolContext,
+    ) -> impl Future<Output = Result<Self::Output, ToolError>> + MaybeSend;
+}
+
+/// Marks a [`ToolFunction`] that takes only the arguments.
+#[doc(hidden)]
+pub enum ArgsOnly {}
+
+/// Marks a [`ToolFunction`] that takes the arguments and the [`ToolContext`].
+#[doc(hidden)]
+pub enum WithContext {}
+
+impl<A, O, F, Fut> ToolFunction<A, ArgsOnly> for F
+where
+    F: Fn(A) -> Fut + MaybeSend + MaybeSync,
+    Fut: Future<Output = Result<O, ToolError>> + MaybeSend,
+    O: Serialize,
+{
+    type Output = O;
+
+    fn invoke(&self, args: A, _context: ToolContext) -> impl Future<Output = Result<O, ToolError>> + MaybeSend {
+        self(args)
+    }
+}
+
+impl<A, O, F, Fut> ToolFunction<A, WithContext> for F
+where
+    F: Fn(A, ToolContext) -> Fut + MaybeSend + MaybeSync,
+    Fut: Future<Output = Result<O, ToolError>> + MaybeSend,
+    O: Serialize,
+{
+    type Output = O;
+
+    fn invoke(&self, args: A, context: ToolContext) -> impl Future<Output = Result<O, ToolError>> + MaybeSend {
+        self(args, context)
+    }
+}
+
+/// Makes a tool from an async closure taking a `#[derive(Deserialize, JsonSchema)]` argument struct
+/// and, optionally, the call's [`ToolContext`] (its id, for idempotency, and its cancellation token).
 ///
 /// ```
-/// use kai_core::{Tool, ToolError, tool_fn};
+/// use kai_core::{Tool, ToolContext, ToolError, tool_fn};
 ///
 /// #[derive(serde::Deserialize, schemars::JsonSchema)]
 /// struct Weather {
@@ -166,13 +320,16 @@ pub struct FnTool<A, F> {
 ///     Ok::<_, ToolError>(format!("Sunny in {}", args.city))
 /// });
 /// assert_eq!(weather.definition().parameters["required"][0], "city");
+///
+/// let booking = tool_fn("book", "Books a table.", |args: Weather, context: ToolContext| async move {
+///     // The call id stays the same if the run is resumed: use it as the booking's idempotency key.
+///     Ok::<_, ToolError>(format!("booked in {} under {}", args.city, context.call_id))
+/// });
 /// ```
-pub fn tool_fn<A, O, F, Fut>(name: impl Into<String>, description: impl Into<String>, function: F) -> FnTool<A, F>
+pub fn tool_fn<A, M, F>(name: impl Into<String>, description: impl Into<String>, function: F) -> FnTool<A, F, M>
 where
     A: DeserializeOwned + JsonSchema + MaybeSend,
-    O: Serialize,
-    F: Fn(A) -> Fut + MaybeSend + MaybeSync,
-    Fut: Future<Output = Result<O, ToolError>> + MaybeSend,
+    F: ToolFunction<A, M>,
 {
     FnTool {
         definition: ToolDefinition {
@@ -185,27 +342,120 @@ where
     }
 }
 
-impl<A, O, F, Fut> Tool for FnTool<A, F>
+#[crate::async_trait]
+impl<A, M, F> Tool for FnTool<A, F, M>
 where
     A: DeserializeOwned + JsonSchema + MaybeSend,
-    O: Serialize,
-    F: Fn(A) -> Fut + MaybeSend + MaybeSync,
-    Fut: Future<Output = Result<O, ToolError>> + MaybeSend,
+    F: ToolFunction<A, M>,
+    F::Output: MaybeSend,
+    M: 'static,
 {
     fn definition(&self) -> ToolDefinition {
         self.definition.clone()
     }
 
-    fn call(
+    async fn call(&self, arguments: serde_json::Value, context: ToolContext) -> Result<serde_json::Value, ToolError> {
+        let parsed = parse_arguments::<A>(arguments)?;
+        let output = self.function.invoke(parsed, context).await?;
+        to_json(&output)
+    }
+}
+
+/// A tool whose schema is known only at run time; made by [`dynamic_tool`].
+pub struct DynamicTool {
+    definition: ToolDefinition,
+    function: Box<dyn JsonFunction>,
+}
+
+impl std::fmt::Debug for DynamicTool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamicTool")
+            .field("name", &self.definition.name)
+            .finish()
+    }
+}
+
+/// The callback of a [`DynamicTool`], boxed.
+trait JsonFunction: MaybeSend + MaybeSync {
+    fn invoke(
         &self,
         arguments: serde_json::Value,
-        _context: ToolContext,
-    ) -> BoxFuture<'_, Result<serde_json::Value, ToolError>> {
-        let parsed = parse_arguments::<A>(arguments);
-        boxed(async move {
-            let output = (self.function)(parsed?).await?;
-            to_json(&output)
-        })
+        context: ToolContext,
+    ) -> BoxFuture<'static, Result<serde_json::Value, ToolError>>;
+}
+
+impl<F, Fut> JsonFunction for F
+where
+    F: Fn(serde_json::Value, ToolContext) -> Fut + MaybeSend + MaybeSync,
+    Fut: Future<Output = Result<serde_json::Value, ToolError>> + MaybeSend + 'static,
+{
+    fn invoke(
+        &self,
+        arguments: serde_json::Value,
+        context: ToolContext,
+    ) -> BoxFuture<'static, Result<serde_json::Value, ToolError>> {
+        crate::marker::boxed(self(arguments, context))
+    }
+}
+
+/// Makes a tool from a name, a description, a JSON Schema for its arguments and an async callback
+/// taking the arguments as JSON: the one place where a function of another language, or a tool found at
+/// run time (MCP, A2A), becomes a [`Tool`].
+///
+/// Fails with [`Error::Config`] when the schema is not a JSON Schema for an object. Inside an agent the
+/// arguments are validated against the schema before the callback runs, so it sees only valid ones.
+///
+/// ```
+/// use kai_core::{Tool, ToolContext, dynamic_tool};
+///
+/// let schema = serde_json::json!({
+///     "type": "object",
+///     "properties": {"text": {"type": "string"}},
+///     "required": ["text"],
+/// });
+/// let shout = dynamic_tool("shout", "Upper-cases a text.", schema, |args: serde_json::Value, _context: ToolContext| async move {
+///     Ok(args["text"].as_str().unwrap_or_default().to_uppercase().into())
+/// })
+/// .unwrap();
+/// assert_eq!(shout.definition().name, "shout");
+/// ```
+pub fn dynamic_tool<F, Fut>(
+    name: impl Into<String>,
+    description: impl Into<String>,
+    parameters: serde_json::Value,
+    function: F,
+) -> Result<DynamicTool, Error>
+where
+    F: Fn(serde_json::Value, ToolContext) -> Fut + MaybeSend + MaybeSync + 'static,
+    Fut: Future<Output = Result<serde_json::Value, ToolError>> + MaybeSend + 'static,
+{
+    let name = name.into();
+    if parameters.get("type").and_then(serde_json::Value::as_str) != Some("object") {
+        return Err(Error::Config {
+            message: format!("the parameters of tool {name:?} must be a JSON Schema with \"type\": \"object\""),
+        });
+    }
+    SchemaValidator::new(&parameters).map_err(|problem| Error::Config {
+        message: format!("the parameters of tool {name:?} are not a valid JSON Schema: {problem}"),
+    })?;
+    Ok(DynamicTool {
+        definition: ToolDefinition {
+            name,
+            description: description.into(),
+            parameters,
+        },
+        function: Box::new(function),
+    })
+}
+
+#[crate::async_trait]
+impl Tool for DynamicTool {
+    fn definition(&self) -> ToolDefinition {
+        self.definition.clone()
+    }
+
+    async fn call(&self, arguments: serde_json::Value, context: ToolContext) -> Result<serde_json::Value, ToolError> {
+        self.function.invoke(arguments, context).await
     }
 }
 
@@ -216,6 +466,7 @@ where
 pub struct ToolSet {
     tools: Vec<Arc<dyn Tool>>,
     definitions: Vec<ToolDefinition>,
+    validators: Vec<Arc<SchemaValidator>>,
     by_name: HashMap<String, usize>,
 }
 
@@ -260,15 +511,28 @@ impl ToolSet {
                 message: format!("two tools are named {name:?}"),
             });
         }
+        let validator = SchemaValidator::new(&definition.parameters).map_err(|problem| Error::Config {
+            message: format!("the parameters of tool {name:?} are not a valid JSON Schema: {problem}"),
+        })?;
         self.by_name.insert(name.clone(), self.tools.len());
         self.tools.push(tool);
         self.definitions.push(definition);
+        self.validators.push(Arc::new(validator));
         Ok(())
+    }
+
+    /// Checks arguments against the schema of the tool with this name: `Ok` when they fit (or no such
+    /// tool exists), otherwise [`ToolError::InvalidArguments`] naming every place that does not fit.
+    pub fn validate(&self, name: &str, arguments: &serde_json::Value) -> Result<(), ToolError> {
+        match self.by_name.get(name).and_then(|&index| self.validators.get(index)) {
+            Some(validator) => validator.check(arguments).map_err(ToolError::invalid_arguments),
+            None => Ok(()),
+        }
     }
 
     /// The tool with this name.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
-        self.by_name.get(name).map(|&index| &self.tools[index])
+        self.by_name.get(name).and_then(|&index| self.tools.get(index))
     }
 
     /// Every tool's definition, in the order they were added.
@@ -328,7 +592,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, ToolError::InvalidArguments(ref m) if m.contains("invalid type")),
+            matches!(err, ToolError::InvalidArguments { message: ref m } if m.contains("invalid type")),
             "{err}"
         );
         let err = tool
@@ -336,7 +600,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, ToolError::InvalidArguments(ref m) if m.contains("missing field `b`")),
+            matches!(err, ToolError::InvalidArguments { message: ref m } if m.contains("missing field `b`")),
             "{err}"
         );
     }

@@ -12,7 +12,7 @@ use std::sync::{Mutex, PoisonError};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use kai_core::{AgentHook, BoxFuture, ChatResponse, HookContext, ToolCall, ToolResult, boxed};
+use kai_core::{AgentHook, ChatResponse, HookContext, ToolCall, ToolResult};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -225,33 +225,23 @@ impl AuditHook {
     }
 }
 
+#[kai_core::async_trait]
 impl AgentHook for AuditHook {
-    fn after_model<'a>(
-        &'a self,
-        context: &'a HookContext,
-        response: &'a mut ChatResponse,
-    ) -> BoxFuture<'a, Result<(), kai_core::Error>> {
+    async fn after_model(&self, context: &HookContext, response: &mut ChatResponse) -> Result<(), kai_core::Error> {
         let data = serde_json::json!({
             "agent": &*context.agent, "step": context.step, "model": response.model,
             "usage": response.usage, "stop_reason": response.stop_reason,
             "tool_calls": response.tool_calls().map(|c| c.name.clone()).collect::<Vec<_>>(),
         });
-        let result = self
-            .log
+        self.log
             .append("model_call", data)
             .map(|_| ())
             .map_err(|e| kai_core::Error::Hook {
                 message: format!("audit log: {e}"),
-            });
-        boxed(std::future::ready(result))
+            })
     }
 
-    fn after_tool<'a>(
-        &'a self,
-        context: &'a HookContext,
-        call: &'a ToolCall,
-        result: &'a mut ToolResult,
-    ) -> BoxFuture<'a, ()> {
+    async fn after_tool(&self, context: &HookContext, call: &ToolCall, result: &mut ToolResult) {
         let data = serde_json::json!({
             "agent": &*context.agent, "step": context.step, "tool": call.name, "call_id": call.id,
             "arguments_sha256": hash(call.arguments.as_bytes()), "error": result.is_error,
@@ -262,6 +252,5 @@ impl AgentHook for AuditHook {
             result.is_error = true;
             result.content = format!("the audit log could not record this call: {error}");
         }
-        boxed(std::future::ready(()))
     }
 }

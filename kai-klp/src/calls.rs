@@ -150,7 +150,7 @@ impl<T: FrameTransport + Sync + 'static> TypedTool for RemoteAgentTool<T> {
                 return Ok(answer.to_owned());
             }
             let error = response.body["error"].as_str().unwrap_or("the remote agent failed");
-            return Err(ToolError::Failed(format!("remote agent {remote}: {error}")));
+            return Err(ToolError::failed(format_args!("remote agent {remote}: {error}")));
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use base64::Engine as _;
-use kai_core::{AgentHook, BoxFuture, HookContext, ToolCall, ToolDecision, boxed};
+use kai_core::{AgentHook, HookContext, ToolCall, ToolDecision};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -408,20 +408,15 @@ impl ConsentHook {
     }
 }
 
+#[kai_core::async_trait]
 impl AgentHook for ConsentHook {
-    fn before_tool<'a>(
-        &'a self,
-        _: &'a HookContext,
-        call: &'a ToolCall,
-        _: &'a serde_json::Value,
-    ) -> BoxFuture<'a, ToolDecision> {
-        let decision = match self.verifier.authorize(&self.token, &Capability::call_tool(&call.name)) {
+    async fn before_tool(&self, _: &HookContext, call: &ToolCall, _: &serde_json::Value) -> ToolDecision {
+        match self.verifier.authorize(&self.token, &Capability::call_tool(&call.name)) {
             Ok(_) => ToolDecision::Allow,
             Err(error) => ToolDecision::Deny {
                 reason: format!("no consent: {error}"),
             },
-        };
-        boxed(std::future::ready(decision))
+        }
     }
 }
 

@@ -60,27 +60,26 @@ struct Tamper {
     queue: std::collections::VecDeque<Vec<u8>>,
 }
 
+#[kai_core::async_trait]
 impl FrameTransport for Tamper {
-    fn send<'a>(&'a mut self, frame: &'a [u8]) -> kai_core::BoxFuture<'a, Result<(), Error>> {
-        self.inner.send(frame)
+    async fn send(&mut self, frame: &[u8]) -> Result<(), Error> {
+        self.inner.send(frame).await
     }
 
-    fn recv(&mut self) -> kai_core::BoxFuture<'_, Result<Vec<u8>, Error>> {
-        Box::pin(async move {
-            if let Some(frame) = self.queue.pop_front() {
-                return Ok(frame);
-            }
-            let frame = self.inner.recv().await?;
-            let index = self.seen;
-            self.seen += 1;
-            if index != self.n {
-                return Ok(frame);
-            }
-            let mut out = (self.edit)(frame).into_iter();
-            let first = out.next().unwrap_or_default();
-            self.queue.extend(out);
-            Ok(first)
-        })
+    async fn recv(&mut self) -> Result<Vec<u8>, Error> {
+        if let Some(frame) = self.queue.pop_front() {
+            return Ok(frame);
+        }
+        let frame = self.inner.recv().await?;
+        let index = self.seen;
+        self.seen += 1;
+        if index != self.n {
+            return Ok(frame);
+        }
+        let mut out = (self.edit)(frame).into_iter();
+        let first = out.next().unwrap_or_default();
+        self.queue.extend(out);
+        Ok(first)
     }
 }
 

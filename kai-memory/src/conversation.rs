@@ -7,10 +7,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use kai_core::{
-    Agent, BoxFuture, ChatModel, ChatRequest, ContentPart, MaybeSend, MaybeSync, Message, Role, RunOutput, RunState,
-    boxed,
-};
+use kai_core::{Agent, ChatModel, ChatRequest, ContentPart, MaybeSend, MaybeSync, Message, Role, RunOutput, RunState};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Error;
@@ -138,32 +135,26 @@ fn write_session(db: &Connection, id: &str, session: &Session) -> Result<(), Err
 }
 
 /// A policy for what a session's next run sees, and how its history is kept.
+#[kai_core::async_trait]
 pub trait ConversationMemory: MaybeSend + MaybeSync {
     /// The messages the next run of `session` starts from.
-    fn context<'a>(&'a self, session: &'a str) -> BoxFuture<'a, Result<Vec<Message>, Error>>;
+    async fn context(&self, session: &str) -> Result<Vec<Message>, Error>;
 
     /// Records the messages a run added to `session`.
-    fn record<'a>(&'a self, session: &'a str, new_messages: &'a [Message]) -> BoxFuture<'a, Result<(), Error>>;
+    async fn record(&self, session: &str, new_messages: &[Message]) -> Result<(), Error>;
 
     /// Runs `agent` on `input` in `session`: loads the context, runs, records the new messages (those
     /// after the context in the run's output).
-    fn chat<'a>(
-        &'a self,
-        agent: &'a Agent,
-        session: &'a str,
-        input: &'a str,
-    ) -> BoxFuture<'a, Result<RunOutput, Error>> {
-        boxed(async move {
-            let context = self.context(session).await?;
-            let start = context.len();
-            let output = agent
-                .resume(RunState::continuing(context, input))
-                .await
-                .map_err(|e| Error::Agent(Box::new(e)))?;
-            let new_messages = output.messages.get(start..).unwrap_or_default();
-            self.record(session, new_messages).await?;
-            Ok(output)
-        })
+    async fn chat(&self, agent: &Agent, session: &str, input: &str) -> Result<RunOutput, Error> {
+        let context = self.context(session).await?;
+        let start = context.len();
+        let output = agent
+            .resume(RunState::continuing(context, input))
+            .await
+            .map_err(|e| Error::Agent(Box::new(e)))?;
+        let new_messages = output.messages.get(start..).unwrap_or_default();
+        self.record(session, new_messages).await?;
+        Ok(output)
     }
 }
 
@@ -198,21 +189,18 @@ fn window_start(messages: &[Message], budget: usize) -> usize {
     start
 }
 
+#[kai_core::async_trait]
 impl ConversationMemory for WindowMemory {
-    fn context<'a>(&'a self, session: &'a str) -> BoxFuture<'a, Result<Vec<Message>, Error>> {
-        boxed(async move {
-            let stored = self.sessions.load(session)?;
-            let start = window_start(&stored.messages, self.budget);
-            Ok(stored.messages[start..].to_vec())
-        })
+    async fn context(&self, session: &str) -> Result<Vec<Message>, Error> {
+        let stored = self.sessions.load(session)?;
+        let start = window_start(&stored.messages, self.budget);
+        Ok(stored.messages[start..].to_vec())
     }
 
-    fn record<'a>(&'a self, session: &'a str, new_messages: &'a [Message]) -> BoxFuture<'a, Result<(), Error>> {
-        boxed(async move {
-            self.sessions.update(session, |stored| {
-                stored.messages.extend_from_slice(new_messages);
-                true
-            })
+    async fn record(&self, session: &str, new_messages: &[Message]) -> Result<(), Error> {
+        self.sessions.update(session, |stored| {
+            stored.messages.extend_from_slice(new_messages);
+            true
         })
     }
 }
@@ -289,58 +277,55 @@ impl SummarizingMemory {
     }
 }
 
+#[kai_core::async_trait]
 impl ConversationMemory for SummarizingMemory {
-    fn context<'a>(&'a self, session: &'a str) -> BoxFuture<'a, Result<Vec<Message>, Error>> {
-        boxed(async move {
-            let stored = self.sessions.load(session)?;
-            let mut context = Vec::with_capacity(stored.messages.len() + 1);
-            if let Some(summary) = &stored.summary {
-                context.push(Message::system(format!(
-                    "Summary of the earlier conversation: {summary}"
-                )));
-            }
-            context.extend(stored.messages);
-            Ok(context)
-        })
+    async fn context(&self, session: &str) -> Result<Vec<Message>, Error> {
+        let stored = self.sessions.load(session)?;
+        let mut context = Vec::with_capacity(stored.messages.len() + 1);
+        if let Some(summary) = &stored.summary {
+            context.push(Message::system(format!(
+                "Summary of the earlier conversation: {summary}"
+            )));
+        }
+        context.extend(stored.messages);
+        Ok(context)
     }
 
-    fn record<'a>(&'a self, session: &'a str, new_messages: &'a [Message]) -> BoxFuture<'a, Result<(), Error>> {
-        boxed(async move {
-            let mut stored = Session::default();
-            self.sessions.update(session, |session| {
-                // The context began with the summary message, which is not part of the stored messages.
-                session
-                    .messages
-                    .extend(new_messages.iter().filter(|m| m.role != Role::System).cloned());
-                stored = session.clone();
-                true
-            })?;
-            let total: usize = stored.messages.iter().map(estimate_tokens).sum();
-            if total <= self.budget {
+    async fn record(&self, session: &str, new_messages: &[Message]) -> Result<(), Error> {
+        let mut stored = Session::default();
+        self.sessions.update(session, |session| {
+            // The context began with the summary message, which is not part of the stored messages.
+            session
+                .messages
+                .extend(new_messages.iter().filter(|m| m.role != Role::System).cloned());
+            stored = session.clone();
+            true
+        })?;
+        let total: usize = stored.messages.iter().map(estimate_tokens).sum();
+        if total <= self.budget {
+            return Ok(());
+        }
+        let keep_from = window_start(&stored.messages, self.keep_recent);
+        if keep_from == 0 {
+            return Ok(());
+        }
+        let folded = &stored.messages[..keep_from];
+        let summary = match self.summarise(stored.summary.as_deref(), folded).await {
+            Ok(summary) => summary,
+            Err(error) => {
+                tracing::warn!(%error, session, "could not summarise older turns; keeping them verbatim");
                 return Ok(());
             }
-            let keep_from = window_start(&stored.messages, self.keep_recent);
-            if keep_from == 0 {
-                return Ok(());
+        };
+        // Another writer may have changed the session while the model worked: fold the messages
+        // only if they are still the oldest ones under the same summary, and keep what was added.
+        self.sessions.update(session, |now| {
+            let unchanged = now.summary == stored.summary && now.messages.starts_with(folded);
+            if unchanged {
+                now.summary = Some(summary);
+                now.messages.drain(..keep_from);
             }
-            let folded = &stored.messages[..keep_from];
-            let summary = match self.summarise(stored.summary.as_deref(), folded).await {
-                Ok(summary) => summary,
-                Err(error) => {
-                    tracing::warn!(%error, session, "could not summarise older turns; keeping them verbatim");
-                    return Ok(());
-                }
-            };
-            // Another writer may have changed the session while the model worked: fold the messages
-            // only if they are still the oldest ones under the same summary, and keep what was added.
-            self.sessions.update(session, |now| {
-                let unchanged = now.summary == stored.summary && now.messages.starts_with(folded);
-                if unchanged {
-                    now.summary = Some(summary);
-                    now.messages.drain(..keep_from);
-                }
-                unchanged
-            })
+            unchanged
         })
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::executor::block_on;
 use kai_core::testing::ScriptedModel;
-use kai_core::{Agent, BoxFuture, EmbeddingModel, Embeddings, Role, Tool, ToolContext, boxed};
+use kai_core::{Agent, EmbeddingModel, Embeddings, Role, Tool, ToolContext};
 use kai_memory::index::Metric;
 use kai_memory::rag::{
     Chunk, Ingestor, KeywordIndex, MarkdownSplitter, RecursiveSplitter, RetrievalHook, RetrievalTool, Retriever,
@@ -46,6 +46,7 @@ fn bag_of_words(text: &str) -> Vec<f32> {
     v
 }
 
+#[kai_core::async_trait]
 impl EmbeddingModel for HashingEmbedder {
     fn name(&self) -> &str {
         "hashing"
@@ -56,18 +57,16 @@ impl EmbeddingModel for HashingEmbedder {
     fn max_batch_size(&self) -> usize {
         3
     }
-    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Embeddings, kai_core::Error>> {
-        boxed(async move {
-            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
-            self.peak.fetch_max(now, Ordering::SeqCst);
-            futures_timer::Delay::new(Duration::from_millis(5)).await;
-            self.running.fetch_sub(1, Ordering::SeqCst);
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            self.texts.fetch_add(texts.len(), Ordering::SeqCst);
-            Ok(Embeddings {
-                vectors: texts.iter().map(|t| bag_of_words(t)).collect(),
-                usage: Default::default(),
-            })
+    async fn embed(&self, texts: &[String]) -> Result<Embeddings, kai_core::Error> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        futures_timer::Delay::new(Duration::from_millis(5)).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.texts.fetch_add(texts.len(), Ordering::SeqCst);
+        Ok(Embeddings {
+            vectors: texts.iter().map(|t| bag_of_words(t)).collect(),
+            usage: Default::default(),
         })
     }
 }
@@ -220,6 +219,7 @@ fn agents_use_retrieval_as_a_tool_and_as_a_hook() {
 /// An embedder that sees only a text's length, so its ranking ignores the words.
 struct LengthEmbedder;
 
+#[kai_core::async_trait]
 impl EmbeddingModel for LengthEmbedder {
     fn name(&self) -> &str {
         "length"
@@ -227,12 +227,10 @@ impl EmbeddingModel for LengthEmbedder {
     fn dimensions(&self) -> usize {
         2
     }
-    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Embeddings, kai_core::Error>> {
-        boxed(async move {
-            Ok(Embeddings {
-                vectors: texts.iter().map(|t| vec![1.0, t.len() as f32 / 100.0]).collect(),
-                usage: Default::default(),
-            })
+    async fn embed(&self, texts: &[String]) -> Result<Embeddings, kai_core::Error> {
+        Ok(Embeddings {
+            vectors: texts.iter().map(|t| vec![1.0, t.len() as f32 / 100.0]).collect(),
+            usage: Default::default(),
         })
     }
 }

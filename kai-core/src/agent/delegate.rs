@@ -3,8 +3,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::agent::Agent;
-use crate::marker::{BoxFuture, boxed};
+use crate::agent::{Agent, RunOptions, RunState};
 use crate::request::ToolDefinition;
 use crate::schema::schema_for;
 use crate::tool::{Tool, ToolContext, ToolError, parse_arguments};
@@ -12,7 +11,8 @@ use crate::tool::{Tool, ToolContext, ToolError, parse_arguments};
 /// An [`Agent`] wrapped as a [`Tool`]; made by [`Agent::into_tool`].
 ///
 /// Each call is a fresh run of the inner agent, under its own limits (steps, timeouts, deadline) and
-/// hooks. Cancelling the outer run drops the inner one.
+/// hooks. Cancelling the outer run cancels the inner one; the inner run's usage, successful or not,
+/// counts in the outer run's.
 #[derive(Debug, Clone)]
 pub struct AgentTool {
     agent: Agent,
@@ -38,26 +38,28 @@ impl AgentTool {
     }
 }
 
+#[crate::async_trait]
 impl Tool for AgentTool {
     fn definition(&self) -> ToolDefinition {
         self.definition.clone()
     }
 
-    fn call(
-        &self,
-        arguments: serde_json::Value,
-        _context: ToolContext,
-    ) -> BoxFuture<'_, Result<serde_json::Value, ToolError>> {
-        boxed(async move {
-            let args: DelegateArgs = parse_arguments(arguments)?;
-            match self.agent.run(args.input).await {
-                Ok(output) => Ok(serde_json::Value::String(output.answer)),
-                Err(error) => Err(ToolError::Failed(format!(
+    async fn call(&self, arguments: serde_json::Value, context: ToolContext) -> Result<serde_json::Value, ToolError> {
+        let args: DelegateArgs = parse_arguments(arguments)?;
+        let options = RunOptions::cancel_on(context.cancel.clone());
+        match self.agent.resume_with(RunState::new(args.input), options).await {
+            Ok(output) => {
+                context.report_usage(output.usage);
+                Ok(serde_json::Value::String(output.answer))
+            }
+            Err(error) => {
+                context.report_usage(error.state.usage);
+                Err(ToolError::failed(format_args!(
                     "the {} agent failed: {}",
                     self.agent.name(),
                     error.error
-                ))),
+                )))
             }
-        })
+        }
     }
 }

@@ -298,7 +298,10 @@ pub struct RunOutput {
 ///
 /// Nothing is lost: `state` holds the transcript up to the failure and can be stored, inspected or
 /// (after approval, or with new limits) resumed.
-#[derive(Debug, Clone, thiserror::Error)]
+///
+/// It serializes with serde as `{"error": {"kind": …, …}, "state": {…}}`, so a binding can hand both to
+/// another language and take the state back to resume.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 #[error("{error}")]
 pub struct RunError {
     /// Why the run stopped.
@@ -309,14 +312,31 @@ pub struct RunError {
 }
 
 impl RunError {
-    /// The transcript up to the failure.
-    pub fn transcript(&self) -> &[Message] {
+    /// The transcript up to the failure (the same field as [`RunOutput::messages`]).
+    pub fn messages(&self) -> &[Message] {
         &self.state.messages
+    }
+
+    /// The stable snake_case name of the reason ([`Error::kind`]).
+    pub fn kind(&self) -> &'static str {
+        self.error.kind()
+    }
+
+    /// Whether resuming the state as it is may succeed ([`Error::is_retryable`]).
+    pub fn is_retryable(&self) -> bool {
+        self.error.is_retryable()
+    }
+
+    /// How long the provider asked to wait before retrying, when it said ([`Error::retry_after`]).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.error.retry_after()
     }
 }
 
 /// A stream of a run's events; the last item is [`AgentEvent::Finished`] or the run's error.
-pub type AgentEventStream<'a> = BoxStream<'a, Result<AgentEvent, RunError>>;
+///
+/// It owns what it needs (`'static`), so it can be held across threads and await points.
+pub type AgentEventStream = BoxStream<'static, Result<AgentEvent, RunError>>;
 
 impl Agent {
     /// Starts building an agent around a model.
@@ -368,18 +388,20 @@ impl Agent {
     }
 
     /// Runs the agent on one user message, streaming its events.
-    pub fn stream(&self, input: impl Into<String>) -> AgentEventStream<'_> {
+    pub fn stream(&self, input: impl Into<String>) -> AgentEventStream {
         self.stream_with(RunState::new(input), RunOptions::default())
     }
 
     /// Continues a run from a state, streaming its events.
     ///
-    /// Dropping the stream drops the run, and with it every in-flight model and tool call.
-    pub fn stream_with(&self, state: RunState, options: RunOptions) -> AgentEventStream<'_> {
+    /// Dropping the stream drops the run, and with it every in-flight model and tool call (whose
+    /// [`ToolContext::cancel`](crate::ToolContext) tokens are cancelled).
+    pub fn stream_with(&self, state: RunState, options: RunOptions) -> AgentEventStream {
         let (sender, receiver) = futures::channel::mpsc::unbounded();
         let events = sender.clone();
+        let agent = self.clone();
         let driver = async move {
-            let result = run::Run::new(self.config(), self.model(), state, options, Some(events), None)
+            let result = run::Run::new(agent.config(), agent.model(), state, options, Some(events), None)
                 .execute()
                 .await;
             // The receiver may be gone if the caller stopped listening; nothing is left to tell them.
@@ -419,3 +441,17 @@ impl Agent {
         self.inner.model.as_ref()
     }
 }
+
+/// Runs and streams must be able to move between threads of a multi-threaded runtime: fail the build
+/// if any of them stops being `Send` on native targets.
+#[cfg(not(target_arch = "wasm32"))]
+const _: () = {
+    fn assert_send<T: Send>(_: &T) {}
+    #[allow(dead_code)]
+    fn runs_are_send(agent: &Agent) {
+        assert_send(&agent.run("input"));
+        assert_send(&agent.resume(RunState::default()));
+        assert_send(&agent.stream("input"));
+        assert_send(&agent.clone());
+    }
+};

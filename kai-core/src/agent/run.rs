@@ -9,16 +9,17 @@ use futures::channel::mpsc::UnboundedSender;
 use tracing::Instrument as _;
 use tracing::field::Empty;
 
-use crate::CancellationToken;
 use crate::agent::{AgentConfig, AgentEvent, Approval, ApprovalDecision, RunError, RunOptions, RunOutput, RunState};
+use crate::cancel::{CancelOnDrop, CancellationToken};
 use crate::error::Error;
+use crate::extract::Validate;
 use crate::hook::{HookContext, ToolDecision};
 use crate::message::{Message, ToolCall, ToolResult, Usage};
 use crate::model::ChatModel;
 use crate::request::{ChatRequest, ChatResponse, ResponseFormat, ToolChoice, ToolDefinition};
 use crate::stream::{ChatDelta, ResponseAccumulator};
 use crate::time::{Instant, guarded, sleep};
-use crate::tool::{Tool, ToolContext, ToolError};
+use crate::tool::{Tool, ToolContext, ToolError, UsageSink};
 
 pub(crate) type EventSender = UnboundedSender<Result<AgentEvent, RunError>>;
 
@@ -30,7 +31,7 @@ pub(crate) struct OutputSpec {
     /// Answer through a forced tool call instead of the provider's JSON-schema response format.
     pub(crate) via_tool: bool,
     /// Checks an answer, returning the normalized JSON text or why it does not fit.
-    pub(crate) validate: fn(&str) -> Result<String, String>,
+    pub(crate) validate: Validate,
 }
 
 /// One run of an agent, from a state to an answer or an error.
@@ -38,12 +39,24 @@ pub(crate) struct Run<'a> {
     config: &'a AgentConfig,
     model: &'a dyn ChatModel,
     state: RunState,
-    cancel: Option<CancellationToken>,
+    /// The run's own token: a child of the caller's, cancelled when the run ends or is dropped.
+    cancel: CancellationToken,
+    _cancel_on_drop: CancelOnDrop,
     events: Option<EventSender>,
     output: Option<OutputSpec>,
     deadline: Option<Instant>,
     step_deadline: Option<Instant>,
     step_usage: Usage,
+}
+
+/// What running a tool call needs from its run; borrowed apart from the run's state, so results can be
+/// recorded in the state while other calls still run.
+struct ToolRunner<'a> {
+    config: &'a AgentConfig,
+    events: Option<&'a EventSender>,
+    cancel: &'a CancellationToken,
+    /// Usage that tools reported (an agent used as a tool reports its run's).
+    usage: &'a UsageSink,
 }
 
 /// What to do with one tool call once the hooks have decided.
@@ -67,14 +80,19 @@ impl<'a> Run<'a> {
         events: Option<EventSender>,
         output: Option<OutputSpec>,
     ) -> Self {
+        let cancel = options
+            .cancel
+            .as_ref()
+            .map_or_else(CancellationToken::new, CancellationToken::child_token);
         Self {
             config,
             model,
             state,
-            cancel: options.cancel,
+            _cancel_on_drop: cancel.clone().cancel_on_drop(),
+            cancel,
             events,
             output,
-            deadline: config.limits.deadline.map(|d| Instant::now() + d),
+            deadline: config.limits.deadline.and_then(after),
             step_deadline: None,
             step_usage: Usage::default(),
         }
@@ -97,16 +115,16 @@ impl<'a> Run<'a> {
         let result = self.drive().instrument(span.clone()).await;
         span.record("gen_ai.usage.input_tokens", self.state.usage.input_tokens);
         span.record("gen_ai.usage.output_tokens", self.state.usage.output_tokens);
-        span.record("kai.steps", self.state.step);
+        span.record("kai.steps", self.state.steps);
         match result {
             Ok(answer) => Ok(RunOutput {
                 answer,
                 usage: self.state.usage,
-                steps: self.state.step,
+                steps: self.state.steps,
                 messages: self.state.messages,
             }),
             Err(error) => {
-                span.record("error.type", error_type(&error));
+                span.record("error.type", error.kind());
                 Err(RunError {
                     error,
                     state: Box::new(self.state),
@@ -121,26 +139,26 @@ impl<'a> Run<'a> {
             if !self.state.pending_tool_calls.is_empty() {
                 let step_deadline = match self.step_deadline {
                     Some(at) => Some(at),
-                    None => self.config.limits.step_timeout.map(|t| Instant::now() + t),
+                    None => self.config.limits.step_timeout.and_then(after),
                 };
-                let limit = self.limit(step_deadline, self.state.step);
+                let limit = self.limit(step_deadline, self.state.steps);
                 let cancel = self.cancel.clone();
-                let answer = guarded(self.execute_tools(), cancel.as_ref(), limit).await??;
+                let answer = guarded(self.execute_tools(), Some(&cancel), limit).await??;
                 self.finish_step().await?;
                 if let Some(answer) = answer {
                     return Ok(answer);
                 }
             }
-            if self.state.step >= self.config.limits.max_steps {
+            if self.state.steps >= self.config.limits.max_steps {
                 return Err(Error::MaxStepsExceeded {
                     max_steps: self.config.limits.max_steps,
                 });
             }
-            self.step_deadline = self.config.limits.step_timeout.map(|t| Instant::now() + t);
-            let limit = self.limit(self.step_deadline, self.state.step + 1);
+            self.step_deadline = self.config.limits.step_timeout.and_then(after);
+            let limit = self.limit(self.step_deadline, self.state.steps.saturating_add(1));
             let cancel = self.cancel.clone();
-            let response = guarded(self.call_model(), cancel.as_ref(), limit).await??;
-            self.state.step += 1;
+            let response = guarded(self.call_model(), Some(&cancel), limit).await??;
+            self.state.steps = self.state.steps.saturating_add(1);
             self.state.usage += response.usage;
             self.step_usage = response.usage;
             let calls: Vec<ToolCall> = response.tool_calls().cloned().collect();
@@ -166,7 +184,7 @@ impl<'a> Run<'a> {
 
     /// Fails fast when the run was cancelled or is past its deadline.
     fn check_stop(&self) -> Result<(), Error> {
-        if self.cancel.as_ref().is_some_and(CancellationToken::is_cancelled) {
+        if self.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
         if self.deadline.is_some_and(|at| Instant::now() >= at) {
@@ -190,7 +208,7 @@ impl<'a> Run<'a> {
         self.step_deadline = None;
         let usage = std::mem::take(&mut self.step_usage);
         self.emit(AgentEvent::StepFinished {
-            step: self.state.step,
+            step: self.state.steps,
             usage,
         });
         Ok(())
@@ -204,10 +222,7 @@ impl<'a> Run<'a> {
     }
 
     fn emit(&self, event: AgentEvent) {
-        if let Some(events) = &self.events {
-            // A closed channel means nobody listens any more; the run itself goes on until dropped.
-            let _ = events.unbounded_send(Ok(event));
-        }
+        send_event(self.events.as_ref(), event);
     }
 
     fn hook_context(&self, step: u32) -> HookContext {
@@ -227,7 +242,7 @@ impl<'a> Run<'a> {
         request.messages.extend(self.state.messages.iter().cloned());
         request.tools = config.tools.definitions().to_vec();
         let limits = &config.limits;
-        let last_step = self.state.step + 1 >= limits.max_steps;
+        let last_step = self.state.steps.saturating_add(1) >= limits.max_steps;
         if limits.answer_on_last_step && last_step && !request.tools.is_empty() {
             request.tool_choice = Some(ToolChoice::None);
         }
@@ -251,7 +266,7 @@ impl<'a> Run<'a> {
     }
 
     async fn call_model(&self) -> Result<ChatResponse, Error> {
-        let context = self.hook_context(self.state.step + 1);
+        let context = self.hook_context(self.state.steps.saturating_add(1));
         let mut request = self.build_request();
         for hook in &self.config.hooks {
             hook.before_model(&context, &mut request).await?;
@@ -291,7 +306,7 @@ impl<'a> Run<'a> {
         .instrument(span.clone())
         .await
         .inspect_err(|error| {
-            span.record("error.type", error_type(error));
+            span.record("error.type", error.kind());
         })?;
         span.record("gen_ai.usage.input_tokens", response.usage.input_tokens);
         span.record("gen_ai.usage.output_tokens", response.usage.output_tokens);
@@ -310,13 +325,15 @@ impl<'a> Run<'a> {
         Ok(response)
     }
 
-    /// Answers every pending tool call. Returns the final answer when a structured-output call carried
-    /// a valid one.
+    /// Answers every pending tool call. Each result is added to the transcript, and the state
+    /// checkpointed, the moment it is ready, so a run cancelled or timed out mid-batch keeps the
+    /// results it has and a resumed run does not call those tools again. Returns the final answer when
+    /// a structured-output call carried a valid one.
     async fn execute_tools(&mut self) -> Result<Option<String>, Error> {
         if self.state.pending_approvals().next().is_some() {
             return Err(approval_required(&self.state.approvals));
         }
-        let context = self.hook_context(self.state.step);
+        let context = self.hook_context(self.state.steps);
         let calls = self.state.pending_tool_calls.clone();
         let mut plans = Vec::with_capacity(calls.len());
         let mut approvals = Vec::new();
@@ -324,7 +341,7 @@ impl<'a> Run<'a> {
         let mut output_problem = None;
         for call in calls {
             if let Some(output) = self.output.as_ref().filter(|o| o.via_tool && o.name == call.name) {
-                let result = match (output.validate)(&call.arguments) {
+                let result = match output.validate.check(&call.arguments) {
                     Ok(answer) => {
                         final_answer = Some(answer);
                         ToolResult::success(&call, "Final answer received.")
@@ -348,20 +365,32 @@ impl<'a> Run<'a> {
             let previous = std::mem::take(&mut self.state.approvals);
             let decided = previous.into_iter().filter(|a| a.decision.is_some());
             self.state.approvals = decided.chain(approvals).collect();
+            self.checkpoint().await?;
             return Err(approval_required(&self.state.approvals));
         }
 
+        let reported = UsageSink::default();
+        let runner = ToolRunner {
+            config: self.config,
+            events: self.events.as_ref(),
+            cancel: &self.cancel,
+            usage: &reported,
+        };
         let context = &context;
-        let this = &*self;
-        let results: Vec<ToolResult> = futures::stream::iter(plans)
-            .map(|plan| this.answer(context, plan))
-            .buffered(self.config.limits.max_parallel_tools)
-            .collect()
-            .await;
-
-        self.state
-            .messages
-            .extend(results.into_iter().map(Message::tool_result));
+        let runner = &runner;
+        let mut results = futures::stream::iter(plans)
+            .map(|plan| runner.answer(context, plan))
+            .buffer_unordered(self.config.limits.max_parallel_tools);
+        while let Some(result) = results.next().await {
+            self.state.usage += reported.take();
+            self.state.pending_tool_calls.retain(|call| call.id != result.call_id);
+            self.state.messages.push(Message::tool_result(result));
+            // The last result is checkpointed when the step finishes.
+            if !self.state.pending_tool_calls.is_empty() {
+                self.checkpoint().await?;
+            }
+        }
+        drop(results);
         self.state.pending_tool_calls.clear();
         self.state.approvals.clear();
         if final_answer.is_none()
@@ -372,8 +401,8 @@ impl<'a> Run<'a> {
         Ok(final_answer)
     }
 
-    /// Decides what to do with one call: parse its arguments, find the tool, ask the hooks.
-    /// `Err` means a human must approve it first.
+    /// Decides what to do with one call: parse its arguments, find the tool, ask the hooks, check the
+    /// arguments against the tool's schema. `Err` means a human must approve it first.
     async fn plan(&self, context: &HookContext, call: ToolCall) -> Result<Plan, Approval> {
         let mut arguments = match parse_tool_arguments(&call.arguments) {
             Ok(arguments) => arguments,
@@ -416,11 +445,24 @@ impl<'a> Run<'a> {
                 },
             }
         }
+        if let Err(error) = self.config.tools.validate(&call.name, &arguments) {
+            let result = ToolResult::error(
+                &call,
+                format!("{error}; call the tool again with arguments that match its schema"),
+            );
+            return Ok(Plan::Answered(call, result));
+        }
         Ok(Plan::Execute {
             tool: Arc::clone(tool),
             call,
             arguments,
         })
+    }
+}
+
+impl ToolRunner<'_> {
+    fn emit(&self, event: AgentEvent) {
+        send_event(self.events, event);
     }
 
     /// Runs a planned call (or takes its ready answer), then lets the hooks see the result.
@@ -460,12 +502,15 @@ impl<'a> Run<'a> {
             gen_ai.tool.type = "function",
             error.type = Empty,
         );
-        let tool_context = ToolContext {
-            call_id: call.id.clone(),
-            step: context.step,
-        };
+        // The call's own token: cancelled with the run, and when this call ends or is dropped.
+        let cancel = self.cancel.child_token();
+        let _cancel_on_drop = cancel.clone().cancel_on_drop();
+        let tool_context = ToolContext::new(call.id.clone())
+            .with_step(context.step)
+            .with_cancel(cancel)
+            .with_usage_sink(self.usage.clone());
         let running = AssertUnwindSafe(tool.call(arguments, tool_context)).catch_unwind();
-        let timeout = self.config.limits.tool_timeout;
+        let timeout = self.config.limits.tool_timeout.filter(|t| after(*t).is_some());
         let outcome = async move {
             match timeout {
                 None => running.await.map_err(panic_message),
@@ -473,7 +518,7 @@ impl<'a> Run<'a> {
                     let timer = sleep(timeout);
                     match futures::future::select(std::pin::pin!(running), std::pin::pin!(timer)).await {
                         futures::future::Either::Left((finished, _)) => finished.map_err(panic_message),
-                        futures::future::Either::Right(((), _)) => Ok(Err(ToolError::Timeout(timeout))),
+                        futures::future::Either::Right(((), _)) => Ok(Err(ToolError::Timeout { after: timeout })),
                     }
                 }
             }
@@ -493,7 +538,9 @@ impl<'a> Run<'a> {
             }
         }
     }
+}
 
+impl Run<'_> {
     /// Checks a text answer against the structured-output spec, if any.
     fn check_text_answer(&self, text: &str) -> Result<String, String> {
         match &self.output {
@@ -501,7 +548,7 @@ impl<'a> Run<'a> {
             Some(output) if output.via_tool => {
                 Err(format!("answer by calling the {} tool, not with text", output.name))
             }
-            Some(output) => (output.validate)(text),
+            Some(output) => output.validate.check(text),
         }
     }
 
@@ -566,34 +613,24 @@ fn approval_required(approvals: &[Approval]) -> Error {
     }
 }
 
-/// The OpenTelemetry `error.type` value for an error.
-fn error_type(error: &Error) -> &'static str {
+fn tool_error_type(error: &ToolError) -> &'static str {
     match error {
-        Error::Authentication { .. } => "authentication",
-        Error::PermissionDenied { .. } => "permission_denied",
-        Error::RateLimited { .. } => "rate_limited",
-        Error::ContextTooLong { .. } => "context_too_long",
-        Error::InvalidRequest { .. } => "invalid_request",
-        Error::Server { .. } => "server",
-        Error::Timeout => "timeout",
-        Error::Transport { .. } => "transport",
-        Error::MalformedResponse { .. } => "malformed_response",
-        Error::Unsupported { .. } => "unsupported",
-        Error::Cancelled => "cancelled",
-        Error::MaxStepsExceeded { .. } => "max_steps_exceeded",
-        Error::DeadlineExceeded => "deadline_exceeded",
-        Error::StepTimeout { .. } => "step_timeout",
-        Error::ApprovalRequired { .. } => "approval_required",
-        Error::InvalidOutput { .. } => "invalid_output",
-        Error::Config { .. } => "config",
-        Error::Hook { .. } => "hook",
+        ToolError::InvalidArguments { .. } => "invalid_arguments",
+        ToolError::Failed { .. } => "tool_error",
+        ToolError::Timeout { .. } => "timeout",
+        ToolError::Cancelled => "cancelled",
     }
 }
 
-fn tool_error_type(error: &ToolError) -> &'static str {
-    match error {
-        ToolError::InvalidArguments(_) => "invalid_arguments",
-        ToolError::Failed(_) => "tool_error",
-        ToolError::Timeout(_) => "timeout",
+/// The instant `duration` from now, or `None` when that is too far away to represent (a limit of
+/// `Duration::MAX` means no limit, not a panic).
+fn after(duration: std::time::Duration) -> Option<Instant> {
+    Instant::now().checked_add(duration)
+}
+
+fn send_event(events: Option<&EventSender>, event: AgentEvent) {
+    if let Some(events) = events {
+        // A closed channel means nobody listens any more; the run itself goes on until dropped.
+        let _ = events.unbounded_send(Ok(event));
     }
 }

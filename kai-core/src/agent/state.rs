@@ -21,15 +21,22 @@ use crate::message::{Message, ToolCall, Usage};
 /// let restored: RunState = serde_json::from_str(&stored).unwrap();
 /// assert_eq!(restored, state);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// The stored form carries a format `version`; a state written by a newer kAI whose format this one
+/// does not know is refused when it is read, instead of being half understood.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredRunState")]
 pub struct RunState {
+    /// The format version of the stored form ([`RunState::FORMAT_VERSION`] when written by this kAI).
+    pub version: u32,
     /// The transcript: user, assistant and tool messages (the agent's instructions are not included).
     pub messages: Vec<Message>,
     /// Model calls made so far.
-    pub step: u32,
+    pub steps: u32,
     /// Tokens used so far.
     pub usage: Usage,
-    /// Tool calls from the last assistant message that have not been answered yet.
+    /// Tool calls from the last assistant message that have not been answered yet. A call leaves this
+    /// list the moment its result is added to `messages`, so a resumed run never runs it again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_tool_calls: Vec<ToolCall>,
     /// Tool calls waiting for, or holding, a human's decision.
@@ -42,6 +49,66 @@ pub struct RunState {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+impl Default for RunState {
+    fn default() -> Self {
+        Self {
+            version: Self::FORMAT_VERSION,
+            messages: Vec::new(),
+            steps: 0,
+            usage: Usage::default(),
+            pending_tool_calls: Vec::new(),
+            approvals: Vec::new(),
+            repairs: 0,
+        }
+    }
+}
+
+/// The stored form of a [`RunState`], read before its version is checked.
+#[derive(Deserialize)]
+struct StoredRunState {
+    /// Absent in the first format, which had no version.
+    #[serde(default = "first_version")]
+    version: u32,
+    messages: Vec<Message>,
+    /// Named `step` in the first format.
+    #[serde(alias = "step")]
+    steps: u32,
+    usage: Usage,
+    #[serde(default)]
+    pending_tool_calls: Vec<ToolCall>,
+    #[serde(default)]
+    approvals: Vec<Approval>,
+    #[serde(default)]
+    repairs: u32,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+impl TryFrom<StoredRunState> for RunState {
+    type Error = String;
+
+    fn try_from(stored: StoredRunState) -> Result<Self, String> {
+        if stored.version > RunState::FORMAT_VERSION {
+            return Err(format!(
+                "this run state has format version {}, written by a newer kAI; this one reads versions up to {}",
+                stored.version,
+                RunState::FORMAT_VERSION
+            ));
+        }
+        Ok(RunState {
+            version: RunState::FORMAT_VERSION,
+            messages: stored.messages,
+            steps: stored.steps,
+            usage: stored.usage,
+            pending_tool_calls: stored.pending_tool_calls,
+            approvals: stored.approvals,
+            repairs: stored.repairs,
+        })
+    }
 }
 
 /// A tool call that a hook wants a human to approve.
@@ -70,6 +137,10 @@ pub enum ApprovalDecision {
 }
 
 impl RunState {
+    /// The format version this kAI writes. Version 1 (no `version` field, `step` for `steps`) is still
+    /// read.
+    pub const FORMAT_VERSION: u32 = 2;
+
     /// A new run that starts with one user message.
     pub fn new(input: impl Into<String>) -> Self {
         Self::continuing(Vec::new(), input)
@@ -100,6 +171,26 @@ impl RunState {
         self.decide(call_id, ApprovalDecision::Rejected { reason: reason.into() })
     }
 
+    /// Approves every call still waiting for a decision; returns how many there were.
+    pub fn approve_all(&mut self) -> usize {
+        self.decide_pending(ApprovalDecision::Approved)
+    }
+
+    /// Rejects every call still waiting for a decision, telling the model `reason`; returns how many
+    /// there were.
+    pub fn reject_all(&mut self, reason: impl Into<String>) -> usize {
+        self.decide_pending(ApprovalDecision::Rejected { reason: reason.into() })
+    }
+
+    fn decide_pending(&mut self, decision: ApprovalDecision) -> usize {
+        let mut decided = 0;
+        for approval in self.approvals.iter_mut().filter(|a| a.decision.is_none()) {
+            approval.decision = Some(decision.clone());
+            decided += 1;
+        }
+        decided
+    }
+
     /// The decision recorded for this call, if any.
     pub(crate) fn decision_for(&self, call_id: &str) -> Option<&ApprovalDecision> {
         self.approvals
@@ -118,5 +209,55 @@ impl RunState {
                 message: format!("no tool call {call_id:?} is waiting for approval"),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_format_state_is_read_and_a_newer_format_is_refused() {
+        let first = r#"{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"step":3,"usage":{"input_tokens":1,"output_tokens":2}}"#;
+        let state: RunState = serde_json::from_str(first).unwrap();
+        assert_eq!((state.version, state.steps), (RunState::FORMAT_VERSION, 3));
+
+        let mut newer = serde_json::to_value(RunState::new("hi")).unwrap();
+        assert_eq!(newer["version"], RunState::FORMAT_VERSION);
+        newer["version"] = serde_json::json!(RunState::FORMAT_VERSION + 1);
+        let error = serde_json::from_value::<RunState>(newer).unwrap_err();
+        assert!(error.to_string().contains("newer kAI"), "{error}");
+    }
+
+    #[test]
+    fn approve_all_and_reject_all_decide_only_what_waits() {
+        let call = |id: &str| ToolCall {
+            id: id.into(),
+            name: "t".into(),
+            arguments: "{}".into(),
+            signature: None,
+        };
+        let mut state = RunState::new("hi");
+        state.approvals = vec![
+            Approval {
+                call: call("a"),
+                reason: "r".into(),
+                decision: None,
+            },
+            Approval {
+                call: call("b"),
+                reason: "r".into(),
+                decision: Some(ApprovalDecision::Approved),
+            },
+            Approval {
+                call: call("c"),
+                reason: "r".into(),
+                decision: None,
+            },
+        ];
+        assert_eq!(state.reject_all("no"), 2);
+        assert_eq!(state.approve_all(), 0);
+        assert_eq!(state.pending_approvals().count(), 0);
+        assert_eq!(state.approvals[1].decision, Some(ApprovalDecision::Approved));
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use kai_core::testing::ScriptedModel;
-use kai_core::{Agent, AgentHook, BoxFuture, Error, HookContext, RunState, ToolCall, ToolDecision, boxed};
+use kai_core::{Agent, AgentHook, Error, HookContext, RunState, ToolCall, ToolDecision};
 use serde_json::json;
 
 use crate::support::{adder, shout, tool_results};
@@ -12,31 +12,27 @@ use crate::support::{adder, shout, tool_results};
 #[derive(Default, Clone)]
 struct Store(Arc<Mutex<Vec<String>>>);
 
+#[kai_core::async_trait]
 impl AgentHook for Store {
-    fn checkpoint<'a>(&'a self, state: &'a RunState) -> BoxFuture<'a, Result<(), Error>> {
+    async fn checkpoint(&self, state: &RunState) -> Result<(), Error> {
         self.0.lock().unwrap().push(serde_json::to_string(state).unwrap());
-        boxed(async { Ok(()) })
+        Ok(())
     }
 }
 
 /// Asks for approval before any call to `shout`.
 struct ApproveShouting;
 
+#[kai_core::async_trait]
 impl AgentHook for ApproveShouting {
-    fn before_tool<'a>(
-        &'a self,
-        _: &'a HookContext,
-        call: &'a ToolCall,
-        _: &'a serde_json::Value,
-    ) -> BoxFuture<'a, ToolDecision> {
-        let decision = if call.name == "shout" {
+    async fn before_tool(&self, _: &HookContext, call: &ToolCall, _: &serde_json::Value) -> ToolDecision {
+        if call.name == "shout" {
             ToolDecision::RequireApproval {
                 reason: "shouting disturbs people".into(),
             }
         } else {
             ToolDecision::Allow
-        };
-        boxed(async move { decision })
+        }
     }
 }
 
@@ -62,7 +58,7 @@ async fn every_step_is_checkpointed_and_a_run_resumes_from_any_checkpoint() {
 
     // "Crash" after the second model call, before its tool ran: a new agent in a new process resumes.
     let mid: RunState = serde_json::from_str(&checkpoints[2]).unwrap();
-    assert_eq!(mid.step, 2);
+    assert_eq!(mid.steps, 2);
     assert_eq!(mid.pending_tool_calls.len(), 1);
     let remaining = ScriptedModel::new().text("3 and 7");
     let agent = Agent::builder(remaining.clone()).tool(adder()).build().unwrap();
@@ -93,7 +89,7 @@ async fn approval_suspends_the_run_and_survives_a_restart() {
     };
     assert_eq!(call_ids.len(), 1);
     // Nothing ran yet, not even the call that needed no approval: the batch waits as a whole.
-    assert!(tool_results(suspended.transcript()).is_empty());
+    assert!(tool_results(suspended.messages()).is_empty());
     let approval = suspended.state.pending_approvals().next().unwrap();
     assert_eq!(approval.call.name, "shout");
     assert_eq!(approval.reason, "shouting disturbs people");

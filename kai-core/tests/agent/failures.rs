@@ -139,9 +139,9 @@ async fn running_out_of_steps_is_a_typed_error_with_the_transcript() {
     let agent = Agent::builder(model).tool(adder()).max_steps(3).build().unwrap();
     let error = agent.run("loop forever").await.unwrap_err();
     assert_eq!(error.error, Error::MaxStepsExceeded { max_steps: 3 });
-    assert_eq!(error.state.step, 3);
+    assert_eq!(error.state.steps, 3);
     // user + 3 × (assistant call + tool result): the last calls were answered before stopping.
-    assert_eq!(error.transcript().len(), 7);
+    assert_eq!(error.messages().len(), 7);
     assert!(error.state.pending_tool_calls.is_empty());
 }
 
@@ -160,8 +160,8 @@ async fn the_deadline_stops_a_run() {
     let error = agent.run("hurry").await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(error.error, Error::DeadlineExceeded);
-    assert_eq!(error.state.step, 1);
-    assert_eq!(error.transcript().len(), 3, "the first step is kept");
+    assert_eq!(error.state.steps, 1);
+    assert_eq!(error.messages().len(), 3, "the first step is kept");
 }
 
 #[tokio::test]
@@ -173,7 +173,7 @@ async fn a_slow_step_times_out() {
         .unwrap();
     let error = agent.run("hurry").await.unwrap_err();
     assert_eq!(error.error, Error::StepTimeout { step: 1 });
-    assert_eq!(error.transcript().len(), 1);
+    assert_eq!(error.messages().len(), 1);
 }
 
 #[tokio::test]
@@ -187,7 +187,7 @@ async fn model_errors_are_typed_and_keep_the_transcript() {
     let agent = Agent::builder(model).tool(adder()).build().unwrap();
     let error = agent.run("go").await.unwrap_err();
     assert_eq!(error.error.retry_after(), Some(Duration::from_secs(7)));
-    assert_eq!(error.transcript().len(), 3);
+    assert_eq!(error.messages().len(), 3);
 
     // The state is complete enough to retry: resuming with a working model finishes the run.
     let agent = Agent::builder(ScriptedModel::new().text("2"))
@@ -228,8 +228,8 @@ async fn cancelling_mid_stream_stops_promptly_and_keeps_the_transcript() {
     assert_eq!(error.error, Error::Cancelled);
     assert!(deltas_seen <= 4, "stopped promptly, saw {deltas_seen} deltas");
     assert!(started.elapsed() < Duration::from_secs(1));
-    assert_eq!(error.transcript().len(), 1);
-    assert_eq!(error.transcript()[0].role, Role::User);
+    assert_eq!(error.messages().len(), 1);
+    assert_eq!(error.messages()[0].role, Role::User);
 }
 
 #[tokio::test]

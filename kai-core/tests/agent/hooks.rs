@@ -2,8 +2,7 @@ use std::sync::{Arc, Mutex};
 
 use kai_core::testing::ScriptedModel;
 use kai_core::{
-    Agent, AgentHook, BoxFuture, ChatRequest, ChatResponse, Error, HookContext, Message, ToolCall, ToolDecision,
-    ToolResult, boxed,
+    Agent, AgentHook, ChatRequest, ChatResponse, Error, HookContext, Message, ToolCall, ToolDecision, ToolResult,
 };
 use serde_json::json;
 
@@ -17,34 +16,22 @@ struct Policy {
     decide: Option<fn(&ToolCall, &serde_json::Value) -> ToolDecision>,
 }
 
+#[kai_core::async_trait]
 impl AgentHook for Policy {
-    fn before_tool<'a>(
-        &'a self,
-        context: &'a HookContext,
-        call: &'a ToolCall,
-        arguments: &'a serde_json::Value,
-    ) -> BoxFuture<'a, ToolDecision> {
+    async fn before_tool(&self, context: &HookContext, call: &ToolCall, arguments: &serde_json::Value) -> ToolDecision {
         self.seen.lock().unwrap().push(format!(
             "{} before {} {} step {}",
             self.label, call.name, arguments, context.step
         ));
-        let decision = self
-            .decide
-            .map_or(ToolDecision::Allow, |decide| decide(call, arguments));
-        boxed(async move { decision })
+        self.decide
+            .map_or(ToolDecision::Allow, |decide| decide(call, arguments))
     }
 
-    fn after_tool<'a>(
-        &'a self,
-        _: &'a HookContext,
-        call: &'a ToolCall,
-        result: &'a mut ToolResult,
-    ) -> BoxFuture<'a, ()> {
+    async fn after_tool(&self, _: &HookContext, call: &ToolCall, result: &mut ToolResult) {
         self.seen
             .lock()
             .unwrap()
             .push(format!("{} after {} {}", self.label, call.name, result.content));
-        boxed(async {})
     }
 }
 
@@ -154,37 +141,30 @@ async fn the_first_denial_wins_and_later_hooks_are_not_asked() {
 
 struct ContextInjector;
 
+#[kai_core::async_trait]
 impl AgentHook for ContextInjector {
-    fn before_model<'a>(
-        &'a self,
-        _: &'a HookContext,
-        request: &'a mut ChatRequest,
-    ) -> BoxFuture<'a, Result<(), Error>> {
+    async fn before_model(&self, _: &HookContext, request: &mut ChatRequest) -> Result<(), Error> {
         request
             .messages
             .insert(1, Message::system("Context: the user's name is Ada."));
-        boxed(async { Ok(()) })
+        Ok(())
     }
 }
 
 struct NoSecrets;
 
+#[kai_core::async_trait]
 impl AgentHook for NoSecrets {
-    fn after_model<'a>(
-        &'a self,
-        _: &'a HookContext,
-        response: &'a mut ChatResponse,
-    ) -> BoxFuture<'a, Result<(), Error>> {
+    async fn after_model(&self, _: &HookContext, response: &mut ChatResponse) -> Result<(), Error> {
         let leaked = response.text().contains("hunter2");
-        boxed(async move {
-            if leaked {
-                Err(Error::Hook {
-                    message: "the answer contains a secret".into(),
-                })
-            } else {
-                Ok(())
-            }
-        })
+
+        if leaked {
+            Err(Error::Hook {
+                message: "the answer contains a secret".into(),
+            })
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -208,5 +188,5 @@ async fn after_model_can_stop_the_run() {
     let agent = Agent::builder(model).hook(NoSecrets).build().unwrap();
     let error = agent.run("password?").await.unwrap_err();
     assert!(matches!(error.error, Error::Hook { .. }));
-    assert_eq!(error.transcript().len(), 1, "the rejected answer is not kept");
+    assert_eq!(error.messages().len(), 1, "the rejected answer is not kept");
 }

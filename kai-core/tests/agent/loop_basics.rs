@@ -162,7 +162,7 @@ async fn a_failed_turn_leaves_the_conversation_history_alone() {
     chat.send("hi").await.unwrap();
     let error = chat.send("again").await.unwrap_err();
     assert_eq!(chat.history().len(), 2);
-    assert_eq!(error.transcript().len(), 3);
+    assert_eq!(error.messages().len(), 3);
 }
 
 #[test]

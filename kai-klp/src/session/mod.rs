@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::channel::mpsc;
 use futures::{SinkExt as _, StreamExt as _};
-use kai_core::{BoxFuture, MaybeSend, boxed};
+use kai_core::MaybeSend;
 use serde::{Deserialize, Serialize};
 
 use crate::did::Did;
@@ -51,13 +51,14 @@ const MORE: u8 = 1;
 const LAST: u8 = 0;
 
 /// Moves whole frames between two peers.
+#[kai_core::async_trait]
 pub trait FrameTransport: MaybeSend {
     /// Sends one frame.
-    fn send<'a>(&'a mut self, frame: &'a [u8]) -> BoxFuture<'a, Result<(), Error>>;
+    async fn send(&mut self, frame: &[u8]) -> Result<(), Error>;
     /// Receives one frame; [`Error::SessionClosed`] when the other side is gone. Should be cancel-safe
     /// (dropping the future before it completes loses nothing), so that sessions can wait with a
     /// timeout.
-    fn recv(&mut self) -> BoxFuture<'_, Result<Vec<u8>, Error>>;
+    async fn recv(&mut self) -> Result<Vec<u8>, Error>;
 }
 
 /// Frames through memory, for tests and for agents in one process.
@@ -83,25 +84,22 @@ pub fn memory_pair() -> (MemoryTransport, MemoryTransport) {
     )
 }
 
+#[kai_core::async_trait]
 impl FrameTransport for MemoryTransport {
-    fn send<'a>(&'a mut self, frame: &'a [u8]) -> BoxFuture<'a, Result<(), Error>> {
-        boxed(async move {
-            fits(frame)?;
-            self.outgoing
-                .send(frame.to_vec())
-                .await
-                .map_err(|_| Error::SessionClosed)
-        })
+    async fn send(&mut self, frame: &[u8]) -> Result<(), Error> {
+        fits(frame)?;
+        self.outgoing
+            .send(frame.to_vec())
+            .await
+            .map_err(|_| Error::SessionClosed)
     }
 
-    fn recv(&mut self) -> BoxFuture<'_, Result<Vec<u8>, Error>> {
-        boxed(async move {
-            let frame = self.incoming.next().await.ok_or(Error::SessionClosed)?;
-            if frame.len() > MAX_FRAME_BYTES {
-                return Err(broken("an oversized frame arrived"));
-            }
-            Ok(frame)
-        })
+    async fn recv(&mut self) -> Result<Vec<u8>, Error> {
+        let frame = self.incoming.next().await.ok_or(Error::SessionClosed)?;
+        if frame.len() > MAX_FRAME_BYTES {
+            return Err(broken("an oversized frame arrived"));
+        }
+        Ok(frame)
     }
 }
 

@@ -1,7 +1,5 @@
 //! Frames over TCP (feature `tcp`, native targets).
 
-use kai_core::{BoxFuture, boxed};
-
 use super::{FrameTransport, MAX_FRAME_BYTES, broken, fits};
 use crate::error::Error;
 
@@ -29,48 +27,47 @@ impl TcpTransport {
     }
 }
 
+#[kai_core::async_trait]
 impl FrameTransport for TcpTransport {
-    fn send<'a>(&'a mut self, frame: &'a [u8]) -> BoxFuture<'a, Result<(), Error>> {
+    async fn send(&mut self, frame: &[u8]) -> Result<(), Error> {
         use tokio::io::AsyncWriteExt as _;
-        boxed(async move {
-            fits(frame)?;
-            // One write per frame: the length and the bytes leave together.
-            let mut message = Vec::with_capacity(4 + frame.len());
-            message.extend_from_slice(&(frame.len() as u32).to_be_bytes());
-            message.extend_from_slice(frame);
-            let io = |e: std::io::Error| Error::Io(format!("sending a frame: {e}"));
-            self.stream.write_all(&message).await.map_err(io)?;
-            self.stream.flush().await.map_err(io)
-        })
+
+        fits(frame)?;
+        // One write per frame: the length and the bytes leave together.
+        let mut message = Vec::with_capacity(4 + frame.len());
+        message.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        message.extend_from_slice(frame);
+        let io = |e: std::io::Error| Error::Io(format!("sending a frame: {e}"));
+        self.stream.write_all(&message).await.map_err(io)?;
+        self.stream.flush().await.map_err(io)
     }
 
-    fn recv(&mut self) -> BoxFuture<'_, Result<Vec<u8>, Error>> {
+    async fn recv(&mut self) -> Result<Vec<u8>, Error> {
         use tokio::io::AsyncReadExt as _;
-        boxed(async move {
-            loop {
-                if let Some(header) = self.buffer.first_chunk::<4>() {
-                    let length = u32::from_be_bytes(*header) as usize;
-                    // Refuse before reading on: a garbage length cannot make us buffer gigabytes.
-                    if length > MAX_FRAME_BYTES {
-                        return Err(broken(format!("the peer announced a {length}-byte frame")));
-                    }
-                    if self.buffer.len() >= 4 + length {
-                        let frame = self.buffer[4..4 + length].to_vec();
-                        self.buffer.drain(..4 + length);
-                        return Ok(frame);
-                    }
+
+        loop {
+            if let Some(header) = self.buffer.first_chunk::<4>() {
+                let length = u32::from_be_bytes(*header) as usize;
+                // Refuse before reading on: a garbage length cannot make us buffer gigabytes.
+                if length > MAX_FRAME_BYTES {
+                    return Err(broken(format!("the peer announced a {length}-byte frame")));
                 }
-                // `read_buf` is cancel-safe: either it appended bytes to the buffer or it read nothing.
-                self.buffer
-                    .reserve(MAX_FRAME_BYTES + 4 - self.buffer.len().min(MAX_FRAME_BYTES + 4));
-                match self.stream.read_buf(&mut self.buffer).await {
-                    // A closed connection, between frames or in the middle of one.
-                    Ok(0) => return Err(Error::SessionClosed),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Err(Error::SessionClosed),
-                    Err(e) => return Err(Error::Io(format!("receiving a frame: {e}"))),
+                if self.buffer.len() >= 4 + length {
+                    let frame = self.buffer[4..4 + length].to_vec();
+                    self.buffer.drain(..4 + length);
+                    return Ok(frame);
                 }
             }
-        })
+            // `read_buf` is cancel-safe: either it appended bytes to the buffer or it read nothing.
+            self.buffer
+                .reserve(MAX_FRAME_BYTES + 4 - self.buffer.len().min(MAX_FRAME_BYTES + 4));
+            match self.stream.read_buf(&mut self.buffer).await {
+                // A closed connection, between frames or in the middle of one.
+                Ok(0) => return Err(Error::SessionClosed),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Err(Error::SessionClosed),
+                Err(e) => return Err(Error::Io(format!("receiving a frame: {e}"))),
+            }
+        }
     }
 }

@@ -1,7 +1,6 @@
 //! Frames over WebSocket on native targets (feature `websocket`): one binary message per frame.
 
 use futures::{SinkExt as _, StreamExt as _};
-use kai_core::{BoxFuture, boxed};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -61,40 +60,37 @@ impl WebSocketTransport {
     }
 }
 
+#[kai_core::async_trait]
 impl FrameTransport for WebSocketTransport {
-    fn send<'a>(&'a mut self, frame: &'a [u8]) -> BoxFuture<'a, Result<(), Error>> {
-        boxed(async move {
-            fits(frame)?;
-            match self.socket.send(Message::Binary(Bytes::copy_from_slice(frame))).await {
-                Ok(()) => Ok(()),
-                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Err(Error::SessionClosed),
-                Err(error) => Err(io("sending a frame", error)),
-            }
-        })
+    async fn send(&mut self, frame: &[u8]) -> Result<(), Error> {
+        fits(frame)?;
+        match self.socket.send(Message::Binary(Bytes::copy_from_slice(frame))).await {
+            Ok(()) => Ok(()),
+            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Err(Error::SessionClosed),
+            Err(error) => Err(io("sending a frame", error)),
+        }
     }
 
-    fn recv(&mut self) -> BoxFuture<'_, Result<Vec<u8>, Error>> {
-        boxed(async move {
-            loop {
-                match self.socket.next().await {
-                    None | Some(Ok(Message::Close(_))) => return Err(Error::SessionClosed),
-                    Some(Ok(Message::Binary(frame))) => return Ok(frame.to_vec()),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Text(_))) => return Err(broken("a text message arrived on a KLP WebSocket")),
-                    Some(Err(
-                        WsError::ConnectionClosed
-                        | WsError::AlreadyClosed
-                        | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
-                    )) => return Err(Error::SessionClosed),
-                    Some(Err(WsError::Io(error))) if error.kind() == std::io::ErrorKind::ConnectionReset => {
-                        return Err(Error::SessionClosed);
-                    }
-                    Some(Err(WsError::Capacity(error))) => {
-                        return Err(broken(format!("the peer sent an oversized message: {error}")));
-                    }
-                    Some(Err(error)) => return Err(io("receiving a frame", error)),
+    async fn recv(&mut self) -> Result<Vec<u8>, Error> {
+        loop {
+            match self.socket.next().await {
+                None | Some(Ok(Message::Close(_))) => return Err(Error::SessionClosed),
+                Some(Ok(Message::Binary(frame))) => return Ok(frame.to_vec()),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Text(_))) => return Err(broken("a text message arrived on a KLP WebSocket")),
+                Some(Err(
+                    WsError::ConnectionClosed
+                    | WsError::AlreadyClosed
+                    | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+                )) => return Err(Error::SessionClosed),
+                Some(Err(WsError::Io(error))) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Err(Error::SessionClosed);
                 }
+                Some(Err(WsError::Capacity(error))) => {
+                    return Err(broken(format!("the peer sent an oversized message: {error}")));
+                }
+                Some(Err(error)) => return Err(io("receiving a frame", error)),
             }
-        })
+        }
     }
 }

@@ -122,29 +122,26 @@ impl WebSocketTransport {
     }
 }
 
+#[kai_core::async_trait]
 impl FrameTransport for WebSocketTransport {
-    fn send<'a>(&'a mut self, frame: &'a [u8]) -> BoxFuture<'a, Result<(), Error>> {
-        boxed(async move {
-            fits(frame)?;
-            if self.socket.ready_state() != WebSocket::OPEN {
-                return Err(Error::SessionClosed);
-            }
-            self.socket
-                .send_with_u8_array(frame)
-                .map_err(|e| js_error("sending a frame", &e))
-        })
+    async fn send(&mut self, frame: &[u8]) -> Result<(), Error> {
+        fits(frame)?;
+        if self.socket.ready_state() != WebSocket::OPEN {
+            return Err(Error::SessionClosed);
+        }
+        self.socket
+            .send_with_u8_array(frame)
+            .map_err(|e| js_error("sending a frame", &e))
     }
 
-    fn recv(&mut self) -> BoxFuture<'_, Result<Vec<u8>, Error>> {
-        boxed(async move {
-            let item = self.incoming.next().await;
-            self.queued.set(self.queued.get().saturating_sub(1));
-            match item {
-                Some(Incoming::Frame(frame)) => Ok(frame),
-                Some(Incoming::Broken(reason)) => Err(broken(reason)),
-                Some(Incoming::Closed) | None => Err(Error::SessionClosed),
-            }
-        })
+    async fn recv(&mut self) -> Result<Vec<u8>, Error> {
+        let item = self.incoming.next().await;
+        self.queued.set(self.queued.get().saturating_sub(1));
+        match item {
+            Some(Incoming::Frame(frame)) => Ok(frame),
+            Some(Incoming::Broken(reason)) => Err(broken(reason)),
+            Some(Incoming::Closed) | None => Err(Error::SessionClosed),
+        }
     }
 }
 

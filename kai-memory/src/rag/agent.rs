@@ -1,6 +1,6 @@
 //! Retrieval for agents: as a tool the model calls, and as a hook that adds context to every request.
 
-use kai_core::{AgentHook, BoxFuture, ChatRequest, HookContext, Message, Role, ToolError, TypedTool, boxed};
+use kai_core::{AgentHook, ChatRequest, HookContext, Message, Role, ToolError, TypedTool};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -78,33 +78,28 @@ fn context_message(found: &[ScoredDocument]) -> String {
     text
 }
 
+#[kai_core::async_trait]
 impl AgentHook for RetrievalHook {
-    fn before_model<'a>(
-        &'a self,
-        _context: &'a HookContext,
-        request: &'a mut ChatRequest,
-    ) -> BoxFuture<'a, Result<(), kai_core::Error>> {
-        boxed(async move {
-            let Some(position) = request.messages.iter().rposition(|m| m.role == Role::User) else {
-                return Ok(());
-            };
-            let query = request.messages[position].text();
-            if query.trim().is_empty() {
-                return Ok(());
-            }
-            let found = self
-                .retriever
-                .retrieve(&query)
-                .await
-                .map_err(|error| kai_core::Error::Hook {
-                    message: format!("retrieval failed: {error}"),
-                })?;
-            if !found.is_empty() {
-                request
-                    .messages
-                    .insert(position, Message::system(context_message(&found)));
-            }
-            Ok(())
-        })
+    async fn before_model(&self, _context: &HookContext, request: &mut ChatRequest) -> Result<(), kai_core::Error> {
+        let Some(position) = request.messages.iter().rposition(|m| m.role == Role::User) else {
+            return Ok(());
+        };
+        let query = request.messages[position].text();
+        if query.trim().is_empty() {
+            return Ok(());
+        }
+        let found = self
+            .retriever
+            .retrieve(&query)
+            .await
+            .map_err(|error| kai_core::Error::Hook {
+                message: format!("retrieval failed: {error}"),
+            })?;
+        if !found.is_empty() {
+            request
+                .messages
+                .insert(position, Message::system(context_message(&found)));
+        }
+        Ok(())
     }
 }

@@ -434,34 +434,31 @@ fn from_blob(blob: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+#[kai_core::async_trait]
 impl MemoryStore for EmbeddedStore {
-    fn upsert<'a>(&'a self, documents: &'a [Document]) -> BoxFuture<'a, Result<(), Error>> {
+    async fn upsert(&self, documents: &[Document]) -> Result<(), Error> {
         let documents = documents.to_vec();
-        self.run(move |shared| shared.upsert_now(&documents))
+        self.run(move |shared| shared.upsert_now(&documents)).await
     }
 
-    fn delete<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<usize, Error>> {
+    async fn delete(&self, ids: &[String]) -> Result<usize, Error> {
         let ids = ids.to_vec();
-        self.run(move |shared| shared.delete_now(&ids))
+        self.run(move |shared| shared.delete_now(&ids)).await
     }
 
-    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Document>, Error>> {
+    async fn get(&self, id: &str) -> Result<Option<Document>, Error> {
         let id = id.to_owned();
-        self.run(move |shared| shared.get_now(&id))
+        self.run(move |shared| shared.get_now(&id)).await
     }
 
-    fn search<'a>(
-        &'a self,
-        query: &'a [f32],
-        k: usize,
-        filter: Option<&'a Filter>,
-    ) -> BoxFuture<'a, Result<Vec<ScoredDocument>, Error>> {
+    async fn search(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Result<Vec<ScoredDocument>, Error> {
         let (query, filter) = (query.to_vec(), filter.cloned());
         self.run(move |shared| shared.search_now(&query, k, filter.as_ref()))
+            .await
     }
 
-    fn count(&self) -> BoxFuture<'_, Result<usize, Error>> {
-        self.run(|shared| Ok(shared.lock().index.len()))
+    async fn count(&self) -> Result<usize, Error> {
+        self.run(|shared| Ok(shared.lock().index.len())).await
     }
 
     fn metric(&self) -> Metric {

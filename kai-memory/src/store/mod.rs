@@ -9,7 +9,7 @@ mod postgres;
 
 use serde::{Deserialize, Serialize};
 
-use kai_core::{BoxFuture, MaybeSend, MaybeSync};
+use kai_core::{MaybeSend, MaybeSync};
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use embedded::{EmbeddedStore, StoreConfig};
@@ -44,26 +44,22 @@ pub struct ScoredDocument {
 }
 
 /// Where agents keep documents. Object-safe: used as `Arc<dyn MemoryStore>`.
+#[kai_core::async_trait]
 pub trait MemoryStore: MaybeSend + MaybeSync {
     /// Inserts or replaces documents by id. All or nothing: a bad document rejects the batch.
-    fn upsert<'a>(&'a self, documents: &'a [Document]) -> BoxFuture<'a, Result<(), Error>>;
+    async fn upsert(&self, documents: &[Document]) -> Result<(), Error>;
 
     /// Deletes documents by id; returns how many existed.
-    fn delete<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<usize, Error>>;
+    async fn delete(&self, ids: &[String]) -> Result<usize, Error>;
 
     /// The document with this id.
-    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Document>, Error>>;
+    async fn get(&self, id: &str) -> Result<Option<Document>, Error>;
 
     /// The `k` documents nearest `query` among those `filter` accepts.
-    fn search<'a>(
-        &'a self,
-        query: &'a [f32],
-        k: usize,
-        filter: Option<&'a Filter>,
-    ) -> BoxFuture<'a, Result<Vec<ScoredDocument>, Error>>;
+    async fn search(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Result<Vec<ScoredDocument>, Error>;
 
     /// How many documents the store holds.
-    fn count(&self) -> BoxFuture<'_, Result<usize, Error>>;
+    async fn count(&self) -> Result<usize, Error>;
 
     /// How the store measures distance: [`ScoredDocument::distance`] is [`Metric::distance`] under it.
     fn metric(&self) -> Metric;

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use kai_core::{BoxFuture, boxed};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use tokio_postgres::config::SslMode;
@@ -373,50 +372,40 @@ fn join(filters: &[Filter], separator: &str, params: &mut Vec<Box<dyn ToSql + Sy
     format!("({})", parts.join(separator))
 }
 
+#[kai_core::async_trait]
 impl MemoryStore for PgStore {
-    fn upsert<'a>(&'a self, documents: &'a [Document]) -> BoxFuture<'a, Result<(), Error>> {
-        boxed(self.upsert_now(documents))
+    async fn upsert(&self, documents: &[Document]) -> Result<(), Error> {
+        self.upsert_now(documents).await
     }
 
-    fn delete<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<usize, Error>> {
-        boxed(async move {
-            let client = self.pool.get().await.map_err(db)?;
-            let sql = format!("DELETE FROM {} WHERE id = ANY($1)", self.table);
-            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-            Ok(client.execute(&sql, &[&ids]).await.map_err(db)? as usize)
-        })
+    async fn delete(&self, ids: &[String]) -> Result<usize, Error> {
+        let client = self.pool.get().await.map_err(db)?;
+        let sql = format!("DELETE FROM {} WHERE id = ANY($1)", self.table);
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        Ok(client.execute(&sql, &[&ids]).await.map_err(db)? as usize)
     }
 
-    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Document>, Error>> {
-        boxed(async move {
-            let client = self.pool.get().await.map_err(db)?;
-            let sql = format!(
-                "SELECT id, text, metadata, embedding::text FROM {} WHERE id = $1",
-                self.table
-            );
-            let row = client.query_opt(&sql, &[&id]).await.map_err(db)?;
-            row.as_ref().map(document).transpose()
-        })
+    async fn get(&self, id: &str) -> Result<Option<Document>, Error> {
+        let client = self.pool.get().await.map_err(db)?;
+        let sql = format!(
+            "SELECT id, text, metadata, embedding::text FROM {} WHERE id = $1",
+            self.table
+        );
+        let row = client.query_opt(&sql, &[&id]).await.map_err(db)?;
+        row.as_ref().map(document).transpose()
     }
 
-    fn search<'a>(
-        &'a self,
-        query: &'a [f32],
-        k: usize,
-        filter: Option<&'a Filter>,
-    ) -> BoxFuture<'a, Result<Vec<ScoredDocument>, Error>> {
-        boxed(self.search_now(query, k, filter))
+    async fn search(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Result<Vec<ScoredDocument>, Error> {
+        self.search_now(query, k, filter).await
     }
 
-    fn count(&self) -> BoxFuture<'_, Result<usize, Error>> {
-        boxed(async move {
-            let client = self.pool.get().await.map_err(db)?;
-            let row = client
-                .query_one(&format!("SELECT count(*) FROM {}", self.table), &[])
-                .await
-                .map_err(db)?;
-            Ok(row.try_get::<_, i64>(0).map_err(db)? as usize)
-        })
+    async fn count(&self) -> Result<usize, Error> {
+        let client = self.pool.get().await.map_err(db)?;
+        let row = client
+            .query_one(&format!("SELECT count(*) FROM {}", self.table), &[])
+            .await
+            .map_err(db)?;
+        Ok(row.try_get::<_, i64>(0).map_err(db)? as usize)
     }
 
     fn metric(&self) -> Metric {

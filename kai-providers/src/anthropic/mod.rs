@@ -6,7 +6,7 @@ mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kai_core::{BoxFuture, ChatModel, ChatRequest, ChatResponse, ChatStream, Error, ModelCapabilities, boxed};
+use kai_core::{ChatModel, ChatRequest, ChatResponse, ChatStream, Error, ModelCapabilities};
 use reqwest::StatusCode;
 
 use crate::http::{
@@ -124,6 +124,7 @@ pub struct AnthropicChat {
     model: String,
 }
 
+#[kai_core::async_trait]
 impl ChatModel for AnthropicChat {
     fn name(&self) -> &str {
         &self.model
@@ -137,18 +138,16 @@ impl ChatModel for AnthropicChat {
         ModelCapabilities::ALL
     }
 
-    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
-        boxed(async move {
-            let body = wire::request_body(
-                &self.model,
-                &request,
-                false,
-                self.client.inner.config.default_max_tokens,
-            );
-            let response = self.client.post(&body).await?;
-            let message: wire::WireMessage = self.client.inner.http.json(response).await?;
-            Ok(wire::response(message))
-        })
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        let body = wire::request_body(
+            &self.model,
+            &request,
+            false,
+            self.client.inner.config.default_max_tokens,
+        );
+        let response = self.client.post(&body).await?;
+        let message: wire::WireMessage = self.client.inner.http.json(response).await?;
+        Ok(wire::response(message))
     }
 
     fn stream(&self, request: ChatRequest) -> ChatStream<'_> {

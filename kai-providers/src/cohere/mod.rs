@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kai_core::{
-    BoxFuture, ChatModel, ChatRequest, ChatResponse, ChatStream, EmbeddingModel, Embeddings, Error, ModelCapabilities,
-    Usage, boxed, check_embeddings,
+    ChatModel, ChatRequest, ChatResponse, ChatStream, EmbeddingModel, Embeddings, Error, ModelCapabilities, Usage,
+    check_embeddings,
 };
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -118,6 +118,7 @@ pub struct CohereChat {
     model: String,
 }
 
+#[kai_core::async_trait]
 impl ChatModel for CohereChat {
     fn name(&self) -> &str {
         &self.model
@@ -137,15 +138,13 @@ impl ChatModel for CohereChat {
         }
     }
 
-    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
-        boxed(async move {
-            let response = self
-                .client
-                .post("chat", &wire::request_body(&self.model, &request, false))
-                .await?;
-            let parsed: wire::WireResponse = self.client.inner.http.json(response).await?;
-            Ok(wire::response(parsed))
-        })
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        let response = self
+            .client
+            .post("chat", &wire::request_body(&self.model, &request, false))
+            .await?;
+        let parsed: wire::WireResponse = self.client.inner.http.json(response).await?;
+        Ok(wire::response(parsed))
     }
 
     fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
@@ -190,6 +189,7 @@ struct EmbeddingsByType {
     float: Vec<Vec<f32>>,
 }
 
+#[kai_core::async_trait]
 impl EmbeddingModel for CohereEmbeddings {
     fn name(&self) -> &str {
         &self.model
@@ -203,27 +203,25 @@ impl EmbeddingModel for CohereEmbeddings {
         96
     }
 
-    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Embeddings, Error>> {
-        boxed(async move {
-            let body = json!({
-                "model": self.model, "texts": texts, "input_type": self.input_type, "embedding_types": ["float"]
-            });
-            let response = self.client.post("embed", &body).await?;
-            let parsed: EmbedResponse = self.client.inner.http.json(response).await?;
-            check_embeddings(&parsed.embeddings.float, texts.len(), self.dimensions)?;
-            let input_tokens = parsed
-                .meta
-                .as_ref()
-                .and_then(|m| m.pointer("/billed_units/input_tokens"))
-                .and_then(serde_json::Value::as_f64)
-                .map_or(0, |n| n.max(0.0) as u64);
-            Ok(Embeddings {
-                vectors: parsed.embeddings.float,
-                usage: Usage {
-                    input_tokens,
-                    ..Usage::default()
-                },
-            })
+    async fn embed(&self, texts: &[String]) -> Result<Embeddings, Error> {
+        let body = json!({
+            "model": self.model, "texts": texts, "input_type": self.input_type, "embedding_types": ["float"]
+        });
+        let response = self.client.post("embed", &body).await?;
+        let parsed: EmbedResponse = self.client.inner.http.json(response).await?;
+        check_embeddings(&parsed.embeddings.float, texts.len(), self.dimensions)?;
+        let input_tokens = parsed
+            .meta
+            .as_ref()
+            .and_then(|m| m.pointer("/billed_units/input_tokens"))
+            .and_then(serde_json::Value::as_f64)
+            .map_or(0, |n| n.max(0.0) as u64);
+        Ok(Embeddings {
+            vectors: parsed.embeddings.float,
+            usage: Usage {
+                input_tokens,
+                ..Usage::default()
+            },
         })
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kai_core::{
-    BoxFuture, ChatModel, ChatRequest, ChatResponse, ChatStream, EmbeddingModel, Embeddings, Error, ModelCapabilities,
-    Usage, boxed, check_embeddings,
+    ChatModel, ChatRequest, ChatResponse, ChatStream, EmbeddingModel, Embeddings, Error, ModelCapabilities, Usage,
+    check_embeddings,
 };
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -132,6 +132,7 @@ pub struct GeminiChat {
     model: String,
 }
 
+#[kai_core::async_trait]
 impl ChatModel for GeminiChat {
     fn name(&self) -> &str {
         &self.model
@@ -145,13 +146,11 @@ impl ChatModel for GeminiChat {
         ModelCapabilities::ALL
     }
 
-    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
-        boxed(async move {
-            let url = self.client.url(&self.model, "generateContent");
-            let response = self.client.post(&url, &wire::request_body(&request)).await?;
-            let parsed: wire::WireResponse = self.client.inner.http.json(response).await?;
-            wire::response(parsed)
-        })
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        let url = self.client.url(&self.model, "generateContent");
+        let response = self.client.post(&url, &wire::request_body(&request)).await?;
+        let parsed: wire::WireResponse = self.client.inner.http.json(response).await?;
+        wire::response(parsed)
     }
 
     fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
@@ -194,6 +193,7 @@ struct Values {
     values: Vec<f32>,
 }
 
+#[kai_core::async_trait]
 impl EmbeddingModel for GeminiEmbeddings {
     fn name(&self) -> &str {
         &self.model
@@ -207,30 +207,28 @@ impl EmbeddingModel for GeminiEmbeddings {
         100
     }
 
-    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Embeddings, Error>> {
-        boxed(async move {
-            let model = format!("models/{}", self.model.strip_prefix("models/").unwrap_or(&self.model));
-            let requests: Vec<_> = texts
-                .iter()
-                .map(|text| {
-                    let mut request = json!({
-                        "model": model, "content": {"parts": [{"text": text}]}, "outputDimensionality": self.dimensions
-                    });
-                    if let Some(task) = &self.task_type {
-                        request["taskType"] = json!(task);
-                    }
-                    request
-                })
-                .collect();
-            let url = self.client.url(&self.model, "batchEmbedContents");
-            let response = self.client.post(&url, &json!({"requests": requests})).await?;
-            let parsed: BatchResponse = self.client.inner.http.json(response).await?;
-            let vectors: Vec<Vec<f32>> = parsed.embeddings.into_iter().map(|e| e.values).collect();
-            check_embeddings(&vectors, texts.len(), self.dimensions)?;
-            Ok(Embeddings {
-                vectors,
-                usage: Usage::default(),
+    async fn embed(&self, texts: &[String]) -> Result<Embeddings, Error> {
+        let model = format!("models/{}", self.model.strip_prefix("models/").unwrap_or(&self.model));
+        let requests: Vec<_> = texts
+            .iter()
+            .map(|text| {
+                let mut request = json!({
+                    "model": model, "content": {"parts": [{"text": text}]}, "outputDimensionality": self.dimensions
+                });
+                if let Some(task) = &self.task_type {
+                    request["taskType"] = json!(task);
+                }
+                request
             })
+            .collect();
+        let url = self.client.url(&self.model, "batchEmbedContents");
+        let response = self.client.post(&url, &json!({"requests": requests})).await?;
+        let parsed: BatchResponse = self.client.inner.http.json(response).await?;
+        let vectors: Vec<Vec<f32>> = parsed.embeddings.into_iter().map(|e| e.values).collect();
+        check_embeddings(&vectors, texts.len(), self.dimensions)?;
+        Ok(Embeddings {
+            vectors,
+            usage: Usage::default(),
         })
     }
 }

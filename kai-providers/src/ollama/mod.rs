@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kai_core::{
-    BoxFuture, ChatModel, ChatRequest, ChatResponse, ChatStream, EmbeddingModel, Embeddings, Error, ModelCapabilities,
-    Usage, boxed, check_embeddings,
+    ChatModel, ChatRequest, ChatResponse, ChatStream, EmbeddingModel, Embeddings, Error, ModelCapabilities, Usage,
+    check_embeddings,
 };
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -105,6 +105,7 @@ pub struct OllamaChat {
     model: String,
 }
 
+#[kai_core::async_trait]
 impl ChatModel for OllamaChat {
     fn name(&self) -> &str {
         &self.model
@@ -118,13 +119,11 @@ impl ChatModel for OllamaChat {
         ModelCapabilities::ALL
     }
 
-    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
-        boxed(async move {
-            let body = wire::request_body(&self.model, &request, false)?;
-            let response = self.client.post("chat", &body).await?;
-            let line: wire::ChatLine = self.client.inner.http.json(response).await?;
-            wire::response(line)
-        })
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        let body = wire::request_body(&self.model, &request, false)?;
+        let response = self.client.post("chat", &body).await?;
+        let line: wire::ChatLine = self.client.inner.http.json(response).await?;
+        wire::response(line)
     }
 
     fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
@@ -154,6 +153,7 @@ struct EmbedResponse {
     prompt_eval_count: Option<u64>,
 }
 
+#[kai_core::async_trait]
 impl EmbeddingModel for OllamaEmbeddings {
     fn name(&self) -> &str {
         &self.model
@@ -163,21 +163,19 @@ impl EmbeddingModel for OllamaEmbeddings {
         self.dimensions
     }
 
-    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Embeddings, Error>> {
-        boxed(async move {
-            let response = self
-                .client
-                .post("embed", &json!({"model": self.model, "input": texts}))
-                .await?;
-            let parsed: EmbedResponse = self.client.inner.http.json(response).await?;
-            check_embeddings(&parsed.embeddings, texts.len(), self.dimensions)?;
-            Ok(Embeddings {
-                vectors: parsed.embeddings,
-                usage: Usage {
-                    input_tokens: parsed.prompt_eval_count.unwrap_or(0),
-                    ..Usage::default()
-                },
-            })
+    async fn embed(&self, texts: &[String]) -> Result<Embeddings, Error> {
+        let response = self
+            .client
+            .post("embed", &json!({"model": self.model, "input": texts}))
+            .await?;
+        let parsed: EmbedResponse = self.client.inner.http.json(response).await?;
+        check_embeddings(&parsed.embeddings, texts.len(), self.dimensions)?;
+        Ok(Embeddings {
+            vectors: parsed.embeddings,
+            usage: Usage {
+                input_tokens: parsed.prompt_eval_count.unwrap_or(0),
+                ..Usage::default()
+            },
         })
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kai_core::{
-    BoxFuture, ChatDelta, ChatModel, ChatRequest, ChatResponse, ChatStream, EmbeddingModel, Embeddings, Error,
-    ModelCapabilities, ToolChoice, Usage, boxed, check_embeddings,
+    ChatDelta, ChatModel, ChatRequest, ChatResponse, ChatStream, EmbeddingModel, Embeddings, Error, ModelCapabilities,
+    ToolChoice, Usage, check_embeddings,
 };
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -297,6 +297,7 @@ pub struct OpenAiChat {
     model: String,
 }
 
+#[kai_core::async_trait]
 impl ChatModel for OpenAiChat {
     fn name(&self) -> &str {
         &self.model
@@ -316,16 +317,14 @@ impl ChatModel for OpenAiChat {
         }
     }
 
-    fn complete(&self, request: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, Error>> {
-        boxed(async move {
-            let body = wire::request_body(&self.model, &request, false, &self.client.inner.quirks)?;
-            let response = self.client.post("chat/completions", &body).await?;
-            let raw: serde_json::Value = self.client.inner.http.json(response).await?;
-            let text = raw.to_string();
-            let completion: wire::Completion = serde_json::from_value(raw)
-                .map_err(|error| Error::malformed(format!("unexpected completion: {error}"), &text))?;
-            wire::response(completion, &text)
-        })
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        let body = wire::request_body(&self.model, &request, false, &self.client.inner.quirks)?;
+        let response = self.client.post("chat/completions", &body).await?;
+        let raw: serde_json::Value = self.client.inner.http.json(response).await?;
+        let text = raw.to_string();
+        let completion: wire::Completion = serde_json::from_value(raw)
+            .map_err(|error| Error::malformed(format!("unexpected completion: {error}"), &text))?;
+        wire::response(completion, &text)
     }
 
     fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
@@ -377,6 +376,7 @@ struct EmbeddingUsage {
     prompt_tokens: u64,
 }
 
+#[kai_core::async_trait]
 impl EmbeddingModel for OpenAiEmbeddings {
     fn name(&self) -> &str {
         &self.model
@@ -390,24 +390,22 @@ impl EmbeddingModel for OpenAiEmbeddings {
         2048
     }
 
-    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Embeddings, Error>> {
-        boxed(async move {
-            let mut body = serde_json::json!({"model": self.model, "input": texts, "encoding_format": "float"});
-            if self.client.inner.config.flavor == Flavor::OpenAi {
-                body["dimensions"] = serde_json::json!(self.dimensions);
-            }
-            let response = self.client.post("embeddings", &body).await?;
-            let mut parsed: EmbeddingResponse = self.client.inner.http.json(response).await?;
-            parsed.data.sort_by_key(|item| item.index);
-            let vectors: Vec<Vec<f32>> = parsed.data.into_iter().map(|item| item.embedding).collect();
-            check_embeddings(&vectors, texts.len(), self.dimensions)?;
-            Ok(Embeddings {
-                vectors,
-                usage: Usage {
-                    input_tokens: parsed.usage.map_or(0, |u| u.prompt_tokens),
-                    ..Usage::default()
-                },
-            })
+    async fn embed(&self, texts: &[String]) -> Result<Embeddings, Error> {
+        let mut body = serde_json::json!({"model": self.model, "input": texts, "encoding_format": "float"});
+        if self.client.inner.config.flavor == Flavor::OpenAi {
+            body["dimensions"] = serde_json::json!(self.dimensions);
+        }
+        let response = self.client.post("embeddings", &body).await?;
+        let mut parsed: EmbeddingResponse = self.client.inner.http.json(response).await?;
+        parsed.data.sort_by_key(|item| item.index);
+        let vectors: Vec<Vec<f32>> = parsed.data.into_iter().map(|item| item.embedding).collect();
+        check_embeddings(&vectors, texts.len(), self.dimensions)?;
+        Ok(Embeddings {
+            vectors,
+            usage: Usage {
+                input_tokens: parsed.usage.map_or(0, |u| u.prompt_tokens),
+                ..Usage::default()
+            },
         })
     }
 }

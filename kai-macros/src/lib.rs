@@ -1,0 +1,39 @@
+//! # kai-macros
+//!
+//! Procedural macros for kAI. Use them through `kai-core`, which re-exports them.
+//!
+//! - [`macro@async_trait`]: `async fn` in kAI's object-safe traits, with futures that are `Send` on
+//!   native targets and not on `wasm32` (where JS values are not `Send`).
+
+use proc_macro::TokenStream;
+
+/// Writes an async trait, or an implementation of one, with `async fn`.
+///
+/// It expands to `async_trait::async_trait` on native targets, whose futures are `Send`, and to
+/// `async_trait::async_trait(?Send)` on `wasm32`, so one annotation serves both. kAI's own traits
+/// (`ChatModel`, `Tool`, `AgentHook`, `MemoryStore`, …) are written with it, and implementations of
+/// them use it too:
+///
+/// ```ignore
+/// #[kai_core::async_trait]
+/// impl kai_core::ChatModel for MyModel {
+///     fn name(&self) -> &str { "mine" }
+///     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> { … }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn async_trait(attribute: TokenStream, item: TokenStream) -> TokenStream {
+    let prefix = if attribute.is_empty() {
+        concat!(
+            "#[cfg_attr(target_arch = \"wasm32\", ::kai_core::__private::async_trait(?Send))]",
+            "#[cfg_attr(not(target_arch = \"wasm32\"), ::kai_core::__private::async_trait)]",
+        )
+    } else {
+        "::core::compile_error!(\"kai_core::async_trait takes no arguments: it is `?Send` on wasm32 and `Send` elsewhere\");"
+    };
+    match prefix.parse::<TokenStream>() {
+        Ok(prefix) => prefix.into_iter().chain(item).collect(),
+        // The prefix is a constant that always parses; hand the item back unchanged if it ever does not.
+        Err(_) => item,
+    }
+}
