@@ -16,3 +16,4 @@ mod streaming;
 mod structured;
 mod support;
 mod telemetry;
+mod tool_context;

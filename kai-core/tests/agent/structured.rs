@@ -123,3 +123,72 @@ async fn a_user_tool_named_like_the_output_tool_is_a_config_error() {
     let error = agent.extract::<Sum>("x").await.unwrap_err();
     assert!(matches!(error.error, Error::Config { .. }));
 }
+
+#[tokio::test]
+async fn a_runtime_schema_drives_extraction_and_repair() {
+    let schema = json!({
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer", "minimum": 0}},
+        "required": ["city", "population"],
+        "additionalProperties": false,
+    });
+    let model = ScriptedModel::new()
+        .json_schema_support(true)
+        .text(r#"{"city": "Oslo", "population": -5}"#)
+        .text("```json\n{\"city\": \"Oslo\", \"population\": 709000}\n```");
+    let agent = Agent::builder(model.clone()).build().unwrap();
+    let extracted = agent
+        .extract_json("Largest city of Norway?", schema.clone())
+        .await
+        .unwrap();
+    assert_eq!(extracted.value, json!({"city": "Oslo", "population": 709000}));
+    let requests = model.requests();
+    assert_eq!(
+        requests[0].response_format,
+        Some(ResponseFormat::JsonSchema {
+            name: OUTPUT_NAME.into(),
+            schema: schema.clone(),
+            strict: true
+        })
+    );
+    let repair = requests[1].messages.last().unwrap().text();
+    assert!(repair.contains("/population"), "{repair}");
+
+    // Straight from a model, without an agent.
+    let model = ScriptedModel::new()
+        .json_schema_support(true)
+        .text(r#"{"city": "Bergen", "population": 291000}"#);
+    let request = ChatRequest::new(vec![Message::user("Second city?")]);
+    let extracted = model.extract_json(request, schema).await.unwrap();
+    assert_eq!(extracted.value["city"], "Bergen");
+}
+
+#[tokio::test]
+async fn a_runtime_schema_that_is_not_one_fails_before_the_model_is_called() {
+    let model = ScriptedModel::new().text("{}");
+    let agent = Agent::builder(model.clone()).build().unwrap();
+    let error = agent
+        .extract_json("hi", json!({"type": "object", "required": "city"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(error.error, Error::Config { .. }), "{error}");
+    assert!(model.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_run_error_round_trips_through_json_and_resumes() {
+    let model = ScriptedModel::new().fail(Error::RateLimited {
+        message: "slow down".into(),
+        retry_after: Some(std::time::Duration::from_millis(250)),
+    });
+    let agent = Agent::builder(model).build().unwrap();
+    let error = agent.run("hi").await.unwrap_err();
+    let json = serde_json::to_value(&error).unwrap();
+    assert_eq!(json["error"]["kind"], "rate_limited");
+    assert_eq!(json["error"]["retry_after_ms"], 250);
+    assert_eq!(json["state"]["version"], kai_core::RunState::FORMAT_VERSION);
+    let back: kai_core::RunError = serde_json::from_value(json).unwrap();
+    assert_eq!(back, error);
+    assert!(back.is_retryable());
+    assert_eq!(back.kind(), "rate_limited");
+}

@@ -1,0 +1,215 @@
+//! What tools learn from the run and give back to it: call ids, cancellation, usage, and results that
+//! are kept the moment they exist.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kai_core::testing::ScriptedModel;
+use kai_core::{
+    Agent, CancellationToken, Error, RunOptions, RunState, ToolContext, ToolError, Usage, dynamic_tool, tool_fn,
+};
+use serde_json::json;
+
+use crate::support::{Nap, adder, tool_results, usage};
+
+/// A `nap` tool that counts its runs and keeps the token of each call.
+fn watched_nap(runs: Arc<AtomicUsize>, tokens: Arc<Mutex<Vec<CancellationToken>>>) -> impl kai_core::Tool {
+    tool_fn("nap", "Sleeps.", move |args: Nap, context: ToolContext| {
+        let (runs, tokens) = (Arc::clone(&runs), Arc::clone(&tokens));
+        async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokens.lock().unwrap().push(context.cancel.clone());
+            tokio::time::sleep(Duration::from_millis(args.millis)).await;
+            Ok::<_, ToolError>(format!("slept {} ms as {}", args.millis, context.call_id))
+        }
+    })
+}
+
+#[tokio::test]
+async fn results_of_finished_calls_survive_a_cancel_mid_batch_and_are_not_run_again() {
+    let script = || {
+        ScriptedModel::new()
+            .tool_calls([("nap", json!({"millis": 10})), ("nap", json!({"millis": 60_000}))])
+            .text("rested")
+    };
+    let runs = Arc::new(AtomicUsize::new(0));
+    let tokens = Arc::new(Mutex::new(Vec::new()));
+    let agent = Agent::builder(script())
+        .tool(watched_nap(Arc::clone(&runs), Arc::clone(&tokens)))
+        .build()
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let canceller = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        canceller.cancel();
+    });
+    let error = agent
+        .resume_with(RunState::new("rest"), RunOptions::cancel_on(cancel))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error, Error::Cancelled);
+    // The short nap finished before the cancel: its result is in the state, and only the long one is
+    // still pending.
+    let kept = tool_results(error.messages());
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].content, "slept 10 ms as call_1_0");
+    assert_eq!(error.state.pending_tool_calls.len(), 1);
+    assert_eq!(error.state.pending_tool_calls[0].id, "call_1_1");
+    // Every call's token was cancelled with the run, the dropped long nap's included.
+    assert!(tokens.lock().unwrap().iter().all(CancellationToken::is_cancelled));
+
+    // Resume with a model that has only the final answer left: the short nap does not run again, and
+    // the long one keeps its id, so a tool can use it as an idempotency key.
+    let resumed_agent = Agent::builder(ScriptedModel::new().text("rested"))
+        .tool(watched_nap(Arc::clone(&runs), Arc::clone(&tokens)))
+        .build()
+        .unwrap();
+    let mut state = *error.state;
+    state.pending_tool_calls[0].arguments = json!({"millis": 1}).to_string();
+    let output = resumed_agent.resume(state).await.unwrap();
+    assert_eq!(output.answer, "rested");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "two calls in the first run, one in the second"
+    );
+    let contents: Vec<String> = tool_results(&output.messages).into_iter().map(|r| r.content).collect();
+    assert_eq!(contents, ["slept 10 ms as call_1_0", "slept 1 ms as call_1_1"]);
+}
+
+#[tokio::test]
+async fn a_tool_that_times_out_sees_its_token_cancelled() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let tokens = Arc::new(Mutex::new(Vec::new()));
+    let agent = Agent::builder(
+        ScriptedModel::new()
+            .tool_call("nap", json!({"millis": 60_000}))
+            .text("gave up"),
+    )
+    .tool(watched_nap(runs, Arc::clone(&tokens)))
+    .tool_timeout(Duration::from_millis(50))
+    .build()
+    .unwrap();
+    let output = agent.run("rest").await.unwrap();
+    assert!(tool_results(&output.messages)[0].is_error);
+    let tokens = tokens.lock().unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert!(tokens[0].is_cancelled());
+}
+
+#[tokio::test]
+async fn a_finished_tool_call_cancels_its_token_so_leftover_work_stops() {
+    let tokens = Arc::new(Mutex::new(Vec::new()));
+    let agent = Agent::builder(ScriptedModel::new().tool_call("nap", json!({"millis": 1})).text("ok"))
+        .tool(watched_nap(Arc::default(), Arc::clone(&tokens)))
+        .build()
+        .unwrap();
+    agent.run("rest").await.unwrap();
+    assert!(tokens.lock().unwrap()[0].is_cancelled());
+}
+
+#[tokio::test]
+async fn limits_of_duration_max_mean_no_limit_not_a_panic() {
+    let agent = Agent::builder(ScriptedModel::new().tool_call("add", json!({"a": 1, "b": 2})).text("3"))
+        .tool(adder())
+        .deadline(Duration::MAX)
+        .step_timeout(Duration::MAX)
+        .tool_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    assert_eq!(agent.run("1+2").await.unwrap().answer, "3");
+}
+
+#[tokio::test]
+async fn a_sub_agents_usage_counts_in_the_outer_run() {
+    let inner = Agent::builder(ScriptedModel::new().text("4").usage(usage(100, 10)))
+        .name("math")
+        .build()
+        .unwrap();
+    let outer = Agent::builder(
+        ScriptedModel::new()
+            .tool_call("math", json!({"input": "2+2"}))
+            .usage(usage(5, 1))
+            .text("It is 4.")
+            .usage(usage(7, 2)),
+    )
+    .tool(inner.into_tool("math", "Does arithmetic."))
+    .build()
+    .unwrap();
+    let output = outer.run("2+2?").await.unwrap();
+    assert_eq!(output.usage, usage(112, 13));
+}
+
+#[tokio::test]
+async fn a_dynamic_tool_only_sees_arguments_that_match_its_schema() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorder = Arc::clone(&seen);
+    let schema = json!({
+        "type": "object",
+        "properties": {"count": {"type": "integer", "minimum": 1}},
+        "required": ["count"],
+        "additionalProperties": false,
+    });
+    let tool = dynamic_tool(
+        "repeat",
+        "Repeats.",
+        schema,
+        move |args: serde_json::Value, _: ToolContext| {
+            let recorder = Arc::clone(&recorder);
+            async move {
+                recorder.lock().unwrap().push(args.clone());
+                Ok(json!({"ok": args["count"]}))
+            }
+        },
+    )
+    .unwrap();
+    let model = ScriptedModel::new()
+        .tool_call("repeat", json!({"count": 0}))
+        .tool_call("repeat", json!({"count": 2, "extra": true}))
+        .tool_call("repeat", json!({"count": 2}))
+        .text("done");
+    let agent = Agent::builder(model).tool(tool).build().unwrap();
+    let output = agent.run("go").await.unwrap();
+    let results = tool_results(&output.messages);
+    assert!(
+        results[0].is_error && results[0].content.contains("/count"),
+        "{}",
+        results[0].content
+    );
+    assert!(
+        results[1].is_error && results[1].content.contains("extra"),
+        "{}",
+        results[1].content
+    );
+    assert_eq!(results[2].content, r#"{"ok":2}"#);
+    assert_eq!(*seen.lock().unwrap(), [json!({"count": 2})]);
+}
+
+#[test]
+fn a_dynamic_tool_with_a_schema_that_is_not_one_is_refused() {
+    let callback = |_: serde_json::Value, _: ToolContext| async { Ok(serde_json::Value::Null) };
+    assert!(matches!(
+        dynamic_tool("bad", "x", json!({"type": "string"}), callback),
+        Err(Error::Config { .. })
+    ));
+    assert!(matches!(
+        dynamic_tool("bad", "x", json!({"type": "object", "properties": 3}), callback),
+        Err(Error::Config { .. })
+    ));
+}
+
+#[tokio::test]
+async fn scripted_call_ids_follow_the_run_and_usage_is_estimated() {
+    let model = ScriptedModel::new()
+        .repeat()
+        .tool_call("add", json!({"a": 1, "b": 1}))
+        .text("2");
+    let agent = Agent::builder(model).tool(adder()).build().unwrap();
+    let first = agent.run("1+1").await.unwrap();
+    let second = agent.run("1+1").await.unwrap();
+    assert_eq!(tool_results(&first.messages)[0].call_id, "call_1_0");
+    assert_eq!(tool_results(&second.messages)[0].call_id, "call_1_0");
+    assert_ne!(first.usage, Usage::default());
+}
