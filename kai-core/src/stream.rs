@@ -1,5 +1,7 @@
 //! Streaming: the deltas a chat model emits and their assembly into a complete response.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::message::{ContentPart, Message, Role, StopReason, ToolCall, Usage};
@@ -71,7 +73,8 @@ impl ChatDelta {
 #[derive(Debug, Default, Clone)]
 pub struct ResponseAccumulator {
     text: String,
-    calls: Vec<PartialCall>,
+    /// By index: a lookup per fragment stays cheap however many calls a hostile stream opens.
+    calls: BTreeMap<u32, PartialCall>,
     usage: Usage,
     stop_reason: Option<StopReason>,
     id: Option<String>,
@@ -127,13 +130,12 @@ impl ResponseAccumulator {
     }
 
     /// The complete response: the text first, then the tool calls in index order.
-    pub fn finish(mut self) -> ChatResponse {
-        self.calls.sort_by_key(|call| call.index);
+    pub fn finish(self) -> ChatResponse {
         let mut content = Vec::with_capacity(self.calls.len() + 1);
         if !self.text.is_empty() {
             content.push(ContentPart::Text { text: self.text });
         }
-        for call in self.calls {
+        for call in self.calls.into_values() {
             let id = if call.id.is_empty() {
                 format!("call_{}", call.index)
             } else {
@@ -156,20 +158,13 @@ impl ResponseAccumulator {
     }
 
     fn call_mut(&mut self, index: u32) -> &mut PartialCall {
-        let position = match self.calls.iter().position(|call| call.index == index) {
-            Some(position) => position,
-            None => {
-                self.calls.push(PartialCall {
-                    index,
-                    id: String::new(),
-                    name: String::new(),
-                    arguments: String::new(),
-                    signature: None,
-                });
-                self.calls.len() - 1
-            }
-        };
-        &mut self.calls[position]
+        self.calls.entry(index).or_insert_with(|| PartialCall {
+            index,
+            id: String::new(),
+            name: String::new(),
+            arguments: String::new(),
+            signature: None,
+        })
     }
 }
 

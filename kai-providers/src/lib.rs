@@ -24,6 +24,7 @@ pub mod cohere;
 mod convert;
 pub mod gemini;
 pub mod http;
+mod json_schema;
 mod media;
 pub mod ollama;
 pub mod openai;

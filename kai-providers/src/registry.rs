@@ -29,9 +29,26 @@ pub struct ModelSpec {
     /// Overrides the provider's base URL.
     #[serde(default)]
     pub base_url: Option<String>,
-    /// The API key; when absent it comes from the provider's usual environment variable.
+    /// The API key; when absent it comes from the provider's usual environment variable. Never
+    /// serialized, and `Debug` shows it as `***`.
     #[serde(default, skip_serializing)]
-    pub api_key: Option<String>,
+    pub api_key: Option<ApiKey>,
+}
+
+impl ModelSpec {
+    /// This spec with an API key given in code (instead of the provider's environment variable).
+    ///
+    /// ```
+    /// let spec: kai_providers::ModelSpec = "openai:gpt-4o-mini".parse().unwrap();
+    /// let spec = spec.with_api_key("sk-from-a-secret-store");
+    /// assert!(!format!("{spec:?}").contains("sk-from"));
+    /// let model = kai_providers::model_from_spec(&spec, Default::default()).unwrap();
+    /// assert_eq!(model.name(), "gpt-4o-mini");
+    /// ```
+    pub fn with_api_key(mut self, key: impl Into<ApiKey>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
 }
 
 impl std::str::FromStr for ModelSpec {
@@ -62,15 +79,20 @@ impl std::str::FromStr for ModelSpec {
     }
 }
 
-/// The providers [`model_from_str`] knows.
+/// The providers [`model_from_str`] knows (`claude`, `google` and `llama.cpp` are accepted as other
+/// names of `anthropic`, `gemini` and `llamacpp`).
 pub const PROVIDERS: &[&str] = &[
     "openai",
     "openai-compatible",
+    "anthropic",
+    "gemini",
+    "cohere",
+    "ollama",
+    "ollama-openai",
     "llamacpp",
     "vllm",
     "lmstudio",
     "tgi",
-    "ollama",
 ];
 
 /// A chat model from a string such as `openai:gpt-4o-mini` or `ollama:llama3.2`.
@@ -88,10 +110,10 @@ pub fn model_from_spec(spec: &ModelSpec, http: HttpConfig) -> Result<Arc<dyn Cha
     let local = |default: &str, flavor: Flavor| {
         let base = spec.base_url.clone().unwrap_or_else(|| default.to_owned());
         let mut config = OpenAiConfig::compatible(base, flavor);
-        config.api_key = spec.api_key.clone().map(ApiKey::new);
+        config.api_key = spec.api_key.clone();
         config
     };
-    let key = spec.api_key.clone().map(ApiKey::new);
+    let key = spec.api_key.clone();
     let config = match spec.provider.as_str() {
         "anthropic" | "claude" => {
             let mut config = match key {
@@ -133,7 +155,7 @@ pub fn model_from_spec(spec: &ModelSpec, http: HttpConfig) -> Result<Arc<dyn Cha
         }
         "openai" => {
             let mut config = match &spec.api_key {
-                Some(key) => OpenAiConfig::openai(key.as_str()),
+                Some(key) => OpenAiConfig::openai(key.clone()),
                 None => OpenAiConfig::from_env()?,
             };
             if let Some(base) = &spec.base_url {
@@ -150,11 +172,7 @@ pub fn model_from_spec(spec: &ModelSpec, http: HttpConfig) -> Result<Arc<dyn Cha
                     message: "openai-compatible needs a base URL (provider:model@url, or OPENAI_BASE_URL)".into(),
                 })?;
             let mut config = OpenAiConfig::compatible(base, Flavor::Generic);
-            config.api_key = spec
-                .api_key
-                .clone()
-                .map(ApiKey::new)
-                .or_else(|| ApiKey::from_env("OPENAI_API_KEY"));
+            config.api_key = spec.api_key.clone().or_else(|| ApiKey::from_env("OPENAI_API_KEY"));
             config
         }
         "llamacpp" | "llama.cpp" => local("http://127.0.0.1:8080/v1", Flavor::LlamaCpp),
@@ -226,11 +244,34 @@ mod tests {
     }
 
     #[test]
-    fn unknown_providers_are_config_errors() {
+    fn unknown_providers_are_config_errors_that_name_every_known_one() {
         let Err(error) = model_from_str("nope:model") else {
             panic!("accepted")
         };
-        assert!(matches!(error, Error::Config { .. }));
+        let Error::Config { message } = error else {
+            panic!("{error:?}")
+        };
+        for provider in ["anthropic", "gemini", "cohere", "ollama", "openai"] {
+            assert!(message.contains(provider), "{message}");
+        }
+    }
+
+    #[test]
+    fn every_listed_provider_is_accepted() {
+        for provider in PROVIDERS {
+            let spec: ModelSpec = format!("{provider}:m@http://127.0.0.1:9/v1").parse().unwrap();
+            let model = model_from_spec(&spec.with_api_key("k"), HttpConfig::default());
+            assert!(model.is_ok(), "{provider}: {:?}", model.err());
+        }
+    }
+
+    #[test]
+    fn a_spec_never_shows_or_writes_its_key() {
+        let spec: ModelSpec =
+            serde_json::from_str(r#"{"provider": "openai", "model": "m", "api_key": "sk-secret"}"#).unwrap();
+        assert_eq!(spec.api_key, Some(ApiKey::new("sk-secret")));
+        assert!(!format!("{spec:?}").contains("sk-secret"));
+        assert!(!serde_json::to_string(&spec).unwrap().contains("sk-secret"));
     }
 
     #[test]

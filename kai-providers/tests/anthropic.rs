@@ -109,7 +109,7 @@ async fn sends_the_documented_request() {
             ],
             "tools": [{"name": "weather", "description": "Weather", "input_schema": {"type": "object"}}],
             "tool_choice": {"type": "any"},
-            "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}},
+            "output_config": {"format": {"type": "json_schema", "schema": {"type": "object", "additionalProperties": false}}},
             "temperature": 0.2,
             "stop_sequences": ["END"]
         })
@@ -270,4 +270,69 @@ async fn survives_every_fault() {
         stream_content_type: "text/event-stream",
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_structured_output_schema_is_sent_without_the_keywords_anthropic_refuses() {
+    let server = FaultServer::start(vec![Reply::json(
+        200,
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+               "content": [{"type": "text", "text": "{}"}], "stop_reason": "end_turn",
+               "usage": {"input_tokens": 1, "output_tokens": 1}}),
+    )])
+    .await;
+    let request =
+        ChatRequest::new(vec![Message::user("plan")]).with_response_format(kai_core::ResponseFormat::JsonSchema {
+            name: "trip".into(),
+            schema: kai_core::schema_for::<support::Trip>(),
+            strict: true,
+        });
+    model(&server.url())
+        .chat("claude-sonnet-4-5")
+        .complete(request)
+        .await
+        .unwrap();
+    let sent = server.requests()[0].json();
+    assert_eq!(
+        sent["output_config"]["format"]["schema"],
+        json!({
+            "type": "object",
+            "description": "A structured-output type with the shapes that trip providers' schema rules: an optional field, a\nlist, an enum, an unsigned integer and a nested struct.",
+            "properties": {
+                "destination": {"type": "string", "description": "Where to."},
+                "nights": {"type": ["integer", "null"], "description": "Nights, if known."},
+                "travellers": {"type": "array", "items": {"type": "string"}, "description": "Who travels."},
+                "mode": {"description": "How.", "anyOf": [
+                    {"const": "train", "type": "string", "description": "By train."},
+                    {"const": "plane", "type": "string", "description": "By plane."}
+                ]},
+                "stay": {
+                    "type": "object",
+                    "description": "Where to stay.",
+                    "properties": {
+                        "hotel": {"type": "string", "description": "The hotel's name."},
+                        "stars": {"type": "integer", "description": "Stars, 1 to 5."}
+                    },
+                    "required": ["hotel", "stars"],
+                    "additionalProperties": false
+                }
+            },
+            "required": ["destination", "travellers", "mode", "stay"],
+            "additionalProperties": false
+        })
+    );
+}
+
+#[test]
+fn only_models_with_structured_outputs_claim_them() {
+    let client = AnthropicClient::new(AnthropicConfig::new("k")).unwrap();
+    for (model, native) in [
+        ("claude-sonnet-4-5", true),
+        ("claude-opus-4-1", true),
+        ("claude-haiku-4-5-20251001", true),
+        ("claude-3-5-haiku-latest", false),
+        ("claude-sonnet-4-20250514", false),
+    ] {
+        assert_eq!(client.chat(model).capabilities().json_schema, native, "{model}");
+    }
 }

@@ -99,7 +99,7 @@ async fn sends_exactly_the_documented_request() {
                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}
             }}],
             "tool_choice": {"type": "function", "function": {"name": "weather"}},
-            "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": true}},
+            "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object", "properties": {}, "required": [], "additionalProperties": false}, "strict": true}},
             "temperature": 0.5,
             "max_completion_tokens": 100,
             "stop": ["END"],
@@ -604,5 +604,134 @@ fn keys_never_show_in_debug_output() {
     let cohere = kai_providers::CohereClient::new(kai_providers::CohereConfig::new(key)).unwrap();
     for text in [format!("{anthropic:?}"), format!("{gemini:?}"), format!("{cohere:?}")] {
         assert!(!text.contains(key), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn an_error_body_that_stalls_after_the_headers_times_out() {
+    let head = b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"error\"".to_vec();
+    let server = FaultServer::start(vec![Reply::Raw(vec![
+        (head, Duration::ZERO),
+        (Vec::new(), Duration::from_secs(30)),
+    ])])
+    .await;
+    let mut config = OpenAiConfig::openai("k").with_http(HttpConfig {
+        timeout: Some(Duration::from_millis(300)),
+        retry: RetryPolicy::none(),
+        ..HttpConfig::default()
+    });
+    config.base_url = server.url();
+    let model = OpenAiClient::new(config).unwrap().chat("m");
+    let started = Instant::now();
+    let error = model
+        .complete(ChatRequest::new(vec![Message::user("hi")]))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(matches!(error, Error::Server { status: Some(500), .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_stream_that_never_ends_stops_at_the_size_limit() {
+    let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n".to_vec();
+    let event = b"data: {\"choices\": [{\"delta\": {\"content\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}}]}\n\n".to_vec();
+    let mut parts = vec![(head, Duration::ZERO)];
+    parts.extend(std::iter::repeat_n((event, Duration::ZERO), 2000));
+    let server = FaultServer::start(vec![Reply::Raw(parts)]).await;
+    let mut config = OpenAiConfig::openai("k").with_http(HttpConfig {
+        max_body_bytes: 16 * 1024,
+        ..fast_http()
+    });
+    config.base_url = server.url();
+    let model = OpenAiClient::new(config).unwrap().chat("m");
+    let items: Vec<_> = model
+        .stream(ChatRequest::new(vec![Message::user("hi")]))
+        .collect()
+        .await;
+    assert!(items.len() < 400, "{}", items.len());
+    assert!(
+        matches!(items.last().unwrap(), Err(Error::MalformedResponse { message, .. }) if message.contains("larger than")),
+        "{:?}",
+        items.last()
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_too_long_to_represent_is_an_error_not_a_panic() {
+    let server = FaultServer::start(vec![Reply::status(
+        429,
+        &[("retry-after-ms", "1e23")],
+        r#"{"error": {"message": "slow down"}}"#,
+    )])
+    .await;
+    let mut config = OpenAiConfig::openai("k").with_http(fast_http());
+    config.base_url = server.url();
+    let model = OpenAiClient::new(config).unwrap().chat("m");
+    let error = model
+        .complete(ChatRequest::new(vec![Message::user("hi")]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.retry_after(), Some(Duration::MAX));
+    assert_eq!(
+        server.remaining(),
+        0,
+        "not retried: the wait is longer than the policy allows"
+    );
+}
+
+#[tokio::test]
+async fn a_structured_output_schema_is_sent_in_strict_mode_form() {
+    let server = FaultServer::start(vec![Reply::json(200, completion(json!({"content": "{}"}), "stop"))]).await;
+    let request =
+        ChatRequest::new(vec![Message::user("plan")]).with_response_format(kai_core::ResponseFormat::JsonSchema {
+            name: "trip".into(),
+            schema: kai_core::schema_for::<support::Trip>(),
+            strict: true,
+        });
+    openai(&server).complete(request).await.unwrap();
+    let sent = server.requests()[0].json();
+    assert_eq!(
+        sent["response_format"]["json_schema"]["schema"],
+        json!({
+            "type": "object",
+            "description": "A structured-output type with the shapes that trip providers' schema rules: an optional field, a\nlist, an enum, an unsigned integer and a nested struct.",
+            "properties": {
+                "destination": {"type": "string", "description": "Where to."},
+                "nights": {"type": ["integer", "null"], "minimum": 0, "description": "Nights, if known."},
+                "travellers": {"type": "array", "items": {"type": "string"}, "description": "Who travels."},
+                "mode": {"description": "How.", "anyOf": [
+                    {"const": "train", "type": "string", "description": "By train."},
+                    {"const": "plane", "type": "string", "description": "By plane."}
+                ]},
+                "stay": {
+                    "type": "object",
+                    "description": "Where to stay.",
+                    "properties": {
+                        "hotel": {"type": "string", "description": "The hotel's name."},
+                        "stars": {"type": "integer", "minimum": 0, "maximum": 255, "description": "Stars, 1 to 5."}
+                    },
+                    "required": ["hotel", "stars"],
+                    "additionalProperties": false
+                }
+            },
+            "required": ["destination", "mode", "nights", "stay", "travellers"],
+            "additionalProperties": false
+        })
+    );
+}
+
+#[test]
+fn only_models_with_structured_outputs_claim_them() {
+    let client = OpenAiClient::new(OpenAiConfig::openai("k")).unwrap();
+    for (model, native) in [
+        ("gpt-4o-mini", true),
+        ("gpt-5", true),
+        ("o3", true),
+        ("gpt-4.1", true),
+        ("gpt-4", false),
+        ("gpt-4-turbo", false),
+        ("gpt-3.5-turbo", false),
+    ] {
+        assert_eq!(client.chat(model).capabilities().json_schema, native, "{model}");
     }
 }

@@ -6,7 +6,6 @@ use std::rc::Rc;
 
 use futures::StreamExt as _;
 use futures::channel::{mpsc, oneshot};
-use kai_core::{BoxFuture, boxed};
 use wasm_bindgen::JsCast as _;
 use wasm_bindgen::closure::Closure;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};

@@ -135,7 +135,21 @@ impl ChatModel for AnthropicChat {
     }
 
     fn capabilities(&self) -> ModelCapabilities {
-        ModelCapabilities::ALL
+        // Structured outputs came with the Claude 4.5 generation; Claude 3 and the first Claude 4
+        // models answer through a forced tool call instead.
+        let legacy = [
+            "claude-3",
+            "claude-2",
+            "claude-instant",
+            "claude-sonnet-4-0",
+            "claude-opus-4-0",
+            "claude-sonnet-4-2025",
+            "claude-opus-4-2025",
+        ];
+        ModelCapabilities {
+            json_schema: !legacy.iter().any(|prefix| self.model.starts_with(prefix)),
+            ..ModelCapabilities::ALL
+        }
     }
 
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {

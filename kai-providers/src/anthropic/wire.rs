@@ -48,6 +48,7 @@ pub(crate) fn request_body(model: &str, request: &ChatRequest, stream: bool, def
         body.insert("tool_choice".into(), choice);
     }
     if let Some(ResponseFormat::JsonSchema { schema, .. }) = &request.response_format {
+        let schema = crate::json_schema::rewrite(schema, &crate::json_schema::ANTHROPIC);
         body.insert(
             "output_config".into(),
             json!({"format": {"type": "json_schema", "schema": schema}}),
@@ -144,7 +145,10 @@ impl From<WireUsage> for Usage {
     fn from(usage: WireUsage) -> Usage {
         let cached = usage.cache_read_input_tokens.unwrap_or(0);
         let created = usage.cache_creation_input_tokens.unwrap_or(0);
-        let input = usage.input_tokens.map(|n| n + cached + created).unwrap_or(0);
+        let input = usage
+            .input_tokens
+            .map(|n| n.saturating_add(cached).saturating_add(created))
+            .unwrap_or(0);
         Usage {
             input_tokens: input,
             output_tokens: usage.output_tokens.unwrap_or(0),
@@ -220,5 +224,19 @@ pub(crate) fn error_of(detail: ErrorDetail, status: Option<u16>, retry_after: Op
         "invalid_request_error" | "not_found_error" | "request_too_large" => Error::InvalidRequest { message },
         "timeout_error" => Error::Timeout,
         _ => Error::Server { status, message },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_counts_that_would_overflow_saturate() {
+        let usage: WireUsage = serde_json::from_value(serde_json::json!({
+            "input_tokens": u64::MAX, "cache_read_input_tokens": u64::MAX, "cache_creation_input_tokens": 5
+        }))
+        .unwrap();
+        assert_eq!(Usage::from(usage).input_tokens, u64::MAX);
     }
 }

@@ -183,7 +183,7 @@ impl From<WireUsage> for Usage {
     fn from(usage: WireUsage) -> Usage {
         Usage {
             input_tokens: usage.prompt_token_count,
-            output_tokens: usage.candidates_token_count + usage.thoughts_token_count,
+            output_tokens: usage.candidates_token_count.saturating_add(usage.thoughts_token_count),
             cached_input_tokens: usage.cached_content_token_count,
         }
     }
@@ -279,7 +279,7 @@ pub(crate) fn error_of(detail: ErrorDetail, status: Option<u16>, retry_after: Op
     let retry_delay = detail.details.iter().find_map(|d| {
         let delay = d.get("retryDelay")?.as_str()?;
         let seconds: f64 = delay.strip_suffix('s')?.parse().ok()?;
-        (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+        (seconds.is_finite() && seconds >= 0.0).then(|| Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
     });
     let lower = message.to_ascii_lowercase();
     match detail.status.as_str() {
@@ -299,5 +299,29 @@ pub(crate) fn error_of(detail: ErrorDetail, status: Option<u16>, retry_after: Op
             status: status.or(detail.code),
             message,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_counts_that_would_overflow_saturate() {
+        let usage: WireUsage = serde_json::from_value(serde_json::json!({
+            "candidatesTokenCount": u64::MAX, "thoughtsTokenCount": 7
+        }))
+        .unwrap();
+        assert_eq!(Usage::from(usage).output_tokens, u64::MAX);
+    }
+
+    #[test]
+    fn a_retry_delay_too_long_to_represent_is_not_a_panic() {
+        let detail: ErrorDetail = serde_json::from_value(serde_json::json!({
+            "code": 429, "status": "RESOURCE_EXHAUSTED", "message": "quota",
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1e20s"}]
+        }))
+        .unwrap();
+        assert_eq!(error_of(detail, Some(429), None).retry_after(), Some(Duration::MAX));
     }
 }

@@ -27,7 +27,7 @@ pub struct HttpConfig {
     pub retry: RetryPolicy,
     /// Client-side limits, shared by every clone of the client.
     pub rate_limit: RateLimit,
-    /// Largest response body accepted. Default 32 MiB.
+    /// Largest response body accepted, streamed or not. Default 32 MiB.
     pub max_body_bytes: usize,
 }
 
@@ -111,7 +111,12 @@ impl HttpClient {
                 Ok(Ok(response)) => {
                     let status = response.status();
                     let asked = retry_after(response.headers());
-                    let body = self.bounded_text(response, 64 * 1024).await.unwrap_or_default();
+                    // A server that sends the headers and then stalls must not hang us: the error body is
+                    // read within the same timeout.
+                    let body = with_timeout(config.timeout, self.bounded_text(response, 64 * 1024))
+                        .await
+                        .and_then(|read| read)
+                        .unwrap_or_default();
                     let error = classify(status, &body, asked);
                     if !is_retryable_status(status) {
                         return Err(error);
@@ -168,31 +173,14 @@ impl HttpClient {
     }
 
     /// The body as a stream of chunks, failing when the server goes silent for longer than
-    /// `stream_idle_timeout`.
+    /// `stream_idle_timeout` or sends more than `max_body_bytes` in all.
     pub fn byte_stream(&self, response: Response) -> ByteStream {
         let idle = self.inner.config.stream_idle_timeout;
+        let limit = self.inner.config.max_body_bytes;
         let chunks = response
             .bytes_stream()
             .map(|chunk| chunk.map_err(|error| transport_error(&error)));
-        let state = (Box::pin(chunks), false);
-        boxed_stream(futures::stream::unfold(state, move |(mut chunks, done)| async move {
-            if done {
-                return None;
-            }
-            match with_timeout(idle, chunks.next()).await {
-                Ok(Some(item)) => {
-                    let failed = item.is_err();
-                    Some((item, (chunks, failed)))
-                }
-                Ok(None) => None,
-                Err(_) => Some((
-                    Err(Error::Transport {
-                        message: "the stream went silent for longer than the idle timeout".into(),
-                    }),
-                    (chunks, true),
-                )),
-            }
-        }))
+        limit_stream(chunks, idle, limit)
     }
 
     async fn bounded_bytes(&self, response: Response, limit: usize) -> Result<Vec<u8>, Error> {
@@ -226,6 +214,49 @@ impl HttpClient {
     }
 }
 
+/// Ends `chunks` with an error after the first failure, after `idle` without a chunk, or once more than
+/// `limit` bytes have arrived (so a server that never stops cannot fill memory).
+fn limit_stream<S>(chunks: S, idle: Option<Duration>, limit: usize) -> ByteStream
+where
+    S: futures::Stream<Item = Result<Bytes, Error>> + kai_core::MaybeSend + 'static,
+{
+    struct State<S> {
+        chunks: std::pin::Pin<Box<S>>,
+        received: usize,
+        done: bool,
+    }
+    let state = State {
+        chunks: Box::pin(chunks),
+        received: 0,
+        done: false,
+    };
+    boxed_stream(futures::stream::unfold(state, move |mut state| async move {
+        if state.done {
+            return None;
+        }
+        let item = match with_timeout(idle, state.chunks.next()).await {
+            Ok(Some(Ok(chunk))) => {
+                state.received = state.received.saturating_add(chunk.len());
+                if state.received > limit {
+                    Err(Error::malformed(
+                        format!("the streamed response is larger than {limit} bytes"),
+                        "",
+                    ))
+                } else {
+                    Ok(chunk)
+                }
+            }
+            Ok(Some(Err(error))) => Err(error),
+            Ok(None) => return None,
+            Err(_) => Err(Error::Transport {
+                message: "the stream went silent for longer than the idle timeout".into(),
+            }),
+        };
+        state.done = item.is_err();
+        Some((item, state))
+    }))
+}
+
 /// A rough token count for rate limiting before a request is sent: about four bytes per token.
 pub fn estimate_tokens(body: &[u8]) -> u64 {
     (body.len() as u64).div_ceil(4)
@@ -250,7 +281,8 @@ pub fn headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str, bool)>) ->
 
 /// Races `future` against a timer; `Err(Error::Timeout)` when the timer wins.
 pub(crate) async fn with_timeout<F: Future>(timeout: Option<Duration>, future: F) -> Result<F::Output, Error> {
-    let Some(timeout) = timeout else {
+    // No limit, or one too far away to represent (`Duration::MAX` for "never"), waits as long as it takes.
+    let Some(timeout) = timeout.filter(|t| web_time::Instant::now().checked_add(*t).is_some()) else {
         return Ok(future.await);
     };
     let timer = futures_timer::Delay::new(timeout);
@@ -358,6 +390,31 @@ pub fn bounded_message(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chunks(sizes: &[usize]) -> impl futures::Stream<Item = Result<Bytes, Error>> + Send + 'static {
+        futures::stream::iter(
+            sizes
+                .iter()
+                .map(|&n| Ok(Bytes::from(vec![b'x'; n])))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn a_stream_past_its_size_limit_ends_with_an_error() {
+        let items: Vec<_> = futures::executor::block_on(limit_stream(chunks(&[4, 4, 4, 4]), None, 10).collect());
+        assert_eq!(items.len(), 3, "two chunks, then the error, then nothing");
+        assert!(items[..2].iter().all(Result::is_ok));
+        assert!(matches!(items[2], Err(Error::MalformedResponse { .. })));
+        let items: Vec<_> = futures::executor::block_on(limit_stream(chunks(&[4, 4]), None, 10).collect());
+        assert!(items.iter().all(Result::is_ok) && items.len() == 2);
+    }
+
+    #[test]
+    fn a_timeout_of_duration_max_means_none() {
+        let out = futures::executor::block_on(with_timeout(Some(Duration::MAX), async { 7 }));
+        assert_eq!(out, Ok(7));
+    }
 
     #[test]
     fn statuses_map_to_actionable_errors() {

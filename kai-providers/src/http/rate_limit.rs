@@ -57,7 +57,11 @@ impl Bucket {
         if self.available >= amount {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64((amount - self.available) / self.per_second)
+            // A bucket that refills very slowly (or never) is checked again every minute.
+            let seconds = (amount - self.available) / self.per_second;
+            Duration::try_from_secs_f64(seconds)
+                .unwrap_or(Duration::MAX)
+                .min(Duration::from_secs(60))
         }
     }
 }
@@ -141,6 +145,14 @@ mod tests {
             bucket.wait_for(1e9) <= Duration::from_secs(60),
             "amounts above capacity wait for a full bucket"
         );
+    }
+
+    #[test]
+    fn a_bucket_that_never_refills_waits_a_minute_at_a_time_instead_of_panicking() {
+        let start = Instant::now();
+        let mut bucket = Bucket::new(0, start);
+        bucket.available = 0.0;
+        assert_eq!(bucket.wait_for(1.0), Duration::from_secs(60));
     }
 
     #[test]

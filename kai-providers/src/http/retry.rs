@@ -71,7 +71,8 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         && ms.is_finite()
         && ms >= 0.0
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        // A wait too long to represent is as good as forever: the policy refuses to retry it.
+        return Some(Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX));
     }
     let value = header_str(headers, "retry-after")?.trim();
     if let Ok(seconds) = value.parse::<u64>() {
@@ -89,6 +90,25 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[test]
+    fn huge_or_odd_retry_after_values_are_not_a_panic() {
+        let mut headers = HeaderMap::new();
+        for value in ["1e23", "1e308", "18446744073709551616000"] {
+            headers.insert("retry-after-ms", HeaderValue::from_static(value));
+            let asked = retry_after(&headers);
+            assert_eq!(asked, Some(Duration::MAX), "{value}");
+            assert_eq!(
+                RetryPolicy::default().delay(0, asked),
+                None,
+                "too long a wait is not retried"
+            );
+        }
+        for value in ["-1", "NaN", "inf"] {
+            headers.insert("retry-after-ms", HeaderValue::from_static(value));
+            assert_eq!(retry_after(&headers), None, "{value}");
+        }
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_stops() {

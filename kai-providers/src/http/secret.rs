@@ -32,6 +32,22 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
+impl PartialEq for ApiKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for ApiKey {}
+
+/// Read from a plain string (configuration files); never written back out: a type that holds an
+/// `ApiKey` skips it when serializing.
+impl<'de> serde::Deserialize<'de> for ApiKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::new)
+    }
+}
+
 impl From<&str> for ApiKey {
     fn from(key: &str) -> Self {
         Self::new(key)

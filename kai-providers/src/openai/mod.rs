@@ -309,9 +309,10 @@ impl ChatModel for OpenAiChat {
 
     fn capabilities(&self) -> ModelCapabilities {
         let quirks = self.client.inner.quirks;
+        let flavor = self.client.inner.config.flavor;
         ModelCapabilities {
             tools: quirks.tools,
-            json_schema: quirks.json_schema,
+            json_schema: quirks.json_schema && (flavor != Flavor::OpenAi || has_strict_schemas(&self.model)),
             streaming: true,
             images: true,
         }
@@ -338,6 +339,15 @@ impl ChatModel for OpenAiChat {
             Ok(decode(self.client.inner.http.byte_stream(response)))
         })
     }
+}
+
+/// Whether an api.openai.com model takes `json_schema` response formats: GPT-4o and every later
+/// family do; GPT-3.5 and the GPT-4 models before 4o (`gpt-4`, `gpt-4-turbo`, `gpt-4-0613`, …) only
+/// have JSON mode, so structured output goes through a forced tool call for them.
+fn has_strict_schemas(model: &str) -> bool {
+    let model = model.rsplit('/').next().unwrap_or(model);
+    let legacy = model.starts_with("gpt-3.5") || model == "gpt-4" || model.starts_with("gpt-4-");
+    !legacy
 }
 
 /// SSE bytes → deltas, ending at `[DONE]` (or the end of a stream that saw a finish reason).

@@ -59,6 +59,12 @@ pub(crate) fn request_body(model: &str, request: &ChatRequest, stream: bool, qui
             body.insert("response_format".into(), json!({"type": "json_object"}));
         }
         Some(ResponseFormat::JsonSchema { name, schema, strict }) => {
+            // Strict mode takes only its subset of JSON Schema; a schema sent as a hint goes as it is.
+            let schema = if *strict {
+                crate::json_schema::rewrite(schema, &crate::json_schema::OPENAI_STRICT)
+            } else {
+                schema.clone()
+            };
             body.insert(
                 "response_format".into(),
                 json!({"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": strict}}),

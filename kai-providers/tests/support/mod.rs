@@ -225,3 +225,38 @@ async fn read_request(socket: &mut TcpStream) -> Option<Recorded> {
         body,
     })
 }
+
+/// A structured-output type with the shapes that trip providers' schema rules: an optional field, a
+/// list, an enum, an unsigned integer and a nested struct.
+#[derive(Debug, PartialEq, serde::Deserialize, schemars::JsonSchema)]
+pub struct Trip {
+    /// Where to.
+    pub destination: String,
+    /// Nights, if known.
+    pub nights: Option<u32>,
+    /// Who travels.
+    pub travellers: Vec<String>,
+    /// How.
+    pub mode: TravelMode,
+    /// Where to stay.
+    pub stay: Stay,
+}
+
+/// How one travels.
+#[derive(Debug, PartialEq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TravelMode {
+    /// By train.
+    Train,
+    /// By plane.
+    Plane,
+}
+
+/// A place to stay.
+#[derive(Debug, PartialEq, serde::Deserialize, schemars::JsonSchema)]
+pub struct Stay {
+    /// The hotel's name.
+    pub hotel: String,
+    /// Stars, 1 to 5.
+    pub stars: u8,
+}
