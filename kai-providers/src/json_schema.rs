@@ -13,7 +13,7 @@ pub(crate) struct Dialect {
     pub(crate) all_required: bool,
     /// The `format` values kept; any other is removed.
     pub(crate) formats: &'static [&'static str],
-    /// Keywords removed wherever they appear in a schema.
+    /// Keywords removed wherever they appear in a schema, besides [`NOWHERE_SUPPORTED`].
     pub(crate) dropped: &'static [&'static str],
     /// `oneOf` is sent as `anyOf`.
     pub(crate) one_of_as_any_of: bool,
@@ -34,20 +34,20 @@ pub(crate) const OPENAI_STRICT: Dialect = Dialect {
         "ipv6",
         "uuid",
     ],
-    dropped: &[
-        "default",
-        "minLength",
-        "maxLength",
-        "patternProperties",
-        "unevaluatedProperties",
-        "propertyNames",
-        "minProperties",
-        "maxProperties",
-        "$schema",
-        "title",
-    ],
+    dropped: &["default", "minLength", "maxLength"],
     one_of_as_any_of: true,
 };
+
+/// Keywords neither provider's decoding takes.
+const NOWHERE_SUPPORTED: &[&str] = &[
+    "patternProperties",
+    "unevaluatedProperties",
+    "propertyNames",
+    "minProperties",
+    "maxProperties",
+    "$schema",
+    "title",
+];
 
 /// Anthropic's output format: closed objects, no numeric or length limits, few array limits, and only
 /// the documented formats.
@@ -75,13 +75,6 @@ pub(crate) const ANTHROPIC: Dialect = Dialect {
         "maxLength",
         "maxItems",
         "uniqueItems",
-        "patternProperties",
-        "unevaluatedProperties",
-        "propertyNames",
-        "minProperties",
-        "maxProperties",
-        "$schema",
-        "title",
     ],
     one_of_as_any_of: true,
 };
@@ -103,7 +96,7 @@ fn rewrite_in_place(schema: &mut Value, dialect: &Dialect, depth: usize) {
     let Some(object) = schema.as_object_mut() else {
         return;
     };
-    for keyword in dialect.dropped {
+    for keyword in dialect.dropped.iter().chain(NOWHERE_SUPPORTED) {
         object.remove(*keyword);
     }
     if object
