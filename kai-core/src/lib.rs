@@ -51,6 +51,7 @@
 extern crate self as kai_core;
 
 mod agent;
+mod approval;
 mod cancel;
 mod error;
 mod extract;
@@ -68,8 +69,9 @@ mod tool;
 
 pub use agent::{
     Agent, AgentBuilder, AgentEvent, AgentEventStream, AgentTool, Approval, ApprovalDecision, Conversation, RunError,
-    RunOptions, RunOutput, RunState,
+    RunOptions, RunOutput, RunState, SuspendedCall,
 };
+pub use approval::ApprovalHook;
 pub use cancel::{CancelOnDrop, CancellationToken};
 pub use error::Error;
 pub use extract::{ChatModelExt, Extracted, OUTPUT_NAME};

@@ -252,6 +252,15 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// This usage less `earlier`, field by field, stopping at zero.
+    pub fn saturating_sub(self, earlier: Usage) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens.saturating_sub(earlier.input_tokens),
+            output_tokens: self.output_tokens.saturating_sub(earlier.output_tokens),
+            cached_input_tokens: self.cached_input_tokens.saturating_sub(earlier.cached_input_tokens),
+        }
+    }
+
     /// Input plus output tokens.
     pub fn total_tokens(&self) -> u64 {
         self.input_tokens.saturating_add(self.output_tokens)

@@ -14,6 +14,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::agent::RunState;
 use crate::cancel::CancellationToken;
 use crate::error::Error;
 use crate::marker::{BoxFuture, MaybeSend, MaybeSync};
@@ -51,6 +52,10 @@ pub enum ToolError {
     /// The call was cancelled before it finished.
     #[error("the tool call was cancelled")]
     Cancelled,
+    /// The call is suspended until a human decides on approvals it asked for; made by
+    /// [`ToolContext::suspend`]. The run that made the call suspends too.
+    #[error("the tool call is waiting for approval")]
+    Suspended,
 }
 
 impl ToolError {
@@ -82,6 +87,21 @@ pub struct ToolContext {
     /// work elsewhere (a thread, another runtime) should stop it then.
     pub cancel: CancellationToken,
     usage: UsageSink,
+    suspension: SuspensionSlot,
+    resumed: Option<Box<RunState>>,
+}
+
+/// Where a tool leaves the state of its suspended run; see [`ToolContext::suspend`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SuspensionSlot {
+    state: Arc<Mutex<Option<RunState>>>,
+}
+
+impl SuspensionSlot {
+    /// The state a tool left, if it suspended.
+    pub(crate) fn take(&self) -> Option<RunState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
 }
 
 /// Collects the usage tools report through [`ToolContext::report_usage`]. Clones share one total.
@@ -109,6 +129,8 @@ impl ToolContext {
             step: 1,
             cancel: CancellationToken::new(),
             usage: UsageSink::default(),
+            suspension: SuspensionSlot::default(),
+            resumed: None,
         }
     }
 
@@ -127,6 +149,27 @@ impl ToolContext {
     pub(crate) fn with_usage_sink(mut self, usage: UsageSink) -> Self {
         self.usage = usage;
         self
+    }
+
+    pub(crate) fn with_suspension(mut self, suspension: SuspensionSlot, resumed: Option<RunState>) -> Self {
+        self.suspension = suspension;
+        self.resumed = resumed.map(Box::new);
+        self
+    }
+
+    /// Suspends this call (and the run that made it) until a human has decided on the approvals that
+    /// `state`, a run this tool started, waits for. Return the error it gives back. When the outer run
+    /// is resumed, the call runs again with `state`, the decisions applied, in
+    /// [`take_resumed`](Self::take_resumed). [`Agent::into_tool`](crate::Agent::into_tool) does this.
+    pub fn suspend(&self, state: RunState) -> ToolError {
+        *self.suspension.state.lock().unwrap_or_else(PoisonError::into_inner) = Some(state);
+        ToolError::Suspended
+    }
+
+    /// The run this call suspended earlier, with the human's decisions applied, when the call is being
+    /// resumed.
+    pub fn take_resumed(&mut self) -> Option<RunState> {
+        self.resumed.take().map(|state| *state)
     }
 
     /// Adds tokens this call spent on models (an agent used as a tool reports its run's usage) to the

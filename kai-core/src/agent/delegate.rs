@@ -4,6 +4,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::agent::{Agent, RunOptions, RunState};
+use crate::error::Error;
+use crate::message::Usage;
 use crate::request::ToolDefinition;
 use crate::schema::schema_for;
 use crate::tool::{Tool, ToolContext, ToolError, parse_arguments};
@@ -12,7 +14,9 @@ use crate::tool::{Tool, ToolContext, ToolError, parse_arguments};
 ///
 /// Each call is a fresh run of the inner agent, under its own limits (steps, timeouts, deadline) and
 /// hooks. Cancelling the outer run cancels the inner one; the inner run's usage, successful or not,
-/// counts in the outer run's.
+/// counts in the outer run's. When the inner run asks for approval, the outer run suspends too, its
+/// approvals listing the inner calls as `<outer call id>/<inner call id>`; approving them and resuming
+/// the outer run resumes the inner one exactly where it stopped.
 #[derive(Debug, Clone)]
 pub struct AgentTool {
     agent: Agent,
@@ -44,16 +48,31 @@ impl Tool for AgentTool {
         self.definition.clone()
     }
 
-    async fn call(&self, arguments: serde_json::Value, context: ToolContext) -> Result<serde_json::Value, ToolError> {
+    async fn call(
+        &self,
+        arguments: serde_json::Value,
+        mut context: ToolContext,
+    ) -> Result<serde_json::Value, ToolError> {
         let args: DelegateArgs = parse_arguments(arguments)?;
         let options = RunOptions::cancel_on(context.cancel.clone());
-        match self.agent.resume_with(RunState::new(args.input), options).await {
+        // A resumed call continues its suspended run; its usage so far was reported when it suspended.
+        let (state, reported) = match context.take_resumed() {
+            Some(state) => {
+                let usage = state.usage;
+                (state, usage)
+            }
+            None => (RunState::new(args.input), Usage::default()),
+        };
+        match self.agent.resume_with(state, options).await {
             Ok(output) => {
-                context.report_usage(output.usage);
+                context.report_usage(output.usage.saturating_sub(reported));
                 Ok(serde_json::Value::String(output.answer))
             }
             Err(error) => {
-                context.report_usage(error.state.usage);
+                context.report_usage(error.state.usage.saturating_sub(reported));
+                if matches!(error.error, Error::ApprovalRequired { .. }) {
+                    return Err(context.suspend(*error.state));
+                }
                 Err(ToolError::failed(format_args!(
                     "the {} agent failed: {}",
                     self.agent.name(),

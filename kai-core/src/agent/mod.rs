@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 pub use conversation::Conversation;
 pub use delegate::AgentTool;
 pub use event::AgentEvent;
-pub use state::{Approval, ApprovalDecision, RunState};
+pub use state::{Approval, ApprovalDecision, RunState, SuspendedCall};
 
 use crate::CancellationToken;
+use crate::approval::ApprovalHook;
 use crate::error::Error;
 use crate::hook::AgentHook;
 use crate::marker::{BoxStream, boxed_stream};
@@ -121,6 +122,7 @@ impl Default for Limits {
 pub struct AgentBuilder {
     model: Arc<dyn ChatModel>,
     config: AgentConfig,
+    approvals: ApprovalHook,
     error: Option<Error>,
 }
 
@@ -171,6 +173,24 @@ impl AgentBuilder {
     /// Adds a hook that is already shared.
     pub fn shared_hook(mut self, hook: Arc<dyn AgentHook>) -> Self {
         self.config.hooks.push(hook);
+        self
+    }
+
+    /// Every call of the tool named `tool` waits for a human's approval (see [`ApprovalHook`]); the
+    /// human is told `reason`. These checks run after the agent's other hooks.
+    pub fn needs_approval(mut self, tool: impl Into<String>, reason: impl Into<String>) -> Self {
+        self.approvals = self.approvals.always(tool, reason);
+        self
+    }
+
+    /// Calls of the tool named `tool` whose arguments satisfy `applies` wait for a human's approval.
+    pub fn needs_approval_when(
+        mut self,
+        tool: impl Into<String>,
+        reason: impl Into<String>,
+        applies: impl Fn(&serde_json::Value) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.approvals = self.approvals.when(tool, reason, applies);
         self
     }
 
@@ -242,9 +262,12 @@ impl AgentBuilder {
     }
 
     /// Finishes the agent, or reports the first configuration error.
-    pub fn build(self) -> Result<Agent, Error> {
+    pub fn build(mut self) -> Result<Agent, Error> {
         if let Some(error) = self.error {
             return Err(error);
+        }
+        if !self.approvals.is_empty() {
+            self.config.hooks.push(Arc::new(std::mem::take(&mut self.approvals)));
         }
         let limits = &self.config.limits;
         if limits.max_steps == 0 {
@@ -356,6 +379,7 @@ impl Agent {
                 limits: Limits::default(),
                 request_template: ChatRequest::default(),
             },
+            approvals: ApprovalHook::new(),
             error: None,
         }
     }

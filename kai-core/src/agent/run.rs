@@ -19,7 +19,7 @@ use crate::model::ChatModel;
 use crate::request::{ChatRequest, ChatResponse, ResponseFormat, ToolChoice, ToolDefinition};
 use crate::stream::{ChatDelta, ResponseAccumulator};
 use crate::time::{Instant, guarded, sleep};
-use crate::tool::{Tool, ToolContext, ToolError, UsageSink};
+use crate::tool::{SuspensionSlot, Tool, ToolContext, ToolError, UsageSink};
 
 pub(crate) type EventSender = UnboundedSender<Result<AgentEvent, RunError>>;
 
@@ -63,12 +63,21 @@ struct ToolRunner<'a> {
 enum Plan {
     /// Answered without running anything (unknown tool, bad arguments, denial).
     Answered(ToolCall, ToolResult),
-    /// Run this tool with these arguments.
+    /// Run this tool with these arguments (continuing its suspended run, if it has one).
     Execute {
         tool: Arc<dyn Tool>,
         call: ToolCall,
         arguments: serde_json::Value,
+        resumed: Option<RunState>,
     },
+}
+
+/// How one planned call ended.
+enum Outcome {
+    /// With a result for the model.
+    Answered(ToolResult),
+    /// Suspended: the run it started waits for approvals.
+    Suspended { call_id: String, state: RunState },
 }
 
 impl<'a> Run<'a> {
@@ -369,6 +378,12 @@ impl<'a> Run<'a> {
             return Err(approval_required(&self.state.approvals));
         }
 
+        for plan in &mut plans {
+            if let Plan::Execute { call, resumed, .. } = plan {
+                *resumed = self.state.take_suspended(&call.id);
+            }
+        }
+
         let reported = UsageSink::default();
         let runner = ToolRunner {
             config: self.config,
@@ -381,16 +396,30 @@ impl<'a> Run<'a> {
         let mut results = futures::stream::iter(plans)
             .map(|plan| runner.answer(context, plan))
             .buffer_unordered(self.config.limits.max_parallel_tools);
-        while let Some(result) = results.next().await {
+        let mut suspended = false;
+        while let Some(outcome) = results.next().await {
             self.state.usage += reported.take();
-            self.state.pending_tool_calls.retain(|call| call.id != result.call_id);
-            self.state.messages.push(Message::tool_result(result));
-            // The last result is checkpointed when the step finishes.
-            if !self.state.pending_tool_calls.is_empty() {
-                self.checkpoint().await?;
+            match outcome {
+                Outcome::Answered(result) => {
+                    self.state.pending_tool_calls.retain(|call| call.id != result.call_id);
+                    self.state.messages.push(Message::tool_result(result));
+                    // The last result is checkpointed when the step finishes.
+                    if !self.state.pending_tool_calls.is_empty() {
+                        self.checkpoint().await?;
+                    }
+                }
+                Outcome::Suspended { call_id, state } => {
+                    self.state.suspend(&call_id, state);
+                    suspended = true;
+                }
             }
         }
         drop(results);
+        if suspended {
+            // The finished calls are recorded; the suspended ones stay pending until their approvals.
+            self.checkpoint().await?;
+            return Err(approval_required(&self.state.approvals));
+        }
         self.state.pending_tool_calls.clear();
         self.state.approvals.clear();
         if final_answer.is_none()
@@ -456,6 +485,7 @@ impl<'a> Run<'a> {
             tool: Arc::clone(tool),
             call,
             arguments,
+            resumed: None,
         })
     }
 }
@@ -466,24 +496,31 @@ impl ToolRunner<'_> {
     }
 
     /// Runs a planned call (or takes its ready answer), then lets the hooks see the result.
-    async fn answer(&self, context: &HookContext, plan: Plan) -> ToolResult {
+    async fn answer(&self, context: &HookContext, plan: Plan) -> Outcome {
         let (call, mut result) = match plan {
             Plan::Answered(call, result) => (call, result),
-            Plan::Execute { tool, call, arguments } => {
+            Plan::Execute {
+                tool,
+                call,
+                arguments,
+                resumed,
+            } => {
                 let effective = ToolCall {
                     arguments: arguments.to_string(),
                     ..call.clone()
                 };
                 self.emit(AgentEvent::ToolCallStarted { call: effective });
-                let result = self.invoke(context, tool.as_ref(), &call, arguments).await;
-                (call, result)
+                match self.invoke(context, tool.as_ref(), &call, arguments, resumed).await {
+                    Outcome::Answered(result) => (call, result),
+                    suspended @ Outcome::Suspended { .. } => return suspended,
+                }
             }
         };
         for hook in &self.config.hooks {
             hook.after_tool(context, &call, &mut result).await;
         }
         self.emit(AgentEvent::ToolCallFinished { result: result.clone() });
-        result
+        Outcome::Answered(result)
     }
 
     async fn invoke(
@@ -492,7 +529,8 @@ impl ToolRunner<'_> {
         tool: &dyn Tool,
         call: &ToolCall,
         arguments: serde_json::Value,
-    ) -> ToolResult {
+        resumed: Option<RunState>,
+    ) -> Outcome {
         let span = tracing::info_span!(
             "execute_tool",
             otel.name = %format_args!("execute_tool {}", call.name),
@@ -505,10 +543,12 @@ impl ToolRunner<'_> {
         // The call's own token: cancelled with the run, and when this call ends or is dropped.
         let cancel = self.cancel.child_token();
         let _cancel_on_drop = cancel.clone().cancel_on_drop();
+        let suspension = SuspensionSlot::default();
         let tool_context = ToolContext::new(call.id.clone())
             .with_step(context.step)
             .with_cancel(cancel)
-            .with_usage_sink(self.usage.clone());
+            .with_usage_sink(self.usage.clone())
+            .with_suspension(suspension.clone(), resumed);
         let running = AssertUnwindSafe(tool.call(arguments, tool_context)).catch_unwind();
         let timeout = self.config.limits.tool_timeout.filter(|t| after(*t).is_some());
         let outcome = async move {
@@ -525,8 +565,14 @@ impl ToolRunner<'_> {
         }
         .instrument(span.clone())
         .await;
-        match outcome {
+        let result = match outcome {
             Ok(Ok(value)) => ToolResult::success(call, render(value)),
+            Ok(Err(ToolError::Suspended)) if let Some(state) = suspension.take() => {
+                return Outcome::Suspended {
+                    call_id: call.id.clone(),
+                    state,
+                };
+            }
             Ok(Err(error)) => {
                 span.record("error.type", tool_error_type(&error));
                 ToolResult::error(call, error.to_string())
@@ -536,7 +582,8 @@ impl ToolRunner<'_> {
                 tracing::warn!(tool = %call.name, "tool panicked: {panic}");
                 ToolResult::error(call, format!("the tool failed unexpectedly: {panic}"))
             }
-        }
+        };
+        Outcome::Answered(result)
     }
 }
 
@@ -619,6 +666,7 @@ fn tool_error_type(error: &ToolError) -> &'static str {
         ToolError::Failed { .. } => "tool_error",
         ToolError::Timeout { .. } => "timeout",
         ToolError::Cancelled => "cancelled",
+        ToolError::Suspended => "suspended",
     }
 }
 

@@ -45,6 +45,19 @@ pub struct RunState {
     /// Answers to structured-output requests that failed validation and were sent back for repair.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub repairs: u32,
+    /// Runs of agents used as tools that are suspended waiting for approvals, by the outer call that
+    /// started them. Their waiting calls are in `approvals` with ids `<outer call id>/<inner call id>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspended: Vec<SuspendedCall>,
+}
+
+/// A tool call whose run (an agent used as a tool) is suspended waiting for approvals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuspendedCall {
+    /// The id of the outer call, which is still pending.
+    pub call_id: String,
+    /// The suspended inner run.
+    pub state: Box<RunState>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -61,6 +74,7 @@ impl Default for RunState {
             pending_tool_calls: Vec::new(),
             approvals: Vec::new(),
             repairs: 0,
+            suspended: Vec::new(),
         }
     }
 }
@@ -82,6 +96,8 @@ struct StoredRunState {
     approvals: Vec<Approval>,
     #[serde(default)]
     repairs: u32,
+    #[serde(default)]
+    suspended: Vec<SuspendedCall>,
 }
 
 fn first_version() -> u32 {
@@ -107,6 +123,7 @@ impl TryFrom<StoredRunState> for RunState {
             pending_tool_calls: stored.pending_tool_calls,
             approvals: stored.approvals,
             repairs: stored.repairs,
+            suspended: stored.suspended,
         })
     }
 }
@@ -189,6 +206,41 @@ impl RunState {
             decided += 1;
         }
         decided
+    }
+
+    /// Takes the suspended inner run of this outer call, with the decisions made on its calls (recorded
+    /// here as `<call_id>/<inner id>`) moved into it.
+    pub(crate) fn take_suspended(&mut self, call_id: &str) -> Option<RunState> {
+        let position = self.suspended.iter().position(|s| s.call_id == call_id)?;
+        let mut inner = *self.suspended.remove(position).state;
+        let prefix = format!("{call_id}/");
+        for approval in &self.approvals {
+            if let (Some(inner_id), Some(decision)) = (approval.call.id.strip_prefix(&prefix), &approval.decision)
+                && let Some(waiting) = inner.approvals.iter_mut().find(|a| a.call.id == inner_id)
+            {
+                waiting.decision = Some(decision.clone());
+            }
+        }
+        self.approvals.retain(|a| !a.call.id.starts_with(&prefix));
+        Some(inner)
+    }
+
+    /// Records that the run of outer call `call_id` is suspended in `inner`, its waiting calls being
+    /// this run's approvals too.
+    pub(crate) fn suspend(&mut self, call_id: &str, inner: RunState) {
+        for waiting in inner.pending_approvals() {
+            let mut call = waiting.call.clone();
+            call.id = format!("{call_id}/{}", call.id);
+            self.approvals.push(Approval {
+                call,
+                reason: waiting.reason.clone(),
+                decision: None,
+            });
+        }
+        self.suspended.push(SuspendedCall {
+            call_id: call_id.to_owned(),
+            state: Box::new(inner),
+        });
     }
 
     /// The decision recorded for this call, if any.

@@ -135,3 +135,116 @@ async fn a_rejected_call_is_reported_to_the_model() {
     assert_eq!(result.content, "the call was rejected: it is night");
     assert_eq!(output.answer, "ok, quietly");
 }
+
+/// A `shout` tool that counts its runs.
+fn counted_shout(runs: Arc<std::sync::atomic::AtomicUsize>) -> impl kai_core::Tool {
+    kai_core::tool_fn("shout", "Upper-cases a word.", move |args: crate::support::Word| {
+        let runs = Arc::clone(&runs);
+        async move {
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, kai_core::ToolError>(args.word.to_uppercase())
+        }
+    })
+}
+
+/// An outer agent that delegates to an inner one whose `shout` needs approval.
+fn nested(inner_model: ScriptedModel, outer_model: ScriptedModel, runs: Arc<std::sync::atomic::AtomicUsize>) -> Agent {
+    let inner = Agent::builder(inner_model)
+        .name("crier")
+        .tool(counted_shout(runs))
+        .needs_approval("shout", "shouting disturbs people")
+        .build()
+        .unwrap();
+    Agent::builder(outer_model)
+        .tool(inner.into_tool("crier", "Shouts things."))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_approval_inside_a_sub_agent_suspends_the_outer_run_and_resumes_both_exactly() {
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let store = Store::default();
+    let outer = nested(
+        ScriptedModel::new().tool_call("shout", json!({"word": "hello"})),
+        ScriptedModel::new().tool_call("crier", json!({"input": "shout hello"})),
+        Arc::clone(&runs),
+    )
+    .with_hook(Arc::new(store.clone()));
+    let suspended = outer.run("make some noise").await.unwrap_err();
+    assert_eq!(
+        suspended.error,
+        Error::ApprovalRequired {
+            call_ids: vec!["call_1_0/call_1_0".into()]
+        }
+    );
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // The suspension was checkpointed, as a database would have it.
+    let stored = store.0.lock().unwrap().last().unwrap().clone();
+    let mut state: RunState = serde_json::from_str(&stored).unwrap();
+    assert_eq!(state, *suspended.state);
+    let waiting: Vec<_> = state
+        .pending_approvals()
+        .map(|a| (a.call.name.clone(), a.reason.clone()))
+        .collect();
+    assert_eq!(waiting, [("shout".to_owned(), "shouting disturbs people".to_owned())]);
+
+    // Another process: fresh agents whose models hold only what is left of their scripts.
+    assert_eq!(state.approve_all(), 1);
+    let outer = nested(
+        ScriptedModel::new().text("I shouted HELLO."),
+        ScriptedModel::new().text("The crier shouted."),
+        Arc::clone(&runs),
+    );
+    let output = outer.resume(state).await.unwrap();
+    assert_eq!(output.answer, "The crier shouted.");
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1, "shout ran once");
+    let results = tool_results(&output.messages);
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].content, "I shouted HELLO.");
+}
+
+#[tokio::test]
+async fn a_rejection_inside_a_sub_agent_reaches_the_inner_model() {
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let outer = nested(
+        ScriptedModel::new().tool_call("shout", json!({"word": "hello"})),
+        ScriptedModel::new().tool_call("crier", json!({"input": "shout hello"})),
+        Arc::clone(&runs),
+    );
+    let mut state = *outer.run("make some noise").await.unwrap_err().state;
+    assert_eq!(state.reject_all("it is night"), 1);
+    let inner_model = ScriptedModel::new().text("I was told not to shout.");
+    let outer = nested(
+        inner_model.clone(),
+        ScriptedModel::new().text("No shouting tonight."),
+        Arc::clone(&runs),
+    );
+    let output = outer.resume(state).await.unwrap();
+    assert_eq!(output.answer, "No shouting tonight.");
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let inner_saw = tool_results(&inner_model.requests()[0].messages);
+    assert!(
+        inner_saw[0].is_error && inner_saw[0].content.contains("it is night"),
+        "{inner_saw:?}"
+    );
+}
+
+#[tokio::test]
+async fn approval_rules_can_look_at_the_arguments() {
+    let agent = Agent::builder(
+        ScriptedModel::new()
+            .tool_call("add", json!({"a": 1, "b": 2}))
+            .tool_call("add", json!({"a": 1000, "b": 2}))
+            .text("done"),
+    )
+    .tool(adder())
+    .needs_approval_when("add", "large sums are audited", |args| {
+        args["a"].as_i64().is_some_and(|a| a > 100)
+    })
+    .build()
+    .unwrap();
+    let error = agent.run("sums").await.unwrap_err();
+    assert_eq!(error.state.steps, 2, "the small sum ran without asking");
+    assert_eq!(error.state.pending_approvals().count(), 1);
+}
