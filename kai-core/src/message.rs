@@ -305,8 +305,26 @@ pub enum StopReason {
     StopSequence,
     /// The provider's content filter stopped it.
     ContentFilter,
+    /// The model declined to answer; the text holds its explanation.
+    Refusal,
     /// A provider-specific reason, as the provider named it.
     Other(String),
+}
+
+impl StopReason {
+    /// The reason as a snake_case string: its serde name, or the provider's own for
+    /// [`Other`](StopReason::Other). Traces record it as `gen_ai.response.finish_reasons`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            StopReason::EndTurn => "end_turn",
+            StopReason::ToolCalls => "tool_calls",
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::StopSequence => "stop_sequence",
+            StopReason::ContentFilter => "content_filter",
+            StopReason::Refusal => "refusal",
+            StopReason::Other(reason) => reason,
+        }
+    }
 }
 
 #[cfg(test)]

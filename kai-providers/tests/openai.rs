@@ -735,3 +735,49 @@ fn only_models_with_structured_outputs_claim_them() {
         assert_eq!(client.chat(model).capabilities().json_schema, native, "{model}");
     }
 }
+
+#[tokio::test]
+async fn a_refusal_is_the_answer_text_and_stops_as_a_refusal_streamed_or_not() {
+    let server = FaultServer::start(vec![
+        Reply::json(
+            200,
+            completion(json!({"content": null, "refusal": "I can't help with that."}), "stop"),
+        ),
+        Reply::sse(&[
+            r#"{"choices": [{"index": 0, "delta": {"role": "assistant", "refusal": ""}}]}"#,
+            r#"{"choices": [{"index": 0, "delta": {"refusal": "I can't "}}]}"#,
+            r#"{"choices": [{"index": 0, "delta": {"refusal": "help with that."}}]}"#,
+            r#"{"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}"#,
+            "[DONE]",
+        ]),
+    ])
+    .await;
+    let model = openai(&server);
+    let complete = model
+        .complete(ChatRequest::new(vec![Message::user("?")]))
+        .await
+        .unwrap();
+    let streamed = kai_core::collect_stream(model.stream(ChatRequest::new(vec![Message::user("?")])))
+        .await
+        .unwrap();
+    for response in [complete, streamed] {
+        assert_eq!(response.text(), "I can't help with that.");
+        assert_eq!(response.stop_reason, Some(kai_core::StopReason::Refusal));
+    }
+}
+
+#[tokio::test]
+async fn models_that_refuse_dimensions_are_not_sent_it() {
+    let server = FaultServer::start(vec![Reply::json(
+        200,
+        json!({"data": [{"index": 0, "embedding": [0.5, 0.5]}]}),
+    )])
+    .await;
+    let mut config = OpenAiConfig::openai("k").with_http(fast_http());
+    config.base_url = server.url();
+    let model = OpenAiClient::new(config)
+        .unwrap()
+        .embeddings("text-embedding-ada-002", 2);
+    model.embed(&["a".to_owned()]).await.unwrap();
+    assert!(server.requests()[0].json().get("dimensions").is_none());
+}

@@ -326,7 +326,7 @@ impl<'a> Run<'a> {
             span.record("gen_ai.response.id", id.as_str());
         }
         if let Some(reason) = &response.stop_reason {
-            span.record("gen_ai.response.finish_reasons", tracing::field::debug(reason));
+            span.record("gen_ai.response.finish_reasons", reason.as_str());
         }
         for hook in &self.config.hooks {
             hook.after_model(&context, &mut response).await?;

@@ -73,6 +73,7 @@ async fn runs_model_calls_and_tool_calls_are_spans_with_gen_ai_attributes() {
     let chat = &spans[1].1;
     assert_eq!(chat["gen_ai.request.model"], "tiny");
     assert_eq!(chat["gen_ai.provider.name"], "kai.scripted");
+    assert_eq!(chat["gen_ai.response.finish_reasons"], "tool_calls");
     assert_eq!(chat["gen_ai.usage.input_tokens"], "11");
     let tool = &spans[2].1;
     assert_eq!(tool["gen_ai.tool.name"], "add");

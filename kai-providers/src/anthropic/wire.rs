@@ -163,7 +163,7 @@ pub(crate) fn stop_reason(reason: &str) -> StopReason {
         "max_tokens" => StopReason::MaxTokens,
         "stop_sequence" => StopReason::StopSequence,
         "tool_use" => StopReason::ToolCalls,
-        "refusal" => StopReason::ContentFilter,
+        "refusal" => StopReason::Refusal,
         other => StopReason::Other(other.to_owned()),
     }
 }

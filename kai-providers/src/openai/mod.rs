@@ -247,7 +247,7 @@ impl OpenAiClient {
     }
 
     /// An embedding model of this API, producing vectors of `dimensions` (sent as the `dimensions`
-    /// parameter only for OpenAI's own API, where it shortens `text-embedding-3` vectors).
+    /// parameter only to OpenAI's own `text-embedding-3` models, whose vectors it shortens).
     pub fn embeddings(&self, model: impl Into<String>, dimensions: usize) -> OpenAiEmbeddings {
         OpenAiEmbeddings {
             client: self.clone(),
@@ -402,7 +402,8 @@ impl EmbeddingModel for OpenAiEmbeddings {
 
     async fn embed(&self, texts: &[String]) -> Result<Embeddings, Error> {
         let mut body = serde_json::json!({"model": self.model, "input": texts, "encoding_format": "float"});
-        if self.client.inner.config.flavor == Flavor::OpenAi {
+        // Only the text-embedding-3 models take `dimensions`; ada-002 and older refuse it.
+        if self.client.inner.config.flavor == Flavor::OpenAi && self.model.starts_with("text-embedding-3") {
             body["dimensions"] = serde_json::json!(self.dimensions);
         }
         let response = self.client.post("embeddings", &body).await?;

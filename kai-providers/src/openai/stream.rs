@@ -1,6 +1,6 @@
 //! OpenAI streamed chunks → kai deltas.
 
-use kai_core::{ChatDelta, Error, Usage};
+use kai_core::{ChatDelta, Error, StopReason, Usage};
 
 use crate::http::{Decoded, SseEvent};
 use crate::openai::wire::{Completion, stop_reason};
@@ -11,6 +11,8 @@ pub(crate) struct ChunkDecoder {
     metadata_sent: bool,
     /// Position of each streamed call index among the calls seen so far, for servers that omit `index`.
     calls_seen: u32,
+    /// Whether the model refused: its refusal streams as text, and the answer stops as a refusal.
+    refused: bool,
 }
 
 impl ChunkDecoder {
@@ -43,6 +45,10 @@ impl ChunkDecoder {
                 if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                     deltas.push(ChatDelta::Text { text });
                 }
+                if let Some(text) = delta.refusal.filter(|t| !t.is_empty()) {
+                    self.refused = true;
+                    deltas.push(ChatDelta::Text { text });
+                }
                 for call in delta.tool_calls.unwrap_or_default() {
                     let index = match call.index {
                         Some(index) => index,
@@ -73,9 +79,12 @@ impl ChunkDecoder {
                 }
             }
             if let Some(reason) = choice.finish_reason {
-                deltas.push(ChatDelta::Finish {
-                    stop_reason: stop_reason(&reason),
-                });
+                let stop_reason = if self.refused {
+                    StopReason::Refusal
+                } else {
+                    stop_reason(&reason)
+                };
+                deltas.push(ChatDelta::Finish { stop_reason });
             }
         }
         if let Some(usage) = chunk.usage {

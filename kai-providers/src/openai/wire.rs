@@ -274,9 +274,13 @@ pub(crate) fn response(completion: Completion, raw: &str) -> Result<ChatResponse
     };
     let message = choice.message.unwrap_or_default();
     let mut content = Vec::new();
+    let mut refused = false;
     match (message.content, message.refusal) {
         (Some(text), _) if !text.is_empty() => content.push(ContentPart::Text { text }),
-        (_, Some(refusal)) if !refusal.is_empty() => content.push(ContentPart::Text { text: refusal }),
+        (_, Some(refusal)) if !refusal.is_empty() => {
+            refused = true;
+            content.push(ContentPart::Text { text: refusal });
+        }
         _ => {}
     }
     for (index, call) in message.tool_calls.unwrap_or_default().into_iter().enumerate() {
@@ -294,7 +298,10 @@ pub(crate) fn response(completion: Completion, raw: &str) -> Result<ChatResponse
     Ok(ChatResponse {
         message: Message::new(Role::Assistant, content),
         usage: completion.usage.map(Usage::from).unwrap_or_default(),
-        stop_reason: choice.finish_reason.as_deref().map(stop_reason),
+        stop_reason: match refused {
+            true => Some(StopReason::Refusal),
+            false => choice.finish_reason.as_deref().map(stop_reason),
+        },
         model: completion.model,
         id: completion.id,
     })
