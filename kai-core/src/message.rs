@@ -111,6 +111,20 @@ pub enum ContentPart {
     ToolCall(ToolCall),
     /// The result of a tool call, sent back to the model.
     ToolResult(ToolResult),
+    /// The model's visible reasoning before it answered (Anthropic's extended thinking). Providers that
+    /// need it back (to continue a turn with tool calls) get it exactly as received; the others ignore it.
+    Reasoning {
+        /// The reasoning text.
+        text: String,
+        /// The provider's signature over it, which must come back unchanged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
+    /// Reasoning the provider encrypted; opaque, sent back unchanged.
+    RedactedReasoning {
+        /// The provider's encrypted data.
+        data: String,
+    },
 }
 
 impl ContentPart {
@@ -342,6 +356,11 @@ mod tests {
                 ContentPart::image_bytes("image/png", vec![0, 1, 2, 255]),
                 ContentPart::ToolCall(call.clone()),
                 ContentPart::ToolResult(ToolResult::error(&call, "boom")),
+                ContentPart::Reasoning {
+                    text: "thinking".into(),
+                    signature: Some("sig".into()),
+                },
+                ContentPart::RedactedReasoning { data: "opaque".into() },
             ],
         );
         let json = serde_json::to_string(&msg).unwrap();

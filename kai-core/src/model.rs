@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::marker::{BoxStream, MaybeSend, MaybeSync, boxed_stream};
-use crate::message::Usage;
+use crate::message::{ContentPart, Usage};
 use crate::request::{ChatRequest, ChatResponse};
 use crate::stream::{ChatDelta, ResponseAccumulator};
 
@@ -310,6 +310,32 @@ impl ChatDelta {
     /// The deltas that, accumulated, give back `response` (text, tool calls, usage, stop reason).
     pub fn replay(response: &ChatResponse) -> Vec<ChatDelta> {
         let mut deltas = Vec::new();
+        let reasoning = response.message.content.iter().filter_map(|part| match part {
+            ContentPart::Reasoning { text, signature } => Some((Some(text), signature.as_ref(), None)),
+            ContentPart::RedactedReasoning { data } => Some((None, None, Some(data))),
+            _ => None,
+        });
+        for (index, (text, signature, data)) in reasoning.enumerate() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            if let Some(text) = text {
+                deltas.push(ChatDelta::Reasoning {
+                    index,
+                    text: text.clone(),
+                });
+            }
+            if let Some(signature) = signature {
+                deltas.push(ChatDelta::ReasoningSignature {
+                    index,
+                    signature: signature.clone(),
+                });
+            }
+            if let Some(data) = data {
+                deltas.push(ChatDelta::RedactedReasoning {
+                    index,
+                    data: data.clone(),
+                });
+            }
+        }
         let text = response.text();
         if !text.is_empty() {
             deltas.push(ChatDelta::Text { text });

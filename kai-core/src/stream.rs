@@ -41,6 +41,27 @@ pub enum ChatDelta {
         /// The token.
         signature: String,
     },
+    /// More of a reasoning block's text.
+    Reasoning {
+        /// The block's position among the answer's reasoning blocks.
+        index: u32,
+        /// The new text.
+        text: String,
+    },
+    /// The signature that closes a reasoning block (see [`ContentPart::Reasoning`]).
+    ReasoningSignature {
+        /// The block's position.
+        index: u32,
+        /// The signature.
+        signature: String,
+    },
+    /// A reasoning block the provider encrypted.
+    RedactedReasoning {
+        /// The block's position.
+        index: u32,
+        /// The encrypted data.
+        data: String,
+    },
     /// Token usage so far. Counts are cumulative: each field keeps the largest value seen.
     Usage(Usage),
     /// The provider's response id and model name.
@@ -75,10 +96,18 @@ pub struct ResponseAccumulator {
     text: String,
     /// By index: a lookup per fragment stays cheap however many calls a hostile stream opens.
     calls: BTreeMap<u32, PartialCall>,
+    reasoning: BTreeMap<u32, PartialReasoning>,
     usage: Usage,
     stop_reason: Option<StopReason>,
     id: Option<String>,
     model: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct PartialReasoning {
+    text: String,
+    signature: Option<String>,
+    redacted: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +140,13 @@ impl ResponseAccumulator {
             }
             ChatDelta::ToolCallArguments { index, fragment } => self.call_mut(index).arguments.push_str(&fragment),
             ChatDelta::ToolCallSignature { index, signature } => self.call_mut(index).signature = Some(signature),
+            ChatDelta::Reasoning { index, text } => self.reasoning.entry(index).or_default().text.push_str(&text),
+            ChatDelta::ReasoningSignature { index, signature } => {
+                self.reasoning.entry(index).or_default().signature = Some(signature);
+            }
+            ChatDelta::RedactedReasoning { index, data } => {
+                self.reasoning.entry(index).or_default().redacted = Some(data)
+            }
             ChatDelta::Usage(usage) => {
                 self.usage.input_tokens = self.usage.input_tokens.max(usage.input_tokens);
                 self.usage.output_tokens = self.usage.output_tokens.max(usage.output_tokens);
@@ -129,9 +165,18 @@ impl ResponseAccumulator {
         &self.text
     }
 
-    /// The complete response: the text first, then the tool calls in index order.
+    /// The complete response: the reasoning first, then the text, then the tool calls in index order.
     pub fn finish(self) -> ChatResponse {
-        let mut content = Vec::with_capacity(self.calls.len() + 1);
+        let mut content = Vec::with_capacity(self.reasoning.len() + self.calls.len() + 1);
+        for block in self.reasoning.into_values() {
+            content.push(match block.redacted {
+                Some(data) => ContentPart::RedactedReasoning { data },
+                None => ContentPart::Reasoning {
+                    text: block.text,
+                    signature: block.signature,
+                },
+            });
+        }
         if !self.text.is_empty() {
             content.push(ContentPart::Text { text: self.text });
         }

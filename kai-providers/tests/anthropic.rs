@@ -336,3 +336,110 @@ fn only_models_with_structured_outputs_claim_them() {
         assert_eq!(client.chat(model).capabilities().json_schema, native, "{model}");
     }
 }
+
+/// Extended thinking with tools: the thinking block and its signature must come back unchanged, before
+/// the tool call, on the next turn.
+#[tokio::test]
+async fn thinking_blocks_round_trip_with_their_signatures_streamed_or_not() {
+    let answer = json!({"id": "msg_t", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [
+            {"type": "thinking", "thinking": "The user wants Paris weather.", "signature": "sig-abc=="},
+            {"type": "redacted_thinking", "data": "ENCRYPTED"},
+            {"type": "tool_use", "id": "toolu_9", "name": "weather", "input": {"city": "Paris"}}
+        ],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 10, "output_tokens": 20}});
+    let stream = sse(&[
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_t", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [], "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "The user wants "}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Paris weather."}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig-abc=="}}),
+        ),
+        ("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "redacted_thinking", "data": "ENCRYPTED"}}),
+        ),
+        ("content_block_stop", json!({"type": "content_block_stop", "index": 1})),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_9", "name": "weather", "input": {}}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{\"city\": \"Paris\"}"}}),
+        ),
+        ("content_block_stop", json!({"type": "content_block_stop", "index": 2})),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 20}}),
+        ),
+        ("message_stop", json!({"type": "message_stop"})),
+    ]);
+    let ok = json!({"id": "msg_2", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "Sunny."}], "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}});
+    let server = FaultServer::start(vec![
+        Reply::json(200, answer),
+        Reply::Http {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            body: stream.into_bytes(),
+        },
+        Reply::json(200, ok.clone()),
+        Reply::json(200, ok),
+    ])
+    .await;
+    let model = model(&server.url()).chat("claude-sonnet-4-5");
+    let complete = model
+        .complete(ChatRequest::new(vec![Message::user("Weather in Paris?")]))
+        .await
+        .unwrap();
+    let streamed = collect_stream(model.stream(ChatRequest::new(vec![Message::user("Weather in Paris?")])))
+        .await
+        .unwrap();
+    for (turn, response) in [complete, streamed].into_iter().enumerate() {
+        assert_eq!(
+            response.message.content[..2],
+            [
+                ContentPart::Reasoning {
+                    text: "The user wants Paris weather.".into(),
+                    signature: Some("sig-abc==".into())
+                },
+                ContentPart::RedactedReasoning {
+                    data: "ENCRYPTED".into()
+                },
+            ]
+        );
+        let call = response.tool_calls().next().unwrap().clone();
+        let next = ChatRequest::new(vec![
+            Message::user("Weather in Paris?"),
+            response.message,
+            Message::tool_result(ToolResult::success(&call, "sunny")),
+        ]);
+        model.complete(next).await.unwrap();
+        let sent = server.requests()[2 + turn].json();
+        assert_eq!(
+            sent["messages"][1]["content"],
+            json!([
+                {"type": "thinking", "thinking": "The user wants Paris weather.", "signature": "sig-abc=="},
+                {"type": "redacted_thinking", "data": "ENCRYPTED"},
+                {"type": "tool_use", "id": "toolu_9", "name": "weather", "input": {"city": "Paris"}}
+            ]),
+            "turn {turn}"
+        );
+    }
+}

@@ -20,6 +20,11 @@ pub enum AgentEvent {
         /// The new text.
         text: String,
     },
+    /// More of the model's visible reasoning (extended thinking), before its answer.
+    ReasoningDelta {
+        /// The new text.
+        text: String,
+    },
     /// A tool call is about to run, with the arguments it runs with (after hooks).
     ToolCallStarted {
         /// The call.

@@ -303,8 +303,12 @@ impl<'a> Run<'a> {
                     let mut accumulator = ResponseAccumulator::new();
                     while let Some(delta) = deltas.next().await {
                         let delta = delta?;
-                        if let ChatDelta::Text { text } = &delta {
-                            self.emit(AgentEvent::TextDelta { text: text.clone() });
+                        match &delta {
+                            ChatDelta::Text { text } => self.emit(AgentEvent::TextDelta { text: text.clone() }),
+                            ChatDelta::Reasoning { text, .. } if !text.is_empty() => {
+                                self.emit(AgentEvent::ReasoningDelta { text: text.clone() });
+                            }
+                            _ => {}
                         }
                         accumulator.push(delta);
                     }

@@ -62,11 +62,25 @@ pub(crate) fn decode(event: &SseEvent) -> Result<Decoded, Error> {
                 id: text(&content_block, "id").unwrap_or_default(),
                 name: text(&content_block, "name").unwrap_or_default(),
             }],
+            Some("thinking") => vec![ChatDelta::Reasoning {
+                index,
+                text: text(&content_block, "thinking").unwrap_or_default(),
+            }],
+            Some("redacted_thinking") => vec![ChatDelta::RedactedReasoning {
+                index,
+                data: text(&content_block, "data").unwrap_or_default(),
+            }],
             _ => Vec::new(),
         },
         Event::ContentBlockDelta { index, delta } => match delta.get("type").and_then(Value::as_str) {
             Some("text_delta") => text(&delta, "text")
                 .map(|text| vec![ChatDelta::Text { text }])
+                .unwrap_or_default(),
+            Some("thinking_delta") => text(&delta, "thinking")
+                .map(|text| vec![ChatDelta::Reasoning { index, text }])
+                .unwrap_or_default(),
+            Some("signature_delta") => text(&delta, "signature")
+                .map(|signature| vec![ChatDelta::ReasoningSignature { index, signature }])
                 .unwrap_or_default(),
             Some("input_json_delta") => text(&delta, "partial_json")
                 .filter(|f| !f.is_empty())

@@ -78,6 +78,11 @@ fn block(part: &ContentPart) -> Option<Value> {
         ContentPart::ToolResult(result) => json!({
             "type": "tool_result", "tool_use_id": result.call_id, "content": result.content, "is_error": result.is_error
         }),
+        // Thinking goes back exactly as it came, signature and all, or extended thinking with tools fails.
+        ContentPart::Reasoning { text, signature } => {
+            json!({"type": "thinking", "thinking": text, "signature": signature.as_deref().unwrap_or_default()})
+        }
+        ContentPart::RedactedReasoning { data } => json!({"type": "redacted_thinking", "data": data}),
         _ => return None,
     })
 }
@@ -123,6 +128,16 @@ pub(crate) enum Block {
         name: String,
         #[serde(default)]
         input: Value,
+    },
+    Thinking {
+        #[serde(default)]
+        thinking: String,
+        #[serde(default)]
+        signature: Option<String>,
+    },
+    RedactedThinking {
+        #[serde(default)]
+        data: String,
     },
     #[serde(other)]
     Other,
@@ -174,6 +189,11 @@ pub(crate) fn response(message: WireMessage) -> ChatResponse {
         .into_iter()
         .filter_map(|block| match block {
             Block::Text { text } if !text.is_empty() => Some(ContentPart::Text { text }),
+            Block::Thinking { thinking, signature } => Some(ContentPart::Reasoning {
+                text: thinking,
+                signature,
+            }),
+            Block::RedactedThinking { data } => Some(ContentPart::RedactedReasoning { data }),
             Block::ToolUse { id, name, input } => Some(ContentPart::ToolCall(ToolCall {
                 id,
                 name,
