@@ -1,4 +1,5 @@
-//! Deterministic test doubles for agents (feature `testing`).
+//! Deterministic test doubles for agents (feature `testing`): [`ScriptedModel`] for chat and
+//! [`HashEmbedder`] for embeddings.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -9,7 +10,7 @@ use futures::StreamExt as _;
 use crate::error::Error;
 use crate::marker::boxed_stream;
 use crate::message::{ContentPart, Message, Role, StopReason, ToolCall, Usage};
-use crate::model::{ChatModel, ChatStream, ModelCapabilities, collect_stream};
+use crate::model::{ChatModel, ChatStream, EmbeddingModel, Embeddings, ModelCapabilities, collect_stream};
 use crate::request::{ChatRequest, ChatResponse};
 use crate::stream::ChatDelta;
 use crate::time::sleep;
@@ -377,4 +378,108 @@ fn play(deltas: Vec<ChatDelta>, interval: Duration) -> ChatStream<'static> {
         }
         Ok(delta)
     }))
+}
+
+/// A deterministic embedding model for tests: each word of three letters or more is hashed (FNV-1a)
+/// into one of `dimensions` buckets, and the counts are normalised to unit length. Texts that share words
+/// are close under cosine, with no network and no model file. Clones share their call counts.
+///
+/// ```
+/// use kai_core::EmbeddingModel;
+/// use kai_core::testing::HashEmbedder;
+///
+/// # futures::executor::block_on(async {
+/// let embedder = HashEmbedder::new(64);
+/// let texts = vec!["the cat sat".to_owned(), "a cat sat down".to_owned()];
+/// let embeddings = embedder.embed(&texts).await.unwrap();
+/// assert_eq!(embeddings.vectors[0].len(), 64);
+/// assert_eq!(embedder.texts_embedded(), 2);
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct HashEmbedder {
+    dimensions: usize,
+    max_batch_size: usize,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+    texts: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HashEmbedder {
+    /// An embedder of vectors with this many dimensions (at least 1).
+    pub fn new(dimensions: usize) -> Self {
+        Self {
+            dimensions: dimensions.max(1),
+            max_batch_size: 96,
+            calls: Arc::default(),
+            texts: Arc::default(),
+        }
+    }
+
+    /// The largest batch one call takes (default 96).
+    pub fn with_max_batch_size(mut self, size: usize) -> Self {
+        self.max_batch_size = size.max(1);
+        self
+    }
+
+    /// The vector of one text.
+    pub fn vector(&self, text: &str) -> Vec<f32> {
+        let mut vector = vec![0.0f32; self.dimensions];
+        let words = text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|word| word.chars().count() > 2);
+        for word in words {
+            let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+            for byte in word.to_lowercase().bytes() {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+            let bucket = usize::try_from(hash % self.dimensions as u64).unwrap_or(0);
+            if let Some(count) = vector.get_mut(bucket) {
+                *count += 1.0;
+            }
+        }
+        // Never the zero vector, which has no direction.
+        if let Some(last) = vector.last_mut() {
+            *last += 0.01;
+        }
+        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+        vector.iter_mut().for_each(|x| *x /= norm);
+        vector
+    }
+
+    /// Calls of [`embed`](EmbeddingModel::embed) so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Texts embedded so far.
+    pub fn texts_embedded(&self) -> usize {
+        self.texts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[crate::async_trait]
+impl EmbeddingModel for HashEmbedder {
+    fn name(&self) -> &str {
+        "kai.hash"
+    }
+
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    fn max_batch_size(&self) -> usize {
+        self.max_batch_size
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Embeddings, Error> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.texts.fetch_add(texts.len(), std::sync::atomic::Ordering::SeqCst);
+        Ok(Embeddings {
+            vectors: texts.iter().map(|text| self.vector(text)).collect(),
+            usage: Usage {
+                input_tokens: estimate_tokens(texts.iter().cloned()),
+                ..Usage::default()
+            },
+        })
+    }
 }

@@ -19,8 +19,7 @@ use serde_json::{Map, json};
 
 const DIMS: usize = 512;
 
-/// A deterministic embedder for tests: words hashed into 512 buckets (a bag of words), normalised.
-/// It records calls, batch sizes and how many requests overlap.
+/// kai-core's deterministic hashing embedder, recording calls, batch sizes and how many requests overlap.
 #[derive(Default)]
 struct HashingEmbedder {
     calls: AtomicUsize,
@@ -30,20 +29,7 @@ struct HashingEmbedder {
 }
 
 fn bag_of_words(text: &str) -> Vec<f32> {
-    let mut v = vec![0.0f32; DIMS];
-    for word in text
-        .to_lowercase()
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.len() > 2)
-    {
-        let mut h: u64 = 1469598103934665603;
-        for b in word.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(1099511628211);
-        }
-        v[(h % DIMS as u64) as usize] += 1.0;
-    }
-    v[DIMS - 1] += 0.01; // never the zero vector
-    v
+    kai_core::testing::HashEmbedder::new(DIMS).vector(text)
 }
 
 #[kai_core::async_trait]

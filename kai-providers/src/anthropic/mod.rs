@@ -34,6 +34,8 @@ pub struct AnthropicConfig {
     pub http: HttpConfig,
 }
 
+crate::http::config_setters!(AnthropicConfig);
+
 impl AnthropicConfig {
     /// The official API with this key.
     pub fn new(api_key: impl Into<ApiKey>) -> Self {

@@ -33,6 +33,8 @@ pub struct CohereConfig {
     pub http: HttpConfig,
 }
 
+crate::http::config_setters!(CohereConfig);
+
 impl CohereConfig {
     /// The official API with this key.
     pub fn new(api_key: impl Into<ApiKey>) -> Self {

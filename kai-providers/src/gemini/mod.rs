@@ -34,6 +34,8 @@ pub struct GeminiConfig {
     pub http: HttpConfig,
 }
 
+crate::http::config_setters!(GeminiConfig);
+
 impl GeminiConfig {
     /// The official API with this key.
     pub fn new(api_key: impl Into<ApiKey>) -> Self {

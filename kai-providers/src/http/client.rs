@@ -46,7 +46,7 @@ impl Default for HttpConfig {
 
 /// A cheaply cloneable HTTP client; clones share connections and rate limits.
 #[derive(Debug, Clone)]
-pub struct HttpClient {
+pub(crate) struct HttpClient {
     inner: Arc<Inner>,
 }
 
@@ -58,14 +58,14 @@ struct Inner {
 }
 
 /// Turns a failed response (status, body text, asked-for wait) into the provider's error.
-pub type Classify = fn(StatusCode, &str, Option<Duration>) -> Error;
+pub(crate) type Classify = fn(StatusCode, &str, Option<Duration>) -> Error;
 
 /// A byte stream whose errors are already kai errors.
 pub type ByteStream = BoxStream<'static, Result<Bytes, Error>>;
 
 impl HttpClient {
     /// A client with these settings.
-    pub fn new(config: HttpConfig) -> Result<Self, Error> {
+    pub(crate) fn new(config: HttpConfig) -> Result<Self, Error> {
         let builder = reqwest::Client::builder();
         #[cfg(not(target_arch = "wasm32"))]
         let builder = builder
@@ -83,19 +83,9 @@ impl HttpClient {
         })
     }
 
-    /// The underlying reqwest client, to build requests with.
-    pub fn reqwest(&self) -> &reqwest::Client {
-        &self.inner.client
-    }
-
-    /// The settings.
-    pub fn config(&self) -> &HttpConfig {
-        &self.inner.config
-    }
-
     /// Sends a request built by `build` (called again for each retry) until it succeeds, fails in a
     /// way that is not worth retrying, or the retries run out.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         build: impl Fn() -> RequestBuilder,
         estimated_tokens: u64,
@@ -138,7 +128,7 @@ impl HttpClient {
     }
 
     /// POSTs `body` as JSON to `url` with these extra headers, through [`send`](Self::send).
-    pub async fn post_json(
+    pub(crate) async fn post_json(
         &self,
         url: &str,
         body: &serde_json::Value,
@@ -161,7 +151,7 @@ impl HttpClient {
     }
 
     /// Reads a whole body as JSON, within the body size bound and the timeout.
-    pub async fn json<T: serde::de::DeserializeOwned>(&self, response: Response) -> Result<T, Error> {
+    pub(crate) async fn json<T: serde::de::DeserializeOwned>(&self, response: Response) -> Result<T, Error> {
         let limit = self.inner.config.max_body_bytes;
         let body = with_timeout(self.inner.config.timeout, self.bounded_bytes(response, limit)).await??;
         serde_json::from_slice(&body).map_err(|error| {
@@ -174,7 +164,7 @@ impl HttpClient {
 
     /// The body as a stream of chunks, failing when the server goes silent for longer than
     /// `stream_idle_timeout` or sends more than `max_body_bytes` in all.
-    pub fn byte_stream(&self, response: Response) -> ByteStream {
+    pub(crate) fn byte_stream(&self, response: Response) -> ByteStream {
         let idle = self.inner.config.stream_idle_timeout;
         let limit = self.inner.config.max_body_bytes;
         let chunks = response
@@ -258,13 +248,13 @@ where
 }
 
 /// A rough token count for rate limiting before a request is sent: about four bytes per token.
-pub fn estimate_tokens(body: &[u8]) -> u64 {
+pub(super) fn estimate_tokens(body: &[u8]) -> u64 {
     (body.len() as u64).div_ceil(4)
 }
 
 /// Builds a header map from name/value pairs, marking `secret` values sensitive (kept out of debug
 /// output and HTTP/2 header compression tables).
-pub fn headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str, bool)>) -> Result<HeaderMap, Error> {
+pub(crate) fn headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str, bool)>) -> Result<HeaderMap, Error> {
     let mut map = HeaderMap::new();
     for (name, value, secret) in pairs {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| Error::Config {
@@ -332,7 +322,7 @@ fn strip_url(text: &str) -> String {
 /// The generic mapping from an HTTP status and the provider's message to an error; providers with
 /// typed error bodies refine it. A client error whose message says the prompt is too long is
 /// [`Error::ContextTooLong`].
-pub fn error_for_status(status: StatusCode, message: String, retry_after: Option<Duration>) -> Error {
+pub(crate) fn error_for_status(status: StatusCode, message: String, retry_after: Option<Duration>) -> Error {
     match status.as_u16() {
         401 => Error::Authentication { message },
         403 => Error::PermissionDenied { message },
@@ -349,7 +339,7 @@ pub fn error_for_status(status: StatusCode, message: String, retry_after: Option
 }
 
 /// Whether a provider's error message says the prompt is too long for the model.
-pub fn mentions_context_length(message: &str) -> bool {
+pub(crate) fn mentions_context_length(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
     [
         "context length",
@@ -365,7 +355,7 @@ pub fn mentions_context_length(message: &str) -> bool {
 
 /// The message of an error body whose JSON holds it as a top-level string under `field` (bounded), or
 /// the trimmed body itself when it does not.
-pub fn body_message(body: &str, field: &str) -> String {
+pub(crate) fn body_message(body: &str, field: &str) -> String {
     let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let message = parsed
         .as_ref()
@@ -375,7 +365,7 @@ pub fn body_message(body: &str, field: &str) -> String {
 }
 
 /// Bounds a message taken from an error body, so a huge body cannot flood logs.
-pub fn bounded_message(message: &str) -> String {
+pub(crate) fn bounded_message(message: &str) -> String {
     const MAX: usize = 1024;
     if message.len() <= MAX {
         return message.to_owned();

@@ -16,7 +16,7 @@ pub struct RateLimit {
 
 /// Two token buckets (requests, tokens) refilled continuously. Clones share the buckets.
 #[derive(Debug, Clone, Default)]
-pub struct RateLimiter {
+pub(super) struct RateLimiter {
     buckets: Option<Arc<Mutex<Buckets>>>,
 }
 
@@ -68,7 +68,7 @@ impl Bucket {
 
 impl RateLimiter {
     /// A limiter enforcing `limit`.
-    pub fn new(limit: RateLimit) -> Self {
+    pub(super) fn new(limit: RateLimit) -> Self {
         if limit.requests_per_minute.is_none() && limit.tokens_per_minute.is_none() {
             return Self::default();
         }
@@ -82,7 +82,7 @@ impl RateLimiter {
     }
 
     /// Waits until one request of about `tokens` tokens may be sent, then takes them.
-    pub async fn acquire(&self, tokens: u64) {
+    pub(super) async fn acquire(&self, tokens: u64) {
         let Some(buckets) = &self.buckets else { return };
         let tokens = tokens as f64;
         loop {

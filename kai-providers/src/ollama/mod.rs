@@ -28,6 +28,8 @@ pub struct OllamaConfig {
     pub http: HttpConfig,
 }
 
+crate::http::config_setters!(OllamaConfig);
+
 impl OllamaConfig {
     /// The server named by `OLLAMA_HOST` (default `http://127.0.0.1:11434`).
     pub fn from_env() -> Self {

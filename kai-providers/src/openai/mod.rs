@@ -148,6 +148,8 @@ pub struct OpenAiConfig {
     pub http: HttpConfig,
 }
 
+crate::http::config_setters!(OpenAiConfig);
+
 impl OpenAiConfig {
     /// api.openai.com with this key.
     pub fn openai(api_key: impl Into<ApiKey>) -> Self {
@@ -191,12 +193,6 @@ impl OpenAiConfig {
     /// Sets the key.
     pub fn with_api_key(mut self, key: impl Into<ApiKey>) -> Self {
         self.api_key = Some(key.into());
-        self
-    }
-
-    /// Sets the HTTP settings.
-    pub fn with_http(mut self, http: HttpConfig) -> Self {
-        self.http = http;
         self
     }
 }
