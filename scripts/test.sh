@@ -6,7 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/env.sh
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each stage's wall time is printed when the next one starts, so a slow stage shows the day it arrives.
+stage=""
+stage_started=$SECONDS
+step() {
+  if [ -n "$stage" ]; then printf '    [%s: %d s]\n' "$stage" $((SECONDS - stage_started)); fi
+  stage="$*"
+  stage_started=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
 
 step "system packages"
 scripts/setup/system-packages.sh
@@ -29,8 +37,14 @@ cargo test --workspace --all-features --locked
 step "the main job: scripts/quickstart.sh on the local model"
 KAI_MODEL="llamacpp:smollm2@$KAI_LLAMA_URL" scripts/quickstart.sh "What is 17 * 23?"
 
+step "examples: 100 concurrent runs on a multi-threaded runtime"
+cargo run --locked -q -p kai-examples --example many_runs
+
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
+
+step "crates.io packages: each published crate packs and builds from its package alone"
+cargo package --workspace --exclude kai-benches --exclude kai-examples --locked --allow-dirty
 
 step "wasm32 build"
 scripts/wasm-check.sh
@@ -44,4 +58,5 @@ scripts/fuzz.sh 10
 step "instruction counts per agent step (callgrind)"
 scripts/bench-instructions.sh 500
 
-printf '\nall checks passed\n'
+step "done"
+printf '\nall checks passed in %d s\n' "$SECONDS"

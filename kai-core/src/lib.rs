@@ -76,7 +76,7 @@ pub use cancel::{CancelOnDrop, CancellationToken};
 pub use error::Error;
 pub use extract::{ChatModelExt, Extracted, OUTPUT_NAME};
 pub use hook::{AgentHook, HookContext, ToolDecision};
-pub use kai_macros::async_trait;
+pub use kai_macros::{async_trait, tool_args};
 pub use marker::{BoxFuture, BoxStream, MaybeSend, MaybeSync, boxed, boxed_stream};
 pub use message::{ContentPart, ImageSource, Message, Role, StopReason, ToolCall, ToolResult, Usage};
 pub use model::{
@@ -91,8 +91,14 @@ pub use tool::{
     tool_fn,
 };
 
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
+
 /// What the macros of `kai-macros` expand to; not part of the API.
 #[doc(hidden)]
 pub mod __private {
     pub use async_trait::async_trait;
+    pub use {schemars, serde};
 }

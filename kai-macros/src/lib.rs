@@ -4,6 +4,8 @@
 //!
 //! - [`macro@async_trait`]: `async fn` in kAI's object-safe traits, with futures that are `Send` on
 //!   native targets and not on `wasm32` (where JS values are not `Send`).
+//! - [`macro@tool_args`]: a tool's argument struct, deserializable and with a JSON Schema, without the
+//!   user depending on serde and schemars.
 
 use proc_macro::TokenStream;
 
@@ -17,8 +19,12 @@ use proc_macro::TokenStream;
 /// ```ignore
 /// #[kai_core::async_trait]
 /// impl kai_core::ChatModel for MyModel {
-///     fn name(&self) -> &str { "mine" }
-///     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> { … }
+///     fn name(&self) -> &str {
+///         "mine"
+///     }
+///     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+///         Ok(ChatResponse::new(Message::assistant("hello")))
+///     }
 /// }
 /// ```
 #[proc_macro_attribute]
@@ -30,6 +36,36 @@ pub fn async_trait(attribute: TokenStream, item: TokenStream) -> TokenStream {
         )
     } else {
         "::core::compile_error!(\"kai_core::async_trait takes no arguments: it is `?Send` on wasm32 and `Send` elsewhere\");"
+    };
+    match prefix.parse::<TokenStream>() {
+        Ok(prefix) => prefix.into_iter().chain(item).collect(),
+        // The prefix is a constant that always parses; hand the item back unchanged if it ever does not.
+        Err(_) => item,
+    }
+}
+
+/// Makes a struct (or enum) usable as a tool's arguments: derives serde's `Deserialize` and schemars'
+/// `JsonSchema` through the copies `kai-core` re-exports, so the crate using it needs neither serde
+/// nor schemars in its own `Cargo.toml`. Doc comments become the schema's descriptions, and serde's
+/// field attributes (`#[serde(default)]`, `#[serde(rename = "...")]`) work as usual.
+///
+/// ```ignore
+/// #[kai_core::tool_args]
+/// struct City {
+///     /// The city's name, in English.
+///     name: String,
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn tool_args(attribute: TokenStream, item: TokenStream) -> TokenStream {
+    let prefix = if attribute.is_empty() {
+        concat!(
+            "#[derive(::kai_core::__private::serde::Deserialize, ::kai_core::__private::schemars::JsonSchema)]",
+            "#[serde(crate = \"::kai_core::__private::serde\")]",
+            "#[schemars(crate = \"::kai_core::__private::schemars\")]",
+        )
+    } else {
+        "::core::compile_error!(\"kai_core::tool_args takes no arguments\");"
     };
     match prefix.parse::<TokenStream>() {
         Ok(prefix) => prefix.into_iter().chain(item).collect(),
