@@ -125,3 +125,54 @@ async fn agent_with_a_tool() {
         Ok(other) => panic!("the stream must end with the outcome, not {other:?}"),
     }
 }
+
+/// A small record for the grammar-constrained extraction test.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[allow(dead_code)] // read through Debug in the assertions' messages
+struct Colour {
+    /// The colour's name, one word.
+    name: String,
+    /// Red, green and blue, 0 to 255 each.
+    rgb: Vec<u8>,
+    /// Warm or cool.
+    temperature: Warmth,
+    /// Where it is seen.
+    seen_in: Option<Place>,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // read through Debug in the assertions' messages
+enum Warmth {
+    Warm,
+    Cool,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[allow(dead_code)] // read through Debug in the assertions' messages
+struct Place {
+    /// One word.
+    name: String,
+}
+
+/// The server turns the JSON Schema into a grammar (`response_format: {"type": "json_object", "schema"}`),
+/// so even a 135M-parameter model produces an answer of the right shape on the first try.
+#[tokio::test]
+async fn a_struct_is_extracted_through_the_servers_json_schema_grammar() {
+    use kai_core::ChatModelExt as _;
+    let model = model();
+    assert!(model.capabilities().json_schema);
+    let request = ChatRequest::new(vec![Message::user(
+        "Describe the colour of the sky as JSON: a one-word name, rgb values, warm or cool.",
+    )])
+    .with_temperature(0.0)
+    .with_max_tokens(160)
+    .with_extra("seed", serde_json::json!(42));
+    let extracted = model.extract::<Colour>(request).await.unwrap();
+    assert_eq!(
+        extracted.output.steps, 1,
+        "no repair needed: {:?}",
+        extracted.output.messages
+    );
+    assert!(!extracted.value.name.is_empty(), "{:?}", extracted.value);
+}

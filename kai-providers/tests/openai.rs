@@ -781,3 +781,22 @@ async fn models_that_refuse_dimensions_are_not_sent_it() {
     model.embed(&["a".to_owned()]).await.unwrap();
     assert!(server.requests()[0].json().get("dimensions").is_none());
 }
+
+#[tokio::test]
+async fn llama_cpp_gets_the_schema_in_its_grammar_form() {
+    let server = FaultServer::start(vec![Reply::json(200, completion(json!({"content": "{}"}), "stop"))]).await;
+    let config = OpenAiConfig::compatible(server.url(), Flavor::LlamaCpp).with_http(fast_http());
+    let model = OpenAiClient::new(config).unwrap().chat("smollm2");
+    assert!(model.capabilities().json_schema);
+    let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]});
+    let request = ChatRequest::new(vec![Message::user("a?")]).with_response_format(ResponseFormat::JsonSchema {
+        name: "answer".into(),
+        schema: schema.clone(),
+        strict: true,
+    });
+    model.complete(request).await.unwrap();
+    assert_eq!(
+        server.requests()[0].json()["response_format"],
+        json!({"type": "json_object", "schema": schema})
+    );
+}

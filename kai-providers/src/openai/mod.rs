@@ -50,6 +50,9 @@ pub(crate) struct Quirks {
     pub(crate) stream_usage: bool,
     pub(crate) tools: bool,
     pub(crate) json_schema: bool,
+    /// Whether a JSON Schema goes as `{"type": "json_object", "schema": …}` (llama.cpp's grammar form,
+    /// which both its own server and llama-cpp-python's take) instead of OpenAI's `json_schema` form.
+    pub(crate) schema_in_json_object: bool,
     pub(crate) parallel_tool_calls_param: bool,
     /// Whether it can stream a response when the model chooses freely between text and tool calls.
     pub(crate) streams_free_tool_choice: bool,
@@ -69,6 +72,7 @@ impl Flavor {
             stream_usage: false,
             tools: true,
             json_schema: false,
+            schema_in_json_object: false,
             parallel_tool_calls_param: false,
             streams_free_tool_choice: true,
             needs_explicit_tool_choice: false,
@@ -113,6 +117,8 @@ impl Flavor {
             // ("Automatic streaming tool choice is not supported") after it has sent the 200 header.
             Flavor::LlamaCpp => Quirks {
                 name: "llama.cpp",
+                json_schema: true,
+                schema_in_json_object: true,
                 streams_free_tool_choice: false,
                 needs_explicit_tool_choice: true,
                 supports_required_tool_choice: false,

@@ -58,6 +58,12 @@ pub(crate) fn request_body(model: &str, request: &ChatRequest, stream: bool, qui
         Some(ResponseFormat::JsonObject) => {
             body.insert("response_format".into(), json!({"type": "json_object"}));
         }
+        Some(ResponseFormat::JsonSchema { schema, .. }) if quirks.schema_in_json_object => {
+            body.insert(
+                "response_format".into(),
+                json!({"type": "json_object", "schema": schema}),
+            );
+        }
         Some(ResponseFormat::JsonSchema { name, schema, strict }) => {
             // Strict mode takes only its subset of JSON Schema; a schema sent as a hint goes as it is.
             let schema = if *strict {
