@@ -9,9 +9,11 @@ use libfuzzer_sys::fuzz_target;
 #[derive(Arbitrary, Debug)]
 enum Op {
     Text(String),
-    Start { index: u8, id: String, name: String },
-    Arguments { index: u8, fragment: String },
-    Signature { index: u8, signature: String },
+    // Indices across the whole u32 range: a hostile stream may open a call at any of them.
+    Start { index: u32, id: String, name: String },
+    Arguments { index: u32, fragment: String },
+    Signature { index: u32, signature: String },
+    Reasoning { index: u32, text: String },
     Finish,
 }
 
@@ -21,22 +23,13 @@ fuzz_target!(|ops: Vec<Op>| {
     for op in ops {
         let delta = match op {
             Op::Text(text) => ChatDelta::Text { text },
-            Op::Start { index, id, name } => ChatDelta::ToolCallStart {
-                index: index.into(),
-                id,
-                name,
-            },
+            Op::Start { index, id, name } => ChatDelta::ToolCallStart { index, id, name },
             Op::Arguments { index, fragment } => {
-                fragments.entry(index.into()).or_default().push_str(&fragment);
-                ChatDelta::ToolCallArguments {
-                    index: index.into(),
-                    fragment,
-                }
+                fragments.entry(index).or_default().push_str(&fragment);
+                ChatDelta::ToolCallArguments { index, fragment }
             }
-            Op::Signature { index, signature } => ChatDelta::ToolCallSignature {
-                index: index.into(),
-                signature,
-            },
+            Op::Signature { index, signature } => ChatDelta::ToolCallSignature { index, signature },
+            Op::Reasoning { index, text } => ChatDelta::Reasoning { index, text },
             Op::Finish => ChatDelta::Finish {
                 stop_reason: StopReason::ToolCalls,
             },

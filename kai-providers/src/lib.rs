@@ -14,7 +14,8 @@
 //! `Retry-After`, client-side rate limits, timeouts, a standards-following SSE parser, bounded bodies,
 //! and typed errors. API keys never appear in `Debug` output, errors or logs.
 //!
-//! [`model_from_str`] picks a provider from a string such as `openai:gpt-4o-mini`;
+//! [`model_from_str`] picks a provider from a string such as `openai:gpt-4o-mini`
+//! ([`embedding_model_from_str`] an embedding model);
 //! [`pricing::PriceTable`] turns usage into an estimated cost.
 //!
 //! [`ChatModel`]: kai_core::ChatModel
@@ -22,6 +23,9 @@
 pub mod anthropic;
 pub mod cohere;
 mod convert;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gemini;
 pub mod http;
 mod json_schema;
@@ -37,4 +41,6 @@ pub use gemini::{GeminiChat, GeminiClient, GeminiConfig, GeminiEmbeddings};
 pub use http::{ApiKey, HttpConfig, RateLimit, RetryPolicy};
 pub use ollama::{OllamaChat, OllamaClient, OllamaConfig, OllamaEmbeddings};
 pub use openai::{Flavor, OpenAiChat, OpenAiClient, OpenAiConfig, OpenAiEmbeddings};
-pub use registry::{ModelSpec, PROVIDERS, model_from_spec, model_from_str};
+pub use registry::{
+    ModelSpec, PROVIDERS, embedding_model_from_spec, embedding_model_from_str, model_from_spec, model_from_str,
+};

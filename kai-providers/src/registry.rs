@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use kai_core::{ChatModel, Error};
+use kai_core::{ChatModel, EmbeddingModel, Error};
 use serde::{Deserialize, Serialize};
 
 use crate::anthropic::{AnthropicClient, AnthropicConfig};
@@ -107,89 +107,135 @@ pub fn model_from_str(text: &str) -> Result<Arc<dyn ChatModel>, Error> {
 
 /// A chat model from a [`ModelSpec`], with these HTTP settings.
 pub fn model_from_spec(spec: &ModelSpec, http: HttpConfig) -> Result<Arc<dyn ChatModel>, Error> {
-    let local = |default: &str, flavor: Flavor| {
-        let base = spec.base_url.clone().unwrap_or_else(|| default.to_owned());
-        let mut config = OpenAiConfig::compatible(base, flavor);
-        config.api_key = spec.api_key.clone();
-        config
-    };
-    let key = spec.api_key.clone();
-    let config = match spec.provider.as_str() {
-        "anthropic" | "claude" => {
-            let mut config = match key {
-                Some(key) => AnthropicConfig::new(key),
-                None => AnthropicConfig::from_env()?,
-            };
-            if let Some(base) = &spec.base_url {
-                config.base_url.clone_from(base);
-            }
-            config.http = http;
-            return Ok(Arc::new(AnthropicClient::new(config)?.chat(&spec.model)));
-        }
-        "gemini" | "google" => {
-            let mut config = match key {
-                Some(key) => GeminiConfig::new(key),
-                None => GeminiConfig::from_env()?,
-            };
-            if let Some(base) = &spec.base_url {
-                config.base_url.clone_from(base);
-            }
-            config.http = http;
-            return Ok(Arc::new(GeminiClient::new(config)?.chat(&spec.model)));
-        }
-        "cohere" => {
-            let mut config = match key {
-                Some(key) => CohereConfig::new(key),
-                None => CohereConfig::from_env()?,
-            };
-            if let Some(base) = &spec.base_url {
-                config.base_url.clone_from(base);
-            }
-            config.http = http;
-            return Ok(Arc::new(CohereClient::new(config)?.chat(&spec.model)));
-        }
-        "ollama" => {
-            let mut config = OllamaConfig::new(spec.base_url.clone().unwrap_or_else(ollama_host));
-            config.http = http;
-            return Ok(Arc::new(OllamaClient::new(config)?.chat(&spec.model)));
-        }
-        "openai" => {
-            let mut config = match &spec.api_key {
-                Some(key) => OpenAiConfig::openai(key.clone()),
-                None => OpenAiConfig::from_env()?,
-            };
-            if let Some(base) = &spec.base_url {
-                config.base_url.clone_from(base);
-            }
-            config
-        }
-        "openai-compatible" => {
-            let base = spec
-                .base_url
-                .clone()
-                .or_else(|| std::env::var("OPENAI_BASE_URL").ok())
-                .ok_or_else(|| Error::Config {
-                    message: "openai-compatible needs a base URL (provider:model@url, or OPENAI_BASE_URL)".into(),
-                })?;
-            let mut config = OpenAiConfig::compatible(base, Flavor::Generic);
-            config.api_key = spec.api_key.clone().or_else(|| ApiKey::from_env("OPENAI_API_KEY"));
-            config
-        }
-        "llamacpp" | "llama.cpp" => local("http://127.0.0.1:8080/v1", Flavor::LlamaCpp),
-        "vllm" => local("http://127.0.0.1:8000/v1", Flavor::Vllm),
-        "lmstudio" => local("http://127.0.0.1:1234/v1", Flavor::LmStudio),
-        "tgi" => local("http://127.0.0.1:8080/v1", Flavor::Tgi),
-        "ollama-openai" => {
-            let base = spec.base_url.clone().unwrap_or_else(|| format!("{}/v1", ollama_host()));
-            OpenAiConfig::compatible(base, Flavor::Ollama)
-        }
-        other => {
-            return Err(Error::Config {
-                message: format!("unknown provider {other:?}; known: {}", PROVIDERS.join(", ")),
+    Ok(match Client::from_spec(spec, http)? {
+        Client::OpenAi(client) => Arc::new(client.chat(&spec.model)),
+        Client::Anthropic(client) => Arc::new(client.chat(&spec.model)),
+        Client::Gemini(client) => Arc::new(client.chat(&spec.model)),
+        Client::Cohere(client) => Arc::new(client.chat(&spec.model)),
+        Client::Ollama(client) => Arc::new(client.chat(&spec.model)),
+    })
+}
+
+/// An embedding model from a string such as `openai:text-embedding-3-small` or `ollama:nomic-embed-text`,
+/// producing vectors of `dimensions`; keys and addresses as for [`model_from_str`].
+///
+/// ```
+/// let model = kai_providers::embedding_model_from_str("ollama:nomic-embed-text", 768).unwrap();
+/// assert_eq!(model.dimensions(), 768);
+/// ```
+pub fn embedding_model_from_str(text: &str, dimensions: usize) -> Result<Arc<dyn EmbeddingModel>, Error> {
+    embedding_model_from_spec(&text.parse()?, dimensions, HttpConfig::default())
+}
+
+/// An embedding model from a [`ModelSpec`], producing vectors of `dimensions`, with these HTTP settings.
+/// Anthropic has no embedding API: asking for one is [`Error::Unsupported`].
+pub fn embedding_model_from_spec(
+    spec: &ModelSpec,
+    dimensions: usize,
+    http: HttpConfig,
+) -> Result<Arc<dyn EmbeddingModel>, Error> {
+    Ok(match Client::from_spec(spec, http)? {
+        Client::OpenAi(client) => Arc::new(client.embeddings(&spec.model, dimensions)),
+        Client::Gemini(client) => Arc::new(client.embeddings(&spec.model, dimensions)),
+        Client::Cohere(client) => Arc::new(client.embeddings(&spec.model, dimensions)),
+        Client::Ollama(client) => Arc::new(client.embeddings(&spec.model, dimensions)),
+        Client::Anthropic(_) => {
+            return Err(Error::Unsupported {
+                message: "Anthropic has no embedding API".into(),
             });
         }
-    };
-    Ok(Arc::new(OpenAiClient::new(config.with_http(http))?.chat(&spec.model)))
+    })
+}
+
+/// A provider's client, made from a spec; chat and embedding models come from it.
+enum Client {
+    OpenAi(OpenAiClient),
+    Anthropic(AnthropicClient),
+    Gemini(GeminiClient),
+    Cohere(CohereClient),
+    Ollama(OllamaClient),
+}
+
+impl Client {
+    fn from_spec(spec: &ModelSpec, http: HttpConfig) -> Result<Self, Error> {
+        let key = spec.api_key.clone();
+        let base = spec.base_url.clone();
+        let local = |default: &str, flavor: Flavor| {
+            let mut config = OpenAiConfig::compatible(base.clone().unwrap_or_else(|| default.to_owned()), flavor);
+            config.api_key = key.clone();
+            config
+        };
+        let openai = match spec.provider.as_str() {
+            "anthropic" | "claude" => {
+                let mut config = match key {
+                    Some(key) => AnthropicConfig::new(key),
+                    None => AnthropicConfig::from_env()?,
+                };
+                if let Some(base) = base {
+                    config.base_url = base;
+                }
+                return Ok(Client::Anthropic(AnthropicClient::new(config.with_http(http))?));
+            }
+            "gemini" | "google" => {
+                let mut config = match key {
+                    Some(key) => GeminiConfig::new(key),
+                    None => GeminiConfig::from_env()?,
+                };
+                if let Some(base) = base {
+                    config.base_url = base;
+                }
+                return Ok(Client::Gemini(GeminiClient::new(config.with_http(http))?));
+            }
+            "cohere" => {
+                let mut config = match key {
+                    Some(key) => CohereConfig::new(key),
+                    None => CohereConfig::from_env()?,
+                };
+                if let Some(base) = base {
+                    config.base_url = base;
+                }
+                return Ok(Client::Cohere(CohereClient::new(config.with_http(http))?));
+            }
+            "ollama" => {
+                let config = OllamaConfig::new(base.unwrap_or_else(ollama_host));
+                return Ok(Client::Ollama(OllamaClient::new(config.with_http(http))?));
+            }
+            "openai" => {
+                let mut config = match key {
+                    Some(key) => OpenAiConfig::openai(key),
+                    None => OpenAiConfig::from_env()?,
+                };
+                if let Some(base) = base {
+                    config.base_url = base;
+                }
+                config
+            }
+            "openai-compatible" => {
+                let base = base
+                    .or_else(|| std::env::var("OPENAI_BASE_URL").ok())
+                    .ok_or_else(|| Error::Config {
+                        message: "openai-compatible needs a base URL (provider:model@url, or OPENAI_BASE_URL)".into(),
+                    })?;
+                let mut config = OpenAiConfig::compatible(base, Flavor::Generic);
+                config.api_key = key.or_else(|| ApiKey::from_env("OPENAI_API_KEY"));
+                config
+            }
+            "llamacpp" | "llama.cpp" => local("http://127.0.0.1:8080/v1", Flavor::LlamaCpp),
+            "vllm" => local("http://127.0.0.1:8000/v1", Flavor::Vllm),
+            "lmstudio" => local("http://127.0.0.1:1234/v1", Flavor::LmStudio),
+            "tgi" => local("http://127.0.0.1:8080/v1", Flavor::Tgi),
+            "ollama-openai" => {
+                let default = format!("{}/v1", ollama_host());
+                local(&default, Flavor::Ollama)
+            }
+            other => {
+                return Err(Error::Config {
+                    message: format!("unknown provider {other:?}; known: {}", PROVIDERS.join(", ")),
+                });
+            }
+        };
+        Ok(Client::OpenAi(OpenAiClient::new(openai.with_http(http))?))
+    }
 }
 
 /// Ollama's base URL from `OLLAMA_HOST`, which may omit the scheme and the port.
@@ -263,6 +309,27 @@ mod tests {
             let model = model_from_spec(&spec.with_api_key("k"), HttpConfig::default());
             assert!(model.is_ok(), "{provider}: {:?}", model.err());
         }
+    }
+
+    #[test]
+    fn embedding_models_come_from_specs_too() {
+        for text in [
+            "openai:text-embedding-3-small",
+            "gemini:text-embedding-004",
+            "cohere:embed-v4.0",
+            "ollama:nomic-embed-text",
+            "vllm:bge@http://127.0.0.1:9/v1",
+        ] {
+            let spec: ModelSpec = text.parse().unwrap();
+            let model = embedding_model_from_spec(&spec.with_api_key("k"), 256, HttpConfig::default()).unwrap();
+            assert_eq!(model.dimensions(), 256, "{text}");
+            assert_eq!(model.name(), text.split_once(':').unwrap().1.split('@').next().unwrap());
+        }
+        let spec: ModelSpec = "anthropic:claude-sonnet-4-5".parse().unwrap();
+        let error = embedding_model_from_spec(&spec.with_api_key("k"), 256, HttpConfig::default())
+            .err()
+            .unwrap();
+        assert!(matches!(error, Error::Unsupported { .. }));
     }
 
     #[test]

@@ -800,3 +800,21 @@ async fn llama_cpp_gets_the_schema_in_its_grammar_form() {
         json!({"type": "json_object", "schema": schema})
     );
 }
+
+#[tokio::test]
+async fn a_model_without_tools_refuses_them_before_sending() {
+    let server = FaultServer::start(vec![]).await;
+    let config = OpenAiConfig::compatible(server.url(), Flavor::Generic)
+        .without_tools()
+        .with_http(fast_http());
+    let model = OpenAiClient::new(config).unwrap().chat("tiny");
+    assert!(!model.capabilities().tools);
+    let request = ChatRequest::new(vec![Message::user("hi")]).with_tools(vec![kai_core::ToolDefinition::new(
+        "t",
+        "T.",
+        json!({"type": "object"}),
+    )]);
+    let error = model.complete(request).await.unwrap_err();
+    assert!(matches!(error, Error::Unsupported { .. }), "{error:?}");
+    assert!(server.requests().is_empty());
+}

@@ -1,6 +1,6 @@
 //! Anthropic's Messages API.
 
-mod stream;
+pub(crate) mod stream;
 mod wire;
 
 use std::sync::Arc;
@@ -111,7 +111,7 @@ impl AnthropicClient {
     }
 }
 
-fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
+pub(crate) fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
     let parsed: wire::ErrorBody = serde_json::from_str(body).unwrap_or_default();
     match parsed.error {
         Some(detail) if !detail.kind.is_empty() => wire::error_of(detail, Some(status.as_u16()), retry_after),

@@ -1,6 +1,6 @@
 //! Cohere's v2 API: chat with tools and streaming, and embeddings.
 
-mod stream;
+pub(crate) mod stream;
 mod wire;
 
 use std::sync::Arc;
@@ -109,7 +109,7 @@ impl CohereClient {
     }
 }
 
-fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
+pub(crate) fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
     error_for_status(status, body_message(body, "message"), retry_after)
 }
 

@@ -1,7 +1,7 @@
 //! Google's Gemini API (`generativelanguage.googleapis.com`): chat with function calling, streaming,
 //! and embeddings.
 
-mod stream;
+pub(crate) mod stream;
 mod wire;
 
 use std::sync::Arc;
@@ -117,7 +117,7 @@ impl GeminiClient {
     }
 }
 
-fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
+pub(crate) fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
     let parsed: wire::ErrorBody = serde_json::from_str(body).unwrap_or_default();
     match parsed.error {
         Some(detail) if !detail.status.is_empty() || !detail.message.is_empty() => {

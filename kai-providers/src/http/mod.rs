@@ -4,7 +4,7 @@ mod client;
 mod decode;
 mod ndjson;
 mod rate_limit;
-mod retry;
+pub(crate) mod retry;
 mod secret;
 mod sse;
 

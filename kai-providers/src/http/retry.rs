@@ -66,7 +66,7 @@ pub(super) fn is_retryable_status(status: StatusCode) -> bool {
 }
 
 /// The wait a response asks for: `retry-after-ms`, or `Retry-After` in seconds or as an HTTP date.
-pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Some(ms) = header_str(headers, "retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
         && ms.is_finite()
         && ms >= 0.0

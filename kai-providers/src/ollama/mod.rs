@@ -1,6 +1,6 @@
 //! Ollama's native API: `/api/chat` (NDJSON streaming, tools) and `/api/embed`.
 
-mod stream;
+pub(crate) mod stream;
 mod wire;
 
 use std::sync::Arc;
@@ -96,7 +96,7 @@ impl OllamaClient {
     }
 }
 
-fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
+pub(crate) fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
     error_for_status(status, body_message(body, "error"), retry_after)
 }
 

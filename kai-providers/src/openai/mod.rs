@@ -1,7 +1,7 @@
 //! OpenAI Chat Completions and embeddings, and every server that speaks the same API (vLLM, LM Studio,
 //! TGI's Messages API, llama.cpp's server, Ollama's `/v1`).
 
-mod stream;
+pub(crate) mod stream;
 mod wire;
 
 use std::sync::Arc;
@@ -150,6 +150,10 @@ pub struct OpenAiConfig {
     pub project: Option<String>,
     /// Which server this is.
     pub flavor: Flavor,
+    /// Whether the model takes tools (default true). A server or model without tool support refuses a
+    /// request that has them: set this to `false` and such a request fails with
+    /// [`Error::Unsupported`] before it is sent, and `capabilities()` says so.
+    pub tools: bool,
     /// Timeouts, retries, rate limits.
     pub http: HttpConfig,
 }
@@ -165,6 +169,7 @@ impl OpenAiConfig {
             organization: None,
             project: None,
             flavor: Flavor::OpenAi,
+            tools: true,
             http: HttpConfig::default(),
         }
     }
@@ -192,8 +197,15 @@ impl OpenAiConfig {
             organization: None,
             project: None,
             flavor,
+            tools: true,
             http: HttpConfig::default(),
         }
+    }
+
+    /// Marks the model as taking no tools (see [`tools`](Self::tools)).
+    pub fn without_tools(mut self) -> Self {
+        self.tools = false;
+        self
     }
 
     /// Sets the key.
@@ -233,7 +245,10 @@ impl OpenAiClient {
         Ok(Self {
             inner: Arc::new(ClientInner {
                 http: HttpClient::new(config.http.clone())?,
-                quirks: config.flavor.quirks(),
+                quirks: Quirks {
+                    tools: config.tools && config.flavor.quirks().tools,
+                    ..config.flavor.quirks()
+                },
                 headers: headers(pairs.into_iter().flatten())?,
                 config,
             }),
@@ -272,7 +287,7 @@ impl OpenAiClient {
 }
 
 /// Maps an OpenAI-style error response to a kai error.
-fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
+pub(crate) fn classify(status: StatusCode, body: &str, retry_after: Option<Duration>) -> Error {
     let parsed: wire::ErrorBody = serde_json::from_str(body).unwrap_or_default();
     let (message, code) = match parsed.error {
         Some(wire::ErrorDetail::Object { message, code }) => (message, code),
