@@ -255,7 +255,7 @@ impl ScriptedModel {
             .iter()
             .filter(|message| message.role == Role::Assistant)
             .count();
-        let input_tokens = estimate_tokens(request.messages.iter().map(Message::text));
+        let input_tokens = estimate_tokens(request.messages.iter().flat_map(|m| &m.content).map(part_len));
         if self.record {
             self.shared
                 .requests
@@ -286,16 +286,16 @@ impl ScriptedModel {
                 if !usage_set {
                     response.usage = Usage {
                         input_tokens,
-                        output_tokens: estimate_tokens(response.message.content.iter().map(part_text)),
+                        output_tokens: estimate_tokens(response.message.content.iter().map(part_len)),
                         ..Usage::default()
                     };
                 }
             }
             Action::Stream { deltas, .. } if !usage_set && !deltas.iter().any(|d| matches!(d, ChatDelta::Usage(_))) => {
                 let output = deltas.iter().map(|delta| match delta {
-                    ChatDelta::Text { text } => text.clone(),
-                    ChatDelta::ToolCallArguments { fragment, .. } => fragment.clone(),
-                    _ => String::new(),
+                    ChatDelta::Text { text } => text.len(),
+                    ChatDelta::ToolCallArguments { fragment, .. } => fragment.len(),
+                    _ => 0,
                 });
                 let output_tokens = estimate_tokens(output);
                 deltas.push(ChatDelta::Usage(Usage {
@@ -310,17 +310,19 @@ impl ScriptedModel {
     }
 }
 
-/// About four bytes a token, rounded up.
-fn estimate_tokens(texts: impl Iterator<Item = String>) -> u64 {
-    let bytes: usize = texts.map(|text| text.len()).sum();
+/// About four bytes a token, rounded up, from the lengths of the texts.
+fn estimate_tokens(lengths: impl Iterator<Item = usize>) -> u64 {
+    let bytes = lengths.fold(0usize, usize::saturating_add);
     (bytes as u64).div_ceil(4)
 }
 
-fn part_text(part: &ContentPart) -> String {
+/// The bytes of text a part holds: its text, a call's arguments, a result's content.
+fn part_len(part: &ContentPart) -> usize {
     match part {
-        ContentPart::Text { text } => text.clone(),
-        ContentPart::ToolCall(call) => call.arguments.clone(),
-        _ => String::new(),
+        ContentPart::Text { text } => text.len(),
+        ContentPart::ToolCall(call) => call.arguments.len(),
+        ContentPart::ToolResult(result) => result.content.len(),
+        _ => 0,
     }
 }
 
@@ -477,7 +479,7 @@ impl EmbeddingModel for HashEmbedder {
         Ok(Embeddings {
             vectors: texts.iter().map(|text| self.vector(text)).collect(),
             usage: Usage {
-                input_tokens: estimate_tokens(texts.iter().cloned()),
+                input_tokens: estimate_tokens(texts.iter().map(String::len)),
                 ..Usage::default()
             },
         })
