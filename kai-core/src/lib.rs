@@ -76,7 +76,7 @@ pub use cancel::{CancelOnDrop, CancellationToken};
 pub use error::Error;
 pub use extract::{ChatModelExt, Extracted, OUTPUT_NAME};
 pub use hook::{AgentHook, HookContext, ToolDecision};
-pub use kai_macros::{async_trait, tool_args};
+pub use kai_macros::{async_trait, tool, tool_args};
 pub use marker::{BoxFuture, BoxStream, MaybeSend, MaybeSync, boxed, boxed_stream};
 pub use message::{ContentPart, ImageSource, Message, Role, StopReason, ToolCall, ToolResult, Usage};
 pub use model::{

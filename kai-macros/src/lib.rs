@@ -6,6 +6,10 @@
 //!   native targets and not on `wasm32` (where JS values are not `Send`).
 //! - [`macro@tool_args`]: a tool's argument struct, deserializable and with a JSON Schema, without the
 //!   user depending on serde and schemars.
+//! - [`macro@tool`]: an `async fn` as a tool, its doc comment the description and its parameters the
+//!   arguments.
+
+mod tool;
 
 use proc_macro::TokenStream;
 
@@ -71,5 +75,37 @@ pub fn tool_args(attribute: TokenStream, item: TokenStream) -> TokenStream {
         Ok(prefix) => prefix.into_iter().chain(item).collect(),
         // The prefix is a constant that always parses; hand the item back unchanged if it ever does not.
         Err(_) => item,
+    }
+}
+
+/// Makes an `async fn` a tool: the function's doc comment is the description the model reads, its
+/// parameters (with their doc comments) are the arguments' JSON Schema, and its name is the tool's name.
+/// The function becomes a constructor: `add()` returns the tool.
+///
+/// The function returns `Result<T, ToolError>` with `T` serializable. A parameter of type `ToolContext`
+/// receives the call's context (its id and cancellation token) instead of an argument.
+///
+/// ```ignore
+/// use kai_core::{ToolError, tool};
+///
+/// /// Adds two numbers.
+/// #[tool]
+/// async fn add(
+///     /// The first number.
+///     a: f64,
+///     /// The second number.
+///     b: f64,
+/// ) -> Result<f64, ToolError> {
+///     Ok(a + b)
+/// }
+///
+/// let agent = kai_core::Agent::builder(model).tool(add()).build()?;
+/// ```
+#[proc_macro_attribute]
+pub fn tool(attribute: TokenStream, item: TokenStream) -> TokenStream {
+    let function = syn::parse_macro_input!(item as syn::ItemFn);
+    match tool::expand(attribute.into(), function) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => error.to_compile_error().into(),
     }
 }

@@ -17,3 +17,4 @@ mod structured;
 mod support;
 mod telemetry;
 mod tool_context;
+mod tool_macro;
