@@ -44,6 +44,11 @@ step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
 
 step "crates.io packages: each published crate packs and builds from its package alone"
+# Cargo unpacks each packed crate into its registry sources under its name and version, and reuses an
+# unpacked copy of the same version as it is: drop ours so the check builds the crates as they are now.
+for crate in kai-macros kai-core kai-providers kai-memory kai-klp; do
+  rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$crate"-[0-9]*
+done
 cargo package --workspace --exclude kai-benches --exclude kai-examples --locked --allow-dirty
 
 step "wasm32 build"

@@ -260,8 +260,17 @@ impl Validate {
                 let json = strip_code_fence(text);
                 let value: serde_json::Value =
                     serde_json::from_str(json).map_err(|error| format!("the answer is not JSON: {error}"))?;
-                validator.check(&value)?;
-                Ok(json.to_owned())
+                match validator.check(&value) {
+                    Ok(()) => Ok(json.to_owned()),
+                    Err(problem) => {
+                        // A provider's strict mode makes optional fields required and nullable, so an
+                        // answer may hold `null` where the caller's schema wants the field left out.
+                        let mut without_nulls = value;
+                        drop_null_members(&mut without_nulls);
+                        validator.check(&without_nulls).map_err(|_| problem)?;
+                        Ok(without_nulls.to_string())
+                    }
+                }
             }
         }
     }
@@ -274,6 +283,18 @@ fn validate<T: DeserializeOwned>(text: &str) -> Result<String, String> {
     match serde_json::from_str::<T>(json) {
         Ok(_) => Ok(json.to_owned()),
         Err(error) => Err(error.to_string()),
+    }
+}
+
+/// Removes every object member whose value is `null`, at any depth.
+fn drop_null_members(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(object) => {
+            object.retain(|_, member| !member.is_null());
+            object.values_mut().for_each(drop_null_members);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_null_members),
+        _ => {}
     }
 }
 

@@ -68,8 +68,8 @@ mod time;
 mod tool;
 
 pub use agent::{
-    Agent, AgentBuilder, AgentEvent, AgentEventStream, AgentTool, Approval, ApprovalDecision, Conversation, RunError,
-    RunOptions, RunOutput, RunState, SuspendedCall,
+    Agent, AgentBuilder, AgentEvent, AgentEventStream, AgentTool, Approval, ApprovalDecision, Conversation,
+    NestedApproval, RunError, RunOptions, RunOutput, RunState, SuspendedCall,
 };
 pub use approval::ApprovalHook;
 pub use cancel::{CancelOnDrop, CancellationToken};

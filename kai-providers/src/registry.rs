@@ -59,11 +59,14 @@ impl std::str::FromStr for ModelSpec {
         let (provider, rest) = text.split_once(':').ok_or_else(|| Error::Config {
             message: format!("{text:?} is not of the form provider:model"),
         })?;
-        let (model, base_url) = match rest.rsplit_once('@') {
-            Some((model, url)) if url.starts_with("http://") || url.starts_with("https://") => {
-                (model, Some(url.to_owned()))
-            }
-            _ => (rest, None),
+        // The URL starts at the first `@http://` or `@https://`: a URL may itself hold an `@`.
+        let at = ["@http://", "@https://"]
+            .iter()
+            .filter_map(|marker| rest.find(marker))
+            .min();
+        let (model, base_url) = match at {
+            Some(at) => (&rest[..at], Some(rest[at + 1..].to_owned())),
+            None => (rest, None),
         };
         if provider.is_empty() || model.is_empty() {
             return Err(Error::Config {
@@ -285,6 +288,11 @@ mod tests {
         assert_eq!(spec.model, "llama3.2:1b");
         let spec: ModelSpec = "tgi:org/model@http://h:1/v1".parse().unwrap();
         assert_eq!(spec.base_url.as_deref(), Some("http://h:1/v1"));
+        let spec: ModelSpec = "vllm:m@https://user:token@h/v1".parse().unwrap();
+        assert_eq!(
+            (spec.model.as_str(), spec.base_url.as_deref()),
+            ("m", Some("https://user:token@h/v1"))
+        );
         assert!("nocolon".parse::<ModelSpec>().is_err());
         assert!(":model".parse::<ModelSpec>().is_err());
     }

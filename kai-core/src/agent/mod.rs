@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use conversation::Conversation;
 pub use delegate::AgentTool;
 pub use event::AgentEvent;
-pub use state::{Approval, ApprovalDecision, RunState, SuspendedCall};
+pub use state::{Approval, ApprovalDecision, NestedApproval, RunState, SuspendedCall};
 
 use crate::CancellationToken;
 use crate::approval::ApprovalHook;
@@ -101,6 +101,7 @@ pub(crate) struct Limits {
     pub(crate) max_parallel_tools: usize,
     pub(crate) max_repairs: u32,
     pub(crate) answer_on_last_step: bool,
+    pub(crate) max_tool_calls: usize,
 }
 
 impl Default for Limits {
@@ -113,6 +114,7 @@ impl Default for Limits {
             max_parallel_tools: 8,
             max_repairs: 2,
             answer_on_last_step: false,
+            max_tool_calls: 128,
         }
     }
 }
@@ -224,6 +226,13 @@ impl AgentBuilder {
         self
     }
 
+    /// The most tool calls of one model answer that run (default 128); the model is told the others were
+    /// not run. Bounds the work one answer can ask for.
+    pub fn max_tool_calls_per_step(mut self, limit: usize) -> Self {
+        self.config.limits.max_tool_calls = limit;
+        self
+    }
+
     /// How many times invalid structured output is sent back to the model for repair (default 2).
     pub fn max_repairs(mut self, repairs: u32) -> Self {
         self.config.limits.max_repairs = repairs;
@@ -273,6 +282,11 @@ impl AgentBuilder {
         if limits.max_steps == 0 {
             return Err(Error::Config {
                 message: "max_steps must be at least 1".into(),
+            });
+        }
+        if limits.max_tool_calls == 0 {
+            return Err(Error::Config {
+                message: "max_tool_calls_per_step must be at least 1".into(),
             });
         }
         if limits.max_parallel_tools == 0 {

@@ -170,6 +170,8 @@ impl<'a> Run<'a> {
             self.state.steps = self.state.steps.saturating_add(1);
             self.state.usage += response.usage;
             self.step_usage = response.usage;
+            let mut response = response;
+            unique_call_ids(&mut response.message, &self.state.messages);
             let calls: Vec<ToolCall> = response.tool_calls().cloned().collect();
             let text = response.text();
             self.state.messages.push(response.message);
@@ -343,6 +345,16 @@ impl<'a> Run<'a> {
     /// results it has and a resumed run does not call those tools again. Returns the final answer when
     /// a structured-output call carried a valid one.
     async fn execute_tools(&mut self) -> Result<Option<String>, Error> {
+        let limit = self.config.limits.max_tool_calls;
+        if self.state.pending_tool_calls.len() > limit {
+            let asked = self.state.pending_tool_calls.len();
+            for call in self.state.pending_tool_calls.split_off(limit) {
+                let message = format!("not run: {asked} tool calls in one step are more than the {limit} allowed");
+                self.state
+                    .messages
+                    .push(Message::tool_result(ToolResult::error(&call, message)));
+            }
+        }
         if self.state.pending_approvals().next().is_some() {
             return Err(approval_required(&self.state.approvals));
         }
@@ -383,8 +395,10 @@ impl<'a> Run<'a> {
         }
 
         for plan in &mut plans {
-            if let Plan::Execute { call, resumed, .. } = plan {
-                *resumed = self.state.take_suspended(&call.id);
+            match plan {
+                Plan::Execute { call, resumed, .. } => *resumed = self.state.take_suspended(&call.id),
+                // A suspended call answered without running (denied, rejected) leaves its run behind.
+                Plan::Answered(call, _) => drop(self.state.take_suspended(&call.id)),
             }
         }
 
@@ -405,7 +419,15 @@ impl<'a> Run<'a> {
             self.state.usage += reported.take();
             match outcome {
                 Outcome::Answered(result) => {
-                    self.state.pending_tool_calls.retain(|call| call.id != result.call_id);
+                    // Only this call leaves the list: a model may give two calls one id.
+                    let answered = self
+                        .state
+                        .pending_tool_calls
+                        .iter()
+                        .position(|c| c.id == result.call_id);
+                    if let Some(answered) = answered {
+                        self.state.pending_tool_calls.remove(answered);
+                    }
                     self.state.messages.push(Message::tool_result(result));
                     // The last result is checkpointed when the step finishes.
                     if !self.state.pending_tool_calls.is_empty() {
@@ -421,11 +443,14 @@ impl<'a> Run<'a> {
         drop(results);
         if suspended {
             // The finished calls are recorded; the suspended ones stay pending until their approvals.
+            // The decisions on this run's own calls are spent: only the suspended runs' remain.
+            self.state.approvals.retain(|a| a.nested.is_some());
             self.checkpoint().await?;
             return Err(approval_required(&self.state.approvals));
         }
         self.state.pending_tool_calls.clear();
         self.state.approvals.clear();
+        self.state.suspended.clear();
         if final_answer.is_none()
             && let Some(problem) = output_problem
         {
@@ -462,17 +487,31 @@ impl<'a> Run<'a> {
                     let result = ToolResult::error(&call, format!("the call was denied: {reason}"));
                     return Ok(Plan::Answered(call, result));
                 }
-                ToolDecision::RequireApproval { reason } => match self.state.decision_for(&call.id) {
-                    Some(ApprovalDecision::Approved) => {}
-                    Some(ApprovalDecision::Rejected { reason }) => {
+                ToolDecision::RequireApproval { reason } => match self.state.approval_for(&call.id) {
+                    // Approved as it now stands: the arguments the human saw are the ones that run.
+                    Some(Approval {
+                        decision: Some(ApprovalDecision::Approved),
+                        call: approved,
+                        ..
+                    }) if parse_tool_arguments(&approved.arguments).ok().as_ref() == Some(&arguments) => {}
+                    Some(Approval {
+                        decision: Some(ApprovalDecision::Rejected { reason }),
+                        ..
+                    }) => {
                         let result = ToolResult::error(&call, format!("the call was rejected: {reason}"));
                         return Ok(Plan::Answered(call, result));
                     }
-                    None => {
+                    _ => {
+                        // The human sees the arguments the call would run with, after earlier hooks.
+                        let call = ToolCall {
+                            arguments: arguments.to_string(),
+                            ..call
+                        };
                         return Err(Approval {
                             call,
                             reason,
                             decision: None,
+                            nested: None,
                         });
                     }
                 },
@@ -616,10 +655,10 @@ impl Run<'_> {
         if self.state.repairs >= self.config.limits.max_repairs {
             return Err(Error::InvalidOutput {
                 message: problem,
-                attempts: self.state.repairs + 1,
+                attempts: self.state.repairs.saturating_add(1),
             });
         }
-        self.state.repairs += 1;
+        self.state.repairs = self.state.repairs.saturating_add(1);
         Ok(())
     }
 }
@@ -684,5 +723,49 @@ fn send_event(events: Option<&EventSender>, event: AgentEvent) {
     if let Some(events) = events {
         // A closed channel means nobody listens any more; the run itself goes on until dropped.
         let _ = events.unbounded_send(Ok(event));
+    }
+}
+
+/// Gives every tool call of `message` an id no earlier call of the transcript (or of the message) has:
+/// a model may repeat ids, or leave them empty, and approvals, resumption and idempotency keys all go by
+/// id. A repeated id gets a suffix (`id~2`); the message is stored with it, so the provider sees the same
+/// ids in the results.
+fn unique_call_ids(message: &mut Message, transcript: &[Message]) {
+    let mut used: std::collections::HashSet<String> = transcript
+        .iter()
+        .flat_map(Message::tool_calls)
+        .map(|call| call.id.clone())
+        .collect();
+    for part in &mut message.content {
+        let crate::message::ContentPart::ToolCall(call) = part else {
+            continue;
+        };
+        if call.id.is_empty() || used.contains(&call.id) {
+            let base = if call.id.is_empty() { "call" } else { call.id.as_str() };
+            let mut suffix = 2u64;
+            let mut candidate = format!("{base}~{suffix}");
+            while used.contains(&candidate) {
+                suffix = suffix.saturating_add(1);
+                candidate = format!("{base}~{suffix}");
+            }
+            call.id = candidate;
+        }
+        used.insert(call.id.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{ContentPart, Role};
+
+    #[test]
+    fn empty_and_repeated_ids_get_fresh_ones() {
+        let call = |id: &str| ContentPart::ToolCall(ToolCall::new(id, "t", &serde_json::json!({})));
+        let earlier = vec![Message::new(Role::Assistant, vec![call("a"), call("a~2")])];
+        let mut message = Message::new(Role::Assistant, vec![call(""), call("a"), call(""), call("b")]);
+        unique_call_ids(&mut message, &earlier);
+        let ids: Vec<&str> = message.tool_calls().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["call~2", "a~3", "call~3", "b"]);
     }
 }

@@ -138,6 +138,20 @@ pub struct Approval {
     /// The decision, once made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<ApprovalDecision>,
+    /// For a call of a suspended inner run (an agent used as a tool): where it waits. Its `call.id` is
+    /// then `<outer call id>/<inner call id>`, for display; the bookkeeping goes by this field, never by
+    /// parsing ids, which a model chooses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nested: Option<NestedApproval>,
+}
+
+/// Where a call waiting for approval inside a suspended inner run is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NestedApproval {
+    /// The outer call whose run is suspended.
+    pub outer_call_id: String,
+    /// The position of the call's approval in the inner run's `approvals`.
+    pub index: usize,
 }
 
 /// A human's decision on a tool call.
@@ -178,7 +192,9 @@ impl RunState {
         self.approvals.iter().filter(|a| a.decision.is_none())
     }
 
-    /// Approves the tool call with this id.
+    /// Approves the tool call with this id. When several calls waiting have this id (a model may repeat
+    /// ids), this is [`Error::Config`]: decide them all with [`approve_all`](Self::approve_all) or
+    /// [`reject_all`](Self::reject_all).
     pub fn approve(&mut self, call_id: &str) -> Result<(), Error> {
         self.decide(call_id, ApprovalDecision::Approved)
     }
@@ -208,33 +224,43 @@ impl RunState {
         decided
     }
 
-    /// Takes the suspended inner run of this outer call, with the decisions made on its calls (recorded
-    /// here as `<call_id>/<inner id>`) moved into it.
+    /// Takes the suspended inner run of this outer call, with the decisions made on its waiting calls
+    /// moved into it.
     pub(crate) fn take_suspended(&mut self, call_id: &str) -> Option<RunState> {
         let position = self.suspended.iter().position(|s| s.call_id == call_id)?;
         let mut inner = *self.suspended.remove(position).state;
-        let prefix = format!("{call_id}/");
-        for approval in &self.approvals {
-            if let (Some(inner_id), Some(decision)) = (approval.call.id.strip_prefix(&prefix), &approval.decision)
-                && let Some(waiting) = inner.approvals.iter_mut().find(|a| a.call.id == inner_id)
+        let belongs = |approval: &Approval| {
+            approval
+                .nested
+                .as_ref()
+                .is_some_and(|nested| nested.outer_call_id == call_id)
+        };
+        for approval in self.approvals.iter().filter(|a| belongs(a)) {
+            if let (Some(nested), Some(decision)) = (&approval.nested, &approval.decision)
+                && let Some(waiting) = inner.approvals.get_mut(nested.index)
             {
                 waiting.decision = Some(decision.clone());
             }
         }
-        self.approvals.retain(|a| !a.call.id.starts_with(&prefix));
+        self.approvals.retain(|a| !belongs(a));
         Some(inner)
     }
 
     /// Records that the run of outer call `call_id` is suspended in `inner`, its waiting calls being
     /// this run's approvals too.
     pub(crate) fn suspend(&mut self, call_id: &str, inner: RunState) {
-        for waiting in inner.pending_approvals() {
-            let mut call = waiting.call.clone();
+        let waiting = inner.approvals.iter().enumerate().filter(|(_, a)| a.decision.is_none());
+        for (index, approval) in waiting {
+            let mut call = approval.call.clone();
             call.id = format!("{call_id}/{}", call.id);
             self.approvals.push(Approval {
                 call,
-                reason: waiting.reason.clone(),
+                reason: approval.reason.clone(),
                 decision: None,
+                nested: Some(NestedApproval {
+                    outer_call_id: call_id.to_owned(),
+                    index,
+                }),
             });
         }
         self.suspended.push(SuspendedCall {
@@ -243,24 +269,29 @@ impl RunState {
         });
     }
 
-    /// The decision recorded for this call, if any.
-    pub(crate) fn decision_for(&self, call_id: &str) -> Option<&ApprovalDecision> {
+    /// The approval recorded for this call of this run (not of a suspended inner run), if any.
+    pub(crate) fn approval_for(&self, call_id: &str) -> Option<&Approval> {
         self.approvals
             .iter()
+            .filter(|a| a.nested.is_none())
             .find(|a| a.call.id == call_id)
-            .and_then(|a| a.decision.as_ref())
     }
 
     fn decide(&mut self, call_id: &str, decision: ApprovalDecision) -> Result<(), Error> {
-        match self.approvals.iter_mut().find(|a| a.call.id == call_id) {
-            Some(approval) => {
-                approval.decision = Some(decision);
-                Ok(())
-            }
-            None => Err(Error::Config {
-                message: format!("no tool call {call_id:?} is waiting for approval"),
-            }),
-        }
+        let mut matching = self.approvals.iter_mut().filter(|a| a.call.id == call_id);
+        let (Some(approval), None) = (matching.next(), matching.next()) else {
+            let count = self.approvals.iter().filter(|a| a.call.id == call_id).count();
+            return Err(Error::Config {
+                message: match count {
+                    0 => format!("no tool call {call_id:?} is waiting for approval"),
+                    _ => format!(
+                        "{count} tool calls waiting for approval have the id {call_id:?}; decide them together with approve_all or reject_all"
+                    ),
+                },
+            });
+        };
+        approval.decision = Some(decision);
+        Ok(())
     }
 }
 
@@ -295,16 +326,19 @@ mod tests {
                 call: call("a"),
                 reason: "r".into(),
                 decision: None,
+                nested: None,
             },
             Approval {
                 call: call("b"),
                 reason: "r".into(),
                 decision: Some(ApprovalDecision::Approved),
+                nested: None,
             },
             Approval {
                 call: call("c"),
                 reason: "r".into(),
                 decision: None,
+                nested: None,
             },
         ];
         assert_eq!(state.reject_all("no"), 2);

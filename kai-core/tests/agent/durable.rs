@@ -248,3 +248,139 @@ async fn approval_rules_can_look_at_the_arguments() {
     assert_eq!(error.state.steps, 2, "the small sum ran without asking");
     assert_eq!(error.state.pending_approvals().count(), 1);
 }
+
+/// A model chooses call ids, so one can name a direct call like a nested one (`x/call_1_0`). The
+/// bookkeeping goes by where each approval belongs, not by parsing ids: the human's decision on the
+/// nested call reaches that call and nothing else.
+#[tokio::test]
+async fn a_call_id_that_mimics_a_nested_one_does_not_confuse_approvals() {
+    use kai_core::{ContentPart, Message, Role, ToolCall};
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let build = |inner_model: ScriptedModel, outer_model: ScriptedModel| {
+        let inner = Agent::builder(inner_model)
+            .tool(counted_shout(Arc::clone(&runs)))
+            .needs_approval("shout", "shouting disturbs people")
+            .build()
+            .unwrap();
+        Agent::builder(outer_model)
+            .tool(inner.into_tool("crier", "Shouts things."))
+            .tool(adder())
+            .needs_approval("add", "sums are audited")
+            .build()
+            .unwrap()
+    };
+    let calls = vec![
+        ContentPart::ToolCall(ToolCall::new("x", "crier", &json!({"input": "shout hello"}))),
+        ContentPart::ToolCall(ToolCall::new("x/call_1_0", "add", &json!({"a": 1, "b": 2}))),
+    ];
+    let outer_model = ScriptedModel::new().respond(kai_core::ChatResponse::new(Message::new(Role::Assistant, calls)));
+    let agent = build(
+        ScriptedModel::new().tool_call("shout", json!({"word": "hello"})),
+        outer_model,
+    );
+
+    // First the direct `add` waits; the human approves it by its id.
+    let mut state = *agent.run("go").await.unwrap_err().state;
+    state.approve("x/call_1_0").unwrap();
+    // `add` runs; the crier's own run suspends on `shout`, whose approval carries the same id.
+    let agent = build(
+        ScriptedModel::new().tool_call("shout", json!({"word": "hello"})),
+        ScriptedModel::new(),
+    );
+    let error = agent.resume(state).await.unwrap_err();
+    assert_eq!(
+        error.error,
+        Error::ApprovalRequired {
+            call_ids: vec!["x/call_1_0".into()]
+        }
+    );
+    let mut state = *error.state;
+    let waiting: Vec<_> = state.pending_approvals().map(|a| a.call.name.clone()).collect();
+    assert_eq!(waiting, ["shout"]);
+    // The spent approval of `add` is gone, so the id names only the waiting `shout`: rejecting it by id
+    // rejects the shout, and the earlier approval of `add` does not leak into the crier's run.
+    state.reject("x/call_1_0", "not now").unwrap();
+    let inner_model = ScriptedModel::new().text("I kept quiet.");
+    let agent = build(inner_model.clone(), ScriptedModel::new().text("Done."));
+    let output = agent.resume(state).await.unwrap();
+    assert_eq!(output.answer, "Done.");
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 0, "shout never ran");
+    let inner_saw = tool_results(&inner_model.requests()[0].messages);
+    assert!(
+        inner_saw[0].is_error && inner_saw[0].content.contains("not now"),
+        "{inner_saw:?}"
+    );
+    let outer_results: Vec<_> = tool_results(&output.messages).into_iter().map(|r| r.content).collect();
+    assert!(outer_results.contains(&"3".to_owned()), "{outer_results:?}");
+}
+
+#[test]
+fn an_id_shared_by_two_waiting_calls_must_be_decided_together() {
+    let call = |id: &str| ToolCall::new(id, "t", &json!({}));
+    let mut state = RunState::new("hi");
+    for _ in 0..2 {
+        state.approvals.push(kai_core::Approval {
+            call: call("same"),
+            reason: "r".into(),
+            decision: None,
+            nested: None,
+        });
+    }
+    assert!(matches!(state.approve("same"), Err(Error::Config { .. })));
+    assert_eq!(state.approve_all(), 2);
+}
+
+#[tokio::test]
+async fn two_calls_with_one_id_each_get_a_result() {
+    use kai_core::{ContentPart, Message, Role};
+    let calls = vec![
+        ContentPart::ToolCall(ToolCall::new("dup", "add", &json!({"a": 1, "b": 2}))),
+        ContentPart::ToolCall(ToolCall::new("dup", "add", &json!({"a": 3, "b": 4}))),
+    ];
+    let model = ScriptedModel::new()
+        .respond(kai_core::ChatResponse::new(Message::new(Role::Assistant, calls)))
+        .text("3 and 7");
+    let agent = Agent::builder(model).tool(adder()).build().unwrap();
+    let output = agent.run("sums").await.unwrap();
+    let mut contents: Vec<_> = tool_results(&output.messages).into_iter().map(|r| r.content).collect();
+    contents.sort();
+    assert_eq!(contents, ["3", "7"]);
+}
+
+/// A hook before the approval check may rewrite arguments differently on resume; the human's approval
+/// covers only the arguments they saw.
+#[tokio::test]
+async fn an_approval_covers_only_the_arguments_the_human_saw() {
+    struct Rewrite(i64);
+    #[kai_core::async_trait]
+    impl AgentHook for Rewrite {
+        async fn before_tool(&self, _: &HookContext, _: &ToolCall, _: &serde_json::Value) -> ToolDecision {
+            ToolDecision::Rewrite {
+                arguments: json!({"a": self.0, "b": 0}),
+            }
+        }
+    }
+    let build = |a: i64, model: ScriptedModel| {
+        Agent::builder(model)
+            .tool(adder())
+            .hook(Rewrite(a))
+            .needs_approval("add", "sums are audited")
+            .build()
+            .unwrap()
+    };
+    let agent = build(1, ScriptedModel::new().tool_call("add", json!({"a": 5, "b": 5})));
+    let mut state = *agent.run("sum").await.unwrap_err().state;
+    // The human sees the arguments that would run, after the rewrite.
+    assert_eq!(state.approvals[0].call.arguments, r#"{"a":1,"b":0}"#);
+    state.approve_all();
+    // On resume the hook rewrites to something else: that needs a new approval.
+    let agent = build(1000, ScriptedModel::new().text("done"));
+    let error = agent.resume(state).await.unwrap_err();
+    assert!(matches!(error.error, Error::ApprovalRequired { .. }), "{error}");
+    let waiting: Vec<_> = error
+        .state
+        .pending_approvals()
+        .map(|a| a.call.arguments.clone())
+        .collect();
+    assert_eq!(waiting, [r#"{"a":1000,"b":0}"#]);
+}

@@ -192,3 +192,20 @@ async fn a_run_error_round_trips_through_json_and_resumes() {
     assert!(back.is_retryable());
     assert_eq!(back.kind(), "rate_limited");
 }
+
+#[tokio::test]
+async fn nulls_for_optional_fields_from_a_strict_provider_fit_a_runtime_schema() {
+    let schema = json!({
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "nickname": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": false,
+    });
+    let model = ScriptedModel::new()
+        .json_schema_support(true)
+        .text(r#"{"city": "Oslo", "nickname": null}"#);
+    let agent = Agent::builder(model).build().unwrap();
+    let extracted = agent.extract_json("?", schema).await.unwrap();
+    assert_eq!(extracted.value, json!({"city": "Oslo"}));
+    assert_eq!(extracted.output.steps, 1);
+}

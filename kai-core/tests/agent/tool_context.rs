@@ -213,3 +213,66 @@ async fn scripted_call_ids_follow_the_run_and_usage_is_estimated() {
     assert_eq!(tool_results(&second.messages)[0].call_id, "call_1_0");
     assert_ne!(first.usage, Usage::default());
 }
+
+#[tokio::test]
+async fn repeated_or_empty_call_ids_are_made_unique_across_the_run() {
+    use kai_core::{ChatResponse, ContentPart, Message, Role, ToolCall};
+    let calls = |ids: [&str; 2]| {
+        let parts = ids
+            .iter()
+            .map(|id| ContentPart::ToolCall(ToolCall::new(*id, "add", &json!({"a": 1, "b": 1}))))
+            .collect();
+        ChatResponse::new(Message::new(Role::Assistant, parts))
+    };
+    // Gemini-style ids that repeat every step, and an empty one.
+    let model = ScriptedModel::new()
+        .respond(calls(["kai_0", "kai_0"]))
+        .respond(calls(["kai_0", ""]))
+        .text("done");
+    let agent = Agent::builder(model).tool(adder()).build().unwrap();
+    let output = agent.run("sums").await.unwrap();
+    let ids: Vec<String> = output
+        .messages
+        .iter()
+        .flat_map(|m| m.tool_calls().map(|c| c.id.clone()).collect::<Vec<_>>())
+        .collect();
+    // (The scripted model names an empty id itself, as some servers do.)
+    assert_eq!(ids, ["kai_0", "kai_0~2", "kai_0~3", "call_2_1"]);
+    // Every call has exactly one result, under its own id.
+    let mut answered: Vec<String> = tool_results(&output.messages).into_iter().map(|r| r.call_id).collect();
+    answered.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(answered, expected);
+}
+
+#[tokio::test]
+async fn calls_beyond_the_limit_of_a_step_are_answered_without_running() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&runs);
+    let tool = tool_fn("tick", "Counts.", move |_: serde_json::Value| {
+        let counter = Arc::clone(&counter);
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, ToolError>("ok")
+        }
+    });
+    let many: Vec<_> = (0..10).map(|_| ("tick", json!({}))).collect();
+    let model = ScriptedModel::new().tool_calls(many).text("done");
+    let agent = Agent::builder(model)
+        .tool(tool)
+        .max_tool_calls_per_step(3)
+        .build()
+        .unwrap();
+    let output = agent.run("tick").await.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    let results = tool_results(&output.messages);
+    assert_eq!(results.len(), 10);
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| r.is_error && r.content.contains("more than the 3"))
+            .count(),
+        7
+    );
+}
