@@ -44,12 +44,17 @@ step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
 
 step "crates.io packages: each published crate packs and builds from its package alone"
-# Cargo unpacks each packed crate into its registry sources under its name and version, and reuses an
-# unpacked copy of the same version as it is: drop ours so the check builds the crates as they are now.
+# Cargo unpacks each packed crate into its registry sources, and builds it, under its name and version,
+# and takes an unpacked or built copy of the same version as current. Drop ours, sources and builds (in a
+# target directory of the packing's own), so the check builds the crates as they are now.
+package_target="$KAI_CACHE/target-package"
 for crate in kai-macros kai-core kai-providers kai-memory kai-klp; do
-  rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$crate"-[0-9]*
+  rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$crate"-[0-9]* \
+    "$package_target"/debug/.fingerprint/"$crate"-* "$package_target"/debug/build/"$crate"-* \
+    "$package_target"/debug/deps/lib"${crate//-/_}"-* "$package_target"/debug/deps/"${crate//-/_}"-*
 done
-cargo package --workspace --exclude kai-benches --exclude kai-examples --locked --allow-dirty
+rm -rf "$package_target/package"
+CARGO_TARGET_DIR="$package_target" cargo package --workspace --exclude kai-benches --exclude kai-examples --locked --allow-dirty
 
 step "wasm32 build"
 scripts/wasm-check.sh
