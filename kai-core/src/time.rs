@@ -26,6 +26,10 @@ pub(crate) async fn guarded<F: Future>(
     if cancel.is_none() && limit.is_none() {
         return Ok(future.await);
     }
+    // A run cancelled already starts nothing, even work that would finish at its first poll.
+    if cancel.is_some_and(CancellationToken::is_cancelled) {
+        return Err(Error::Cancelled);
+    }
     let cancelled = async {
         match cancel {
             Some(token) => token.cancelled().await,

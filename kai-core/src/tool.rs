@@ -166,6 +166,15 @@ impl ToolContext {
         ToolError::Suspended
     }
 
+    /// Records the progress of a run this tool started. If the call is cancelled or times out before it
+    /// finishes, the outer run keeps the last state recorded here, and a resume of the outer run hands it
+    /// back through [`take_resumed`](Self::take_resumed), so the inner run continues instead of
+    /// starting over (and its finished tools do not run again). [`Agent::into_tool`](crate::Agent::into_tool)
+    /// records each of its checkpoints.
+    pub fn record_progress(&self, state: RunState) {
+        *self.suspension.state.lock().unwrap_or_else(PoisonError::into_inner) = Some(state);
+    }
+
     /// The run this call suspended earlier, with the human's decisions applied, when the call is being
     /// resumed.
     pub fn take_resumed(&mut self) -> Option<RunState> {

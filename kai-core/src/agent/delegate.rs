@@ -3,8 +3,11 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use std::sync::Arc;
+
 use crate::agent::{Agent, RunOptions, RunState};
 use crate::error::Error;
+use crate::hook::AgentHook;
 use crate::message::Usage;
 use crate::request::ToolDefinition;
 use crate::schema::schema_for;
@@ -63,15 +66,21 @@ impl Tool for AgentTool {
             }
             None => (RunState::new(args.input), Usage::default()),
         };
-        match self.agent.resume_with(state, options).await {
+        // Each checkpoint of the inner run is kept in the call's context, so a cancel or timeout of this
+        // call leaves the outer run with where the inner one got to.
+        let agent = self.agent.with_hook(Arc::new(RecordProgress(context.clone())));
+        match agent.resume_with(state, options).await {
             Ok(output) => {
                 context.report_usage(output.usage.saturating_sub(reported));
                 Ok(serde_json::Value::String(output.answer))
             }
             Err(error) => {
                 context.report_usage(error.state.usage.saturating_sub(reported));
-                if matches!(error.error, Error::ApprovalRequired { .. }) {
-                    return Err(context.suspend(*error.state));
+                match error.error {
+                    Error::ApprovalRequired { .. } => return Err(context.suspend(*error.state)),
+                    // The outer run is being cancelled: its progress is recorded, nothing to report.
+                    Error::Cancelled if context.cancel.is_cancelled() => return Err(ToolError::Cancelled),
+                    _ => {}
                 }
                 Err(ToolError::failed(format_args!(
                     "the {} agent failed: {}",
@@ -80,5 +89,16 @@ impl Tool for AgentTool {
                 )))
             }
         }
+    }
+}
+
+/// Records each checkpoint of an inner run in the outer call's context.
+struct RecordProgress(ToolContext);
+
+#[crate::async_trait]
+impl AgentHook for RecordProgress {
+    async fn checkpoint(&self, state: &RunState) -> Result<(), Error> {
+        self.0.record_progress(state.clone());
+        Ok(())
     }
 }

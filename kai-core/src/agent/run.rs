@@ -43,6 +43,8 @@ pub(crate) struct Run<'a> {
     cancel: CancellationToken,
     _cancel_on_drop: CancelOnDrop,
     events: Option<EventSender>,
+    /// The calls running now, with where each records the progress of a run it started.
+    in_flight: InFlight,
     output: Option<OutputSpec>,
     deadline: Option<Instant>,
     step_deadline: Option<Instant>,
@@ -57,7 +59,12 @@ struct ToolRunner<'a> {
     cancel: &'a CancellationToken,
     /// Usage that tools reported (an agent used as a tool reports its run's).
     usage: &'a UsageSink,
+    in_flight: &'a InFlight,
 }
+
+/// The calls of a batch still running, by id, with their progress slots. Shared with the runner, so the
+/// run can still read them after the batch's future was dropped (cancel, timeout).
+type InFlight = std::sync::Arc<std::sync::Mutex<Vec<(String, SuspensionSlot)>>>;
 
 /// What to do with one tool call once the hooks have decided.
 enum Plan {
@@ -78,6 +85,11 @@ enum Outcome {
     Answered(ToolResult),
     /// Suspended: the run it started waits for approvals.
     Suspended { call_id: String, state: RunState },
+    /// Stopped by the run's cancellation, with the progress of the run it started, if any.
+    Cancelled {
+        call_id: String,
+        progress: Option<RunState>,
+    },
 }
 
 impl<'a> Run<'a> {
@@ -100,6 +112,7 @@ impl<'a> Run<'a> {
             _cancel_on_drop: cancel.clone().cancel_on_drop(),
             cancel,
             events,
+            in_flight: InFlight::default(),
             output,
             deadline: config.limits.deadline.and_then(after),
             step_deadline: None,
@@ -152,7 +165,13 @@ impl<'a> Run<'a> {
                 };
                 let limit = self.limit(step_deadline, self.state.steps);
                 let cancel = self.cancel.clone();
-                let answer = guarded(self.execute_tools(), Some(&cancel), limit).await??;
+                let answer = match guarded(self.execute_tools(), Some(&cancel), limit).await {
+                    Ok(answer) => answer?,
+                    Err(stopped) => {
+                        self.keep_progress_of_dropped_calls();
+                        return Err(stopped);
+                    }
+                };
                 self.finish_step().await?;
                 if let Some(answer) = answer {
                     return Ok(answer);
@@ -234,6 +253,23 @@ impl<'a> Run<'a> {
 
     fn emit(&self, event: AgentEvent) {
         send_event(self.events.as_ref(), event);
+    }
+
+    /// After a batch was dropped (cancel, timeout): the calls that were still running and had recorded
+    /// the progress of a run they started keep it, as suspended calls a resume continues.
+    fn keep_progress_of_dropped_calls(&mut self) {
+        let dropped = std::mem::take(&mut *lock(&self.in_flight));
+        for (call_id, slot) in dropped {
+            if let Some(state) = slot.take()
+                && self.state.pending_tool_calls.iter().any(|call| call.id == call_id)
+            {
+                self.state.suspended.retain(|suspended| suspended.call_id != call_id);
+                self.state.suspended.push(crate::agent::SuspendedCall {
+                    call_id,
+                    state: Box::new(state),
+                });
+            }
+        }
     }
 
     fn hook_context(&self, step: u32) -> HookContext {
@@ -408,6 +444,7 @@ impl<'a> Run<'a> {
             events: self.events.as_ref(),
             cancel: &self.cancel,
             usage: &reported,
+            in_flight: &self.in_flight,
         };
         let context = &context;
         let runner = &runner;
@@ -415,6 +452,7 @@ impl<'a> Run<'a> {
             .map(|plan| runner.answer(context, plan))
             .buffer_unordered(self.config.limits.max_parallel_tools);
         let mut suspended = false;
+        let mut cancelled = false;
         while let Some(outcome) = results.next().await {
             self.state.usage += reported.take();
             match outcome {
@@ -438,9 +476,23 @@ impl<'a> Run<'a> {
                     self.state.suspend(&call_id, state);
                     suspended = true;
                 }
+                // The call stays pending; a resume continues the run it started from its progress.
+                Outcome::Cancelled { call_id, progress } => {
+                    if let Some(state) = progress {
+                        self.state.suspended.push(crate::agent::SuspendedCall {
+                            call_id,
+                            state: Box::new(state),
+                        });
+                    }
+                    cancelled = true;
+                }
             }
         }
         drop(results);
+        if cancelled {
+            self.checkpoint().await?;
+            return Err(Error::Cancelled);
+        }
         if suspended {
             // The finished calls are recorded; the suspended ones stay pending until their approvals.
             // The decisions on this run's own calls are spent: only the suspended runs' remain.
@@ -555,7 +607,7 @@ impl ToolRunner<'_> {
                 self.emit(AgentEvent::ToolCallStarted { call: effective });
                 match self.invoke(context, tool.as_ref(), &call, arguments, resumed).await {
                     Outcome::Answered(result) => (call, result),
-                    suspended @ Outcome::Suspended { .. } => return suspended,
+                    stopped @ (Outcome::Suspended { .. } | Outcome::Cancelled { .. }) => return stopped,
                 }
             }
         };
@@ -587,6 +639,15 @@ impl ToolRunner<'_> {
         let cancel = self.cancel.child_token();
         let _cancel_on_drop = cancel.clone().cancel_on_drop();
         let suspension = SuspensionSlot::default();
+        let slots = std::sync::Arc::clone(self.in_flight);
+        let watched = (call.id.clone(), suspension.clone());
+        lock(&slots).push(watched);
+        // Leaves the list when the call finishes; a dropped call stays listed for the run to read.
+        let finished = FinishedCall {
+            slots,
+            id: call.id.clone(),
+        };
+        let call_cancel = cancel.clone();
         let tool_context = ToolContext::new(call.id.clone())
             .with_step(context.step)
             .with_cancel(cancel)
@@ -608,12 +669,19 @@ impl ToolRunner<'_> {
         }
         .instrument(span.clone())
         .await;
+        finished.remove();
         let result = match outcome {
             Ok(Ok(value)) => ToolResult::success(call, render(value)),
             Ok(Err(ToolError::Suspended)) if let Some(state) = suspension.take() => {
                 return Outcome::Suspended {
                     call_id: call.id.clone(),
                     state,
+                };
+            }
+            Ok(Err(ToolError::Cancelled)) if call_cancel.is_cancelled() && self.cancel.is_cancelled() => {
+                return Outcome::Cancelled {
+                    call_id: call.id.clone(),
+                    progress: suspension.take(),
                 };
             }
             Ok(Err(error)) => {
@@ -751,6 +819,26 @@ fn unique_call_ids(message: &mut Message, transcript: &[Message]) {
             call.id = candidate;
         }
         used.insert(call.id.clone());
+    }
+}
+
+/// Takes the in-flight list's lock, whatever a panicking holder left.
+fn lock(slots: &InFlight) -> std::sync::MutexGuard<'_, Vec<(String, SuspensionSlot)>> {
+    slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A call in the in-flight list, removed when it finishes.
+struct FinishedCall {
+    slots: InFlight,
+    id: String,
+}
+
+impl FinishedCall {
+    fn remove(self) {
+        let mut slots = lock(&self.slots);
+        if let Some(position) = slots.iter().position(|(id, _)| *id == self.id) {
+            slots.remove(position);
+        }
     }
 }
 

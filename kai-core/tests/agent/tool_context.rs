@@ -276,3 +276,69 @@ async fn calls_beyond_the_limit_of_a_step_are_answered_without_running() {
         7
     );
 }
+
+#[tokio::test]
+async fn a_cancelled_sub_agent_continues_where_it_stopped_when_the_outer_run_resumes() {
+    let adds = Arc::new(AtomicUsize::new(0));
+    let counted_add = |adds: Arc<AtomicUsize>| {
+        tool_fn("add", "Adds.", move |args: crate::support::Add| {
+            let adds = Arc::clone(&adds);
+            async move {
+                adds.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, ToolError>(args.a + args.b)
+            }
+        })
+    };
+    let build = |inner_model: ScriptedModel, outer_model: ScriptedModel, adds: Arc<AtomicUsize>| {
+        let inner = Agent::builder(inner_model)
+            .tool(counted_add(adds))
+            .tool(watched_nap(Arc::default(), Arc::default()))
+            .build()
+            .unwrap();
+        Agent::builder(outer_model)
+            .tool(inner.into_tool("worker", "Does the work."))
+            .build()
+            .unwrap()
+    };
+    let outer = build(
+        ScriptedModel::new()
+            .tool_call("add", json!({"a": 1, "b": 2}))
+            .tool_call("nap", json!({"millis": 60_000})),
+        ScriptedModel::new().tool_call("worker", json!({"input": "add, then rest"})),
+        Arc::clone(&adds),
+    );
+    let cancel = CancellationToken::new();
+    let canceller = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        canceller.cancel();
+    });
+    let error = outer
+        .resume_with(RunState::new("work"), RunOptions::cancel_on(cancel))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error, Error::Cancelled, "{:#?}", error.state.messages);
+    assert_eq!(adds.load(Ordering::SeqCst), 1);
+    // The outer call is still pending, and the inner run's progress is kept with it.
+    let mut state = *error.state;
+    assert_eq!(state.pending_tool_calls.len(), 1);
+    assert_eq!(state.suspended.len(), 1);
+    let inner = &mut state.suspended[0].state;
+    assert_eq!(
+        tool_results(&inner.messages).len(),
+        1,
+        "the add's result is in the inner run"
+    );
+    inner.pending_tool_calls[0].arguments = json!({"millis": 1}).to_string();
+
+    // Another process: the inner model has only its answer left; the add must not run again.
+    let outer = build(
+        ScriptedModel::new().text("added and rested"),
+        ScriptedModel::new().text("All done."),
+        Arc::clone(&adds),
+    );
+    let output = outer.resume(state).await.unwrap();
+    assert_eq!(output.answer, "All done.");
+    assert_eq!(adds.load(Ordering::SeqCst), 1, "the inner add ran once in all");
+    assert_eq!(tool_results(&output.messages)[0].content, "added and rested");
+}
