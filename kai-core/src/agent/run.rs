@@ -1,5 +1,6 @@
 //! The agent loop.
 
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -45,6 +46,8 @@ pub(crate) struct Run<'a> {
     events: Option<EventSender>,
     /// The calls running now, with where each records the progress of a run it started.
     in_flight: InFlight,
+    /// Every tool call id of the transcript, gathered at the first model answer and kept up to date.
+    call_ids: Option<HashSet<String>>,
     output: Option<OutputSpec>,
     deadline: Option<Instant>,
     step_deadline: Option<Instant>,
@@ -113,6 +116,7 @@ impl<'a> Run<'a> {
             cancel,
             events,
             in_flight: InFlight::default(),
+            call_ids: None,
             output,
             deadline: config.limits.deadline.and_then(after),
             step_deadline: None,
@@ -190,7 +194,15 @@ impl<'a> Run<'a> {
             self.state.usage += response.usage;
             self.step_usage = response.usage;
             let mut response = response;
-            unique_call_ids(&mut response.message, &self.state.messages);
+            let messages = &self.state.messages;
+            let used = self.call_ids.get_or_insert_with(|| {
+                messages
+                    .iter()
+                    .flat_map(Message::tool_calls)
+                    .map(|call| call.id.clone())
+                    .collect()
+            });
+            unique_call_ids(&mut response.message, used);
             let calls: Vec<ToolCall> = response.tool_calls().cloned().collect();
             let text = response.text();
             self.state.messages.push(response.message);
@@ -798,12 +810,8 @@ fn send_event(events: Option<&EventSender>, event: AgentEvent) {
 /// a model may repeat ids, or leave them empty, and approvals, resumption and idempotency keys all go by
 /// id. A repeated id gets a suffix (`id~2`); the message is stored with it, so the provider sees the same
 /// ids in the results.
-fn unique_call_ids(message: &mut Message, transcript: &[Message]) {
-    let mut used: std::collections::HashSet<String> = transcript
-        .iter()
-        .flat_map(Message::tool_calls)
-        .map(|call| call.id.clone())
-        .collect();
+/// `used` holds the transcript's ids and gains the message's.
+fn unique_call_ids(message: &mut Message, used: &mut HashSet<String>) {
     for part in &mut message.content {
         let crate::message::ContentPart::ToolCall(call) = part else {
             continue;
@@ -850,9 +858,14 @@ mod tests {
     #[test]
     fn empty_and_repeated_ids_get_fresh_ones() {
         let call = |id: &str| ContentPart::ToolCall(ToolCall::new(id, "t", &serde_json::json!({})));
-        let earlier = vec![Message::new(Role::Assistant, vec![call("a"), call("a~2")])];
+        let earlier = [Message::new(Role::Assistant, vec![call("a"), call("a~2")])];
         let mut message = Message::new(Role::Assistant, vec![call(""), call("a"), call(""), call("b")]);
-        unique_call_ids(&mut message, &earlier);
+        let mut used = earlier
+            .iter()
+            .flat_map(Message::tool_calls)
+            .map(|c| c.id.clone())
+            .collect();
+        unique_call_ids(&mut message, &mut used);
         let ids: Vec<&str> = message.tool_calls().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["call~2", "a~3", "call~3", "b"]);
     }
