@@ -138,42 +138,39 @@ pub trait ChatModelExt: ChatModel {
 
 impl<M: ChatModel + ?Sized> ChatModelExt for M {}
 
-/// How an answer is checked and turned into the caller's value.
-struct Target<T> {
+/// The schema an answer must fit, and how it is checked.
+struct Target {
     schema: serde_json::Value,
     validate: Validate,
-    convert: fn(&str) -> Result<T, String>,
 }
 
 /// A target of a Rust type, checked by deserializing into it.
-fn typed<T: DeserializeOwned + JsonSchema>() -> Target<T> {
+fn typed<T: DeserializeOwned + JsonSchema>() -> Target {
     Target {
         schema: schema_for::<T>(),
         validate: Validate::Typed(validate::<T>),
-        convert: |text| serde_json::from_str(text).map_err(|error| error.to_string()),
     }
 }
 
 /// A target of a JSON Schema given at run time, checked by a validator.
-fn runtime(schema: serde_json::Value) -> Result<Target<serde_json::Value>, Error> {
+fn runtime(schema: serde_json::Value) -> Result<Target, Error> {
     let validator = SchemaValidator::new(&schema).map_err(|problem| Error::Config {
         message: format!("the output schema is not a valid JSON Schema: {problem}"),
     })?;
     Ok(Target {
         schema,
         validate: Validate::Schema(Arc::new(validator)),
-        convert: |text| serde_json::from_str(text).map_err(|error| error.to_string()),
     })
 }
 
 fn model_extract<'a, M, T>(
     model: &'a M,
     request: ChatRequest,
-    target: Result<Target<T>, Error>,
+    target: Result<Target, Error>,
 ) -> BoxFuture<'a, Result<Extracted<T>, RunError>>
 where
     M: ChatModel + ?Sized,
-    T: MaybeSend + 'static,
+    T: DeserializeOwned + MaybeSend + 'static,
 {
     let mut template = request;
     let messages = std::mem::take(&mut template.messages);
@@ -205,12 +202,12 @@ where
     })
 }
 
-async fn extract_run<T>(
+async fn extract_run<T: DeserializeOwned>(
     config: &AgentConfig,
     model: &dyn ChatModel,
     state: RunState,
     options: RunOptions,
-    target: Target<T>,
+    target: Target,
 ) -> Result<Extracted<T>, RunError> {
     if config.tools.get(OUTPUT_NAME).is_some() {
         return Err(RunError {
@@ -229,11 +226,14 @@ async fn extract_run<T>(
     let run = Run::new(config, model, state, options, None, Some(output))
         .execute()
         .await?;
-    match (target.convert)(&run.answer) {
+    match serde_json::from_str::<T>(&run.answer) {
         Ok(value) => Ok(Extracted { value, output: run }),
         // `validate` accepted this exact text, so this cannot fail; report it rather than panic.
-        Err(message) => Err(RunError {
-            error: Error::InvalidOutput { message, attempts: 1 },
+        Err(error) => Err(RunError {
+            error: Error::InvalidOutput {
+                message: error.to_string(),
+                attempts: 1,
+            },
             state: Box::new(RunState {
                 messages: run.messages,
                 steps: run.steps,

@@ -33,19 +33,15 @@ use proc_macro::TokenStream;
 /// ```
 #[proc_macro_attribute]
 pub fn async_trait(attribute: TokenStream, item: TokenStream) -> TokenStream {
-    let prefix = if attribute.is_empty() {
+    prefixed(
+        attribute,
+        item,
         concat!(
             "#[cfg_attr(target_arch = \"wasm32\", ::kai_core::__private::async_trait(?Send))]",
             "#[cfg_attr(not(target_arch = \"wasm32\"), ::kai_core::__private::async_trait)]",
-        )
-    } else {
-        "::core::compile_error!(\"kai_core::async_trait takes no arguments: it is `?Send` on wasm32 and `Send` elsewhere\");"
-    };
-    match prefix.parse::<TokenStream>() {
-        Ok(prefix) => prefix.into_iter().chain(item).collect(),
-        // The prefix is a constant that always parses; hand the item back unchanged if it ever does not.
-        Err(_) => item,
-    }
+        ),
+        "kai_core::async_trait takes no arguments: it is `?Send` on wasm32 and `Send` elsewhere",
+    )
 }
 
 /// Makes a struct (or enum) usable as a tool's arguments: derives serde's `Deserialize` and schemars'
@@ -62,14 +58,25 @@ pub fn async_trait(attribute: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn tool_args(attribute: TokenStream, item: TokenStream) -> TokenStream {
-    let prefix = if attribute.is_empty() {
+    prefixed(
+        attribute,
+        item,
         concat!(
             "#[derive(::kai_core::__private::serde::Deserialize, ::kai_core::__private::schemars::JsonSchema)]",
             "#[serde(crate = \"::kai_core::__private::serde\")]",
             "#[schemars(crate = \"::kai_core::__private::schemars\")]",
-        )
+        ),
+        "kai_core::tool_args takes no arguments",
+    )
+}
+
+/// `item` with the attributes in `prefix` put before it, or a compile error saying `no_arguments` when
+/// the attribute was given arguments.
+fn prefixed(attribute: TokenStream, item: TokenStream, prefix: &str, no_arguments: &str) -> TokenStream {
+    let prefix = if attribute.is_empty() {
+        prefix.to_owned()
     } else {
-        "::core::compile_error!(\"kai_core::tool_args takes no arguments\");"
+        format!("::core::compile_error!({no_arguments:?});")
     };
     match prefix.parse::<TokenStream>() {
         Ok(prefix) => prefix.into_iter().chain(item).collect(),

@@ -168,37 +168,23 @@ impl Client {
             config.api_key = key.clone();
             config
         };
+        // A hosted API: the spec's key or the provider's environment variable, and the spec's base URL.
+        macro_rules! hosted {
+            ($config:ident, $client:ident, $variant:ident) => {{
+                let mut config = match key {
+                    Some(key) => $config::new(key),
+                    None => $config::from_env()?,
+                };
+                if let Some(base) = base {
+                    config.base_url = base;
+                }
+                return Ok(Client::$variant($client::new(config.with_http(http))?));
+            }};
+        }
         let openai = match spec.provider.as_str() {
-            "anthropic" | "claude" => {
-                let mut config = match key {
-                    Some(key) => AnthropicConfig::new(key),
-                    None => AnthropicConfig::from_env()?,
-                };
-                if let Some(base) = base {
-                    config.base_url = base;
-                }
-                return Ok(Client::Anthropic(AnthropicClient::new(config.with_http(http))?));
-            }
-            "gemini" | "google" => {
-                let mut config = match key {
-                    Some(key) => GeminiConfig::new(key),
-                    None => GeminiConfig::from_env()?,
-                };
-                if let Some(base) = base {
-                    config.base_url = base;
-                }
-                return Ok(Client::Gemini(GeminiClient::new(config.with_http(http))?));
-            }
-            "cohere" => {
-                let mut config = match key {
-                    Some(key) => CohereConfig::new(key),
-                    None => CohereConfig::from_env()?,
-                };
-                if let Some(base) = base {
-                    config.base_url = base;
-                }
-                return Ok(Client::Cohere(CohereClient::new(config.with_http(http))?));
-            }
+            "anthropic" | "claude" => hosted!(AnthropicConfig, AnthropicClient, Anthropic),
+            "gemini" | "google" => hosted!(GeminiConfig, GeminiClient, Gemini),
+            "cohere" => hosted!(CohereConfig, CohereClient, Cohere),
             "ollama" => {
                 let config = OllamaConfig::new(base.unwrap_or_else(ollama_host));
                 return Ok(Client::Ollama(OllamaClient::new(config.with_http(http))?));
