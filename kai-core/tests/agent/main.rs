@@ -15,6 +15,5 @@ mod multi_agent;
 mod streaming;
 mod structured;
 mod support;
-mod telemetry;
 mod tool_context;
 mod tool_macro;

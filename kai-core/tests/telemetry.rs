@@ -1,16 +1,42 @@
 //! Spans use the OpenTelemetry GenAI attribute names and never carry prompts.
+//!
+//! This test has a test binary of its own. `tracing` caches each callsite's interest process-wide, and
+//! while exactly one subscriber is registered a callsite first reached on another thread asks only that
+//! thread's default (none) and is cached as disabled; a test running beside this one would hide spans
+//! from it.
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use kai_core::Agent;
 use kai_core::testing::ScriptedModel;
+use kai_core::{Agent, Tool, ToolError, Usage, tool_fn};
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::json;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 
-use crate::support::{adder, usage};
+#[derive(Deserialize, JsonSchema)]
+struct Add {
+    a: i64,
+    b: i64,
+}
+
+fn adder() -> impl Tool {
+    tool_fn("add", "Adds two integers.", |args: Add| async move {
+        Ok::<_, ToolError>(args.a + args.b)
+    })
+}
+
+fn usage(input: u64, output: u64) -> Usage {
+    Usage {
+        input_tokens: input,
+        output_tokens: output,
+        cached_input_tokens: 0,
+    }
+}
 
 type Spans = Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>;
 
