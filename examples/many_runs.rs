@@ -5,7 +5,7 @@
 
 use futures::StreamExt as _;
 use kai_core::testing::ScriptedModel;
-use kai_core::{Agent, AgentEvent, ToolError, tool_fn};
+use kai_core::{Agent, AgentEvent, tool_fn};
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 struct Square {
@@ -22,7 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .text("144");
     let agent = Agent::builder(model)
         .tool(tool_fn("square", "Squares a number.", |args: Square| async move {
-            Ok::<_, ToolError>(args.n * args.n)
+            Ok(args.n * args.n)
         }))
         .build()?;
 

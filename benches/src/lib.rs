@@ -1,7 +1,7 @@
 //! Fixtures shared by kAI's benchmarks and its instruction-count runs.
 
 use kai_core::testing::ScriptedModel;
-use kai_core::{Agent, Tool, ToolError, tool_fn};
+use kai_core::{Agent, Tool, tool_fn};
 
 /// Arguments of the benchmark's tool.
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -14,9 +14,11 @@ pub struct Add {
 
 /// The benchmark's tool: adds two integers.
 pub fn adder() -> impl Tool {
-    tool_fn("add", "Adds two integers.", |args: Add| async move {
-        Ok::<_, ToolError>(args.a + args.b)
-    })
+    tool_fn(
+        "add",
+        "Adds two integers.",
+        |args: Add| async move { Ok(args.a + args.b) },
+    )
 }
 
 /// A scripted model that, forever, asks for one `add` call and then answers.

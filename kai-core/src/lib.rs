@@ -38,7 +38,7 @@
 //! let agent = Agent::builder(model)
 //!     .instructions("Answer weather questions with the weather tool.")
 //!     .tool(tool_fn("weather", "Current weather in a city.", |city: City| async move {
-//!         Ok::<_, ToolError>(format!("sunny in {}", city.name))
+//!         Ok(format!("sunny in {}", city.name))
 //!     }))
 //!     .build()?;
 //! let output = agent.run("How is the weather in Oslo?").await?;

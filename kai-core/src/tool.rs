@@ -369,13 +369,13 @@ where
 /// }
 ///
 /// let weather = tool_fn("weather", "Current weather for a city.", |args: Weather| async move {
-///     Ok::<_, ToolError>(format!("Sunny in {}", args.city))
+///     Ok(format!("Sunny in {}", args.city))
 /// });
 /// assert_eq!(weather.definition().parameters["required"][0], "city");
 ///
 /// let booking = tool_fn("book", "Books a table.", |args: Weather, context: ToolContext| async move {
 ///     // The call id stays the same if the run is resumed: use it as the booking's idempotency key.
-///     Ok::<_, ToolError>(format!("booked in {} under {}", args.city, context.call_id))
+///     Ok(format!("booked in {} under {}", args.city, context.call_id))
 /// });
 /// ```
 pub fn tool_fn<A, M, F>(name: impl Into<String>, description: impl Into<String>, function: F) -> FnTool<A, F, M>
@@ -621,9 +621,7 @@ mod tests {
     }
 
     fn adder() -> impl Tool {
-        tool_fn("add", "Adds.", |args: Add| async move {
-            Ok::<_, ToolError>(args.a + args.b)
-        })
+        tool_fn("add", "Adds.", |args: Add| async move { Ok(args.a + args.b) })
     }
 
     #[tokio::test]
@@ -669,7 +667,7 @@ mod tests {
         let mut set = ToolSet::new();
         set.add(adder()).unwrap();
         assert!(matches!(set.add(adder()), Err(Error::Config { .. })));
-        let bad = tool_fn("no spaces", "x", |args: Add| async move { Ok::<_, ToolError>(args.a) });
+        let bad = tool_fn("no spaces", "x", |args: Add| async move { Ok(args.a) });
         assert!(matches!(set.add(bad), Err(Error::Config { .. })));
         assert_eq!(set.names().collect::<Vec<_>>(), ["add"]);
     }

@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use kai_core::testing::ScriptedModel;
-use kai_core::{Agent, Conversation, ToolError, tool_fn};
+use kai_core::{Agent, Conversation, tool_fn};
 
 struct Counting;
 
@@ -49,9 +49,7 @@ fn an_idle_conversation_holds_little_heap() {
         .repeat();
     let agent = Agent::builder(model)
         .instructions("You are a calculator.")
-        .tool(tool_fn("add", "Adds.", |x: Add| async move {
-            Ok::<_, ToolError>(x.a + x.b)
-        }))
+        .tool(tool_fn("add", "Adds.", |x: Add| async move { Ok(x.a + x.b) }))
         .build()
         .unwrap();
 

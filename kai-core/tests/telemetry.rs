@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use kai_core::testing::ScriptedModel;
-use kai_core::{Agent, Tool, ToolError, Usage, tool_fn};
+use kai_core::{Agent, Tool, Usage, tool_fn};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
@@ -25,9 +25,11 @@ struct Add {
 }
 
 fn adder() -> impl Tool {
-    tool_fn("add", "Adds two integers.", |args: Add| async move {
-        Ok::<_, ToolError>(args.a + args.b)
-    })
+    tool_fn(
+        "add",
+        "Adds two integers.",
+        |args: Add| async move { Ok(args.a + args.b) },
+    )
 }
 
 fn usage(input: u64, output: u64) -> Usage {

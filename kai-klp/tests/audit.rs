@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kai_core::testing::ScriptedModel;
-use kai_core::{Agent, ToolError, tool_fn};
+use kai_core::{Agent, tool_fn};
 use kai_klp::audit::{AuditHook, AuditLog, Fault, verify};
 use kai_klp::{Error, Identity};
 use serde_json::json;
@@ -132,9 +132,7 @@ fn the_hook_records_model_and_tool_calls_without_raw_arguments() {
         .tool_call("add", json!({"a": 40, "b": 2}))
         .text("42");
     let agent = Agent::builder(model)
-        .tool(tool_fn("add", "Adds.", |x: Add| async move {
-            Ok::<_, ToolError>(x.a + x.b)
-        }))
+        .tool(tool_fn("add", "Adds.", |x: Add| async move { Ok(x.a + x.b) }))
         .hook(AuditHook::new(log.clone()))
         .build()
         .unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::executor::block_on;
 use kai_core::testing::ScriptedModel;
-use kai_core::{Agent, ToolError, tool_fn};
+use kai_core::{Agent, tool_fn};
 use kai_klp::calls::{RemoteAgentTool, invoke_capability, serve};
 use kai_klp::consent::{issue, token_id};
 use kai_klp::session::{accept, connect, memory_pair};
@@ -37,14 +37,12 @@ fn call_bob(bob_script: ScriptedModel, revoke_grant: bool, deleted: Arc<AtomicBo
     }
 
     let bob_agent = Agent::builder(bob_script)
-        .tool(tool_fn("add", "Adds.", |x: Add| async move {
-            Ok::<_, ToolError>(x.a + x.b)
-        }))
+        .tool(tool_fn("add", "Adds.", |x: Add| async move { Ok(x.a + x.b) }))
         .tool(tool_fn("delete", "Deletes.", move |_: Add| {
             let deleted = Arc::clone(&deleted);
             async move {
                 deleted.store(true, Ordering::SeqCst);
-                Ok::<_, ToolError>("deleted")
+                Ok("deleted")
             }
         }))
         .build()

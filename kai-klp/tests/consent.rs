@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kai_core::testing::ScriptedModel;
-use kai_core::{Agent, ToolError, tool_fn};
+use kai_core::{Agent, tool_fn};
 use kai_klp::consent::{self, issue_at, token_id};
 use kai_klp::{Capability, ConsentHook, Error, Identity, Verifier};
 use serde_json::json;
@@ -250,11 +250,13 @@ fn the_consent_hook_lets_through_only_granted_tools() {
         .text("done");
     let agent = Agent::builder(model)
         .tool(tool_fn("web_search", "Search.", |x: Query| async move {
-            Ok::<_, ToolError>(format!("results for {}", x.q))
+            Ok(format!("results for {}", x.q))
         }))
-        .tool(tool_fn("delete_files", "Delete.", |_: Query| async move {
-            Ok::<_, ToolError>("deleted")
-        }))
+        .tool(tool_fn(
+            "delete_files",
+            "Delete.",
+            |_: Query| async move { Ok("deleted") },
+        ))
         .hook(ConsentHook::new(verifier, token))
         .build()
         .unwrap();

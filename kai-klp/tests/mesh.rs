@@ -250,7 +250,7 @@ async fn five_nodes_discover_each_other_talk_privately_and_call_under_delegated_
     )
     .tool(tool_fn("weather", "Today's weather in a city.", move |_: City| {
         counter.fetch_add(1, Ordering::SeqCst);
-        async { Ok::<_, ToolError>("sunny") }
+        async { Ok("sunny") }
     }))
     .build()
     .unwrap();

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use kai_core::{Agent, AgentEvent, ChatDelta, ChatModel, ChatRequest, Message, ToolError, tool_fn};
+use kai_core::{Agent, AgentEvent, ChatDelta, ChatModel, ChatRequest, Message, tool_fn};
 use kai_providers::{Flavor, HttpConfig, OpenAiChat, OpenAiClient, OpenAiConfig};
 
 fn server_url() -> &'static str {
@@ -85,7 +85,7 @@ async fn agent_with_a_tool() {
     let agent = Agent::builder(model())
         .instructions("You are a calculator. Use the add tool to add numbers, then state the result.")
         .tool(tool_fn("add", "Adds two numbers a and b.", |x: Add| async move {
-            Ok::<_, ToolError>(x.a + x.b)
+            Ok(x.a + x.b)
         }))
         .temperature(0.0)
         .max_tokens(64)

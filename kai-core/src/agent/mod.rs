@@ -49,7 +49,7 @@ use crate::tool::{Tool, ToolSet};
 ///
 /// let agent = Agent::builder(model)
 ///     .instructions("You are a careful calculator.")
-///     .tool(tool_fn("add", "Adds two numbers.", |x: Add| async move { Ok::<_, ToolError>(x.a + x.b) }))
+///     .tool(tool_fn("add", "Adds two numbers.", |x: Add| async move { Ok(x.a + x.b) }))
 ///     .build()
 ///     .unwrap();
 ///

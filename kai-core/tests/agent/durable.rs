@@ -142,7 +142,7 @@ fn counted_shout(runs: Arc<std::sync::atomic::AtomicUsize>) -> impl kai_core::To
         let runs = Arc::clone(&runs);
         async move {
             runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok::<_, kai_core::ToolError>(args.word.to_uppercase())
+            Ok(args.word.to_uppercase())
         }
     })
 }

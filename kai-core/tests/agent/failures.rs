@@ -68,7 +68,7 @@ async fn arguments_that_fail_the_schema_go_back_to_the_model() {
 async fn empty_arguments_mean_no_arguments() {
     #[derive(serde::Deserialize, schemars::JsonSchema)]
     struct NoArgs {}
-    let now = tool_fn("now", "The time.", |_: NoArgs| async { Ok::<_, ToolError>("noon") });
+    let now = tool_fn("now", "The time.", |_: NoArgs| async { Ok("noon") });
     let model = ScriptedModel::new().raw_tool_call("now", "").text("recovered");
     let result = result_for(Agent::builder(model.clone()).tool(now), model).await;
     assert!(!result.is_error);
@@ -94,7 +94,7 @@ async fn a_panicking_tool_becomes_an_error_result() {
         if args.a == 1 {
             panic!("index out of bounds");
         }
-        Ok::<_, ToolError>(0)
+        Ok(0)
     });
     let model = ScriptedModel::new()
         .tool_call("add", json!({"a": 1, "b": 2}))
@@ -113,7 +113,7 @@ async fn a_slow_tool_times_out_and_is_dropped() {
         async move {
             tokio::time::sleep(Duration::from_millis(args.millis)).await;
             flag.store(true, Ordering::SeqCst);
-            Ok::<_, ToolError>("done")
+            Ok("done")
         }
     });
     let model = ScriptedModel::new()
@@ -250,7 +250,7 @@ async fn cancelling_drops_in_flight_tool_calls() {
             let _guard = guard;
             tokio::time::sleep(Duration::from_millis(args.millis)).await;
             completed.store(true, Ordering::SeqCst);
-            Ok::<_, ToolError>("done")
+            Ok("done")
         }
     });
     let model = ScriptedModel::new()

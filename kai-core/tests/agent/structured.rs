@@ -116,9 +116,7 @@ async fn model_level_extract_uses_the_request_as_given() {
 
 #[tokio::test]
 async fn a_user_tool_named_like_the_output_tool_is_a_config_error() {
-    let clash = kai_core::tool_fn(OUTPUT_NAME, "x", |args: crate::support::Add| async move {
-        Ok::<_, kai_core::ToolError>(args.a)
-    });
+    let clash = kai_core::tool_fn(OUTPUT_NAME, "x", |args: crate::support::Add| async move { Ok(args.a) });
     let agent = Agent::builder(ScriptedModel::new()).tool(clash).build().unwrap();
     let error = agent.extract::<Sum>("x").await.unwrap_err();
     assert!(matches!(error.error, Error::Config { .. }));

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use kai_core::{Message, Role, ToolError, ToolResult, tool_fn};
+use kai_core::{Message, Role, ToolResult, tool_fn};
 use kai_core::{Tool, Usage};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -16,9 +16,11 @@ pub struct Add {
 }
 
 pub fn adder() -> impl Tool {
-    tool_fn("add", "Adds two integers.", |args: Add| async move {
-        Ok::<_, ToolError>(args.a + args.b)
-    })
+    tool_fn(
+        "add",
+        "Adds two integers.",
+        |args: Add| async move { Ok(args.a + args.b) },
+    )
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -28,7 +30,7 @@ pub struct Word {
 
 pub fn shout() -> impl Tool {
     tool_fn("shout", "Upper-cases a word.", |args: Word| async move {
-        Ok::<_, ToolError>(args.word.to_uppercase())
+        Ok(args.word.to_uppercase())
     })
 }
 
@@ -62,7 +64,7 @@ impl Sleeper {
                 peak.fetch_max(now, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(args.millis)).await;
                 running.fetch_sub(1, Ordering::SeqCst);
-                Ok::<_, ToolError>(format!("slept {} ms", args.millis))
+                Ok(format!("slept {} ms", args.millis))
             }
         })
     }

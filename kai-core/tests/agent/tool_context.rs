@@ -6,9 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kai_core::testing::ScriptedModel;
-use kai_core::{
-    Agent, CancellationToken, Error, RunOptions, RunState, ToolContext, ToolError, Usage, dynamic_tool, tool_fn,
-};
+use kai_core::{Agent, CancellationToken, Error, RunOptions, RunState, ToolContext, Usage, dynamic_tool, tool_fn};
 use serde_json::json;
 
 use crate::support::{Nap, adder, tool_results, usage};
@@ -21,7 +19,7 @@ fn watched_nap(runs: Arc<AtomicUsize>, tokens: Arc<Mutex<Vec<CancellationToken>>
             runs.fetch_add(1, Ordering::SeqCst);
             tokens.lock().unwrap().push(context.cancel.clone());
             tokio::time::sleep(Duration::from_millis(args.millis)).await;
-            Ok::<_, ToolError>(format!("slept {} ms as {}", args.millis, context.call_id))
+            Ok(format!("slept {} ms as {}", args.millis, context.call_id))
         }
     })
 }
@@ -254,7 +252,7 @@ async fn calls_beyond_the_limit_of_a_step_are_answered_without_running() {
         let counter = Arc::clone(&counter);
         async move {
             counter.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, ToolError>("ok")
+            Ok("ok")
         }
     });
     let many: Vec<_> = (0..10).map(|_| ("tick", json!({}))).collect();
@@ -285,7 +283,7 @@ async fn a_cancelled_sub_agent_continues_where_it_stopped_when_the_outer_run_res
             let adds = Arc::clone(&adds);
             async move {
                 adds.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, ToolError>(args.a + args.b)
+                Ok(args.a + args.b)
             }
         })
     };
