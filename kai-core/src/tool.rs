@@ -224,8 +224,12 @@ pub trait Tool: MaybeSend + MaybeSync {
 
 /// A tool with typed arguments and output. Every `TypedTool` is a [`Tool`].
 ///
+/// This is the shape for a tool with state (a connection pool, a client, an index): `call` borrows
+/// `self`, so nothing is cloned per call, unlike the captures of a [`tool_fn`] closure, which its
+/// `'static` future has to own.
+///
 /// ```
-/// use kai_core::{ToolError, TypedTool};
+/// use kai_core::{ToolContext, ToolError, TypedTool};
 ///
 /// #[derive(serde::Deserialize, schemars::JsonSchema)]
 /// struct Add {
@@ -245,7 +249,7 @@ pub trait Tool: MaybeSend + MaybeSync {
 ///     fn description(&self) -> String {
 ///         "Adds two numbers.".into()
 ///     }
-///     async fn call(&self, args: Add) -> Result<f64, ToolError> {
+///     async fn call(&self, args: Add, _context: ToolContext) -> Result<f64, ToolError> {
 ///         Ok(args.a + args.b)
 ///     }
 /// }
@@ -262,8 +266,13 @@ pub trait TypedTool: MaybeSend + MaybeSync {
     /// What it does and when to use it.
     fn description(&self) -> String;
 
-    /// Runs the tool.
-    fn call(&self, args: Self::Args) -> impl Future<Output = Result<Self::Output, ToolError>> + MaybeSend;
+    /// Runs the tool. The context carries the call id (an idempotency key that survives a resume) and
+    /// the call's cancellation token.
+    fn call(
+        &self,
+        args: Self::Args,
+        context: ToolContext,
+    ) -> impl Future<Output = Result<Self::Output, ToolError>> + MaybeSend;
 }
 
 #[crate::async_trait]
@@ -276,9 +285,9 @@ impl<T: TypedTool> Tool for T {
         }
     }
 
-    async fn call(&self, arguments: serde_json::Value, _context: ToolContext) -> Result<serde_json::Value, ToolError> {
+    async fn call(&self, arguments: serde_json::Value, context: ToolContext) -> Result<serde_json::Value, ToolError> {
         let args = parse_arguments::<T::Args>(arguments)?;
-        let output = TypedTool::call(self, args).await?;
+        let output = TypedTool::call(self, args, context).await?;
         to_json(&output)
     }
 }

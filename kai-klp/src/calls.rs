@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use futures::lock::Mutex;
-use kai_core::{Agent, ToolError, TypedTool};
+use kai_core::{Agent, ToolContext, ToolError, TypedTool};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
@@ -123,7 +123,7 @@ impl<T: FrameTransport + Sync + 'static> TypedTool for RemoteAgentTool<T> {
         self.description.clone()
     }
 
-    async fn call(&self, args: CallArgs) -> Result<String, ToolError> {
+    async fn call(&self, args: CallArgs, _context: ToolContext) -> Result<String, ToolError> {
         let mut session = self.session.lock().await;
         let remote = *session.peer();
         let token = crate::consent::issue(

@@ -1,6 +1,6 @@
 //! Retrieval for agents: as a tool the model calls, and as a hook that adds context to every request.
 
-use kai_core::{AgentHook, ChatRequest, HookContext, Message, Role, ToolError, TypedTool};
+use kai_core::{AgentHook, ChatRequest, HookContext, Message, Role, ToolContext, ToolError, TypedTool};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -45,7 +45,7 @@ impl TypedTool for RetrievalTool {
         self.description.clone()
     }
 
-    async fn call(&self, args: SearchArgs) -> Result<serde_json::Value, ToolError> {
+    async fn call(&self, args: SearchArgs, _context: ToolContext) -> Result<serde_json::Value, ToolError> {
         let found = self.retriever.retrieve(&args.query).await.map_err(ToolError::failed)?;
         let results: Vec<serde_json::Value> = found
             .iter()
