@@ -32,6 +32,7 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Reasoning { index, text } => ChatDelta::Reasoning { index, text },
             Op::Finish => ChatDelta::Finish {
                 stop_reason: StopReason::ToolCalls,
+                provider_reason: None,
             },
         };
         accumulator.push(delta);

@@ -327,7 +327,8 @@ pub enum StopReason {
 
 impl StopReason {
     /// The reason as a snake_case string: its serde name, or the provider's own for
-    /// [`Other`](StopReason::Other). Traces record it as `gen_ai.response.finish_reasons`.
+    /// [`Other`](StopReason::Other). Traces record it as `gen_ai.response.finish_reasons` when the
+    /// provider gave no word of its own ([`ChatResponse::provider_stop_reason`](crate::ChatResponse)).
     pub fn as_str(&self) -> &str {
         match self {
             StopReason::EndTurn => "end_turn",

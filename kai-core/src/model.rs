@@ -370,6 +370,7 @@ impl ChatDelta {
         if let Some(stop_reason) = &response.stop_reason {
             deltas.push(ChatDelta::Finish {
                 stop_reason: stop_reason.clone(),
+                provider_reason: response.provider_stop_reason.clone(),
             });
         }
         deltas

@@ -163,6 +163,10 @@ pub struct ChatResponse {
     /// Why generation stopped, when the provider said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<StopReason>,
+    /// The provider's own word for why it stopped (`stop`, `end_turn`, `STOP`, ...), as traces record
+    /// it in `gen_ai.response.finish_reasons`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_stop_reason: Option<String>,
     /// The model that answered, as the provider named it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -178,6 +182,7 @@ impl ChatResponse {
             message,
             usage: Usage::default(),
             stop_reason: None,
+            provider_stop_reason: None,
             model: None,
             id: None,
         }

@@ -75,6 +75,9 @@ pub enum ChatDelta {
     Finish {
         /// Why it ended.
         stop_reason: StopReason,
+        /// The provider's own word for it (`stop`, `end_turn`, `STOP`, ...), when it gave one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        provider_reason: Option<String>,
     },
 }
 
@@ -99,6 +102,7 @@ pub struct ResponseAccumulator {
     reasoning: BTreeMap<u32, PartialReasoning>,
     usage: Usage,
     stop_reason: Option<StopReason>,
+    provider_stop_reason: Option<String>,
     id: Option<String>,
     model: Option<String>,
 }
@@ -156,7 +160,13 @@ impl ResponseAccumulator {
                 self.id = id.or(self.id.take());
                 self.model = model.or(self.model.take());
             }
-            ChatDelta::Finish { stop_reason } => self.stop_reason = Some(stop_reason),
+            ChatDelta::Finish {
+                stop_reason,
+                provider_reason,
+            } => {
+                self.stop_reason = Some(stop_reason);
+                self.provider_stop_reason = provider_reason;
+            }
         }
     }
 
@@ -197,6 +207,7 @@ impl ResponseAccumulator {
             message: Message::new(Role::Assistant, content),
             usage: self.usage,
             stop_reason: self.stop_reason,
+            provider_stop_reason: self.provider_stop_reason,
             model: self.model,
             id: self.id,
         }
@@ -261,6 +272,7 @@ mod tests {
             }),
             ChatDelta::Finish {
                 stop_reason: StopReason::ToolCalls,
+                provider_reason: Some("tool_calls".into()),
             },
         ] {
             acc.push(delta);
@@ -282,6 +294,7 @@ mod tests {
         assert_eq!(response.usage.input_tokens, 10);
         assert_eq!(response.usage.output_tokens, 7);
         assert_eq!(response.stop_reason, Some(StopReason::ToolCalls));
+        assert_eq!(response.provider_stop_reason.as_deref(), Some("tool_calls"));
     }
 
     #[test]

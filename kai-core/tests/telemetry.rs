@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use kai_core::testing::ScriptedModel;
-use kai_core::{Agent, Tool, Usage, tool_fn};
+use kai_core::{Agent, ChatResponse, Message, StopReason, Tool, Usage, tool_fn};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
@@ -85,7 +85,11 @@ async fn runs_model_calls_and_tool_calls_are_spans_with_gen_ai_attributes() {
         .name("tiny")
         .tool_call("add", json!({"a": 1, "b": 2}))
         .usage(usage(11, 3))
-        .text("3")
+        .respond(ChatResponse {
+            stop_reason: Some(StopReason::EndTurn),
+            provider_stop_reason: Some("end_turn".into()),
+            ..ChatResponse::new(Message::assistant("3"))
+        })
         .usage(usage(17, 1));
     let agent = Agent::builder(model).name("calc").tool(adder()).build().unwrap();
     agent.run("the secret prompt").await.unwrap();
@@ -103,6 +107,11 @@ async fn runs_model_calls_and_tool_calls_are_spans_with_gen_ai_attributes() {
     assert_eq!(chat["gen_ai.provider.name"], "kai.scripted");
     assert_eq!(chat["gen_ai.response.finish_reasons"], "tool_calls");
     assert_eq!(chat["gen_ai.usage.input_tokens"], "11");
+    let answer = &spans[3].1;
+    assert_eq!(
+        answer["gen_ai.response.finish_reasons"], "end_turn",
+        "the provider's own word, when it gave one"
+    );
     let tool = &spans[2].1;
     assert_eq!(tool["gen_ai.tool.name"], "add");
     assert!(tool["gen_ai.tool.call.id"].starts_with("call_"));

@@ -136,6 +136,7 @@ async fn parses_tool_use_and_counts_cached_tokens_as_input() {
         ("toolu_2", "{\"city\":\"Oslo\"}")
     );
     assert_eq!(response.stop_reason, Some(StopReason::ToolCalls));
+    assert_eq!(response.provider_stop_reason.as_deref(), Some("tool_use"));
     assert_eq!(response.usage.input_tokens, 135);
     assert_eq!(response.usage.cached_input_tokens, 30);
     assert_eq!(response.usage.output_tokens, 20);
@@ -212,6 +213,7 @@ async fn streams_the_documented_event_sequence() {
     assert_eq!(response.usage.input_tokens, 377);
     assert_eq!(response.usage.output_tokens, 65);
     assert_eq!(response.stop_reason, Some(StopReason::ToolCalls));
+    assert_eq!(response.provider_stop_reason.as_deref(), Some("tool_use"));
     assert_eq!(server.requests()[0].json()["stream"], json!(true));
 }
 

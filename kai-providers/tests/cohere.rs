@@ -109,6 +109,7 @@ async fn parses_tool_calls_and_usage() {
     assert_eq!(response.text(), "Looking up.");
     assert_eq!(response.tool_calls().next().unwrap().id, "get_weather_3v76");
     assert_eq!(response.stop_reason, Some(StopReason::ToolCalls));
+    assert_eq!(response.provider_stop_reason.as_deref(), Some("TOOL_CALL"));
     assert_eq!(
         (
             response.usage.input_tokens,
@@ -165,6 +166,7 @@ async fn streams_text_and_tool_calls() {
         ("db_1", "db", "{\"q\": 1}")
     );
     assert_eq!(response.stop_reason, Some(StopReason::ToolCalls));
+    assert_eq!(response.provider_stop_reason.as_deref(), Some("TOOL_CALL"));
     assert_eq!(response.usage.input_tokens, 70);
 }
 

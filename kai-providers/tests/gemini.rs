@@ -138,6 +138,7 @@ async fn function_calls_end_with_stop_but_mean_tool_calls() {
     assert_eq!(calls[0].signature.as_deref(), Some("sig-9"));
     assert_eq!(calls[1].id, "abc");
     assert_eq!(response.stop_reason, Some(StopReason::ToolCalls));
+    assert_eq!(response.provider_stop_reason.as_deref(), Some("STOP"));
     assert_eq!(response.usage.output_tokens, 12, "thinking tokens count as output");
     assert_eq!(response.usage.cached_input_tokens, 2);
 }
@@ -174,6 +175,7 @@ async fn streams_whole_chunks_until_the_body_ends() {
         ("f1", "{\"city\":\"Rome\"}", Some("s"))
     );
     assert_eq!(response.stop_reason, Some(StopReason::ToolCalls));
+    assert_eq!(response.provider_stop_reason.as_deref(), Some("STOP"));
     assert_eq!(response.usage.output_tokens, 9);
     assert_eq!(
         server.requests()[0].path,
@@ -241,6 +243,7 @@ async fn a_blocked_prompt_is_a_content_filter_stop() {
         .await
         .unwrap();
     assert_eq!(response.stop_reason, Some(StopReason::ContentFilter));
+    assert_eq!(response.provider_stop_reason.as_deref(), Some("SAFETY"));
 }
 
 #[tokio::test]

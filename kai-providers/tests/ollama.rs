@@ -106,6 +106,7 @@ async fn tool_calls_without_ids_and_with_stop_are_tool_calls() {
         ("call_0", "{\"city\":\"Tokyo\"}")
     );
     assert_eq!(response.stop_reason, Some(StopReason::ToolCalls));
+    assert_eq!(response.provider_stop_reason.as_deref(), Some("stop"));
     assert_eq!((response.usage.input_tokens, response.usage.output_tokens), (169, 15));
 }
 
@@ -138,6 +139,7 @@ async fn streams_ndjson_lines() {
     assert_eq!(response.text(), "The sky");
     assert_eq!(response.tool_calls().next().unwrap().id, "call_x");
     assert_eq!(response.stop_reason, Some(StopReason::ToolCalls));
+    assert_eq!(response.provider_stop_reason.as_deref(), Some("stop"));
     assert_eq!(response.usage.output_tokens, 15);
 }
 

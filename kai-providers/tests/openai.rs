@@ -151,6 +151,7 @@ async fn parses_text_and_tool_call_responses() {
         .unwrap();
     assert_eq!(text.text(), "Hello");
     assert_eq!(text.stop_reason, Some(StopReason::EndTurn));
+    assert_eq!(text.provider_stop_reason.as_deref(), Some("stop"));
     assert_eq!(text.usage.input_tokens, 12);
     assert_eq!(text.usage.cached_input_tokens, 4);
     assert_eq!(text.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
@@ -210,6 +211,7 @@ async fn streams_text_tool_call_fragments_and_usage() {
         ("call_x", "weather", "{\"city\":\"Oslo\"}")
     );
     assert_eq!(response.stop_reason, Some(StopReason::ToolCalls));
+    assert_eq!(response.provider_stop_reason.as_deref(), Some("tool_calls"));
     assert_eq!(response.usage.input_tokens, 30);
     assert_eq!(
         server.requests()[0].json()["stream_options"],
@@ -584,6 +586,7 @@ async fn a_stream_arriving_in_pieces_over_time_is_read_whole() {
         .unwrap();
     assert_eq!(response.text(), "one two three");
     assert_eq!(response.stop_reason, Some(StopReason::EndTurn));
+    assert_eq!(response.provider_stop_reason.as_deref(), Some("stop"));
 }
 
 #[test]

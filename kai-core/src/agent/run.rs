@@ -15,7 +15,7 @@ use crate::cancel::{CancelOnDrop, CancellationToken};
 use crate::error::Error;
 use crate::extract::Validate;
 use crate::hook::{HookContext, ToolDecision};
-use crate::message::{Message, ToolCall, ToolResult, Usage};
+use crate::message::{Message, StopReason, ToolCall, ToolResult, Usage};
 use crate::model::ChatModel;
 use crate::request::{ChatRequest, ChatResponse, ResponseFormat, ToolChoice, ToolDefinition};
 use crate::stream::{ChatDelta, ResponseAccumulator};
@@ -379,8 +379,12 @@ impl<'a> Run<'a> {
         if let Some(id) = &response.id {
             span.record("gen_ai.response.id", id.as_str());
         }
-        if let Some(reason) = &response.stop_reason {
-            span.record("gen_ai.response.finish_reasons", reason.as_str());
+        if let Some(reason) = response
+            .provider_stop_reason
+            .as_deref()
+            .or(response.stop_reason.as_ref().map(StopReason::as_str))
+        {
+            span.record("gen_ai.response.finish_reasons", reason);
         }
         for hook in &self.config.hooks {
             hook.after_model(&context, &mut response).await?;

@@ -39,6 +39,7 @@ async fn events_arrive_in_order() {
             ChatDelta::Usage(usage(7, 3)),
             ChatDelta::Finish {
                 stop_reason: StopReason::ToolCalls,
+                provider_reason: None,
             },
         ])
         .stream(vec![ChatDelta::text("It is "), ChatDelta::text("4.")])

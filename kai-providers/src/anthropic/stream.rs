@@ -96,6 +96,7 @@ pub(crate) fn decode(event: &SseEvent) -> Result<Decoded, Error> {
             if let Some(reason) = text(&delta, "stop_reason") {
                 deltas.push(ChatDelta::Finish {
                     stop_reason: stop_reason(&reason),
+                    provider_reason: Some(reason),
                 });
             }
             deltas

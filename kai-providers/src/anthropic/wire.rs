@@ -211,6 +211,7 @@ pub(crate) fn response(message: WireMessage) -> ChatResponse {
         message: Message::new(Role::Assistant, content),
         usage: message.usage.map(Usage::from).unwrap_or_default(),
         stop_reason: message.stop_reason.as_deref().map(stop_reason),
+        provider_stop_reason: message.stop_reason,
         model: message.model,
         id: message.id,
     }

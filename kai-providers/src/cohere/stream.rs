@@ -62,9 +62,10 @@ pub(crate) fn decode(event: &SseEvent) -> Result<Decoded, Error> {
             {
                 deltas.push(ChatDelta::Usage(Usage::from(usage)));
             }
-            let reason = delta.get("finish_reason").and_then(Value::as_str).unwrap_or("COMPLETE");
+            let reason = delta.get("finish_reason").and_then(Value::as_str);
             deltas.push(ChatDelta::Finish {
-                stop_reason: stop_reason(reason),
+                stop_reason: stop_reason(reason.unwrap_or("COMPLETE")),
+                provider_reason: reason.map(str::to_owned),
             });
             deltas
         }

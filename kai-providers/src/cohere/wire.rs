@@ -222,6 +222,7 @@ pub(crate) fn response(wire: WireResponse) -> ChatResponse {
         message: Message::new(Role::Assistant, content),
         usage: wire.usage.map(Usage::from).unwrap_or_default(),
         stop_reason: wire.finish_reason.as_deref().map(stop_reason),
+        provider_stop_reason: wire.finish_reason,
         model: None,
         id: wire.id,
     }

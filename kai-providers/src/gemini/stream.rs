@@ -28,7 +28,10 @@ impl ChunkDecoder {
                 model: chunk.model_version,
             });
         }
-        let blocked = chunk.candidates.is_empty() && chunk.prompt_feedback.and_then(|f| f.block_reason).is_some();
+        let blocked = match chunk.candidates.is_empty() {
+            true => chunk.prompt_feedback.and_then(|f| f.block_reason),
+            false => None,
+        };
         for candidate in chunk.candidates.into_iter().take(1) {
             for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
                 if let Some(call) = part.function_call {
@@ -54,15 +57,17 @@ impl ChunkDecoder {
             if let Some(reason) = candidate.finish_reason {
                 deltas.push(ChatDelta::Finish {
                     stop_reason: stop_reason(&reason, self.calls > 0),
+                    provider_reason: Some(reason),
                 });
             }
         }
         if let Some(usage) = chunk.usage_metadata {
             deltas.push(ChatDelta::Usage(Usage::from(usage)));
         }
-        if blocked {
+        if let Some(reason) = blocked {
             deltas.push(ChatDelta::Finish {
                 stop_reason: kai_core::StopReason::ContentFilter,
+                provider_reason: Some(reason),
             });
         }
         Ok(Decoded::Deltas(deltas))

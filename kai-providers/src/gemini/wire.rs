@@ -225,6 +225,7 @@ pub(crate) fn response(wire: WireResponse) -> Result<ChatResponse, Error> {
         if reason.is_some() {
             let mut response = ChatResponse::new(Message::new(Role::Assistant, Vec::new()));
             response.stop_reason = Some(StopReason::ContentFilter);
+            response.provider_stop_reason = reason;
             response.usage = usage;
             return Ok(response);
         }
@@ -244,6 +245,7 @@ pub(crate) fn response(wire: WireResponse) -> Result<ChatResponse, Error> {
         message: Message::new(Role::Assistant, content),
         usage,
         stop_reason: candidate.finish_reason.as_deref().map(|r| stop_reason(r, calls > 0)),
+        provider_stop_reason: candidate.finish_reason,
         model: wire.model_version,
         id: wire.response_id,
     })

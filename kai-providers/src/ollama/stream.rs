@@ -54,6 +54,7 @@ impl LineDecoder {
             deltas.push(ChatDelta::Usage(usage));
             deltas.push(ChatDelta::Finish {
                 stop_reason: stop_reason(chunk.done_reason.as_deref(), self.calls > 0),
+                provider_reason: chunk.done_reason,
             });
         }
         Ok(Decoded::Deltas(deltas))

@@ -214,6 +214,7 @@ pub(crate) fn response(line: ChatLine) -> Result<ChatResponse, Error> {
         message: Message::new(Role::Assistant, content),
         usage,
         stop_reason: Some(stop_reason(line.done_reason.as_deref(), has_calls)),
+        provider_stop_reason: line.done_reason,
         model: line.model,
         id: None,
     })

@@ -84,7 +84,10 @@ impl ChunkDecoder {
                 } else {
                     stop_reason(&reason)
                 };
-                deltas.push(ChatDelta::Finish { stop_reason });
+                deltas.push(ChatDelta::Finish {
+                    stop_reason,
+                    provider_reason: Some(reason),
+                });
             }
         }
         if let Some(usage) = chunk.usage {

@@ -308,6 +308,7 @@ pub(crate) fn response(completion: Completion, raw: &str) -> Result<ChatResponse
             true => Some(StopReason::Refusal),
             false => choice.finish_reason.as_deref().map(stop_reason),
         },
+        provider_stop_reason: choice.finish_reason,
         model: completion.model,
         id: completion.id,
     })
