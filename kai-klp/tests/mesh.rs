@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kai_core::testing::ScriptedModel;
-use kai_core::{Agent, ToolError, ToolResult, tool_fn};
+use kai_core::{Agent, ToolResult, tool_fn};
 use kai_klp::calls::{RemoteAgentTool, invoke_capability, serve};
 use kai_klp::consent::{issue, issue_at, token_id};
 use kai_klp::discovery::{Discovery, DiscoveryConfig, KAD_PROTOCOL, PRESENCE_TOPIC, peer_id, presence_key};
