@@ -43,7 +43,7 @@ impl SchemaValidator {
     /// Compiles `schema`; `Err` says why it is not a usable JSON Schema. References are resolved only
     /// within the schema itself: nothing is fetched.
     pub(crate) fn new(schema: &serde_json::Value) -> Result<Self, String> {
-        let expanded = expanded_size(schema);
+        let expanded = expanded_size(schema)?;
         if expanded > MAX_EXPANDED_NODES {
             return Err(format!(
                 "the schema is too large: with its references followed it has more than {MAX_EXPANDED_NODES} parts"
@@ -93,70 +93,96 @@ impl SchemaValidator {
 /// 2^40 paths in 80 references) can ask for.
 const MAX_EXPANDED_NODES: u64 = 100_000;
 
-/// How many schema parts validation may visit: every object and array of the schema, with each local
-/// `$ref` (`#/...`) counted as the size of its target. A reference back into a schema being counted
-/// (recursion, which validation follows only as deep as the value) counts one.
-fn expanded_size(schema: &serde_json::Value) -> u64 {
-    let mut memo = std::collections::HashMap::new();
-    let mut open = std::collections::HashSet::new();
-    size_of(schema, schema, &mut memo, &mut open, 0)
-}
-
-fn size_of(
-    root: &serde_json::Value,
-    node: &serde_json::Value,
-    memo: &mut std::collections::HashMap<String, u64>,
-    open: &mut std::collections::HashSet<String>,
-    depth: usize,
-) -> u64 {
-    // serde_json's own depth limit keeps parsed schemas shallow; stop well past it, counted as too big.
-    if depth > 512 {
-        return MAX_EXPANDED_NODES + 1;
-    }
-    let children: u64 = match node {
-        serde_json::Value::Object(object) => {
-            let mut total = 0u64;
-            for (key, value) in object {
-                let part = match (key.as_str(), value.as_str()) {
-                    ("$ref", Some(pointer)) if pointer.starts_with('#') => {
-                        reference_size(root, pointer, memo, open, depth)
-                    }
-                    _ => size_of(root, value, memo, open, depth + 1),
-                };
-                total = total.saturating_add(part);
-                if total > MAX_EXPANDED_NODES {
-                    break;
-                }
-            }
-            total
-        }
-        serde_json::Value::Array(items) => items
-            .iter()
-            .map(|item| size_of(root, item, memo, open, depth + 1))
-            .fold(0u64, u64::saturating_add),
-        _ => 0,
+/// How many schema parts validation may visit: every object and array of the schema, with each
+/// `$ref` counted as the size of its target. A reference back into a schema being counted (recursion,
+/// which validation follows only as deep as the value) counts one.
+///
+/// Only what this count can follow is accepted: a `$ref` must be a JSON pointer into this document
+/// (`#` or `#/...`, percent-encoded or not) that resolves, `$dynamicRef` and `$recursiveRef` are
+/// refused, and so is an `$id` below the root (it would make `#/...` mean another document). An anchor
+/// or a relative reference would otherwise be a path around the bound.
+fn expanded_size(schema: &serde_json::Value) -> Result<u64, String> {
+    let mut counter = SizeCounter {
+        root: schema,
+        memo: std::collections::HashMap::new(),
+        open: std::collections::HashSet::new(),
     };
-    children.saturating_add(1)
+    counter.size_of(schema, 0)
 }
 
-fn reference_size(
-    root: &serde_json::Value,
-    pointer: &str,
-    memo: &mut std::collections::HashMap<String, u64>,
-    open: &mut std::collections::HashSet<String>,
-    depth: usize,
-) -> u64 {
-    if let Some(&size) = memo.get(pointer) {
-        return size;
+struct SizeCounter<'a> {
+    root: &'a serde_json::Value,
+    memo: std::collections::HashMap<String, u64>,
+    open: std::collections::HashSet<String>,
+}
+
+impl SizeCounter<'_> {
+    fn size_of(&mut self, node: &serde_json::Value, depth: usize) -> Result<u64, String> {
+        // serde_json's own depth limit keeps parsed schemas shallow; stop well past it, counted as too big.
+        if depth > 512 {
+            return Ok(MAX_EXPANDED_NODES + 1);
+        }
+        let children: u64 = match node {
+            serde_json::Value::Object(object) => {
+                let mut total = 0u64;
+                for (key, value) in object {
+                    let part = match (key.as_str(), value.as_str()) {
+                        ("$ref", Some(reference)) => self.reference_size(reference, depth)?,
+                        ("$dynamicRef" | "$recursiveRef", Some(_)) => {
+                            return Err(format!("{key} is not supported; use a local \"$ref\": \"#/...\""));
+                        }
+                        ("$id", Some(_)) if depth > 0 => {
+                            return Err("an \"$id\" is only supported at the schema's root".into());
+                        }
+                        _ => self.size_of(value, depth + 1)?,
+                    };
+                    total = total.saturating_add(part);
+                    if total > MAX_EXPANDED_NODES {
+                        break;
+                    }
+                }
+                total
+            }
+            serde_json::Value::Array(items) => {
+                let mut total = 0u64;
+                for item in items {
+                    total = total.saturating_add(self.size_of(item, depth + 1)?);
+                }
+                total
+            }
+            _ => 0,
+        };
+        Ok(children.saturating_add(1))
     }
-    if !open.insert(pointer.to_owned()) {
-        return 1;
+
+    fn reference_size(&mut self, reference: &str, depth: usize) -> Result<u64, String> {
+        let unresolved = || {
+            format!(
+                "the reference {:?} is not a JSON pointer into this schema",
+                bounded(reference)
+            )
+        };
+        let pointer = reference
+            .strip_prefix('#')
+            .filter(|pointer| pointer.is_empty() || pointer.starts_with('/'))
+            .ok_or_else(unresolved)?;
+        let pointer = percent_encoding::percent_decode_str(pointer)
+            .decode_utf8()
+            .map_err(|_| unresolved())?
+            .into_owned();
+        if let Some(&size) = self.memo.get(&pointer) {
+            return Ok(size);
+        }
+        let target = self.root.pointer(&pointer).ok_or_else(unresolved)?;
+        if !self.open.insert(pointer.clone()) {
+            return Ok(1);
+        }
+        let size = self.size_of(target, depth + 1);
+        self.open.remove(&pointer);
+        let size = size?;
+        self.memo.insert(pointer, size);
+        Ok(size)
     }
-    let target = root.pointer(pointer.trim_start_matches('#'));
-    let size = target.map_or(1, |target| size_of(root, target, memo, open, depth + 1));
-    open.remove(pointer);
-    memo.insert(pointer.to_owned(), size);
-    size
 }
 
 fn bounded(text: &str) -> String {
@@ -213,6 +239,50 @@ mod tests {
             "$ref": "#/$defs/node"
         });
         assert!(SchemaValidator::new(&tree).is_ok());
+    }
+
+    #[test]
+    fn references_the_size_bound_cannot_follow_are_refused() {
+        // The same 2^40 fan-out written with anchors, percent-encoded pointers, dynamic references and
+        // nested ids: each is refused (or, percent-encoded, counted) instead of slipping past the bound.
+        let fan_out = |reference: &dyn Fn(usize) -> serde_json::Value, extra: &dyn Fn(usize) -> serde_json::Value| {
+            let mut defs = serde_json::Map::new();
+            for level in 0..40 {
+                let mut node = serde_json::json!({"anyOf": [reference(level + 1), reference(level + 1)]});
+                if let (Some(object), serde_json::Value::Object(more)) = (node.as_object_mut(), extra(level)) {
+                    object.extend(more);
+                }
+                defs.insert(format!("d{level}"), node);
+            }
+            let mut last = serde_json::json!({"type": "string"});
+            if let (Some(object), serde_json::Value::Object(more)) = (last.as_object_mut(), extra(40)) {
+                object.extend(more);
+            }
+            defs.insert("d40".into(), last);
+            serde_json::json!({"$defs": defs, "$ref": "#/$defs/d0"})
+        };
+        let none = |_: usize| serde_json::json!({});
+        let anchored = fan_out(
+            &|l| serde_json::json!({"$ref": format!("#d{l}")}),
+            &|l| serde_json::json!({"$anchor": format!("d{l}")}),
+        );
+        let error = SchemaValidator::new(&anchored).err().unwrap();
+        assert!(error.contains("not a JSON pointer"), "{error}");
+        let encoded = fan_out(&|l| serde_json::json!({"$ref": format!("#/%24defs/d{l}")}), &none);
+        let error = SchemaValidator::new(&encoded).err().unwrap();
+        assert!(error.contains("too large"), "{error}");
+        let dynamic = fan_out(&|l| serde_json::json!({"$dynamicRef": format!("#/$defs/d{l}")}), &none);
+        assert!(SchemaValidator::new(&dynamic).err().unwrap().contains("$dynamicRef"));
+        let with_ids = fan_out(
+            &|l| serde_json::json!({"$ref": format!("d{l}.json")}),
+            &|l| serde_json::json!({"$id": format!("d{l}.json")}),
+        );
+        assert!(SchemaValidator::new(&with_ids).is_err());
+        // A property that happens to be called "$id" or "$ref" is not a keyword.
+        let named = serde_json::json!({"type": "object", "properties": {"$id": {"type": "string"}, "$ref": {"type": "string"}}});
+        assert!(SchemaValidator::new(&named).is_ok());
+        let dangling = serde_json::json!({"$ref": "#/$defs/missing"});
+        assert!(SchemaValidator::new(&dangling).is_err());
     }
 
     #[test]
