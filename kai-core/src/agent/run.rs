@@ -47,7 +47,7 @@ pub(crate) struct Run<'a> {
     /// The calls running now, with where each records the progress of a run it started.
     in_flight: InFlight,
     /// Every tool call id of the transcript, gathered at the first model answer and kept up to date.
-    call_ids: Option<HashSet<String>>,
+    call_ids: Option<CallIds>,
     output: Option<OutputSpec>,
     deadline: Option<Instant>,
     step_deadline: Option<Instant>,
@@ -195,14 +195,10 @@ impl<'a> Run<'a> {
             self.step_usage = response.usage;
             let mut response = response;
             let messages = &self.state.messages;
-            let used = self.call_ids.get_or_insert_with(|| {
-                messages
-                    .iter()
-                    .flat_map(Message::tool_calls)
-                    .map(|call| call.id.clone())
-                    .collect()
-            });
-            unique_call_ids(&mut response.message, used);
+            let ids = self
+                .call_ids
+                .get_or_insert_with(|| CallIds::new(messages.iter().flat_map(Message::tool_calls)));
+            ids.make_unique(&mut response.message);
             let calls: Vec<ToolCall> = response.tool_calls().cloned().collect();
             let text = response.text();
             self.state.messages.push(response.message);
@@ -810,27 +806,44 @@ fn send_event(events: Option<&EventSender>, event: AgentEvent) {
     }
 }
 
-/// Gives every tool call of `message` an id no earlier call of the transcript (or of the message) has:
-/// a model may repeat ids, or leave them empty, and approvals, resumption and idempotency keys all go by
-/// id. A repeated id gets a suffix (`id~2`); the message is stored with it, so the provider sees the same
-/// ids in the results.
-/// `used` holds the transcript's ids and gains the message's.
-fn unique_call_ids(message: &mut Message, used: &mut HashSet<String>) {
-    for part in &mut message.content {
-        let crate::message::ContentPart::ToolCall(call) = part else {
-            continue;
-        };
-        if call.id.is_empty() || used.contains(&call.id) {
-            let base = if call.id.is_empty() { "call" } else { call.id.as_str() };
-            let mut suffix = 2u64;
-            let mut candidate = format!("{base}~{suffix}");
-            while used.contains(&candidate) {
-                suffix = suffix.saturating_add(1);
-                candidate = format!("{base}~{suffix}");
-            }
-            call.id = candidate;
+/// The tool call ids of a run, so that each new call gets one no earlier call has: a model may repeat
+/// ids, or leave them empty, and approvals, resumption and idempotency keys all go by id.
+struct CallIds {
+    used: HashSet<String>,
+    /// The next suffix to try per base id, so renaming stays linear however many calls repeat one id.
+    next: std::collections::HashMap<String, u64>,
+}
+
+impl CallIds {
+    fn new<'a>(calls: impl Iterator<Item = &'a ToolCall>) -> Self {
+        Self {
+            used: calls.map(|call| call.id.clone()).collect(),
+            next: std::collections::HashMap::new(),
         }
-        used.insert(call.id.clone());
+    }
+
+    /// Gives every call of `message` an unused id. A repeated id gets a suffix (`id-2`; letters, digits,
+    /// `_` and `-` are what every provider accepts); the message is stored with it, so the provider sees
+    /// the same ids in the results.
+    fn make_unique(&mut self, message: &mut Message) {
+        for part in &mut message.content {
+            let crate::message::ContentPart::ToolCall(call) = part else {
+                continue;
+            };
+            if call.id.is_empty() || self.used.contains(&call.id) {
+                let base = if call.id.is_empty() { "call" } else { call.id.as_str() };
+                let next = self.next.entry(base.to_owned()).or_insert(2);
+                // Each failed try is an id already used, so all tries together stay linear in the ids.
+                let mut candidate = format!("{base}-{next}");
+                while self.used.contains(&candidate) {
+                    *next = next.saturating_add(1);
+                    candidate = format!("{base}-{next}");
+                }
+                *next = next.saturating_add(1);
+                call.id = candidate;
+            }
+            self.used.insert(call.id.clone());
+        }
     }
 }
 
@@ -862,15 +875,30 @@ mod tests {
     #[test]
     fn empty_and_repeated_ids_get_fresh_ones() {
         let call = |id: &str| ContentPart::ToolCall(ToolCall::new(id, "t", &serde_json::json!({})));
-        let earlier = [Message::new(Role::Assistant, vec![call("a"), call("a~2")])];
+        let earlier = [Message::new(Role::Assistant, vec![call("a"), call("a-2")])];
         let mut message = Message::new(Role::Assistant, vec![call(""), call("a"), call(""), call("b")]);
-        let mut used = earlier
-            .iter()
-            .flat_map(Message::tool_calls)
-            .map(|c| c.id.clone())
-            .collect();
-        unique_call_ids(&mut message, &mut used);
-        let ids: Vec<&str> = message.tool_calls().map(|c| c.id.as_str()).collect();
-        assert_eq!(ids, ["call~2", "a~3", "call~3", "b"]);
+        let mut ids = CallIds::new(earlier.iter().flat_map(Message::tool_calls));
+        ids.make_unique(&mut message);
+        let renamed: Vec<&str> = message.tool_calls().map(|c| c.id.as_str()).collect();
+        assert_eq!(renamed, ["call-2", "a-3", "call-3", "b"]);
+    }
+
+    #[test]
+    fn renaming_many_repeats_of_one_id_is_linear() {
+        // A hostile server answering with 200,000 calls all named "x": quadratic renaming would take
+        // minutes; this finishes at once.
+        let call = ContentPart::ToolCall(ToolCall::new("x", "t", &serde_json::json!({})));
+        let mut message = Message::new(Role::Assistant, vec![call; 200_000]);
+        let mut ids = CallIds::new(std::iter::empty());
+        let started = std::time::Instant::now();
+        ids.make_unique(&mut message);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let last = message.tool_calls().last().map(|c| c.id.clone());
+        assert_eq!(last.as_deref(), Some("x-200000"));
+        assert_eq!(ids.used.len(), 200_000);
     }
 }
