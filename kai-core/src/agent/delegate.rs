@@ -61,6 +61,9 @@ impl Tool for AgentTool {
         // A resumed call continues its suspended run; its usage so far was reported when it suspended.
         let (state, reported) = match context.take_resumed() {
             Some(state) => {
+                // Kept from the start: a cancel before the inner run's next checkpoint still leaves
+                // the outer run with the state it resumed from, decisions included.
+                context.record_progress(state.clone());
                 let usage = state.usage;
                 (state, usage)
             }
@@ -78,8 +81,12 @@ impl Tool for AgentTool {
                 context.report_usage(error.state.usage.saturating_sub(reported));
                 match error.error {
                     Error::ApprovalRequired { .. } => return Err(context.suspend(*error.state)),
-                    // The outer run is being cancelled: its progress is recorded, nothing to report.
-                    Error::Cancelled if context.cancel.is_cancelled() => return Err(ToolError::Cancelled),
+                    // The outer run is being cancelled: keep where the inner run stopped, which may be
+                    // past its last checkpoint.
+                    Error::Cancelled if context.cancel.is_cancelled() => {
+                        context.record_progress(*error.state);
+                        return Err(ToolError::Cancelled);
+                    }
                     _ => {}
                 }
                 Err(ToolError::failed(format_args!(

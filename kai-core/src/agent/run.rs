@@ -170,10 +170,12 @@ impl<'a> Run<'a> {
                 let limit = self.limit(step_deadline, self.state.steps);
                 let cancel = self.cancel.clone();
                 let answer = match guarded(self.execute_tools(), Some(&cancel), limit).await {
-                    Ok(answer) => answer?,
-                    Err(stopped) => {
+                    Ok(Ok(answer)) => answer,
+                    // Stopped, or failed (a checkpoint that could not be written): calls still running
+                    // were dropped, and what they had done is kept with them.
+                    Ok(Err(error)) | Err(error) => {
                         self.keep_progress_of_dropped_calls();
-                        return Err(stopped);
+                        return Err(error);
                     }
                 };
                 self.finish_step().await?;
@@ -702,8 +704,11 @@ impl ToolRunner<'_> {
             }
             Err(panic) => {
                 span.record("error.type", "panic");
-                tracing::warn!(tool = %call.name, "tool panicked: {panic}");
-                ToolResult::error(call, format!("the tool failed unexpectedly: {panic}"))
+                // A panic message can hold anything (an unwrapped secret, a path): it goes to the debug
+                // log only, never to the model.
+                tracing::warn!(tool = %call.name, "tool panicked");
+                tracing::debug!(tool = %call.name, "tool panic message: {panic}");
+                ToolResult::error(call, "the tool failed unexpectedly")
             }
         };
         Outcome::Answered(result)

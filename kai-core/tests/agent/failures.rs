@@ -92,7 +92,7 @@ async fn a_tool_error_goes_back_to_the_model() {
 async fn a_panicking_tool_becomes_an_error_result() {
     let panicking = tool_fn("add", "Panics.", |args: crate::support::Add| async move {
         if args.a == 1 {
-            panic!("index out of bounds");
+            panic!("could not connect with password hunter2");
         }
         Ok(0)
     });
@@ -101,7 +101,8 @@ async fn a_panicking_tool_becomes_an_error_result() {
         .text("recovered");
     let result = result_for(Agent::builder(model.clone()).tool(panicking), model).await;
     assert!(result.is_error);
-    assert!(result.content.contains("index out of bounds"), "{}", result.content);
+    // The panic message (here holding a password) never reaches the model.
+    assert_eq!(result.content, "the tool failed unexpectedly");
 }
 
 #[tokio::test]

@@ -327,6 +327,29 @@ async fn a_cancelled_sub_agent_continues_where_it_stopped_when_the_outer_run_res
         1,
         "the add's result is in the inner run"
     );
+
+    // Resumed and cancelled again before the inner run reaches a checkpoint of its own: what it
+    // resumed from is still kept with the call.
+    let outer = build(ScriptedModel::new(), ScriptedModel::new(), Arc::clone(&adds));
+    let cancel = CancellationToken::new();
+    let canceller = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        canceller.cancel();
+    });
+    let error = outer
+        .resume_with(state, RunOptions::cancel_on(cancel))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error, Error::Cancelled);
+    let mut state = *error.state;
+    assert_eq!(
+        state.suspended.len(),
+        1,
+        "the inner run's progress survives a second cancel"
+    );
+    let inner = &mut state.suspended[0].state;
+    assert_eq!(tool_results(&inner.messages).len(), 1);
     inner.pending_tool_calls[0].arguments = json!({"millis": 1}).to_string();
 
     // Another process: the inner model has only its answer left; the add must not run again.
