@@ -509,8 +509,12 @@ impl<'a> Run<'a> {
         }
         if suspended {
             // The finished calls are recorded; the suspended ones stay pending until their approvals.
-            // The decisions on this run's own calls are spent: only the suspended runs' remain.
-            self.state.approvals.retain(|a| a.nested.is_some());
+            // Decisions on calls that finished are spent; those on the suspended calls themselves and
+            // inside their runs remain, so nothing is asked twice.
+            let pending = &self.state.pending_tool_calls;
+            self.state
+                .approvals
+                .retain(|a| a.nested.is_some() || pending.iter().any(|call| call.id == a.call.id));
             self.checkpoint().await?;
             return Err(approval_required(&self.state.approvals));
         }
@@ -545,6 +549,9 @@ impl<'a> Run<'a> {
             let result = ToolResult::error(&call, message);
             return Ok(Plan::Answered(call, result));
         };
+        // Every hook has its say first, so an approval covers the arguments that will run, whatever a
+        // hook after the one asking for it rewrites.
+        let mut needs_approval = None;
         for hook in &self.config.hooks {
             match hook.before_tool(context, &call, &arguments).await {
                 ToolDecision::Allow => {}
@@ -553,34 +560,39 @@ impl<'a> Run<'a> {
                     let result = ToolResult::error(&call, format!("the call was denied: {reason}"));
                     return Ok(Plan::Answered(call, result));
                 }
-                ToolDecision::RequireApproval { reason } => match self.state.approval_for(&call.id) {
-                    // Approved as it now stands: the arguments the human saw are the ones that run.
-                    Some(Approval {
-                        decision: Some(ApprovalDecision::Approved),
-                        call: approved,
-                        ..
-                    }) if parse_tool_arguments(&approved.arguments).ok().as_ref() == Some(&arguments) => {}
-                    Some(Approval {
-                        decision: Some(ApprovalDecision::Rejected { reason }),
-                        ..
-                    }) => {
-                        let result = ToolResult::error(&call, format!("the call was rejected: {reason}"));
-                        return Ok(Plan::Answered(call, result));
-                    }
-                    _ => {
-                        // The human sees the arguments the call would run with, after earlier hooks.
-                        let call = ToolCall {
-                            arguments: arguments.to_string(),
-                            ..call
-                        };
-                        return Err(Approval {
-                            call,
-                            reason,
-                            decision: None,
-                            nested: None,
-                        });
-                    }
-                },
+                ToolDecision::RequireApproval { reason } => {
+                    needs_approval.get_or_insert(reason);
+                }
+            }
+        }
+        if let Some(reason) = needs_approval {
+            match self.state.approval_for(&call.id) {
+                // Approved as it now stands: the arguments the human saw are the ones that run.
+                Some(Approval {
+                    decision: Some(ApprovalDecision::Approved),
+                    call: approved,
+                    ..
+                }) if parse_tool_arguments(&approved.arguments).ok().as_ref() == Some(&arguments) => {}
+                Some(Approval {
+                    decision: Some(ApprovalDecision::Rejected { reason }),
+                    ..
+                }) => {
+                    let result = ToolResult::error(&call, format!("the call was rejected: {reason}"));
+                    return Ok(Plan::Answered(call, result));
+                }
+                _ => {
+                    // The human sees the arguments the call would run with.
+                    let call = ToolCall {
+                        arguments: arguments.to_string(),
+                        ..call
+                    };
+                    return Err(Approval {
+                        call,
+                        reason,
+                        decision: None,
+                        nested: None,
+                    });
+                }
             }
         }
         if let Err(error) = self.config.tools.validate(&call.name, &arguments) {

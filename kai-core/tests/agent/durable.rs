@@ -384,3 +384,80 @@ async fn an_approval_covers_only_the_arguments_the_human_saw() {
         .collect();
     assert_eq!(waiting, [r#"{"a":1000,"b":0}"#]);
 }
+
+/// A hook after the one that asks for approval may rewrite the arguments: the human approves what
+/// will run, after every hook.
+#[tokio::test]
+async fn an_approval_covers_the_arguments_after_every_hook() {
+    struct Rewrite(i64);
+    #[kai_core::async_trait]
+    impl AgentHook for Rewrite {
+        async fn before_tool(&self, _: &HookContext, _: &ToolCall, _: &serde_json::Value) -> ToolDecision {
+            ToolDecision::Rewrite {
+                arguments: json!({"a": self.0, "b": 0}),
+            }
+        }
+    }
+    let build = |a: i64, model: ScriptedModel| {
+        Agent::builder(model)
+            .tool(adder())
+            .needs_approval("add", "sums are audited")
+            .hook(Rewrite(a))
+            .build()
+            .unwrap()
+    };
+    let agent = build(7, ScriptedModel::new().tool_call("add", json!({"a": 5, "b": 5})));
+    let mut state = *agent.run("sum").await.unwrap_err().state;
+    assert_eq!(state.approvals[0].call.arguments, r#"{"a":7,"b":0}"#);
+    state.approve_all();
+    let agent = build(1000, ScriptedModel::new().text("done"));
+    let error = agent.resume(state).await.unwrap_err();
+    let waiting: Vec<_> = error
+        .state
+        .pending_approvals()
+        .map(|a| a.call.arguments.clone())
+        .collect();
+    assert_eq!(waiting, [r#"{"a":1000,"b":0}"#], "a later rewrite needs a new approval");
+}
+
+/// The sub-agent call itself needs approval, and so does a call inside it: each is asked once.
+#[tokio::test]
+async fn an_approved_sub_agent_call_is_not_asked_again_after_its_inner_approval() {
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let build = |inner_model: ScriptedModel, outer_model: ScriptedModel| {
+        let inner = Agent::builder(inner_model)
+            .name("crier")
+            .tool(counted_shout(Arc::clone(&runs)))
+            .needs_approval("shout", "shouting disturbs people")
+            .build()
+            .unwrap();
+        Agent::builder(outer_model)
+            .tool(inner.into_tool("crier", "Shouts things."))
+            .needs_approval("crier", "the crier is expensive")
+            .build()
+            .unwrap()
+    };
+    let outer = build(
+        ScriptedModel::new(),
+        ScriptedModel::new().tool_call("crier", json!({"input": "shout hello"})),
+    );
+    let mut state = *outer.run("make some noise").await.unwrap_err().state;
+    let asked: Vec<_> = state.pending_approvals().map(|a| a.call.name.clone()).collect();
+    assert_eq!(asked, ["crier"]);
+    state.approve_all();
+    let outer = build(
+        ScriptedModel::new().tool_call("shout", json!({"word": "hello"})),
+        ScriptedModel::new(),
+    );
+    let mut state = *outer.resume(state).await.unwrap_err().state;
+    let asked: Vec<_> = state.pending_approvals().map(|a| a.call.name.clone()).collect();
+    assert_eq!(asked, ["shout"], "only the inner call waits");
+    state.approve_all();
+    let outer = build(
+        ScriptedModel::new().text("I shouted HELLO."),
+        ScriptedModel::new().text("The crier shouted."),
+    );
+    let output = outer.resume(state).await.unwrap();
+    assert_eq!(output.answer, "The crier shouted.");
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
