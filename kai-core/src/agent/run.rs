@@ -640,6 +640,9 @@ impl ToolRunner<'_> {
         for hook in &self.config.hooks {
             hook.after_tool(context, &call, &mut result).await;
         }
+        // A hook may change what a result says, not which call it answers: the run's bookkeeping and
+        // the provider both go by this id.
+        result.call_id = call.id;
         self.emit(AgentEvent::ToolCallFinished { result: result.clone() });
         Outcome::Answered(result)
     }

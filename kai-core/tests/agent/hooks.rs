@@ -190,3 +190,27 @@ async fn after_model_can_stop_the_run() {
     assert!(matches!(error.error, Error::Hook { .. }));
     assert_eq!(error.messages().len(), 1, "the rejected answer is not kept");
 }
+
+/// A hook that rewrites a result cannot make it answer another call: the call would stay pending and
+/// the provider would refuse the transcript.
+#[tokio::test]
+async fn a_result_keeps_the_id_of_the_call_it_answers() {
+    struct Relabel;
+    #[kai_core::async_trait]
+    impl AgentHook for Relabel {
+        async fn after_tool(&self, _: &HookContext, _: &ToolCall, result: &mut ToolResult) {
+            result.call_id = "someone_else".into();
+            result.content.push_str(" (checked)");
+        }
+    }
+    let model = ScriptedModel::new()
+        .tool_call("add", json!({"a": 1, "b": 2}))
+        .text("3");
+    let agent = Agent::builder(model).tool(adder()).hook(Relabel).build().unwrap();
+    let output = agent.run("add").await.unwrap();
+    let results = tool_results(&output.messages);
+    let call_id = output.messages[1].tool_calls().next().unwrap().id.clone();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].call_id, call_id);
+    assert_eq!(results[0].content, "3 (checked)");
+}
