@@ -79,8 +79,11 @@ impl ToolError {
 #[non_exhaustive]
 pub struct ToolContext {
     /// The model's id for this call. It is unique within a run and stays the same when a suspended run
-    /// is resumed, so a tool with side effects can use it as an idempotency key.
+    /// is resumed; another run may have a call with the same id (providers that give none get
+    /// `call_0`, ...), so an idempotency key is [`idempotency_key`](Self::idempotency_key).
     pub call_id: String,
+    /// The id of the run that made the call ([`RunState::id`]); empty outside a run.
+    pub run_id: String,
     /// The agent step the call belongs to, counted from 1.
     pub step: u32,
     /// Cancelled when the run is cancelled or dropped, or when this call times out: a tool that hands
@@ -126,12 +129,26 @@ impl ToolContext {
     pub fn new(call_id: impl Into<String>) -> Self {
         Self {
             call_id: call_id.into(),
+            run_id: String::new(),
             step: 1,
             cancel: CancellationToken::new(),
             usage: UsageSink::default(),
             suspension: SuspensionSlot::default(),
             resumed: None,
         }
+    }
+
+    /// This context in the run with this id.
+    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = run_id.into();
+        self
+    }
+
+    /// A key for this call that stays the same when the run is resumed (in this process or another)
+    /// and that no other call of any run shares: `<run id>/<call id>`. Give it to a payment, a
+    /// booking or a message send so a call that runs again after a crash does not act twice.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}/{}", self.run_id, self.call_id)
     }
 
     /// This context with another step number.
@@ -266,7 +283,7 @@ pub trait TypedTool: MaybeSend + MaybeSync {
     /// What it does and when to use it.
     fn description(&self) -> String;
 
-    /// Runs the tool. The context carries the call id (an idempotency key that survives a resume) and
+    /// Runs the tool. The context carries the call's idempotency key (which survives a resume) and
     /// the call's cancellation token.
     fn call(
         &self,
@@ -383,8 +400,8 @@ where
 /// assert_eq!(weather.definition().parameters["required"][0], "city");
 ///
 /// let booking = tool_fn("book", "Books a table.", |args: Weather, context: ToolContext| async move {
-///     // The call id stays the same if the run is resumed: use it as the booking's idempotency key.
-///     Ok(format!("booked in {} under {}", args.city, context.call_id))
+///     // The key stays the same if the run is resumed, and no other call of any run has it.
+///     Ok(format!("booked in {} under {}", args.city, context.idempotency_key()))
 /// });
 /// ```
 pub fn tool_fn<A, M, F>(name: impl Into<String>, description: impl Into<String>, function: F) -> FnTool<A, F, M>

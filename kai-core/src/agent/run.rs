@@ -63,6 +63,7 @@ struct ToolRunner<'a> {
     /// Usage that tools reported (an agent used as a tool reports its run's).
     usage: &'a UsageSink,
     in_flight: &'a InFlight,
+    run_id: &'a str,
 }
 
 /// The calls of a batch still running, by id, with their progress slots. Shared with the runner, so the
@@ -453,12 +454,14 @@ impl<'a> Run<'a> {
         }
 
         let reported = UsageSink::default();
+        let run_id = self.state.id.clone();
         let runner = ToolRunner {
             config: self.config,
             events: self.events.as_ref(),
             cancel: &self.cancel,
             usage: &reported,
             in_flight: &self.in_flight,
+            run_id: &run_id,
         };
         let context = &context;
         let runner = &runner;
@@ -678,6 +681,7 @@ impl ToolRunner<'_> {
         };
         let call_cancel = cancel.clone();
         let tool_context = ToolContext::new(call.id.clone())
+            .with_run_id(self.run_id)
             .with_step(context.step)
             .with_cancel(cancel)
             .with_usage_sink(self.usage.clone())

@@ -29,6 +29,9 @@ use crate::message::{Message, ToolCall, Usage};
 pub struct RunState {
     /// The format version of the stored form ([`RunState::FORMAT_VERSION`] when written by this kAI).
     pub version: u32,
+    /// A random id for this run, kept through checkpoints and resumes. With a call id it makes an
+    /// idempotency key no other run shares ([`ToolContext::idempotency_key`](crate::ToolContext)).
+    pub id: String,
     /// The transcript: user, assistant and tool messages (the agent's instructions are not included).
     pub messages: Vec<Message>,
     /// Model calls made so far.
@@ -68,6 +71,7 @@ impl Default for RunState {
     fn default() -> Self {
         Self {
             version: Self::FORMAT_VERSION,
+            id: new_run_id(),
             messages: Vec::new(),
             steps: 0,
             usage: Usage::default(),
@@ -85,6 +89,9 @@ struct StoredRunState {
     /// Absent in the first format, which had no version.
     #[serde(default = "first_version")]
     version: u32,
+    /// Absent before runs had ids; such a run gets a new one.
+    #[serde(default)]
+    id: Option<String>,
     messages: Vec<Message>,
     /// Named `step` in the first format.
     #[serde(alias = "step")]
@@ -104,6 +111,21 @@ fn first_version() -> u32 {
     1
 }
 
+/// 128 random bits, base64url.
+fn new_run_id() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 16];
+    // Without an entropy source (a platform kAI does not know) ids fall back to the clock: still
+    // distinct between runs, just guessable, and an idempotency key needs no secrecy.
+    if getrandom::getrandom(&mut bytes).is_err() {
+        let now = web_time::SystemTime::now()
+            .duration_since(web_time::UNIX_EPOCH)
+            .unwrap_or_default();
+        bytes.copy_from_slice(&now.as_nanos().to_le_bytes());
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 impl TryFrom<StoredRunState> for RunState {
     type Error = String;
 
@@ -117,6 +139,7 @@ impl TryFrom<StoredRunState> for RunState {
         }
         Ok(RunState {
             version: RunState::FORMAT_VERSION,
+            id: stored.id.filter(|id| !id.is_empty()).unwrap_or_else(new_run_id),
             messages: stored.messages,
             steps: stored.steps,
             usage: stored.usage,

@@ -203,9 +203,7 @@ async fn a_result_keeps_the_id_of_the_call_it_answers() {
             result.content.push_str(" (checked)");
         }
     }
-    let model = ScriptedModel::new()
-        .tool_call("add", json!({"a": 1, "b": 2}))
-        .text("3");
+    let model = ScriptedModel::new().tool_call("add", json!({"a": 1, "b": 2})).text("3");
     let agent = Agent::builder(model).tool(adder()).hook(Relabel).build().unwrap();
     let output = agent.run("add").await.unwrap();
     let results = tool_results(&output.messages);

@@ -363,3 +363,35 @@ async fn a_cancelled_sub_agent_continues_where_it_stopped_when_the_outer_run_res
     assert_eq!(adds.load(Ordering::SeqCst), 1, "the inner add ran once in all");
     assert_eq!(tool_results(&output.messages)[0].content, "added and rested");
 }
+
+/// Call ids repeat between runs (a provider that gives none gets `call_0`, ...), so the idempotency
+/// key adds the run's id: different for two runs, the same for a run and its resumption.
+#[tokio::test]
+async fn idempotency_keys_differ_between_runs_and_survive_a_resume() {
+    let keys = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&keys);
+    let book = tool_fn("book", "Books.", move |_: serde_json::Value, context: ToolContext| {
+        let seen = Arc::clone(&seen);
+        async move {
+            seen.lock().unwrap().push(context.idempotency_key());
+            Ok("booked")
+        }
+    });
+    let model = ScriptedModel::new().repeat().tool_call("book", json!({})).text("done");
+    let agent = Agent::builder(model).tool(book).build().unwrap();
+    agent.run("book").await.unwrap();
+    agent.run("book").await.unwrap();
+    let mut state = RunState::new("book");
+    let id = state.id.clone();
+    state = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+    assert_eq!(state.id, id, "the run id is stored");
+    agent.resume(state).await.unwrap();
+    let keys = keys.lock().unwrap();
+    assert_eq!(keys.len(), 3);
+    assert_ne!(keys[0], keys[1]);
+    assert!(
+        keys[0].ends_with("/call_1_0") && keys[1].ends_with("/call_1_0"),
+        "{keys:?}"
+    );
+    assert_eq!(keys[2], format!("{id}/call_1_0"));
+}
