@@ -280,9 +280,19 @@ impl Validate {
 /// fence, which small models add even when told not to.
 fn validate<T: DeserializeOwned>(text: &str) -> Result<String, String> {
     let json = strip_code_fence(text);
-    match serde_json::from_str::<T>(json) {
-        Ok(_) => Ok(json.to_owned()),
-        Err(error) => Err(error.to_string()),
+    let error = match serde_json::from_str::<T>(json) {
+        Ok(_) => return Ok(json.to_owned()),
+        Err(error) => error.to_string(),
+    };
+    // As for a runtime schema: strict mode may have made a `#[serde(default)]` field nullable, and the
+    // type wants it left out rather than `null`.
+    let Ok(mut without_nulls) = serde_json::from_str::<serde_json::Value>(json) else {
+        return Err(error);
+    };
+    drop_null_members(&mut without_nulls);
+    match T::deserialize(&without_nulls) {
+        Ok(_) => Ok(without_nulls.to_string()),
+        Err(_) => Err(error),
     }
 }
 
@@ -316,6 +326,21 @@ fn strip_code_fence(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_null_for_a_defaulted_field_is_read_as_left_out() {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Report {
+            title: String,
+            #[serde(default)]
+            pages: u32,
+            note: Option<String>,
+        }
+        let text = r#"{"title": "t", "pages": null, "note": null}"#;
+        assert_eq!(validate::<Report>(text).unwrap(), r#"{"title":"t"}"#);
+        assert!(validate::<Report>(r#"{"title": null}"#).is_err());
+    }
 
     #[test]
     fn code_fences_are_stripped() {

@@ -83,13 +83,26 @@ pub(crate) const ANTHROPIC: Dialect = Dialect {
 const MAX_DEPTH: usize = 64;
 
 /// `schema` rewritten for `dialect`.
-pub(crate) fn rewrite(schema: &Value, dialect: &Dialect) -> Value {
-    let mut schema = schema.clone();
-    rewrite_in_place(&mut schema, dialect, 0);
-    schema
+pub(crate) fn rewrite(schema: &Value, dialect: &Dialect) -> Rewritten {
+    let mut rewritten = Rewritten {
+        schema: schema.clone(),
+        has_maps: false,
+    };
+    rewrite_in_place(&mut rewritten.schema, dialect, 0, &mut rewritten.has_maps);
+    rewritten
 }
 
-fn rewrite_in_place(schema: &mut Value, dialect: &Dialect, depth: usize) {
+/// A schema rewritten for a dialect.
+pub(crate) struct Rewritten {
+    /// The rewritten schema.
+    pub(crate) schema: Value,
+    /// It has an object with keys of the caller's choosing (`additionalProperties` as a schema, a Rust
+    /// `HashMap`), left open: closing it would make every answer an empty map. No provider's strict
+    /// decoding takes such an object, so the caller sends the schema as a hint instead.
+    pub(crate) has_maps: bool,
+}
+
+fn rewrite_in_place(schema: &mut Value, dialect: &Dialect, depth: usize, has_maps: &mut bool) {
     if depth > MAX_DEPTH {
         return;
     }
@@ -117,26 +130,31 @@ fn rewrite_in_place(schema: &mut Value, dialect: &Dialect, depth: usize) {
     {
         object.insert("anyOf".into(), one_of);
     }
-    if is_object_schema(object) {
+    let map_values = object
+        .get("additionalProperties")
+        .is_some_and(|extra| extra != &Value::Bool(false));
+    if map_values {
+        *has_maps = true;
+    } else if is_object_schema(object) {
         close_object(object, dialect);
     }
     // Recurse into every place a subschema may stand.
     for keyword in ["properties", "$defs", "definitions"] {
         if let Some(Value::Object(children)) = object.get_mut(keyword) {
             for child in children.values_mut() {
-                rewrite_in_place(child, dialect, depth + 1);
+                rewrite_in_place(child, dialect, depth + 1, has_maps);
             }
         }
     }
-    for keyword in ["items", "additionalItems", "contains", "not"] {
+    for keyword in ["items", "additionalItems", "additionalProperties", "contains", "not"] {
         if let Some(child) = object.get_mut(keyword) {
-            rewrite_in_place(child, dialect, depth + 1);
+            rewrite_in_place(child, dialect, depth + 1, has_maps);
         }
     }
     for keyword in ["anyOf", "allOf", "prefixItems"] {
         if let Some(Value::Array(children)) = object.get_mut(keyword) {
             for child in children {
-                rewrite_in_place(child, dialect, depth + 1);
+                rewrite_in_place(child, dialect, depth + 1, has_maps);
             }
         }
     }
@@ -234,8 +252,9 @@ mod tests {
             "required": ["a"],
         });
         let strict = rewrite(&schema, &OPENAI_STRICT);
+        assert!(!strict.has_maps);
         assert_eq!(
-            strict,
+            strict.schema,
             json!({
                 "type": "object",
                 "properties": {
@@ -262,12 +281,29 @@ mod tests {
         for _ in 0..120 {
             schema = json!({"type": "array", "items": schema, "maxItems": 3});
         }
-        let rewritten = rewrite(&schema, &ANTHROPIC);
+        let rewritten = rewrite(&schema, &ANTHROPIC).schema;
         assert!(rewritten.get("maxItems").is_none());
         let mut innermost = &rewritten;
         while let Some(items) = innermost.get("items") {
             innermost = items;
         }
         assert_eq!(innermost["minLength"], 1, "below the depth limit nothing is rewritten");
+    }
+
+    #[test]
+    fn a_map_is_left_open_and_reported() {
+        // A `HashMap<String, u32>` field: closing it would make every answer an empty map.
+        let schema = json!({
+            "type": "object",
+            "properties": {"counts": {"type": "object", "additionalProperties": {"type": "integer", "format": "uint32"}}},
+            "required": ["counts"],
+        });
+        let rewritten = rewrite(&schema, &OPENAI_STRICT);
+        assert!(rewritten.has_maps);
+        assert_eq!(
+            rewritten.schema["properties"]["counts"],
+            json!({"type": "object", "additionalProperties": {"type": "integer"}})
+        );
+        assert_eq!(rewritten.schema["additionalProperties"], false);
     }
 }

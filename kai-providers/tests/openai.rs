@@ -723,6 +723,24 @@ async fn a_structured_output_schema_is_sent_in_strict_mode_form() {
     );
 }
 
+/// A map (keys of the model's choosing) cannot be expressed in strict mode; closing it would make every
+/// answer an empty map, so the schema goes as a hint, with `strict: false`.
+#[tokio::test]
+async fn a_schema_with_a_map_is_sent_as_a_hint() {
+    let server = FaultServer::start(vec![Reply::json(200, completion(json!({"content": "{}"}), "stop"))]).await;
+    let schema = kai_core::schema_for::<std::collections::HashMap<String, u32>>();
+    let request =
+        ChatRequest::new(vec![Message::user("count")]).with_response_format(kai_core::ResponseFormat::JsonSchema {
+            name: "counts".into(),
+            schema: schema.clone(),
+            strict: true,
+        });
+    openai(&server).complete(request).await.unwrap();
+    let sent = server.requests()[0].json();
+    assert_eq!(sent["response_format"]["json_schema"]["strict"], false);
+    assert_eq!(sent["response_format"]["json_schema"]["schema"], schema);
+}
+
 #[test]
 fn only_models_with_structured_outputs_claim_them() {
     let client = OpenAiClient::new(OpenAiConfig::openai("k")).unwrap();

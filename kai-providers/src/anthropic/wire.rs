@@ -48,7 +48,8 @@ pub(crate) fn request_body(model: &str, request: &ChatRequest, stream: bool, def
         body.insert("tool_choice".into(), choice);
     }
     if let Some(ResponseFormat::JsonSchema { schema, .. }) = &request.response_format {
-        let schema = crate::json_schema::rewrite(schema, &crate::json_schema::ANTHROPIC);
+        // A map stays open in the rewrite; should the API refuse it, its error says so.
+        let schema = crate::json_schema::rewrite(schema, &crate::json_schema::ANTHROPIC).schema;
         body.insert(
             "output_config".into(),
             json!({"format": {"type": "json_schema", "schema": schema}}),

@@ -65,11 +65,15 @@ pub(crate) fn request_body(model: &str, request: &ChatRequest, stream: bool, qui
             );
         }
         Some(ResponseFormat::JsonSchema { name, schema, strict }) => {
-            // Strict mode takes only its subset of JSON Schema; a schema sent as a hint goes as it is.
-            let schema = if *strict {
-                crate::json_schema::rewrite(schema, &crate::json_schema::OPENAI_STRICT)
-            } else {
-                schema.clone()
+            // Strict mode takes only its subset of JSON Schema; a schema sent as a hint goes as it is,
+            // and so does one with a map (keys of the model's choosing), which strict mode cannot
+            // express: the agent validates the answer either way.
+            let rewritten = strict
+                .then(|| crate::json_schema::rewrite(schema, &crate::json_schema::OPENAI_STRICT))
+                .filter(|rewritten| !rewritten.has_maps);
+            let (schema, strict) = match rewritten {
+                Some(rewritten) => (rewritten.schema, true),
+                None => (schema.clone(), false),
             };
             body.insert(
                 "response_format".into(),
