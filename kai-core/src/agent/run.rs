@@ -161,6 +161,11 @@ impl<'a> Run<'a> {
     }
 
     async fn drive(&mut self) -> Result<String, Error> {
+        // A state checkpointed after its final answer (a crash before the answer was delivered) is
+        // finished: resuming gives that answer again instead of asking the model for another.
+        if let Some(answer) = self.answer_in_state() {
+            return Ok(answer);
+        }
         loop {
             self.check_stop()?;
             if !self.state.pending_tool_calls.is_empty() {
@@ -221,6 +226,19 @@ impl<'a> Run<'a> {
                 }
             }
         }
+    }
+
+    /// The final answer, when the transcript already ends with one: an assistant message without tool
+    /// calls that passes the structured-output check.
+    fn answer_in_state(&self) -> Option<String> {
+        let last = self.state.messages.last()?;
+        if last.role != crate::message::Role::Assistant
+            || last.tool_calls().next().is_some()
+            || !self.state.pending_tool_calls.is_empty()
+        {
+            return None;
+        }
+        self.check_text_answer(&last.text()).ok()
     }
 
     /// Fails fast when the run was cancelled or is past its deadline.

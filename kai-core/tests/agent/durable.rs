@@ -461,3 +461,21 @@ async fn an_approved_sub_agent_call_is_not_asked_again_after_its_inner_approval(
     assert_eq!(output.answer, "The crier shouted.");
     assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// A crash after the final answer was checkpointed but before it was delivered: resuming gives the
+/// same answer, without another model call or step.
+#[tokio::test]
+async fn resuming_a_finished_state_gives_its_answer_again() {
+    let store = Store::default();
+    let agent = Agent::builder(ScriptedModel::new().tool_call("add", json!({"a": 1, "b": 2})).text("3"))
+        .tool(adder())
+        .hook(store.clone())
+        .build()
+        .unwrap();
+    let output = agent.run("1 + 2?").await.unwrap();
+    let last: RunState = serde_json::from_str(store.0.lock().unwrap().last().unwrap()).unwrap();
+    let idle = Agent::builder(ScriptedModel::new()).tool(adder()).build().unwrap();
+    let again = idle.resume(last).await.unwrap();
+    assert_eq!(again.answer, output.answer);
+    assert_eq!(again.steps, output.steps);
+}
