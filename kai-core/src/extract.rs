@@ -89,6 +89,36 @@ impl Agent {
         };
         extract_run(self.config(), self.model(), state, RunOptions::default(), target).await
     }
+
+    /// [`extract`](Self::extract) from a given state, with options: resumes a structured-output run
+    /// that stopped for an approval, a cancel or a crash (its pending `final_result` call is still
+    /// understood), or starts one from `RunState::new(input)` with a cancellation token or deadline.
+    pub async fn resume_extract<T>(&self, state: RunState, options: RunOptions) -> Result<Extracted<T>, RunError>
+    where
+        T: DeserializeOwned + JsonSchema,
+    {
+        extract_run(self.config(), self.model(), state, options, typed::<T>()).await
+    }
+
+    /// [`extract_json`](Self::extract_json) from a given state, with options; see
+    /// [`resume_extract`](Self::resume_extract).
+    pub async fn resume_extract_json(
+        &self,
+        state: RunState,
+        schema: serde_json::Value,
+        options: RunOptions,
+    ) -> Result<Extracted<serde_json::Value>, RunError> {
+        let target = match runtime(schema) {
+            Ok(target) => target,
+            Err(error) => {
+                return Err(RunError {
+                    error,
+                    state: Box::new(state),
+                });
+            }
+        };
+        extract_run(self.config(), self.model(), state, options, target).await
+    }
 }
 
 /// Structured output straight from a model, without an agent.

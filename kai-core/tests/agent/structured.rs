@@ -207,3 +207,27 @@ async fn nulls_for_optional_fields_from_a_strict_provider_fit_a_runtime_schema()
     assert_eq!(extracted.value, json!({"city": "Oslo"}));
     assert_eq!(extracted.output.steps, 1);
 }
+
+/// A structured-output run that stops for an approval resumes as one: the pending `final_result` call
+/// is still the answer, not an unknown tool.
+#[tokio::test]
+async fn a_structured_output_run_resumes_after_an_approval() {
+    let build = |model: ScriptedModel| {
+        Agent::builder(model)
+            .tool(adder())
+            .needs_approval("add", "sums are audited")
+            .build()
+            .unwrap()
+    };
+    let agent = build(ScriptedModel::new().tool_call("add", json!({"a": 40, "b": 2})));
+    let error = agent.extract::<Sum>("40 + 2?").await.unwrap_err();
+    assert!(matches!(error.error, Error::ApprovalRequired { .. }));
+    let mut state = *error.state;
+    state.approve_all();
+    let agent = build(ScriptedModel::new().tool_call(OUTPUT_NAME, json!({"terms": [40, 2], "total": 42})));
+    let answer = agent
+        .resume_extract::<Sum>(state, kai_core::RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(answer.value.total, 42);
+}
