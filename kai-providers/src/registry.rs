@@ -20,7 +20,7 @@ use crate::openai::{Flavor, OpenAiClient, OpenAiConfig};
 /// assert_eq!(spec.model, "Qwen/Qwen2.5-7B-Instruct");
 /// assert_eq!(spec.base_url.as_deref(), Some("http://127.0.0.1:8000/v1"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
     /// One of [`PROVIDERS`].
     pub provider: String,
@@ -33,6 +33,32 @@ pub struct ModelSpec {
     /// serialized, and `Debug` shows it as `***`.
     #[serde(default, skip_serializing)]
     pub api_key: Option<ApiKey>,
+}
+
+impl std::fmt::Debug for ModelSpec {
+    /// Shows no credential: the key as `***`, and a password in the base URL as `***` too.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelSpec")
+            .field("provider", &self.provider)
+            .field("model", &self.model)
+            .field("base_url", &self.base_url.as_deref().map(without_password))
+            .field("api_key", &self.api_key)
+            .finish()
+    }
+}
+
+/// `url` with the password of its user info (`https://user:password@host/...`) replaced by `***`.
+fn without_password(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.into();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let Some((user_info, host)) = authority.rsplit_once('@') else {
+        return url.into();
+    };
+    let user = user_info.split_once(':').map_or(user_info, |(user, _)| user);
+    let path = &rest[authority.len()..];
+    format!("{scheme}://{user}:***@{host}{path}").into()
 }
 
 impl ModelSpec {
@@ -104,6 +130,10 @@ pub const PROVIDERS: &[&str] = &[
 /// `OPENAI_BASE_URL`), `ANTHROPIC_API_KEY`, `GEMINI_API_KEY` (or `GOOGLE_API_KEY`), `COHERE_API_KEY`,
 /// and `OLLAMA_HOST` (default `127.0.0.1:11434`; `ollama` uses Ollama's native API). Other local servers
 /// default to their usual ports: llama.cpp 8080, vLLM 8000, LM Studio 1234, TGI 8080.
+///
+/// A key from the environment goes only to the provider's own address (for `openai-compatible`, the
+/// one `OPENAI_BASE_URL` names): a spec with `@url` of its own needs its key given with it
+/// ([`ModelSpec::with_api_key`]), so a spec from a configuration file cannot send the key elsewhere.
 pub fn model_from_str(text: &str) -> Result<Arc<dyn ChatModel>, Error> {
     model_from_spec(&text.parse()?, HttpConfig::default())
 }
@@ -168,11 +198,22 @@ impl Client {
             config.api_key = key.clone();
             config
         };
+        // A key from the environment goes only to the provider's own address: a spec, which may come
+        // from a configuration file, cannot send it to another one. A spec naming an address brings
+        // its own key.
+        let foreign_address = || Error::Config {
+            message: format!(
+                "{}:{} names its own address, so it needs its own API key (ModelSpec::with_api_key); \
+                 keys from the environment go only to the provider's address",
+                spec.provider, spec.model
+            ),
+        };
         // A hosted API: the spec's key or the provider's environment variable, and the spec's base URL.
         macro_rules! hosted {
             ($config:ident, $client:ident, $variant:ident) => {{
                 let mut config = match key {
                     Some(key) => $config::new(key),
+                    None if base.is_some() => return Err(foreign_address()),
                     None => $config::from_env()?,
                 };
                 if let Some(base) = base {
@@ -192,6 +233,7 @@ impl Client {
             "openai" => {
                 let mut config = match key {
                     Some(key) => OpenAiConfig::openai(key),
+                    None if base.is_some() => return Err(foreign_address()),
                     None => OpenAiConfig::from_env()?,
                 };
                 if let Some(base) = base {
@@ -200,13 +242,20 @@ impl Client {
                 config
             }
             "openai-compatible" => {
-                let base = base
-                    .or_else(|| std::env::var("OPENAI_BASE_URL").ok())
-                    .ok_or_else(|| Error::Config {
-                        message: "openai-compatible needs a base URL (provider:model@url, or OPENAI_BASE_URL)".into(),
-                    })?;
+                // `OPENAI_API_KEY` goes with `OPENAI_BASE_URL`; a server the spec names gets the spec's
+                // key or none.
+                let (base, key) = match base {
+                    Some(base) => (base, key),
+                    None => {
+                        let base = std::env::var("OPENAI_BASE_URL").map_err(|_| Error::Config {
+                            message: "openai-compatible needs a base URL (provider:model@url, or OPENAI_BASE_URL)"
+                                .into(),
+                        })?;
+                        (base, key.or_else(|| ApiKey::from_env("OPENAI_API_KEY")))
+                    }
+                };
                 let mut config = OpenAiConfig::compatible(base, Flavor::Generic);
-                config.api_key = key.or_else(|| ApiKey::from_env("OPENAI_API_KEY"));
+                config.api_key = key;
                 config
             }
             "llamacpp" | "llama.cpp" => local("http://127.0.0.1:8080/v1", Flavor::LlamaCpp),
@@ -333,6 +382,34 @@ mod tests {
         assert_eq!(spec.api_key, Some(ApiKey::new("sk-secret")));
         assert!(!format!("{spec:?}").contains("sk-secret"));
         assert!(!serde_json::to_string(&spec).unwrap().contains("sk-secret"));
+    }
+
+    #[test]
+    fn a_password_in_the_base_url_is_not_shown() {
+        let spec: ModelSpec = "vllm:m@https://user:hunter2@h:8000/v1?x=1".parse().unwrap();
+        let shown = format!("{spec:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("https://user:***@h:8000/v1?x=1"), "{shown}");
+        assert_eq!(
+            without_password("http://h/v1@x"),
+            "http://h/v1@x",
+            "an @ in the path is not user info"
+        );
+    }
+
+    /// A spec string may come from a configuration file an attacker wrote: naming an address must not
+    /// send the user's environment key there.
+    #[test]
+    fn a_spec_naming_its_own_address_does_not_get_the_environment_key() {
+        for provider in ["openai", "anthropic", "gemini", "cohere"] {
+            let Err(error) = model_from_str(&format!("{provider}:m@https://collector.invalid/v1")) else {
+                panic!("{provider}: accepted without a key of its own")
+            };
+            assert!(
+                matches!(&error, Error::Config { message } if message.contains("with_api_key")),
+                "{provider}: {error:?}"
+            );
+        }
     }
 
     #[test]
