@@ -86,6 +86,7 @@ pub use model::{
 pub use request::{ChatRequest, ChatResponse, ResponseFormat, ToolChoice, ToolDefinition};
 pub use schema::schema_for;
 pub use stream::{ChatDelta, ResponseAccumulator};
+pub use time::sleep;
 pub use tool::{
     DynamicTool, FnTool, Tool, ToolContext, ToolError, ToolFunction, ToolSet, TypedTool, dynamic_tool, parse_arguments,
     tool_fn,

@@ -11,9 +11,20 @@ use crate::error::Error;
 
 pub(crate) use web_time::Instant;
 
-/// Waits for `duration`.
-pub(crate) async fn sleep(duration: Duration) {
-    futures_timer::Delay::new(duration).await;
+/// The longest single timer: browsers' `setTimeout` takes a signed 32-bit count of milliseconds, and a
+/// longer delay there fires at once.
+const LONGEST_TIMER: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// Waits for `duration` on every target: a helper thread's timer on native targets, `setTimeout` on
+/// wasm. A wait longer than one timer can hold (about 24.8 days) is a chain of timers, so it never
+/// fires early; `Duration::MAX` waits for ever.
+pub async fn sleep(duration: Duration) {
+    let mut left = duration;
+    while !left.is_zero() {
+        let step = left.min(LONGEST_TIMER);
+        futures_timer::Delay::new(step).await;
+        left -= step;
+    }
 }
 
 /// Runs `future` unless `cancel` fires first (→ [`Error::Cancelled`]) or the instant in `limit` passes

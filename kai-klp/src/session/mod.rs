@@ -219,7 +219,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// that connects and goes silent cannot hold a task for ever.
 async fn within<T>(limit: Duration, handshake_run: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
     let run = std::pin::pin!(handshake_run);
-    match futures::future::select(run, futures_timer::Delay::new(limit)).await {
+    match futures::future::select(run, std::pin::pin!(kai_core::sleep(limit))).await {
         futures::future::Either::Left((result, _)) => result,
         futures::future::Either::Right(_) => Err(handshake(format!(
             "the peer did not complete the handshake within {} ms",

@@ -119,7 +119,7 @@ impl HttpClient {
             match config.retry.delay(retry, wait) {
                 Some(delay) => {
                     tracing::debug!(retry, ?delay, %error, "retrying request");
-                    futures_timer::Delay::new(delay).await;
+                    kai_core::sleep(delay).await;
                     retry += 1;
                 }
                 None => return Err(error),
@@ -275,8 +275,8 @@ pub(crate) async fn with_timeout<F: Future>(timeout: Option<Duration>, future: F
     let Some(timeout) = timeout.filter(|t| web_time::Instant::now().checked_add(*t).is_some()) else {
         return Ok(future.await);
     };
-    let timer = futures_timer::Delay::new(timeout);
-    match futures::future::select(std::pin::pin!(future), timer).await {
+    let timer = kai_core::sleep(timeout);
+    match futures::future::select(std::pin::pin!(future), std::pin::pin!(timer)).await {
         futures::future::Either::Left((output, _)) => Ok(output),
         futures::future::Either::Right(_) => Err(Error::Timeout),
     }

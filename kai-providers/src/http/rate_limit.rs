@@ -113,7 +113,7 @@ impl RateLimiter {
                 }
                 wait
             };
-            futures_timer::Delay::new(wait).await;
+            kai_core::sleep(wait).await;
         }
     }
 }
