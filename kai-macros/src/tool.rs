@@ -55,7 +55,8 @@ pub(crate) fn expand(attribute: TokenStream, function: ItemFn) -> syn::Result<To
             .attrs
             .iter()
             .partition(|attribute| attribute.path().is_ident("doc") || attribute.path().is_ident("serde"));
-        parameters.push(quote!(#(#parameter_attributes)* #name: #ty));
+        // The whole binding, so `mut name` stays `mut`.
+        parameters.push(quote!(#(#parameter_attributes)* #binding: #ty));
         if is_tool_context(ty) {
             takes_context = true;
             call.push(quote!(context));
@@ -70,13 +71,23 @@ pub(crate) fn expand(attribute: TokenStream, function: ItemFn) -> syn::Result<To
     let tool_name = name.to_string();
     let output = &signature.output;
     let body = &function.block;
-    let other_attributes: Vec<&Attribute> = function.attrs.iter().filter(|a| !a.path().is_ident("doc")).collect();
+    // Attributes that decide whether the tool exists stay on the constructor; the rest (`#[instrument]`,
+    // lint levels, ...) are about the body and go on the function that runs it.
+    let (constructor_attributes, body_attributes): (Vec<&Attribute>, Vec<&Attribute>) = function
+        .attrs
+        .iter()
+        .filter(|attribute| !attribute.path().is_ident("doc"))
+        .partition(|attribute| {
+            ["cfg", "cfg_attr", "deprecated"]
+                .iter()
+                .any(|name| attribute.path().is_ident(name))
+        });
     let constructor_doc = format!("The `{tool_name}` tool: {description}");
     let args_type = format_ident!("__{}ToolArgs", pascal_case(&tool_name));
     let context = if takes_context { quote!(context) } else { quote!(_) };
     Ok(quote! {
         #[doc = #constructor_doc]
-        #(#other_attributes)*
+        #(#constructor_attributes)*
         #visibility fn #name() -> impl ::kai_core::Tool + 'static {
             #[::kai_core::tool_args]
             #[allow(non_camel_case_types)]
@@ -84,6 +95,7 @@ pub(crate) fn expand(attribute: TokenStream, function: ItemFn) -> syn::Result<To
                 #(#fields,)*
             }
 
+            #(#body_attributes)*
             async fn run(#(#parameters),*) #output #body
 
             ::kai_core::tool_fn(#tool_name, #description, |args: #args_type, #context: ::kai_core::ToolContext| async move {

@@ -31,6 +31,29 @@ async fn whoami(
     Ok(format!("{greeting} from {}", context.call_id))
 }
 
+/// Shouts a word, a number of times.
+#[tool]
+// Placed on the function that runs the body: on the constructor, which has no `word`, it would not compile.
+#[tracing::instrument(skip(word))]
+async fn shout(
+    /// The word.
+    mut word: String,
+    /// How often.
+    times: u32,
+) -> Result<String, ToolError> {
+    word.make_ascii_uppercase();
+    Ok(vec![word; times as usize].join(" "))
+}
+
+#[tokio::test]
+async fn mut_parameters_and_body_attributes_are_kept() {
+    let result = shout()
+        .call(json!({"word": "hey", "times": 2}), ToolContext::new("c"))
+        .await
+        .unwrap();
+    assert_eq!(result, "HEY HEY");
+}
+
 #[test]
 fn the_definition_comes_from_the_function() {
     let definition = multiply().definition();
