@@ -107,6 +107,7 @@ impl HttpClient {
                         .await
                         .and_then(|read| read)
                         .unwrap_or_default();
+                    let body = without_secrets(body, build());
                     let error = classify(status, &body, asked);
                     if !is_retryable_status(status) {
                         return Err(error);
@@ -280,6 +281,24 @@ pub(crate) async fn with_timeout<F: Future>(timeout: Option<Duration>, future: F
         futures::future::Either::Left((output, _)) => Ok(output),
         futures::future::Either::Right(_) => Err(Error::Timeout),
     }
+}
+
+/// `body` with every secret the request carried (its sensitive headers: API keys, bearer tokens)
+/// replaced by `***`: a server may echo the key in its error message, and that message goes into an
+/// [`Error`] that callers log.
+fn without_secrets(mut body: String, request: RequestBuilder) -> String {
+    let Ok(request) = request.build() else {
+        return body;
+    };
+    for value in request.headers().values().filter(|value| value.is_sensitive()) {
+        let Ok(value) = value.to_str() else { continue };
+        let secret = value.strip_prefix("Bearer ").unwrap_or(value).trim();
+        // A secret too short to be a key would turn ordinary words into stars.
+        if secret.len() >= 8 && body.contains(secret) {
+            body = body.replace(secret, "***");
+        }
+    }
+    body
 }
 
 /// A reqwest error as a kai error, without the URL (which may carry a key) and with its causes.
