@@ -98,12 +98,27 @@ pub struct ToolContext {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SuspensionSlot {
     state: Arc<Mutex<Option<RunState>>>,
+    /// Told the call's id each time progress is recorded, so the outer run can checkpoint it.
+    progress: Option<(String, futures::channel::mpsc::UnboundedSender<String>)>,
 }
 
 impl SuspensionSlot {
+    /// A slot that tells `progress` the call id whenever a run started by the call records progress.
+    pub(crate) fn reporting_to(call_id: String, progress: futures::channel::mpsc::UnboundedSender<String>) -> Self {
+        Self {
+            state: Arc::default(),
+            progress: Some((call_id, progress)),
+        }
+    }
+
     /// The state a tool left, if it suspended.
     pub(crate) fn take(&self) -> Option<RunState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// A copy of the state recorded last, leaving it in place.
+    pub(crate) fn latest(&self) -> Option<RunState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -183,13 +198,19 @@ impl ToolContext {
         ToolError::Suspended
     }
 
-    /// Records the progress of a run this tool started. If the call is cancelled or times out before it
+    /// Records the progress of a run this tool started. The outer run checkpoints with it (so after a
+    /// crash a resume continues from there), and if the call is cancelled or times out before it
     /// finishes, the outer run keeps the last state recorded here, and a resume of the outer run hands it
     /// back through [`take_resumed`](Self::take_resumed), so the inner run continues instead of
     /// starting over (and its finished tools do not run again). [`Agent::into_tool`](crate::Agent::into_tool)
     /// records each of its checkpoints.
     pub fn record_progress(&self, state: RunState) {
         *self.suspension.state.lock().unwrap_or_else(PoisonError::into_inner) = Some(state);
+        if let Some((call_id, progress)) = &self.suspension.progress {
+            // The outer run checkpoints it too, so it survives a crash; a run that stopped listening
+            // has nothing left to checkpoint.
+            let _ = progress.unbounded_send(call_id.clone());
+        }
     }
 
     /// The run this call suspended earlier, with the human's decisions applied, when the call is being

@@ -64,6 +64,8 @@ struct ToolRunner<'a> {
     usage: &'a UsageSink,
     in_flight: &'a InFlight,
     run_id: &'a str,
+    /// Told a call's id when a run it started records progress.
+    progress: UnboundedSender<String>,
 }
 
 /// The calls of a batch still running, by id, with their progress slots. Shared with the runner, so the
@@ -280,6 +282,32 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// Checkpoints the run as it would stand if the call `call_id`, still running, stopped now: with
+    /// the progress of the run it started kept as a suspended call, so that after a crash a resume
+    /// continues that run instead of starting it over.
+    async fn checkpoint_progress(&self, call_id: &str) -> Result<(), Error> {
+        if self.config.hooks.is_empty() {
+            return Ok(());
+        }
+        let slot = lock(&self.in_flight)
+            .iter()
+            .find(|(id, _)| id == call_id)
+            .map(|(_, slot)| slot.clone());
+        let Some(progress) = slot.and_then(|slot| slot.latest()) else {
+            return Ok(());
+        };
+        let mut snapshot = self.state.clone();
+        snapshot.suspended.retain(|suspended| suspended.call_id != call_id);
+        snapshot.suspended.push(crate::agent::SuspendedCall {
+            call_id: call_id.to_owned(),
+            state: Box::new(progress),
+        });
+        for hook in &self.config.hooks {
+            hook.checkpoint(&snapshot).await?;
+        }
+        Ok(())
+    }
+
     fn emit(&self, event: AgentEvent) {
         send_event(self.events.as_ref(), event);
     }
@@ -473,6 +501,7 @@ impl<'a> Run<'a> {
 
         let reported = UsageSink::default();
         let run_id = self.state.id.clone();
+        let (progress, mut progress_made) = futures::channel::mpsc::unbounded();
         let runner = ToolRunner {
             config: self.config,
             events: self.events.as_ref(),
@@ -480,6 +509,7 @@ impl<'a> Run<'a> {
             usage: &reported,
             in_flight: &self.in_flight,
             run_id: &run_id,
+            progress,
         };
         let context = &context;
         let runner = &runner;
@@ -488,7 +518,20 @@ impl<'a> Run<'a> {
             .buffer_unordered(self.config.limits.max_parallel_tools);
         let mut suspended = false;
         let mut cancelled = false;
-        while let Some(outcome) = results.next().await {
+        loop {
+            // The runner keeps a sender, so the progress channel stays open as long as calls run.
+            let outcome = match futures::future::select(results.next(), progress_made.next()).await {
+                futures::future::Either::Left((Some(outcome), _)) => outcome,
+                futures::future::Either::Left((None, _)) => break,
+                futures::future::Either::Right((Some(call_id), _)) => {
+                    self.checkpoint_progress(&call_id).await?;
+                    continue;
+                }
+                futures::future::Either::Right((None, _)) => match results.next().await {
+                    Some(outcome) => outcome,
+                    None => break,
+                },
+            };
             self.state.usage += reported.take();
             match outcome {
                 Outcome::Answered(result) => {
@@ -688,7 +731,7 @@ impl ToolRunner<'_> {
         // The call's own token: cancelled with the run, and when this call ends or is dropped.
         let cancel = self.cancel.child_token();
         let _cancel_on_drop = cancel.clone().cancel_on_drop();
-        let suspension = SuspensionSlot::default();
+        let suspension = SuspensionSlot::reporting_to(call.id.clone(), self.progress.clone());
         let slots = std::sync::Arc::clone(self.in_flight);
         let watched = (call.id.clone(), suspension.clone());
         lock(&slots).push(watched);

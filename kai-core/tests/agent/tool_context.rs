@@ -395,3 +395,70 @@ async fn idempotency_keys_differ_between_runs_and_survive_a_resume() {
     );
     assert_eq!(keys[2], format!("{id}/call_1_0"));
 }
+
+/// Keeps every checkpoint, as a database would.
+#[derive(Clone, Default)]
+struct Checkpoints(Arc<Mutex<Vec<String>>>);
+
+#[kai_core::async_trait]
+impl kai_core::AgentHook for Checkpoints {
+    async fn checkpoint(&self, state: &RunState) -> Result<(), Error> {
+        self.0.lock().unwrap().push(serde_json::to_string(state).unwrap());
+        Ok(())
+    }
+}
+
+/// The process dies while a sub-agent is mid-way: the outer run's last checkpoint already holds the
+/// inner run's progress, so a resume elsewhere does not run the inner run's finished tools again.
+#[tokio::test]
+async fn a_sub_agents_progress_is_in_the_outer_checkpoints_and_survives_a_crash() {
+    let adds = Arc::new(AtomicUsize::new(0));
+    let build = |inner_model: ScriptedModel, outer_model: ScriptedModel, store: Checkpoints| {
+        let adds = Arc::clone(&adds);
+        let add = tool_fn("add", "Adds.", move |args: crate::support::Add| {
+            let adds = Arc::clone(&adds);
+            async move {
+                adds.fetch_add(1, Ordering::SeqCst);
+                Ok(args.a + args.b)
+            }
+        });
+        let inner = Agent::builder(inner_model)
+            .tool(add)
+            .tool(watched_nap(Arc::default(), Arc::default()))
+            .build()
+            .unwrap();
+        Agent::builder(outer_model)
+            .tool(inner.into_tool("worker", "Does the work."))
+            .hook(store)
+            .build()
+            .unwrap()
+    };
+    let store = Checkpoints::default();
+    let outer = build(
+        ScriptedModel::new()
+            .tool_call("add", json!({"a": 1, "b": 2}))
+            .tool_call("nap", json!({"millis": 60_000})),
+        ScriptedModel::new().tool_call("worker", json!({"input": "add, then rest"})),
+        store.clone(),
+    );
+    // The crash: the run's future is dropped mid-nap, nothing else is written.
+    let crashed = tokio::time::timeout(Duration::from_millis(300), outer.run("work")).await;
+    assert!(crashed.is_err());
+    assert_eq!(adds.load(Ordering::SeqCst), 1);
+    let last = store.0.lock().unwrap().last().cloned().unwrap();
+    let mut state: RunState = serde_json::from_str(&last).unwrap();
+    assert_eq!(state.pending_tool_calls.len(), 1, "the worker call is still pending");
+    assert_eq!(state.suspended.len(), 1, "with the inner run's progress");
+    let inner = &mut state.suspended[0].state;
+    assert_eq!(tool_results(&inner.messages).len(), 1, "the add is done in there");
+    inner.pending_tool_calls[0].arguments = json!({"millis": 1}).to_string();
+
+    let outer = build(
+        ScriptedModel::new().text("added and rested"),
+        ScriptedModel::new().text("All done."),
+        Checkpoints::default(),
+    );
+    let output = outer.resume(state).await.unwrap();
+    assert_eq!(output.answer, "All done.");
+    assert_eq!(adds.load(Ordering::SeqCst), 1, "the add ran once in all");
+}
