@@ -97,6 +97,11 @@ pub trait AgentHook: MaybeSend + MaybeSync {
     /// Whenever the run reaches a consistent point (after each model call, after each tool result,
     /// when it suspends for approval, and at the end): store `state` here to make the run durable. An
     /// error stops the run.
+    ///
+    /// While an agent used as a tool runs, the state also comes with that inner run's progress as a
+    /// suspended call, each time the inner run checkpoints. A cancel or timeout may drop this future
+    /// mid-way: write so that a store keeps either the old state or the new one (a transaction, or a
+    /// temporary file renamed over the old).
     async fn checkpoint(&self, state: &RunState) -> Result<(), Error> {
         let _ = state;
         Ok(())
