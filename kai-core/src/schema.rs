@@ -99,8 +99,9 @@ const MAX_EXPANDED_NODES: u64 = 100_000;
 ///
 /// Only what this count can follow is accepted: a `$ref` must be a JSON pointer into this document
 /// (`#` or `#/...`, percent-encoded or not) that resolves, `$dynamicRef` and `$recursiveRef` are
-/// refused, and so is an `$id` below the root (it would make `#/...` mean another document). An anchor
-/// or a relative reference would otherwise be a path around the bound.
+/// refused, and so is an `$id` (or draft 4's `id`) below the root (it would make `#/...` mean another
+/// document). An anchor or a relative reference would otherwise be a path around the bound. Values
+/// that are data, not schemas (`const`, `enum`, `default`, `examples`), are not read as keywords.
 fn expanded_size(schema: &serde_json::Value) -> Result<u64, String> {
     let mut counter = SizeCounter {
         root: schema,
@@ -125,14 +126,16 @@ impl SizeCounter<'_> {
         let children: u64 = match node {
             serde_json::Value::Object(object) => {
                 let mut total = 0u64;
+                let is_root = std::ptr::eq(node, self.root);
                 for (key, value) in object {
                     let part = match (key.as_str(), value.as_str()) {
+                        ("const" | "enum" | "default" | "examples", _) => 1,
                         ("$ref", Some(reference)) => self.reference_size(reference, depth)?,
                         ("$dynamicRef" | "$recursiveRef", Some(_)) => {
                             return Err(format!("{key} is not supported; use a local \"$ref\": \"#/...\""));
                         }
-                        ("$id", Some(_)) if depth > 0 => {
-                            return Err("an \"$id\" is only supported at the schema's root".into());
+                        ("$id" | "id", Some(_)) if !is_root => {
+                            return Err(format!("an \"{key}\" is only supported at the schema's root"));
                         }
                         _ => self.size_of(value, depth + 1)?,
                     };
@@ -283,6 +286,23 @@ mod tests {
         assert!(SchemaValidator::new(&named).is_ok());
         let dangling = serde_json::json!({"$ref": "#/$defs/missing"});
         assert!(SchemaValidator::new(&dangling).is_err());
+        // Draft 4 names a resource with `id`: refused below the root like `$id`.
+        let draft4 = serde_json::json!({
+            "$schema": "http://json-schema.org/draft-04/schema#",
+            "definitions": {"inner": {"id": "http://e/", "definitions": {}}},
+        });
+        assert!(SchemaValidator::new(&draft4).is_err());
+        // The root's own id, a reference back to the root, and ids in data are all fine.
+        let rooted = serde_json::json!({
+            "$id": "urn:tree",
+            "type": "object",
+            "properties": {"child": {"$ref": "#"}, "kind": {"const": {"$id": "x", "$ref": "y"}, "examples": [{"id": "z"}]}},
+        });
+        assert!(
+            SchemaValidator::new(&rooted).is_ok(),
+            "{:?}",
+            SchemaValidator::new(&rooted).err()
+        );
     }
 
     #[test]

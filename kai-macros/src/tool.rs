@@ -71,16 +71,26 @@ pub(crate) fn expand(attribute: TokenStream, function: ItemFn) -> syn::Result<To
     let tool_name = name.to_string();
     let output = &signature.output;
     let body = &function.block;
-    // Attributes that decide whether the tool exists stay on the constructor; the rest (`#[instrument]`,
-    // lint levels, ...) are about the body and go on the function that runs it.
+    // Attributes that decide whether the tool exists, and lint levels (which reach the body nested in
+    // the constructor too), stay on the constructor; the rest (`#[instrument]`, ...) are about the body
+    // and go on the function that runs it, which has the tool's name, so a span is named after it.
     let (constructor_attributes, body_attributes): (Vec<&Attribute>, Vec<&Attribute>) = function
         .attrs
         .iter()
         .filter(|attribute| !attribute.path().is_ident("doc"))
         .partition(|attribute| {
-            ["cfg", "cfg_attr", "deprecated"]
-                .iter()
-                .any(|name| attribute.path().is_ident(name))
+            [
+                "cfg",
+                "cfg_attr",
+                "deprecated",
+                "allow",
+                "expect",
+                "warn",
+                "deny",
+                "forbid",
+            ]
+            .iter()
+            .any(|name| attribute.path().is_ident(name))
         });
     let constructor_doc = format!("The `{tool_name}` tool: {description}");
     let args_type = format_ident!("__{}ToolArgs", pascal_case(&tool_name));
@@ -96,10 +106,10 @@ pub(crate) fn expand(attribute: TokenStream, function: ItemFn) -> syn::Result<To
             }
 
             #(#body_attributes)*
-            async fn run(#(#parameters),*) #output #body
+            async fn #name(#(#parameters),*) #output #body
 
             ::kai_core::tool_fn(#tool_name, #description, |args: #args_type, #context: ::kai_core::ToolContext| async move {
-                run(#(#call),*).await
+                #name(#(#call),*).await
             })
         }
     })

@@ -67,7 +67,15 @@ impl Tool for AgentTool {
                 let usage = state.usage;
                 (state, usage)
             }
-            None => (RunState::new(args.input), Usage::default()),
+            None => {
+                // Named after the outer call, so the inner run's idempotency keys are the same however
+                // often a crash makes it start over.
+                let mut state = RunState::new(args.input);
+                if !context.run_id.is_empty() {
+                    state.id = context.idempotency_key();
+                }
+                (state, Usage::default())
+            }
         };
         // Each checkpoint of the inner run is kept in the call's context, so a cancel or timeout of this
         // call leaves the outer run with where the inner one got to.

@@ -231,16 +231,30 @@ impl<'a> Run<'a> {
     }
 
     /// The final answer, when the transcript already ends with one: an assistant message without tool
-    /// calls that passes the structured-output check.
+    /// calls that passes the structured-output check, or (structured output through a tool) the last
+    /// step's output-tool call, answered as accepted.
     fn answer_in_state(&self) -> Option<String> {
-        let last = self.state.messages.last()?;
-        if last.role != crate::message::Role::Assistant
-            || last.tool_calls().next().is_some()
-            || !self.state.pending_tool_calls.is_empty()
-        {
+        if !self.state.pending_tool_calls.is_empty() {
             return None;
         }
-        self.check_text_answer(&last.text()).ok()
+        let messages = &self.state.messages;
+        let last = messages.last()?;
+        if last.role == crate::message::Role::Assistant && last.tool_calls().next().is_none() {
+            return self.check_text_answer(&last.text()).ok();
+        }
+        let output = self.output.as_ref().filter(|output| output.via_tool)?;
+        let asked = messages
+            .iter()
+            .rposition(|m| m.role == crate::message::Role::Assistant)?;
+        let call = messages[asked].tool_calls().find(|call| call.name == output.name)?;
+        let accepted = messages[asked + 1..]
+            .iter()
+            .flat_map(Message::tool_results)
+            .any(|result| result.call_id == call.id && !result.is_error);
+        if !accepted {
+            return None;
+        }
+        output.validate.check(&call.arguments).ok()
     }
 
     /// Fails fast when the run was cancelled or is past its deadline.
@@ -275,35 +289,36 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// Hands the state to every checkpoint hook. While calls run, the state handed over includes the
+    /// progress of every run they started (agents used as tools), as suspended calls: whichever call
+    /// finishes or reports first, a checkpoint never drops what the others have done, and after a crash
+    /// a resume continues those runs instead of starting them over.
     async fn checkpoint(&self) -> Result<(), Error> {
-        for hook in &self.config.hooks {
-            hook.checkpoint(&self.state).await?;
-        }
-        Ok(())
-    }
-
-    /// Checkpoints the run as it would stand if the call `call_id`, still running, stopped now: with
-    /// the progress of the run it started kept as a suspended call, so that after a crash a resume
-    /// continues that run instead of starting it over.
-    async fn checkpoint_progress(&self, call_id: &str) -> Result<(), Error> {
         if self.config.hooks.is_empty() {
             return Ok(());
         }
-        let slot = lock(&self.in_flight)
+        let progress: Vec<(String, RunState)> = lock(&self.in_flight)
             .iter()
-            .find(|(id, _)| id == call_id)
-            .map(|(_, slot)| slot.clone());
-        let Some(progress) = slot.and_then(|slot| slot.latest()) else {
-            return Ok(());
+            .filter(|(id, _)| self.state.pending_tool_calls.iter().any(|call| call.id == *id))
+            .filter_map(|(id, slot)| slot.latest().map(|state| (id.clone(), state)))
+            .collect();
+        let snapshot;
+        let state = if progress.is_empty() {
+            &self.state
+        } else {
+            let mut with_progress = self.state.clone();
+            for (call_id, state) in progress {
+                with_progress.suspended.retain(|suspended| suspended.call_id != call_id);
+                with_progress.suspended.push(crate::agent::SuspendedCall {
+                    call_id,
+                    state: Box::new(state),
+                });
+            }
+            snapshot = with_progress;
+            &snapshot
         };
-        let mut snapshot = self.state.clone();
-        snapshot.suspended.retain(|suspended| suspended.call_id != call_id);
-        snapshot.suspended.push(crate::agent::SuspendedCall {
-            call_id: call_id.to_owned(),
-            state: Box::new(progress),
-        });
         for hook in &self.config.hooks {
-            hook.checkpoint(&snapshot).await?;
+            hook.checkpoint(state).await?;
         }
         Ok(())
     }
@@ -523,8 +538,10 @@ impl<'a> Run<'a> {
             let outcome = match futures::future::select(results.next(), progress_made.next()).await {
                 futures::future::Either::Left((Some(outcome), _)) => outcome,
                 futures::future::Either::Left((None, _)) => break,
-                futures::future::Either::Right((Some(call_id), _)) => {
-                    self.checkpoint_progress(&call_id).await?;
+                futures::future::Either::Right((Some(_), _)) => {
+                    // One checkpoint covers every report waiting now, and every call's progress.
+                    while progress_made.try_recv().is_ok() {}
+                    self.checkpoint().await?;
                     continue;
                 }
                 futures::future::Either::Right((None, _)) => match results.next().await {

@@ -231,3 +231,24 @@ async fn a_structured_output_run_resumes_after_an_approval() {
         .unwrap();
     assert_eq!(answer.value.total, 42);
 }
+
+/// A crash after a structured answer given through the output tool was checkpointed: resuming gives
+/// that answer, without another model call.
+#[tokio::test]
+async fn resuming_a_finished_tool_mode_extraction_gives_its_answer_again() {
+    let agent = Agent::builder(ScriptedModel::new().tool_call(OUTPUT_NAME, json!({"terms": [1, 2], "total": 3})))
+        .build()
+        .unwrap();
+    let done = agent.extract::<Sum>("1 + 2?").await.unwrap();
+    let state = kai_core::RunState {
+        messages: done.output.messages.clone(),
+        steps: done.output.steps,
+        ..kai_core::RunState::new("")
+    };
+    let idle = Agent::builder(ScriptedModel::new()).build().unwrap();
+    let again = idle
+        .resume_extract::<Sum>(state, kai_core::RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(again.value, done.value);
+}

@@ -429,6 +429,7 @@ async fn a_sub_agents_progress_is_in_the_outer_checkpoints_and_survives_a_crash(
             .unwrap();
         Agent::builder(outer_model)
             .tool(inner.into_tool("worker", "Does the work."))
+            .tool(watched_nap(Arc::default(), Arc::default()))
             .hook(store)
             .build()
             .unwrap()
@@ -438,17 +439,25 @@ async fn a_sub_agents_progress_is_in_the_outer_checkpoints_and_survives_a_crash(
         ScriptedModel::new()
             .tool_call("add", json!({"a": 1, "b": 2}))
             .tool_call("nap", json!({"millis": 60_000})),
-        ScriptedModel::new().tool_call("worker", json!({"input": "add, then rest"})),
+        // A sibling call that finishes while the worker naps: its checkpoint must keep the worker's
+        // progress too.
+        ScriptedModel::new().tool_calls([
+            ("worker", json!({"input": "add, then rest"})),
+            ("nap", json!({"millis": 200})),
+        ]),
         store.clone(),
     );
     // The crash: the run's future is dropped mid-nap, nothing else is written.
-    let crashed = tokio::time::timeout(Duration::from_millis(300), outer.run("work")).await;
+    let crashed = tokio::time::timeout(Duration::from_millis(400), outer.run("work")).await;
     assert!(crashed.is_err());
     assert_eq!(adds.load(Ordering::SeqCst), 1);
     let last = store.0.lock().unwrap().last().cloned().unwrap();
     let mut state: RunState = serde_json::from_str(&last).unwrap();
+    assert_eq!(tool_results(&state.messages).len(), 1, "the sibling nap finished");
     assert_eq!(state.pending_tool_calls.len(), 1, "the worker call is still pending");
     assert_eq!(state.suspended.len(), 1, "with the inner run's progress");
+    let inner_id = state.suspended[0].state.id.clone();
+    assert_eq!(inner_id, format!("{}/{}", state.id, state.pending_tool_calls[0].id));
     let inner = &mut state.suspended[0].state;
     assert_eq!(tool_results(&inner.messages).len(), 1, "the add is done in there");
     inner.pending_tool_calls[0].arguments = json!({"millis": 1}).to_string();
