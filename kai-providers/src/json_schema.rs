@@ -109,6 +109,13 @@ fn rewrite_in_place(schema: &mut Value, dialect: &Dialect, depth: usize, has_map
     let Some(object) = schema.as_object_mut() else {
         return;
     };
+    // Keys of the caller's choosing: values under a schema (`additionalProperties`) or under patterns.
+    let map_values = object
+        .get("additionalProperties")
+        .is_some_and(|extra| extra != &Value::Bool(false))
+        || object
+            .get("patternProperties")
+            .is_some_and(|patterns| patterns != &Value::Object(Map::new()));
     for keyword in dialect.dropped.iter().chain(NOWHERE_SUPPORTED) {
         object.remove(*keyword);
     }
@@ -130,9 +137,6 @@ fn rewrite_in_place(schema: &mut Value, dialect: &Dialect, depth: usize, has_map
     {
         object.insert("anyOf".into(), one_of);
     }
-    let map_values = object
-        .get("additionalProperties")
-        .is_some_and(|extra| extra != &Value::Bool(false));
     if map_values {
         *has_maps = true;
     } else if is_object_schema(object) {
@@ -305,5 +309,9 @@ mod tests {
             json!({"type": "object", "additionalProperties": {"type": "integer"}})
         );
         assert_eq!(rewritten.schema["additionalProperties"], false);
+        let patterned = json!({"type": "object", "patternProperties": {"^x-": {"type": "string"}}});
+        let rewritten = rewrite(&patterned, &OPENAI_STRICT);
+        assert!(rewritten.has_maps);
+        assert!(rewritten.schema.get("additionalProperties").is_none(), "left open");
     }
 }

@@ -47,18 +47,44 @@ impl std::fmt::Debug for ModelSpec {
     }
 }
 
-/// `url` with the password of its user info (`https://user:password@host/...`) replaced by `***`.
+/// `url` with its credentials replaced by `***`: the whole user info (`https://user:password@host`, or
+/// a token as the user name) and the values of query parameters that name a key, token, secret,
+/// password or signature.
 fn without_password(url: &str) -> std::borrow::Cow<'_, str> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.into();
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let Some((user_info, host)) = authority.rsplit_once('@') else {
-        return url.into();
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
     };
-    let user = user_info.split_once(':').map_or(user_info, |(user, _)| user);
-    let path = &rest[authority.len()..];
-    format!("{scheme}://{user}:***@{host}{path}").into()
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if is_secret_name(name) => format!("{name}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+            format!("{path}?{}{fragment}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    let redacted = format!("{scheme}://{authority}{tail}");
+    if redacted == url { url.into() } else { redacted.into() }
+}
+
+/// Whether a query parameter's name says its value is a credential.
+fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["key", "token", "secret", "password", "sig"]
+        .iter()
+        .any(|word| name.contains(word))
 }
 
 impl ModelSpec {
@@ -389,7 +415,16 @@ mod tests {
         let spec: ModelSpec = "vllm:m@https://user:hunter2@h:8000/v1?x=1".parse().unwrap();
         let shown = format!("{spec:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("https://user:***@h:8000/v1?x=1"), "{shown}");
+        assert!(shown.contains("https://***@h:8000/v1?x=1"), "{shown}");
+        assert_eq!(
+            without_password("https://sk-abc@h/v1"),
+            "https://***@h/v1",
+            "a token as the user name"
+        );
+        assert_eq!(
+            without_password("https://h/v1?api_key=sk-1&model=m#top"),
+            "https://h/v1?api_key=***&model=m#top"
+        );
         assert_eq!(
             without_password("http://h/v1@x"),
             "http://h/v1@x",
