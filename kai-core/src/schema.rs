@@ -1,5 +1,7 @@
 //! JSON Schemas generated from Rust types.
 
+use std::collections::HashMap;
+
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
 
@@ -105,16 +107,30 @@ const MAX_EXPANDED_NODES: u64 = 100_000;
 fn expanded_size(schema: &serde_json::Value) -> Result<u64, String> {
     let mut counter = SizeCounter {
         root: schema,
-        memo: std::collections::HashMap::new(),
-        open: std::collections::HashSet::new(),
+        memo: HashMap::new(),
+        open: HashMap::new(),
+        episodes: 0,
+        path: Vec::new(),
+        back_edges: HashMap::new(),
     };
     counter.size_of(schema, 0)
 }
 
+/// Counts a schema's parts with its references followed, and refuses recursion that would make
+/// validation exponential: two references back into a schema being expanded that apply to the same
+/// value (both reached through the same steps into the value, as `allOf: [{$ref: "#"}, {$ref: "#"}]`
+/// under one property) make every level of the value cost twice the level below.
 struct SizeCounter<'a> {
     root: &'a serde_json::Value,
-    memo: std::collections::HashMap<String, u64>,
-    open: std::collections::HashSet<String>,
+    /// Sizes of reference targets whose expansion met no reference back into an open target.
+    memo: HashMap<String, u64>,
+    /// Targets being expanded: the expansion's number and where in `path` it started.
+    open: HashMap<String, (u64, usize)>,
+    episodes: u64,
+    /// The steps into the value taken since the root: `p/<name>`, `items`, ...
+    path: Vec<String>,
+    /// References back into an open target, by target, expansion and steps since it opened.
+    back_edges: HashMap<(String, u64, String), u32>,
 }
 
 impl SizeCounter<'_> {
@@ -125,18 +141,47 @@ impl SizeCounter<'_> {
         }
         let children: u64 = match node {
             serde_json::Value::Object(object) => {
-                let mut total = 0u64;
                 let is_root = std::ptr::eq(node, self.root);
+                let mut total = 0u64;
                 for (key, value) in object {
-                    let part = match (key.as_str(), value.as_str()) {
+                    let part = match (key.as_str(), value) {
+                        // Data, not schemas.
                         ("const" | "enum" | "default" | "examples", _) => 1,
-                        ("$ref", Some(reference)) => self.reference_size(reference, depth)?,
-                        ("$dynamicRef" | "$recursiveRef", Some(_)) => {
+                        ("$ref", serde_json::Value::String(reference)) => self.reference_size(reference, depth)?,
+                        ("$dynamicRef" | "$recursiveRef", serde_json::Value::String(_)) => {
                             return Err(format!("{key} is not supported; use a local \"$ref\": \"#/...\""));
                         }
-                        ("$id" | "id", Some(_)) if !is_root => {
+                        ("$id" | "id", serde_json::Value::String(_)) if !is_root => {
                             return Err(format!("an \"{key}\" is only supported at the schema's root"));
                         }
+                        // Maps of named subschemas: each applies to a member of the value (or, for
+                        // definitions, only through references).
+                        (
+                            "properties" | "patternProperties" | "dependentSchemas" | "$defs" | "definitions",
+                            serde_json::Value::Object(members),
+                        ) => {
+                            let mut sum = 0u64;
+                            for (name, member) in members {
+                                let step = match key.as_str() {
+                                    "properties" => Some(format!("p/{name}")),
+                                    "patternProperties" => Some("pattern".to_owned()),
+                                    "dependentSchemas" => None,
+                                    _ => Some(format!("defs/{name}")),
+                                };
+                                sum = sum.saturating_add(self.size_in(step, member, depth)?);
+                                if sum > MAX_EXPANDED_NODES {
+                                    break;
+                                }
+                            }
+                            sum.saturating_add(1)
+                        }
+                        ("items" | "additionalItems" | "contains" | "unevaluatedItems" | "prefixItems", _) => {
+                            self.size_in(Some("items".to_owned()), value, depth)?
+                        }
+                        ("additionalProperties" | "unevaluatedProperties", _) => {
+                            self.size_in(Some("additional".to_owned()), value, depth)?
+                        }
+                        ("propertyNames", _) => self.size_in(Some("names".to_owned()), value, depth)?,
                         _ => self.size_of(value, depth + 1)?,
                     };
                     total = total.saturating_add(part);
@@ -150,12 +195,28 @@ impl SizeCounter<'_> {
                 let mut total = 0u64;
                 for item in items {
                     total = total.saturating_add(self.size_of(item, depth + 1)?);
+                    if total > MAX_EXPANDED_NODES {
+                        break;
+                    }
                 }
                 total
             }
             _ => 0,
         };
         Ok(children.saturating_add(1))
+    }
+
+    /// The size of `node`, reached by one more step into the value (or none).
+    fn size_in(&mut self, step: Option<String>, node: &serde_json::Value, depth: usize) -> Result<u64, String> {
+        let stepped = step.is_some();
+        if let Some(step) = step {
+            self.path.push(step);
+        }
+        let size = self.size_of(node, depth + 1);
+        if stepped {
+            self.path.pop();
+        }
+        size
     }
 
     fn reference_size(&mut self, reference: &str, depth: usize) -> Result<u64, String> {
@@ -173,17 +234,35 @@ impl SizeCounter<'_> {
             .decode_utf8()
             .map_err(|_| unresolved())?
             .into_owned();
+        if let Some(&(episode, start)) = self.open.get(&pointer) {
+            // Recursion: validation follows it only as deep as the value goes, unless two such
+            // references apply to the same value.
+            let steps = self.path.get(start..).unwrap_or_default().join("/");
+            let seen = self.back_edges.entry((pointer.clone(), episode, steps)).or_insert(0);
+            *seen += 1;
+            if *seen > 1 {
+                return Err(format!(
+                    "the schema applies its recursive reference {:?} twice to the same value; validation would \
+                     take time exponential in the value's depth",
+                    bounded(reference)
+                ));
+            }
+            return Ok(1);
+        }
         if let Some(&size) = self.memo.get(&pointer) {
             return Ok(size);
         }
         let target = self.root.pointer(&pointer).ok_or_else(unresolved)?;
-        if !self.open.insert(pointer.clone()) {
-            return Ok(1);
-        }
+        self.episodes += 1;
+        self.open.insert(pointer.clone(), (self.episodes, self.path.len()));
+        let back_edges_before = self.back_edges.len();
         let size = self.size_of(target, depth + 1);
         self.open.remove(&pointer);
         let size = size?;
-        self.memo.insert(pointer, size);
+        // A part that refers back into an open target has a size that depends on where it is used.
+        if self.back_edges.len() == back_edges_before {
+            self.memo.insert(pointer, size);
+        }
         Ok(size)
     }
 }
@@ -302,6 +381,38 @@ mod tests {
             SchemaValidator::new(&rooted).is_ok(),
             "{:?}",
             SchemaValidator::new(&rooted).err()
+        );
+    }
+
+    #[test]
+    fn recursion_that_applies_twice_to_one_value_is_refused() {
+        // Each level of {"a": ...} is checked against the root twice: 2^depth work for a deep value.
+        let twice = serde_json::json!({"type": ["object", "integer"], "properties": {"a": {"allOf": [{"$ref": "#"}, {"$ref": "#"}]}}});
+        let error = SchemaValidator::new(&twice).err().unwrap();
+        assert!(error.contains("twice to the same value"), "{error}");
+        // The same through an intermediate definition, which must not be remembered as small.
+        let hidden = serde_json::json!({
+            "$defs": {"x": {"$ref": "#"}},
+            "properties": {"a": {"anyOf": [{"$ref": "#/$defs/x"}, {"$ref": "#/$defs/x"}]}},
+        });
+        assert!(SchemaValidator::new(&hidden).is_err());
+        // Recursion into different parts of the value is linear: a JSON value, a tree.
+        let json_value = serde_json::json!({"anyOf": [
+            {"type": ["string", "number", "boolean", "null"]},
+            {"type": "array", "items": {"$ref": "#"}},
+            {"type": "object", "additionalProperties": {"$ref": "#"}},
+        ]});
+        assert!(SchemaValidator::new(&json_value).is_ok());
+        let tree = serde_json::json!({
+            "$defs": {"node": {"type": "object", "properties": {
+                "left": {"$ref": "#/$defs/node"}, "right": {"$ref": "#/$defs/node"}, "tags": {"type": "array", "items": {"$ref": "#/$defs/tag"}}
+            }}, "tag": {"type": "string"}},
+            "$ref": "#/$defs/node",
+        });
+        assert!(
+            SchemaValidator::new(&tree).is_ok(),
+            "{:?}",
+            SchemaValidator::new(&tree).err()
         );
     }
 
