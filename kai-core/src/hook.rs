@@ -84,6 +84,11 @@ pub trait AgentHook: MaybeSend + MaybeSync {
     }
 
     /// Before each tool call, with the parsed arguments (after earlier hooks' rewrites).
+    ///
+    /// Every hook decides before an approval is checked, and all of them decide again when a run
+    /// suspended for approval resumes: the human approves the arguments after every rewrite, and the
+    /// approval holds only if the rewrites come out the same. A hook that rewrites with something new
+    /// each time (a timestamp, a nonce) makes an approved call wait for approval again.
     async fn before_tool(&self, context: &HookContext, call: &ToolCall, arguments: &serde_json::Value) -> ToolDecision {
         let _ = (context, call, arguments);
         ToolDecision::Allow
