@@ -3,9 +3,10 @@
 //!
 //! A call is a `call_request` envelope with body `{"input": <text>, "token": <consent token>}`; the answer
 //! is a `call_response` envelope with body `{"reply_to": <request id>, "answer": <text>}` or
-//! `{"reply_to": …, "error": <text>}`. The token must be addressed to the serving agent and grant
-//! `invoke` on `agent:<its DID>`; every tool call the served agent makes is then checked against the same
-//! token (`call` on `tool:<name>`).
+//! `{"reply_to": …, "error": <text>}`. The token must be an invocation of that request
+//! ([`invoke`](crate::consent::invoke)) issued by the session's peer itself and addressed to the serving
+//! agent, and grant `invoke` on `agent:<its DID>`; every tool call the served agent makes is then
+//! checked against the same token (`call` on `tool:<name>`).
 
 use std::sync::Arc;
 
@@ -45,7 +46,8 @@ pub async fn serve<T: FrameTransport>(
         if request.kind != MessageKind::CallRequest {
             continue;
         }
-        let body = match answer(agent, me, &request, verifier).await {
+        let peer = *session.peer();
+        let body = match answer(agent, me, &peer, &request, verifier).await {
             Ok(answer) => json!({"reply_to": request.id, "answer": answer}),
             Err(error) => json!({"reply_to": request.id, "error": error}),
         };
@@ -54,12 +56,21 @@ pub async fn serve<T: FrameTransport>(
     }
 }
 
-async fn answer(agent: &Agent, me: &Identity, request: &Envelope, verifier: &Arc<Verifier>) -> Result<String, String> {
+async fn answer(
+    agent: &Agent,
+    me: &Identity,
+    peer: &Did,
+    request: &Envelope,
+    verifier: &Arc<Verifier>,
+) -> Result<String, String> {
     let input = request.body["input"].as_str().ok_or("the request has no input")?;
     let token = request.body["token"]
         .as_str()
         .ok_or("the request carries no consent token")?;
-    verifier.admit(token).map_err(|e| e.to_string())?;
+    // The session authenticated the peer; the token must be the peer's own invocation of this request.
+    verifier
+        .admit_invocation(token, peer, &request.id)
+        .map_err(|e| e.to_string())?;
     verifier
         .authorize(token, &invoke_capability(&me.did()))
         .map_err(|e| e.to_string())?;
@@ -126,20 +137,22 @@ impl<T: FrameTransport + Sync + 'static> TypedTool for RemoteAgentTool<T> {
     async fn call(&self, args: CallArgs, _context: ToolContext) -> Result<String, ToolError> {
         let mut session = self.session.lock().await;
         let remote = *session.peer();
-        let token = crate::consent::issue(
+        let mut request = Envelope::new(
+            &self.me,
+            &remote,
+            MessageKind::CallRequest,
+            json!({"input": args.input}),
+        );
+        let token = crate::consent::invoke(
             &self.me,
             &remote,
             &self.capabilities,
             std::time::Duration::from_secs(60),
             std::slice::from_ref(&self.grant),
+            &request.id,
         )
         .map_err(ToolError::failed)?;
-        let request = Envelope::new(
-            &self.me,
-            &remote,
-            MessageKind::CallRequest,
-            json!({"input": args.input, "token": token}),
-        );
+        request.body["token"] = json!(token);
         session.send(&request).await.map_err(ToolError::failed)?;
         loop {
             let response = session.recv().await.map_err(ToolError::failed)?;

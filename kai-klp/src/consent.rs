@@ -4,6 +4,12 @@
 //! delegated: its holder issues a narrower token to someone else, embedding the one it holds in `prf`.
 //! A verifier accepts a chain only if it starts at an issuer it trusts, every link was issued by the
 //! audience of the link before, and no link grants more, or for longer, than its proof.
+//!
+//! An *invocation* is the token a caller presents to have something done: issued by the caller
+//! ([`invoke`]), it names the request it authorizes in the fact [`INVOCATION_FACT`]. A server admits it
+//! with [`Verifier::admit_invocation`], which requires that its issuer is the authenticated peer that
+//! presented it, so a token is never a bearer credential; an invocation is never accepted as the proof
+//! of another token, and a delegation is never accepted as an invocation.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -25,10 +31,14 @@ use crate::jws;
 pub const UCAN_VERSION: &str = "0.10.0";
 /// The longest delegation chain accepted.
 pub const MAX_CHAIN_DEPTH: usize = 8;
+/// The fact (UCAN `fct`) that makes a token an invocation: its value is the id of the request the
+/// invocation authorizes.
+pub const INVOCATION_FACT: &str = "kai/invocation";
 
 /// A thing that may be done: an ability on a resource, such as `call` on `tool:web_search` or `read`
-/// on `memory:notes`. A resource ending in `*` covers every resource with that prefix; the ability `*`
-/// covers every ability, and `a/*` covers `a/…`. Serialised (in presence records) as
+/// on `memory:notes`. A resource ending in `:*` or `/*` covers every resource below that prefix
+/// (`tool:*` covers `tool:web_search`; `tool:web*` covers nothing but itself, so a grant cannot spill
+/// into `tool:webhook_delete`); the ability `*` covers every ability, and `a/*` covers `a/…`. Serialised (in presence records) as
 /// `{"with": resource, "can": ability}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Capability {
@@ -57,8 +67,8 @@ impl Capability {
     /// Whether holding `self` allows `other`.
     pub fn covers(&self, other: &Capability) -> bool {
         let resource = match self.resource.strip_suffix('*') {
-            Some(prefix) => other.resource.starts_with(prefix),
-            None => self.resource == other.resource,
+            Some(prefix) if prefix.ends_with([':', '/']) => other.resource.starts_with(prefix),
+            _ => self.resource == other.resource,
         };
         let ability = self.ability == "*"
             || self.ability == other.ability
@@ -92,9 +102,18 @@ pub struct Claims {
     /// The tokens this one is delegated from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prf: Vec<String>,
+    /// Facts (UCAN `fct`): signed data outside the capabilities. An invocation carries
+    /// [`INVOCATION_FACT`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fct: BTreeMap<String, serde_json::Value>,
 }
 
 impl Claims {
+    /// The request this token is an invocation of, if it is one.
+    pub fn invocation(&self) -> Option<&str> {
+        self.fct.get(INVOCATION_FACT).and_then(serde_json::Value::as_str)
+    }
+
     /// The capabilities granted.
     pub fn capabilities(&self) -> impl Iterator<Item = Capability> + '_ {
         self.att
@@ -124,6 +143,46 @@ pub fn issue_at(
     ttl: Duration,
     proofs: &[String],
 ) -> Result<String, Error> {
+    sign_claims(issuer, audience, capabilities, now, ttl, proofs, BTreeMap::new())
+}
+
+/// Issues the invocation of request `request_id`: a token from `issuer` (the caller) to `audience`
+/// (the agent asked) for `capabilities`, proven by `proofs`. Only `issuer`, over its own session,
+/// can present it, and only with that request.
+pub fn invoke(
+    issuer: &Identity,
+    audience: &Did,
+    capabilities: &[Capability],
+    ttl: Duration,
+    proofs: &[String],
+    request_id: &str,
+) -> Result<String, Error> {
+    invoke_at(issuer, audience, capabilities, now_seconds(), ttl, proofs, request_id)
+}
+
+/// [`invoke`] with an explicit issuing time (seconds since the Unix epoch).
+pub fn invoke_at(
+    issuer: &Identity,
+    audience: &Did,
+    capabilities: &[Capability],
+    now: u64,
+    ttl: Duration,
+    proofs: &[String],
+    request_id: &str,
+) -> Result<String, Error> {
+    let facts = BTreeMap::from([(INVOCATION_FACT.to_owned(), serde_json::Value::from(request_id))]);
+    sign_claims(issuer, audience, capabilities, now, ttl, proofs, facts)
+}
+
+fn sign_claims(
+    issuer: &Identity,
+    audience: &Did,
+    capabilities: &[Capability],
+    now: u64,
+    ttl: Duration,
+    proofs: &[String],
+    fct: BTreeMap<String, serde_json::Value>,
+) -> Result<String, Error> {
     let mut att: BTreeMap<String, BTreeMap<String, Vec<serde_json::Value>>> = BTreeMap::new();
     for capability in capabilities {
         att.entry(capability.resource.clone())
@@ -141,6 +200,7 @@ pub fn issue_at(
         nnc: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(nonce),
         att,
         prf: proofs.to_vec(),
+        fct,
     };
     jws::sign(issuer, &claims)
 }
@@ -161,31 +221,46 @@ pub struct Verifier {
     audit: Option<Arc<AuditLog>>,
 }
 
-/// Nonces seen, each kept until its token expires; bounded in size.
+/// Nonces seen, each kept until its token expires; bounded in size. When every slot holds a live
+/// nonce a new one is refused: forgetting a live nonce would let its token be replayed.
 #[derive(Debug)]
 struct ReplayCache {
-    entries: HashMap<(Did, String), u64>,
+    /// Expiry by issuer key and nonce.
+    entries: HashMap<([u8; 32], String), u64>,
+    /// The same entries by expiry, so expired ones leave in order, in logarithmic time each.
+    by_expiry: std::collections::BTreeSet<(u64, [u8; 32], String)>,
     capacity: usize,
 }
 
 impl ReplayCache {
-    /// Records a nonce; false if it was seen before. When full, expired entries are dropped first, then
-    /// the entries closest to expiry.
-    fn insert(&mut self, issuer: Did, nonce: String, exp: u64, now: u64) -> bool {
-        if self.entries.contains_key(&(issuer, nonce.clone())) {
-            return false;
+    fn new(capacity: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            by_expiry: std::collections::BTreeSet::new(),
+            capacity,
         }
-        if self.entries.len() >= self.capacity {
-            self.entries.retain(|_, e| *e >= now);
-            while self.entries.len() >= self.capacity {
-                let Some(oldest) = self.entries.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone()) else {
-                    break;
-                };
-                self.entries.remove(&oldest);
+    }
+
+    /// Records a nonce valid until `exp`: `Ok(false)` if it was seen before, an error if the cache is
+    /// full of nonces that are still live at `now`.
+    fn insert(&mut self, issuer: Did, nonce: String, exp: u64, now: u64) -> Result<bool, Error> {
+        while self.by_expiry.first().is_some_and(|first| first.0 < now) {
+            if let Some((_, issuer, expired)) = self.by_expiry.pop_first() {
+                self.entries.remove(&(issuer, expired));
             }
         }
-        self.entries.insert((issuer, nonce), exp);
-        true
+        let key = (issuer.public_key().to_bytes(), nonce);
+        if self.entries.contains_key(&key) {
+            return Ok(false);
+        }
+        if self.entries.len() >= self.capacity {
+            return Err(Error::ReplayCacheFull {
+                capacity: self.capacity,
+            });
+        }
+        self.by_expiry.insert((exp, key.0, key.1.clone()));
+        self.entries.insert(key, exp);
+        Ok(true)
     }
 }
 
@@ -199,10 +274,7 @@ impl Verifier {
             trusted_roots: trusted_roots.into_iter().collect(),
             clock_skew: 60,
             revoked: RwLock::default(),
-            seen: Mutex::new(ReplayCache {
-                entries: HashMap::new(),
-                capacity: 100_000,
-            }),
+            seen: Mutex::new(ReplayCache::new(100_000)),
             audit: None,
         }
     }
@@ -235,26 +307,63 @@ impl Verifier {
             .insert(token_id.into());
     }
 
-    /// Admits a token presented with a request: checks the chain and records its nonce, so the same
-    /// token cannot be presented twice.
+    /// Admits a token: checks the chain and records its nonce, so the same token cannot be presented
+    /// twice. This binds the token to nobody: a server answering a peer uses
+    /// [`admit_invocation`](Self::admit_invocation).
     pub fn admit(&self, token: &str) -> Result<Claims, Error> {
         self.admit_at(token, now_seconds())
     }
 
     /// [`admit`](Self::admit) at an explicit time.
     pub fn admit_at(&self, token: &str, now: u64) -> Result<Claims, Error> {
-        let decision = self.admit_unrecorded(token, now);
-        self.record("admit", token, None, decision)
+        let decision = self
+            .check_at(token, now)
+            .and_then(|claims| self.consume_nonce(claims, now));
+        self.record("admit", token, None, None, decision)
     }
 
-    fn admit_unrecorded(&self, token: &str, now: u64) -> Result<Claims, Error> {
-        let claims = self.check_at(token, now)?;
+    /// Admits the invocation `token` that the authenticated peer `invoker` presented with request
+    /// `request_id`: the chain checks of [`admit`](Self::admit), and the token must be an invocation
+    /// ([`invoke`]) of exactly that request, issued by `invoker` itself. Someone else's token, a
+    /// delegation, or an invocation of another request is refused, and the audit log records the peer.
+    pub fn admit_invocation(&self, token: &str, invoker: &Did, request_id: &str) -> Result<Claims, Error> {
+        self.admit_invocation_at(token, invoker, request_id, now_seconds())
+    }
+
+    /// [`admit_invocation`](Self::admit_invocation) at an explicit time.
+    pub fn admit_invocation_at(&self, token: &str, invoker: &Did, request_id: &str, now: u64) -> Result<Claims, Error> {
+        let decision = self.check_at(token, now).and_then(|claims| {
+            if claims.iss != *invoker {
+                return Err(Error::WrongInvoker {
+                    invoker: claims.iss.to_string(),
+                    peer: invoker.to_string(),
+                });
+            }
+            match claims.invocation() {
+                Some(id) if id == request_id => {}
+                Some(_) => {
+                    return Err(Error::NotAnInvocation {
+                        reason: "it is the invocation of another request".into(),
+                    });
+                }
+                None => {
+                    return Err(Error::NotAnInvocation {
+                        reason: "it is a delegation; a call needs a token issued for it".into(),
+                    });
+                }
+            }
+            self.consume_nonce(claims, now)
+        });
+        self.record("admit", token, None, Some(invoker), decision)
+    }
+
+    fn consume_nonce(&self, claims: Claims, now: u64) -> Result<Claims, Error> {
         let fresh = self.seen.lock().unwrap_or_else(PoisonError::into_inner).insert(
             claims.iss,
             claims.nnc.clone(),
             claims.exp.saturating_add(self.clock_skew),
             now,
-        );
+        )?;
         if !fresh {
             return Err(Error::Replayed);
         }
@@ -269,7 +378,7 @@ impl Verifier {
     /// [`authorize`](Self::authorize) at an explicit time.
     pub fn authorize_at(&self, token: &str, required: &Capability, now: u64) -> Result<Claims, Error> {
         let decision = self.authorize_unrecorded(token, required, now);
-        self.record("authorize", token, Some(required), decision)
+        self.record("authorize", token, Some(required), None, decision)
     }
 
     /// Writes a decision to the audit log, if there is one; a decision allowed but not recorded is
@@ -279,6 +388,7 @@ impl Verifier {
         action: &str,
         token: &str,
         required: Option<&Capability>,
+        peer: Option<&Did>,
         decision: Result<Claims, Error>,
     ) -> Result<Claims, Error> {
         let Some(log) = &self.audit else {
@@ -288,6 +398,7 @@ impl Verifier {
             "action": action,
             "token": token_id(token),
             "issuer": decision.as_ref().ok().map(|claims| claims.iss.to_string()),
+            "peer": peer.map(ToString::to_string),
             "capability": required,
             "allowed": decision.is_ok(),
             "reason": decision.as_ref().err().map(ToString::to_string),
@@ -333,6 +444,11 @@ impl Verifier {
         let unverified = jws::decode::<Claims>(token)?;
         unverified.verify(&unverified.claims.iss)?;
         let claims = unverified.claims;
+        if depth > 0 && claims.invocation().is_some() {
+            return Err(Error::NotAnInvocation {
+                reason: "an invocation cannot be the proof of another token".into(),
+            });
+        }
         let id = token_id(token);
         if self
             .revoked
@@ -435,17 +551,37 @@ mod tests {
         assert!(!Capability::call_tool("search").covers(&Capability::new("tool:*", "call")));
     }
 
+    /// Flooding the cache must not evict a live nonce (its token could then be replayed): a full cache
+    /// refuses, and makes room only as nonces expire.
     #[test]
-    fn the_replay_cache_is_bounded() {
+    fn a_full_replay_cache_refuses_instead_of_forgetting() {
         let did = Identity::generate().did();
-        let mut cache = ReplayCache {
-            entries: HashMap::new(),
-            capacity: 2,
-        };
-        assert!(cache.insert(did, "a".into(), 100, 0));
-        assert!(!cache.insert(did, "a".into(), 100, 0));
-        assert!(cache.insert(did, "b".into(), 200, 0));
-        assert!(cache.insert(did, "c".into(), 300, 0));
+        let mut cache = ReplayCache::new(2);
+        assert!(cache.insert(did, "a".into(), 100, 0).unwrap());
+        assert!(!cache.insert(did, "a".into(), 100, 0).unwrap());
+        assert!(cache.insert(did, "b".into(), 200, 0).unwrap());
+        assert!(matches!(
+            cache.insert(did, "c".into(), 300, 50),
+            Err(Error::ReplayCacheFull { capacity: 2 })
+        ));
+        assert!(
+            !cache.insert(did, "a".into(), 100, 50).unwrap(),
+            "a is still remembered"
+        );
+        // Once `a` has expired its slot is free again.
+        assert!(cache.insert(did, "c".into(), 300, 101).unwrap());
         assert_eq!(cache.entries.len(), 2);
+        assert_eq!(cache.by_expiry.len(), 2);
+    }
+
+    #[test]
+    fn resource_wildcards_stop_at_a_segment_boundary() {
+        assert!(Capability::new("tool:*", "call").covers(&Capability::call_tool("webhook_delete")));
+        assert!(Capability::new("memory:notes/*", "read").covers(&Capability::new("memory:notes/a", "read")));
+        // `tool:web*` was meant for web_search; it must not reach webhook_delete.
+        let sloppy = Capability::new("tool:web*", "call");
+        assert!(!sloppy.covers(&Capability::call_tool("webhook_delete")));
+        assert!(!sloppy.covers(&Capability::call_tool("web_search")));
+        assert!(sloppy.covers(&Capability::new("tool:web*", "call")));
     }
 }

@@ -9,6 +9,9 @@ use crate::error::Error;
 const ED25519_PUB: [u8; 2] = [0xed, 0x01];
 /// The multicodec prefix of an X25519 public key (`x25519-pub`, 0xec).
 const X25519_PUB: [u8; 2] = [0xec, 0x01];
+/// The length of an Ed25519 key's base58btc form after the `z`: the 34 bytes of prefix and key always
+/// take 47 digits (the prefix's first byte, 0xed, fixes the magnitude).
+const ED25519_BASE58_LEN: usize = 47;
 
 /// A `did:key` DID naming an Ed25519 public key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,6 +28,12 @@ impl Did {
     /// The DID of these 32 public-key bytes; fails unless they are a valid, non-weak Ed25519 point.
     pub fn from_public_bytes(bytes: &[u8; 32]) -> Result<Self, Error> {
         let key = VerifyingKey::from_bytes(bytes).map_err(|_| Error::InvalidKey("not an Ed25519 public key".into()))?;
+        // RFC 8032 decoding refuses y >= p: a second spelling of a key would be a second DID for it.
+        if key.to_edwards().compress().to_bytes() != *bytes {
+            return Err(Error::InvalidKey(
+                "not the canonical encoding of an Ed25519 public key".into(),
+            ));
+        }
         if key.is_weak() {
             return Err(Error::InvalidKey(
                 "a small-order Ed25519 key cannot identify anyone".into(),
@@ -105,6 +114,14 @@ impl std::str::FromStr for Did {
         let encoded = rest
             .strip_prefix('z')
             .ok_or_else(|| Error::did("the key must be base58btc multibase (starting with 'z')"))?;
+        // Checked before decoding: base58 decoding takes time quadratic in the length, and DIDs arrive
+        // before any signature is checked.
+        if encoded.len() != ED25519_BASE58_LEN {
+            return Err(Error::did(format!(
+                "an Ed25519 did:key has {ED25519_BASE58_LEN} base58 digits after the 'z', not {}",
+                encoded.len()
+            )));
+        }
         let bytes = bs58::decode(encoded)
             .into_vec()
             .map_err(|e| Error::did(format!("the key is not valid base58btc: {e}")))?;

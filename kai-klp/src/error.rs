@@ -10,6 +10,29 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A call presented a token whose invoker is not the peer that presented it: a token is not a
+    /// bearer credential, so someone else's token (found, leaked or lifted from a chain) grants nothing.
+    #[error("the consent token was issued by {invoker}, not by the peer {peer} that presented it")]
+    WrongInvoker {
+        /// The token's issuer.
+        invoker: String,
+        /// The authenticated peer that presented it.
+        peer: String,
+    },
+    /// A token presented as an invocation is not one (a delegation, or the invocation of another
+    /// request), or an invocation was used as the proof of another token.
+    #[error("not an invocation: {reason}")]
+    NotAnInvocation {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Every slot of the replay cache holds a nonce that has not expired: the token is refused rather
+    /// than a live nonce forgotten (which would let its token be replayed).
+    #[error("too many consent tokens in flight (the replay cache holds {capacity}); retry when some expire")]
+    ReplayCacheFull {
+        /// How many nonces the cache holds.
+        capacity: usize,
+    },
     /// A signature did not verify.
     #[error("bad signature")]
     BadSignature,
