@@ -193,6 +193,23 @@ fn every_consent_decision_is_recorded_with_its_token_capability_and_reason() {
         Err(Error::NotGranted { .. })
     ));
     assert!(matches!(verifier.admit(&to_service), Err(Error::Replayed)));
+    // A call's invocation, presented by `caller` over its session: the entry names that peer, also
+    // when the token is someone else's.
+    let invocation = kai_klp::consent::invoke(
+        &caller,
+        &service.did(),
+        std::slice::from_ref(&search),
+        std::time::Duration::from_secs(60),
+        &[to_caller(&service, &caller, &search)],
+        "req-1",
+    )
+    .unwrap();
+    let stranger = Identity::generate().did();
+    assert!(matches!(
+        verifier.admit_invocation(&invocation, &stranger, "req-1"),
+        Err(Error::WrongInvoker { .. })
+    ));
+    verifier.admit_invocation(&invocation, &caller.did(), "req-1").unwrap();
 
     let entries: Vec<serde_json::Value> = std::fs::read_to_string(&path)
         .unwrap()
@@ -220,7 +237,16 @@ fn every_consent_decision_is_recorded_with_its_token_capability_and_reason() {
             ("authorize", true, right.as_str()),
             ("authorize", false, right.as_str()),
             ("admit", false, right.as_str()),
+            ("admit", false, token_id(&invocation).as_str()),
+            ("admit", true, token_id(&invocation).as_str()),
         ]
+    );
+    assert_eq!(entries[5]["data"]["peer"], stranger.to_string());
+    assert_eq!(entries[6]["data"]["peer"], caller.did().to_string());
+    assert_eq!(
+        entries[1]["data"]["peer"],
+        serde_json::Value::Null,
+        "admit binds no peer"
     );
     assert!(entries[3]["data"]["reason"].as_str().unwrap().contains("delete"));
     assert_eq!(
@@ -228,4 +254,16 @@ fn every_consent_decision_is_recorded_with_its_token_capability_and_reason() {
         json!({"with": "tool:search", "can": "call"})
     );
     verify(&path, &service.did(), Some(&log.head())).unwrap();
+}
+
+/// A grant from `service` to `caller` for `capability`.
+fn to_caller(service: &Identity, caller: &Identity, capability: &kai_klp::Capability) -> String {
+    kai_klp::consent::issue(
+        service,
+        &caller.did(),
+        std::slice::from_ref(capability),
+        std::time::Duration::from_secs(60),
+        &[],
+    )
+    .unwrap()
 }
