@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
 
     let verifier = Verifier::new(service().did(), [service().did()]);
     let _ = verifier.authorize_at(&text, &Capability::call_tool("x"), 1_800_000_000);
+    let _ = verifier.admit_invocation_at(&text, &service().did(), "r", &Capability::call_tool("x"), 1_800_000_000);
     let _ = Directory::new().offer_at(&text, 1_800_000_000);
 
     let middle = (0..=text.len() / 2)

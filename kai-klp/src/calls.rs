@@ -69,10 +69,7 @@ async fn answer(
         .ok_or("the request carries no consent token")?;
     // The session authenticated the peer; the token must be the peer's own invocation of this request.
     verifier
-        .admit_invocation(token, peer, &request.id)
-        .map_err(|e| e.to_string())?;
-    verifier
-        .authorize(token, &invoke_capability(&me.did()))
+        .admit_invocation(token, peer, &request.id, &invoke_capability(&me.did()))
         .map_err(|e| e.to_string())?;
     let guarded = agent.with_hook(Arc::new(ConsentHook::new(Arc::clone(verifier), token)));
     guarded

@@ -34,6 +34,10 @@ pub const MAX_CHAIN_DEPTH: usize = 8;
 /// The fact (UCAN `fct`) that makes a token an invocation: its value is the id of the request the
 /// invocation authorizes.
 pub const INVOCATION_FACT: &str = "kai/invocation";
+/// The longest an invocation may be valid, in seconds: its nonce holds a replay-cache slot that long.
+pub const MAX_INVOCATION_SECONDS: u64 = 300;
+/// The longest nonce accepted, in characters: the replay cache keeps nonces, so their size is bounded.
+pub const MAX_NONCE_CHARS: usize = 64;
 
 /// A thing that may be done: an ability on a resource, such as `call` on `tool:web_search` or `read`
 /// on `memory:notes`. A resource ending in `:*` or `/*` covers every resource below that prefix
@@ -67,6 +71,7 @@ impl Capability {
     /// Whether holding `self` allows `other`.
     pub fn covers(&self, other: &Capability) -> bool {
         let resource = match self.resource.strip_suffix('*') {
+            Some("") => true,
             Some(prefix) if prefix.ends_with([':', '/']) => other.resource.starts_with(prefix),
             _ => self.resource == other.resource,
         };
@@ -112,6 +117,11 @@ impl Claims {
     /// The request this token is an invocation of, if it is one.
     pub fn invocation(&self) -> Option<&str> {
         self.fct.get(INVOCATION_FACT).and_then(serde_json::Value::as_str)
+    }
+
+    /// Whether this token claims to be an invocation (whatever the form of its request id).
+    pub fn is_invocation(&self) -> bool {
+        self.fct.contains_key(INVOCATION_FACT)
     }
 
     /// The capabilities granted.
@@ -221,15 +231,19 @@ pub struct Verifier {
     audit: Option<Arc<AuditLog>>,
 }
 
-/// Nonces seen, each kept until its token expires; bounded in size. When every slot holds a live
-/// nonce a new one is refused: forgetting a live nonce would let its token be replayed.
+/// Nonces seen, each kept until its token expires; bounded in entries, in bytes (an entry is a digest of
+/// issuer and nonce) and per grant. When it is full a new nonce is refused: forgetting a live nonce
+/// would let its token be replayed.
 #[derive(Debug)]
 struct ReplayCache {
-    /// Expiry by issuer key and nonce.
-    entries: HashMap<([u8; 32], String), u64>,
+    /// Expiry and grant by digest of issuer and nonce.
+    entries: HashMap<[u8; 32], (u64, [u8; 32])>,
     /// The same entries by expiry, so expired ones leave in order, in logarithmic time each.
-    by_expiry: std::collections::BTreeSet<(u64, [u8; 32], String)>,
+    by_expiry: std::collections::BTreeSet<(u64, [u8; 32])>,
+    /// Live entries per grant (the digest of the token at the root of the chain).
+    per_grant: HashMap<[u8; 32], usize>,
     capacity: usize,
+    per_grant_limit: usize,
 }
 
 impl ReplayCache {
@@ -237,19 +251,31 @@ impl ReplayCache {
         Self {
             entries: HashMap::new(),
             by_expiry: std::collections::BTreeSet::new(),
+            per_grant: HashMap::new(),
             capacity,
+            per_grant_limit: (capacity / 100).max(1),
         }
     }
 
-    /// Records a nonce valid until `exp`: `Ok(false)` if it was seen before, an error if the cache is
-    /// full of nonces that are still live at `now`.
-    fn insert(&mut self, issuer: Did, nonce: String, exp: u64, now: u64) -> Result<bool, Error> {
+    /// Records `nonce` of `issuer`, valid until `exp` under `grant`: `Ok(false)` if it was seen before,
+    /// an error if the cache, or the grant's share of it, is full of nonces still live at `now`.
+    fn insert(&mut self, issuer: &Did, nonce: &str, grant: [u8; 32], exp: u64, now: u64) -> Result<bool, Error> {
         while self.by_expiry.first().is_some_and(|first| first.0 < now) {
-            if let Some((_, issuer, expired)) = self.by_expiry.pop_first() {
-                self.entries.remove(&(issuer, expired));
+            if let Some((_, key)) = self.by_expiry.pop_first()
+                && let Some((_, grant)) = self.entries.remove(&key)
+                && let Some(count) = self.per_grant.get_mut(&grant)
+            {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_grant.remove(&grant);
+                }
             }
         }
-        let key = (issuer.public_key().to_bytes(), nonce);
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(issuer.public_key().as_bytes())
+            .chain_update(nonce.as_bytes())
+            .finalize()
+            .into();
         if self.entries.contains_key(&key) {
             return Ok(false);
         }
@@ -258,8 +284,15 @@ impl ReplayCache {
                 capacity: self.capacity,
             });
         }
-        self.by_expiry.insert((exp, key.0, key.1.clone()));
-        self.entries.insert(key, exp);
+        let count = self.per_grant.entry(grant).or_insert(0);
+        if *count >= self.per_grant_limit {
+            return Err(Error::GrantBusy {
+                limit: self.per_grant_limit,
+            });
+        }
+        *count += 1;
+        self.by_expiry.insert((exp, key));
+        self.entries.insert(key, (exp, grant));
         Ok(true)
     }
 }
@@ -293,9 +326,20 @@ impl Verifier {
         self
     }
 
-    /// Sets how many nonces the replay cache holds.
+    /// Sets how many nonces the replay cache holds (and, as a hundredth of that, at least one, how many
+    /// one grant may hold).
     pub fn with_replay_capacity(self, capacity: usize) -> Self {
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner).capacity = capacity.max(1);
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.capacity = capacity.max(1);
+        seen.per_grant_limit = (capacity / 100).max(1);
+        drop(seen);
+        self
+    }
+
+    /// Sets how many live nonces the tokens of one grant (the token at the root of their chains, and
+    /// all its delegations) may hold in the replay cache.
+    pub fn with_per_grant_limit(self, limit: usize) -> Self {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).per_grant_limit = limit.max(1);
         self
     }
 
@@ -317,22 +361,37 @@ impl Verifier {
     /// [`admit`](Self::admit) at an explicit time.
     pub fn admit_at(&self, token: &str, now: u64) -> Result<Claims, Error> {
         let decision = self
-            .check_at(token, now)
-            .and_then(|claims| self.consume_nonce(claims, now));
+            .check_rooted_at(token, now)
+            .and_then(|(claims, grant)| self.consume_nonce(claims, grant, now));
         self.record("admit", token, None, None, decision)
     }
 
     /// Admits the invocation `token` that the authenticated peer `invoker` presented with request
-    /// `request_id`: the chain checks of [`admit`](Self::admit), and the token must be an invocation
-    /// ([`invoke`]) of exactly that request, issued by `invoker` itself. Someone else's token, a
-    /// delegation, or an invocation of another request is refused, and the audit log records the peer.
-    pub fn admit_invocation(&self, token: &str, invoker: &Did, request_id: &str) -> Result<Claims, Error> {
-        self.admit_invocation_at(token, invoker, request_id, now_seconds())
+    /// `request_id`, for `required`: the chain checks of [`admit`](Self::admit), and the token must be
+    /// an invocation ([`invoke`]) of exactly that request, issued by `invoker` itself, valid for at most
+    /// [`MAX_INVOCATION_SECONDS`], granting `required`. Someone else's token, a delegation, or an
+    /// invocation of another request is refused; only a token that passes every check takes a slot in
+    /// the replay cache; the audit log records the peer.
+    pub fn admit_invocation(
+        &self,
+        token: &str,
+        invoker: &Did,
+        request_id: &str,
+        required: &Capability,
+    ) -> Result<Claims, Error> {
+        self.admit_invocation_at(token, invoker, request_id, required, now_seconds())
     }
 
     /// [`admit_invocation`](Self::admit_invocation) at an explicit time.
-    pub fn admit_invocation_at(&self, token: &str, invoker: &Did, request_id: &str, now: u64) -> Result<Claims, Error> {
-        let decision = self.check_at(token, now).and_then(|claims| {
+    pub fn admit_invocation_at(
+        &self,
+        token: &str,
+        invoker: &Did,
+        request_id: &str,
+        required: &Capability,
+        now: u64,
+    ) -> Result<Claims, Error> {
+        let decision = self.check_rooted_at(token, now).and_then(|(claims, grant)| {
             if claims.iss != *invoker {
                 return Err(Error::WrongInvoker {
                     invoker: claims.iss.to_string(),
@@ -352,15 +411,27 @@ impl Verifier {
                     });
                 }
             }
-            self.consume_nonce(claims, now)
+            if claims.exp.saturating_sub(now) > MAX_INVOCATION_SECONDS {
+                return Err(Error::NotAnInvocation {
+                    reason: format!("an invocation may be valid for at most {MAX_INVOCATION_SECONDS} s"),
+                });
+            }
+            if !claims.capabilities().any(|c| c.covers(required)) {
+                return Err(Error::NotGranted {
+                    resource: required.resource.clone(),
+                    ability: required.ability.clone(),
+                });
+            }
+            self.consume_nonce(claims, grant, now)
         });
-        self.record("admit", token, None, Some(invoker), decision)
+        self.record("admit", token, Some(required), Some(invoker), decision)
     }
 
-    fn consume_nonce(&self, claims: Claims, now: u64) -> Result<Claims, Error> {
+    fn consume_nonce(&self, claims: Claims, grant: [u8; 32], now: u64) -> Result<Claims, Error> {
         let fresh = self.seen.lock().unwrap_or_else(PoisonError::into_inner).insert(
-            claims.iss,
-            claims.nnc.clone(),
+            &claims.iss,
+            &claims.nnc,
+            grant,
             claims.exp.saturating_add(self.clock_skew),
             now,
         )?;
@@ -425,26 +496,36 @@ impl Verifier {
     }
 
     fn check_at(&self, token: &str, now: u64) -> Result<Claims, Error> {
-        let claims = self.chain(token, now, 0)?;
+        self.check_rooted_at(token, now).map(|(claims, _)| claims)
+    }
+
+    /// The checks, and the digest of the token at the root of the chain (the grant it all comes from).
+    fn check_rooted_at(&self, token: &str, now: u64) -> Result<(Claims, [u8; 32]), Error> {
+        let (claims, grant) = self.chain(token, now, 0)?;
         if claims.aud != self.audience {
             return Err(Error::WrongAudience {
                 audience: claims.aud.to_string(),
             });
         }
-        Ok(claims)
+        Ok((claims, grant))
     }
 
-    /// Verifies one link and, recursively, its proofs.
-    fn chain(&self, token: &str, now: u64, depth: usize) -> Result<Claims, Error> {
+    /// Verifies one link and, recursively, its proofs; with the digest of the chain's root token.
+    fn chain(&self, token: &str, now: u64, depth: usize) -> Result<(Claims, [u8; 32]), Error> {
         if depth >= MAX_CHAIN_DEPTH {
             return Err(Error::TokenMalformed {
                 reason: format!("delegation chains are limited to {MAX_CHAIN_DEPTH} links"),
             });
         }
-        let unverified = jws::decode::<Claims>(token)?;
-        unverified.verify(&unverified.claims.iss)?;
-        let claims = unverified.claims;
-        if depth > 0 && claims.invocation().is_some() {
+        let unverified = jws::decode(token)?;
+        let issuer: Issuer = unverified.claimed_signer()?;
+        let claims: Claims = unverified.verify(&issuer.iss)?;
+        if claims.nnc.chars().count() > MAX_NONCE_CHARS {
+            return Err(Error::TokenMalformed {
+                reason: format!("the nonce is longer than {MAX_NONCE_CHARS} characters"),
+            });
+        }
+        if depth > 0 && claims.is_invocation() {
             return Err(Error::NotAnInvocation {
                 reason: "an invocation cannot be the proof of another token".into(),
             });
@@ -472,11 +553,13 @@ impl Verifier {
                     issuer: claims.iss.to_string(),
                 });
             }
-            return Ok(claims);
+            return Ok((claims, Sha256::digest(token.as_bytes()).into()));
         }
         let mut parents = Vec::with_capacity(claims.prf.len());
+        let mut grant = None;
         for proof in &claims.prf {
-            let parent = self.chain(proof, now, depth + 1)?;
+            let (parent, root) = self.chain(proof, now, depth + 1)?;
+            grant.get_or_insert(root);
             if parent.aud != claims.iss {
                 return Err(Error::BrokenChain {
                     reason: format!(
@@ -502,8 +585,15 @@ impl Verifier {
                 });
             }
         }
-        Ok(claims)
+        // At least one proof, so a root was found.
+        Ok((claims, grant.unwrap_or_default()))
     }
+}
+
+/// The claim that names a token's signer, read before the signature is checked.
+#[derive(Deserialize)]
+struct Issuer {
+    iss: Did,
 }
 
 /// An [`AgentHook`] that lets a tool run only if the caller's consent token grants calling it
@@ -557,21 +647,24 @@ mod tests {
     fn a_full_replay_cache_refuses_instead_of_forgetting() {
         let did = Identity::generate().did();
         let mut cache = ReplayCache::new(2);
-        assert!(cache.insert(did, "a".into(), 100, 0).unwrap());
-        assert!(!cache.insert(did, "a".into(), 100, 0).unwrap());
-        assert!(cache.insert(did, "b".into(), 200, 0).unwrap());
+        cache.per_grant_limit = 2;
+        let grant = [7u8; 32];
+        assert!(cache.insert(&did, "a", grant, 100, 0).unwrap());
+        assert!(!cache.insert(&did, "a", grant, 100, 0).unwrap());
+        assert!(cache.insert(&did, "b", [8u8; 32], 200, 0).unwrap());
         assert!(matches!(
-            cache.insert(did, "c".into(), 300, 50),
+            cache.insert(&did, "c", grant, 300, 50),
             Err(Error::ReplayCacheFull { capacity: 2 })
         ));
         assert!(
-            !cache.insert(did, "a".into(), 100, 50).unwrap(),
+            !cache.insert(&did, "a", grant, 100, 50).unwrap(),
             "a is still remembered"
         );
         // Once `a` has expired its slot is free again.
-        assert!(cache.insert(did, "c".into(), 300, 101).unwrap());
+        assert!(cache.insert(&did, "c", grant, 300, 101).unwrap());
         assert_eq!(cache.entries.len(), 2);
         assert_eq!(cache.by_expiry.len(), 2);
+        assert_eq!(cache.per_grant.get(&grant), Some(&1));
     }
 
     #[test]
@@ -583,5 +676,6 @@ mod tests {
         assert!(!sloppy.covers(&Capability::call_tool("webhook_delete")));
         assert!(!sloppy.covers(&Capability::call_tool("web_search")));
         assert!(sloppy.covers(&Capability::new("tool:web*", "call")));
+        assert!(Capability::new("*", "read").covers(&Capability::new("memory:notes", "read")));
     }
 }

@@ -33,6 +33,13 @@ pub enum Error {
         /// How many nonces the cache holds.
         capacity: usize,
     },
+    /// The grant at the root of the token's chain already has as many tokens in the replay cache as
+    /// one grant may hold: one grantee cannot fill the cache and lock everyone else out.
+    #[error("the grant behind this token has {limit} tokens in flight; retry when some expire")]
+    GrantBusy {
+        /// How many live tokens one grant may have in the cache.
+        limit: usize,
+    },
     /// A signature did not verify.
     #[error("bad signature")]
     BadSignature,

@@ -21,27 +21,35 @@ pub(crate) fn sign<C: Serialize>(identity: &Identity, claims: &C) -> Result<Stri
     Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
 }
 
-/// A token split and decoded, signature not yet checked.
-pub(crate) struct Unverified<C> {
-    pub(crate) claims: C,
+/// A token split and its parts decoded from base64url; the payload is not parsed until the signature
+/// has been checked, so an unauthenticated sender cannot make us build a large JSON tree.
+pub(crate) struct Unverified {
+    payload: Vec<u8>,
     signing_input: String,
     signature: Vec<u8>,
 }
 
-impl<C> Unverified<C> {
-    /// Checks the signature with the key of `signer`.
-    pub(crate) fn verify(&self, signer: &Did) -> Result<(), Error> {
-        signer.verify(self.signing_input.as_bytes(), &self.signature)
+impl Unverified {
+    /// The claims, once the signature checks out with the key of `signer`.
+    pub(crate) fn verify<C: DeserializeOwned>(&self, signer: &Did) -> Result<C, Error> {
+        signer.verify(self.signing_input.as_bytes(), &self.signature)?;
+        serde_json::from_slice(&self.payload).map_err(|e| malformed(format!("bad claims: {e}")))
+    }
+
+    /// Only the claim naming the signer (`S` is a struct of that one field), read without building
+    /// the rest of the payload: who to check the signature against.
+    pub(crate) fn claimed_signer<S: DeserializeOwned>(&self) -> Result<S, Error> {
+        serde_json::from_slice(&self.payload).map_err(|e| malformed(format!("bad claims: {e}")))
     }
 }
 
 /// Splits and decodes a compact JWS whose header says EdDSA, of at most [`MAX_TOKEN_BYTES`].
-pub(crate) fn decode<C: DeserializeOwned>(token: &str) -> Result<Unverified<C>, Error> {
+pub(crate) fn decode(token: &str) -> Result<Unverified, Error> {
     decode_within(token, MAX_TOKEN_BYTES)
 }
 
 /// [`decode`] for a token of at most `max_bytes`.
-pub(crate) fn decode_within<C: DeserializeOwned>(token: &str, max_bytes: usize) -> Result<Unverified<C>, Error> {
+pub(crate) fn decode_within(token: &str, max_bytes: usize) -> Result<Unverified, Error> {
     if token.len() > max_bytes {
         return Err(malformed(format!("longer than {max_bytes} bytes")));
     }
@@ -50,6 +58,10 @@ pub(crate) fn decode_within<C: DeserializeOwned>(token: &str, max_bytes: usize) 
     else {
         return Err(malformed("a compact JWS has exactly three parts"));
     };
+    // The header is small, fixed in shape and read before anything else; bound it anyway.
+    if header.len() > 1024 {
+        return Err(malformed("the header is too long"));
+    }
     let header: serde_json::Value =
         serde_json::from_slice(&b64(header, "header")?).map_err(|_| malformed("the header is not JSON"))?;
     if header.get("alg").and_then(|a| a.as_str()) != Some("EdDSA") {
@@ -58,11 +70,10 @@ pub(crate) fn decode_within<C: DeserializeOwned>(token: &str, max_bytes: usize) 
     if header.get("crit").is_some() {
         return Err(malformed("critical header parameters are not supported"));
     }
-    let claims =
-        serde_json::from_slice(&b64(payload, "payload")?).map_err(|e| malformed(format!("bad claims: {e}")))?;
+    let payload = b64(payload, "payload")?;
     let signature = b64(signature, "signature")?;
     Ok(Unverified {
-        claims,
+        payload,
         signing_input: token[..token.len() - parts_len(token)].to_owned(),
         signature,
     })
@@ -112,6 +123,18 @@ mod tests {
             .unwrap();
     }
 
+    /// An unauthenticated body is never parsed: garbage under a wrong signature is a bad signature,
+    /// not a parse error (which would mean the body was read first).
+    #[test]
+    fn the_signature_is_checked_before_the_payload_is_parsed() {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"EdDSA","typ":"JWT"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(b"[[[[[[[[ not json");
+        let token = format!("{header}.{payload}.{}", URL_SAFE_NO_PAD.encode([0u8; 64]));
+        let someone = Identity::generate().did();
+        let result = decode(&token).unwrap().verify::<serde_json::Value>(&someone);
+        assert!(matches!(result, Err(Error::BadSignature)), "{:?}", result.err());
+    }
+
     #[test]
     fn other_algorithms_and_shapes_are_refused() {
         let none = format!(
@@ -119,12 +142,9 @@ mod tests {
             URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
             URL_SAFE_NO_PAD.encode(b"{}")
         );
-        assert!(matches!(
-            decode::<serde_json::Value>(&none),
-            Err(Error::TokenMalformed { .. })
-        ));
-        assert!(decode::<serde_json::Value>("a.b").is_err());
-        assert!(decode::<serde_json::Value>("a.b.c.d").is_err());
-        assert!(decode::<serde_json::Value>(&"x".repeat(MAX_TOKEN_BYTES + 1)).is_err());
+        assert!(matches!(decode(&none), Err(Error::TokenMalformed { .. })));
+        assert!(decode("a.b").is_err());
+        assert!(decode("a.b.c.d").is_err());
+        assert!(decode(&"x".repeat(MAX_TOKEN_BYTES + 1)).is_err());
     }
 }

@@ -116,10 +116,9 @@ impl Presence {
     /// is forged or malformed, whereas one that fails only [`Presence::check_time`] may just have been
     /// delayed or come from a peer whose clock is off.
     pub(crate) fn authentic(token: &str) -> Result<Self, Error> {
-        let unverified =
-            jws::decode_within::<Presence>(token, MAX_PRESENCE_BYTES).map_err(|e| invalid(e.to_string()))?;
-        unverified.verify(&unverified.claims.did)?;
-        let record = unverified.claims;
+        let unverified = jws::decode_within(token, MAX_PRESENCE_BYTES).map_err(|e| invalid(e.to_string()))?;
+        let signer: Signer = unverified.claimed_signer().map_err(|e| invalid(e.to_string()))?;
+        let record: Presence = unverified.verify(&signer.did)?;
         record.check_shape()?;
         Ok(record)
     }
@@ -244,6 +243,12 @@ impl Directory {
         self.records.retain(|_, (record, _)| record.exp > now);
         self.records.values().map(|(record, _)| record.clone()).collect()
     }
+}
+
+/// The claim that names a presence record's signer, read before the signature is checked.
+#[derive(serde::Deserialize)]
+struct Signer {
+    did: Did,
 }
 
 #[cfg(test)]

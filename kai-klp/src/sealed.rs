@@ -226,9 +226,9 @@ impl Mailbox {
         )
         .map_err(|_| malformed("the message does not open with this identity's key (not for us, or altered)"))?;
         let text = std::str::from_utf8(&plaintext).map_err(|_| malformed("the contents are not a token"))?;
-        let unverified = jws::decode::<Envelope>(text)?;
-        unverified.verify(&unverified.claims.from)?;
-        let envelope = unverified.claims;
+        let unverified = jws::decode(text)?;
+        let sender: Sender = unverified.claimed_signer()?;
+        let envelope: Envelope = unverified.verify(&sender.from)?;
         if envelope.to != self.identity.did() {
             return Err(malformed("the signed envelope is addressed to someone else"));
         }
@@ -274,6 +274,12 @@ impl Mailbox {
         self.seen.insert(id.to_owned(), created);
         Ok(())
     }
+}
+
+/// The claim that names an envelope's signer, read before the signature is checked.
+#[derive(Deserialize)]
+struct Sender {
+    from: Did,
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use serde_json::json;
 
 const NOW: u64 = 1_800_000_000;
 const HOUR: Duration = Duration::from_secs(3600);
+const MINUTE: Duration = Duration::from_secs(60);
 
 fn copy(identity: &Identity) -> Identity {
     Identity::from_secret_bytes(&identity.secret_bytes())
@@ -89,7 +90,7 @@ fn the_issuer_itself_gets_its_call_answered() {
     let grant = grant_for(&bob, &alice.did());
     let granted = [invoke_capability(&bob.did()), wipe()];
     let (reply, wiped) = present(&bob, Verifier::new(bob.did(), [bob.did()]), &alice, |request| {
-        consent::invoke(&alice, &bob.did(), &granted, HOUR, &[grant], request).unwrap()
+        consent::invoke(&alice, &bob.did(), &granted, MINUTE, &[grant], request).unwrap()
     });
     assert_eq!(reply["answer"], "wiped", "{reply}");
     assert!(wiped);
@@ -103,7 +104,7 @@ fn someone_elses_invocation_is_not_a_bearer_credential() {
     let grant = grant_for(&bob, &alice.did());
     let granted = [invoke_capability(&bob.did()), wipe()];
     let (reply, wiped) = present(&bob, Verifier::new(bob.did(), [bob.did()]), &mallory, |request| {
-        consent::invoke(&alice, &bob.did(), &granted, HOUR, &[grant], request).unwrap()
+        consent::invoke(&alice, &bob.did(), &granted, MINUTE, &[grant], request).unwrap()
     });
     assert!(!wiped);
     let error = reply["error"].as_str().unwrap();
@@ -130,7 +131,9 @@ fn a_delegation_lifted_out_of_a_chain_is_not_an_invocation() {
     assert!(reply["error"].as_str().unwrap().contains("not by the peer"), "{reply}");
     // Even presented by its own issuer, a delegation is not an invocation.
     let verifier = Verifier::new(bob.did(), [bob.did()]);
-    let error = verifier.admit_invocation(&to_bob, &alice.did(), "req-1").unwrap_err();
+    let error = verifier
+        .admit_invocation(&to_bob, &alice.did(), "req-1", &invoke_capability(&bob.did()))
+        .unwrap_err();
     assert!(matches!(error, Error::NotAnInvocation { .. }), "{error:?}");
 }
 
@@ -145,19 +148,19 @@ fn an_invocation_binds_one_request_and_is_never_a_proof() {
         &bob.did(),
         &granted,
         NOW,
-        HOUR,
+        MINUTE,
         std::slice::from_ref(&grant),
         "req-1",
     )
     .unwrap();
     // Another request cannot ride on it.
     assert!(matches!(
-        verifier.admit_invocation_at(&invocation, &alice.did(), "req-2", NOW),
+        verifier.admit_invocation_at(&invocation, &alice.did(), "req-2", &invoke_capability(&bob.did()), NOW),
         Err(Error::NotAnInvocation { .. })
     ));
     assert!(
         verifier
-            .admit_invocation_at(&invocation, &alice.did(), "req-1", NOW)
+            .admit_invocation_at(&invocation, &alice.did(), "req-1", &invoke_capability(&bob.did()), NOW)
             .is_ok()
     );
     // An invocation handed on as a proof grants nothing further down.
@@ -215,4 +218,64 @@ fn a_non_canonical_key_encoding_is_not_a_did() {
         }
     }
     assert!(refused > 0, "some y below 19 is on the curve");
+}
+
+/// One grantee floods the server with invocations of its own: it fills its grant's share of the replay
+/// cache and then waits, while callers under other grants are still served. Tokens that fail a check
+/// (an empty grant) or live long (an hour) never take a slot.
+#[test]
+fn one_grantee_cannot_lock_everyone_out_of_the_replay_cache() {
+    let (bob, alice, mallory) = (Identity::generate(), Identity::generate(), Identity::generate());
+    let verifier = Verifier::new(bob.did(), [bob.did()])
+        .with_replay_capacity(1000)
+        .with_per_grant_limit(3);
+    let call = invoke_capability(&bob.did());
+    let granted = [call.clone(), wipe()];
+    let grant = |to: &Identity| issue_at(&bob, &to.did(), &granted, NOW, HOUR, &[]).unwrap();
+    let (mallory_grant, alice_grant) = (grant(&mallory), grant(&alice));
+    let invocation = |who: &Identity, proof: &String, caps: &[Capability], ttl, id: &str| {
+        invoke_at(who, &bob.did(), caps, NOW, ttl, std::slice::from_ref(proof), id).unwrap()
+    };
+    // Refused before the cache: it lives an hour, or grants nothing of use.
+    let long = invocation(&mallory, &mallory_grant, &granted, HOUR, "r");
+    assert!(matches!(
+        verifier.admit_invocation_at(&long, &mallory.did(), "r", &call, NOW),
+        Err(Error::NotAnInvocation { .. })
+    ));
+    for n in 0..50 {
+        let empty = invocation(&mallory, &mallory_grant, &[], MINUTE, &format!("e{n}"));
+        let refused = verifier.admit_invocation_at(&empty, &mallory.did(), &format!("e{n}"), &call, NOW);
+        assert!(matches!(refused, Err(Error::NotGranted { .. })));
+    }
+    for n in 0..3 {
+        let flood = invocation(&mallory, &mallory_grant, &granted, MINUTE, &format!("f{n}"));
+        verifier
+            .admit_invocation_at(&flood, &mallory.did(), &format!("f{n}"), &call, NOW)
+            .unwrap();
+    }
+    let more = invocation(&mallory, &mallory_grant, &granted, MINUTE, "f3");
+    assert!(matches!(
+        verifier.admit_invocation_at(&more, &mallory.did(), "f3", &call, NOW),
+        Err(Error::GrantBusy { limit: 3 })
+    ));
+    // Delegating to a sock puppet does not give Mallory a fresh share: the grant is the same.
+    let puppet = Identity::generate();
+    let to_puppet = issue_at(
+        &mallory,
+        &puppet.did(),
+        &granted,
+        NOW,
+        HOUR,
+        std::slice::from_ref(&mallory_grant),
+    )
+    .unwrap();
+    let sock = invocation(&puppet, &to_puppet, &granted, MINUTE, "s");
+    assert!(matches!(
+        verifier.admit_invocation_at(&sock, &puppet.did(), "s", &call, NOW),
+        Err(Error::GrantBusy { .. })
+    ));
+    let honest = invocation(&alice, &alice_grant, &granted, MINUTE, "a");
+    verifier
+        .admit_invocation_at(&honest, &alice.did(), "a", &call, NOW)
+        .unwrap();
 }

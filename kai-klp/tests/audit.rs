@@ -206,10 +206,12 @@ fn every_consent_decision_is_recorded_with_its_token_capability_and_reason() {
     .unwrap();
     let stranger = Identity::generate().did();
     assert!(matches!(
-        verifier.admit_invocation(&invocation, &stranger, "req-1"),
+        verifier.admit_invocation(&invocation, &stranger, "req-1", &search),
         Err(Error::WrongInvoker { .. })
     ));
-    verifier.admit_invocation(&invocation, &caller.did(), "req-1").unwrap();
+    verifier
+        .admit_invocation(&invocation, &caller.did(), "req-1", &search)
+        .unwrap();
 
     let entries: Vec<serde_json::Value> = std::fs::read_to_string(&path)
         .unwrap()

@@ -404,9 +404,8 @@ impl<T: FrameTransport> Session<T> {
             }
         }
         let text = std::str::from_utf8(&signed).map_err(|_| broken("an envelope is not a token"))?;
-        let unverified = jws::decode_within::<Envelope>(text, self.max_message_bytes)?;
-        unverified.verify(&self.peer)?;
-        let envelope = unverified.claims;
+        // The peer's key is known: the signature is checked before the body is parsed.
+        let envelope: Envelope = jws::decode_within(text, self.max_message_bytes)?.verify(&self.peer)?;
         if envelope.from != self.peer || envelope.to != self.me.did() {
             return Err(broken("an envelope on this session names other parties"));
         }
