@@ -1,5 +1,6 @@
-//! Everything KLP reads from a peer — DIDs, consent tokens, presence records, sealed messages, handshake
-//! frames — turns arbitrary bytes into an error, never a panic or an unbounded allocation.
+//! Everything KLP reads from a peer or a file — DIDs, consent tokens, presence records, sealed messages,
+//! handshake frames, audit logs — turns arbitrary bytes into an error, never a panic or an unbounded
+//! allocation.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -35,6 +36,13 @@ fuzz_target!(|data: &[u8]| {
         ct: ct.to_owned(),
     };
     let _ = Mailbox::new(Identity::from_secret_bytes(&[6; 32])).open(&sealed);
+
+    // The bytes as an audit log on disk, verified and opened (which may append a recovery entry).
+    let path = std::env::temp_dir().join(format!("kai-fuzz-audit-{}.log", std::process::id()));
+    if std::fs::write(&path, data).is_ok() {
+        let _ = kai_klp::audit::verify(&path, &service().did(), None);
+        let _ = kai_klp::audit::AuditLog::open(&path, Identity::from_secret_bytes(&[5; 32]));
+    }
 
     // The bytes as the first handshake frame a responder receives.
     let (mut peer, ours) = memory_pair();

@@ -1,9 +1,10 @@
 //! A signed, hash-chained, append-only log of what an agent did.
 //!
 //! Each line of the file (JSON Lines) is one entry: a sequence number, a time, a kind, data, the
-//! SHA-256 of the previous line, and the agent's Ed25519 signature over all of that. Editing, dropping
-//! or reordering lines breaks the chain at a place [`verify`] reports; cutting lines off the end is
-//! found by comparing with a [`Head`] kept elsewhere.
+//! SHA-256 of the previous line, and the agent's Ed25519 signature over the line's own bytes (all of it
+//! but the `sig` member). Editing, dropping or reordering lines breaks the chain at a place [`verify`]
+//! reports; cutting lines off the end, or rewriting them, is found by comparing with a [`Head`] kept
+//! elsewhere.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead as _, BufReader, Seek as _, SeekFrom, Write as _};
@@ -36,11 +37,21 @@ pub struct Entry {
     pub prev: String,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Line {
-    #[serde(flatten)]
-    entry: Entry,
-    sig: String,
+/// The member that ends every line, after the signed entry's fields.
+const SIGNATURE_MEMBER: &[u8] = b",\"sig\":\"";
+
+/// A line's entry, the exact bytes its signature covers (the line without its `sig` member) and the
+/// signature; `None` if the line is not shaped so.
+fn split_line(line: &[u8]) -> Option<(Entry, Vec<u8>, Vec<u8>)> {
+    let at = line
+        .windows(SIGNATURE_MEMBER.len())
+        .rposition(|window| window == SIGNATURE_MEMBER)?;
+    let encoded = line[at + SIGNATURE_MEMBER.len()..].strip_suffix(b"\"}")?;
+    let signature = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    let mut signed = line[..at].to_vec();
+    signed.push(b'}');
+    let entry = serde_json::from_slice(&signed).ok()?;
+    Some((entry, signed, signature))
 }
 
 /// Where a log ended: its last sequence number and the hash of its last line. Keep it outside the log
@@ -68,6 +79,9 @@ pub enum Fault {
     Reordered,
     /// The log ends before the expected head.
     Truncated,
+    /// The entry at the expected head's sequence number is not the one the head names: the log was
+    /// rewritten from there on.
+    Rewritten,
 }
 
 fn genesis(did: &Did) -> String {
@@ -90,22 +104,19 @@ pub fn verify(path: impl AsRef<Path>, signer: &Did, expected: Option<&Head>) -> 
         .split(b'\n')
         .collect::<Result<_, _>>()
         .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
-    let sequence_at = |line: &[u8]| serde_json::from_slice::<Line>(line).ok().map(|l| l.entry.seq);
+    let sequence_at = |line: &[u8]| split_line(line).map(|(entry, _, _)| entry.seq);
     for (index, bytes) in lines.iter().enumerate() {
         let line_number = index + 1;
         let fault = |fault: Fault| Error::AuditInvalid {
             line: line_number,
             fault,
         };
-        let parsed: Line = serde_json::from_slice(bytes).map_err(|_| fault(Fault::Malformed))?;
-        let signed = serde_json::to_vec(&parsed.entry).map_err(|_| fault(Fault::Malformed))?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(&parsed.sig)
-            .map_err(|_| fault(Fault::Malformed))?;
+        let (entry, signed, signature) = split_line(bytes).ok_or_else(|| fault(Fault::Malformed))?;
+        // The signature covers the stored bytes themselves, not a re-serialisation of what they say.
         if signer.verify(&signed, &signature).is_err() {
             return Err(fault(Fault::Edited));
         }
-        let seq = parsed.entry.seq;
+        let seq = entry.seq;
         if seq <= head.seq {
             return Err(fault(Fault::Reordered));
         }
@@ -114,10 +125,16 @@ pub fn verify(path: impl AsRef<Path>, signer: &Did, expected: Option<&Head>) -> 
             let later = lines[index + 1..].iter().any(|l| sequence_at(l) == Some(head.seq + 1));
             return Err(fault(if later { Fault::Reordered } else { Fault::Dropped }));
         }
-        if parsed.entry.prev != head.hash {
+        if entry.prev != head.hash {
             return Err(fault(Fault::ChainBroken));
         }
         head = Head { seq, hash: hash(bytes) };
+        if let Some(expected) = expected
+            && expected.seq == seq
+            && expected.hash != head.hash
+        {
+            return Err(fault(Fault::Rewritten));
+        }
     }
     if let Some(expected) = expected
         && (head.seq < expected.seq || (head.seq == expected.seq && head.hash != expected.hash))
@@ -134,7 +151,15 @@ pub fn verify(path: impl AsRef<Path>, signer: &Did, expected: Option<&Head>) -> 
 pub struct AuditLog {
     path: PathBuf,
     identity: Identity,
-    state: Mutex<(File, Head)>,
+    state: Mutex<Appender>,
+}
+
+/// The open file, where it ends, and whether a failed write left it unusable.
+struct Appender {
+    file: File,
+    head: Head,
+    length: u64,
+    broken: bool,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -147,8 +172,10 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log at `path`, signed by `identity`. The existing log is verified first;
-    /// a last line cut short by a crash (never acknowledged) is removed.
+    /// Opens (or creates) the log at `path`, signed by `identity`. The existing log is verified first.
+    /// A last line cut short (by a crash before its append returned, or by someone cutting the file) is
+    /// removed, and an `audit_recovered` entry recording its length and hash is appended, so the loss
+    /// stays visible in the signed chain.
     pub fn open(path: impl AsRef<Path>, identity: Identity) -> Result<Self, Error> {
         let path = path.as_ref().to_owned();
         let io = |e: std::io::Error| Error::Io(format!("audit log {}: {e}", path.display()));
@@ -158,54 +185,85 @@ impl AuditLog {
             .create(true)
             .open(&path)
             .map_err(io)?;
-        let length = file.metadata().map_err(io)?.len();
+        let mut length = file.metadata().map_err(io)?.len();
+        let mut dropped = None;
         if length > 0 {
-            // Drop an unterminated last line: its append never returned.
             let contents = std::fs::read(&path).map_err(io)?;
-            let keep = contents.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) as u64;
-            if keep < length {
-                file.set_len(keep).map_err(io)?;
+            let keep = contents.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            if keep < contents.len() {
+                dropped = Some(serde_json::json!({
+                    "dropped_bytes": contents.len() - keep,
+                    "dropped_sha256": hash(&contents[keep..]),
+                }));
+                file.set_len(keep as u64).map_err(io)?;
                 file.sync_all().map_err(io)?;
+                length = keep as u64;
             }
         }
         file.seek(SeekFrom::End(0)).map_err(io)?;
         let head = verify(&path, &identity.did(), None)?;
-        Ok(Self {
+        let log = Self {
             path,
             identity,
-            state: Mutex::new((file, head)),
-        })
+            state: Mutex::new(Appender {
+                file,
+                head,
+                length,
+                broken: false,
+            }),
+        };
+        if let Some(dropped) = dropped {
+            log.append("audit_recovered", dropped)?;
+        }
+        Ok(log)
     }
 
-    /// Appends an entry and syncs it to disk before returning; returns the new head.
+    /// Appends an entry and syncs it to disk before returning; returns the new head. If the write fails,
+    /// the file is cut back to where it ended, so no half line is left for the next append to glue onto;
+    /// if even that fails, every later append fails until the log is opened again.
     pub fn append(&self, kind: &str, data: serde_json::Value) -> Result<Head, Error> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let (file, head) = &mut *state;
+        let io = |e: std::io::Error| Error::Io(format!("audit log {}: {e}", self.path.display()));
+        if state.broken {
+            return Err(Error::Io(format!(
+                "audit log {}: an earlier append failed and could not be undone; open the log again",
+                self.path.display()
+            )));
+        }
         let entry = Entry {
-            seq: head.seq + 1,
+            seq: state.head.seq + 1,
             time: now_seconds(),
             kind: kind.to_owned(),
             data,
-            prev: head.hash.clone(),
+            prev: state.head.hash.clone(),
         };
         let signed = serde_json::to_vec(&entry).map_err(|e| Error::Io(e.to_string()))?;
         let sig = URL_SAFE_NO_PAD.encode(self.identity.sign(&signed));
-        let mut line = serde_json::to_vec(&Line { entry, sig }).map_err(|e| Error::Io(e.to_string()))?;
+        // The stored line is the signed bytes with the signature as a last member.
+        let mut line = signed;
+        line.pop();
+        line.extend_from_slice(SIGNATURE_MEMBER);
+        line.extend_from_slice(sig.as_bytes());
+        line.extend_from_slice(b"\"}");
         let new_head = Head {
-            seq: head.seq + 1,
+            seq: entry.seq,
             hash: hash(&line),
         };
         line.push(b'\n');
-        let io = |e: std::io::Error| Error::Io(format!("audit log {}: {e}", self.path.display()));
-        file.write_all(&line).map_err(io)?;
-        file.sync_data().map_err(io)?;
-        *head = new_head.clone();
+        let written = state.file.write_all(&line).and_then(|()| state.file.sync_data());
+        if let Err(error) = written {
+            let undone = state.file.set_len(state.length).and_then(|()| state.file.sync_data());
+            state.broken = undone.is_err();
+            return Err(io(error));
+        }
+        state.length += line.len() as u64;
+        state.head = new_head.clone();
         Ok(new_head)
     }
 
     /// The current head.
     pub fn head(&self) -> Head {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).1.clone()
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).head.clone()
     }
 }
 

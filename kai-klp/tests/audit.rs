@@ -106,16 +106,50 @@ fn lines_cut_from_the_end_are_found_with_a_kept_head() {
     );
 }
 
+/// A last line without its newline is dropped on open, whether a crash left it or someone cut the file
+/// mid-entry to make an acknowledged entry vanish: either way a signed `audit_recovered` entry says so.
 #[test]
-fn a_line_cut_short_by_a_crash_is_dropped_on_open() {
+fn a_line_cut_short_is_dropped_on_open_and_the_drop_recorded() {
     let (_dir, path, lines) = log_with("crash.log", 3);
     let mut contents = lines.join("\n") + "\n";
     contents.push_str(&lines[2][..20]); // the start of a fourth line, never finished
     std::fs::write(&path, contents).unwrap();
     let log = AuditLog::open(&path, Identity::from_secret_bytes(&secret())).unwrap();
-    assert_eq!(log.head().seq, 3);
-    assert_eq!(log.append("tool_call", json!({})).unwrap().seq, 4);
+    assert_eq!(log.head().seq, 4);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let recovered: serde_json::Value = serde_json::from_str(text.lines().nth(3).unwrap()).unwrap();
+    assert_eq!(recovered["kind"], "audit_recovered");
+    assert_eq!(recovered["data"]["dropped_bytes"], 20);
+    assert_eq!(log.append("tool_call", json!({})).unwrap().seq, 5);
     assert!(verify(&path, &Identity::from_secret_bytes(&secret()).did(), None).is_ok());
+}
+
+/// Whoever holds the key (a compromised agent) truncates the log to before an embarrassing entry and
+/// writes a new history past the kept head: the entry at the head's position is not the one it names.
+#[test]
+fn a_log_rewritten_past_a_kept_head_is_found() {
+    let (_dir, path, lines) = log_with("rewrite.log", 4);
+    let did = Identity::from_secret_bytes(&secret()).did();
+    std::fs::write(&path, lines[..2].join("\n") + "\n").unwrap();
+    let kept = verify(&path, &did, None).unwrap();
+    assert_eq!(kept.seq, 2);
+    std::fs::write(&path, lines[..1].join("\n") + "\n").unwrap();
+    let log = AuditLog::open(&path, Identity::from_secret_bytes(&secret())).unwrap();
+    for n in 0..3 {
+        log.append("tool_call", json!({"tool": "harmless", "n": n})).unwrap();
+    }
+    assert_eq!(fault_of(verify(&path, &did, Some(&kept))), (2, Fault::Rewritten));
+}
+
+/// The signature covers the bytes stored, not what they parse to: a line re-encoded (whitespace, key
+/// order) is an edit.
+#[test]
+fn a_re_encoded_line_is_an_edit() {
+    let (_dir, path, lines) = log_with("reencoded.log", 2);
+    let mut spaced = lines.clone();
+    spaced[0] = spaced[0].replacen("{\"seq\":", "{ \"seq\": ", 1);
+    assert_ne!(spaced[0], lines[0]);
+    assert_eq!(fault_of(check(&path, &spaced)), (1, Fault::Edited));
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
