@@ -3,7 +3,8 @@
 //!
 //! A call is a `call_request` envelope with body `{"input": <text>, "token": <consent token>}`; the answer
 //! is a `call_response` envelope with body `{"reply_to": <request id>, "answer": <text>}` or
-//! `{"reply_to": …, "error": <text>}`. The token must be an invocation of that request
+//! `{"reply_to": …, "error": {"kind": <snake_case>, "message": <text>}}`, which [`call`] returns as
+//! [`Error::Refused`]. The token must be an invocation of that request
 //! ([`invoke`](crate::consent::invoke)) issued by the session's peer itself and addressed to the serving
 //! agent, and grant `invoke` on `agent:<its DID>`; every tool call the served agent makes is then
 //! checked against the same token (`call` on `tool:<name>`).
@@ -49,7 +50,9 @@ pub async fn serve<T: FrameTransport>(
         let peer = *session.peer();
         let body = match answer(agent, me, &peer, &request, verifier).await {
             Ok(answer) => json!({"reply_to": request.id, "answer": answer}),
-            Err(error) => json!({"reply_to": request.id, "error": error}),
+            Err(error) => {
+                json!({"reply_to": request.id, "error": {"kind": error.kind(), "message": error.to_string()}})
+            }
         };
         let response = Envelope::new(me, session.peer(), MessageKind::CallResponse, body);
         session.send(&response).await?;
@@ -62,21 +65,68 @@ async fn answer(
     peer: &Did,
     request: &Envelope,
     verifier: &Arc<Verifier>,
-) -> Result<String, String> {
-    let input = request.body["input"].as_str().ok_or("the request has no input")?;
+) -> Result<String, Error> {
+    let malformed = |reason: &str| Error::MessageRejected { reason: reason.into() };
+    let input = request.body["input"]
+        .as_str()
+        .ok_or_else(|| malformed("the request has no input"))?;
     let token = request.body["token"]
         .as_str()
-        .ok_or("the request carries no consent token")?;
+        .ok_or_else(|| malformed("the request carries no consent token"))?;
     // The session authenticated the peer; the token must be the peer's own invocation of this request.
-    verifier
-        .admit_invocation(token, peer, &request.id, &invoke_capability(&me.did()))
-        .map_err(|e| e.to_string())?;
+    verifier.admit_invocation(token, peer, &request.id, &invoke_capability(&me.did()))?;
     let guarded = agent.with_hook(Arc::new(ConsentHook::new(Arc::clone(verifier), token)));
     guarded
         .run(input)
         .await
         .map(|output| output.answer)
-        .map_err(|e| format!("the agent failed: {}", e.error))
+        .map_err(|e| Error::Refused {
+            kind: "agent_failed".into(),
+            message: format!("the agent failed: {}", e.error),
+        })
+}
+
+/// Calls the agent at the other end of `session` with `input`, under a fresh invocation from `me`
+/// granting `capabilities` for one minute, proven by `grant` (a token the remote agent issued to `me`,
+/// or a chain ending at `me`). The answer, or the remote side's refusal as [`Error::Refused`] with its
+/// kind, so a caller can tell "not granted" from "expired" from a failed run.
+pub async fn call<T: FrameTransport>(
+    session: &mut Session<T>,
+    me: &Identity,
+    grant: &str,
+    capabilities: &[Capability],
+    input: &str,
+) -> Result<String, Error> {
+    let remote = *session.peer();
+    let mut request = Envelope::new(me, &remote, MessageKind::CallRequest, json!({"input": input}));
+    let token = crate::consent::invoke(
+        me,
+        &remote,
+        capabilities,
+        std::time::Duration::from_secs(60),
+        &[grant.to_owned()],
+        &request.id,
+    )?;
+    request.body["token"] = json!(token);
+    session.send(&request).await?;
+    loop {
+        let response = session.recv().await?;
+        if response.kind != MessageKind::CallResponse || response.body["reply_to"] != json!(request.id) {
+            continue;
+        }
+        if let Some(answer) = response.body["answer"].as_str() {
+            return Ok(answer.to_owned());
+        }
+        let error = &response.body["error"];
+        // A peer's words end up in logs: at most a thousand characters of them.
+        let text = |value: &serde_json::Value| value.as_str().map(|s| s.chars().take(1000).collect::<String>());
+        return Err(Error::Refused {
+            kind: text(&error["kind"]).unwrap_or_else(|| "unknown".into()),
+            message: text(&error["message"])
+                .or_else(|| text(error))
+                .unwrap_or_else(|| "the remote agent gave no reason".into()),
+        });
+    }
 }
 
 /// A remote agent, reached over a session, as a local [`Tool`](kai_core::Tool). Each call issues a fresh token from
@@ -133,34 +183,11 @@ impl<T: FrameTransport + Sync + 'static> TypedTool for RemoteAgentTool<T> {
 
     async fn call(&self, args: CallArgs, _context: ToolContext) -> Result<String, ToolError> {
         let mut session = self.session.lock().await;
-        let remote = *session.peer();
-        let mut request = Envelope::new(
-            &self.me,
-            &remote,
-            MessageKind::CallRequest,
-            json!({"input": args.input}),
-        );
-        let token = crate::consent::invoke(
-            &self.me,
-            &remote,
-            &self.capabilities,
-            std::time::Duration::from_secs(60),
-            std::slice::from_ref(&self.grant),
-            &request.id,
-        )
-        .map_err(ToolError::failed)?;
-        request.body["token"] = json!(token);
-        session.send(&request).await.map_err(ToolError::failed)?;
-        loop {
-            let response = session.recv().await.map_err(ToolError::failed)?;
-            if response.kind != MessageKind::CallResponse || response.body["reply_to"] != json!(request.id) {
-                continue;
-            }
-            if let Some(answer) = response.body["answer"].as_str() {
-                return Ok(answer.to_owned());
-            }
-            let error = response.body["error"].as_str().unwrap_or("the remote agent failed");
-            return Err(ToolError::failed(format_args!("remote agent {remote}: {error}")));
-        }
+        call(&mut session, &self.me, &self.grant, &self.capabilities, &args.input)
+            .await
+            .map_err(|error| match error {
+                Error::Refused { .. } => ToolError::failed(format_args!("remote agent {}: {error}", session.peer())),
+                other => ToolError::failed(other),
+            })
     }
 }

@@ -153,9 +153,51 @@ pub enum Error {
     /// The vault failed while storing or loading a key.
     #[error(transparent)]
     Vault(#[from] kai_memory::Error),
+    /// The remote agent refused or failed a call: `kind` is its error's [`kind`](Error::kind) (such as
+    /// `not_granted`, `wrong_invoker`, `expired`, or `agent_failed` when its run failed).
+    #[error("the remote agent refused the call ({kind}): {message}")]
+    Refused {
+        /// What kind of refusal, in snake_case.
+        kind: String,
+        /// The remote side's explanation.
+        message: String,
+    },
 }
 
 impl Error {
+    /// A stable snake_case name for this kind of error, as the protocol's error responses carry it.
+    pub fn kind(&self) -> &str {
+        match self {
+            Error::InvalidDid { .. } => "invalid_did",
+            Error::WrongInvoker { .. } => "wrong_invoker",
+            Error::NotAnInvocation { .. } => "not_an_invocation",
+            Error::ReplayCacheFull { .. } => "replay_cache_full",
+            Error::GrantBusy { .. } => "grant_busy",
+            Error::BadSignature => "bad_signature",
+            Error::InvalidKey(_) => "invalid_key",
+            Error::TokenMalformed { .. } => "token_malformed",
+            Error::Expired { .. } => "expired",
+            Error::NotYetValid { .. } => "not_yet_valid",
+            Error::WrongAudience { .. } => "wrong_audience",
+            Error::NotGranted { .. } => "not_granted",
+            Error::Escalation { .. } => "escalation",
+            Error::BrokenChain { .. } => "broken_chain",
+            Error::UntrustedRoot { .. } => "untrusted_root",
+            Error::Revoked { .. } => "revoked",
+            Error::Replayed => "replayed",
+            Error::AuditInvalid { .. } => "audit_invalid",
+            Error::MessageRejected { .. } => "message_rejected",
+            Error::Handshake { .. } => "handshake",
+            Error::SessionBroken { .. } => "session_broken",
+            Error::SessionClosed => "session_closed",
+            Error::PresenceInvalid { .. } => "presence_invalid",
+            Error::Discovery { .. } => "discovery",
+            Error::Io(_) => "io",
+            Error::Vault(_) => "vault",
+            Error::Refused { kind, .. } => kind,
+        }
+    }
+
     pub(crate) fn did(reason: impl Into<String>) -> Self {
         Error::InvalidDid { reason: reason.into() }
     }

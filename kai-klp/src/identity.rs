@@ -7,8 +7,9 @@ use zeroize::Zeroizing;
 use crate::did::Did;
 use crate::error::Error;
 
-/// An agent's Ed25519 signing key. The secret is wiped from memory when dropped and never appears in
-/// `Debug` output.
+/// An agent's Ed25519 signing key. The secret is wiped from memory when dropped (each clone's own copy)
+/// and never appears in `Debug` output.
+#[derive(Clone)]
 pub struct Identity {
     key: SigningKey,
 }

@@ -108,3 +108,37 @@ fn a_revoked_grant_is_refused() {
     assert!(results[0].is_error);
     assert!(results[0].content.contains("revoked"), "{}", results[0].content);
 }
+
+/// The caller learns why a call was refused as a typed error, not as prose for its model: here the
+/// grant lacks `invoke` on the agent.
+#[test]
+fn a_refusal_reaches_the_caller_as_a_typed_error() {
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let verifier = Arc::new(Verifier::new(bob.did(), [bob.did()]));
+    let only_add = [Capability::call_tool("add")];
+    let grant = issue(&bob, &alice.did(), &only_add, Duration::from_secs(3600), &[]).unwrap();
+    let agent = Agent::builder(ScriptedModel::new().text("never")).build().unwrap();
+    let (a, b) = memory_pair();
+    let bob_did = bob.did();
+    let (client, server) =
+        block_on(async { futures::join!(connect(alice.clone(), Some(&bob_did), a), accept(bob.clone(), b)) });
+    let (mut client, mut server) = (client.unwrap(), server.unwrap());
+    let result = block_on(async {
+        let serving = serve(&agent, &bob, &mut server, &verifier);
+        let calling = async move {
+            let result = kai_klp::calls::call(&mut client, &alice, &grant, &only_add, "hello").await;
+            drop(client);
+            result
+        };
+        let (served, result) = futures::join!(serving, calling);
+        served.unwrap();
+        result
+    });
+    match result {
+        Err(kai_klp::Error::Refused { kind, message }) => {
+            assert_eq!(kind, "not_granted");
+            assert!(message.contains("invoke"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
