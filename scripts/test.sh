@@ -40,6 +40,9 @@ KAI_MODEL="llamacpp:smollm2@$KAI_LLAMA_URL" scripts/quickstart.sh "What is 17 * 
 step "examples: 100 concurrent runs on a multi-threaded runtime"
 cargo run --locked -q -p kai-examples --example many_runs
 
+step "examples: an agent calls another over KLP, on TCP and on WebSocket"
+cargo run --locked -q -p kai-examples --example klp_call
+
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
 
