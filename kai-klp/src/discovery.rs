@@ -240,6 +240,7 @@ impl Discovery {
             greeted: HashSet::new(),
             puts: HashMap::new(),
             finds: HashMap::new(),
+            gossip_budget: GossipBudget::default(),
         };
         tokio::spawn(node.run(receiver));
         Ok(Self {
@@ -319,6 +320,37 @@ struct Node {
     greeted: HashSet<PeerId>,
     puts: HashMap<QueryId, oneshot::Sender<Result<(), Error>>>,
     finds: HashMap<QueryId, (Did, FindReply)>,
+    /// Gossiped records accepted per peer in the current minute.
+    gossip_budget: GossipBudget,
+}
+
+/// How many gossiped records one peer may have accepted per minute; more are ignored (not forwarded),
+/// so one peer cannot churn the directory or make this node relay a flood.
+const GOSSIP_RECORDS_PER_MINUTE: u32 = 120;
+
+/// Counts records accepted per propagating peer, per minute.
+#[derive(Default)]
+struct GossipBudget {
+    counts: HashMap<PeerId, (u64, u32)>,
+}
+
+impl GossipBudget {
+    /// Whether `peer` may have one more record accepted in the minute of `now` (seconds).
+    fn allow(&mut self, peer: PeerId, now: u64) -> bool {
+        let minute = now / 60;
+        if self.counts.len() > 4096 {
+            self.counts.retain(|_, (at, _)| *at == minute);
+        }
+        let (at, count) = self.counts.entry(peer).or_insert((minute, 0));
+        if *at != minute {
+            (*at, *count) = (minute, 0);
+        }
+        if *count >= GOSSIP_RECORDS_PER_MINUTE {
+            return false;
+        }
+        *count += 1;
+        true
+    }
 }
 
 impl Node {
@@ -380,6 +412,8 @@ impl Node {
                 }
             }
             Command::Find { did, reply } => {
+                // Asked for by this node: its record is worth keeping over strangers'.
+                self.directory().mark_known(did);
                 let query = self.swarm.behaviour_mut().kad.get_record(presence_key(&did));
                 self.finds.insert(query, (did, reply));
             }
@@ -463,10 +497,13 @@ impl Node {
     fn kad_event(&mut self, event: kad::Event) {
         match event {
             kad::Event::InboundRequest {
-                request: kad::InboundRequest::PutRecord {
-                    record: Some(record), ..
-                },
-            } => self.store_inbound(record),
+                request:
+                    kad::InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
+            } => self.store_inbound(record, source),
             kad::Event::OutboundQueryProgressed { id, result, step, .. } => match result {
                 QueryResult::PutRecord(result) => {
                     if let Some(reply) = self.puts.remove(&id) {
@@ -511,7 +548,7 @@ impl Node {
 
     /// A store request from another node: stored only if valid and newer than the record this node's
     /// DHT store holds under that key (whatever gossip has already brought to the directory).
-    fn store_inbound(&mut self, mut record: Record) {
+    fn store_inbound(&mut self, mut record: Record, source: PeerId) {
         let now = now_seconds();
         let Some((presence, token)) = Self::check(&record, now) else {
             tracing::debug!("refused a forged, stale or malformed presence record");
@@ -527,7 +564,8 @@ impl Node {
         if let Err(error) = kad::store::RecordStore::put(kad.store_mut(), record) {
             tracing::debug!(%error, "presence record not stored");
         }
-        self.directory().keep(presence, &token, now);
+        self.directory()
+            .keep_from(presence, &token, Some(&source.to_string()), now);
     }
 
     fn gossip_event(&mut self, event: gossipsub::Event) {
@@ -543,7 +581,11 @@ impl Node {
                 let now = now_seconds();
                 let acceptance = match std::str::from_utf8(&message.data).map(|t| (t, Presence::authentic(t))) {
                     Ok((token, Ok(record))) => {
-                        if record.check_time(now).is_ok() && self.directory().keep(record, token, now) {
+                        let source = propagation_source.to_string();
+                        if record.check_time(now).is_ok()
+                            && self.gossip_budget.allow(propagation_source, now)
+                            && self.directory().keep_from(record, token, Some(&source), now)
+                        {
                             gossipsub::MessageAcceptance::Accept
                         } else {
                             gossipsub::MessageAcceptance::Ignore
@@ -575,4 +617,21 @@ impl Node {
 /// How long `presence` stays valid from now.
 fn remaining(presence: &Presence) -> Duration {
     Duration::from_secs(presence.exp.saturating_sub(now_seconds()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer relaying a flood has at most its per-minute share accepted; others are unaffected, and the
+    /// share comes back the next minute.
+    #[test]
+    fn gossip_acceptance_is_rate_limited_per_peer() {
+        let (flooder, honest) = (PeerId::random(), PeerId::random());
+        let mut budget = GossipBudget::default();
+        let accepted = (0..1000).filter(|_| budget.allow(flooder, 600)).count();
+        assert_eq!(accepted, GOSSIP_RECORDS_PER_MINUTE as usize);
+        assert!(budget.allow(honest, 600));
+        assert!(budget.allow(flooder, 660));
+    }
 }

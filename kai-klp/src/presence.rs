@@ -149,12 +149,31 @@ impl Presence {
 }
 
 /// The newest valid presence record per agent, for at most a fixed number of agents (anyone can make
-/// new identities and sign records for them, so the number must be bounded). When a record for a new
-/// agent arrives and the directory is full, expired records go first, then the one expiring soonest.
+/// new identities and sign records for them, so the number must be bounded).
+///
+/// Throwaway identities must not push honest records out, so a full directory does not make room for a
+/// newcomer it knows nothing about: expired records go, and then only a record of a *known* agent
+/// ([`mark_known`](Self::mark_known): one this node has dealt with) may take the place of an unknown
+/// one, the one heard from longest ago. Each source that passes records on (a gossip peer) may fill at
+/// most a share of the directory ([`with_per_source_limit`](Self::with_per_source_limit)).
 #[derive(Debug)]
 pub struct Directory {
-    records: HashMap<Did, (Presence, String)>,
+    records: HashMap<Did, Held>,
+    known: std::collections::HashSet<Did>,
+    /// Records held per source that passed them on.
+    per_source: HashMap<String, usize>,
     capacity: usize,
+    per_source_limit: usize,
+}
+
+/// A record held, with its signed text, who passed it on (none for this node's own offers), and when
+/// it was last refreshed.
+#[derive(Debug)]
+struct Held {
+    record: Presence,
+    token: String,
+    source: Option<String>,
+    refreshed: u64,
 }
 
 impl Default for Directory {
@@ -169,12 +188,30 @@ impl Directory {
         Self::default()
     }
 
-    /// An empty directory holding up to `capacity` agents (at least one).
+    /// An empty directory holding up to `capacity` agents (at least one), of which one source may
+    /// bring at most a sixteenth (at least one).
     pub fn with_capacity(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         Self {
             records: HashMap::new(),
-            capacity: capacity.max(1),
+            known: std::collections::HashSet::new(),
+            per_source: HashMap::new(),
+            capacity,
+            per_source_limit: (capacity / 16).max(1),
         }
+    }
+
+    /// Sets how many records one source may have brought into the directory.
+    pub fn with_per_source_limit(mut self, limit: usize) -> Self {
+        self.per_source_limit = limit.max(1);
+        self
+    }
+
+    /// Marks `did` as known (a peer this node has had a session with, or configured): its records may
+    /// take the place of unknown agents' records when the directory is full, and are never pushed out
+    /// by them.
+    pub fn mark_known(&mut self, did: Did) {
+        self.known.insert(did);
     }
 
     /// Checks a signed record now and keeps it if it is newer than the one held for its agent. Returns
@@ -189,25 +226,87 @@ impl Directory {
         Ok(self.keep(record, token, now))
     }
 
+    /// [`Directory::offer_at`] for a record that `source` (a peer's id) passed on.
+    pub fn offer_from_at(&mut self, token: &str, source: &str, now: u64) -> Result<bool, Error> {
+        let record = Presence::verify_at(token, now)?;
+        Ok(self.keep_from(record, token, Some(source), now))
+    }
+
     /// Keeps a record already verified at `now` if it is newer than the one held for its agent.
     pub(crate) fn keep(&mut self, record: Presence, token: &str, now: u64) -> bool {
+        self.keep_from(record, token, None, now)
+    }
+
+    /// [`keep`](Self::keep) for a record `source` passed on (`None`: this node's own knowledge).
+    pub(crate) fn keep_from(&mut self, record: Presence, token: &str, source: Option<&str>, now: u64) -> bool {
         if self.newest_seq(&record.did, now).is_some_and(|seq| seq >= record.seq) {
             return false;
         }
-        if !self.records.contains_key(&record.did) && self.records.len() >= self.capacity {
-            self.records.retain(|_, (held, _)| held.exp > now);
-            if self.records.len() >= self.capacity
-                && let Some(soonest) = self
+        let newcomer = !self.records.contains_key(&record.did);
+        if newcomer
+            && let Some(source) = source
+            && self
+                .per_source
+                .get(source)
+                .is_some_and(|&count| count >= self.per_source_limit)
+        {
+            return false;
+        }
+        if newcomer && self.records.len() >= self.capacity {
+            let expired: Vec<Did> = self
+                .records
+                .iter()
+                .filter(|(_, held)| held.record.exp <= now)
+                .map(|(did, _)| *did)
+                .collect();
+            for did in expired {
+                self.remove(&did);
+            }
+            if self.records.len() >= self.capacity {
+                if !self.known.contains(&record.did) {
+                    return false;
+                }
+                let Some(oldest_unknown) = self
                     .records
                     .iter()
-                    .min_by_key(|(_, (held, _))| held.exp)
+                    .filter(|(did, _)| !self.known.contains(did))
+                    .min_by_key(|(_, held)| held.refreshed)
                     .map(|(did, _)| *did)
-            {
-                self.records.remove(&soonest);
+                else {
+                    return false;
+                };
+                self.remove(&oldest_unknown);
             }
         }
-        self.records.insert(record.did, (record, token.to_owned()));
+        self.remove(&record.did);
+        if let Some(source) = source {
+            *self.per_source.entry(source.to_owned()).or_insert(0) += 1;
+        }
+        self.records.insert(
+            record.did,
+            Held {
+                record,
+                token: token.to_owned(),
+                source: source.map(str::to_owned),
+                refreshed: now,
+            },
+        );
         true
+    }
+
+    /// Removes `did`'s record, and its count against its source.
+    fn remove(&mut self, did: &Did) {
+        let Some(held) = self.records.remove(did) else {
+            return;
+        };
+        if let Some(source) = held.source
+            && let Some(count) = self.per_source.get_mut(&source)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.per_source.remove(&source);
+            }
+        }
     }
 
     /// The `seq` of the unexpired record held for `did`.
@@ -224,7 +323,7 @@ impl Directory {
     pub fn get_at(&self, did: &Did, now: u64) -> Option<&Presence> {
         self.records
             .get(did)
-            .map(|(record, _)| record)
+            .map(|held| &held.record)
             .filter(|record| record.exp > now)
     }
 
@@ -233,15 +332,23 @@ impl Directory {
         let now = now_seconds();
         self.records
             .get(did)
-            .filter(|(record, _)| record.exp > now)
-            .map(|(_, token)| token.as_str())
+            .filter(|held| held.record.exp > now)
+            .map(|held| held.token.as_str())
     }
 
     /// Every unexpired record, dropping the expired ones.
     pub fn current(&mut self) -> Vec<Presence> {
         let now = now_seconds();
-        self.records.retain(|_, (record, _)| record.exp > now);
-        self.records.values().map(|(record, _)| record.clone()).collect()
+        let expired: Vec<Did> = self
+            .records
+            .iter()
+            .filter(|(_, held)| held.record.exp <= now)
+            .map(|(did, _)| *did)
+            .collect();
+        for did in expired {
+            self.remove(&did);
+        }
+        self.records.values().map(|held| held.record.clone()).collect()
     }
 }
 
@@ -279,21 +386,55 @@ mod tests {
         assert!(directory.get_at(&bob.did(), 1400).is_none());
     }
 
+    /// Throwaway identities flood a full directory: they cannot push honest records out. Expired records
+    /// make room; a known agent's record takes the place of the unknown one heard from longest ago.
     #[test]
-    fn a_full_directory_drops_expired_records_then_the_one_expiring_soonest() {
+    fn a_full_directory_keeps_what_it_has_against_newcomers_it_does_not_know() {
         let agents: Vec<Identity> = (0..4).map(|_| Identity::generate()).collect();
         let mut directory = Directory::with_capacity(2);
         assert!(directory.offer_at(&signed(&agents[0], 1, 1000, 1100), 1000).unwrap());
-        assert!(directory.offer_at(&signed(&agents[1], 1, 1000, 1500), 1000).unwrap());
-        // Full: agents[0]'s record (expiring soonest) makes room.
-        assert!(directory.offer_at(&signed(&agents[2], 1, 1000, 1400), 1000).unwrap());
-        assert!(directory.get_at(&agents[0].did(), 1000).is_none());
-        assert!(directory.get_at(&agents[1].did(), 1000).is_some());
-        // Later, agents[2]'s has expired and goes first.
+        assert!(directory.offer_at(&signed(&agents[1], 1, 1000, 1500), 1005).unwrap());
+        // Full: an unknown newcomer is turned away, whatever its expiry.
+        for throwaway in 0..10 {
+            let mallory = Identity::generate();
+            assert!(
+                !directory
+                    .offer_at(&signed(&mallory, 1, 1000, 1400 + throwaway), 1010)
+                    .unwrap()
+            );
+        }
+        assert!(directory.get_at(&agents[0].did(), 1010).is_some());
+        // A known agent replaces the unknown record heard from longest ago (agents[0]).
+        directory.mark_known(agents[2].did());
+        assert!(directory.offer_at(&signed(&agents[2], 1, 1000, 1400), 1020).unwrap());
+        assert!(directory.get_at(&agents[0].did(), 1020).is_none());
+        assert!(directory.get_at(&agents[1].did(), 1020).is_some());
+        // Later agents[2]'s record has expired and goes first, even for an unknown newcomer.
         assert!(directory.offer_at(&signed(&agents[3], 1, 1450, 1600), 1450).unwrap());
         assert!(directory.get_at(&agents[1].did(), 1450).is_some());
         assert!(directory.get_at(&agents[3].did(), 1450).is_some());
         assert_eq!(directory.records.len(), 2);
+    }
+
+    /// One gossip peer relays records of many identities: it fills its share of the directory, no more.
+    #[test]
+    fn one_source_fills_at_most_its_share() {
+        let mut directory = Directory::with_capacity(100).with_per_source_limit(3);
+        let kept = (0..10)
+            .filter(|_| {
+                let identity = Identity::generate();
+                directory
+                    .offer_from_at(&signed(&identity, 1, 1000, 1100), "peer-a", 1000)
+                    .unwrap()
+            })
+            .count();
+        assert_eq!(kept, 3);
+        let other = Identity::generate();
+        assert!(
+            directory
+                .offer_from_at(&signed(&other, 1, 1000, 1100), "peer-b", 1000)
+                .unwrap()
+        );
     }
 
     #[test]
