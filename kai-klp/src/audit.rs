@@ -7,7 +7,7 @@
 //! elsewhere.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead as _, BufReader, Seek as _, SeekFrom, Write as _};
+use std::io::{Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -95,15 +95,22 @@ fn hash(bytes: &[u8]) -> String {
 /// Checks a whole log against its signer. Returns the head, or the first fault and its line.
 pub fn verify(path: impl AsRef<Path>, signer: &Did, expected: Option<&Head>) -> Result<Head, Error> {
     let path = path.as_ref();
-    let file = File::open(path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
-    let mut head = Head {
+    let contents = std::fs::read(path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+    let start = Head {
         seq: 0,
         hash: genesis(signer),
     };
-    let lines: Vec<Vec<u8>> = BufReader::new(file)
-        .split(b'\n')
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+    verify_from(&contents, signer, start, expected)
+}
+
+/// Checks the lines of `contents` as the continuation of a log that ended at `start`.
+fn verify_from(contents: &[u8], signer: &Did, start: Head, expected: Option<&Head>) -> Result<Head, Error> {
+    let mut head = start;
+    let body = contents.strip_suffix(b"\n").unwrap_or(contents);
+    let lines: Vec<&[u8]> = match body.is_empty() {
+        true => Vec::new(),
+        false => body.split(|&b| b == b'\n').collect(),
+    };
     let sequence_at = |line: &[u8]| split_line(line).map(|(entry, _, _)| entry.seq);
     for (index, bytes) in lines.iter().enumerate() {
         let line_number = index + 1;
@@ -185,23 +192,38 @@ impl AuditLog {
             .create(true)
             .open(&path)
             .map_err(io)?;
-        let mut length = file.metadata().map_err(io)?.len();
+        let contents = std::fs::read(&path).map_err(io)?;
+        let keep = contents.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let did = identity.did();
+        let genesis_head = Head {
+            seq: 0,
+            hash: genesis(&did),
+        };
+        // The terminated lines are checked before anything is changed: a log that fails is left as it is.
+        let mut head = verify_from(&contents[..keep], &did, genesis_head, None)?;
+        let mut length = keep as u64;
         let mut dropped = None;
-        if length > 0 {
-            let contents = std::fs::read(&path).map_err(io)?;
-            let keep = contents.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            if keep < contents.len() {
-                dropped = Some(serde_json::json!({
-                    "dropped_bytes": contents.len() - keep,
-                    "dropped_sha256": hash(&contents[keep..]),
-                }));
-                file.set_len(keep as u64).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                length = keep as u64;
+        let tail = &contents[keep..];
+        if !tail.is_empty() {
+            match verify_from(tail, &did, head.clone(), None) {
+                // A whole, valid entry that lost only its newline: it stays, and gets its newline.
+                Ok(next) => {
+                    file.write_all(b"\n").and_then(|()| file.sync_data()).map_err(io)?;
+                    head = next;
+                    length = contents.len() as u64 + 1;
+                }
+                // A line cut short: removed, and the removal recorded below.
+                Err(_) => {
+                    dropped = Some(serde_json::json!({
+                        "dropped_bytes": tail.len(),
+                        "dropped_sha256": hash(tail),
+                    }));
+                    file.set_len(keep as u64).map_err(io)?;
+                    file.sync_all().map_err(io)?;
+                }
             }
         }
         file.seek(SeekFrom::End(0)).map_err(io)?;
-        let head = verify(&path, &identity.did(), None)?;
         let log = Self {
             path,
             identity,

@@ -51,7 +51,7 @@ pub async fn serve<T: FrameTransport>(
         let body = match answer(agent, me, &peer, &request, verifier).await {
             Ok(answer) => json!({"reply_to": request.id, "answer": answer}),
             Err(error) => {
-                json!({"reply_to": request.id, "error": {"kind": error.kind(), "message": error.to_string()}})
+                json!({"reply_to": request.id, "error": {"kind": error.kind(), "message": refusal_message(&error)}})
             }
         };
         let response = Envelope::new(me, session.peer(), MessageKind::CallResponse, body);
@@ -84,6 +84,18 @@ async fn answer(
             kind: "agent_failed".into(),
             message: format!("the agent failed: {}", e.error),
         })
+}
+
+/// What a refused caller is told: the refusal itself, but nothing of this side's own failures (a file
+/// path, an I/O error), which stay in this side's logs.
+fn refusal_message(error: &Error) -> String {
+    match error {
+        Error::Io(_) | Error::Vault(_) | Error::AuditInvalid { .. } => {
+            tracing::warn!(%error, "a call failed on this side");
+            "the call could not be handled".into()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Calls the agent at the other end of `session` with `input`, under a fresh invocation from `me`
@@ -120,8 +132,11 @@ pub async fn call<T: FrameTransport>(
         let error = &response.body["error"];
         // A peer's words end up in logs: at most a thousand characters of them.
         let text = |value: &serde_json::Value| value.as_str().map(|s| s.chars().take(1000).collect::<String>());
+        let kind = text(&error["kind"])
+            .filter(|kind| kind.len() <= 40 && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .unwrap_or_else(|| "unknown".into());
         return Err(Error::Refused {
-            kind: text(&error["kind"]).unwrap_or_else(|| "unknown".into()),
+            kind,
             message: text(&error["message"])
                 .or_else(|| text(error))
                 .unwrap_or_else(|| "the remote agent gave no reason".into()),

@@ -31,6 +31,8 @@ use crate::jws;
 pub const UCAN_VERSION: &str = "0.10.0";
 /// The longest delegation chain accepted.
 pub const MAX_CHAIN_DEPTH: usize = 8;
+/// The most proofs one token may name.
+pub const MAX_PROOFS: usize = 8;
 /// The fact (UCAN `fct`) that makes a token an invocation: its value is the id of the request the
 /// invocation authorizes.
 pub const INVOCATION_FACT: &str = "kai/invocation";
@@ -236,8 +238,8 @@ pub struct Verifier {
 /// would let its token be replayed.
 #[derive(Debug)]
 struct ReplayCache {
-    /// Expiry and grant by digest of issuer and nonce.
-    entries: HashMap<[u8; 32], (u64, [u8; 32])>,
+    /// Expiry and grants (the roots of the token's chains) by digest of issuer and nonce.
+    entries: HashMap<[u8; 32], (u64, Vec<[u8; 32]>)>,
     /// The same entries by expiry, so expired ones leave in order, in logarithmic time each.
     by_expiry: std::collections::BTreeSet<(u64, [u8; 32])>,
     /// Live entries per grant (the digest of the token at the root of the chain).
@@ -257,17 +259,21 @@ impl ReplayCache {
         }
     }
 
-    /// Records `nonce` of `issuer`, valid until `exp` under `grant`: `Ok(false)` if it was seen before,
-    /// an error if the cache, or the grant's share of it, is full of nonces still live at `now`.
-    fn insert(&mut self, issuer: &Did, nonce: &str, grant: [u8; 32], exp: u64, now: u64) -> Result<bool, Error> {
+    /// Records `nonce` of `issuer`, valid until `exp` under `grants` (every root its chains come
+    /// from, each charged): `Ok(false)` if it was seen before, an error if the cache, or a grant's share
+    /// of it, is full of nonces still live at `now`.
+    fn insert(&mut self, issuer: &Did, nonce: &str, grants: &[[u8; 32]], exp: u64, now: u64) -> Result<bool, Error> {
         while self.by_expiry.first().is_some_and(|first| first.0 < now) {
             if let Some((_, key)) = self.by_expiry.pop_first()
-                && let Some((_, grant)) = self.entries.remove(&key)
-                && let Some(count) = self.per_grant.get_mut(&grant)
+                && let Some((_, grants)) = self.entries.remove(&key)
             {
-                *count -= 1;
-                if *count == 0 {
-                    self.per_grant.remove(&grant);
+                for grant in grants {
+                    if let Some(count) = self.per_grant.get_mut(&grant) {
+                        *count -= 1;
+                        if *count == 0 {
+                            self.per_grant.remove(&grant);
+                        }
+                    }
                 }
             }
         }
@@ -284,15 +290,20 @@ impl ReplayCache {
                 capacity: self.capacity,
             });
         }
-        let count = self.per_grant.entry(grant).or_insert(0);
-        if *count >= self.per_grant_limit {
+        if grants.iter().any(|grant| {
+            self.per_grant
+                .get(grant)
+                .is_some_and(|&count| count >= self.per_grant_limit)
+        }) {
             return Err(Error::GrantBusy {
                 limit: self.per_grant_limit,
             });
         }
-        *count += 1;
+        for grant in grants {
+            *self.per_grant.entry(*grant).or_insert(0) += 1;
+        }
         self.by_expiry.insert((exp, key));
-        self.entries.insert(key, (exp, grant));
+        self.entries.insert(key, (exp, grants.to_vec()));
         Ok(true)
     }
 }
@@ -362,7 +373,7 @@ impl Verifier {
     pub fn admit_at(&self, token: &str, now: u64) -> Result<Claims, Error> {
         let decision = self
             .check_rooted_at(token, now)
-            .and_then(|(claims, grant)| self.consume_nonce(claims, grant, now));
+            .and_then(|(claims, grants)| self.consume_nonce(claims, &grants, now));
         self.record("admit", token, None, None, decision)
     }
 
@@ -391,7 +402,7 @@ impl Verifier {
         required: &Capability,
         now: u64,
     ) -> Result<Claims, Error> {
-        let decision = self.check_rooted_at(token, now).and_then(|(claims, grant)| {
+        let decision = self.check_rooted_at(token, now).and_then(|(claims, grants)| {
             if claims.iss != *invoker {
                 return Err(Error::WrongInvoker {
                     invoker: claims.iss.to_string(),
@@ -422,16 +433,16 @@ impl Verifier {
                     ability: required.ability.clone(),
                 });
             }
-            self.consume_nonce(claims, grant, now)
+            self.consume_nonce(claims, &grants, now)
         });
         self.record("admit", token, Some(required), Some(invoker), decision)
     }
 
-    fn consume_nonce(&self, claims: Claims, grant: [u8; 32], now: u64) -> Result<Claims, Error> {
+    fn consume_nonce(&self, claims: Claims, grants: &[[u8; 32]], now: u64) -> Result<Claims, Error> {
         let fresh = self.seen.lock().unwrap_or_else(PoisonError::into_inner).insert(
             &claims.iss,
             &claims.nnc,
-            grant,
+            grants,
             claims.exp.saturating_add(self.clock_skew),
             now,
         )?;
@@ -499,19 +510,20 @@ impl Verifier {
         self.check_rooted_at(token, now).map(|(claims, _)| claims)
     }
 
-    /// The checks, and the digest of the token at the root of the chain (the grant it all comes from).
-    fn check_rooted_at(&self, token: &str, now: u64) -> Result<(Claims, [u8; 32]), Error> {
-        let (claims, grant) = self.chain(token, now, 0)?;
+    /// The checks, and the digests of the tokens at the roots of the token's chains (the grants it
+    /// comes from).
+    fn check_rooted_at(&self, token: &str, now: u64) -> Result<(Claims, Vec<[u8; 32]>), Error> {
+        let (claims, grants) = self.chain(token, now, 0)?;
         if claims.aud != self.audience {
             return Err(Error::WrongAudience {
                 audience: claims.aud.to_string(),
             });
         }
-        Ok((claims, grant))
+        Ok((claims, grants))
     }
 
-    /// Verifies one link and, recursively, its proofs; with the digest of the chain's root token.
-    fn chain(&self, token: &str, now: u64, depth: usize) -> Result<(Claims, [u8; 32]), Error> {
+    /// Verifies one link and, recursively, its proofs; with the digests of the chains' root tokens.
+    fn chain(&self, token: &str, now: u64, depth: usize) -> Result<(Claims, Vec<[u8; 32]>), Error> {
         if depth >= MAX_CHAIN_DEPTH {
             return Err(Error::TokenMalformed {
                 reason: format!("delegation chains are limited to {MAX_CHAIN_DEPTH} links"),
@@ -520,6 +532,11 @@ impl Verifier {
         let unverified = jws::decode(token)?;
         let issuer: Issuer = unverified.claimed_signer()?;
         let claims: Claims = unverified.verify(&issuer.iss)?;
+        if claims.iss != issuer.iss {
+            return Err(Error::TokenMalformed {
+                reason: "the claims name two issuers".into(),
+            });
+        }
         if claims.nnc.chars().count() > MAX_NONCE_CHARS {
             return Err(Error::TokenMalformed {
                 reason: format!("the nonce is longer than {MAX_NONCE_CHARS} characters"),
@@ -553,13 +570,18 @@ impl Verifier {
                     issuer: claims.iss.to_string(),
                 });
             }
-            return Ok((claims, Sha256::digest(token.as_bytes()).into()));
+            return Ok((claims, vec![Sha256::digest(token.as_bytes()).into()]));
         }
         let mut parents = Vec::with_capacity(claims.prf.len());
-        let mut grant = None;
+        if claims.prf.len() > MAX_PROOFS {
+            return Err(Error::TokenMalformed {
+                reason: format!("a token may have at most {MAX_PROOFS} proofs"),
+            });
+        }
+        let mut grants = Vec::new();
         for proof in &claims.prf {
-            let (parent, root) = self.chain(proof, now, depth + 1)?;
-            grant.get_or_insert(root);
+            let (parent, roots) = self.chain(proof, now, depth + 1)?;
+            grants.extend(roots);
             if parent.aud != claims.iss {
                 return Err(Error::BrokenChain {
                     reason: format!(
@@ -585,8 +607,9 @@ impl Verifier {
                 });
             }
         }
-        // At least one proof, so a root was found.
-        Ok((claims, grant.unwrap_or_default()))
+        grants.sort_unstable();
+        grants.dedup();
+        Ok((claims, grants))
     }
 }
 
@@ -648,23 +671,23 @@ mod tests {
         let did = Identity::generate().did();
         let mut cache = ReplayCache::new(2);
         cache.per_grant_limit = 2;
-        let grant = [7u8; 32];
-        assert!(cache.insert(&did, "a", grant, 100, 0).unwrap());
-        assert!(!cache.insert(&did, "a", grant, 100, 0).unwrap());
-        assert!(cache.insert(&did, "b", [8u8; 32], 200, 0).unwrap());
+        let grant = [[7u8; 32]];
+        assert!(cache.insert(&did, "a", &grant, 100, 0).unwrap());
+        assert!(!cache.insert(&did, "a", &grant, 100, 0).unwrap());
+        assert!(cache.insert(&did, "b", &[[8u8; 32]], 200, 0).unwrap());
         assert!(matches!(
-            cache.insert(&did, "c", grant, 300, 50),
+            cache.insert(&did, "c", &grant, 300, 50),
             Err(Error::ReplayCacheFull { capacity: 2 })
         ));
         assert!(
-            !cache.insert(&did, "a", grant, 100, 50).unwrap(),
+            !cache.insert(&did, "a", &grant, 100, 50).unwrap(),
             "a is still remembered"
         );
         // Once `a` has expired its slot is free again.
-        assert!(cache.insert(&did, "c", grant, 300, 101).unwrap());
+        assert!(cache.insert(&did, "c", &grant, 300, 101).unwrap());
         assert_eq!(cache.entries.len(), 2);
         assert_eq!(cache.by_expiry.len(), 2);
-        assert_eq!(cache.per_grant.get(&grant), Some(&1));
+        assert_eq!(cache.per_grant.get(&grant[0]), Some(&1));
     }
 
     #[test]

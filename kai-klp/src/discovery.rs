@@ -291,6 +291,15 @@ impl Discovery {
         answer.await.map_err(|_| stopped())?
     }
 
+    /// Marks `did` as known (a peer this node deals with): its record is kept over strangers' when the
+    /// directory is full. See [`Directory::mark_known`].
+    pub fn mark_known(&self, did: Did) {
+        self.directory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .mark_known(did);
+    }
+
     /// Every valid, unexpired record this node has seen (gossip, DHT answers and store requests).
     pub fn known(&self) -> Vec<Presence> {
         self.directory.lock().unwrap_or_else(PoisonError::into_inner).current()
@@ -328,23 +337,22 @@ struct Node {
 /// so one peer cannot churn the directory or make this node relay a flood.
 const GOSSIP_RECORDS_PER_MINUTE: u32 = 120;
 
-/// Counts records accepted per propagating peer, per minute.
+/// Counts records accepted per propagating peer in the current minute.
 #[derive(Default)]
 struct GossipBudget {
-    counts: HashMap<PeerId, (u64, u32)>,
+    minute: u64,
+    counts: HashMap<PeerId, u32>,
 }
 
 impl GossipBudget {
     /// Whether `peer` may have one more record accepted in the minute of `now` (seconds).
     fn allow(&mut self, peer: PeerId, now: u64) -> bool {
         let minute = now / 60;
-        if self.counts.len() > 4096 {
-            self.counts.retain(|_, (at, _)| *at == minute);
+        if minute != self.minute {
+            self.minute = minute;
+            self.counts.clear();
         }
-        let (at, count) = self.counts.entry(peer).or_insert((minute, 0));
-        if *at != minute {
-            (*at, *count) = (minute, 0);
-        }
+        let count = self.counts.entry(peer).or_insert(0);
         if *count >= GOSSIP_RECORDS_PER_MINUTE {
             return false;
         }
@@ -412,8 +420,6 @@ impl Node {
                 }
             }
             Command::Find { did, reply } => {
-                // Asked for by this node: its record is worth keeping over strangers'.
-                self.directory().mark_known(did);
                 let query = self.swarm.behaviour_mut().kad.get_record(presence_key(&did));
                 self.finds.insert(query, (did, reply));
             }

@@ -119,6 +119,9 @@ impl Presence {
         let unverified = jws::decode_within(token, MAX_PRESENCE_BYTES).map_err(|e| invalid(e.to_string()))?;
         let signer: Signer = unverified.claimed_signer().map_err(|e| invalid(e.to_string()))?;
         let record: Presence = unverified.verify(&signer.did)?;
+        if record.did != signer.did {
+            return Err(invalid("the record names two agents"));
+        }
         record.check_shape()?;
         Ok(record)
     }
@@ -151,14 +154,16 @@ impl Presence {
 /// The newest valid presence record per agent, for at most a fixed number of agents (anyone can make
 /// new identities and sign records for them, so the number must be bounded).
 ///
-/// Throwaway identities must not push honest records out, so a full directory does not make room for a
-/// newcomer it knows nothing about: expired records go, and then only a record of a *known* agent
-/// ([`mark_known`](Self::mark_known): one this node has dealt with) may take the place of an unknown
-/// one, the one heard from longest ago. Each source that passes records on (a gossip peer) may fill at
-/// most a share of the directory ([`with_per_source_limit`](Self::with_per_source_limit)).
+/// When the directory is full, expired records go first; then a newcomer takes the place of the oldest
+/// record of the source (the relaying peer) that brought the most, so a flood relayed by a few peers
+/// loses its own records before anyone else's. Records of *known* agents
+/// ([`mark_known`](Self::mark_known): peers the application deals with) and records this node learned
+/// itself (no source) are never pushed out by others; each source may fill at most a share of the
+/// directory ([`with_per_source_limit`](Self::with_per_source_limit)).
 #[derive(Debug)]
 pub struct Directory {
     records: HashMap<Did, Held>,
+    /// Agents marked known, at most as many as the directory holds.
     known: std::collections::HashSet<Did>,
     /// Records held per source that passed them on.
     per_source: HashMap<String, usize>,
@@ -166,14 +171,14 @@ pub struct Directory {
     per_source_limit: usize,
 }
 
-/// A record held, with its signed text, who passed it on (none for this node's own offers), and when
-/// it was last refreshed.
+/// A record held, with its signed text, who passed it on (none for this node's own knowledge), and
+/// when its agent was first held.
 #[derive(Debug)]
 struct Held {
     record: Presence,
     token: String,
     source: Option<String>,
-    refreshed: u64,
+    since: u64,
 }
 
 impl Default for Directory {
@@ -207,11 +212,13 @@ impl Directory {
         self
     }
 
-    /// Marks `did` as known (a peer this node has had a session with, or configured): its records may
-    /// take the place of unknown agents' records when the directory is full, and are never pushed out
-    /// by them.
+    /// Marks `did` as known (a peer the application deals with: one it had a session with, or
+    /// configured): its records are never pushed out by others. At most as many agents as the directory
+    /// holds can be known; beyond that this does nothing.
     pub fn mark_known(&mut self, did: Did) {
-        self.known.insert(did);
+        if self.known.len() < self.capacity {
+            self.known.insert(did);
+        }
     }
 
     /// Checks a signed record now and keeps it if it is newer than the one held for its agent. Returns
@@ -263,21 +270,29 @@ impl Directory {
                 self.remove(&did);
             }
             if self.records.len() >= self.capacity {
-                if !self.known.contains(&record.did) {
+                // The source holding the most records gives up its oldest one; a newcomer relayed by
+                // that very source competes only with that source's own records.
+                let Some(heaviest) = self
+                    .per_source
+                    .iter()
+                    .max_by_key(|(_, count)| **count)
+                    .map(|(source, _)| source.clone())
+                else {
                     return false;
-                }
-                let Some(oldest_unknown) = self
+                };
+                let Some(victim) = self
                     .records
                     .iter()
-                    .filter(|(did, _)| !self.known.contains(did))
-                    .min_by_key(|(_, held)| held.refreshed)
+                    .filter(|(did, held)| held.source.as_ref() == Some(&heaviest) && !self.known.contains(did))
+                    .min_by_key(|(_, held)| held.since)
                     .map(|(did, _)| *did)
                 else {
                     return false;
                 };
-                self.remove(&oldest_unknown);
+                self.remove(&victim);
             }
         }
+        let since = self.records.get(&record.did).map_or(now, |held| held.since);
         self.remove(&record.did);
         if let Some(source) = source {
             *self.per_source.entry(source.to_owned()).or_insert(0) += 1;
@@ -288,7 +303,7 @@ impl Directory {
                 record,
                 token: token.to_owned(),
                 source: source.map(str::to_owned),
-                refreshed: now,
+                since,
             },
         );
         true
@@ -386,34 +401,51 @@ mod tests {
         assert!(directory.get_at(&bob.did(), 1400).is_none());
     }
 
-    /// Throwaway identities flood a full directory: they cannot push honest records out. Expired records
-    /// make room; a known agent's record takes the place of the unknown one heard from longest ago.
+    /// Peers relay floods of throwaway identities into a full directory: the flooders' own records make
+    /// room, never those of known agents, of this node's own knowledge, or of a quiet relay's.
     #[test]
-    fn a_full_directory_keeps_what_it_has_against_newcomers_it_does_not_know() {
-        let agents: Vec<Identity> = (0..4).map(|_| Identity::generate()).collect();
-        let mut directory = Directory::with_capacity(2);
-        assert!(directory.offer_at(&signed(&agents[0], 1, 1000, 1100), 1000).unwrap());
-        assert!(directory.offer_at(&signed(&agents[1], 1, 1000, 1500), 1005).unwrap());
-        // Full: an unknown newcomer is turned away, whatever its expiry.
-        for throwaway in 0..10 {
-            let mallory = Identity::generate();
-            assert!(
-                !directory
-                    .offer_at(&signed(&mallory, 1, 1000, 1400 + throwaway), 1010)
-                    .unwrap()
-            );
+    fn a_full_directory_makes_room_from_the_heaviest_source() {
+        let mut directory = Directory::with_capacity(6).with_per_source_limit(5);
+        let offer = |directory: &mut Directory, source: Option<&str>, exp: u64, now: u64| {
+            let identity = Identity::generate();
+            let token = signed(&identity, 1, 1000, exp);
+            let kept = match source {
+                Some(source) => directory.offer_from_at(&token, source, now).unwrap(),
+                None => directory.offer_at(&token, now).unwrap(),
+            };
+            (identity.did(), kept)
+        };
+        let (own, _) = offer(&mut directory, None, 1500, 1000);
+        let (quiet, _) = offer(&mut directory, Some("quiet"), 1500, 1000);
+        let known = Identity::generate();
+        directory.mark_known(known.did());
+        assert!(
+            directory
+                .offer_from_at(&signed(&known, 1, 1000, 1500), "flood", 1000)
+                .unwrap()
+        );
+        let mut flood = Vec::new();
+        for n in 0..3 {
+            flood.push(offer(&mut directory, Some("flood"), 1500, 1001 + n).0);
         }
-        assert!(directory.get_at(&agents[0].did(), 1010).is_some());
-        // A known agent replaces the unknown record heard from longest ago (agents[0]).
-        directory.mark_known(agents[2].did());
-        assert!(directory.offer_at(&signed(&agents[2], 1, 1000, 1400), 1020).unwrap());
-        assert!(directory.get_at(&agents[0].did(), 1020).is_none());
-        assert!(directory.get_at(&agents[1].did(), 1020).is_some());
-        // Later agents[2]'s record has expired and goes first, even for an unknown newcomer.
-        assert!(directory.offer_at(&signed(&agents[3], 1, 1450, 1600), 1450).unwrap());
-        assert!(directory.get_at(&agents[1].did(), 1450).is_some());
-        assert!(directory.get_at(&agents[3].did(), 1450).is_some());
-        assert_eq!(directory.records.len(), 2);
+        assert_eq!(directory.records.len(), 6);
+        // The directory is full; newcomers from the flooder, then from another relay, push out the
+        // flooder's oldest unknown records, one each.
+        let (late, kept) = offer(&mut directory, Some("flood"), 1500, 1010);
+        assert!(kept);
+        assert!(
+            directory.get_at(&flood[0], 1010).is_none(),
+            "the flooder's oldest made room"
+        );
+        let (newcomer, kept) = offer(&mut directory, Some("other"), 1500, 1011);
+        assert!(kept);
+        for did in [own, quiet, known.did(), newcomer, late] {
+            assert!(directory.get_at(&did, 1011).is_some());
+        }
+        assert_eq!(directory.records.len(), 6);
+        // Later the records have expired and go first.
+        let (fresh, kept) = offer(&mut directory, Some("flood"), 2000, 1600);
+        assert!(kept && directory.get_at(&fresh, 1600).is_some());
     }
 
     /// One gossip peer relays records of many identities: it fills its share of the directory, no more.

@@ -229,6 +229,9 @@ impl Mailbox {
         let unverified = jws::decode(text)?;
         let sender: Sender = unverified.claimed_signer()?;
         let envelope: Envelope = unverified.verify(&sender.from)?;
+        if envelope.from != sender.from {
+            return Err(malformed("the envelope names two senders"));
+        }
         if envelope.to != self.identity.did() {
             return Err(malformed("the signed envelope is addressed to someone else"));
         }

@@ -278,3 +278,41 @@ fn one_grantee_cannot_lock_everyone_out_of_the_replay_cache() {
         .admit_invocation_at(&honest, &alice.did(), "a", &call, NOW)
         .unwrap();
 }
+
+/// Mallory holds her own grant and a delegation from Alice's. Listing Alice's chain first must not let
+/// her spend only Alice's share, nor get a fresh share once hers is spent: every grant a token comes
+/// from is charged.
+#[test]
+fn every_grant_behind_a_token_is_charged() {
+    let (bob, alice, mallory) = (Identity::generate(), Identity::generate(), Identity::generate());
+    let verifier = Verifier::new(bob.did(), [bob.did()])
+        .with_replay_capacity(1000)
+        .with_per_grant_limit(2);
+    let call = invoke_capability(&bob.did());
+    let granted = [call.clone(), wipe()];
+    let alices = issue_at(&bob, &alice.did(), &granted, NOW, HOUR, &[]).unwrap();
+    let to_mallory = issue_at(
+        &alice,
+        &mallory.did(),
+        &granted,
+        NOW,
+        HOUR,
+        std::slice::from_ref(&alices),
+    )
+    .unwrap();
+    let mallorys = issue_at(&bob, &mallory.did(), &granted, NOW, HOUR, &[]).unwrap();
+    let invoke =
+        |proofs: &[String], id: &str| invoke_at(&mallory, &bob.did(), &granted, NOW, MINUTE, proofs, id).unwrap();
+    for n in 0..2 {
+        let both = invoke(&[to_mallory.clone(), mallorys.clone()], &format!("m{n}"));
+        verifier
+            .admit_invocation_at(&both, &mallory.did(), &format!("m{n}"), &call, NOW)
+            .unwrap();
+    }
+    // Her own grant is spent too: no fresh share by putting it alone.
+    let own = invoke(std::slice::from_ref(&mallorys), "m2");
+    assert!(matches!(
+        verifier.admit_invocation_at(&own, &mallory.did(), "m2", &call, NOW),
+        Err(Error::GrantBusy { .. })
+    ));
+}

@@ -124,6 +124,25 @@ fn a_line_cut_short_is_dropped_on_open_and_the_drop_recorded() {
     assert!(verify(&path, &Identity::from_secret_bytes(&secret()).did(), None).is_ok());
 }
 
+/// A whole entry that lost only its final newline is kept, not dropped; and a log that fails its checks
+/// is not changed by opening it.
+#[test]
+fn opening_keeps_a_whole_last_entry_and_leaves_a_bad_log_alone() {
+    let (_dir, path, lines) = log_with("newline.log", 3);
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let log = AuditLog::open(&path, Identity::from_secret_bytes(&secret())).unwrap();
+    assert_eq!(log.head().seq, 3, "the third entry stays, with no recovery entry");
+    drop(log);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), lines.join("\n") + "\n");
+
+    let mut tampered = lines.clone();
+    tampered[1] = tampered[1].replacen("\"n\":1", "\"n\":9", 1);
+    let contents = tampered.join("\n") + "\n" + &lines[2][..20];
+    std::fs::write(&path, &contents).unwrap();
+    assert!(AuditLog::open(&path, Identity::from_secret_bytes(&secret())).is_err());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), contents, "untouched");
+}
+
 /// Whoever holds the key (a compromised agent) truncates the log to before an embarrassing entry and
 /// writes a new history past the kept head: the entry at the head's position is not the one it names.
 #[test]
