@@ -27,12 +27,14 @@ fn klp(c: &mut Criterion) {
         b.iter(|| issue(&service, &alice.did(), std::slice::from_ref(&capability), hour, &[]).unwrap())
     });
     let grant = issue(&service, &alice.did(), std::slice::from_ref(&capability), hour, &[]).unwrap();
-    let invocation = issue(
+    // The token a caller presents: its invocation of one request, proven by the grant.
+    let invocation = kai_klp::consent::invoke(
         &alice,
         &service.did(),
         std::slice::from_ref(&capability),
-        hour,
+        Duration::from_secs(kai_klp::consent::MAX_INVOCATION_SECONDS),
         &[grant],
+        "request-1",
     )
     .unwrap();
     let verifier = Verifier::new(service.did(), [service.did()]);

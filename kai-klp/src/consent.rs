@@ -525,9 +525,7 @@ impl Verifier {
     /// Verifies one link and, recursively, its proofs; with the digests of the chains' root tokens.
     fn chain(&self, token: &str, now: u64, depth: usize) -> Result<(Claims, Vec<[u8; 32]>), Error> {
         if depth >= MAX_CHAIN_DEPTH {
-            return Err(Error::TokenMalformed {
-                reason: format!("delegation chains are limited to {MAX_CHAIN_DEPTH} links"),
-            });
+            return Err(Error::ChainTooDeep { max: MAX_CHAIN_DEPTH });
         }
         let unverified = jws::decode(token)?;
         let issuer: Issuer = unverified.claimed_signer()?;

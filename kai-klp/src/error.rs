@@ -40,6 +40,12 @@ pub enum Error {
         /// How many live tokens one grant may have in the cache.
         limit: usize,
     },
+    /// A delegation chain has more links than a verifier follows.
+    #[error("delegation chains are limited to {max} links")]
+    ChainTooDeep {
+        /// The most links followed.
+        max: usize,
+    },
     /// A signature did not verify.
     #[error("bad signature")]
     BadSignature,
@@ -173,6 +179,7 @@ impl Error {
             Error::NotAnInvocation { .. } => "not_an_invocation",
             Error::ReplayCacheFull { .. } => "replay_cache_full",
             Error::GrantBusy { .. } => "grant_busy",
+            Error::ChainTooDeep { .. } => "chain_too_deep",
             Error::BadSignature => "bad_signature",
             Error::InvalidKey(_) => "invalid_key",
             Error::TokenMalformed { .. } => "token_malformed",

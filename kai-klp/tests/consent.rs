@@ -228,7 +228,7 @@ fn chains_are_bounded_in_depth() {
     let invocation = issue_at(last, &w.service.did(), &[search()], NOW, HOUR, &[token]).unwrap();
     assert!(matches!(
         w.verifier.authorize_at(&invocation, &search(), NOW),
-        Err(Error::TokenMalformed { .. })
+        Err(Error::ChainTooDeep { max }) if max == consent::MAX_CHAIN_DEPTH
     ));
 }
 

@@ -431,6 +431,56 @@ mod tests {
         })
     }
 
+    /// A hostile initiator: its Noise static key from `noise_key`, its proof whatever `proof` makes of
+    /// the handshake state. Returns what the honest responder made of it.
+    fn accept_from(noise_key: &Identity, proof: impl Fn(&snow::HandshakeState) -> Vec<u8>) -> Error {
+        let (mut theirs, ours) = memory_pair();
+        block_on(async {
+            let hostile = async {
+                let mut state = builder_state(noise_key, true)?;
+                theirs.send(&write(&mut state, &[])?).await?;
+                let second = theirs.recv().await?;
+                read(&mut state, &second)?;
+                let payload = proof(&state);
+                let third = write(&mut state, &payload)?;
+                theirs.send(&third).await?;
+                Ok::<_, Error>(theirs)
+            };
+            let (sent, accepted) = futures::join!(hostile, accept(Identity::generate(), ours));
+            let _keep_open = sent.unwrap();
+            accepted.unwrap_err()
+        })
+    }
+
+    fn proof_json(did: Did, signature: &[u8]) -> Vec<u8> {
+        serde_json::to_vec(&Proof {
+            did,
+            sig: URL_SAFE_NO_PAD.encode(signature),
+        })
+        .unwrap()
+    }
+
+    /// Mallory runs the handshake with her own Noise key and presents Alice's DID with Alice's valid
+    /// signature over it (say, relayed from a session Alice is running): the Noise key is not the one
+    /// Alice's DID derives, so the session is refused.
+    #[test]
+    fn a_did_whose_key_is_not_the_noise_key_is_refused() {
+        let (alice, mallory) = (Identity::generate(), Identity::generate());
+        let error = accept_from(&mallory, |state| {
+            proof_json(alice.did(), &alice.sign(state.get_handshake_hash()))
+        });
+        assert!(error.to_string().contains("not the one its DID derives"), "{error}");
+    }
+
+    #[test]
+    fn a_signature_over_another_handshake_is_refused() {
+        let alice = Identity::generate();
+        let error = accept_from(&alice, |_| proof_json(alice.did(), &alice.sign(&[0u8; 32])));
+        assert!(error.to_string().contains("does not verify"), "{error}");
+        let error = accept_from(&alice, |_| b"{\"did\": 1}".to_vec());
+        assert!(error.to_string().contains("malformed"), "{error}");
+    }
+
     #[test]
     fn frames_that_are_not_well_formed_pieces_break_the_session() {
         // No flag, an unknown flag, and a short piece that claims more follows.
