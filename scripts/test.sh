@@ -5,6 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/env.sh
+# A test run rebuilds from scratch or from the cache, never from incremental state, which only grows.
+export CARGO_INCREMENTAL=0
+# Artifacts of every earlier build pile up in the shared target directory; past a bound it starts over
+# (one cold build) rather than fill the disk.
+if [ -d "$CARGO_TARGET_DIR/debug" ] && [ "$(du -sm "$CARGO_TARGET_DIR/debug" | cut -f1)" -gt 20000 ]; then
+  echo "the build cache is over 20 GB: clearing $CARGO_TARGET_DIR/debug"
+  rm -rf "$CARGO_TARGET_DIR/debug"
+fi
 
 # Each stage's wall time is printed when the next one starts, so a slow stage shows the day it arrives.
 stage=""
