@@ -29,7 +29,11 @@ impl Did {
     pub fn from_public_bytes(bytes: &[u8; 32]) -> Result<Self, Error> {
         let key = VerifyingKey::from_bytes(bytes).map_err(|_| Error::InvalidKey("not an Ed25519 public key".into()))?;
         // RFC 8032 decoding refuses y >= p: a second spelling of a key would be a second DID for it.
-        if key.to_edwards().compress().to_bytes() != *bytes {
+        // With p = 2^255 - 19 that is y's 255 bits all ones but the lowest byte, which is at least 0xed.
+        // (The other non-canonical form, x = 0 with the sign bit set, has y = ±1: small order, refused
+        // below.)
+        let y_at_least_p = bytes[0] >= 0xed && bytes[1..31].iter().all(|&b| b == 0xff) && bytes[31] & 0x7f == 0x7f;
+        if y_at_least_p {
             return Err(Error::InvalidKey(
                 "not the canonical encoding of an Ed25519 public key".into(),
             ));
