@@ -109,6 +109,13 @@ pub fn seal(sender: &Identity, envelope: &Envelope) -> Result<Sealed, Error> {
         return Err(malformed("the envelope's sender is not the signing identity"));
     }
     let signed = jws::sign(sender, envelope)?;
+    // What cannot be opened is not sent: the recipient refuses a signed envelope over the same bound.
+    if signed.len() > MAX_SEALED_BYTES {
+        return Err(malformed(format!(
+            "the signed envelope is {} bytes, over the {MAX_SEALED_BYTES} a sealed message may hold",
+            signed.len()
+        )));
+    }
     let recipient = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(&envelope.to.x25519_public_key())
         .map_err(|_| Error::InvalidKey("the recipient has no usable X25519 key".into()))?;
     let aad = envelope.to.to_string();
@@ -226,7 +233,7 @@ impl Mailbox {
         )
         .map_err(|_| malformed("the message does not open with this identity's key (not for us, or altered)"))?;
         let text = std::str::from_utf8(&plaintext).map_err(|_| malformed("the contents are not a token"))?;
-        let unverified = jws::decode(text)?;
+        let unverified = jws::decode_within(text, MAX_SEALED_BYTES)?;
         let sender: Sender = unverified.claimed_signer()?;
         let envelope: Envelope = unverified.verify(&sender.from)?;
         if envelope.from != sender.from {

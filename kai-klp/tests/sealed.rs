@@ -101,3 +101,18 @@ fn messages_delivered_out_of_their_senders_order_are_marked_late() {
     assert_eq!(mailbox.open_ordered(&from_carol).unwrap().1, Order::InOrder);
     assert!(matches!(mailbox.open_ordered(&sealed[0]), Err(Error::Replayed)));
 }
+
+/// A message between 64 KiB and the sealed-message limit opens (it used to be sealed and sent, then
+/// refused by the recipient as an over-long token), and one over the limit is refused when sealing.
+#[test]
+fn what_can_be_sealed_can_be_opened() {
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let mut mailbox = Mailbox::new(Identity::from_secret_bytes(&bob.secret_bytes()));
+    let big = "x".repeat(200 * 1024);
+    let envelope = Envelope::new(&alice, &bob.did(), MessageKind::Direct, json!({"text": big}));
+    let opened = mailbox.open(&seal(&alice, &envelope).unwrap()).unwrap();
+    assert_eq!(opened.body["text"].as_str().map(str::len), Some(200 * 1024));
+    let huge = "x".repeat(kai_klp::sealed::MAX_SEALED_BYTES);
+    let envelope = Envelope::new(&alice, &bob.did(), MessageKind::Direct, json!({"text": huge}));
+    assert!(matches!(seal(&alice, &envelope), Err(Error::MessageRejected { .. })));
+}
