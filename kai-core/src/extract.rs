@@ -39,14 +39,7 @@ impl Agent {
     where
         T: DeserializeOwned + JsonSchema,
     {
-        extract_run(
-            self.config(),
-            self.model(),
-            RunState::new(input),
-            RunOptions::default(),
-            typed::<T>(),
-        )
-        .await
+        self.resume_extract(RunState::new(input), RunOptions::default()).await
     }
 
     /// Runs the agent and returns its final answer as JSON that matches `schema`, a JSON Schema given
@@ -77,17 +70,8 @@ impl Agent {
         input: impl Into<String>,
         schema: serde_json::Value,
     ) -> Result<Extracted<serde_json::Value>, RunError> {
-        let state = RunState::new(input);
-        let target = match runtime(schema) {
-            Ok(target) => target,
-            Err(error) => {
-                return Err(RunError {
-                    error,
-                    state: Box::new(state),
-                });
-            }
-        };
-        extract_run(self.config(), self.model(), state, RunOptions::default(), target).await
+        self.resume_extract_json(RunState::new(input), schema, RunOptions::default())
+            .await
     }
 
     /// [`extract`](Self::extract) from a given state, with options: resumes a structured-output run

@@ -260,15 +260,7 @@ impl Directory {
             return false;
         }
         if newcomer && self.records.len() >= self.capacity {
-            let expired: Vec<Did> = self
-                .records
-                .iter()
-                .filter(|(_, held)| held.record.exp <= now)
-                .map(|(did, _)| *did)
-                .collect();
-            for did in expired {
-                self.remove(&did);
-            }
+            self.drop_expired(now);
             if self.records.len() >= self.capacity {
                 // The source holding the most records gives up its oldest one; a newcomer relayed by
                 // that very source competes only with that source's own records.
@@ -307,6 +299,19 @@ impl Directory {
             },
         );
         true
+    }
+
+    /// Removes every record expired at `now`.
+    fn drop_expired(&mut self, now: u64) {
+        let expired: Vec<Did> = self
+            .records
+            .iter()
+            .filter(|(_, held)| held.record.exp <= now)
+            .map(|(did, _)| *did)
+            .collect();
+        for did in expired {
+            self.remove(&did);
+        }
     }
 
     /// Removes `did`'s record, and its count against its source.
@@ -353,16 +358,7 @@ impl Directory {
 
     /// Every unexpired record, dropping the expired ones.
     pub fn current(&mut self) -> Vec<Presence> {
-        let now = now_seconds();
-        let expired: Vec<Did> = self
-            .records
-            .iter()
-            .filter(|(_, held)| held.record.exp <= now)
-            .map(|(did, _)| *did)
-            .collect();
-        for did in expired {
-            self.remove(&did);
-        }
+        self.drop_expired(now_seconds());
         self.records.values().map(|held| held.record.clone()).collect()
     }
 }

@@ -1,22 +1,22 @@
 //! Durable runs: checkpoints, resumption in a fresh agent, and approvals that survive a restart.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use kai_core::testing::ScriptedModel;
 use kai_core::{Agent, AgentHook, Error, HookContext, RunState, ToolCall, ToolDecision};
 use serde_json::json;
 
-use crate::support::{adder, shout, tool_results};
+use crate::support::{Store, adder, shout, tool_results};
 
-/// Stores every checkpoint as JSON, as a database would.
-#[derive(Default, Clone)]
-struct Store(Arc<Mutex<Vec<String>>>);
+/// Rewrites every call's arguments to `{"a": <its number>, "b": 0}`.
+struct Rewrite(i64);
 
 #[kai_core::async_trait]
-impl AgentHook for Store {
-    async fn checkpoint(&self, state: &RunState) -> Result<(), Error> {
-        self.0.lock().unwrap().push(serde_json::to_string(state).unwrap());
-        Ok(())
+impl AgentHook for Rewrite {
+    async fn before_tool(&self, _: &HookContext, _: &ToolCall, _: &serde_json::Value) -> ToolDecision {
+        ToolDecision::Rewrite {
+            arguments: json!({"a": self.0, "b": 0}),
+        }
     }
 }
 
@@ -351,15 +351,6 @@ async fn two_calls_with_one_id_each_get_a_result() {
 /// covers only the arguments they saw.
 #[tokio::test]
 async fn an_approval_covers_only_the_arguments_the_human_saw() {
-    struct Rewrite(i64);
-    #[kai_core::async_trait]
-    impl AgentHook for Rewrite {
-        async fn before_tool(&self, _: &HookContext, _: &ToolCall, _: &serde_json::Value) -> ToolDecision {
-            ToolDecision::Rewrite {
-                arguments: json!({"a": self.0, "b": 0}),
-            }
-        }
-    }
     let build = |a: i64, model: ScriptedModel| {
         Agent::builder(model)
             .tool(adder())
@@ -389,15 +380,6 @@ async fn an_approval_covers_only_the_arguments_the_human_saw() {
 /// will run, after every hook.
 #[tokio::test]
 async fn an_approval_covers_the_arguments_after_every_hook() {
-    struct Rewrite(i64);
-    #[kai_core::async_trait]
-    impl AgentHook for Rewrite {
-        async fn before_tool(&self, _: &HookContext, _: &ToolCall, _: &serde_json::Value) -> ToolDecision {
-            ToolDecision::Rewrite {
-                arguments: json!({"a": self.0, "b": 0}),
-            }
-        }
-    }
     let build = |a: i64, model: ScriptedModel| {
         Agent::builder(model)
             .tool(adder())

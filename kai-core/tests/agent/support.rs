@@ -86,3 +86,26 @@ pub fn tool_results(messages: &[Message]) -> Vec<ToolResult> {
         .flat_map(|m| m.tool_results().cloned())
         .collect()
 }
+
+/// Stores every checkpoint as JSON, as a database would.
+#[derive(Default, Clone)]
+pub struct Store(pub std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+#[kai_core::async_trait]
+impl kai_core::AgentHook for Store {
+    async fn checkpoint(&self, state: &kai_core::RunState) -> Result<(), kai_core::Error> {
+        self.0.lock().unwrap().push(serde_json::to_string(state).unwrap());
+        Ok(())
+    }
+}
+
+/// A token that is cancelled `after` from now.
+pub fn cancel_after(after: Duration) -> kai_core::CancellationToken {
+    let cancel = kai_core::CancellationToken::new();
+    let canceller = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        canceller.cancel();
+    });
+    cancel
+}

@@ -9,7 +9,7 @@ use kai_core::testing::ScriptedModel;
 use kai_core::{Agent, CancellationToken, Error, RunOptions, RunState, ToolContext, Usage, dynamic_tool, tool_fn};
 use serde_json::json;
 
-use crate::support::{Nap, adder, tool_results, usage};
+use crate::support::{Nap, Store, adder, cancel_after, tool_results, usage};
 
 /// A `nap` tool that counts its runs and keeps the token of each call.
 fn watched_nap(runs: Arc<AtomicUsize>, tokens: Arc<Mutex<Vec<CancellationToken>>>) -> impl kai_core::Tool {
@@ -37,12 +37,7 @@ async fn results_of_finished_calls_survive_a_cancel_mid_batch_and_are_not_run_ag
         .tool(watched_nap(Arc::clone(&runs), Arc::clone(&tokens)))
         .build()
         .unwrap();
-    let cancel = CancellationToken::new();
-    let canceller = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        canceller.cancel();
-    });
+    let cancel = cancel_after(Duration::from_millis(300));
     let error = agent
         .resume_with(RunState::new("rest"), RunOptions::cancel_on(cancel))
         .await
@@ -305,12 +300,7 @@ async fn a_cancelled_sub_agent_continues_where_it_stopped_when_the_outer_run_res
         ScriptedModel::new().tool_call("worker", json!({"input": "add, then rest"})),
         Arc::clone(&adds),
     );
-    let cancel = CancellationToken::new();
-    let canceller = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        canceller.cancel();
-    });
+    let cancel = cancel_after(Duration::from_millis(300));
     let error = outer
         .resume_with(RunState::new("work"), RunOptions::cancel_on(cancel))
         .await
@@ -331,12 +321,7 @@ async fn a_cancelled_sub_agent_continues_where_it_stopped_when_the_outer_run_res
     // Resumed and cancelled again before the inner run reaches a checkpoint of its own: what it
     // resumed from is still kept with the call.
     let outer = build(ScriptedModel::new(), ScriptedModel::new(), Arc::clone(&adds));
-    let cancel = CancellationToken::new();
-    let canceller = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        canceller.cancel();
-    });
+    let cancel = cancel_after(Duration::from_millis(300));
     let error = outer
         .resume_with(state, RunOptions::cancel_on(cancel))
         .await
@@ -396,24 +381,12 @@ async fn idempotency_keys_differ_between_runs_and_survive_a_resume() {
     assert_eq!(keys[2], format!("{id}/call_1_0"));
 }
 
-/// Keeps every checkpoint, as a database would.
-#[derive(Clone, Default)]
-struct Checkpoints(Arc<Mutex<Vec<String>>>);
-
-#[kai_core::async_trait]
-impl kai_core::AgentHook for Checkpoints {
-    async fn checkpoint(&self, state: &RunState) -> Result<(), Error> {
-        self.0.lock().unwrap().push(serde_json::to_string(state).unwrap());
-        Ok(())
-    }
-}
-
 /// The process dies while a sub-agent is mid-way: the outer run's last checkpoint already holds the
 /// inner run's progress, so a resume elsewhere does not run the inner run's finished tools again.
 #[tokio::test]
 async fn a_sub_agents_progress_is_in_the_outer_checkpoints_and_survives_a_crash() {
     let adds = Arc::new(AtomicUsize::new(0));
-    let build = |inner_model: ScriptedModel, outer_model: ScriptedModel, store: Checkpoints| {
+    let build = |inner_model: ScriptedModel, outer_model: ScriptedModel, store: Store| {
         let adds = Arc::clone(&adds);
         let add = tool_fn("add", "Adds.", move |args: crate::support::Add| {
             let adds = Arc::clone(&adds);
@@ -434,7 +407,7 @@ async fn a_sub_agents_progress_is_in_the_outer_checkpoints_and_survives_a_crash(
             .build()
             .unwrap()
     };
-    let store = Checkpoints::default();
+    let store = Store::default();
     let outer = build(
         ScriptedModel::new()
             .tool_call("add", json!({"a": 1, "b": 2}))
@@ -465,7 +438,7 @@ async fn a_sub_agents_progress_is_in_the_outer_checkpoints_and_survives_a_crash(
     let outer = build(
         ScriptedModel::new().text("added and rested"),
         ScriptedModel::new().text("All done."),
-        Checkpoints::default(),
+        Store::default(),
     );
     let output = outer.resume(state).await.unwrap();
     assert_eq!(output.answer, "All done.");
