@@ -5,7 +5,7 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
-use crate::agent::run::{OutputSpec, Run};
+use crate::agent::run::{OutputSpec, Run, RunModel};
 use crate::agent::{Agent, AgentConfig, Limits, RunError, RunOptions, RunOutput, RunState};
 use crate::error::Error;
 use crate::hook::AgentHook;
@@ -81,7 +81,7 @@ impl Agent {
     where
         T: DeserializeOwned + JsonSchema,
     {
-        extract_run(self.config(), self.model(), state, options, typed::<T>()).await
+        extract_run(self.config(), self.run_model(), state, options, typed::<T>()).await
     }
 
     /// [`extract_json`](Self::extract_json) from a given state, with options; see
@@ -101,7 +101,7 @@ impl Agent {
                 });
             }
         };
-        extract_run(self.config(), self.model(), state, options, target).await
+        extract_run(self.config(), self.run_model(), state, options, target).await
     }
 }
 
@@ -134,6 +134,7 @@ pub trait ChatModelExt: ChatModel {
     /// ```
     fn extract<T>(&self, request: ChatRequest) -> BoxFuture<'_, Result<Extracted<T>, RunError>>
     where
+        Self: Sized,
         T: DeserializeOwned + JsonSchema + MaybeSend + 'static,
     {
         model_extract(self, request, Ok(typed::<T>()))
@@ -145,7 +146,10 @@ pub trait ChatModelExt: ChatModel {
         &self,
         request: ChatRequest,
         schema: serde_json::Value,
-    ) -> BoxFuture<'_, Result<Extracted<serde_json::Value>, RunError>> {
+    ) -> BoxFuture<'_, Result<Extracted<serde_json::Value>, RunError>>
+    where
+        Self: Sized,
+    {
         model_extract(self, request, runtime(schema))
     }
 }
@@ -177,13 +181,12 @@ fn runtime(schema: serde_json::Value) -> Result<Target, Error> {
     })
 }
 
-fn model_extract<'a, M, T>(
-    model: &'a M,
+fn model_extract<'a, T>(
+    model: &'a dyn ChatModel,
     request: ChatRequest,
     target: Result<Target, Error>,
 ) -> BoxFuture<'a, Result<Extracted<T>, RunError>>
 where
-    M: ChatModel + ?Sized,
     T: DeserializeOwned + MaybeSend + 'static,
 {
     let mut template = request;
@@ -211,14 +214,13 @@ where
             error,
             state: Box::new(state.clone()),
         })?;
-        let model: &dyn ChatModel = &model;
-        extract_run(&config, model, state, RunOptions::default(), target).await
+        extract_run(&config, RunModel::Borrowed(model), state, RunOptions::default(), target).await
     })
 }
 
 async fn extract_run<T: DeserializeOwned>(
     config: &AgentConfig,
-    model: &dyn ChatModel,
+    model: RunModel<'_>,
     state: RunState,
     options: RunOptions,
     target: Target,

@@ -81,7 +81,7 @@ pub use marker::{BoxFuture, BoxStream, MaybeSend, MaybeSync, boxed, boxed_stream
 pub use message::{ContentPart, ImageSource, Message, Role, StopReason, ToolCall, ToolResult, Usage};
 pub use model::{
     ChatModel, ChatStream, EmbeddingModel, Embeddings, ModelCapabilities, check_embeddings, collect_stream, embed_all,
-    stream_owned,
+    replay_stream,
 };
 pub use request::{ChatRequest, ChatResponse, ResponseFormat, ToolChoice, ToolDefinition};
 pub use schema::schema_for;

@@ -63,28 +63,3 @@ where
     let pinned: Pin<Box<S>> = Box::pin(stream);
     pinned
 }
-
-/// A `'static` stream made from a stream that borrows `owner`: the returned stream owns `owner` and
-/// drives the borrowed stream inside, handing its items over one at a time.
-pub(crate) fn owned_stream<O, T, F>(owner: O, make: F) -> BoxStream<'static, T>
-where
-    O: MaybeSend + MaybeSync + 'static,
-    T: MaybeSend + 'static,
-    F: for<'a> FnOnce(&'a O) -> BoxStream<'a, T> + MaybeSend + 'static,
-{
-    use futures::{SinkExt as _, StreamExt as _};
-
-    // A zero-capacity channel holds one item per sender: the inner stream runs at most one item ahead.
-    let (mut sender, receiver) = futures::channel::mpsc::channel(0);
-    let driver = async move {
-        let mut inner = make(&owner);
-        while let Some(item) = inner.next().await {
-            if sender.send(item).await.is_err() {
-                // The receiver is gone: nobody listens any more.
-                break;
-            }
-        }
-    };
-    let driver = futures::stream::once(driver).filter_map(|()| std::future::ready(None));
-    boxed_stream(futures::stream::select(receiver, driver))
-}

@@ -66,7 +66,7 @@ impl ModelCapabilities {
 /// # });
 /// ```
 #[crate::async_trait]
-pub trait ChatModel: MaybeSend + MaybeSync {
+pub trait ChatModel: MaybeSend + MaybeSync + 'static {
     /// The model's name, as the provider knows it (for example `gpt-4o-mini`).
     fn name(&self) -> &str;
 
@@ -89,21 +89,27 @@ pub trait ChatModel: MaybeSend + MaybeSync {
 
     /// Asks for an answer as a stream of deltas.
     ///
+    /// The stream owns the model through the `Arc`, so it is `'static`: it can be held across threads
+    /// and await points, or handed to another language. Call it on a shared model with
+    /// `Arc::clone(&model).stream(request)`.
+    ///
     /// The default calls [`complete`](ChatModel::complete) and replays the answer as deltas, so every
     /// model can be streamed; providers with native streaming override it.
-    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
-        let answer = self.complete(request);
-        boxed_stream(
-            futures::stream::once(answer)
-                .map(|result| match result {
-                    Ok(response) => {
-                        futures::stream::iter(ChatDelta::replay(&response).into_iter().map(Ok)).left_stream()
-                    }
-                    Err(error) => futures::stream::iter([Err(error)]).right_stream(),
-                })
-                .flatten(),
-        )
+    fn stream(self: Arc<Self>, request: ChatRequest) -> ChatStream<'static> {
+        replay_stream(async move { self.complete(request).await })
     }
+}
+
+/// A stream that waits for one complete answer and replays it as deltas (an error becomes the stream's
+/// only item): how a model without native streaming, or a request a server cannot stream, is streamed.
+pub fn replay_stream<'a, F>(answer: F) -> ChatStream<'a>
+where
+    F: std::future::Future<Output = Result<ChatResponse, Error>> + MaybeSend + 'a,
+{
+    boxed_stream(futures::stream::once(answer).flat_map(|result| match result {
+        Ok(response) => futures::stream::iter(ChatDelta::replay(&response).into_iter().map(Ok)).left_stream(),
+        Err(error) => futures::stream::iter([Err(error)]).right_stream(),
+    }))
 }
 
 /// Drains a stream of deltas into a complete response.
@@ -143,46 +149,8 @@ impl<T: ChatModel + ?Sized> ChatModel for Arc<T> {
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
         (**self).complete(request).await
     }
-    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
-        (**self).stream(request)
-    }
-}
-
-#[crate::async_trait]
-impl<T: ChatModel + ?Sized> ChatModel for &T {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn provider(&self) -> &str {
-        (**self).provider()
-    }
-    fn capabilities(&self) -> ModelCapabilities {
-        (**self).capabilities()
-    }
-    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
-        (**self).complete(request).await
-    }
-    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
-        (**self).stream(request)
-    }
-}
-
-#[crate::async_trait]
-impl<T: ChatModel + ?Sized> ChatModel for Box<T> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn provider(&self) -> &str {
-        (**self).provider()
-    }
-    fn capabilities(&self) -> ModelCapabilities {
-        (**self).capabilities()
-    }
-    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
-        (**self).complete(request).await
-    }
-    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
-        (**self).stream(request)
+    fn stream(self: Arc<Self>, request: ChatRequest) -> ChatStream<'static> {
+        T::stream(Arc::clone(&*self), request)
     }
 }
 
@@ -258,26 +226,6 @@ pub async fn embed_all<M: EmbeddingModel + ?Sized>(model: &M, texts: &[String]) 
         all.usage += part.usage;
     }
     Ok(all)
-}
-
-/// Streams `request` from a shared model as a `'static` stream, which owns its model and can be held
-/// across threads and await points (a binding hands it to another language this way).
-///
-/// ```
-/// use std::sync::Arc;
-/// use futures::StreamExt as _;
-/// use kai_core::testing::ScriptedModel;
-/// use kai_core::{ChatModel, ChatRequest, Message, stream_owned};
-///
-/// # futures::executor::block_on(async {
-/// let model: Arc<dyn ChatModel> = Arc::new(ScriptedModel::new().text("Hello"));
-/// let stream = stream_owned(model, ChatRequest::new(vec![Message::user("Hi")]));
-/// let response = kai_core::collect_stream(stream).await.unwrap();
-/// assert_eq!(response.text(), "Hello");
-/// # });
-/// ```
-pub fn stream_owned(model: Arc<dyn ChatModel>, request: ChatRequest) -> ChatStream<'static> {
-    crate::marker::owned_stream(model, move |model| model.stream(request))
 }
 
 /// Checks what an embedding API returned: one vector per text, each of `dimensions` finite numbers.

@@ -352,7 +352,7 @@ impl ChatModel for ScriptedModel {
         }
     }
 
-    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
+    fn stream(self: Arc<Self>, request: ChatRequest) -> ChatStream<'static> {
         let turn = self.next_turn(request);
         let start = async move {
             let turn = match turn {

@@ -203,7 +203,7 @@ async fn streams_the_documented_event_sequence() {
     }])
     .await;
     let model = model(&server.url()).chat("claude-sonnet-4-5");
-    let response = collect_stream(model.stream(ChatRequest::new(vec![Message::user("hi")])))
+    let response = collect_stream(Arc::new(model.clone()).stream(ChatRequest::new(vec![Message::user("hi")])))
         .await
         .unwrap();
     assert_eq!(response.text(), "I'll check.");
@@ -234,9 +234,7 @@ async fn an_error_event_mid_stream_is_typed() {
     }])
     .await;
     let items: Vec<_> = futures::StreamExt::collect::<Vec<_>>(
-        model(&server.url())
-            .chat("m")
-            .stream(ChatRequest::new(vec![Message::user("hi")])),
+        Arc::new(model(&server.url()).chat("m")).stream(ChatRequest::new(vec![Message::user("hi")])),
     )
     .await;
     assert!(matches!(items.last(), Some(Err(Error::Server { message, .. })) if message == "Overloaded"));
@@ -410,9 +408,10 @@ async fn thinking_blocks_round_trip_with_their_signatures_streamed_or_not() {
         .complete(ChatRequest::new(vec![Message::user("Weather in Paris?")]))
         .await
         .unwrap();
-    let streamed = collect_stream(model.stream(ChatRequest::new(vec![Message::user("Weather in Paris?")])))
-        .await
-        .unwrap();
+    let streamed =
+        collect_stream(Arc::new(model.clone()).stream(ChatRequest::new(vec![Message::user("Weather in Paris?")])))
+            .await
+            .unwrap();
     for (turn, response) in [complete, streamed].into_iter().enumerate() {
         assert_eq!(
             response.message.content[..2],

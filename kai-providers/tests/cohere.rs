@@ -152,13 +152,10 @@ async fn streams_text_and_tool_calls() {
         body: body.into_bytes(),
     }])
     .await;
-    let response = collect_stream(
-        client(&base(&server))
-            .chat("m")
-            .stream(ChatRequest::new(vec![Message::user("hi")])),
-    )
-    .await
-    .unwrap();
+    let response =
+        collect_stream(Arc::new(client(&base(&server)).chat("m")).stream(ChatRequest::new(vec![Message::user("hi")])))
+            .await
+            .unwrap();
     assert_eq!(response.text(), "Hola amigo");
     let call = response.tool_calls().next().unwrap();
     assert_eq!(

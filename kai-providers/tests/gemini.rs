@@ -165,7 +165,7 @@ async fn streams_whole_chunks_until_the_body_ends() {
     }])
     .await;
     let model = client(&base(&server)).chat("gemini-2.5-flash");
-    let response = collect_stream(model.stream(ChatRequest::new(vec![Message::user("hi")])))
+    let response = collect_stream(Arc::new(model).stream(ChatRequest::new(vec![Message::user("hi")])))
         .await
         .unwrap();
     assert_eq!(response.text(), "Hello");

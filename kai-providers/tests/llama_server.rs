@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -62,7 +63,10 @@ async fn chat_completion() {
 #[tokio::test]
 async fn chat_stream() {
     let model = model();
-    let deltas: Vec<_> = model.stream(request("Count from one to five.")).collect().await;
+    let deltas: Vec<_> = Arc::new(model)
+        .stream(request("Count from one to five."))
+        .collect()
+        .await;
     let texts = deltas
         .iter()
         .filter(|d| matches!(d, Ok(ChatDelta::Text { .. })))

@@ -130,9 +130,7 @@ async fn streams_ndjson_lines() {
     }])
     .await;
     let response = collect_stream(
-        client(&base(&server))
-            .chat("llama3.2")
-            .stream(ChatRequest::new(vec![Message::user("hi")])),
+        Arc::new(client(&base(&server)).chat("llama3.2")).stream(ChatRequest::new(vec![Message::user("hi")])),
     )
     .await
     .unwrap();
@@ -155,8 +153,7 @@ async fn an_error_line_under_200_is_an_error() {
         body: body.into_bytes(),
     }])
     .await;
-    let items: Vec<_> = client(&base(&server))
-        .chat("m")
+    let items: Vec<_> = Arc::new(client(&base(&server)).chat("m"))
         .stream(ChatRequest::new(vec![Message::user("hi")]))
         .collect()
         .await;

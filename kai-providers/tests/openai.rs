@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
@@ -200,10 +201,9 @@ async fn streams_text_tool_call_fragments_and_usage() {
     ];
     let payloads: Vec<&str> = payloads.iter().map(String::as_str).collect();
     let server = FaultServer::start(vec![Reply::sse(&payloads)]).await;
-    let model = openai(&server);
-    let response = collect_stream(model.stream(ChatRequest::new(vec![Message::user("hi")])))
-        .await
-        .unwrap();
+    // The stream owns its model: it outlives every other handle and runs on another task.
+    let stream = Arc::new(openai(&server)).stream(ChatRequest::new(vec![Message::user("hi")]));
+    let response = tokio::spawn(collect_stream(stream)).await.unwrap().unwrap();
     assert_eq!(response.text(), "Checking");
     let call = response.tool_calls().next().unwrap();
     assert_eq!(
@@ -363,7 +363,7 @@ async fn a_stream_cut_mid_event_is_an_error_and_is_not_retried() {
         Reply::json(200, completion(json!({"content": "should not be fetched"}), "stop")),
     ])
     .await;
-    let items: Vec<_> = openai(&server)
+    let items: Vec<_> = Arc::new(openai(&server))
         .stream(ChatRequest::new(vec![Message::user("hi")]))
         .collect()
         .await;
@@ -404,7 +404,7 @@ async fn malformed_json_and_empty_bodies_are_typed_errors() {
 #[tokio::test]
 async fn garbage_in_a_stream_is_a_typed_error() {
     let server = FaultServer::start(vec![Reply::sse(&["{not json", "[DONE]"])]).await;
-    let items: Vec<_> = openai(&server)
+    let items: Vec<_> = Arc::new(openai(&server))
         .stream(ChatRequest::new(vec![Message::user("hi")]))
         .collect()
         .await;
@@ -415,7 +415,7 @@ async fn garbage_in_a_stream_is_a_typed_error() {
 #[tokio::test]
 async fn an_error_event_in_a_stream_is_a_server_error() {
     let server = FaultServer::start(vec![Reply::sse(&["{\"error\": {\"message\": \"model overloaded\"}}"])]).await;
-    let items: Vec<_> = openai(&server)
+    let items: Vec<_> = Arc::new(openai(&server))
         .stream(ChatRequest::new(vec![Message::user("hi")]))
         .collect()
         .await;
@@ -492,7 +492,7 @@ async fn a_stream_that_goes_silent_hits_the_idle_timeout() {
     config.base_url = server.url();
     let model = OpenAiClient::new(config).unwrap().chat("m");
     let started = Instant::now();
-    let items: Vec<_> = model
+    let items: Vec<_> = Arc::new(model)
         .stream(ChatRequest::new(vec![Message::user("hi")]))
         .collect()
         .await;
@@ -525,7 +525,7 @@ async fn lenient_with_compatible_servers_quirks() {
     assert_eq!((call.id.as_str(), call.arguments.as_str()), ("call_0", "{\"a\":1}"));
     assert_eq!(response.usage.total_tokens(), 0);
 
-    let streamed = collect_stream(model.stream(ChatRequest::new(vec![Message::user("hi")])))
+    let streamed = collect_stream(Arc::new(model.clone()).stream(ChatRequest::new(vec![Message::user("hi")])))
         .await
         .unwrap();
     let call = streamed.tool_calls().next().unwrap();
@@ -581,7 +581,7 @@ async fn a_stream_arriving_in_pieces_over_time_is_read_whole() {
     ));
     pieces.push((b"data: [DONE]\n\n".to_vec(), Duration::from_millis(20)));
     let server = FaultServer::start(vec![Reply::Raw(pieces)]).await;
-    let response = collect_stream(openai(&server).stream(ChatRequest::new(vec![Message::user("hi")])))
+    let response = collect_stream(Arc::new(openai(&server)).stream(ChatRequest::new(vec![Message::user("hi")])))
         .await
         .unwrap();
     assert_eq!(response.text(), "one two three");
@@ -647,7 +647,7 @@ async fn a_stream_that_never_ends_stops_at_the_size_limit() {
     });
     config.base_url = server.url();
     let model = OpenAiClient::new(config).unwrap().chat("m");
-    let items: Vec<_> = model
+    let items: Vec<_> = Arc::new(model)
         .stream(ChatRequest::new(vec![Message::user("hi")]))
         .collect()
         .await;
@@ -778,7 +778,7 @@ async fn a_refusal_is_the_answer_text_and_stops_as_a_refusal_streamed_or_not() {
         .complete(ChatRequest::new(vec![Message::user("?")]))
         .await
         .unwrap();
-    let streamed = kai_core::collect_stream(model.stream(ChatRequest::new(vec![Message::user("?")])))
+    let streamed = kai_core::collect_stream(Arc::new(model.clone()).stream(ChatRequest::new(vec![Message::user("?")])))
         .await
         .unwrap();
     for response in [complete, streamed] {

@@ -420,7 +420,7 @@ impl Agent {
 
     /// Continues a run from a state, with options such as a cancellation token.
     pub async fn resume_with(&self, state: RunState, options: RunOptions) -> Result<RunOutput, RunError> {
-        run::Run::new(self.config(), self.model(), state, options, None, None)
+        run::Run::new(self.config(), self.run_model(), state, options, None, None)
             .execute()
             .await
     }
@@ -439,7 +439,7 @@ impl Agent {
         let events = sender.clone();
         let agent = self.clone();
         let driver = async move {
-            let result = run::Run::new(agent.config(), agent.model(), state, options, Some(events), None)
+            let result = run::Run::new(agent.config(), agent.run_model(), state, options, Some(events), None)
                 .execute()
                 .await;
             // The receiver may be gone if the caller stopped listening; nothing is left to tell them.
@@ -478,18 +478,26 @@ impl Agent {
     pub fn model(&self) -> &dyn ChatModel {
         self.inner.model.as_ref()
     }
+
+    /// The agent's model as a run holds it.
+    pub(crate) fn run_model(&self) -> run::RunModel<'_> {
+        run::RunModel::Shared(&self.inner.model)
+    }
 }
 
-/// Runs and streams must be able to move between threads of a multi-threaded runtime: fail the build
-/// if any of them stops being `Send` on native targets.
+/// Runs and streams must be able to move between threads of a multi-threaded runtime, and streams must
+/// outlive the call that made them: fail the build if any of them stops being `Send` on native targets,
+/// or a stream stops being `'static`.
 #[cfg(not(target_arch = "wasm32"))]
 const _: () = {
     fn assert_send<T: Send>(_: &T) {}
+    fn assert_owned<T: Send + 'static>(_: T) {}
     #[allow(dead_code)]
-    fn runs_are_send(agent: &Agent) {
+    fn runs_are_send(agent: &Agent, model: Arc<dyn ChatModel>) {
         assert_send(&agent.run("input"));
         assert_send(&agent.resume(RunState::default()));
-        assert_send(&agent.stream("input"));
         assert_send(&agent.clone());
+        assert_owned(agent.stream("input"));
+        assert_owned(model.stream(crate::ChatRequest::default()));
     }
 };

@@ -35,10 +35,31 @@ pub(crate) struct OutputSpec {
     pub(crate) validate: Validate,
 }
 
+/// The model a run asks: an agent's shared model, which a streamed run needs (a model's stream owns its
+/// model), or a borrowed one for structured output straight from a model, which never streams.
+#[derive(Clone, Copy)]
+pub(crate) enum RunModel<'a> {
+    /// An agent's model.
+    Shared(&'a Arc<dyn ChatModel>),
+    /// A model the caller holds by reference.
+    Borrowed(&'a dyn ChatModel),
+}
+
+impl std::ops::Deref for RunModel<'_> {
+    type Target = dyn ChatModel;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Self::Shared(model) => model.as_ref(),
+            Self::Borrowed(model) => *model,
+        }
+    }
+}
+
 /// One run of an agent, from a state to an answer or an error.
 pub(crate) struct Run<'a> {
     config: &'a AgentConfig,
-    model: &'a dyn ChatModel,
+    model: RunModel<'a>,
     state: RunState,
     /// The run's own token: a child of the caller's, cancelled when the run ends or is dropped.
     cancel: CancellationToken,
@@ -101,7 +122,7 @@ enum Outcome {
 impl<'a> Run<'a> {
     pub(crate) fn new(
         config: &'a AgentConfig,
-        model: &'a dyn ChatModel,
+        model: RunModel<'a>,
         state: RunState,
         options: RunOptions,
         events: Option<EventSender>,
@@ -406,10 +427,9 @@ impl<'a> Run<'a> {
             kai.step = context.step,
         );
         let mut response = async {
-            match &self.events {
-                None => self.model.complete(request).await,
-                Some(_) => {
-                    let mut deltas = self.model.stream(request);
+            match (&self.events, self.model) {
+                (Some(_), RunModel::Shared(model)) => {
+                    let mut deltas = Arc::clone(model).stream(request);
                     let mut accumulator = ResponseAccumulator::new();
                     while let Some(delta) = deltas.next().await {
                         let delta = delta?;
@@ -424,6 +444,7 @@ impl<'a> Run<'a> {
                     }
                     Ok(accumulator.finish())
                 }
+                _ => self.model.complete(request).await,
             }
         }
         .instrument(span.clone())

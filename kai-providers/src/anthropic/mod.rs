@@ -166,7 +166,7 @@ impl ChatModel for AnthropicChat {
         Ok(wire::response(message))
     }
 
-    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
+    fn stream(self: Arc<Self>, request: ChatRequest) -> ChatStream<'static> {
         stream_after(async move {
             let body = wire::request_body(&self.model, &request, true, self.client.inner.config.default_max_tokens);
             let response = self.client.post(&body).await?;

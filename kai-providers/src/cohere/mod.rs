@@ -149,7 +149,7 @@ impl ChatModel for CohereChat {
         Ok(wire::response(parsed))
     }
 
-    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
+    fn stream(self: Arc<Self>, request: ChatRequest) -> ChatStream<'static> {
         stream_after(async move {
             let response = self
                 .client

@@ -155,7 +155,7 @@ impl ChatModel for GeminiChat {
         wire::response(parsed)
     }
 
-    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
+    fn stream(self: Arc<Self>, request: ChatRequest) -> ChatStream<'static> {
         stream_after(async move {
             let url = format!("{}?alt=sse", self.client.url(&self.model, "streamGenerateContent"));
             let response = self.client.post(&url, &wire::request_body(&request)).await?;

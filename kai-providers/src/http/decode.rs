@@ -1,7 +1,7 @@
 //! From a provider's stream of events to kai's stream of deltas.
 
 use futures::{Stream, StreamExt as _};
-use kai_core::{BoxFuture, ChatDelta, ChatResponse, ChatStream, Error, boxed_stream};
+use kai_core::{ChatDelta, ChatStream, Error, boxed_stream};
 
 /// What one event of a provider's stream means.
 pub(crate) enum Decoded {
@@ -76,15 +76,5 @@ where
     boxed_stream(futures::stream::once(start).flat_map(|started| match started {
         Err(error) => futures::stream::iter([Err(error)]).left_stream(),
         Ok(deltas) => deltas.right_stream(),
-    }))
-}
-
-/// A complete answer replayed as deltas, for requests a server cannot stream.
-pub(crate) fn replay(answer: BoxFuture<'_, Result<ChatResponse, Error>>) -> ChatStream<'_> {
-    boxed_stream(futures::stream::once(answer).flat_map(|result| {
-        futures::stream::iter(match result {
-            Ok(response) => ChatDelta::replay(&response).into_iter().map(Ok).collect::<Vec<_>>(),
-            Err(error) => vec![Err(error)],
-        })
     }))
 }

@@ -10,7 +10,7 @@ mod sse;
 
 pub use client::{ByteStream, HttpConfig};
 pub(crate) use client::{HttpClient, body_message, bounded_message, error_for_status, headers};
-pub(crate) use decode::{Decoded, decode_events, replay, stream_after};
+pub(crate) use decode::{Decoded, decode_events, stream_after};
 pub use ndjson::ndjson_lines;
 pub use rate_limit::RateLimit;
 pub use retry::RetryPolicy;

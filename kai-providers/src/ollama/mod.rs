@@ -128,7 +128,7 @@ impl ChatModel for OllamaChat {
         wire::response(line)
     }
 
-    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
+    fn stream(self: Arc<Self>, request: ChatRequest) -> ChatStream<'static> {
         stream_after(async move {
             let body = wire::request_body(&self.model, &request, true)?;
             let response = self.client.post("chat", &body).await?;

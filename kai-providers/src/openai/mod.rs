@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use kai_core::{
     ChatDelta, ChatModel, ChatRequest, ChatResponse, ChatStream, EmbeddingModel, Embeddings, Error, ModelCapabilities,
-    ToolChoice, Usage, check_embeddings,
+    ToolChoice, Usage, check_embeddings, replay_stream,
 };
 use reqwest::StatusCode;
 use serde::Deserialize;
 
 use crate::http::{
     ApiKey, DEFAULT_MAX_EVENT_BYTES, HttpClient, HttpConfig, bounded_message, decode_events, error_for_status, headers,
-    replay, sse_events, stream_after,
+    sse_events, stream_after,
 };
 
 /// The official OpenAI endpoint.
@@ -345,10 +345,10 @@ impl ChatModel for OpenAiChat {
         wire::response(completion, &text)
     }
 
-    fn stream(&self, request: ChatRequest) -> ChatStream<'_> {
+    fn stream(self: Arc<Self>, request: ChatRequest) -> ChatStream<'static> {
         let free_choice = !matches!(request.tool_choice, Some(ToolChoice::Tool(_) | ToolChoice::None));
         if !request.tools.is_empty() && free_choice && !self.client.inner.quirks.streams_free_tool_choice {
-            return replay(self.complete(request));
+            return replay_stream(async move { self.complete(request).await });
         }
         stream_after(async move {
             let body = wire::request_body(&self.model, &request, true, &self.client.inner.quirks)?;

@@ -81,7 +81,7 @@ async fn reset_then_ok(wire: &Wire) {
 async fn cut_stream(wire: &Wire) {
     let body = format!("{}data: {{\"partial", (wire.stream_start)());
     let (server, model) = model_for(wire, vec![Reply::cut(wire.stream_content_type, &body), (wire.ok)()]).await;
-    let items: Vec<_> = model.stream(request()).collect().await;
+    let items: Vec<_> = Arc::clone(&model).stream(request()).collect().await;
     assert!(
         items.iter().any(|item| matches!(item, Ok(ChatDelta::Text { .. }))),
         "the text before the cut arrived: {items:?}"
