@@ -31,8 +31,9 @@ impl Agent {
     /// Runs the agent and parses its final answer into `T`.
     ///
     /// The answer is constrained by `T`'s JSON Schema: through the provider's JSON-schema response
-    /// format when [`ModelCapabilities::json_schema`](crate::ModelCapabilities) says it has one,
-    /// otherwise through a forced call of a `final_result` tool. An answer that does not parse is sent
+    /// format when [`ModelCapabilities::json_schema`](crate::ModelCapabilities) says it has one (and,
+    /// for an agent with tools, `json_schema_with_tools` says it takes both in one request), otherwise
+    /// through a forced call of a `final_result` tool. An answer that does not parse is sent
     /// back with the parse error, up to [`max_repairs`](crate::AgentBuilder::max_repairs) times, then the
     /// run fails with [`Error::InvalidOutput`].
     pub async fn extract<T>(&self, input: impl Into<String>) -> Result<Extracted<T>, RunError>
@@ -233,10 +234,12 @@ async fn extract_run<T: DeserializeOwned>(
             state: Box::new(state),
         });
     }
+    let capabilities = model.capabilities();
+    let native = capabilities.json_schema && (config.tools.is_empty() || capabilities.json_schema_with_tools);
     let output = OutputSpec {
         name: OUTPUT_NAME.to_owned(),
         schema: target.schema,
-        via_tool: !model.capabilities().json_schema,
+        via_tool: !native,
         validate: target.validate,
     };
     let run = Run::new(config, model, state, options, None, Some(output))

@@ -21,6 +21,10 @@ pub struct ModelCapabilities {
     pub tools: bool,
     /// It can be constrained to a JSON Schema ([`ResponseFormat::JsonSchema`](crate::ResponseFormat)).
     pub json_schema: bool,
+    /// It takes a JSON Schema constraint and tool definitions in one request (some providers refuse the
+    /// pair; structured output from an agent with tools then goes through a forced tool call).
+    #[serde(default)]
+    pub json_schema_with_tools: bool,
     /// It streams natively (otherwise [`ChatModel::stream`] replays the complete answer).
     pub streaming: bool,
     /// It accepts images.
@@ -28,10 +32,11 @@ pub struct ModelCapabilities {
 }
 
 impl ModelCapabilities {
-    /// Tools, JSON Schema output, native streaming and images.
+    /// Tools, JSON Schema output (beside tools too), native streaming and images.
     pub const ALL: Self = Self {
         tools: true,
         json_schema: true,
+        json_schema_with_tools: true,
         streaming: true,
         images: true,
     };

@@ -92,6 +92,7 @@ impl ScriptedModel {
             capabilities: ModelCapabilities {
                 tools: true,
                 json_schema: false,
+                json_schema_with_tools: false,
                 streaming: true,
                 images: true,
             },
@@ -111,6 +112,13 @@ impl ScriptedModel {
     /// goes through a forced tool call).
     pub fn json_schema_support(mut self, supported: bool) -> Self {
         self.capabilities.json_schema = supported;
+        self.capabilities.json_schema_with_tools = supported;
+        self
+    }
+
+    /// Sets every capability the model claims at once.
+    pub fn capabilities(mut self, capabilities: ModelCapabilities) -> Self {
+        self.capabilities = capabilities;
         self
     }
 

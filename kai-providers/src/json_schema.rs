@@ -9,6 +9,8 @@ use serde_json::{Map, Value};
 
 /// What a provider's structured-output decoding accepts.
 pub(crate) struct Dialect {
+    /// Objects get `additionalProperties: false` (all but maps, which stay open).
+    pub(crate) closed_objects: bool,
     /// Every property is listed in `required`; properties that were optional become nullable.
     pub(crate) all_required: bool,
     /// The `format` values kept; any other is removed.
@@ -17,11 +19,20 @@ pub(crate) struct Dialect {
     pub(crate) dropped: &'static [&'static str],
     /// `oneOf` is sent as `anyOf`.
     pub(crate) one_of_as_any_of: bool,
+    /// The only keywords kept, when the provider documents a closed list; `None` keeps all but the
+    /// dropped ones.
+    pub(crate) only: Option<&'static [&'static str]>,
+    /// `const: v` is sent as `enum: [v]`, and enums keep only strings and numbers (a `null` among them
+    /// becomes a `"null"` type).
+    pub(crate) scalar_enums: bool,
+    /// A `$ref` stands alone: keywords beside it move into an `anyOf` wrapper around the reference.
+    pub(crate) lone_refs: bool,
 }
 
 /// OpenAI's strict mode: closed objects, every property required, `anyOf` instead of `oneOf`, and only
 /// the documented formats and keywords.
 pub(crate) const OPENAI_STRICT: Dialect = Dialect {
+    closed_objects: true,
     all_required: true,
     formats: &[
         "date-time",
@@ -36,6 +47,9 @@ pub(crate) const OPENAI_STRICT: Dialect = Dialect {
     ],
     dropped: &["default", "minLength", "maxLength"],
     one_of_as_any_of: true,
+    only: None,
+    scalar_enums: false,
+    lone_refs: false,
 };
 
 /// Keywords neither provider's decoding takes.
@@ -52,6 +66,7 @@ const NOWHERE_SUPPORTED: &[&str] = &[
 /// Anthropic's output format: closed objects, no numeric or length limits, few array limits, and only
 /// the documented formats.
 pub(crate) const ANTHROPIC: Dialect = Dialect {
+    closed_objects: true,
     all_required: false,
     formats: &[
         "date-time",
@@ -77,7 +92,85 @@ pub(crate) const ANTHROPIC: Dialect = Dialect {
         "uniqueItems",
     ],
     one_of_as_any_of: true,
+    only: None,
+    scalar_enums: false,
+    lone_refs: false,
 };
+
+/// Gemini's `responseJsonSchema` and `parametersJsonSchema`: a closed list of keywords, enums of strings
+/// and numbers only, and nothing but `$` keywords beside a `$ref`; objects stay as open as they were.
+pub(crate) const GEMINI: Dialect = Dialect {
+    closed_objects: false,
+    all_required: false,
+    formats: &["date-time", "date", "time"],
+    dropped: &[],
+    one_of_as_any_of: false,
+    only: Some(&[
+        "$id",
+        "$defs",
+        "definitions",
+        "$ref",
+        "$anchor",
+        "type",
+        "format",
+        "description",
+        "enum",
+        "items",
+        "prefixItems",
+        "minItems",
+        "maxItems",
+        "minimum",
+        "maximum",
+        "anyOf",
+        "oneOf",
+        "properties",
+        "additionalProperties",
+        "required",
+        "propertyOrdering",
+    ]),
+    scalar_enums: true,
+    lone_refs: true,
+};
+
+/// Cohere's `response_format` schema: no `allOf`, `oneOf` or `not`, no numeric, length or item-count
+/// limits, no patterns (its regexes refuse anchors and lookarounds), four formats. Cohere also wants at
+/// least one required property on every object, which no rewrite can supply without changing the
+/// schema's meaning; such a schema is sent as it is, for Cohere to refuse.
+pub(crate) const COHERE: Dialect = Dialect {
+    closed_objects: false,
+    all_required: false,
+    formats: &["date-time", "uuid", "date", "time"],
+    dropped: &[
+        "allOf",
+        "not",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minItems",
+        "maxItems",
+        "minLength",
+        "maxLength",
+        "uniqueItems",
+        "pattern",
+        "default",
+        "examples",
+    ],
+    one_of_as_any_of: true,
+    only: None,
+    scalar_enums: false,
+    lone_refs: false,
+};
+
+impl Dialect {
+    /// Whether the provider takes `keyword` at all.
+    fn accepts(&self, keyword: &str) -> bool {
+        !self.dropped.contains(&keyword)
+            && !NOWHERE_SUPPORTED.contains(&keyword)
+            && self.only.is_none_or(|only| only.contains(&keyword))
+    }
+}
 
 /// The deepest nesting rewritten; deeper parts are left as they are (the provider will say no).
 const MAX_DEPTH: usize = 64;
@@ -116,9 +209,20 @@ fn rewrite_in_place(schema: &mut Value, dialect: &Dialect, depth: usize, has_map
         || object
             .get("patternProperties")
             .is_some_and(|patterns| patterns != &Value::Object(Map::new()));
-    for keyword in dialect.dropped.iter().chain(NOWHERE_SUPPORTED) {
-        object.remove(*keyword);
+    if dialect.scalar_enums {
+        scalar_enum(object);
     }
+    if !dialect.accepts("allOf")
+        && !object.contains_key("anyOf")
+        && let Some(Value::Array(all_of)) = object.get("allOf")
+        && all_of.len() == 1
+        && let Some(all_of) = object.remove("allOf")
+    {
+        // One subschema that must hold is one of one subschemas: the form older generators give a
+        // reference with a description.
+        object.insert("anyOf".into(), all_of);
+    }
+    object.retain(|keyword, _| dialect.accepts(keyword));
     if object
         .get("format")
         .and_then(Value::as_str)
@@ -139,8 +243,11 @@ fn rewrite_in_place(schema: &mut Value, dialect: &Dialect, depth: usize, has_map
     }
     if map_values {
         *has_maps = true;
-    } else if is_object_schema(object) {
+    } else if dialect.closed_objects && is_object_schema(object) {
         close_object(object, dialect);
+    }
+    if dialect.lone_refs {
+        lone_ref(object);
     }
     // Recurse into every place a subschema may stand.
     for keyword in ["properties", "$defs", "definitions"] {
@@ -155,12 +262,62 @@ fn rewrite_in_place(schema: &mut Value, dialect: &Dialect, depth: usize, has_map
             rewrite_in_place(child, dialect, depth + 1, has_maps);
         }
     }
-    for keyword in ["anyOf", "allOf", "prefixItems"] {
+    for keyword in ["anyOf", "oneOf", "allOf", "prefixItems"] {
         if let Some(Value::Array(children)) = object.get_mut(keyword) {
             for child in children {
                 rewrite_in_place(child, dialect, depth + 1, has_maps);
             }
         }
+    }
+}
+
+/// `const` as a one-value `enum`, and an enum cut down to strings and numbers (one with nothing left
+/// goes). A `null` the enum allowed becomes an `anyOf` branch of its own, so it stays allowed.
+fn scalar_enum(object: &mut Map<String, Value>) {
+    if let Some(value) = object.remove("const") {
+        object.insert("enum".into(), Value::Array(vec![value]));
+    }
+    let Some(Value::Array(values)) = object.get_mut("enum") else {
+        return;
+    };
+    let had_null = values.contains(&Value::Null);
+    values.retain(|value| value.is_string() || value.is_number());
+    if values.is_empty() {
+        object.remove("enum");
+        return;
+    }
+    if !had_null {
+        return;
+    }
+    match object.get_mut("type") {
+        Some(Value::Array(kinds)) => {
+            kinds.retain(|kind| kind != "null");
+            if let [kind] = kinds.as_mut_slice() {
+                let kind = std::mem::take(kind);
+                object.insert("type".into(), kind);
+            }
+        }
+        Some(Value::String(kind)) if kind == "null" => {
+            object.remove("type");
+        }
+        _ => {}
+    }
+    let values = std::mem::take(object);
+    object.insert(
+        "anyOf".into(),
+        Value::Array(vec![Value::Object(values), serde_json::json!({"type": "null"})]),
+    );
+}
+
+/// A `$ref` with other keywords beside it becomes `anyOf: [{"$ref": …}]` beside them. A reference
+/// beside an `anyOf` has no such form (it would need `allOf`) and is left for the provider to judge.
+fn lone_ref(object: &mut Map<String, Value>) {
+    let crowded = object.keys().any(|keyword| !keyword.starts_with('$'));
+    if !crowded || object.contains_key("anyOf") {
+        return;
+    }
+    if let Some(reference) = object.remove("$ref") {
+        object.insert("anyOf".into(), serde_json::json!([{ "$ref": reference }]));
     }
 }
 
@@ -313,5 +470,50 @@ mod tests {
         let rewritten = rewrite(&patterned, &OPENAI_STRICT);
         assert!(rewritten.has_maps);
         assert!(rewritten.schema.get("additionalProperties").is_none(), "left open");
+    }
+
+    #[test]
+    fn a_single_all_of_becomes_an_any_of_where_all_of_is_refused_and_a_crowded_reference_is_wrapped() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "one": {"allOf": [{"$ref": "#/$defs/A"}], "description": "One."},
+                "two": {"allOf": [{"type": "string"}, {"maxLength": 3}]},
+                "both": {"$ref": "#/$defs/A", "anyOf": [{"type": "string"}], "description": "Both."},
+                "bare": {"$ref": "#/$defs/A", "$comment": "fine"}
+            },
+            "$defs": {"A": {"type": "string"}}
+        });
+        let gemini = rewrite(&schema, &GEMINI).schema;
+        assert_eq!(
+            gemini["properties"]["one"],
+            json!({"anyOf": [{"$ref": "#/$defs/A"}], "description": "One."})
+        );
+        assert_eq!(
+            gemini["properties"]["two"],
+            json!({}),
+            "several subschemas that must all hold are dropped"
+        );
+        assert_eq!(
+            gemini["properties"]["both"],
+            json!({"$ref": "#/$defs/A", "anyOf": [{"type": "string"}], "description": "Both."}),
+            "no form without allOf: left for the provider to judge"
+        );
+        assert_eq!(
+            gemini["properties"]["bare"],
+            json!({"$ref": "#/$defs/A"}),
+            "only `$` keywords beside it"
+        );
+        let cohere = rewrite(&schema, &COHERE).schema;
+        assert_eq!(
+            cohere["properties"]["one"],
+            json!({"anyOf": [{"$ref": "#/$defs/A"}], "description": "One."})
+        );
+        let anthropic = rewrite(&schema, &ANTHROPIC).schema;
+        assert_eq!(
+            anthropic["properties"]["one"]["allOf"],
+            json!([{"$ref": "#/$defs/A"}]),
+            "kept where allowed"
+        );
     }
 }

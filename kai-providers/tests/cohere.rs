@@ -206,3 +206,75 @@ async fn survives_every_fault() {
     })
     .await;
 }
+
+/// Cohere's schema rules: `oneOf` as `anyOf`, no numeric limits, only four formats; objects are not
+/// closed for it, and the schema goes under `json_schema` (the v2 name; v1 called it `schema`).
+#[tokio::test]
+async fn a_structured_output_schema_is_sent_in_the_subset_cohere_takes() {
+    let server = FaultServer::start(vec![Reply::json(
+        200,
+        reply(
+            json!({"role": "assistant", "content": [{"type": "text", "text": "{}"}]}),
+            "COMPLETE",
+        ),
+    )])
+    .await;
+    let request =
+        ChatRequest::new(vec![Message::user("plan")]).with_response_format(kai_core::ResponseFormat::JsonSchema {
+            name: "trip".into(),
+            schema: kai_core::schema_for::<support::Trip>(),
+            strict: true,
+        });
+    client(&base(&server))
+        .chat("command-a-03-2025")
+        .complete(request)
+        .await
+        .unwrap();
+    let sent = server.requests()[0].json();
+    assert_eq!(sent["response_format"]["type"], "json_object");
+    assert_eq!(
+        sent["response_format"]["json_schema"],
+        json!({
+            "type": "object",
+            "description": "A structured-output type with the shapes that trip providers' schema rules: an optional field, a\nlist, an enum, an unsigned integer and a nested struct.",
+            "properties": {
+                "destination": {"type": "string", "description": "Where to."},
+                "nights": {"type": ["integer", "null"], "description": "Nights, if known."},
+                "travellers": {"type": "array", "items": {"type": "string"}, "description": "Who travels."},
+                "mode": {"description": "How.", "anyOf": [
+                    {"const": "train", "type": "string", "description": "By train."},
+                    {"const": "plane", "type": "string", "description": "By plane."}
+                ]},
+                "stay": {
+                    "type": "object",
+                    "description": "Where to stay.",
+                    "properties": {
+                        "hotel": {"type": "string", "description": "The hotel's name."},
+                        "stars": {"type": "integer", "description": "Stars, 1 to 5."}
+                    },
+                    "required": ["hotel", "stars"]
+                }
+            },
+            "required": ["destination", "travellers", "mode", "stay"]
+        })
+    );
+}
+
+#[test]
+fn only_models_with_structured_outputs_claim_them_and_never_beside_tools() {
+    let client = client("http://127.0.0.1:9/v2");
+    for (model, native) in [
+        ("command-a-03-2025", true),
+        ("command-a-reasoning-08-2025", true),
+        ("command-r-plus-08-2024", true),
+        ("command-r-08-2024", true),
+        ("command-r", true),
+        ("command-r7b-12-2024", false),
+        ("command-light", false),
+        ("c4ai-aya-expanse-32b", false),
+    ] {
+        let capabilities = client.chat(model).capabilities();
+        assert_eq!(capabilities.json_schema, native, "{model}");
+        assert!(!capabilities.json_schema_with_tools, "{model}");
+    }
+}

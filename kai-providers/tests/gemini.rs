@@ -274,3 +274,112 @@ async fn survives_every_fault() {
     })
     .await;
 }
+
+/// Gemini takes a closed list of keywords: no `const` (a one-value `enum` instead), no integer formats,
+/// no `$schema`; objects are not closed for it (it does not need that, and `{"type": "object"}` must
+/// still mean any object).
+#[tokio::test]
+async fn a_structured_output_schema_is_sent_in_the_subset_gemini_takes() {
+    let server = FaultServer::start(vec![Reply::json(200, reply(json!([{"text": "{}"}]), "STOP"))]).await;
+    let request = ChatRequest::new(vec![Message::user("plan")]).with_response_format(ResponseFormat::JsonSchema {
+        name: "trip".into(),
+        schema: kai_core::schema_for::<support::Trip>(),
+        strict: true,
+    });
+    client(&base(&server))
+        .chat("gemini-2.5-flash")
+        .complete(request)
+        .await
+        .unwrap();
+    let sent = server.requests()[0].json();
+    assert_eq!(
+        sent["generationConfig"]["responseJsonSchema"],
+        json!({
+            "type": "object",
+            "description": "A structured-output type with the shapes that trip providers' schema rules: an optional field, a\nlist, an enum, an unsigned integer and a nested struct.",
+            "properties": {
+                "destination": {"type": "string", "description": "Where to."},
+                "nights": {"type": ["integer", "null"], "minimum": 0, "description": "Nights, if known."},
+                "travellers": {"type": "array", "items": {"type": "string"}, "description": "Who travels."},
+                "mode": {"description": "How.", "oneOf": [
+                    {"enum": ["train"], "type": "string", "description": "By train."},
+                    {"enum": ["plane"], "type": "string", "description": "By plane."}
+                ]},
+                "stay": {
+                    "type": "object",
+                    "description": "Where to stay.",
+                    "properties": {
+                        "hotel": {"type": "string", "description": "The hotel's name."},
+                        "stars": {"type": "integer", "minimum": 0, "maximum": 255, "description": "Stars, 1 to 5."}
+                    },
+                    "required": ["hotel", "stars"]
+                }
+            },
+            "required": ["destination", "travellers", "mode", "stay"]
+        })
+    );
+}
+
+/// Tool parameters go through the same rewrite, and a `$ref` with a description beside it is wrapped,
+/// since Gemini allows only `$` keywords next to a reference.
+#[tokio::test]
+async fn tool_parameters_are_rewritten_and_references_stand_alone() {
+    let server = FaultServer::start(vec![Reply::json(200, reply(json!([{"text": "ok"}]), "STOP"))]).await;
+    let parameters = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {
+            "stay": {"$ref": "#/$defs/Stay", "description": "Where."},
+            "tag": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 8, "default": "x"},
+            "level": {"enum": ["low", "high", true]},
+            "mood": {"type": ["string", "null"], "enum": ["calm", null], "description": "Mood."},
+            "any": {"type": "object"}
+        },
+        "$defs": {"Stay": {"type": "object", "properties": {"hotel": {"type": "string", "minLength": 1}}}}
+    });
+    let request = ChatRequest::new(vec![Message::user("go")]).with_tools(vec![ToolDefinition::new(
+        "book",
+        "Books a stay",
+        parameters,
+    )]);
+    client(&base(&server))
+        .chat("gemini-2.5-flash")
+        .complete(request)
+        .await
+        .unwrap();
+    let sent = server.requests()[0].json();
+    assert_eq!(
+        sent["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"],
+        json!({
+            "type": "object",
+            "properties": {
+                "stay": {"anyOf": [{"$ref": "#/$defs/Stay"}], "description": "Where."},
+                "tag": {"type": "string"},
+                "level": {"enum": ["low", "high"]},
+                "mood": {"anyOf": [{"type": "string", "enum": ["calm"], "description": "Mood."}, {"type": "null"}]},
+                "any": {"type": "object"}
+            },
+            "$defs": {"Stay": {"type": "object", "properties": {"hotel": {"type": "string"}}}}
+        })
+    );
+}
+
+#[test]
+fn gemini_models_claim_schemas_but_not_beside_functions_and_gemma_claims_neither() {
+    let client = client("http://127.0.0.1:9/v1beta");
+    for (model, tools, native) in [
+        ("gemini-2.5-flash", true, true),
+        ("models/gemini-3-pro-preview", true, true),
+        ("gemini-2.0-flash", true, true),
+        ("gemini-1.5-pro", true, false),
+        ("gemma-3-27b-it", false, false),
+    ] {
+        let capabilities = client.chat(model).capabilities();
+        assert_eq!(
+            (capabilities.tools, capabilities.json_schema),
+            (tools, native),
+            "{model}"
+        );
+        assert!(!capabilities.json_schema_with_tools, "{model}");
+    }
+}

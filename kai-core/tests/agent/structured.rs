@@ -73,6 +73,35 @@ async fn with_a_json_schema_format_the_text_answer_is_validated_and_repaired() {
     assert!(feedback.starts_with("Your answer is not valid"), "{feedback}");
 }
 
+/// Some providers (Gemini, Cohere) constrain output to a schema but refuse a schema and tools in one
+/// request: an agent with tools then answers through the forced tool call, one without through the
+/// native format.
+#[tokio::test]
+async fn a_model_that_cannot_pair_a_schema_with_tools_answers_through_the_tool_when_tools_are_offered() {
+    let schema_only = kai_core::ModelCapabilities {
+        json_schema: true,
+        json_schema_with_tools: false,
+        ..kai_core::ModelCapabilities::ALL
+    };
+    let model = ScriptedModel::new()
+        .capabilities(schema_only)
+        .tool_call(OUTPUT_NAME, json!({"terms": [2, 3], "total": 5}))
+        .text(r#"{"terms": [2, 3], "total": 5}"#);
+    let with_tools = Agent::builder(model.clone()).tool(adder()).build().unwrap();
+    with_tools.extract::<Sum>("add 2 and 3").await.unwrap();
+    let without_tools = Agent::builder(model.clone()).build().unwrap();
+    without_tools.extract::<Sum>("add 2 and 3").await.unwrap();
+
+    let requests = model.requests();
+    assert_eq!(requests[0].response_format, None);
+    assert!(requests[0].tools.iter().any(|tool| tool.name == OUTPUT_NAME));
+    assert!(matches!(
+        requests[1].response_format,
+        Some(ResponseFormat::JsonSchema { .. })
+    ));
+    assert!(requests[1].tools.is_empty());
+}
+
 #[tokio::test]
 async fn repairs_are_bounded() {
     let model = ScriptedModel::new().json_schema_support(true).text("nope").repeat();

@@ -148,8 +148,10 @@ impl ChatModel for AnthropicChat {
             "claude-sonnet-4-2025",
             "claude-opus-4-2025",
         ];
+        let json_schema = !legacy.iter().any(|prefix| self.model.starts_with(prefix));
         ModelCapabilities {
-            json_schema: !legacy.iter().any(|prefix| self.model.starts_with(prefix)),
+            json_schema,
+            json_schema_with_tools: json_schema,
             ..ModelCapabilities::ALL
         }
     }

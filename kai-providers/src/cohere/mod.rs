@@ -130,11 +130,14 @@ impl ChatModel for CohereChat {
         "cohere"
     }
 
-    /// Cohere's JSON mode cannot be combined with tools, so structured output goes through a tool call.
+    /// Command A and the Command R models of August 2024 and later constrain output to a JSON Schema,
+    /// but not in a request with tools ("not supported when used in combination with the documents or
+    /// tools parameters"), so an agent with tools answers through a tool call.
     fn capabilities(&self) -> ModelCapabilities {
         ModelCapabilities {
             tools: true,
-            json_schema: false,
+            json_schema: has_structured_outputs(&self.model),
+            json_schema_with_tools: false,
             streaming: true,
             images: true,
         }
@@ -159,6 +162,15 @@ impl ChatModel for CohereChat {
             Ok(decode_events(events, |event| stream::decode(&event)))
         })
     }
+}
+
+/// Whether a Cohere chat model takes a JSON Schema in `response_format`: the Command A family and the
+/// Command R and R+ models (the `command-r` and `command-r-plus` aliases and their August 2024
+/// releases), not Command R7B, the older Command models or Aya.
+fn has_structured_outputs(model: &str) -> bool {
+    model.starts_with("command-a")
+        || ["command-r", "command-r-plus"].contains(&model)
+        || (model.starts_with("command-r") && model.ends_with("08-2024"))
 }
 
 /// A Cohere embedding model.

@@ -34,7 +34,7 @@ pub(crate) fn request_body(model: &str, request: &ChatRequest, stream: bool) -> 
         Some(ResponseFormat::JsonSchema { schema, .. }) => {
             body.insert(
                 "response_format".into(),
-                json!({"type": "json_object", "json_schema": schema}),
+                json!({"type": "json_object", "json_schema": crate::json_schema::rewrite(schema, &crate::json_schema::COHERE).schema}),
             );
         }
         Some(ResponseFormat::JsonObject) => {

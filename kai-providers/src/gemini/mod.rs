@@ -144,8 +144,21 @@ impl ChatModel for GeminiChat {
         "gcp.gemini"
     }
 
+    /// Gemini 2.0 and later constrain output to a JSON Schema, but not in a request that also declares
+    /// functions ("Function calling with a response mime type: 'application/json' is unsupported").
+    /// Gemma models served by the same API have neither JSON mode nor function calling.
     fn capabilities(&self) -> ModelCapabilities {
-        ModelCapabilities::ALL
+        let model = self.model.strip_prefix("models/").unwrap_or(&self.model);
+        let gemma = model.starts_with("gemma");
+        let legacy = ["gemini-1.", "gemini-pro"]
+            .iter()
+            .any(|prefix| model.starts_with(prefix));
+        ModelCapabilities {
+            tools: !gemma,
+            json_schema: !gemma && !legacy,
+            json_schema_with_tools: false,
+            ..ModelCapabilities::ALL
+        }
     }
 
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {

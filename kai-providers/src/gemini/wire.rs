@@ -26,7 +26,7 @@ pub(crate) fn request_body(request: &ChatRequest) -> Value {
         let declarations: Vec<Value> = request
             .tools
             .iter()
-            .map(|t| json!({"name": t.name, "description": t.description, "parametersJsonSchema": t.parameters}))
+            .map(|t| json!({"name": t.name, "description": t.description, "parametersJsonSchema": gemini_schema(&t.parameters)}))
             .collect();
         body.insert("tools".into(), json!([{"functionDeclarations": declarations}]));
     }
@@ -52,7 +52,7 @@ pub(crate) fn request_body(request: &ChatRequest) -> Value {
     match &request.response_format {
         Some(ResponseFormat::JsonSchema { schema, .. }) => {
             generation.insert("responseMimeType".into(), json!("application/json"));
-            generation.insert("responseJsonSchema".into(), schema.clone());
+            generation.insert("responseJsonSchema".into(), gemini_schema(schema));
         }
         Some(ResponseFormat::JsonObject) => {
             generation.insert("responseMimeType".into(), json!("application/json"));
@@ -64,6 +64,11 @@ pub(crate) fn request_body(request: &ChatRequest) -> Value {
     }
     crate::convert::merge_extra(&mut body, request);
     Value::Object(body)
+}
+
+/// A schema in the subset Gemini's `responseJsonSchema` and `parametersJsonSchema` take.
+fn gemini_schema(schema: &Value) -> Value {
+    crate::json_schema::rewrite(schema, &crate::json_schema::GEMINI).schema
 }
 
 fn part(content: &ContentPart) -> Option<Value> {

@@ -53,6 +53,8 @@ pub(crate) struct Quirks {
     /// Whether a JSON Schema goes as `{"type": "json_object", "schema": …}` (llama.cpp's grammar form,
     /// which both its own server and llama-cpp-python's take) instead of OpenAI's `json_schema` form.
     pub(crate) schema_in_json_object: bool,
+    /// Whether a JSON Schema response format and tools may go in one request.
+    pub(crate) schema_with_tools: bool,
     pub(crate) parallel_tool_calls_param: bool,
     /// Whether it can stream a response when the model chooses freely between text and tool calls.
     pub(crate) streams_free_tool_choice: bool,
@@ -73,6 +75,7 @@ impl Flavor {
             tools: true,
             json_schema: false,
             schema_in_json_object: false,
+            schema_with_tools: true,
             parallel_tool_calls_param: false,
             streams_free_tool_choice: true,
             needs_explicit_tool_choice: false,
@@ -114,11 +117,13 @@ impl Flavor {
             },
             // llama-cpp-python's function-calling chat format ignores tools unless `tool_choice` is sent,
             // fails an assertion on "required", rejects `content: null`, and fails a streamed request unless the tool is forced
-            // ("Automatic streaming tool choice is not supported") after it has sent the 200 header.
+            // ("Automatic streaming tool choice is not supported") after it has sent the 200 header. Its
+            // tool calls come from a grammar of their own, which a response-format grammar would replace.
             Flavor::LlamaCpp => Quirks {
                 name: "llama.cpp",
                 json_schema: true,
                 schema_in_json_object: true,
+                schema_with_tools: false,
                 streams_free_tool_choice: false,
                 needs_explicit_tool_choice: true,
                 supports_required_tool_choice: false,
@@ -327,9 +332,11 @@ impl ChatModel for OpenAiChat {
     fn capabilities(&self) -> ModelCapabilities {
         let quirks = self.client.inner.quirks;
         let flavor = self.client.inner.config.flavor;
+        let json_schema = quirks.json_schema && (flavor != Flavor::OpenAi || has_strict_schemas(&self.model));
         ModelCapabilities {
             tools: quirks.tools,
-            json_schema: quirks.json_schema && (flavor != Flavor::OpenAi || has_strict_schemas(&self.model)),
+            json_schema,
+            json_schema_with_tools: json_schema && quirks.schema_with_tools,
             streaming: true,
             images: true,
         }
