@@ -9,6 +9,10 @@
 //! `KAI_MODEL` picks the model (`llamacpp:smollm2@http://127.0.0.1:18181/v1` by default: the local
 //! llama.cpp server that `scripts/quickstart.sh` starts); `KAI_FILES` the directory the file tools may
 //! read (default: `examples/files`).
+//!
+//! With `--eval QUESTIONS.json [--min N]` it answers a fixed set of questions instead (each with the
+//! strings a right answer contains) and prints how many it answered right, failing below `N`:
+//! `scripts/eval-quickstart.sh` runs it on `examples/quickstart_eval.json`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -125,13 +129,107 @@ fn agent(model: std::sync::Arc<dyn kai_core::ChatModel>, files: PathBuf) -> Resu
         .build()
 }
 
+/// One question of an evaluation set, and what a right answer contains: one string of each group
+/// (compared without case and thousands separators).
+#[derive(serde::Deserialize)]
+struct Question {
+    question: String,
+    expect: Vec<Vec<String>>,
+}
+
+impl Question {
+    fn is_answered_by(&self, answer: &str) -> bool {
+        let answer = normalise(answer);
+        self.expect
+            .iter()
+            .all(|group| group.iter().any(|expected| answer.contains(&normalise(expected))))
+    }
+}
+
+/// Lower case, without the commas of `3,120`.
+fn normalise(text: &str) -> String {
+    text.to_lowercase().replace(',', "")
+}
+
+/// Answers every question of `path` and prints each result and the score.
+async fn evaluate(agent: &Agent, path: &Path, min: usize) -> ExitCode {
+    let questions: Vec<Question> = match std::fs::read(path)
+        .map_err(|error| error.to_string())
+        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|error| error.to_string()))
+    {
+        Ok(questions) => questions,
+        Err(error) => {
+            eprintln!("could not read {}: {error}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut right = 0;
+    for question in &questions {
+        let (answer, steps) = match agent.run(question.question.as_str()).await {
+            Ok(output) => (output.answer, output.steps),
+            Err(error) => (format!("(failed: {error})"), error.state.steps),
+        };
+        let correct = question.is_answered_by(&answer);
+        right += usize::from(correct);
+        let mark = if correct { "✓" } else { "✗" };
+        let shown: String = answer
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(100)
+            .collect();
+        println!("{mark} [{steps} steps] {} → {shown}", question.question);
+    }
+    println!(
+        "\nanswered correctly: {right}/{} in {:.0} s",
+        questions.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if right < min {
+        eprintln!("fewer than the {min} required");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// The command line: a question, or `--eval FILE [--min N]`.
+enum Mode {
+    Ask(String),
+    Evaluate { path: PathBuf, min: usize },
+}
+
+fn mode() -> Result<Mode, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("--eval") {
+        let question = args.join(" ");
+        return Ok(Mode::Ask(if question.trim().is_empty() {
+            "What is 17 * 23 + 4?".to_owned()
+        } else {
+            question
+        }));
+    }
+    let path = args.get(1).ok_or("--eval needs a questions file")?;
+    let min = match (args.get(2).map(String::as_str), args.get(3)) {
+        (Some("--min"), Some(min)) => min.parse().map_err(|_| format!("--min {min:?} is not a count"))?,
+        (None, _) => 0,
+        _ => return Err("usage: quickstart --eval QUESTIONS.json [--min N]".into()),
+    };
+    Ok(Mode::Evaluate {
+        path: PathBuf::from(path),
+        min,
+    })
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let question = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
-    let question = if question.trim().is_empty() {
-        "What is 17 * 23 + 4?".to_owned()
-    } else {
-        question
+    let mode = match mode() {
+        Ok(mode) => mode,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
     };
     let spec = std::env::var("KAI_MODEL").unwrap_or_else(|_| "llamacpp:smollm2@http://127.0.0.1:18181/v1".into());
     let files = std::env::var_os("KAI_FILES")
@@ -143,6 +241,13 @@ async fn main() -> ExitCode {
         Err(error) => {
             eprintln!("could not set up the agent: {error}");
             return ExitCode::FAILURE;
+        }
+    };
+    let question = match mode {
+        Mode::Ask(question) => question,
+        Mode::Evaluate { path, min } => {
+            println!("model: {spec}\nquestions: {}\n", path.display());
+            return evaluate(&agent, &path, min).await;
         }
     };
 
@@ -189,10 +294,24 @@ mod tests {
     #[test]
     fn file_tools_stay_inside_their_directory() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("files");
-        assert!(list_files(&root).unwrap().contains(&"notes.md".to_owned()));
+        assert_eq!(list_files(&root).unwrap(), ["notes.md", "todo.md", "trip.md"]);
         assert!(read_file(&root, "notes.md").unwrap().contains("kAI"));
         assert!(read_file(&root, "../Cargo.toml").is_err());
         assert!(read_file(&root, "/etc/passwd").is_err());
         assert!(read_file(&root, "missing.md").is_err());
+    }
+
+    #[test]
+    fn answers_are_checked_without_case_or_thousands_separators() {
+        let question = Question {
+            question: "?".into(),
+            expect: vec![vec!["Lisbon".into()], vec!["3120".into(), "three".into()]],
+        };
+        assert!(question.is_answered_by("LISBON, 3,120"));
+        assert!(question.is_answered_by("lisbon three"));
+        assert!(!question.is_answered_by("Lisbon"));
+        let set: Vec<Question> =
+            serde_json::from_str(include_str!("quickstart_eval.json")).expect("the evaluation set parses");
+        assert_eq!(set.len(), 20);
     }
 }

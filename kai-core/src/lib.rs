@@ -66,6 +66,7 @@ mod stream;
 pub mod testing;
 mod time;
 mod tool;
+mod tool_text;
 
 pub use agent::{
     Agent, AgentBuilder, AgentEvent, AgentEventStream, AgentTool, Approval, ApprovalDecision, Conversation,
@@ -91,6 +92,7 @@ pub use tool::{
     DynamicTool, FnTool, Tool, ToolContext, ToolError, ToolFunction, ToolSet, TypedTool, dynamic_tool, parse_arguments,
     tool_fn,
 };
+pub use tool_text::{recover_tool_calls, tool_calls_in_text};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

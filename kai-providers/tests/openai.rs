@@ -822,6 +822,47 @@ async fn llama_cpp_gets_the_schema_in_its_grammar_form() {
     );
 }
 
+/// Under a model's own chat template llama.cpp returns the call as text (Qwen's `<tool_call>` form);
+/// it is read as a call when it names an offered tool, streamed or not, and left as text when tools
+/// were refused with `tool_choice: none`.
+#[tokio::test]
+async fn llama_cpp_tool_calls_written_as_text_are_read_as_calls() {
+    let written = json!({"content": "<tool_call>\n{\"name\": \"calculate\", \"arguments\": {\"expression\": \"17 * 23\"}}\n</tool_call>"});
+    let server = FaultServer::start(vec![
+        Reply::json(200, completion(written.clone(), "stop")),
+        Reply::json(200, completion(written.clone(), "stop")),
+        Reply::json(200, completion(written, "stop")),
+    ])
+    .await;
+    let config = OpenAiConfig::compatible(server.url(), Flavor::LlamaCpp).with_http(fast_http());
+    let model = OpenAiClient::new(config).unwrap().chat("qwen");
+    let tools = vec![kai_core::ToolDefinition::new(
+        "calculate",
+        "Arithmetic.",
+        json!({"type": "object"}),
+    )];
+    let request = ChatRequest::new(vec![Message::user("17 * 23?")]).with_tools(tools);
+    let complete = model.complete(request.clone()).await.unwrap();
+    let streamed = collect_stream(Arc::new(model.clone()).stream(request.clone()))
+        .await
+        .unwrap();
+    for response in [complete, streamed] {
+        let call = response.tool_calls().next().expect("read as a call");
+        assert_eq!(
+            (call.name.as_str(), call.arguments.as_str()),
+            ("calculate", r#"{"expression":"17 * 23"}"#)
+        );
+        assert_eq!(response.text(), "");
+        assert_eq!(response.stop_reason, Some(StopReason::ToolCalls));
+    }
+    let refused = model
+        .complete(request.with_tool_choice(ToolChoice::None))
+        .await
+        .unwrap();
+    assert!(refused.tool_calls().next().is_none());
+    assert!(refused.text().contains("<tool_call>"));
+}
+
 #[tokio::test]
 async fn a_model_without_tools_refuses_them_before_sending() {
     let server = FaultServer::start(vec![]).await;

@@ -64,6 +64,9 @@ pub(crate) struct Quirks {
     pub(crate) supports_required_tool_choice: bool,
     /// Whether an assistant message with only tool calls may have `content: null` (else `""` is sent).
     pub(crate) accepts_null_content: bool,
+    /// Whether models on it write tool calls into their text (a chat template the server does not
+    /// parse), so an answer that is only calls of offered tools is read as those calls.
+    pub(crate) tool_calls_in_text: bool,
 }
 
 impl Flavor {
@@ -81,6 +84,7 @@ impl Flavor {
             needs_explicit_tool_choice: false,
             supports_required_tool_choice: true,
             accepts_null_content: false,
+            tool_calls_in_text: false,
         };
         match self {
             Flavor::OpenAi => Quirks {
@@ -119,6 +123,7 @@ impl Flavor {
             // fails an assertion on "required", rejects `content: null`, and fails a streamed request unless the tool is forced
             // ("Automatic streaming tool choice is not supported") after it has sent the 200 header. Its
             // tool calls come from a grammar of their own, which a response-format grammar would replace.
+            // Under a model's own chat template (no `--chat_format`) calls arrive as text in the answer.
             Flavor::LlamaCpp => Quirks {
                 name: "llama.cpp",
                 json_schema: true,
@@ -127,6 +132,7 @@ impl Flavor {
                 streams_free_tool_choice: false,
                 needs_explicit_tool_choice: true,
                 supports_required_tool_choice: false,
+                tool_calls_in_text: true,
                 ..compatible
             },
             Flavor::Generic => compatible,
@@ -349,7 +355,11 @@ impl ChatModel for OpenAiChat {
         let text = raw.to_string();
         let completion: wire::Completion = serde_json::from_value(raw)
             .map_err(|error| Error::malformed(format!("unexpected completion: {error}"), &text))?;
-        wire::response(completion, &text)
+        let mut response = wire::response(completion, &text)?;
+        if self.client.inner.quirks.tool_calls_in_text && request.tool_choice != Some(ToolChoice::None) {
+            kai_core::recover_tool_calls(&mut response, &request.tools);
+        }
+        Ok(response)
     }
 
     fn stream(self: Arc<Self>, request: ChatRequest) -> ChatStream<'static> {
