@@ -6,8 +6,8 @@
 //! KAI_MODEL=openai:gpt-4o-mini scripts/quickstart.sh "Summarise notes.md"
 //! ```
 //!
-//! `KAI_MODEL` picks the model (`llamacpp:smollm2@http://127.0.0.1:18181/v1` by default: the local
-//! llama.cpp server that `scripts/quickstart.sh` starts); `KAI_FILES` the directory the file tools may
+//! `KAI_MODEL` picks the model (`llamacpp:qwen2.5-coder-1.5b@http://127.0.0.1:18181/v1` by default:
+//! the local llama.cpp server that `scripts/quickstart.sh` starts); `KAI_FILES` the directory the file tools may
 //! read (default: `examples/files`).
 //!
 //! With `--eval QUESTIONS.json [--min N]` it answers a fixed set of questions instead (each with the
@@ -19,11 +19,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use kai_core::{Agent, AgentEvent, Error, ToolError, tool_fn};
+use kai_core::{Agent, AgentEvent, Error, ToolChoice, ToolError, tool_fn};
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 struct Calculation {
-    /// An arithmetic expression, for example `(3 + 4) * 2.5 / 7` or `2^10`.
+    /// The arithmetic expression to evaluate, with numbers and + - * / ^ ( ).
     expression: String,
 }
 
@@ -66,7 +66,13 @@ fn confined(root: &Path, relative: &str) -> Result<PathBuf, ToolError> {
     Ok(resolved)
 }
 
-fn read_file(root: &Path, relative: &str) -> Result<String, ToolError> {
+/// Reads a note. The notes directory is flat, so a path names a note by its last component: small
+/// models write `/home/user/notes.md` for `notes.md`.
+fn read_file(root: &Path, path: &str) -> Result<String, ToolError> {
+    let relative = Path::new(path)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .ok_or_else(|| ToolError::invalid_arguments(format_args!("{path:?} names no file")))?;
     let path = confined(root, relative)?;
     let metadata = std::fs::metadata(&path).map_err(ToolError::failed)?;
     if !metadata.is_file() {
@@ -96,8 +102,10 @@ fn agent(model: std::sync::Arc<dyn kai_core::ChatModel>, files: PathBuf) -> Resu
     Agent::builder_shared(model)
         .name("quickstart")
         .instructions(
-            "You are a helpful assistant. Use the calculate tool for any arithmetic and the list_files and \
-             read_file tools to look at the user's notes. Answer briefly.",
+            "You are a helpful assistant with a calculator and the user's notes. For arithmetic, call \
+             calculate. For a question about the notes, call read_file with the note's file name (such as \
+             notes.md) and answer from what it says; call list_files to see which notes exist. Answer \
+             briefly.",
         )
         .tool(tool_fn(
             "calculate",
@@ -124,13 +132,18 @@ fn agent(model: std::sync::Arc<dyn kai_core::ChatModel>, files: PathBuf) -> Resu
         .max_tokens(256)
         .max_steps(6)
         .answer_on_last_step(true)
+        // Small local models: every step is one valid call or the answer, and the first one looks
+        // something up.
+        .constrained_steps(true)
+        .tool_choice(ToolChoice::Required)
         .tool_timeout(Duration::from_secs(10))
         .deadline(Duration::from_secs(300))
         .build()
 }
 
-/// One question of an evaluation set, and what a right answer contains: one string of each group
-/// (compared without case and thousands separators).
+/// One question of an evaluation set, and what a right answer contains: one item of each group. A
+/// number must appear as a number (`391` is in "391.0" but not in "3910"); other text is compared
+/// without case.
 #[derive(serde::Deserialize)]
 struct Question {
     question: String,
@@ -139,16 +152,35 @@ struct Question {
 
 impl Question {
     fn is_answered_by(&self, answer: &str) -> bool {
-        let answer = normalise(answer);
-        self.expect
-            .iter()
-            .all(|group| group.iter().any(|expected| answer.contains(&normalise(expected))))
+        let text = answer.to_lowercase();
+        let numbers = numbers_in(answer);
+        self.expect.iter().all(|group| {
+            group.iter().any(|expected| match expected.parse::<f64>() {
+                Ok(number) => numbers.iter().any(|found| (found - number).abs() < 1e-9),
+                Err(_) => text.contains(&expected.to_lowercase()),
+            })
+        })
     }
 }
 
-/// Lower case, without the commas of `3,120`.
-fn normalise(text: &str) -> String {
-    text.to_lowercase().replace(',', "")
+/// The numbers written in `text`, with thousands separators (`3,120`) read as part of them.
+fn numbers_in(text: &str) -> Vec<f64> {
+    let mut numbers = Vec::new();
+    let mut current = String::new();
+    for c in text.chars().chain([' ']) {
+        match c {
+            '0'..='9' => current.push(c),
+            '.' if !current.is_empty() && !current.contains('.') => current.push(c),
+            ',' if !current.is_empty() => {}
+            _ => {
+                if let Ok(number) = current.trim_end_matches('.').parse() {
+                    numbers.push(number);
+                }
+                current.clear();
+            }
+        }
+    }
+    numbers
 }
 
 /// Answers every question of `path` and prints each result and the score.
@@ -231,7 +263,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let spec = std::env::var("KAI_MODEL").unwrap_or_else(|_| "llamacpp:smollm2@http://127.0.0.1:18181/v1".into());
+    let spec =
+        std::env::var("KAI_MODEL").unwrap_or_else(|_| "llamacpp:qwen2.5-coder-1.5b@http://127.0.0.1:18181/v1".into());
     let files = std::env::var_os("KAI_FILES")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("files"));
@@ -299,17 +332,24 @@ mod tests {
         assert!(read_file(&root, "../Cargo.toml").is_err());
         assert!(read_file(&root, "/etc/passwd").is_err());
         assert!(read_file(&root, "missing.md").is_err());
+        assert!(read_file(&root, "..").is_err());
+        assert!(read_file(&root, "/home/user/trip.md").unwrap().contains("Lisbon"));
     }
 
     #[test]
-    fn answers_are_checked_without_case_or_thousands_separators() {
+    fn answers_are_checked_without_case_and_numbers_as_numbers() {
         let question = Question {
             question: "?".into(),
             expect: vec![vec!["Lisbon".into()], vec!["3120".into(), "three".into()]],
         };
-        assert!(question.is_answered_by("LISBON, 3,120"));
+        assert!(question.is_answered_by("LISBON, 3,120.0"));
         assert!(question.is_answered_by("lisbon three"));
         assert!(!question.is_answered_by("Lisbon"));
+        assert!(
+            !question.is_answered_by("Lisbon 31200"),
+            "a number is not a part of another"
+        );
+        assert_eq!(numbers_in("14 people at 23.50 each, 1,024. Done"), [14.0, 23.5, 1024.0]);
         let set: Vec<Question> =
             serde_json::from_str(include_str!("quickstart_eval.json")).expect("the evaluation set parses");
         assert_eq!(set.len(), 20);

@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 source scripts/lib/env.sh
 if [ -z "${KAI_MODEL:-}" ]; then
   url=$(scripts/setup/llama-server.sh start)
-  export KAI_MODEL="llamacpp:smollm2@$url"
+  export KAI_MODEL="llamacpp:$(scripts/setup/llama-server.sh model)@$url"
 fi
 cargo run --quiet --release --locked -p kai-examples --example quickstart -- "$@"

@@ -27,7 +27,7 @@ step() {
 step "system packages"
 scripts/setup/system-packages.sh
 
-step "llama.cpp server (SmolLM2) and PostgreSQL + pgvector for the real-server tests"
+step "llama.cpp server (Qwen2.5-Coder-1.5B) and PostgreSQL + pgvector for the real-server tests"
 trap 'scripts/setup/llama-server.sh stop; scripts/setup/postgres.sh stop' EXIT
 KAI_LLAMA_URL=$(scripts/setup/llama-server.sh start)
 KAI_PG_URL=$(scripts/setup/postgres.sh start)
@@ -42,8 +42,14 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "tests (unit, integration, doc)"
 cargo test --workspace --all-features --locked
 
-step "the main job: scripts/quickstart.sh on the local model"
-KAI_MODEL="llamacpp:smollm2@$KAI_LLAMA_URL" scripts/quickstart.sh "What is 17 * 23?"
+step "the main job: scripts/quickstart.sh on the local model, whose answer must be right"
+# The answer is the text after the last tool result, without the closing summary line.
+KAI_MODEL="llamacpp:$(scripts/setup/llama-server.sh model)@$KAI_LLAMA_URL" scripts/quickstart.sh "What is 17 * 23?" |
+  tee /dev/stderr | awk '/^(←|✗) / { answer = ""; next } !/^\[/ { answer = answer $0 }
+    END { if (answer !~ /(^|[^0-9])391([^0-9]|$)/) { print "the main job answered wrong" > "/dev/stderr"; exit 1 } }'
+
+step "the main job on 20 questions: at least 16 answered right (scripts/eval-quickstart.sh)"
+KAI_MODEL="llamacpp:$(scripts/setup/llama-server.sh model)@$KAI_LLAMA_URL" scripts/eval-quickstart.sh --min 16
 
 step "examples: 100 concurrent runs on a multi-threaded runtime"
 cargo run --locked -q -p kai-examples --example many_runs

@@ -205,6 +205,7 @@ where
             ..Limits::default()
         },
         request_template: template,
+        constrained_steps: false,
     };
     let state = RunState {
         messages,

@@ -159,10 +159,10 @@ fn named_call(value: Value) -> Option<(String, Value)> {
 }
 
 /// Whether what is left after the calls is only their wrapping: whitespace, closing tags, fences,
-/// parentheses or the end-of-turn markers small models leave.
+/// parentheses, the closing brace of a doubled `{{…}}`, or the end-of-turn markers small models leave.
 fn only_wrapping(rest: &str) -> bool {
     let mut rest = rest.trim();
-    for wrapper in ["</tool_call>", "```", ")", "<|im_end|>", "<|eot_id|>"] {
+    for wrapper in ["</tool_call>", "```", ")", "}", "<|im_end|>", "<|eot_id|>"] {
         while let Some(after) = rest.strip_prefix(wrapper) {
             rest = after.trim_start();
         }
@@ -197,6 +197,7 @@ mod tests {
             r#"{"type": "function", "function": {"name": "calculate", "arguments": "{\"expression\":\"2+2\"}"}}"#,
             r#"functions.calculate:{"expression": "2+2"}"#,
             r#"functions.calculate({"expression": "2+2"})"#,
+            r#"{{"name": "calculate", "arguments": {"expression": "2+2"}}}"#,
             "Sure: {\"name\": \"calculate\", \"arguments\": {\"expression\": \"2+2\"}}",
             "I will use the calculator.\n<tool_call>\n{\"name\": \"calculate\", \"arguments\": {\"expression\": \"2+2\"}}\n</tool_call><|im_end|>",
         ] {

@@ -1,6 +1,7 @@
 //! Against a real server no one here wrote: llama.cpp's OpenAI-compatible server (llama-cpp-python)
-//! running SmolLM2-135M-Instruct on loopback. The server is started by `scripts/setup/llama-server.sh`
-//! (installed into ~/.cache/kai on first use), or taken from `KAI_LLAMA_URL`.
+//! running a small local model on loopback (Qwen2.5-Coder-1.5B-Instruct by default; `KAI_LLAMA_MODEL`
+//! picks another). The server is started by `scripts/setup/llama-server.sh` (installed into
+//! ~/.cache/kai on first use), or taken from `KAI_LLAMA_URL`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::process::Command;
@@ -38,7 +39,8 @@ fn model() -> OpenAiChat {
         timeout: Some(Duration::from_secs(120)),
         ..HttpConfig::default()
     });
-    OpenAiClient::new(config).unwrap().chat("smollm2")
+    // The server serves one model, whatever the request names.
+    OpenAiClient::new(config).unwrap().chat("local")
 }
 
 fn request(text: &str) -> ChatRequest {
@@ -115,10 +117,10 @@ async fn agent_with_a_tool() {
         .collect();
     assert!(!finished.is_empty(), "the model called a tool: {events:?}");
     assert_eq!(finished[0].name, "add");
-    // A 135M model may produce bad arguments; then the error went back to it. Either way the call ran
+    // A small model may produce bad arguments; then the error went back to it. Either way the call ran
     // through the agent: it started (valid JSON) or finished with an error the model could read.
     assert!(!started.is_empty() || finished[0].is_error, "{events:?}");
-    // The run ended either with an answer or, if the tiny model kept calling tools, by its step limit:
+    // The run ended either with an answer or, if the small model kept calling tools, by its step limit:
     // never by a transport or parsing failure.
     match events.last().unwrap() {
         Ok(AgentEvent::Finished { output }) => assert!(output.steps >= 2),
@@ -160,7 +162,7 @@ struct Place {
 }
 
 /// The server turns the JSON Schema into a grammar (`response_format: {"type": "json_object", "schema"}`),
-/// so even a 135M-parameter model produces an answer of the right shape on the first try.
+/// so even a small model produces an answer of the right shape on the first try.
 #[tokio::test]
 async fn a_struct_is_extracted_through_the_servers_json_schema_grammar() {
     use kai_core::ChatModelExt as _;

@@ -1,5 +1,6 @@
 //! The agent: a model, instructions, tools and hooks, run in a loop until the model answers.
 
+mod constrained;
 mod conversation;
 mod delegate;
 mod event;
@@ -24,7 +25,7 @@ use crate::hook::AgentHook;
 use crate::marker::{BoxStream, boxed_stream};
 use crate::message::{Message, Usage};
 use crate::model::ChatModel;
-use crate::request::ChatRequest;
+use crate::request::{ChatRequest, ToolChoice};
 use crate::tool::{Tool, ToolSet};
 
 /// An agent: a model, instructions, tools, hooks and limits.
@@ -89,6 +90,8 @@ pub(crate) struct AgentConfig {
     pub(crate) limits: Limits,
     /// Options copied into every request (temperature, max tokens, stop sequences, extras).
     pub(crate) request_template: ChatRequest,
+    /// Each step may only produce one valid tool call or an answer (see [`AgentBuilder::constrained_steps`]).
+    pub(crate) constrained_steps: bool,
 }
 
 /// The limits a run obeys.
@@ -246,6 +249,26 @@ impl AgentBuilder {
         self
     }
 
+    /// How the model must use its tools until it has called one in this turn (OpenAI's and Anthropic's
+    /// `tool_choice`): [`ToolChoice::Required`] makes it look something up before answering, a
+    /// [`ToolChoice::Tool`] names the tool to start with. After the first call the model chooses
+    /// freely, so a required call cannot loop. Unset (the provider's default, free choice) by default.
+    pub fn tool_choice(mut self, choice: ToolChoice) -> Self {
+        self.config.request_template.tool_choice = Some(choice);
+        self
+    }
+
+    /// Holds the model, at every step, to one valid call of one of the agent's tools or an answer,
+    /// through its JSON-Schema output (a grammar on llama.cpp), for small local models that otherwise
+    /// write malformed calls, call tools that do not exist, or answer without calling a tool. The tools
+    /// are then described in the instructions and earlier calls shown as text, so any chat template
+    /// works; with [`answer_on_last_step`](Self::answer_on_last_step) the last step may only answer.
+    /// Models without JSON-Schema output, and structured-output runs, take ordinary steps. Off by default.
+    pub fn constrained_steps(mut self, enabled: bool) -> Self {
+        self.config.constrained_steps = enabled;
+        self
+    }
+
     /// The sampling temperature for every request.
     pub fn temperature(mut self, temperature: f64) -> Self {
         self.config.request_template.temperature = Some(temperature);
@@ -392,6 +415,7 @@ impl Agent {
                 hooks: Vec::new(),
                 limits: Limits::default(),
                 request_template: ChatRequest::default(),
+                constrained_steps: false,
             },
             approvals: ApprovalHook::new(),
             error: None,

@@ -15,7 +15,7 @@ use crate::cancel::{CancelOnDrop, CancellationToken};
 use crate::error::Error;
 use crate::extract::Validate;
 use crate::hook::{HookContext, ToolDecision};
-use crate::message::{Message, StopReason, ToolCall, ToolResult, Usage};
+use crate::message::{Message, Role, StopReason, ToolCall, ToolResult, Usage};
 use crate::model::ChatModel;
 use crate::request::{ChatRequest, ChatResponse, ResponseFormat, ToolChoice, ToolDefinition};
 use crate::stream::{ChatDelta, ResponseAccumulator};
@@ -260,13 +260,11 @@ impl<'a> Run<'a> {
         }
         let messages = &self.state.messages;
         let last = messages.last()?;
-        if last.role == crate::message::Role::Assistant && last.tool_calls().next().is_none() {
+        if last.role == Role::Assistant && last.tool_calls().next().is_none() {
             return self.check_text_answer(&last.text()).ok();
         }
         let output = self.output.as_ref().filter(|output| output.via_tool)?;
-        let asked = messages
-            .iter()
-            .rposition(|m| m.role == crate::message::Role::Assistant)?;
+        let asked = messages.iter().rposition(|m| m.role == Role::Assistant)?;
         let call = messages[asked].tool_calls().find(|call| call.name == output.name)?;
         let accepted = messages[asked + 1..]
             .iter()
@@ -381,6 +379,10 @@ impl<'a> Run<'a> {
         }
         request.messages.extend(self.state.messages.iter().cloned());
         request.tools = config.tools.definitions().to_vec();
+        if request.tool_choice.is_some() && self.called_a_tool_this_turn() {
+            // The agent's tool choice holds until the model has called a tool; then it may answer.
+            request.tool_choice = None;
+        }
         let limits = &config.limits;
         let last_step = self.state.steps.saturating_add(1) >= limits.max_steps;
         if limits.answer_on_last_step && last_step && !request.tools.is_empty() {
@@ -402,7 +404,58 @@ impl<'a> Run<'a> {
                 });
             }
         }
+        if self.constrained() {
+            if self.repeated_a_call() {
+                // A model that asks again for what it already has is stuck: it must answer now.
+                request.tool_choice = Some(ToolChoice::None);
+            }
+            super::constrained::constrain(&mut request);
+        }
         request
+    }
+
+    /// Whether the model's latest calls all repeat calls (same tool, same arguments) it made earlier in
+    /// this turn.
+    fn repeated_a_call(&self) -> bool {
+        let turn: Vec<&Message> = self
+            .state
+            .messages
+            .iter()
+            .rev()
+            .take_while(|message| message.role != Role::User)
+            .filter(|message| message.role == Role::Assistant)
+            .collect();
+        let Some((latest, earlier)) = turn.split_first() else {
+            return false;
+        };
+        let same = |a: &ToolCall, b: &ToolCall| a.name == b.name && a.arguments == b.arguments;
+        let mut latest_calls = latest.tool_calls().peekable();
+        latest_calls.peek().is_some()
+            && latest_calls.all(|call| {
+                earlier
+                    .iter()
+                    .flat_map(|m| m.tool_calls())
+                    .any(|before| same(call, before))
+            })
+    }
+
+    /// Whether the model has called a tool since the last user message.
+    fn called_a_tool_this_turn(&self) -> bool {
+        self.state
+            .messages
+            .iter()
+            .rev()
+            .take_while(|message| message.role != Role::User)
+            .any(|message| message.tool_calls().next().is_some())
+    }
+
+    /// Whether this run's steps are constrained to one tool call or an answer: the agent asks for it,
+    /// the model can follow a schema, there are tools to call and no structured output to give.
+    fn constrained(&self) -> bool {
+        self.config.constrained_steps
+            && self.output.is_none()
+            && !self.config.tools.definitions().is_empty()
+            && self.model.capabilities().json_schema
     }
 
     async fn call_model(&self) -> Result<ChatResponse, Error> {
@@ -426,6 +479,7 @@ impl<'a> Run<'a> {
             gen_ai.usage.output_tokens = Empty,
             kai.step = context.step,
         );
+        let constrained = self.constrained();
         let mut response = async {
             match (&self.events, self.model) {
                 (Some(_), RunModel::Shared(model)) => {
@@ -434,7 +488,10 @@ impl<'a> Run<'a> {
                     while let Some(delta) = deltas.next().await {
                         let delta = delta?;
                         match &delta {
-                            ChatDelta::Text { text } => self.emit(AgentEvent::TextDelta { text: text.clone() }),
+                            // A constrained step's text is JSON; its answer is sent once decoded.
+                            ChatDelta::Text { text } if !constrained => {
+                                self.emit(AgentEvent::TextDelta { text: text.clone() });
+                            }
                             ChatDelta::Reasoning { text, .. } if !text.is_empty() => {
                                 self.emit(AgentEvent::ReasoningDelta { text: text.clone() });
                             }
@@ -452,6 +509,13 @@ impl<'a> Run<'a> {
         .inspect_err(|error| {
             span.record("error.type", error.kind());
         })?;
+        if constrained {
+            super::constrained::decode(&mut response, self.config.tools.definitions());
+            let answer = response.text();
+            if response.tool_calls().next().is_none() && !answer.is_empty() {
+                self.emit(AgentEvent::TextDelta { text: answer });
+            }
+        }
         span.record("gen_ai.usage.input_tokens", response.usage.input_tokens);
         span.record("gen_ai.usage.output_tokens", response.usage.output_tokens);
         if let Some(model) = &response.model {

@@ -7,6 +7,7 @@
     unreachable_pub
 )]
 
+mod constrained;
 mod durable;
 mod failures;
 mod hooks;
