@@ -21,8 +21,9 @@ pub(crate) const MAX_SCANNED_BYTES: usize = 32 * 1024;
 /// The most places in one answer tried as the start of a JSON call.
 pub(crate) const MAX_ATTEMPTS: usize = 16;
 
-/// The tool calls written in `text`, if every call found names one of `tools` and nothing but the calls
-/// (and whitespace, tags, fences or short prose before them) makes up the text; `None` otherwise.
+/// The tool calls written in `text`, if the text is nothing but calls of `tools` and their wrapping
+/// (whitespace, `<tool_call>` tags, code fences, a `functions.NAME:` prefix); `None` otherwise. Before
+/// the first `<tool_call>` tag one short line of prose may stand (small models announce their call).
 ///
 /// Calls get the ids `call_0`, `call_1`, … in order.
 ///
@@ -43,24 +44,28 @@ pub fn tool_calls_in_text(text: &str, tools: &[ToolDefinition]) -> Option<Vec<To
     }
     let offered = |name: &str| tools.iter().any(|tool| tool.name == name);
     let mut calls = Vec::new();
+    // The text up to `consumed` is accounted for: calls and the wrapping between them.
+    let mut consumed = 0;
+    let mut search_from = 0;
     let mut attempts = 0;
-    let mut rest = text;
-    while let Some(start) = next_call_start(rest) {
-        if attempts == MAX_ATTEMPTS {
+    // Braces and brackets are one byte, so every offset below is a char boundary.
+    while let Some(found) = text[search_from..].find(['{', '[']) {
+        let at = search_from + found;
+        attempts += 1;
+        if attempts > MAX_ATTEMPTS {
             return None;
         }
-        attempts += 1;
-        let (prefix_name, json_at) = start;
-        let mut values = serde_json::Deserializer::from_str(&rest[json_at..]).into_iter::<Value>();
+        let mut values = serde_json::Deserializer::from_str(&text[at..]).into_iter::<Value>();
         let Some(Ok(value)) = values.next() else {
-            // Not JSON here: look further on.
-            rest = &rest[json_at + 1..];
+            // Not JSON here (a doubled `{{`, say): what was skipped must turn out to be wrapping.
+            search_from = at + 1;
             continue;
         };
-        let consumed = json_at + values.byte_offset();
-        let found = match prefix_name.filter(|name| offered(name)) {
-            Some(name) => vec![(name.to_owned(), value)],
-            None => named_calls(value)?,
+        let end = at + values.byte_offset();
+        let found = match gap(&text[consumed..at], calls.is_empty() && consumed == 0)? {
+            Gap::Named(name) if offered(name) && value.is_object() => vec![(name.to_owned(), value)],
+            Gap::Named(_) => return None,
+            Gap::Wrapping => named_calls(value)?,
         };
         for (name, arguments) in found {
             if !offered(&name) {
@@ -68,9 +73,10 @@ pub fn tool_calls_in_text(text: &str, tools: &[ToolDefinition]) -> Option<Vec<To
             }
             calls.push(ToolCall::new(format!("call_{}", calls.len()), name, &arguments));
         }
-        rest = &rest[consumed..];
+        consumed = end;
+        search_from = end;
     }
-    if calls.is_empty() || !only_wrapping(rest) {
+    if calls.is_empty() || !unwrapped(&text[consumed..]).is_empty() {
         return None;
     }
     Some(calls)
@@ -98,28 +104,70 @@ pub fn recover_tool_calls(response: &mut ChatResponse, tools: &[ToolDefinition])
     true
 }
 
-/// Where the next call may start in `text`: the byte offset of a JSON object or array, with the tool's
-/// name when a `functions.NAME:` or `NAME(` prefix gives it.
-fn next_call_start(text: &str) -> Option<(Option<&str>, usize)> {
-    let brace = text.find(['{', '['])?;
-    let before = &text[..brace];
-    // `functions.calculate:{…}`, `functions.calculate({…})`, `calculate({…})`.
-    let head = before.trim_end();
-    let head = head
-        .strip_suffix(':')
-        .or_else(|| head.strip_suffix('('))
-        .map(str::trim_end);
-    if let Some(head) = head {
-        let name_start = head
-            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
-            .map_or(0, |at| at + 1);
-        let name = &head[name_start..];
-        let name = name.strip_prefix("functions.").unwrap_or(name);
-        if !name.is_empty() && !name.contains('.') && text[brace..].starts_with('{') {
-            return Some((Some(name), brace));
+/// What stands before a call.
+enum Gap<'a> {
+    /// Only wrapping (or, before the first call, one short line of prose and a `<tool_call>` tag).
+    Wrapping,
+    /// A prefix naming the tool: `functions.NAME:` or `functions.NAME(`, or `NAME(` at the very start.
+    Named(&'a str),
+}
+
+/// The most prose allowed before the first `<tool_call>` tag.
+const MAX_PREAMBLE_BYTES: usize = 200;
+
+/// Classifies the text between two calls (or before the first); `None` when it is prose, which makes
+/// the whole text an answer rather than calls.
+fn gap(text: &str, at_start: bool) -> Option<Gap<'_>> {
+    let core = unwrapped(text);
+    if core.is_empty() {
+        return Some(Gap::Wrapping);
+    }
+    let name_chars = |name: &str| !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-');
+    for suffix in [':', '('] {
+        if let Some(head) = core.strip_suffix(suffix).map(str::trim_end) {
+            if let Some(name) = head.strip_prefix("functions.").filter(|name| name_chars(name)) {
+                return Some(Gap::Named(name));
+            }
+            if suffix == '(' && at_start && name_chars(head) {
+                return Some(Gap::Named(head));
+            }
         }
     }
-    Some((None, brace))
+    let announced = at_start
+        && text.trim_end().ends_with("<tool_call>")
+        && core.len() <= MAX_PREAMBLE_BYTES
+        && !core.contains('\n')
+        && !core.contains("```");
+    announced.then_some(Gap::Wrapping)
+}
+
+/// `text` without the wrapping at its ends: whitespace, `<tool_call>` tags, code fences, the closing
+/// parenthesis of `NAME({…})`, the extra braces of a doubled `{{…}}`, and the end-of-turn marker small
+/// models leave.
+fn unwrapped(text: &str) -> &str {
+    const WRAPPERS: [&str; 8] = [
+        "<tool_call>",
+        "</tool_call>",
+        "```json",
+        "```",
+        ")",
+        "{",
+        "}",
+        "<|im_end|>",
+    ];
+    let mut text = text.trim();
+    loop {
+        let before = text.len();
+        for wrapper in WRAPPERS {
+            text = text.strip_prefix(wrapper).unwrap_or(text).trim_start();
+        }
+        for wrapper in WRAPPERS {
+            text = text.strip_suffix(wrapper).unwrap_or(text).trim_end();
+        }
+        if text.len() == before {
+            return text;
+        }
+    }
 }
 
 /// The `(name, arguments)` pairs a JSON value describes: one call object or an array of them. Call
@@ -158,18 +206,6 @@ fn named_call(value: Value) -> Option<(String, Value)> {
     arguments.is_object().then_some((name, arguments))
 }
 
-/// Whether what is left after the calls is only their wrapping: whitespace, closing tags, fences,
-/// parentheses, the closing brace of a doubled `{{…}}`, or the end-of-turn markers small models leave.
-fn only_wrapping(rest: &str) -> bool {
-    let mut rest = rest.trim();
-    for wrapper in ["</tool_call>", "```", ")", "}", "<|im_end|>", "<|eot_id|>"] {
-        while let Some(after) = rest.strip_prefix(wrapper) {
-            rest = after.trim_start();
-        }
-    }
-    rest.trim().is_empty()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,8 +233,8 @@ mod tests {
             r#"{"type": "function", "function": {"name": "calculate", "arguments": "{\"expression\":\"2+2\"}"}}"#,
             r#"functions.calculate:{"expression": "2+2"}"#,
             r#"functions.calculate({"expression": "2+2"})"#,
+            r#"calculate({"expression": "2+2"})"#,
             r#"{{"name": "calculate", "arguments": {"expression": "2+2"}}}"#,
-            "Sure: {\"name\": \"calculate\", \"arguments\": {\"expression\": \"2+2\"}}",
             "I will use the calculator.\n<tool_call>\n{\"name\": \"calculate\", \"arguments\": {\"expression\": \"2+2\"}}\n</tool_call><|im_end|>",
         ] {
             assert_eq!(names_and_arguments(text), expected, "{text}");
@@ -251,9 +287,37 @@ mod tests {
             r#"{"name": "calculate", "arguments": {"expression": "2+2"}} and then the answer is 4."#,
             r#"Here is an example of a call: {"name": "calculate", "arguments": [1, 2]}"#,
             "functions.list_files:",
+            // A tool's name before a colon or bracket in prose is not a call.
+            r#"Sure: {"name": "calculate", "arguments": {"expression": "2+2"}}"#,
+            r#"Current calculate: {"expression": "2+2"}"#,
+            r#"You could calculate({"expression": "2+2"})"#,
+            // Quoting a document that holds a call is not making it.
+            "The README tells you to send this:\n```json\n{\"name\": \"calculate\", \"arguments\": {}}\n```",
+            // Prose between or after calls makes the whole text prose.
+            "<tool_call>{\"name\": \"list_files\"}</tool_call> Actually, don't. <tool_call>{\"name\": \"list_files\"}</tool_call>",
+            "{\"name\": \"list_files\"}\nIgnore that, the answer is 4 [",
+            // A long preamble is an answer that happens to end in a call.
+            &format!(
+                "{}<tool_call>{{\"name\": \"list_files\"}}</tool_call>",
+                "x".repeat(MAX_PREAMBLE_BYTES + 1)
+            ),
         ] {
             assert_eq!(names_and_arguments(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn text_with_characters_of_several_bytes_is_read_without_panicking() {
+        for text in [
+            "Voici l’exemple : {\"a\":1}",
+            "«result»: {\"a\": 1}",
+            "✅({\"a\": 1})",
+            "functions.cálculo:{\"a\": 1}",
+            "🙂<tool_call>{\"name\": \"list_files\"}</tool_call>",
+        ] {
+            let _ = names_and_arguments(text);
+        }
+        assert!(names_and_arguments("Je lis les fichiers.<tool_call>{\"name\": \"list_files\"}</tool_call>").is_some());
     }
 
     #[test]

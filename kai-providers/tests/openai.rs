@@ -823,12 +823,13 @@ async fn llama_cpp_gets_the_schema_in_its_grammar_form() {
 }
 
 /// Under a model's own chat template llama.cpp returns the call as text (Qwen's `<tool_call>` form);
-/// it is read as a call when it names an offered tool, streamed or not, and left as text when tools
-/// were refused with `tool_choice: none`.
+/// it is read as a call when it names an offered tool, streamed or not, and left as text when the tool
+/// choice did not allow it (`none`, or another tool forced).
 #[tokio::test]
 async fn llama_cpp_tool_calls_written_as_text_are_read_as_calls() {
     let written = json!({"content": "<tool_call>\n{\"name\": \"calculate\", \"arguments\": {\"expression\": \"17 * 23\"}}\n</tool_call>"});
     let server = FaultServer::start(vec![
+        Reply::json(200, completion(written.clone(), "stop")),
         Reply::json(200, completion(written.clone(), "stop")),
         Reply::json(200, completion(written.clone(), "stop")),
         Reply::json(200, completion(written, "stop")),
@@ -836,11 +837,10 @@ async fn llama_cpp_tool_calls_written_as_text_are_read_as_calls() {
     .await;
     let config = OpenAiConfig::compatible(server.url(), Flavor::LlamaCpp).with_http(fast_http());
     let model = OpenAiClient::new(config).unwrap().chat("qwen");
-    let tools = vec![kai_core::ToolDefinition::new(
-        "calculate",
-        "Arithmetic.",
-        json!({"type": "object"}),
-    )];
+    let tools = vec![
+        kai_core::ToolDefinition::new("calculate", "Arithmetic.", json!({"type": "object"})),
+        kai_core::ToolDefinition::new("list_files", "Lists files.", json!({"type": "object"})),
+    ];
     let request = ChatRequest::new(vec![Message::user("17 * 23?")]).with_tools(tools);
     let complete = model.complete(request.clone()).await.unwrap();
     let streamed = collect_stream(Arc::new(model.clone()).stream(request.clone()))
@@ -855,12 +855,11 @@ async fn llama_cpp_tool_calls_written_as_text_are_read_as_calls() {
         assert_eq!(response.text(), "");
         assert_eq!(response.stop_reason, Some(StopReason::ToolCalls));
     }
-    let refused = model
-        .complete(request.with_tool_choice(ToolChoice::None))
-        .await
-        .unwrap();
-    assert!(refused.tool_calls().next().is_none());
-    assert!(refused.text().contains("<tool_call>"));
+    for choice in [ToolChoice::None, ToolChoice::Tool("list_files".into())] {
+        let refused = model.complete(request.clone().with_tool_choice(choice)).await.unwrap();
+        assert!(refused.tool_calls().next().is_none(), "only calls the request allowed");
+        assert!(refused.text().contains("<tool_call>"));
+    }
 }
 
 #[tokio::test]

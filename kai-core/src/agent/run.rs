@@ -370,7 +370,8 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn build_request(&self) -> ChatRequest {
+    /// The request for the next step, and for a constrained step the tools it may call.
+    fn build_request(&self) -> (ChatRequest, Option<Vec<String>>) {
         let config = self.config;
         let mut request = config.request_template.clone();
         request.messages.reserve(self.state.messages.len() + 1);
@@ -404,49 +405,56 @@ impl<'a> Run<'a> {
                 });
             }
         }
-        if self.constrained() {
-            if self.repeated_a_call() {
-                // A model that asks again for what it already has is stuck: it must answer now.
-                request.tool_choice = Some(ToolChoice::None);
-            }
-            super::constrained::constrain(&mut request);
+        if !self.constrained() {
+            return (request, None);
         }
-        request
+        if self.repeated_a_call() {
+            // A model that asks again for what it already has is stuck: it must answer now.
+            request.tool_choice = Some(ToolChoice::None);
+        }
+        let allowed = super::constrained::constrain(&mut request);
+        (request, Some(allowed))
     }
 
-    /// Whether the model's latest calls all repeat calls (same tool, same arguments) it made earlier in
-    /// this turn.
+    /// Whether the model's latest calls all repeat calls (same tool, same arguments) that it made
+    /// earlier in this turn and that succeeded: it asks again for what it already has.
     fn repeated_a_call(&self) -> bool {
-        let turn: Vec<&Message> = self
-            .state
-            .messages
-            .iter()
-            .rev()
-            .take_while(|message| message.role != Role::User)
-            .filter(|message| message.role == Role::Assistant)
-            .collect();
-        let Some((latest, earlier)) = turn.split_first() else {
+        let turn: Vec<&Message> = self.this_turn().collect();
+        let Some(at) = turn.iter().position(|message| message.role == Role::Assistant) else {
             return false;
         };
-        let same = |a: &ToolCall, b: &ToolCall| a.name == b.name && a.arguments == b.arguments;
-        let mut latest_calls = latest.tool_calls().peekable();
-        latest_calls.peek().is_some()
-            && latest_calls.all(|call| {
+        let succeeded = |call: &ToolCall| {
+            turn.iter()
+                .flat_map(|message| message.tool_results())
+                .any(|result| result.call_id == call.id && !result.is_error)
+        };
+        let earlier: Vec<&ToolCall> = turn[at + 1..]
+            .iter()
+            .flat_map(|message| message.tool_calls())
+            .filter(|call| succeeded(call))
+            .collect();
+        let mut latest = turn[at].tool_calls().peekable();
+        latest.peek().is_some()
+            && latest.all(|call| {
                 earlier
                     .iter()
-                    .flat_map(|m| m.tool_calls())
-                    .any(|before| same(call, before))
+                    .any(|before| before.name == call.name && before.arguments == call.arguments)
             })
     }
 
-    /// Whether the model has called a tool since the last user message.
+    /// Whether the model has called a tool in this turn.
     fn called_a_tool_this_turn(&self) -> bool {
+        self.this_turn().any(|message| message.tool_calls().next().is_some())
+    }
+
+    /// This turn's messages, newest first: those after the last user message (a repair request is the
+    /// run's own, not the user's, and does not start a turn).
+    fn this_turn(&self) -> impl Iterator<Item = &Message> {
         self.state
             .messages
             .iter()
             .rev()
-            .take_while(|message| message.role != Role::User)
-            .any(|message| message.tool_calls().next().is_some())
+            .take_while(|message| message.role != Role::User || message.text().starts_with(REPAIR_REQUEST))
     }
 
     /// Whether this run's steps are constrained to one tool call or an answer: the agent asks for it,
@@ -460,7 +468,7 @@ impl<'a> Run<'a> {
 
     async fn call_model(&self) -> Result<ChatResponse, Error> {
         let context = self.hook_context(self.state.steps.saturating_add(1));
-        let mut request = self.build_request();
+        let (mut request, constrained) = self.build_request();
         for hook in &self.config.hooks {
             hook.before_model(&context, &mut request).await?;
         }
@@ -479,7 +487,6 @@ impl<'a> Run<'a> {
             gen_ai.usage.output_tokens = Empty,
             kai.step = context.step,
         );
-        let constrained = self.constrained();
         let mut response = async {
             match (&self.events, self.model) {
                 (Some(_), RunModel::Shared(model)) => {
@@ -489,7 +496,7 @@ impl<'a> Run<'a> {
                         let delta = delta?;
                         match &delta {
                             // A constrained step's text is JSON; its answer is sent once decoded.
-                            ChatDelta::Text { text } if !constrained => {
+                            ChatDelta::Text { text } if constrained.is_none() => {
                                 self.emit(AgentEvent::TextDelta { text: text.clone() });
                             }
                             ChatDelta::Reasoning { text, .. } if !text.is_empty() => {
@@ -509,8 +516,8 @@ impl<'a> Run<'a> {
         .inspect_err(|error| {
             span.record("error.type", error.kind());
         })?;
-        if constrained {
-            super::constrained::decode(&mut response, self.config.tools.definitions());
+        if let Some(allowed) = &constrained {
+            super::constrained::decode(&mut response, allowed);
             let answer = response.text();
             if response.tool_calls().next().is_none() && !answer.is_empty() {
                 self.emit(AgentEvent::TextDelta { text: answer });
@@ -913,7 +920,7 @@ impl Run<'_> {
     fn repair(&mut self, problem: String) -> Result<(), Error> {
         self.repair_counted(problem.clone())?;
         self.state.messages.push(Message::user(format!(
-            "Your answer is not valid: {problem}. Answer again, with only the answer in the required form."
+            "{REPAIR_REQUEST}{problem}. Answer again, with only the answer in the required form."
         )));
         Ok(())
     }
@@ -929,6 +936,9 @@ impl Run<'_> {
         Ok(())
     }
 }
+
+/// How a message asking the model to repair its answer begins.
+const REPAIR_REQUEST: &str = "Your answer is not valid: ";
 
 /// Parses a model's tool arguments; an empty string means no arguments.
 fn parse_tool_arguments(raw: &str) -> Result<serde_json::Value, String> {

@@ -45,7 +45,13 @@ async fn each_step_is_one_call_or_the_answer_and_the_state_stays_structured() {
             r#"{"name":"add","parameters":{"a":2,"b":3}}"#.to_owned()
         )
     );
-    assert_eq!(seen[3], (Role::User, "The tool add returned: 5".to_owned()));
+    assert_eq!(
+        seen[3],
+        (
+            Role::User,
+            r#"{"tool_result":{"failed":false,"output":"5","tool":"add"}}"#.to_owned()
+        )
+    );
 }
 
 /// The last step of a run that must answer allows only the answer, and a stream shows the decoded
@@ -160,4 +166,53 @@ async fn a_repeated_call_is_followed_by_a_step_that_must_answer() {
         })
         .collect();
     assert_eq!(answer_only, [false, false, false, true]);
+}
+
+/// Repeating a call that failed is trying again, not being stuck: the next step may still call.
+#[tokio::test]
+async fn repeating_a_failed_call_is_not_being_stuck() {
+    let bad = r#"{"name": "add", "parameters": {"a": "two", "b": 3}}"#;
+    let model = ScriptedModel::new()
+        .json_schema_support(true)
+        .text(bad)
+        .text(bad)
+        .text(r#"{"answer": "cannot add"}"#);
+    let agent = Agent::builder(model.clone())
+        .tool(adder())
+        .constrained_steps(true)
+        .build()
+        .unwrap();
+    agent.run("add two and 3").await.unwrap();
+    let last = model.requests().pop().unwrap();
+    let Some(ResponseFormat::JsonSchema { schema, .. }) = last.response_format else {
+        panic!("no schema");
+    };
+    assert!(schema.get("anyOf").is_some(), "tools still offered: {schema}");
+}
+
+/// A repair request is the run's own message, not a new turn: a required tool choice that the model
+/// has met stays met, so a tool is not forced a second time.
+#[tokio::test]
+async fn a_repair_request_does_not_rearm_a_required_tool_choice() {
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    struct Total {
+        total: i64,
+    }
+    let model = ScriptedModel::new()
+        .json_schema_support(true)
+        .tool_call("add", serde_json::json!({"a": 2, "b": 3}))
+        .text("five")
+        .text(r#"{"total": 5}"#);
+    let agent = Agent::builder(model.clone())
+        .tool(adder())
+        .tool_choice(kai_core::ToolChoice::Required)
+        .build()
+        .unwrap();
+    assert_eq!(agent.extract::<Total>("add 2 and 3").await.unwrap().value.total, 5);
+    let choices: Vec<_> = model
+        .requests()
+        .into_iter()
+        .map(|request| request.tool_choice)
+        .collect();
+    assert_eq!(choices, [Some(kai_core::ToolChoice::Required), None, None]);
 }
