@@ -24,21 +24,20 @@ pub(crate) fn constrain(request: &mut ChatRequest) -> Vec<String> {
     let tools = std::mem::take(&mut request.tools);
     let choice = request.tool_choice.take();
     let answer_only = choice == Some(ToolChoice::None);
-    let mut branches: Vec<Value> = Vec::with_capacity(tools.len() + 1);
-    if !answer_only {
-        branches.extend(
-            tools
-                .iter()
-                .filter(|tool| !matches!(&choice, Some(ToolChoice::Tool(name)) if *name != tool.name))
-                .map(|tool| {
-                    json!({
-                        "type": "object",
-                        "properties": {"name": {"const": tool.name}, "parameters": closed(&tool.parameters)},
-                        "required": ["name", "parameters"],
-                    })
-                }),
-        );
-    }
+    let callable: Vec<&ToolDefinition> = tools
+        .iter()
+        .filter(|tool| !answer_only && !matches!(&choice, Some(ToolChoice::Tool(name)) if *name != tool.name))
+        .collect();
+    let mut branches: Vec<Value> = callable
+        .iter()
+        .map(|tool| {
+            json!({
+                "type": "object",
+                "properties": {"name": {"const": tool.name}, "parameters": closed(&tool.parameters)},
+                "required": ["name", "parameters"],
+            })
+        })
+        .collect();
     if branches.is_empty() || matches!(choice, None | Some(ToolChoice::Auto | ToolChoice::None)) {
         // Small models answer with a bare number or a list as often as with a sentence.
         branches.push(json!({
@@ -66,23 +65,7 @@ pub(crate) fn constrain(request: &mut ChatRequest) -> Vec<String> {
         None => request.messages.insert(0, Message::system(guide)),
     }
     request.messages = std::mem::take(&mut request.messages).into_iter().map(as_text).collect();
-    branches_named(request)
-}
-
-/// The tool names of the branches `request`'s schema allows.
-fn branches_named(request: &ChatRequest) -> Vec<String> {
-    let Some(ResponseFormat::JsonSchema { schema, .. }) = &request.response_format else {
-        return Vec::new();
-    };
-    let branches = match schema.get("anyOf") {
-        Some(Value::Array(branches)) => branches.iter().collect(),
-        _ => vec![schema],
-    };
-    branches
-        .into_iter()
-        .filter_map(|branch| branch.pointer("/properties/name/const")?.as_str())
-        .map(str::to_owned)
-        .collect()
+    callable.into_iter().map(|tool| tool.name.clone()).collect()
 }
 
 /// A tool's arguments schema with no keys beyond its properties, so a grammar does not let the model
