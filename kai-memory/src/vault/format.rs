@@ -140,8 +140,8 @@ pub(crate) fn open(key: &[u8; 32], sealed: &Sealed, aad: &[u8]) -> Option<Zeroiz
 }
 
 pub(crate) fn check_value(kek: &[u8; 32]) -> Vec<u8> {
-    let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(kek).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(kek)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(b"kai-vault/v1/check");
     mac.finalize().into_bytes()[..CHECK_LEN].to_vec()
 }
@@ -175,7 +175,7 @@ fn mac_key(data_key: &[u8; 32], vault_id: &[u8]) -> Zeroizing<[u8; 32]> {
 }
 
 fn file_mac(data_key: &[u8; 32], vault_id: &[u8]) -> Hmac<Sha256> {
-    <Hmac<Sha256> as Mac>::new_from_slice(mac_key(data_key, vault_id).as_ref())
+    <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(mac_key(data_key, vault_id).as_ref())
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
 }
 

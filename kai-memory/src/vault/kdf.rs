@@ -35,8 +35,11 @@ impl Default for Kdf {
 /// Upper bounds on parameters read from a file, so a crafted header cannot make opening it take hours
 /// or exhaust memory.
 const MAX_ITERATIONS: u32 = 100_000_000;
-const MAX_ARGON2_MEMORY_KIB: u32 = 4 * 1024 * 1024;
-const MAX_ARGON2_PASSES: u32 = 1_000;
+/// Argon2's memory: RFC 9106's first recommended setting (2 GiB, 1 pass) is the most it may ask for.
+const MAX_ARGON2_MEMORY_KIB: u32 = 2 * 1024 * 1024;
+/// Argon2's work is memory times passes, so that product is bounded, not each alone: 2 GiB x 1 pass,
+/// 1 GiB x 2 or RFC 9106's second setting (64 MiB x 3) open; 4 GiB x 1,000 does not.
+const MAX_ARGON2_KIB_PASSES: u64 = 2 * 1024 * 1024;
 
 impl Kdf {
     /// Argon2id with the OWASP baseline: 19 MiB, 2 passes, 1 lane.
@@ -61,9 +64,11 @@ impl Kdf {
                 iterations,
                 parallelism,
             } => {
-                if memory_kib > MAX_ARGON2_MEMORY_KIB || iterations == 0 || iterations > MAX_ARGON2_PASSES {
+                let work = u64::from(memory_kib) * u64::from(iterations);
+                if memory_kib > MAX_ARGON2_MEMORY_KIB || iterations == 0 || work > MAX_ARGON2_KIB_PASSES {
                     return Err(Error::InvalidParameters(format!(
-                        "Argon2id memory must be at most {MAX_ARGON2_MEMORY_KIB} KiB and passes 1..={MAX_ARGON2_PASSES}"
+                        "Argon2id memory must be at most {MAX_ARGON2_MEMORY_KIB} KiB, passes at least 1, and \
+                         memory times passes at most {MAX_ARGON2_KIB_PASSES} KiB (not {memory_kib} KiB x {iterations})"
                     )));
                 }
                 argon2::Params::new(memory_kib, iterations, parallelism, Some(32))
@@ -212,5 +217,32 @@ mod tests {
         );
         assert!(Kdf::default().validate().is_ok());
         assert!(Kdf::argon2id_default().validate().is_ok());
+    }
+
+    /// Each bound alone let a crafted header ask for 4 GiB x 1,000 passes (hours of work): the product
+    /// is bounded too, and RFC 9106's recommended settings stay open.
+    #[test]
+    fn argon2_work_is_bounded_as_memory_times_passes() {
+        let argon2 = |memory_kib, iterations| Kdf::Argon2id {
+            memory_kib,
+            iterations,
+            parallelism: 1,
+        };
+        assert!(argon2(4 * 1024 * 1024, 1_000).validate().is_err());
+        assert!(argon2(1024 * 1024, 1_000).validate().is_err());
+        assert!(argon2(1024 * 1024, 3).validate().is_err());
+        assert!(
+            argon2(2 * 1024 * 1024, 1).validate().is_ok(),
+            "RFC 9106, first recommendation"
+        );
+        assert!(
+            argon2(64 * 1024, 3).validate().is_ok(),
+            "RFC 9106, second recommendation"
+        );
+        assert!(argon2(1024 * 1024, 2).validate().is_ok());
+        assert!(
+            argon2(8, 100_000).validate().is_ok(),
+            "little memory, many passes: still bounded work"
+        );
     }
 }
