@@ -51,21 +51,21 @@ fn recall(index: &HnswIndex, exact: &FlatIndex, queries: &[Vec<f32>], k: usize, 
 
 #[test]
 fn flat_index_distances_follow_the_metric() {
-    let mut l2 = FlatIndex::new(Metric::L2, 2);
+    let mut l2 = FlatIndex::new(Metric::L2, 2).unwrap();
     l2.insert(1, &[0.0, 0.0]).unwrap();
     l2.insert(2, &[3.0, 4.0]).unwrap();
     let hits = l2.search(&[0.0, 0.0], 2).unwrap();
     assert_eq!((hits[0].id, hits[1].id), (1, 2));
     assert!((hits[1].distance - 5.0).abs() < 1e-6);
 
-    let mut cosine = FlatIndex::new(Metric::Cosine, 2);
+    let mut cosine = FlatIndex::new(Metric::Cosine, 2).unwrap();
     cosine.insert(1, &[10.0, 0.0]).unwrap();
     cosine.insert(2, &[0.0, 0.5]).unwrap();
     let hits = cosine.search(&[1.0, 0.0], 2).unwrap();
     assert_eq!(hits[0].id, 1);
     assert!(hits[0].distance.abs() < 1e-6 && (hits[1].distance - 1.0).abs() < 1e-6);
 
-    let mut dot = FlatIndex::new(Metric::Dot, 2);
+    let mut dot = FlatIndex::new(Metric::Dot, 2).unwrap();
     dot.insert(1, &[1.0, 0.0]).unwrap();
     dot.insert(2, &[5.0, 0.0]).unwrap();
     let hits = dot.search(&[1.0, 0.0], 1).unwrap();
@@ -107,7 +107,7 @@ fn hnsw_recall_against_exact_search() {
     let queries = data.split_off(6_000);
     for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
         let mut index = HnswIndex::new(HnswConfig::new(metric, dims)).unwrap();
-        let mut exact = FlatIndex::new(metric, dims);
+        let mut exact = FlatIndex::new(metric, dims).unwrap();
         let items: Vec<(u64, Vec<f32>)> = data
             .iter()
             .enumerate()
@@ -174,7 +174,7 @@ fn filtered_search_stays_correct_however_selective() {
     let dims = 16;
     let data = clustered(5_000, dims, 5);
     let mut index = HnswIndex::new(HnswConfig::new(Metric::L2, dims)).unwrap();
-    let mut exact = FlatIndex::new(Metric::L2, dims);
+    let mut exact = FlatIndex::new(Metric::L2, dims).unwrap();
     let items: Vec<(u64, Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (i as u64, v.clone())).collect();
     index.insert_batch(&items).unwrap();
     for (id, v) in &items {
@@ -231,7 +231,7 @@ fn saved_indexes_reopen_without_reinserting_and_keep_working() {
     let ids: Vec<u64> = reopened.search(&data[0], 2).unwrap().iter().map(|h| h.id).collect();
     assert!(ids.contains(&0) && ids.contains(&123_456));
 
-    let mut flat = FlatIndex::new(Metric::L2, 2);
+    let mut flat = FlatIndex::new(Metric::L2, 2).unwrap();
     flat.insert(1, &[1.0, 2.0]).unwrap();
     let (_dir, flat_path) = temp("saved.flat");
     flat.save(&flat_path).unwrap();
@@ -313,6 +313,103 @@ fn damaged_files_give_typed_errors() {
         HnswIndex::open(&path),
         Err(Error::UnsupportedVersion { found: 2, .. })
     ));
+}
+
+/// An index file as a hostile writer would make it: any header and slots, with a valid checksum.
+fn crafted(kind: u8, metric: u8, dimensions: u32, slots: &[(u64, &[f32])], graph: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    let mut body = b"KAIINDEX".to_vec();
+    body.extend_from_slice(&1u32.to_le_bytes());
+    body.extend_from_slice(&[kind, metric]);
+    body.extend_from_slice(&dimensions.to_le_bytes());
+    body.extend_from_slice(&(slots.len() as u64).to_le_bytes());
+    for (id, _) in slots {
+        body.extend_from_slice(&id.to_le_bytes());
+    }
+    body.extend(slots.iter().map(|_| 1u8));
+    for (_, vector) in slots {
+        for x in *vector {
+            body.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    body.extend_from_slice(graph);
+    let digest = sha2::Sha256::digest(&body);
+    body.extend_from_slice(&digest);
+    body
+}
+
+/// Vectors in a file were never checked on insertion: a NaN would rank first for every cosine query,
+/// and a cosine vector not of unit length would rank wrongly.
+/// An index of zero dimensions could be made and saved, and then never opened again.
+#[test]
+fn an_index_of_zero_dimensions_is_refused_when_made() {
+    assert!(matches!(FlatIndex::new(Metric::L2, 0), Err(Error::InvalidConfig(_))));
+    assert!(HnswIndex::new(HnswConfig::new(Metric::L2, 0)).is_err());
+}
+
+#[test]
+fn stored_vectors_are_checked_when_a_file_is_opened() {
+    let (_dir, path) = temp("vectors.flat");
+    let (cosine, l2) = (0, 2);
+    for (metric, vector, usable) in [
+        (cosine, [f32::NAN, 0.0], false),
+        (cosine, [3.0, 4.0], false),
+        (l2, [f32::INFINITY, 0.0], false),
+        (cosine, [0.6, 0.8], true),
+        (l2, [3.0, 4.0], true),
+    ] {
+        std::fs::write(&path, crafted(0, metric, 2, &[(7, &vector)], &[])).unwrap();
+        let opened = FlatIndex::open(&path);
+        assert_eq!(opened.is_ok(), usable, "{metric} {vector:?}: {opened:?}");
+        if !usable {
+            assert!(matches!(opened, Err(Error::Corrupt { .. })));
+        }
+    }
+}
+
+/// A graph's blocks take 2M + 1 words per vector whatever the file holds: a small file with many
+/// vectors and M = 256, or a vector on 255 layers, was allocated a hundred times its size or more
+/// before any check.
+#[test]
+fn a_crafted_graph_cannot_make_opening_allocate_far_more_than_the_file() {
+    let (_dir, path) = temp("huge.hnsw");
+    let count = 50_000usize;
+    let vectors: Vec<[f32; 1]> = (0..count).map(|i| [i as f32]).collect();
+    let slots: Vec<(u64, &[f32])> = vectors.iter().enumerate().map(|(i, v)| (i as u64, &v[..])).collect();
+    let header = |m: u32| {
+        let mut graph = Vec::new();
+        for value in [m, 16, 16] {
+            graph.extend_from_slice(&value.to_le_bytes());
+        }
+        graph.extend_from_slice(&(count as u64).to_le_bytes());
+        graph.extend_from_slice(&0u32.to_le_bytes()); // entry
+        graph.push(0); // max level
+        graph.extend((0..=count).flat_map(|_| 0u32.to_le_bytes())); // no neighbours
+        graph.extend_from_slice(&0u64.to_le_bytes());
+        graph
+    };
+    let mut wide = header(256);
+    wide.extend(std::iter::repeat_n(0u8, count)); // no upper layers
+    std::fs::write(&path, crafted(1, 2, 1, &slots, &wide)).unwrap();
+    let opened = HnswIndex::open(&path);
+    assert!(matches!(opened, Err(Error::Corrupt { .. })), "{opened:?}");
+
+    let mut tall = header(16);
+    tall.push(255); // the first vector on 255 layers, each an empty list
+    tall.extend((0..255).flat_map(|_| 0u32.to_le_bytes()));
+    tall.extend(std::iter::repeat_n(0u8, count - 1));
+    std::fs::write(&path, crafted(1, 2, 1, &slots, &tall)).unwrap();
+    let opened = HnswIndex::open(&path);
+    assert!(matches!(opened, Err(Error::Corrupt { .. })), "{opened:?}");
+
+    let mut fine = header(16);
+    fine.extend(std::iter::repeat_n(0u8, count));
+    std::fs::write(&path, crafted(1, 2, 1, &slots, &fine)).unwrap();
+    assert_eq!(
+        HnswIndex::open(&path).unwrap().len(),
+        count,
+        "the same file with M = 16 opens"
+    );
 }
 
 /// Child half of `a_kill_during_saves_leaves_the_old_index_or_the_new_one`: an index of 4,000

@@ -22,7 +22,7 @@ fn vectors() -> Vec<Vec<f32>> {
 fn flat_index_finds_what_brute_force_finds_under_every_metric() {
     let vectors = vectors();
     for metric in [Metric::Cosine, Metric::Dot, Metric::L2] {
-        let mut index = FlatIndex::new(metric, 16);
+        let mut index = FlatIndex::new(metric, 16).unwrap();
         for (id, vector) in vectors.iter().enumerate() {
             index.insert(id as u64, vector).unwrap();
         }

@@ -19,7 +19,7 @@ use crate::bytes::Reader;
 use crate::error::Error;
 use crate::fs::write_atomic;
 use crate::index::distance::Metric;
-use crate::index::graph::SearchGraph;
+use crate::index::graph::{MAX_LEVEL, SearchGraph};
 use crate::index::hnsw::HnswConfig;
 use crate::index::slots::Slots;
 
@@ -134,6 +134,17 @@ pub(crate) fn open(path: &Path) -> Result<(Slots, Option<(HnswConfig, SearchGrap
             return Err(corrupt("two live vectors share an id"));
         }
     }
+    // Stored vectors were checked when inserted; a file's may not have been. A NaN would rank first
+    // for every query under cosine.
+    let stored = slots.data.as_slice().chunks_exact(dimensions).zip(&slots.live);
+    if stored
+        .filter(|(_, live)| **live)
+        .any(|(vector, _)| !usable(metric, vector))
+    {
+        return Err(corrupt(
+            "a stored vector is not finite (or, for cosine, not of unit length)",
+        ));
+    }
     let graph = match kind {
         0 => None,
         1 => {
@@ -163,9 +174,23 @@ pub(crate) fn open(path: &Path) -> Result<(Slots, Option<(HnswConfig, SearchGrap
                 .windows(2)
                 .map(|w| neighbours[w[0] as usize..w[1] as usize].to_vec())
                 .collect();
+            // The graph's blocks hold 2M + 1 words per vector on layer 0 and M + 1 per upper layer,
+            // whatever the file holds: bound them by the file's size before anything is allocated.
+            let layer0_words = (count as u64).saturating_mul(2 * config.m as u64 + 1);
+            if layer0_words.saturating_mul(4) > graph_budget(body.len()) {
+                return Err(corrupt("the graph would take far more memory than the file holds"));
+            }
+            let mut upper_words = 0u64;
             let mut upper = Vec::with_capacity(count);
             for _ in 0..count {
                 let layers = r.u8()?;
+                if layers > MAX_LEVEL {
+                    return Err(corrupt("a vector is on too many layers"));
+                }
+                upper_words = upper_words.saturating_add(u64::from(layers) * (config.m as u64 + 1));
+                if layer0_words.saturating_add(upper_words).saturating_mul(4) > graph_budget(body.len()) {
+                    return Err(corrupt("the graph would take far more memory than the file holds"));
+                }
                 let mut lists = Vec::with_capacity(usize::from(layers));
                 for _ in 0..layers {
                     let n = r.u32()? as usize;
@@ -185,6 +210,26 @@ pub(crate) fn open(path: &Path) -> Result<(Slots, Option<(HnswConfig, SearchGrap
         return Err(corrupt("trailing bytes"));
     }
     Ok((slots, graph))
+}
+
+/// The most memory a graph read from a file of `file_len` bytes may take: a full graph takes a few times
+/// its file's size, a sparse small one up to about a hundred times, but then little in all.
+fn graph_budget(file_len: usize) -> u64 {
+    (file_len as u64).saturating_mul(16).saturating_add(16 << 20)
+}
+
+/// Whether a stored vector could have been inserted: finite, and for cosine of unit length.
+fn usable(metric: Metric, vector: &[f32]) -> bool {
+    if vector.iter().any(|x| !x.is_finite()) {
+        return false;
+    }
+    match metric {
+        Metric::Cosine => {
+            let norm_sq: f32 = vector.iter().map(|x| x * x).sum();
+            (norm_sq - 1.0).abs() < 1e-3
+        }
+        Metric::Dot | Metric::L2 => true,
+    }
 }
 
 /// A file whose checksum fails was either cut short (a crash mid-copy) or altered.

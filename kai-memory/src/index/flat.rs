@@ -14,7 +14,7 @@ use crate::index::slots::Slots;
 /// ```
 /// use kai_memory::index::{FlatIndex, Metric};
 ///
-/// let mut index = FlatIndex::new(Metric::Cosine, 2);
+/// let mut index = FlatIndex::new(Metric::Cosine, 2)?;
 /// index.insert(1, &[1.0, 0.0])?;
 /// index.insert(2, &[0.0, 1.0])?;
 /// let hits = index.search(&[0.9, 0.1], 1)?;
@@ -27,11 +27,15 @@ pub struct FlatIndex {
 }
 
 impl FlatIndex {
-    /// An empty index of vectors with `dimensions` components.
-    pub fn new(metric: Metric, dimensions: usize) -> Self {
-        Self {
-            slots: Slots::new(metric, dimensions),
+    /// An empty index of vectors with `dimensions` components; zero dimensions is an
+    /// [`Error::InvalidConfig`] (no vector could be stored, and no file of it opened again).
+    pub fn new(metric: Metric, dimensions: usize) -> Result<Self, Error> {
+        if dimensions == 0 {
+            return Err(Error::InvalidConfig("an index needs at least one dimension".into()));
         }
+        Ok(Self {
+            slots: Slots::new(metric, dimensions),
+        })
     }
 
     /// Adds or replaces the vector for `id`.
