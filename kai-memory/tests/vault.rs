@@ -197,6 +197,36 @@ fn backups_export_and_import_under_their_own_passphrase() {
     assert!(matches!(other.import(&backup, "nope"), Err(Error::WrongPassphrase)));
 }
 
+/// A change that cannot be saved (the directory is gone) leaves the vault in memory as it was: no
+/// imported, added or removed entry that a reopen would not see.
+#[test]
+fn a_change_that_cannot_be_saved_is_not_kept_in_memory() {
+    let (_dir, path, _) = sample("source.vault");
+    let (_backup_dir, backup) = temp_path("backup.vault");
+    Vault::open(&path, "pass")
+        .unwrap()
+        .export(&backup, "backup pass", FAST)
+        .unwrap();
+
+    let (target_dir, target) = temp_path("target.vault");
+    let mut vault = Vault::create(&target, "other", FAST).unwrap();
+    vault.put_secret("github", "ghp_x").unwrap();
+    std::fs::remove_dir_all(target_dir.path()).unwrap();
+
+    assert!(vault.import(&backup, "backup pass").is_err());
+    assert!(vault.put_secret("new", "value").is_err());
+    assert!(vault.remove("github").is_err());
+    assert!(vault.change_passphrase("changed", FAST).is_err());
+    assert_eq!(vault.secret_names().collect::<Vec<_>>(), ["github"]);
+    assert_eq!(vault.secret("github").unwrap().unwrap().expose(), "ghp_x");
+
+    // Once it can be saved again, the old passphrase still opens what was written.
+    std::fs::create_dir_all(target_dir.path()).unwrap();
+    vault.put_secret("later", "ok").unwrap();
+    let reopened = Vault::open(&target, "other").unwrap();
+    assert_eq!(reopened.secret_names().collect::<Vec<_>>(), ["github", "later"]);
+}
+
 #[test]
 fn creating_over_an_existing_file_is_refused_and_saves_leave_no_temporary_files() {
     let (_dir, path, _) = sample("exists.vault");

@@ -149,12 +149,15 @@ impl Vault {
 
     /// Removes the secret and the record named `name`; returns whether anything was removed.
     pub fn remove(&mut self, name: &str) -> Result<bool, Error> {
-        let secret = self.entries.remove(&(Kind::Secret, name.to_owned())).is_some();
-        let record = self.entries.remove(&(Kind::Record, name.to_owned())).is_some();
-        if secret || record {
-            self.save()?;
+        let key = |kind| (kind, name.to_owned());
+        if !self.entries.contains_key(&key(Kind::Secret)) && !self.entries.contains_key(&key(Kind::Record)) {
+            return Ok(false);
         }
-        Ok(secret || record)
+        self.change(|entries| {
+            entries.remove(&key(Kind::Secret));
+            entries.remove(&key(Kind::Record));
+        })?;
+        Ok(true)
     }
 
     /// The names of the stored secrets.
@@ -169,8 +172,9 @@ impl Vault {
 
     /// Re-seals the data key under a new passphrase (entries are not touched) and saves.
     pub fn change_passphrase(&mut self, new_passphrase: &str, kdf: Kdf) -> Result<(), Error> {
-        self.header = seal_header(self.header.vault_id.clone(), &self.data_key, new_passphrase, kdf)?;
-        self.save()
+        let header = seal_header(self.header.vault_id.clone(), &self.data_key, new_passphrase, kdf)?;
+        let previous = std::mem::replace(&mut self.header, header);
+        self.save().inspect_err(|_| self.header = previous)
     }
 
     /// Writes an encrypted copy of this vault to `path`, openable with `passphrase`.
@@ -185,7 +189,8 @@ impl Vault {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let (header, data_key, body) = unlock(&bytes, passphrase)?;
-        let count = body.entries.len();
+        // Every entry is re-sealed before any is taken in, so a bad one leaves this vault as it was.
+        let mut resealed = Vec::with_capacity(body.entries.len());
         for entry in body.entries {
             let aad = format::entry_aad(&header.vault_id, entry.kind, &entry.name);
             let plaintext = format::open(&data_key, &entry.sealed, &aad)
@@ -195,9 +200,10 @@ impl Vault {
                 &plaintext,
                 &format::entry_aad(&self.header.vault_id, entry.kind, &entry.name),
             )?;
-            self.entries.insert((entry.kind, entry.name), sealed);
+            resealed.push(((entry.kind, entry.name), sealed));
         }
-        self.save()?;
+        let count = resealed.len();
+        self.change(|entries| entries.extend(resealed))?;
         Ok(count)
     }
 
@@ -207,8 +213,17 @@ impl Vault {
             plaintext,
             &format::entry_aad(&self.header.vault_id, kind, name),
         )?;
-        self.entries.insert((kind, name.to_owned()), sealed);
-        self.save()
+        self.change(|entries| {
+            entries.insert((kind, name.to_owned()), sealed);
+        })
+    }
+
+    /// Applies `change` to the entries and saves; if the save fails, the entries are as they were, so
+    /// what is in memory never differs from what a reopen would read.
+    fn change(&mut self, change: impl FnOnce(&mut BTreeMap<(Kind, String), Sealed>)) -> Result<(), Error> {
+        let before = self.entries.clone();
+        change(&mut self.entries);
+        self.save().inspect_err(|_| self.entries = before)
     }
 
     fn get(&self, kind: Kind, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
