@@ -178,9 +178,29 @@ impl Vault {
     }
 
     /// Writes an encrypted copy of this vault to `path`, openable with `passphrase`.
+    ///
+    /// The copy has a data key and an id of its own, and every entry is sealed again under them: the
+    /// backup's passphrase (often a weaker one, written down) opens the backup and nothing else, not
+    /// this vault nor what is added to it later.
     pub fn export(&self, path: impl AsRef<Path>, passphrase: &str, kdf: Kdf) -> Result<(), Error> {
-        let header = seal_header(self.header.vault_id.clone(), &self.data_key, passphrase, kdf)?;
-        write_atomic(path.as_ref(), &format::encode(&header, &self.body(), &self.data_key)?)
+        let data_key = Zeroizing::new(format::random::<32>());
+        let vault_id = format::random::<16>().to_vec();
+        let mut entries = Vec::with_capacity(self.entries.len());
+        for ((kind, name), sealed) in &self.entries {
+            let plaintext = format::open(
+                &self.data_key,
+                sealed,
+                &format::entry_aad(&self.header.vault_id, *kind, name),
+            )
+            .ok_or_else(|| Error::tampered(format!("entry {name}")))?;
+            entries.push(Entry {
+                kind: *kind,
+                name: name.clone(),
+                sealed: format::seal(&data_key, &plaintext, &format::entry_aad(&vault_id, *kind, name))?,
+            });
+        }
+        let header = seal_header(vault_id, &data_key, passphrase, kdf)?;
+        write_atomic(path.as_ref(), &format::encode(&header, &Body { entries }, &data_key)?)
     }
 
     /// Copies every entry of the backup at `path` into this vault (same names are replaced), and saves.
@@ -320,5 +340,36 @@ fn record_error(name: &str, error: &serde_json::Error) -> Error {
     Error::Record {
         name: name.to_owned(),
         message: format!("{kind}{place}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAST: Kdf = Kdf::Pbkdf2Sha256 { iterations: 1_000 };
+
+    /// A backup's passphrase once unlocked the live vault's own data key: whoever held the backup and
+    /// its (often weaker) passphrase could read the live vault, and everything added to it later. The
+    /// key a backup's passphrase yields now opens none of the live vault's entries.
+    #[test]
+    fn a_backups_passphrase_opens_nothing_of_the_live_vault() {
+        let dir = tempfile::tempdir().unwrap();
+        let (live_path, backup_path) = (dir.path().join("live.vault"), dir.path().join("backup.vault"));
+        let mut live = Vault::create(&live_path, "strong live passphrase", FAST).unwrap();
+        live.put_secret("before", "exported").unwrap();
+        live.export(&backup_path, "weak", FAST).unwrap();
+        live.put_secret("after", "added later").unwrap();
+
+        let (backup_header, backup_key, _) = unlock(&std::fs::read(&backup_path).unwrap(), "weak").unwrap();
+        assert_ne!(backup_header.vault_id, live.header.vault_id);
+        assert_ne!(*backup_key, *live.data_key);
+        for ((kind, name), sealed) in &live.entries {
+            let aad = format::entry_aad(&live.header.vault_id, *kind, name);
+            assert!(format::open(&backup_key, sealed, &aad).is_none(), "{name}");
+        }
+        let backup = Vault::open(&backup_path, "weak").unwrap();
+        assert_eq!(backup.secret("before").unwrap().unwrap().expose(), "exported");
+        assert!(backup.secret("after").unwrap().is_none());
     }
 }
