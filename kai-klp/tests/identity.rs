@@ -191,6 +191,7 @@ fn identities_survive_the_vault_and_never_print_their_secret() {
         kai_memory::Vault::create(&path, "pass", kai_memory::Kdf::Pbkdf2Sha256 { iterations: 1_000 }).unwrap();
     let identity = Identity::generate();
     identity.store(&mut vault, "agent").unwrap();
+    drop(vault);
     let reopened = kai_memory::Vault::open(&path, "pass").unwrap();
     let loaded = Identity::load(&reopened, "agent").unwrap().unwrap();
     assert_eq!(loaded.did(), identity.did());

@@ -69,6 +69,12 @@ pub enum Error {
         /// The path.
         path: String,
     },
+    /// Another handle (in this process or another) has the file open for writing.
+    #[error("{path} is in use by another writer")]
+    Locked {
+        /// The file.
+        path: String,
+    },
     /// Key-derivation parameters outside the accepted range.
     #[error("invalid key-derivation parameters: {0}")]
     InvalidParameters(String),

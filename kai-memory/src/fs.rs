@@ -23,6 +23,36 @@ pub(crate) fn create_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     write(path, bytes, true)
 }
 
+/// An exclusive lock on `<path>.lock`, held until dropped, so that a second writer of `path` (another
+/// process, or another handle in this one) fails at once with [`Error::Locked`] instead of silently
+/// overwriting what the first one saves. The lock file stays behind: removing it would race with a
+/// writer taking it.
+#[derive(Debug)]
+pub(crate) struct FileLock {
+    _file: std::fs::File,
+}
+
+impl FileLock {
+    pub(crate) fn acquire(path: &Path) -> Result<Self, Error> {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        let lock_path = Path::new(&name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(lock_path)
+            .map_err(|e| Error::io(lock_path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
+                path: path.display().to_string(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(lock_path, e)),
+        }
+    }
+}
+
 fn write(path: &Path, bytes: &[u8], create_only: bool) -> Result<(), Error> {
     let directory = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,

@@ -47,6 +47,7 @@ fn secrets_and_records_round_trip_across_reopening() {
     vault.put_secret("openai", "sk-456").unwrap();
     assert!(vault.remove("profile").unwrap());
     assert!(!vault.remove("profile").unwrap());
+    drop(vault);
     let vault = Vault::open(&path, "pass").unwrap();
     assert_eq!(vault.secret("openai").unwrap().unwrap().expose(), "sk-456");
     assert!(vault.record::<serde_json::Value>("profile").unwrap().is_none());
@@ -164,6 +165,7 @@ fn changing_the_passphrase_rewraps_only_the_key() {
     let (_dir, path, before) = sample("rekey.vault");
     let mut vault = Vault::open(&path, "pass").unwrap();
     vault.change_passphrase("new pass", Kdf::argon2id_default()).unwrap();
+    drop(vault);
     let after = std::fs::read(&path).unwrap();
     assert!(matches!(Vault::open(&path, "pass"), Err(Error::WrongPassphrase)));
     let vault = Vault::open(&path, "new pass").unwrap();
@@ -191,10 +193,45 @@ fn backups_export_and_import_under_their_own_passphrase() {
     let mut other = Vault::create(&target, "other", FAST).unwrap();
     other.put_secret("github", "ghp_x").unwrap();
     assert_eq!(other.import(&backup, "backup pass").unwrap(), 2);
+    assert!(matches!(other.import(&backup, "nope"), Err(Error::WrongPassphrase)));
+    drop(other);
     let reopened = Vault::open(&target, "other").unwrap();
     assert_eq!(reopened.secret("openai").unwrap().unwrap().expose(), "sk-123");
     assert_eq!(reopened.secret("github").unwrap().unwrap().expose(), "ghp_x");
-    assert!(matches!(other.import(&backup, "nope"), Err(Error::WrongPassphrase)));
+}
+
+/// Two handles on one vault each saved their own entries over the other's. The second is refused
+/// while the first is open, in this process or another, and can open it once the first is dropped.
+#[test]
+fn a_second_writer_is_refused_while_the_first_has_the_vault_open() {
+    let (_dir, path, _) = sample("locked.vault");
+    let mut first = Vault::open(&path, "pass").unwrap();
+    assert!(matches!(Vault::open(&path, "pass"), Err(Error::Locked { .. })));
+    let other_process = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "opening_child", "--nocapture"])
+        .env("KAI_VAULT_PATH", &path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&other_process.stdout);
+    assert!(said.contains("open: Locked"), "{said}");
+    first.put_secret("mine", "kept").unwrap();
+    drop(first);
+    let second = Vault::open(&path, "pass").unwrap();
+    assert_eq!(second.secret("mine").unwrap().unwrap().expose(), "kept");
+}
+
+/// Child half of `a_second_writer_is_refused_while_the_first_has_the_vault_open`: tries to open the
+/// vault at `KAI_VAULT_PATH` and prints the outcome (does nothing without it).
+#[test]
+fn opening_child() {
+    let Some(path) = std::env::var_os("KAI_VAULT_PATH") else {
+        return;
+    };
+    match Vault::open(&path, "pass") {
+        Ok(_) => println!("open: Ok"),
+        Err(Error::Locked { .. }) => println!("open: Locked"),
+        Err(other) => println!("open: {other}"),
+    }
 }
 
 /// A change that cannot be saved (the directory is gone) leaves the vault in memory as it was: no
@@ -223,6 +260,7 @@ fn a_change_that_cannot_be_saved_is_not_kept_in_memory() {
     // Once it can be saved again, the old passphrase still opens what was written.
     std::fs::create_dir_all(target_dir.path()).unwrap();
     vault.put_secret("later", "ok").unwrap();
+    drop(vault);
     let reopened = Vault::open(&target, "other").unwrap();
     assert_eq!(reopened.secret_names().collect::<Vec<_>>(), ["github", "later"]);
 }
@@ -269,6 +307,7 @@ fn a_vault_made_with_the_default_kdf_opens() {
     let (_path_dir, path) = temp_path("default-kdf.vault");
     let mut vault = Vault::create(&path, "pass", Kdf::default()).unwrap();
     vault.put_secret("k", "v").unwrap();
+    drop(vault);
     assert_eq!(
         Vault::open(&path, "pass")
             .unwrap()

@@ -13,9 +13,11 @@
 //! let fast = Kdf::Pbkdf2Sha256 { iterations: 1_000 }; // use Kdf::default() in real code
 //! let mut vault = Vault::create(&path, "correct horse battery staple", fast)?;
 //! vault.put_secret("openai", "sk-...")?;
+//! drop(vault); // one writer at a time: while a vault is open, opening it again is `Error::Locked`
 //!
 //! let vault = Vault::open(&path, "correct horse battery staple")?;
 //! assert_eq!(vault.secret("openai")?.unwrap().expose(), "sk-...");
+//! drop(vault);
 //! assert!(matches!(Vault::open(&path, "wrong"), Err(kai_memory::Error::WrongPassphrase)));
 //! # Ok::<(), kai_memory::Error>(())
 //! ```
@@ -33,7 +35,7 @@ use zeroize::Zeroizing;
 pub use kdf::Kdf;
 
 use crate::error::Error;
-use crate::fs::{create_atomic, write_atomic};
+use crate::fs::{FileLock, create_atomic, write_atomic};
 use format::{Body, Entry, Header, KdfRecord, Kind, Sealed};
 
 /// A secret's value. `Debug` prints `Secret(***)`; the memory is wiped when it is dropped.
@@ -59,6 +61,8 @@ pub struct Vault {
     header: Header,
     data_key: Zeroizing<[u8; 32]>,
     entries: BTreeMap<(Kind, String), Sealed>,
+    /// Held while the vault is open: a second writer would lose this one's entries, or this one its.
+    _lock: FileLock,
 }
 
 impl std::fmt::Debug for Vault {
@@ -83,6 +87,7 @@ impl Vault {
                 path: path.display().to_string(),
             });
         }
+        let lock = FileLock::acquire(path)?;
         let data_key = Zeroizing::new(format::random::<32>());
         let vault_id = format::random::<16>().to_vec();
         let header = seal_header(vault_id, &data_key, passphrase, kdf)?;
@@ -91,6 +96,7 @@ impl Vault {
             header,
             data_key,
             entries: BTreeMap::new(),
+            _lock: lock,
         };
         create_atomic(path, &format::encode(&vault.header, &vault.body(), &vault.data_key)?)?;
         Ok(vault)
@@ -99,9 +105,13 @@ impl Vault {
     /// Opens the vault at `path`.
     ///
     /// Fails with [`Error::WrongPassphrase`], [`Error::Tampered`], [`Error::Truncated`],
-    /// [`Error::UnsupportedVersion`] or [`Error::NotAVault`], each for exactly that case.
+    /// [`Error::UnsupportedVersion`] or [`Error::NotAVault`], each for exactly that case, and with
+    /// [`Error::Locked`] while another `Vault` (in this process or another) has it open: the vault holds
+    /// an exclusive lock on `<path>.lock` until it is dropped, so two writers never lose each other's
+    /// entries.
     pub fn open(path: impl AsRef<Path>, passphrase: &str) -> Result<Self, Error> {
         let path = path.as_ref();
+        let lock = FileLock::acquire(path)?;
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let (header, data_key, body) = unlock(&bytes, passphrase)?;
         let entries = body
@@ -114,6 +124,7 @@ impl Vault {
             header,
             data_key,
             entries,
+            _lock: lock,
         })
     }
 
