@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/env.sh
 if [ -z "${KAI_MODEL:-}" ]; then
-  url=$(scripts/setup/llama-server.sh start)
-  export KAI_MODEL="llamacpp:$(scripts/setup/llama-server.sh model)@$url"
+  KAI_MODEL=$(scripts/setup/llama-server.sh spec)
+  export KAI_MODEL
 fi
 cargo run --quiet --release --locked -p kai-examples --example quickstart -- "$@"

@@ -45,7 +45,8 @@ cargo test --workspace --all-features --locked
 step "the main job: scripts/quickstart.sh on the local model, whose answer must be right"
 # The answer is the text after the last tool result, without the closing summary line.
 main_job_output=$(mktemp)
-KAI_MODEL="llamacpp:$(scripts/setup/llama-server.sh model)@$KAI_LLAMA_URL" scripts/quickstart.sh "What is 17 * 23?" |
+local_model=$(scripts/setup/llama-server.sh spec)
+KAI_MODEL="$local_model" scripts/quickstart.sh "What is 17 * 23?" |
   tee "$main_job_output"
 awk '/^(←|✗) / { answer = ""; next } !/^\[/ { answer = answer $0 }
   END { if (answer !~ /(^|[^0-9])391([^0-9]|$)/) { print "the main job answered wrong" > "/dev/stderr"; exit 1 } }' \
@@ -53,7 +54,7 @@ awk '/^(←|✗) / { answer = ""; next } !/^\[/ { answer = answer $0 }
 rm -f "$main_job_output"
 
 step "the main job on 20 questions: at least 16 answered right (scripts/eval-quickstart.sh)"
-KAI_MODEL="llamacpp:$(scripts/setup/llama-server.sh model)@$KAI_LLAMA_URL" scripts/eval-quickstart.sh --min 16
+KAI_MODEL="$local_model" scripts/eval-quickstart.sh --min 16
 
 step "examples: 100 concurrent runs on a multi-threaded runtime"
 cargo run --locked -q -p kai-examples --example many_runs

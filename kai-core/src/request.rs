@@ -40,6 +40,17 @@ pub enum ToolChoice {
     Tool(String),
 }
 
+impl ToolChoice {
+    /// Whether a call of the tool `name` is one this choice allows.
+    pub fn allows(&self, name: &str) -> bool {
+        match self {
+            ToolChoice::Auto | ToolChoice::Required => true,
+            ToolChoice::None => false,
+            ToolChoice::Tool(chosen) => chosen == name,
+        }
+    }
+}
+
 /// The shape the model's text answer must take.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -13,7 +13,7 @@
 use serde_json::Value;
 
 use crate::message::{ContentPart, StopReason, ToolCall};
-use crate::request::{ChatResponse, ToolDefinition};
+use crate::request::{ChatRequest, ChatResponse, ToolDefinition};
 
 /// Answers longer than this are not searched for calls.
 pub(crate) const MAX_SCANNED_BYTES: usize = 32 * 1024;
@@ -39,10 +39,14 @@ pub(crate) const MAX_ATTEMPTS: usize = 16;
 /// assert!(tool_calls_in_text("The answer is 391.", &tools).is_none());
 /// ```
 pub fn tool_calls_in_text(text: &str, tools: &[ToolDefinition]) -> Option<Vec<ToolCall>> {
-    if tools.is_empty() || text.len() > MAX_SCANNED_BYTES {
+    calls_of(text, &|name| tools.iter().any(|tool| tool.name == name))
+}
+
+/// The calls written in `text`, if it is nothing but calls of tools `offered` accepts and their wrapping.
+fn calls_of(text: &str, offered: &dyn Fn(&str) -> bool) -> Option<Vec<ToolCall>> {
+    if text.len() > MAX_SCANNED_BYTES {
         return None;
     }
-    let offered = |name: &str| tools.iter().any(|tool| tool.name == name);
     let mut calls = Vec::new();
     // The text up to `consumed` is accounted for: calls and the wrapping between them.
     let mut consumed = 0;
@@ -82,14 +86,19 @@ pub fn tool_calls_in_text(text: &str, tools: &[ToolDefinition]) -> Option<Vec<To
     Some(calls)
 }
 
-/// Turns an answer that is nothing but tool calls written as text into those calls (see
-/// [`tool_calls_in_text`]); returns whether it did. An answer that already has structured calls, or
-/// whose text is not a call of one of `tools`, is left as it is.
-pub fn recover_tool_calls(response: &mut ChatResponse, tools: &[ToolDefinition]) -> bool {
+/// Turns an answer to `request` that is nothing but tool calls written as text into those calls (see
+/// [`tool_calls_in_text`]); returns whether it did. Only calls the request allowed count: of its tools,
+/// and as its tool choice permits (none under `none`, only the named tool under a forced one). An
+/// answer that already has structured calls, or whose text is not such a call, is left as it is.
+pub fn recover_tool_calls(response: &mut ChatResponse, request: &ChatRequest) -> bool {
     if response.tool_calls().next().is_some() {
         return false;
     }
-    let Some(calls) = tool_calls_in_text(&response.text(), tools) else {
+    let allowed = |name: &str| {
+        request.tools.iter().any(|tool| tool.name == name)
+            && request.tool_choice.as_ref().is_none_or(|choice| choice.allows(name))
+    };
+    let Some(calls) = calls_of(&response.text(), &allowed) else {
         return false;
     };
     response
@@ -264,16 +273,17 @@ mod tests {
             r#"<tool_call>{"name": "list_files", "arguments": {}}</tool_call>"#,
         ));
         response.stop_reason = Some(StopReason::EndTurn);
-        assert!(recover_tool_calls(&mut response, &tools()));
+        let request = ChatRequest::new(Vec::new()).with_tools(tools());
+        assert!(recover_tool_calls(&mut response, &request));
         assert_eq!(response.text(), "");
         assert_eq!(
             response.tool_calls().map(|c| c.name.as_str()).collect::<Vec<_>>(),
             ["list_files"]
         );
         assert_eq!(response.stop_reason, Some(StopReason::ToolCalls));
-        assert!(!recover_tool_calls(&mut response, &tools()), "already structured");
+        assert!(!recover_tool_calls(&mut response, &request), "already structured");
         let mut answer = ChatResponse::new(crate::Message::assistant("391"));
-        assert!(!recover_tool_calls(&mut answer, &tools()));
+        assert!(!recover_tool_calls(&mut answer, &request));
         assert_eq!(answer.text(), "391");
     }
 

@@ -13,7 +13,7 @@
 #
 #   scripts/setup/llama-server.sh install   build/install into $KAI_CACHE (idempotent; the wheel is cached)
 #   scripts/setup/llama-server.sh start     install if needed, start on 127.0.0.1, print the base URL
-#   scripts/setup/llama-server.sh model     print the name the server serves the model under
+#   scripts/setup/llama-server.sh spec      start if needed, print the model as KAI_MODEL names it
 #   scripts/setup/llama-server.sh stop      stop the server started by `start`
 #
 # The first install compiles llama.cpp (about 5 minutes on 2 cores); later ones reuse the wheel.
@@ -148,7 +148,7 @@ stop() {
 case "${1:-start}" in
   install) install ;;
   start) start ;;
-  model) echo "$model" ;;
+  spec) echo "llamacpp:$model@$(start)" ;;
   stop) stop ;;
   *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
 esac

@@ -26,7 +26,7 @@ pub(crate) fn constrain(request: &mut ChatRequest) -> Vec<String> {
     let answer_only = choice == Some(ToolChoice::None);
     let callable: Vec<&ToolDefinition> = tools
         .iter()
-        .filter(|tool| !answer_only && !matches!(&choice, Some(ToolChoice::Tool(name)) if *name != tool.name))
+        .filter(|tool| choice.as_ref().is_none_or(|choice| choice.allows(&tool.name)))
         .collect();
     let mut branches: Vec<Value> = callable
         .iter()
@@ -175,6 +175,14 @@ mod tests {
     use super::*;
     use crate::message::ToolResult;
 
+    /// The action schema a constrained request carries.
+    fn schema_of(request: &ChatRequest) -> &Value {
+        match &request.response_format {
+            Some(ResponseFormat::JsonSchema { schema, .. }) => schema,
+            other => panic!("no schema: {other:?}"),
+        }
+    }
+
     fn calculator() -> ToolDefinition {
         ToolDefinition::new(
             "calculate",
@@ -223,9 +231,7 @@ mod tests {
             .with_tools(vec![calculator()])
             .with_tool_choice(ToolChoice::None);
         assert!(constrain(&mut request).is_empty());
-        let Some(ResponseFormat::JsonSchema { schema, .. }) = &request.response_format else {
-            panic!("no schema");
-        };
+        let schema = schema_of(&request);
         assert_eq!(schema["required"], json!(["answer"]));
         assert_eq!(request.tool_choice, None);
         assert_eq!(request.messages[0].role, Role::System);
@@ -238,9 +244,7 @@ mod tests {
             .with_tools(vec![calculator(), lister.clone()])
             .with_tool_choice(ToolChoice::Required);
         assert_eq!(constrain(&mut request), ["calculate", "list_files"]);
-        let Some(ResponseFormat::JsonSchema { schema, .. }) = &request.response_format else {
-            panic!("no schema");
-        };
+        let schema = schema_of(&request);
         let names: Vec<&Value> = schema["anyOf"]
             .as_array()
             .unwrap()
@@ -252,9 +256,7 @@ mod tests {
             .with_tools(vec![calculator(), lister])
             .with_tool_choice(ToolChoice::Tool("list_files".into()));
         assert_eq!(constrain(&mut request), ["list_files"]);
-        let Some(ResponseFormat::JsonSchema { schema, .. }) = &request.response_format else {
-            panic!("no schema");
-        };
+        let schema = schema_of(&request);
         assert_eq!(schema["properties"]["name"], json!({"const": "list_files"}));
     }
 

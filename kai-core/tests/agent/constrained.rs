@@ -4,6 +4,14 @@ use kai_core::{Agent, AgentEvent, ResponseFormat, Role};
 
 use crate::support::adder;
 
+/// The action schema a constrained step's request carries.
+fn action_schema(request: &kai_core::ChatRequest) -> &serde_json::Value {
+    match &request.response_format {
+        Some(ResponseFormat::JsonSchema { schema, .. }) => schema,
+        other => panic!("no schema: {other:?}"),
+    }
+}
+
 /// A small model held to one valid action per step: it gets a schema of the actions, no tool
 /// definitions, and sees its earlier call and the result as text; the state keeps them structured.
 #[tokio::test]
@@ -83,9 +91,7 @@ async fn the_last_step_must_answer_and_streams_show_the_answer_alone() {
 
     assert_eq!(texts, ["5"]);
     let last = model.requests().pop().unwrap();
-    let Some(ResponseFormat::JsonSchema { schema, .. }) = last.response_format else {
-        panic!("no schema on the last step");
-    };
+    let schema = action_schema(&last);
     assert_eq!(schema["required"], serde_json::json!(["answer"]));
 }
 
@@ -160,10 +166,7 @@ async fn a_repeated_call_is_followed_by_a_step_that_must_answer() {
     let answer_only: Vec<bool> = model
         .requests()
         .iter()
-        .map(|request| match &request.response_format {
-            Some(ResponseFormat::JsonSchema { schema, .. }) => schema.get("anyOf").is_none(),
-            _ => false,
-        })
+        .map(|request| action_schema(request).get("anyOf").is_none())
         .collect();
     assert_eq!(answer_only, [false, false, false, true]);
 }
@@ -184,9 +187,7 @@ async fn repeating_a_failed_call_is_not_being_stuck() {
         .unwrap();
     agent.run("add two and 3").await.unwrap();
     let last = model.requests().pop().unwrap();
-    let Some(ResponseFormat::JsonSchema { schema, .. }) = last.response_format else {
-        panic!("no schema");
-    };
+    let schema = action_schema(&last);
     assert!(schema.get("anyOf").is_some(), "tools still offered: {schema}");
 }
 

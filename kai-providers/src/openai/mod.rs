@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kai_core::{
     ChatDelta, ChatModel, ChatRequest, ChatResponse, ChatStream, EmbeddingModel, Embeddings, Error, ModelCapabilities,
-    ToolChoice, ToolDefinition, Usage, check_embeddings, replay_stream,
+    ToolChoice, Usage, check_embeddings, replay_stream,
 };
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -357,13 +357,7 @@ impl ChatModel for OpenAiChat {
             .map_err(|error| Error::malformed(format!("unexpected completion: {error}"), &text))?;
         let mut response = wire::response(completion, &text)?;
         if self.client.inner.quirks.tool_calls_in_text {
-            // Only calls the request allowed: none under `none`, the named tool under a forced choice.
-            let allowed: Vec<ToolDefinition> = match &request.tool_choice {
-                Some(ToolChoice::None) => Vec::new(),
-                Some(ToolChoice::Tool(name)) => request.tools.iter().filter(|t| t.name == *name).cloned().collect(),
-                _ => request.tools.clone(),
-            };
-            kai_core::recover_tool_calls(&mut response, &allowed);
+            kai_core::recover_tool_calls(&mut response, &request);
         }
         Ok(response)
     }
