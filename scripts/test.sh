@@ -42,10 +42,11 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "tests (unit, integration, doc)"
 cargo test --workspace --all-features --locked
 
+local_model=$(scripts/setup/llama-server.sh spec)
+
 step "the main job: scripts/quickstart.sh on the local model, whose answer must be right"
 # The answer is the text after the last tool result, without the closing summary line.
 main_job_output=$(mktemp)
-local_model=$(scripts/setup/llama-server.sh spec)
 KAI_MODEL="$local_model" scripts/quickstart.sh "What is 17 * 23?" |
   tee "$main_job_output"
 awk '/^(←|✗) / { answer = ""; next } !/^\[/ { answer = answer $0 }
@@ -55,6 +56,9 @@ rm -f "$main_job_output"
 
 step "the main job on 20 questions: at least 16 answered right (scripts/eval-quickstart.sh)"
 KAI_MODEL="$local_model" scripts/eval-quickstart.sh --min 16
+
+step "Python: the wheel in a fresh venv, stubs and mypy --strict, pytest, examples/python (scripts/python-test.sh)"
+KAI_LOCAL_MODEL="$local_model" scripts/python-test.sh
 
 step "examples: 100 concurrent runs on a multi-threaded runtime"
 cargo run --locked -q -p kai-examples --example many_runs
@@ -76,7 +80,7 @@ for crate in kai-macros kai-core kai-providers kai-memory kai-klp; do
     "$package_target"/debug/deps/lib"${crate//-/_}"-* "$package_target"/debug/deps/"${crate//-/_}"-*
 done
 rm -rf "$package_target/package"
-CARGO_TARGET_DIR="$package_target" cargo package --workspace --exclude kai-benches --exclude kai-examples --locked --allow-dirty
+CARGO_TARGET_DIR="$package_target" cargo package --workspace --exclude kai-benches --exclude kai-examples --exclude kai-python --locked --allow-dirty
 
 step "wasm32 build"
 scripts/wasm-check.sh

@@ -1,0 +1,107 @@
+"""kAI for Python: agents, tools and models on kAI's Rust core.
+
+>>> import kai
+>>> def add(a: int, b: int) -> int:
+...     '''Adds two integers.'''
+...     return a + b
+>>> agent = kai.Agent(kai.testing.ScriptedModel([kai.testing.tool_call("add", a=2, b=3), "5"]), tools=[add])
+>>> agent.run_sync("What is 2 + 3?").output
+'5'
+"""
+
+from kai import testing
+from kai._agent import Agent, EventStream
+from kai._events import (
+    AgentEvent,
+    Finished,
+    ReasoningDelta,
+    RunResult,
+    StepFinished,
+    TextDelta,
+    ToolCall,
+    ToolCallFinished,
+    ToolCallStarted,
+    ToolResult,
+    Usage,
+)
+from kai._hooks import Allow, Decision, Deny, Hook, RequireApproval, Rewrite
+from kai._kai import (
+    ApprovalRequired,
+    AuthenticationError,
+    ConfigError,
+    ContextTooLongError,
+    DeadlineExceeded,
+    HookError,
+    InvalidOutputError,
+    InvalidRequestError,
+    KaiError,
+    MalformedResponseError,
+    MaxStepsExceeded,
+    Model,
+    PermissionDeniedError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitError,
+    RunCancelled,
+    RunError,
+    RunState,
+    ServerError,
+    Tool,
+    ToolContext,
+    ToolError,
+    TransportError,
+    UnsupportedError,
+    __version__,
+)
+from kai._tools import FunctionTool, tool
+
+__all__ = [
+    "Agent",
+    "Allow",
+    "Decision",
+    "Deny",
+    "Hook",
+    "RequireApproval",
+    "Rewrite",
+    "AgentEvent",
+    "ApprovalRequired",
+    "AuthenticationError",
+    "ConfigError",
+    "ContextTooLongError",
+    "DeadlineExceeded",
+    "EventStream",
+    "Finished",
+    "FunctionTool",
+    "HookError",
+    "InvalidOutputError",
+    "InvalidRequestError",
+    "KaiError",
+    "MalformedResponseError",
+    "MaxStepsExceeded",
+    "Model",
+    "PermissionDeniedError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "ReasoningDelta",
+    "RunCancelled",
+    "RunError",
+    "RunResult",
+    "RunState",
+    "ServerError",
+    "StepFinished",
+    "TextDelta",
+    "Tool",
+    "ToolCall",
+    "ToolCallFinished",
+    "ToolCallStarted",
+    "ToolContext",
+    "ToolError",
+    "ToolResult",
+    "TransportError",
+    "UnsupportedError",
+    "Usage",
+    "__version__",
+    "testing",
+    "tool",
+]

@@ -1,0 +1,216 @@
+"""Type stubs of kai's native module (checked against it by mypy's stubtest in the test command)."""
+
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Union, final
+
+__version__: str
+
+@final
+class Model:
+    """A chat model of a provider, chosen by a spec string such as ``"openai:gpt-4o-mini"``."""
+
+    def __new__(
+        cls,
+        spec: str,
+        *,
+        api_key: Optional[str] = None,
+        base_url: Optional[str] = None,
+        timeout: Optional[float] = None,
+        max_retries: Optional[int] = None,
+    ) -> Model: ...
+    @property
+    def name(self) -> str: ...
+
+@final
+class ScriptedModel:
+    """A model that replays scripted answers (``str`` texts, or the dicts ``kai.testing`` builds)."""
+
+    def __new__(
+        cls,
+        responses: List[Union[str, Dict[str, Any]]],
+        *,
+        repeat: bool = False,
+        json_schema: bool = True,
+        delay: Optional[float] = None,
+    ) -> ScriptedModel: ...
+    def requests(self) -> List[Dict[str, Any]]: ...
+    @property
+    def remaining(self) -> int: ...
+
+@final
+class RunState:
+    """A run's serializable state: transcript, usage and the calls waiting for approval."""
+
+    def __new__(cls, input: str) -> RunState: ...
+    @staticmethod
+    def from_json(json: str) -> RunState: ...
+    def to_json(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def messages(self) -> List[Dict[str, Any]]: ...
+    @property
+    def usage(self) -> Dict[str, int]: ...
+    @property
+    def pending_approvals(self) -> List[Dict[str, Any]]: ...
+    def approve(self, call_id: str) -> None: ...
+    def reject(self, call_id: str, reason: str) -> None: ...
+    def approve_all(self) -> int: ...
+    def reject_all(self, reason: str) -> int: ...
+
+@final
+class ToolContext:
+    """What a tool learns about the call it serves."""
+
+    @property
+    def call_id(self) -> str: ...
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def step(self) -> int: ...
+    @property
+    def cancelled(self) -> bool: ...
+    @property
+    def idempotency_key(self) -> str: ...
+
+@final
+class Tool:
+    """A tool from a name, a description, a JSON Schema and ``function(arguments, context)``."""
+
+    def __new__(
+        cls,
+        name: str,
+        description: str,
+        parameters: Mapping[str, Any],
+        function: Callable[[Dict[str, Any], ToolContext], Any],
+        *,
+        is_async: bool,
+    ) -> Tool: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def parameters(self) -> Dict[str, Any]: ...
+
+@final
+class Hook:
+    """Callables run around every tool call: ``before_tool(call)`` returns a decision dict or
+    ``None``; ``after_tool(call, result)`` returns new result text or ``None``."""
+
+    def __new__(
+        cls,
+        *,
+        before_tool: Optional[Callable[[Dict[str, Any]], Any]] = None,
+        before_tool_is_async: bool = False,
+        after_tool: Optional[Callable[[Dict[str, Any], Dict[str, Any]], Any]] = None,
+        after_tool_is_async: bool = False,
+    ) -> Hook: ...
+
+@final
+class EventStream:
+    """A streamed run's events as dicts; closing it stops the run."""
+
+    def __aiter__(self) -> EventStream: ...
+    def __anext__(self) -> Awaitable[Dict[str, Any]]: ...
+    def aclose(self) -> Awaitable[None]: ...
+
+@final
+class Agent:
+    """The native agent; ``kai.Agent`` wraps it."""
+
+    def __new__(
+        cls,
+        model: Union[str, Model, ScriptedModel],
+        *,
+        instructions: Optional[str] = None,
+        tools: Sequence[Tool] = ...,
+        hooks: Sequence[Hook] = ...,
+        name: Optional[str] = None,
+        needs_approval: Optional[Mapping[str, str]] = None,
+        max_steps: Optional[int] = None,
+        step_timeout: Optional[float] = None,
+        tool_timeout: Optional[float] = None,
+        deadline: Optional[float] = None,
+        max_parallel_tools: Optional[int] = None,
+        max_repairs: Optional[int] = None,
+        temperature: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        tool_choice: Optional[str] = None,
+        constrained_steps: bool = False,
+        answer_on_last_step: bool = False,
+    ) -> Agent: ...
+    @property
+    def name(self) -> str: ...
+    def run(
+        self, input: Union[str, RunState], *, output_schema: Optional[Mapping[str, Any]] = None
+    ) -> Awaitable[Dict[str, Any]]: ...
+    def run_sync(
+        self, input: Union[str, RunState], *, output_schema: Optional[Mapping[str, Any]] = None
+    ) -> Dict[str, Any]: ...
+    def stream(self, input: Union[str, RunState]) -> EventStream: ...
+
+class KaiError(Exception):
+    """Every error kAI raises; ``kind`` names it, ``details`` holds its fields, ``state`` the run."""
+
+    kind: str
+    details: Dict[str, Any]
+    state: Optional[RunState]
+
+class ConfigError(KaiError):
+    message: str
+
+class ProviderError(KaiError): ...
+class AuthenticationError(ProviderError):
+    message: str
+
+class PermissionDeniedError(ProviderError):
+    message: str
+
+class RateLimitError(ProviderError):
+    message: str
+    retry_after: Optional[float]
+
+class ContextTooLongError(ProviderError):
+    message: str
+
+class InvalidRequestError(ProviderError):
+    message: str
+
+class ServerError(ProviderError):
+    message: str
+    status: Optional[int]
+
+class ProviderTimeoutError(ProviderError): ...
+class TransportError(ProviderError):
+    message: str
+
+class MalformedResponseError(ProviderError):
+    message: str
+    snippet: str
+
+class UnsupportedError(ProviderError):
+    message: str
+
+class RunError(KaiError):
+    state: RunState
+
+class ApprovalRequired(RunError):
+    call_ids: List[str]
+
+class RunCancelled(RunError): ...
+
+class MaxStepsExceeded(RunError):
+    max_steps: int
+
+class DeadlineExceeded(RunError): ...
+
+class InvalidOutputError(RunError):
+    message: str
+    attempts: int
+
+class HookError(RunError):
+    message: str
+
+class ToolError(KaiError): ...

@@ -1,0 +1,304 @@
+//! `kai._kai.Agent`: the agent loop of kai-core, run from asyncio or from sync code.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use kai_core::{AgentEventStream, CancellationToken, RunOptions, ToolChoice};
+use pyo3::exceptions::PyStopAsyncIteration;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::error::{config_error, run_error};
+use crate::hook::Hook;
+use crate::model::{ModelArg, seconds_to_duration};
+use crate::state::{RunState, from_python, to_python};
+use crate::tool::Tool;
+
+/// An agent: a model, instructions and tools, run in a loop until the model answers.
+#[pyclass(module = "kai._kai", frozen)]
+pub(crate) struct Agent {
+    inner: kai_core::Agent,
+}
+
+/// What a run starts from: a user message, or a stored state to resume.
+#[derive(FromPyObject)]
+enum RunInput {
+    Text(String),
+    State(RunState),
+}
+
+impl RunInput {
+    fn into_state(self) -> kai_core::RunState {
+        match self {
+            RunInput::Text(text) => kai_core::RunState::new(text),
+            RunInput::State(state) => state.inner,
+        }
+    }
+}
+
+#[pymethods]
+impl Agent {
+    #[new]
+    #[pyo3(signature = (
+        model, *, instructions = None, tools = Vec::new(), hooks = Vec::new(), name = None, needs_approval = None,
+        max_steps = None, step_timeout = None, tool_timeout = None, deadline = None,
+        max_parallel_tools = None, max_repairs = None, temperature = None, max_tokens = None,
+        tool_choice = None, constrained_steps = false, answer_on_last_step = false,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        model: ModelArg<'_>,
+        instructions: Option<String>,
+        tools: Vec<Bound<'_, Tool>>,
+        hooks: Vec<Bound<'_, Hook>>,
+        name: Option<String>,
+        needs_approval: Option<&Bound<'_, PyDict>>,
+        max_steps: Option<u32>,
+        step_timeout: Option<f64>,
+        tool_timeout: Option<f64>,
+        deadline: Option<f64>,
+        max_parallel_tools: Option<usize>,
+        max_repairs: Option<u32>,
+        temperature: Option<f64>,
+        max_tokens: Option<u32>,
+        tool_choice: Option<String>,
+        constrained_steps: bool,
+        answer_on_last_step: bool,
+    ) -> PyResult<Self> {
+        let mut builder = kai_core::Agent::builder_shared(model.into_model()?)
+            .constrained_steps(constrained_steps)
+            .answer_on_last_step(answer_on_last_step);
+        if let Some(name) = name {
+            builder = builder.name(name);
+        }
+        if let Some(instructions) = instructions {
+            builder = builder.instructions(instructions);
+        }
+        for tool in &tools {
+            builder = builder.shared_tool(Arc::clone(&tool.get().inner));
+        }
+        for hook in &hooks {
+            builder = builder.shared_hook(Arc::clone(&hook.get().inner) as Arc<dyn kai_core::AgentHook>);
+        }
+        if let Some(needs_approval) = needs_approval {
+            for (tool, reason) in needs_approval.iter() {
+                builder = builder.needs_approval(tool.extract::<String>()?, reason.extract::<String>()?);
+            }
+        }
+        if let Some(steps) = max_steps {
+            builder = builder.max_steps(steps);
+        }
+        if let Some(seconds) = step_timeout {
+            builder = builder.step_timeout(seconds_to_duration(seconds)?);
+        }
+        if let Some(seconds) = tool_timeout {
+            builder = builder.tool_timeout(seconds_to_duration(seconds)?);
+        }
+        if let Some(seconds) = deadline {
+            builder = builder.deadline(seconds_to_duration(seconds)?);
+        }
+        if let Some(limit) = max_parallel_tools {
+            builder = builder.max_parallel_tools(limit);
+        }
+        if let Some(repairs) = max_repairs {
+            builder = builder.max_repairs(repairs);
+        }
+        if let Some(temperature) = temperature {
+            builder = builder.temperature(temperature);
+        }
+        if let Some(tokens) = max_tokens {
+            builder = builder.max_tokens(tokens);
+        }
+        if let Some(choice) = tool_choice {
+            builder = builder.tool_choice(parse_tool_choice(&choice));
+        }
+        let inner = builder.build().map_err(|error| crate::error::core_error(&error))?;
+        Ok(Self { inner })
+    }
+
+    /// The agent's name.
+    #[getter]
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// Runs the agent (or resumes a state) until the model answers; an awaitable of the output dict.
+    ///
+    /// With `output_schema` (a JSON Schema) the answer is structured output checked against it, and
+    /// the dict holds it under `value`. Cancelling the awaiting task cancels the run and its tools.
+    #[pyo3(signature = (input, *, output_schema = None))]
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        input: RunInput,
+        output_schema: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let run = self.start(input, output_schema, RunOptions::default())?;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let output = run.await?;
+            Python::attach(|py| output.into_python(py).map(Bound::unbind))
+        })
+    }
+
+    /// Runs the agent to its answer in the calling thread, releasing the GIL while it waits.
+    ///
+    /// Ctrl-C (or any signal handler that raises) cancels the run and its tools.
+    #[pyo3(signature = (input, *, output_schema = None))]
+    fn run_sync<'py>(
+        &self,
+        py: Python<'py>,
+        input: RunInput,
+        output_schema: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let cancel = CancellationToken::new();
+        let mut run = self.start(input, output_schema, RunOptions::cancel_on(cancel.clone()))?;
+        let runtime = pyo3_async_runtimes::tokio::get_runtime();
+        loop {
+            let waited =
+                py.detach(|| runtime.block_on(async { tokio::time::timeout(SIGNAL_CHECK_INTERVAL, &mut run).await }));
+            match waited {
+                Ok(output) => return output?.into_python(py),
+                Err(_elapsed) => {
+                    if let Err(interrupt) = py.check_signals() {
+                        cancel.cancel();
+                        drop(run);
+                        return Err(interrupt);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the agent (or resumes a state), streaming its events: an async iterator of event dicts
+    /// (`{"type": "text_delta", "text": ...}`, ..., `{"type": "finished", "output": {...}}`).
+    ///
+    /// Closing the iterator (`aclose`), or dropping it, cancels the run and its tools.
+    fn stream(&self, input: RunInput) -> EventStream {
+        let events = self.inner.stream_with(input.into_state(), RunOptions::default());
+        EventStream {
+            events: Arc::new(tokio::sync::Mutex::new(Some(events))),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Agent(name={:?}, model={:?})",
+            self.inner.name(),
+            self.inner.model().name()
+        )
+    }
+}
+
+/// How often `run_sync` wakes to let Python run its signal handlers.
+const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A run in flight, owning what it needs.
+type PendingRun = Pin<Box<dyn Future<Output = PyResult<Output>> + Send>>;
+
+/// A finished run: the output, and the structured value when a schema was given.
+struct Output {
+    output: kai_core::RunOutput,
+    value: Option<serde_json::Value>,
+}
+
+impl Output {
+    fn into_python<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let dict = to_python(py, &self.output)?;
+        if let Some(value) = self.value {
+            dict.set_item("value", to_python(py, &value)?)?;
+        }
+        Ok(dict)
+    }
+}
+
+impl Agent {
+    /// The run (plain or structured) as a future that owns the agent.
+    fn start(
+        &self,
+        input: RunInput,
+        output_schema: Option<&Bound<'_, PyAny>>,
+        options: RunOptions,
+    ) -> PyResult<PendingRun> {
+        let agent = self.inner.clone();
+        let state = input.into_state();
+        Ok(match output_schema {
+            None => Box::pin(async move {
+                let output = agent.resume_with(state, options).await.map_err(run_error)?;
+                Ok(Output { output, value: None })
+            }),
+            Some(schema) => {
+                let schema: serde_json::Value = from_python(schema)?;
+                if !schema.is_object() {
+                    return Err(config_error("output_schema must be a JSON Schema (a dict)"));
+                }
+                Box::pin(async move {
+                    let extracted = agent
+                        .resume_extract_json(state, schema, options)
+                        .await
+                        .map_err(run_error)?;
+                    Ok(Output {
+                        output: extracted.output,
+                        value: Some(extracted.value),
+                    })
+                })
+            }
+        })
+    }
+}
+
+/// `"auto"`, `"required"`, `"none"`, or the name of the tool the model must call first.
+fn parse_tool_choice(choice: &str) -> ToolChoice {
+    match choice {
+        "auto" => ToolChoice::Auto,
+        "required" => ToolChoice::Required,
+        "none" => ToolChoice::None,
+        tool => ToolChoice::Tool(tool.to_owned()),
+    }
+}
+
+/// The events of a streamed run, as an async iterator of dicts.
+#[pyclass(module = "kai._kai", frozen)]
+pub(crate) struct EventStream {
+    events: Arc<tokio::sync::Mutex<Option<AgentEventStream>>>,
+}
+
+#[pymethods]
+impl EventStream {
+    fn __aiter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let events = Arc::clone(&self.events);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let mut guard = events.lock().await;
+            let next = match guard.as_mut() {
+                Some(stream) => stream.next().await,
+                None => None,
+            };
+            match next {
+                Some(Ok(event)) => Python::attach(|py| to_python(py, &event).map(Bound::unbind)),
+                Some(Err(error)) => {
+                    *guard = None;
+                    Err(run_error(error))
+                }
+                None => {
+                    *guard = None;
+                    Err(PyStopAsyncIteration::new_err(()))
+                }
+            }
+        })
+    }
+
+    /// Stops the run: in-flight model and tool calls are dropped and coroutine tools cancelled.
+    fn aclose<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let events = Arc::clone(&self.events);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            events.lock().await.take();
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,231 @@
+//! The one place where Rust errors become Python exceptions.
+//!
+//! Every exception is a `kai.KaiError` whose class follows the Rust error's `kind`; it carries `kind`,
+//! `details` (the Rust error's serde fields as a dict) and each field as an attribute (durations in
+//! seconds), and, when it ended a run, `state`: the run's `RunState`, ready to be resumed.
+
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use pyo3::{PyTypeInfo, create_exception};
+
+use crate::state::RunState;
+
+create_exception!(_kai, KaiError, PyException, "Every error kAI raises.");
+create_exception!(
+    _kai,
+    ConfigError,
+    KaiError,
+    "The agent, tools or request were set up wrongly."
+);
+create_exception!(
+    _kai,
+    ProviderError,
+    KaiError,
+    "The model provider failed or refused the request."
+);
+create_exception!(
+    _kai,
+    AuthenticationError,
+    ProviderError,
+    "The provider rejected the credentials (HTTP 401)."
+);
+create_exception!(
+    _kai,
+    PermissionDeniedError,
+    ProviderError,
+    "The credentials may not do this (HTTP 403)."
+);
+create_exception!(
+    _kai,
+    RateLimitError,
+    ProviderError,
+    "Too many requests; `retry_after` says how long to wait."
+);
+create_exception!(
+    _kai,
+    ContextTooLongError,
+    ProviderError,
+    "The prompt does not fit the model's context."
+);
+create_exception!(
+    _kai,
+    InvalidRequestError,
+    ProviderError,
+    "The provider rejected the request as invalid."
+);
+create_exception!(
+    _kai,
+    ServerError,
+    ProviderError,
+    "The provider failed (HTTP 5xx); `status` says which."
+);
+create_exception!(
+    _kai,
+    ProviderTimeoutError,
+    ProviderError,
+    "A request to the provider timed out."
+);
+create_exception!(
+    _kai,
+    TransportError,
+    ProviderError,
+    "The connection to the provider failed or broke."
+);
+create_exception!(
+    _kai,
+    MalformedResponseError,
+    ProviderError,
+    "The provider answered with something undocumented."
+);
+create_exception!(
+    _kai,
+    UnsupportedError,
+    ProviderError,
+    "The model or provider cannot do what was asked."
+);
+create_exception!(
+    _kai,
+    RunError,
+    KaiError,
+    "A run stopped without an answer; `state` holds it for resuming."
+);
+create_exception!(
+    _kai,
+    ApprovalRequired,
+    RunError,
+    "Tool calls wait for approval; approve them in `state`."
+);
+create_exception!(_kai, RunCancelled, RunError, "The run was cancelled.");
+create_exception!(
+    _kai,
+    MaxStepsExceeded,
+    RunError,
+    "The run used all its steps without an answer."
+);
+create_exception!(
+    _kai,
+    DeadlineExceeded,
+    RunError,
+    "The run's deadline or a step's timeout passed."
+);
+create_exception!(
+    _kai,
+    InvalidOutputError,
+    RunError,
+    "Structured output did not match its schema."
+);
+create_exception!(_kai, HookError, RunError, "A hook stopped the run.");
+create_exception!(
+    _kai,
+    ToolError,
+    KaiError,
+    "Raised in a tool: the model sees the message as the tool's error."
+);
+
+/// Registers the exception classes on the module.
+pub(crate) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = module.py();
+    for (name, class) in [
+        ("KaiError", KaiError::type_object(py)),
+        ("ConfigError", ConfigError::type_object(py)),
+        ("ProviderError", ProviderError::type_object(py)),
+        ("AuthenticationError", AuthenticationError::type_object(py)),
+        ("PermissionDeniedError", PermissionDeniedError::type_object(py)),
+        ("RateLimitError", RateLimitError::type_object(py)),
+        ("ContextTooLongError", ContextTooLongError::type_object(py)),
+        ("InvalidRequestError", InvalidRequestError::type_object(py)),
+        ("ServerError", ServerError::type_object(py)),
+        ("ProviderTimeoutError", ProviderTimeoutError::type_object(py)),
+        ("TransportError", TransportError::type_object(py)),
+        ("MalformedResponseError", MalformedResponseError::type_object(py)),
+        ("UnsupportedError", UnsupportedError::type_object(py)),
+        ("RunError", RunError::type_object(py)),
+        ("ApprovalRequired", ApprovalRequired::type_object(py)),
+        ("RunCancelled", RunCancelled::type_object(py)),
+        ("MaxStepsExceeded", MaxStepsExceeded::type_object(py)),
+        ("DeadlineExceeded", DeadlineExceeded::type_object(py)),
+        ("InvalidOutputError", InvalidOutputError::type_object(py)),
+        ("HookError", HookError::type_object(py)),
+        ("ToolError", ToolError::type_object(py)),
+    ] {
+        module.add(name, class)?;
+    }
+    Ok(())
+}
+
+/// The exception class for an error's kind.
+fn class_for<'py>(py: Python<'py>, kind: &str) -> Bound<'py, pyo3::types::PyType> {
+    match kind {
+        "authentication" => AuthenticationError::type_object(py),
+        "permission_denied" => PermissionDeniedError::type_object(py),
+        "rate_limited" => RateLimitError::type_object(py),
+        "context_too_long" => ContextTooLongError::type_object(py),
+        "invalid_request" => InvalidRequestError::type_object(py),
+        "server" => ServerError::type_object(py),
+        "timeout" => ProviderTimeoutError::type_object(py),
+        "transport" => TransportError::type_object(py),
+        "malformed_response" => MalformedResponseError::type_object(py),
+        "unsupported" => UnsupportedError::type_object(py),
+        "cancelled" => RunCancelled::type_object(py),
+        "max_steps_exceeded" => MaxStepsExceeded::type_object(py),
+        "deadline_exceeded" | "step_timeout" => DeadlineExceeded::type_object(py),
+        "approval_required" => ApprovalRequired::type_object(py),
+        "invalid_output" => InvalidOutputError::type_object(py),
+        "config" => ConfigError::type_object(py),
+        "hook" => HookError::type_object(py),
+        _ => KaiError::type_object(py),
+    }
+}
+
+/// A kai-core error as a Python exception (without a run state).
+pub(crate) fn core_error(error: &kai_core::Error) -> PyErr {
+    Python::attach(|py| build(py, error, None).unwrap_or_else(|failure| failure))
+}
+
+/// A failed run as a Python exception carrying the run's state.
+///
+/// A run that stopped before its first step (a bad configuration) still raises its own class
+/// (`ConfigError`), so callers catch what they expect; its `state` is set all the same.
+pub(crate) fn run_error(error: kai_core::RunError) -> PyErr {
+    Python::attach(|py| {
+        let state = RunState::from(*error.state);
+        build(py, &error.error, Some(state)).unwrap_or_else(|failure| failure)
+    })
+}
+
+fn build(py: Python<'_>, error: &kai_core::Error, state: Option<RunState>) -> PyResult<PyErr> {
+    let kind = error.kind();
+    let class = class_for(py, kind);
+    let instance = class.call1((error.to_string(),))?;
+    let details = match pythonize::pythonize(py, error) {
+        Ok(details) => details.cast_into::<PyDict>()?,
+        Err(_) => PyDict::new(py),
+    };
+    details.del_item("kind").ok();
+    instance.setattr("kind", kind)?;
+    for (name, value) in details.iter() {
+        let name: String = name.extract()?;
+        match name.strip_suffix("_ms") {
+            // Durations cross as seconds, as Python's time APIs take them.
+            Some(stem) => {
+                let seconds = value.extract::<Option<f64>>()?.map(|millis| millis / 1000.0);
+                instance.setattr(stem, seconds)?;
+            }
+            None => instance.setattr(name.as_str(), value)?,
+        }
+    }
+    instance.setattr("details", details)?;
+    match state {
+        Some(state) => instance.setattr("state", Py::new(py, state)?)?,
+        None => instance.setattr("state", py.None())?,
+    }
+    Ok(PyErr::from_value(instance))
+}
+
+/// A [`ConfigError`] for a bad argument from Python.
+pub(crate) fn config_error(message: impl Into<String>) -> PyErr {
+    core_error(&kai_core::Error::Config {
+        message: message.into(),
+    })
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The Python package: builds the abi3 wheel with maturin, installs it into a fresh venv (as a user
+# would), checks the type stubs against the module and the examples and tests with mypy --strict, and
+# runs the pytest suite and the Python examples against it.
+#   scripts/python-test.sh [pytest args...]
+# KAI_LOCAL_MODEL (a model spec of a running llama.cpp server) enables the test on the real local model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/env.sh
+
+# Build tools and the test dependencies' wheels are installed once per cache.
+MATURIN_VERSION=1.13.0
+tools="$KAI_CACHE/python/tools"
+if ! "$tools/bin/maturin" --version 2>/dev/null | grep -q "$MATURIN_VERSION"; then
+  rm -rf "$tools"
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install --quiet "maturin==$MATURIN_VERSION"
+fi
+
+dist="$KAI_CACHE/python/dist"
+rm -rf "$dist"
+"$tools/bin/maturin" build --quiet --release --strip --locked --manifest-path bindings/python/Cargo.toml --out "$dist"
+wheel=$(ls "$dist"/kai_sdk-*-abi3-*.whl)
+echo "built $(basename "$wheel") ($(du -k "$wheel" | cut -f1) KiB)"
+
+venv=$(mktemp -d)
+trap 'rm -rf "$venv"' EXIT
+python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet "$wheel" pytest==9.2.0 pytest-timeout==2.4.0 pydantic==2.14.4 mypy==2.4.1
+
+echo "type stubs against the native module (stubtest), examples and tests (mypy --strict)"
+"$venv/bin/python" -m mypy.stubtest --ignore-missing-stub kai._kai
+"$venv/bin/python" -m mypy --strict --no-incremental --cache-dir=/dev/null bindings/python/tests examples/python
+
+"$venv/bin/python" -m pytest -q -p no:cacheprovider --timeout 120 bindings/python/tests "$@"
+"$venv/bin/python" -c "import doctest, sys, kai; sys.exit(doctest.testmod(kai).failed)"
+
+echo "examples/python/offline.py"
+offline=$("$venv/bin/python" examples/python/offline.py)
+echo "$offline"
+grep -qx "Deleted old.txt." <<<"$offline"
+if [ -n "${KAI_LOCAL_MODEL:-}" ]; then
+  echo "examples/python/quickstart.py on the local model"
+  answer=$(KAI_MODEL="$KAI_LOCAL_MODEL" "$venv/bin/python" examples/python/quickstart.py "What is 17 * 23?")
+  echo "$answer"
+  tail -n 1 <<<"$answer" | grep -Eq '(^|[^0-9])391([^0-9]|$)'
+fi
