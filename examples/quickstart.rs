@@ -52,6 +52,12 @@ struct ListFiles {}
 const MAX_FILE_BYTES: u64 = 64 * 1024;
 
 /// Resolves `relative` inside `root`, refusing anything that escapes it (`..`, absolute paths, symlinks).
+/// This package's directory: where cargo says it is now (`cargo run`, `cargo test`), else where it
+/// was built. A build cache shared by clones at other paths keeps the path of the clone that built it.
+fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 fn confined(root: &Path, relative: &str) -> Result<PathBuf, ToolError> {
     let root = root.canonicalize().map_err(ToolError::failed)?;
     let candidate = root.join(relative);
@@ -267,7 +273,7 @@ async fn main() -> ExitCode {
         std::env::var("KAI_MODEL").unwrap_or_else(|_| "llamacpp:qwen2.5-coder-1.5b@http://127.0.0.1:18181/v1".into());
     let files = std::env::var_os("KAI_FILES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("files"));
+        .unwrap_or_else(|| package_dir().join("files"));
 
     let agent = match kai_providers::model_from_str(&spec).and_then(|model| agent(model, files)) {
         Ok(agent) => agent,
@@ -326,7 +332,7 @@ mod tests {
 
     #[test]
     fn file_tools_stay_inside_their_directory() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("files");
+        let root = package_dir().join("files");
         assert_eq!(list_files(&root).unwrap(), ["notes.md", "todo.md", "trip.md"]);
         assert!(read_file(&root, "notes.md").unwrap().contains("kAI"));
         assert!(read_file(&root, "../Cargo.toml").is_err());

@@ -17,8 +17,12 @@ fn url() -> &'static str {
         if let Ok(url) = std::env::var("KAI_PG_URL") {
             return url;
         }
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/setup/postgres.sh");
-        let output = Command::new("bash").arg(script).arg("start").output().unwrap();
+        // The package's directory at run time: a build cache shared by clones keeps the builder's path.
+        let script = format!(
+            "{}/../scripts/setup/postgres.sh",
+            std::env::var("CARGO_MANIFEST_DIR").unwrap()
+        );
+        let output = Command::new("bash").arg(&script).arg("start").output().unwrap();
         assert!(
             output.status.success(),
             "postgres did not start: {}",

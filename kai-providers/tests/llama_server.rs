@@ -19,9 +19,13 @@ fn server_url() -> &'static str {
         if let Ok(url) = std::env::var("KAI_LLAMA_URL") {
             return url;
         }
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/setup/llama-server.sh");
+        // The package's directory at run time: a build cache shared by clones keeps the builder's path.
+        let script = format!(
+            "{}/../scripts/setup/llama-server.sh",
+            std::env::var("CARGO_MANIFEST_DIR").unwrap()
+        );
         let output = Command::new("bash")
-            .arg(script)
+            .arg(&script)
             .arg("start")
             .output()
             .expect("run the llama server script");
