@@ -93,7 +93,49 @@ impl Agent {
         schema: serde_json::Value,
         options: RunOptions,
     ) -> Result<Extracted<serde_json::Value>, RunError> {
-        let target = match runtime(schema) {
+        self.extract_json_target(state, runtime(schema, None), options).await
+    }
+
+    /// [`resume_extract_json`](Self::resume_extract_json) with a check of the caller's own: an answer
+    /// that fits `schema` is also given to `check` (a Pydantic validator, a zod refinement, a business
+    /// rule), and its `Err` goes back to the model for repair as a schema violation does, within the
+    /// same [`max_repairs`](crate::AgentBuilder::max_repairs).
+    ///
+    /// ```
+    /// use kai_core::testing::ScriptedModel;
+    /// use kai_core::{Agent, RunState, RunOptions};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let model = ScriptedModel::new().json_schema_support(true).text(r#"{"year": 1850}"#).text(r#"{"year": 1950}"#);
+    /// let agent = Agent::builder(model).build().unwrap();
+    /// let schema = serde_json::json!({"type": "object", "properties": {"year": {"type": "integer"}}, "required": ["year"]});
+    /// let after_1900 = |value: &serde_json::Value| match value["year"].as_i64() {
+    ///     Some(year) if year > 1900 => Ok(()),
+    ///     _ => Err("the year must be after 1900".to_owned()),
+    /// };
+    /// let state = RunState::new("A year after 1900?");
+    /// let answer = agent.resume_extract_json_checked(state, schema, after_1900, RunOptions::default()).await.unwrap();
+    /// assert_eq!(answer.value["year"], 1950);
+    /// # });
+    /// ```
+    pub async fn resume_extract_json_checked(
+        &self,
+        state: RunState,
+        schema: serde_json::Value,
+        check: impl Fn(&serde_json::Value) -> Result<(), String> + Send + Sync + 'static,
+        options: RunOptions,
+    ) -> Result<Extracted<serde_json::Value>, RunError> {
+        self.extract_json_target(state, runtime(schema, Some(Arc::new(check))), options)
+            .await
+    }
+
+    async fn extract_json_target(
+        &self,
+        state: RunState,
+        target: Result<Target, Error>,
+        options: RunOptions,
+    ) -> Result<Extracted<serde_json::Value>, RunError> {
+        let target = match target {
             Ok(target) => target,
             Err(error) => {
                 return Err(RunError {
@@ -105,6 +147,10 @@ impl Agent {
         extract_run(self.config(), self.run_model(), state, options, target).await
     }
 }
+
+/// A caller's check of a structured answer that already fits its schema; see
+/// [`Agent::resume_extract_json_checked`].
+type OutputCheck = Arc<dyn Fn(&serde_json::Value) -> Result<(), String> + Send + Sync>;
 
 /// Structured output straight from a model, without an agent.
 pub trait ChatModelExt: ChatModel {
@@ -151,7 +197,7 @@ pub trait ChatModelExt: ChatModel {
     where
         Self: Sized,
     {
-        model_extract(self, request, runtime(schema))
+        model_extract(self, request, runtime(schema, None))
     }
 }
 
@@ -171,14 +217,17 @@ fn typed<T: DeserializeOwned + JsonSchema>() -> Target {
     }
 }
 
-/// A target of a JSON Schema given at run time, checked by a validator.
-fn runtime(schema: serde_json::Value) -> Result<Target, Error> {
+/// A target of a JSON Schema given at run time, checked by a validator and then by `check`.
+fn runtime(schema: serde_json::Value, check: Option<OutputCheck>) -> Result<Target, Error> {
     let validator = SchemaValidator::new(&schema).map_err(|problem| Error::Config {
         message: format!("the output schema is not a valid JSON Schema: {problem}"),
     })?;
     Ok(Target {
         schema,
-        validate: Validate::Schema(Arc::new(validator)),
+        validate: Validate::Schema {
+            validator: Arc::new(validator),
+            check,
+        },
     })
 }
 
@@ -268,28 +317,36 @@ async fn extract_run<T: DeserializeOwned>(
 pub(crate) enum Validate {
     /// By deserializing into a Rust type.
     Typed(fn(&str) -> Result<String, String>),
-    /// By a JSON Schema validator.
-    Schema(Arc<SchemaValidator>),
+    /// By a JSON Schema validator, then by the caller's check.
+    Schema {
+        validator: Arc<SchemaValidator>,
+        check: Option<OutputCheck>,
+    },
 }
 
 impl Validate {
     pub(crate) fn check(&self, text: &str) -> Result<String, String> {
         match self {
             Validate::Typed(validate) => validate(text),
-            Validate::Schema(validator) => {
+            Validate::Schema { validator, check } => {
                 let json = strip_code_fence(text);
                 let value: serde_json::Value =
                     serde_json::from_str(json).map_err(|error| format!("the answer is not JSON: {error}"))?;
-                match validator.check(&value) {
-                    Ok(()) => Ok(json.to_owned()),
+                let (value, text) = match validator.check(&value) {
+                    Ok(()) => (value, json.to_owned()),
                     Err(problem) => {
                         // A provider's strict mode makes optional fields required and nullable, so an
                         // answer may hold `null` where the caller's schema wants the field left out.
                         let mut without_nulls = value;
                         drop_null_members(&mut without_nulls);
                         validator.check(&without_nulls).map_err(|_| problem)?;
-                        Ok(without_nulls.to_string())
+                        let text = without_nulls.to_string();
+                        (without_nulls, text)
                     }
+                };
+                match check {
+                    Some(check) => check(&value).map(|()| text),
+                    None => Ok(text),
                 }
             }
         }

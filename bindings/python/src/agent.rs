@@ -11,6 +11,8 @@ use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::bridge::{attach, awaitable};
+use crate::call::{background_locals, python_error};
 use crate::error::{config_error, run_error};
 use crate::hook::Hook;
 use crate::model::{ModelArg, seconds_to_duration};
@@ -128,39 +130,43 @@ impl Agent {
     /// Runs the agent (or resumes a state) until the model answers; an awaitable of the output dict.
     ///
     /// With `output_schema` (a JSON Schema) the answer is structured output checked against it, and
-    /// the dict holds it under `value`. Cancelling the awaiting task cancels the run and its tools.
-    #[pyo3(signature = (input, *, output_schema = None))]
+    /// the dict holds it under `value`; `output_check(value)` may check it further (an exception's
+    /// message goes back to the model for repair). Cancelling the awaiting task cancels the run and
+    /// its tools.
+    #[pyo3(signature = (input, *, output_schema = None, output_check = None))]
     fn run<'py>(
         &self,
         py: Python<'py>,
         input: RunInput,
         output_schema: Option<&Bound<'py, PyAny>>,
+        output_check: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let run = self.start(input, output_schema, RunOptions::default())?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let output = run.await?;
-            Python::attach(|py| output.into_python(py).map(Bound::unbind))
-        })
+        let run = self.start(input, output_schema, output_check, RunOptions::default())?;
+        awaitable(py, run, |py, output| output.map_err(run_error)?.into_python(py))
     }
 
     /// Runs the agent to its answer in the calling thread, releasing the GIL while it waits.
     ///
     /// Ctrl-C (or any signal handler that raises) cancels the run and its tools.
-    #[pyo3(signature = (input, *, output_schema = None))]
+    #[pyo3(signature = (input, *, output_schema = None, output_check = None))]
     fn run_sync<'py>(
         &self,
         py: Python<'py>,
         input: RunInput,
         output_schema: Option<&Bound<'py, PyAny>>,
+        output_check: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let cancel = CancellationToken::new();
-        let mut run = self.start(input, output_schema, RunOptions::cancel_on(cancel.clone()))?;
+        let run = self.start(input, output_schema, output_check, RunOptions::cancel_on(cancel.clone()))?;
+        // Python functions of this run go to kAI's background loop: the calling thread may be inside a
+        // running loop, which this call blocks.
+        let mut run = Box::pin(pyo3_async_runtimes::tokio::scope(background_locals(py)?, run));
         let runtime = pyo3_async_runtimes::tokio::get_runtime();
         loop {
             let waited =
                 py.detach(|| runtime.block_on(async { tokio::time::timeout(SIGNAL_CHECK_INTERVAL, &mut run).await }));
             match waited {
-                Ok(output) => return output?.into_python(py),
+                Ok(output) => return output.map_err(run_error)?.into_python(py),
                 Err(_elapsed) => {
                     if let Err(interrupt) = py.check_signals() {
                         cancel.cancel();
@@ -177,9 +183,13 @@ impl Agent {
     ///
     /// Closing the iterator (`aclose`), or dropping it, cancels the run and its tools.
     fn stream(&self, input: RunInput) -> EventStream {
-        let events = self.inner.stream_with(input.into_state(), RunOptions::default());
+        let cancel = CancellationToken::new();
+        let events = self
+            .inner
+            .stream_with(input.into_state(), RunOptions::cancel_on(cancel.clone()));
         EventStream {
             events: Arc::new(tokio::sync::Mutex::new(Some(events))),
+            cancel,
         }
     }
 
@@ -196,7 +206,7 @@ impl Agent {
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// A run in flight, owning what it needs.
-type PendingRun = Pin<Box<dyn Future<Output = PyResult<Output>> + Send>>;
+type PendingRun = Pin<Box<dyn Future<Output = Result<Output, kai_core::RunError>> + Send>>;
 
 /// A finished run: the output, and the structured value when a schema was given.
 struct Output {
@@ -220,13 +230,14 @@ impl Agent {
         &self,
         input: RunInput,
         output_schema: Option<&Bound<'_, PyAny>>,
+        output_check: Option<Py<PyAny>>,
         options: RunOptions,
     ) -> PyResult<PendingRun> {
         let agent = self.inner.clone();
         let state = input.into_state();
         Ok(match output_schema {
             None => Box::pin(async move {
-                let output = agent.resume_with(state, options).await.map_err(run_error)?;
+                let output = agent.resume_with(state, options).await?;
                 Ok(Output { output, value: None })
             }),
             Some(schema) => {
@@ -235,10 +246,13 @@ impl Agent {
                     return Err(config_error("output_schema must be a JSON Schema (a dict)"));
                 }
                 Box::pin(async move {
-                    let extracted = agent
-                        .resume_extract_json(state, schema, options)
-                        .await
-                        .map_err(run_error)?;
+                    let extracted = match output_check {
+                        None => agent.resume_extract_json(state, schema, options).await,
+                        Some(check) => {
+                            let check = move |value: &serde_json::Value| check_output(&check, value);
+                            agent.resume_extract_json_checked(state, schema, check, options).await
+                        }
+                    }?;
                     Ok(Output {
                         output: extracted.output,
                         value: Some(extracted.value),
@@ -247,6 +261,18 @@ impl Agent {
             }
         })
     }
+}
+
+/// Runs a Python output check on a structured answer; its exception is the repair message.
+fn check_output(check: &Py<PyAny>, value: &serde_json::Value) -> Result<(), String> {
+    attach(|py| {
+        let value = pythonize::pythonize(py, value).map_err(|error| error.to_string())?;
+        match check.bind(py).call1((value,)) {
+            Ok(_) => Ok(()),
+            Err(error) => Err(python_error(py, &error).to_string()),
+        }
+    })
+    .unwrap_or_else(|| Err("the Python interpreter is exiting".to_owned()))
 }
 
 /// `"auto"`, `"required"`, `"none"`, or the name of the tool the model must call first.
@@ -263,6 +289,8 @@ fn parse_tool_choice(choice: &str) -> ToolChoice {
 #[pyclass(module = "kai._kai", frozen)]
 pub(crate) struct EventStream {
     events: Arc<tokio::sync::Mutex<Option<AgentEventStream>>>,
+    /// Cancels the run at once, even while an `__anext__` holds the stream.
+    cancel: CancellationToken,
 }
 
 #[pymethods]
@@ -273,32 +301,29 @@ impl EventStream {
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let events = Arc::clone(&self.events);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        let next = async move {
             let mut guard = events.lock().await;
             let next = match guard.as_mut() {
                 Some(stream) => stream.next().await,
                 None => None,
             };
-            match next {
-                Some(Ok(event)) => Python::attach(|py| to_python(py, &event).map(Bound::unbind)),
-                Some(Err(error)) => {
-                    *guard = None;
-                    Err(run_error(error))
-                }
-                None => {
-                    *guard = None;
-                    Err(PyStopAsyncIteration::new_err(()))
-                }
+            if !matches!(next, Some(Ok(_))) {
+                *guard = None;
             }
+            next
+        };
+        awaitable(py, next, |py, next| match next {
+            Some(Ok(event)) => to_python(py, &event),
+            Some(Err(error)) => Err(run_error(error)),
+            None => Err(PyStopAsyncIteration::new_err(())),
         })
     }
 
     /// Stops the run: in-flight model and tool calls are dropped and coroutine tools cancelled.
     fn aclose<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.cancel.cancel();
         let events = Arc::clone(&self.events);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            events.lock().await.take();
-            Ok(())
-        })
+        let close = async move { drop(events.lock().await.take()) };
+        awaitable(py, close, |py, ()| Ok(py.None().into_bound(py)))
     }
 }

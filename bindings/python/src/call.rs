@@ -1,10 +1,11 @@
-//! Calling Python functions from the run: sync ones on the blocking pool, coroutine functions as
-//! tasks on an asyncio loop.
+//! Calling Python functions from a run, always through an asyncio loop.
 //!
-//! A sync function runs on a worker thread of the blocking pool, holding the GIL only while Python
-//! code runs. A coroutine function runs as a task on the caller's asyncio loop (when the run was
-//! awaited) or on kAI's own background loop (when it was started by `run_sync`); when the run is
-//! cancelled or dropped, that task is cancelled, so the function sees `asyncio.CancelledError`.
+//! Every call becomes a task on the loop of the `await` that started the run (or, for `run_sync`, on
+//! kAI's own background loop), created in the caller's `contextvars` context: a coroutine function
+//! runs there, a sync function runs in the loop's default executor (`asyncio.to_thread`, a Python
+//! thread the interpreter knows about). When the run is cancelled or dropped the task is cancelled, so
+//! a coroutine sees `asyncio.CancelledError`; a sync function runs to its end, and can poll
+//! `ToolContext.cancelled`.
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -12,7 +13,9 @@ use futures::channel::oneshot;
 use kai_core::{CancellationToken, ToolError as CoreToolError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
+use pyo3_async_runtimes::TaskLocals;
 
+use crate::bridge::attach;
 use crate::error::ToolError;
 
 /// A Python function and how to call it.
@@ -33,51 +36,35 @@ impl PythonFunction {
 
     /// Calls the function with the arguments `arguments` builds and returns its result as JSON.
     ///
-    /// An exception becomes a [`CoreToolError::Failed`] (see [`python_error`]); `cancel` (or dropping
-    /// the future) stops a coroutine function's task.
-    pub(crate) async fn call<A>(
-        &self,
-        arguments: A,
-        cancel: CancellationToken,
-    ) -> Result<serde_json::Value, CoreToolError>
-    where
-        A: for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyTuple>> + Send + 'static,
-    {
-        if self.is_async {
-            self.call_async(arguments, cancel).await
-        } else {
-            self.call_sync(arguments).await
-        }
-    }
-
-    async fn call_sync<A>(&self, arguments: A) -> Result<serde_json::Value, CoreToolError>
-    where
-        A: for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyTuple>> + Send + 'static,
-    {
-        let function = Arc::clone(&self.function);
-        let call = tokio::task::spawn_blocking(move || {
-            Python::attach(|py| {
-                let output = arguments(py)
-                    .and_then(|arguments| function.bind(py).call1(arguments))
-                    .map_err(|error| python_error(py, &error))?;
-                json_output(&output)
-            })
-        });
-        call.await
-            .map_err(|error| CoreToolError::failed(format!("the Python function's thread failed: {error}")))?
-    }
-
-    async fn call_async<A>(&self, arguments: A, cancel: CancellationToken) -> Result<serde_json::Value, CoreToolError>
+    /// An exception becomes a [`CoreToolError::Failed`] (see [`python_error`]); `cancel`, or dropping
+    /// the future, cancels the call's task.
+    pub(crate) async fn call<A>(&self, arguments: A, cancel: CancellationToken) -> Result<serde_json::Value, CoreToolError>
     where
         A: for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyTuple>> + Send + 'static,
     {
         let (sender, receiver) = oneshot::channel();
-        let task = Python::attach(|py| {
+        let scheduled = attach(|py| {
             let schedule = || -> PyResult<Py<PyAny>> {
-                let event_loop = coroutine_loop(py)?;
-                let coroutine = self.function.bind(py).call1(arguments(py)?)?;
+                // The loop and context the run was started with (`future_into_py` and `run_sync` set them).
+                let locals = pyo3_async_runtimes::tokio::get_current_locals(py)?;
                 let asyncio = py.import("asyncio")?;
-                let future = asyncio.call_method1("run_coroutine_threadsafe", (coroutine, event_loop))?;
+                let arguments = arguments(py)?;
+                let coroutine = if self.is_async {
+                    self.function.bind(py).call1(arguments)?
+                } else {
+                    let mut to_thread = vec![self.function.bind(py).clone()];
+                    to_thread.extend(arguments.iter());
+                    asyncio.getattr("to_thread")?.call1(PyTuple::new(py, to_thread)?)?
+                };
+                // Scheduled from inside the caller's context, so the task runs in a copy of it.
+                let future = locals.context(py).call_method1(
+                    "run",
+                    (
+                        asyncio.getattr("run_coroutine_threadsafe")?,
+                        coroutine,
+                        locals.event_loop(py),
+                    ),
+                )?;
                 let done = TaskDone {
                     sender: Mutex::new(Some(sender)),
                 };
@@ -85,7 +72,8 @@ impl PythonFunction {
                 Ok(future.unbind())
             };
             schedule().map_err(|error| python_error(py, &error))
-        })?;
+        });
+        let task = scheduled.unwrap_or(Err(CoreToolError::Cancelled))?;
         let _cancel_on_drop = CancelTask(task);
         tokio::select! {
             result = receiver => result.unwrap_or(Err(CoreToolError::Cancelled)),
@@ -99,10 +87,9 @@ struct CancelTask(Py<PyAny>);
 
 impl Drop for CancelTask {
     fn drop(&mut self) {
-        Python::attach(|py| {
-            // Cancelling a finished future does nothing; a failure here has no one to report to.
-            let _ = self.0.bind(py).call_method0("cancel");
-        });
+        // Cancelling a finished future does nothing; a failure here has no one to report to. While the
+        // interpreter exits there is nothing left to cancel.
+        let _ = attach(|py| self.0.bind(py).call_method0("cancel").map(drop));
     }
 }
 
@@ -127,17 +114,13 @@ impl TaskDone {
     }
 }
 
-/// The asyncio loop coroutines run on: the loop of the `await` that started the run, else kAI's
-/// background loop.
-fn coroutine_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    match pyo3_async_runtimes::tokio::get_current_locals(py) {
-        Ok(locals) => Ok(locals.event_loop(py)),
-        Err(_) => background_loop(py),
-    }
+/// The loop and context for a run started by `run_sync`: kAI's background loop (the calling thread
+/// may be inside a running loop, which `run_sync` blocks) and a copy of the caller's context.
+pub(crate) fn background_locals(py: Python<'_>) -> PyResult<TaskLocals> {
+    TaskLocals::new(background_loop(py)?).copy_context(py)
 }
 
-/// An asyncio loop running forever on a daemon thread of its own, started on first use; coroutines
-/// of runs started by `run_sync` run there.
+/// An asyncio loop running forever on a daemon thread of its own, started on first use.
 fn background_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     static LOOP: OnceLock<Py<PyAny>> = OnceLock::new();
     if let Some(event_loop) = LOOP.get() {

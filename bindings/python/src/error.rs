@@ -2,7 +2,8 @@
 //!
 //! Every exception is a `kai.KaiError` whose class follows the Rust error's `kind`; it carries `kind`,
 //! `details` (the Rust error's serde fields as a dict) and each field as an attribute (durations in
-//! seconds), and, when it ended a run, `state`: the run's `RunState`, ready to be resumed.
+//! seconds), and, when it ended a run, `state`: the run's `RunState`, ready to be resumed. The classes
+//! live in the `kai` package (`kai.KaiError`, ...), so exceptions pickle by reference.
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -11,113 +12,113 @@ use pyo3::{PyTypeInfo, create_exception};
 
 use crate::state::RunState;
 
-create_exception!(_kai, KaiError, PyException, "Every error kAI raises.");
+create_exception!(kai, KaiError, PyException, "Every error kAI raises.");
 create_exception!(
-    _kai,
+    kai,
     ConfigError,
     KaiError,
     "The agent, tools or request were set up wrongly."
 );
 create_exception!(
-    _kai,
+    kai,
     ProviderError,
     KaiError,
     "The model provider failed or refused the request."
 );
 create_exception!(
-    _kai,
+    kai,
     AuthenticationError,
     ProviderError,
     "The provider rejected the credentials (HTTP 401)."
 );
 create_exception!(
-    _kai,
+    kai,
     PermissionDeniedError,
     ProviderError,
     "The credentials may not do this (HTTP 403)."
 );
 create_exception!(
-    _kai,
+    kai,
     RateLimitError,
     ProviderError,
     "Too many requests; `retry_after` says how long to wait."
 );
 create_exception!(
-    _kai,
+    kai,
     ContextTooLongError,
     ProviderError,
     "The prompt does not fit the model's context."
 );
 create_exception!(
-    _kai,
+    kai,
     InvalidRequestError,
     ProviderError,
     "The provider rejected the request as invalid."
 );
 create_exception!(
-    _kai,
+    kai,
     ServerError,
     ProviderError,
     "The provider failed (HTTP 5xx); `status` says which."
 );
 create_exception!(
-    _kai,
+    kai,
     ProviderTimeoutError,
     ProviderError,
     "A request to the provider timed out."
 );
 create_exception!(
-    _kai,
+    kai,
     TransportError,
     ProviderError,
     "The connection to the provider failed or broke."
 );
 create_exception!(
-    _kai,
+    kai,
     MalformedResponseError,
     ProviderError,
     "The provider answered with something undocumented."
 );
 create_exception!(
-    _kai,
+    kai,
     UnsupportedError,
     ProviderError,
     "The model or provider cannot do what was asked."
 );
 create_exception!(
-    _kai,
+    kai,
     RunError,
     KaiError,
     "A run stopped without an answer; `state` holds it for resuming."
 );
 create_exception!(
-    _kai,
+    kai,
     ApprovalRequired,
     RunError,
     "Tool calls wait for approval; approve them in `state`."
 );
-create_exception!(_kai, RunCancelled, RunError, "The run was cancelled.");
+create_exception!(kai, RunCancelled, RunError, "The run was cancelled.");
 create_exception!(
-    _kai,
+    kai,
     MaxStepsExceeded,
     RunError,
     "The run used all its steps without an answer."
 );
 create_exception!(
-    _kai,
+    kai,
     DeadlineExceeded,
     RunError,
     "The run's deadline or a step's timeout passed."
 );
 create_exception!(
-    _kai,
+    kai,
     InvalidOutputError,
     RunError,
     "Structured output did not match its schema."
 );
-create_exception!(_kai, HookError, RunError, "A hook stopped the run.");
+create_exception!(kai, HookError, RunError, "A hook stopped the run.");
 create_exception!(
-    _kai,
+    kai,
     ToolError,
     KaiError,
     "Raised in a tool: the model sees the message as the tool's error."
@@ -180,7 +181,7 @@ fn class_for<'py>(py: Python<'py>, kind: &str) -> Bound<'py, pyo3::types::PyType
 
 /// A kai-core error as a Python exception (without a run state).
 pub(crate) fn core_error(error: &kai_core::Error) -> PyErr {
-    Python::attach(|py| build(py, error, None).unwrap_or_else(|failure| failure))
+    Python::attach(|py| build(py, error, None).unwrap_or_else(|_| KaiError::new_err(error.to_string())))
 }
 
 /// A failed run as a Python exception carrying the run's state.
@@ -190,7 +191,7 @@ pub(crate) fn core_error(error: &kai_core::Error) -> PyErr {
 pub(crate) fn run_error(error: kai_core::RunError) -> PyErr {
     Python::attach(|py| {
         let state = RunState::from(*error.state);
-        build(py, &error.error, Some(state)).unwrap_or_else(|failure| failure)
+        build(py, &error.error, Some(state)).unwrap_or_else(|_| KaiError::new_err(error.error.to_string()))
     })
 }
 
@@ -203,9 +204,12 @@ fn build(py: Python<'_>, error: &kai_core::Error, state: Option<RunState>) -> Py
         Err(_) => PyDict::new(py),
     };
     details.del_item("kind").ok();
-    instance.setattr("kind", kind)?;
     for (name, value) in details.iter() {
         let name: String = name.extract()?;
+        // A field never hides what every exception has (`args`, ...) or what this module sets.
+        if name.starts_with('_') || instance.hasattr(name.as_str())? || ["details", "state"].contains(&name.as_str()) {
+            continue;
+        }
         match name.strip_suffix("_ms") {
             // Durations cross as seconds, as Python's time APIs take them.
             Some(stem) => {
@@ -215,6 +219,7 @@ fn build(py: Python<'_>, error: &kai_core::Error, state: Option<RunState>) -> Py
             None => instance.setattr(name.as_str(), value)?,
         }
     }
+    instance.setattr("kind", kind)?;
     instance.setattr("details", details)?;
     match state {
         Some(state) => instance.setattr("state", Py::new(py, state)?)?,

@@ -7,6 +7,7 @@
 use pyo3::prelude::*;
 
 mod agent;
+mod bridge;
 mod call;
 mod error;
 mod hook;
@@ -25,6 +26,7 @@ fn _kai(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<state::RunState>()?;
     module.add_class::<tool::Tool>()?;
     module.add_class::<tool::ToolContext>()?;
+    module.add_function(wrap_pyfunction!(bridge::_shutdown, module)?)?;
     error::register(module)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -28,7 +28,17 @@ impl RunState {
         kai_core::RunState::new(input).into()
     }
 
+    /// The next turn of a conversation: the transcript so far (`RunResult.messages`) and a new user
+    /// message.
+    #[staticmethod]
+    fn continuing(messages: &Bound<'_, PyAny>, input: String) -> PyResult<Self> {
+        Ok(kai_core::RunState::continuing(from_python(messages)?, input).into())
+    }
+
     /// Reads a state written by `to_json` (in this process or another).
+    ///
+    /// Approval decisions are taken as written: read states only from storage you trust, since an
+    /// approval in a forged state lets its call run.
     #[staticmethod]
     fn from_json(json: &str) -> PyResult<Self> {
         serde_json::from_str::<kai_core::RunState>(json)

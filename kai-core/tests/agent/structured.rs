@@ -1,5 +1,7 @@
 use kai_core::testing::ScriptedModel;
-use kai_core::{Agent, ChatModelExt, ChatRequest, Error, Message, OUTPUT_NAME, ResponseFormat, ToolChoice};
+use kai_core::{
+    Agent, ChatModelExt, ChatRequest, Error, Message, OUTPUT_NAME, ResponseFormat, RunOptions, RunState, ToolChoice,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
@@ -188,6 +190,51 @@ async fn a_runtime_schema_drives_extraction_and_repair() {
     let request = ChatRequest::new(vec![Message::user("Second city?")]);
     let extracted = model.extract_json(request, schema).await.unwrap();
     assert_eq!(extracted.value["city"], "Bergen");
+}
+
+#[tokio::test]
+async fn a_callers_check_repairs_answers_through_the_output_tool_and_is_bounded() {
+    let schema = json!({
+        "type": "object",
+        "properties": {"start": {"type": "integer"}, "end": {"type": "integer"}},
+        "required": ["start", "end"],
+    });
+    let ordered = |value: &serde_json::Value| {
+        if value["start"].as_i64() < value["end"].as_i64() {
+            Ok(())
+        } else {
+            Err("start must come before end".to_owned())
+        }
+    };
+    let model = ScriptedModel::new()
+        .tool_call(OUTPUT_NAME, json!({"start": 9, "end": 5}))
+        .tool_call(OUTPUT_NAME, json!({"start": 5, "end": 9}));
+    let agent = Agent::builder(model.clone()).build().unwrap();
+    let state = RunState::new("A range?");
+    let extracted = agent
+        .resume_extract_json_checked(state, schema.clone(), ordered, RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(extracted.value, json!({"start": 5, "end": 9}));
+    let repair = model.requests()[1].messages.last().unwrap().clone();
+    assert!(
+        format!("{repair:?}").contains("start must come before end"),
+        "{repair:?}"
+    );
+
+    // An answer the check never accepts ends the run after the allowed repairs.
+    let model = ScriptedModel::new()
+        .tool_call(OUTPUT_NAME, json!({"start": 9, "end": 5}))
+        .repeat();
+    let agent = Agent::builder(model).max_repairs(1).build().unwrap();
+    let error = agent
+        .resume_extract_json_checked(RunState::new("A range?"), schema, ordered, RunOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error.error, Error::InvalidOutput { attempts: 2, .. }),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]

@@ -9,7 +9,9 @@
 '5'
 """
 
-from kai import testing
+import atexit
+
+from kai import _kai, testing
 from kai._agent import Agent, EventStream
 from kai._events import (
     AgentEvent,
@@ -54,6 +56,9 @@ from kai._kai import (
     __version__,
 )
 from kai._tools import FunctionTool, tool
+
+# Before the interpreter finalizes, kAI's threads stop entering Python (one that did then would abort it).
+atexit.register(_kai._shutdown)
 
 __all__ = [
     "Agent",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any, AsyncIterator, Dict, Generic, Iterable, Mapping, Optional, TypeVar, Union, overload
+from typing import Any, Dict, Generic, Iterable, Mapping, Optional, TypeVar, Union, overload
 
 from kai import _kai
 from kai._events import AgentEvent, RunResult, event, run_result
@@ -161,13 +161,11 @@ class Agent(Generic[OutputT]):
         Cancelling the awaiting task cancels the run; coroutine tools in flight are cancelled too.
         Raises a ``kai.RunError`` subclass carrying the run's ``state`` when the run stops early.
         """
-        schema = self._output.schema if self._output else None
-        return self._result(await self._native.run(input, output_schema=schema))
+        return self._result(await self._native.run(input, **self._output_options()))
 
     def run_sync(self, input: RunInput) -> RunResult[OutputT]:
         """``run`` from sync code: blocks the calling thread (not the GIL) until the run ends."""
-        schema = self._output.schema if self._output else None
-        return self._result(self._native.run_sync(input, output_schema=schema))
+        return self._result(self._native.run_sync(input, **self._output_options()))
 
     def stream(self, input: RunInput) -> EventStream:
         """Runs the agent, yielding its events as they happen; ``Finished`` comes last.
@@ -179,6 +177,15 @@ class Agent(Generic[OutputT]):
             raise _kai.ConfigError("stream() gives text events; use run() for structured output")
         return EventStream(self._native.stream(input))
 
+    def _output_options(self) -> Dict[str, Any]:
+        """The schema of the output type, and its own validation (a Pydantic model's validators) as a
+        check whose error the model gets to repair."""
+        output = self._output
+        if output is None:
+            return {}
+        output_type = self.output_type
+        return {"output_schema": output.schema, "output_check": lambda data: output.value(data, output_type)}
+
     def _result(self, data: Dict[str, Any]) -> RunResult[OutputT]:
         if self._output is None:
             return typing.cast(RunResult[OutputT], run_result(data, data["answer"]))
@@ -186,20 +193,21 @@ class Agent(Generic[OutputT]):
 
 
 class EventStream:
-    """The events of a streamed run, as an async iterator; closing it stops the run."""
+    """The events of a streamed run, as an async iterator; closing it (or leaving ``async with``)
+    stops the run."""
 
     def __init__(self, native: _kai.EventStream) -> None:
         self._native = native
 
-    def __aiter__(self) -> AsyncIterator[AgentEvent]:
-        return self._events()
+    def __aiter__(self) -> EventStream:
+        return self
 
-    async def _events(self) -> AsyncIterator[AgentEvent]:
-        try:
-            async for data in self._native:
-                yield event(data)
-        finally:
-            await self._native.aclose()
+    async def __anext__(self) -> AgentEvent:
+        while True:
+            data = await self._native.__anext__()
+            typed = event(data)
+            if typed is not None:
+                return typed
 
     async def aclose(self) -> None:
         """Stops the run: model and tool calls in flight are dropped, coroutine tools cancelled."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Dict, Generic, List, TypeVar, Union
+from typing import Any, Dict, Generic, List, Optional, TypeVar, Union
 
 __all__ = [
     "Usage",
@@ -136,8 +136,9 @@ def run_result(data: Dict[str, Any], output: Any) -> RunResult[Any]:
     return RunResult(output, data["answer"], data["messages"], Usage._from(data["usage"]), data["steps"])
 
 
-def event(data: Dict[str, Any]) -> AgentEvent:
-    """A typed event from the native event dict."""
+def event(data: Dict[str, Any]) -> Optional[AgentEvent]:
+    """A typed event from the native event dict; ``None`` for a kind this version does not know (a
+    newer core may add some), which streams skip."""
     kind = data["type"]
     if kind == "text_delta":
         return TextDelta(data["text"])
@@ -152,4 +153,4 @@ def event(data: Dict[str, Any]) -> AgentEvent:
     if kind == "finished":
         output = data["output"]
         return Finished(run_result(output, output["answer"]))
-    raise ValueError(f"unknown event type {kind!r}")
+    return None

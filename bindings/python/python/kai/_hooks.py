@@ -79,26 +79,28 @@ def native_hook(hook: Hook) -> _kai.Hook:
     """The native hook running a ``Hook``'s overridden methods."""
     if not isinstance(hook, Hook):
         raise TypeError(f"{hook!r} is not a kai.Hook")
-    kind = type(hook)
-    before = kind.before_tool is not Hook.before_tool
-    after = kind.after_tool is not Hook.after_tool
-    before_async = inspect.iscoroutinefunction(kind.before_tool)
-    after_async = inspect.iscoroutinefunction(kind.after_tool)
+    # Looked up on the instance, so a method set on it counts as well as one overridden by a subclass.
+    before_method = hook.before_tool
+    after_method = hook.after_tool
+    before = getattr(before_method, "__func__", None) is not Hook.before_tool
+    after = getattr(after_method, "__func__", None) is not Hook.after_tool
+    before_async = inspect.iscoroutinefunction(before_method)
+    after_async = inspect.iscoroutinefunction(after_method)
 
     def before_tool(call: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-        return _decision(hook.before_tool(_call(call)))  # type: ignore[arg-type]
+        return _decision(before_method(_call(call)))  # type: ignore[arg-type]
 
     async def before_tool_async(call: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-        return _decision(await hook.before_tool(_call(call)))  # type: ignore[misc]
+        return _decision(await before_method(_call(call)))  # type: ignore[misc]
 
     def result(call: Dict[str, Any], seen: Dict[str, Any]) -> ToolResult:
         return ToolResult(call["id"], call["name"], seen["content"], seen["is_error"])
 
     def after_tool(call: Dict[str, Any], seen: Dict[str, Any]) -> Optional[str]:
-        return hook.after_tool(_call(call), result(call, seen))  # type: ignore[return-value]
+        return after_method(_call(call), result(call, seen))  # type: ignore[return-value]
 
     async def after_tool_async(call: Dict[str, Any], seen: Dict[str, Any]) -> Optional[str]:
-        return await hook.after_tool(_call(call), result(call, seen))  # type: ignore[no-any-return,misc]
+        return await after_method(_call(call), result(call, seen))  # type: ignore[no-any-return,misc]
 
     return _kai.Hook(
         before_tool=(before_tool_async if before_async else before_tool) if before else None,

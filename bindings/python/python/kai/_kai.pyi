@@ -4,6 +4,8 @@ from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequ
 
 __version__: str
 
+def _shutdown() -> None: ...
+
 @final
 class Model:
     """A chat model of a provider, chosen by a spec string such as ``"openai:gpt-4o-mini"``."""
@@ -41,6 +43,8 @@ class RunState:
     """A run's serializable state: transcript, usage and the calls waiting for approval."""
 
     def __new__(cls, input: str) -> RunState: ...
+    @staticmethod
+    def continuing(messages: List[Dict[str, Any]], input: str) -> RunState: ...
     @staticmethod
     def from_json(json: str) -> RunState: ...
     def to_json(self) -> str: ...
@@ -144,10 +148,18 @@ class Agent:
     @property
     def name(self) -> str: ...
     def run(
-        self, input: Union[str, RunState], *, output_schema: Optional[Mapping[str, Any]] = None
+        self,
+        input: Union[str, RunState],
+        *,
+        output_schema: Optional[Mapping[str, Any]] = None,
+        output_check: Optional[Callable[[Any], object]] = None,
     ) -> Awaitable[Dict[str, Any]]: ...
     def run_sync(
-        self, input: Union[str, RunState], *, output_schema: Optional[Mapping[str, Any]] = None
+        self,
+        input: Union[str, RunState],
+        *,
+        output_schema: Optional[Mapping[str, Any]] = None,
+        output_check: Optional[Callable[[Any], object]] = None,
     ) -> Dict[str, Any]: ...
     def stream(self, input: Union[str, RunState]) -> EventStream: ...
 

@@ -16,7 +16,7 @@ import re
 import sys
 import types
 import typing
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 __all__ = ["type_schema", "from_json", "to_json", "function_schema", "docstring_parts"]
 
@@ -35,6 +35,18 @@ def _is_typeddict(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, dict) and hasattr(tp, "__annotations__") and hasattr(
         tp, "__total__"
     )
+
+
+def _qualifiers() -> Tuple[Any, ...]:
+    """``Required``, ``NotRequired`` and ``ReadOnly`` of ``typing`` and ``typing_extensions``: TypedDict
+    key qualifiers, which say nothing about a value's type."""
+    found = []
+    for module in (typing, sys.modules.get("typing_extensions")):
+        for name in ("Required", "NotRequired", "ReadOnly"):
+            qualifier = getattr(module, name, None)
+            if qualifier is not None:
+                found.append(qualifier)
+    return tuple(found)
 
 
 def _union_args(tp: Any) -> Optional[Tuple[Any, ...]]:
@@ -70,6 +82,8 @@ class _Builder:
             return {"type": "string"}
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
+        if origin in _qualifiers():
+            return self.schema(args[0], depth + 1)
         if origin is typing.Annotated:
             schema = self.schema(args[0], depth + 1)
             for extra in args[1:]:
@@ -109,7 +123,9 @@ class _Builder:
             return {"type": "object"}
         if _is_pydantic_model(tp):
             schema = dict(tp.model_json_schema())
-            self.defs.update(schema.pop("$defs", {}))
+            for name, definition in schema.pop("$defs", {}).items():
+                if self.defs.setdefault(name, definition) != definition:
+                    raise TypeError(f"two different models are named {name!r}; rename one")
             return schema
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             hints = typing.get_type_hints(tp, include_extras=True)
@@ -146,51 +162,91 @@ def type_schema(tp: Any) -> Dict[str, Any]:
     return schema
 
 
+def _expect(value: Any, kind: Union[type, Tuple[type, ...]], tp: Any) -> None:
+    if not isinstance(value, kind):
+        raise TypeError(f"expected {tp!r}, got {type(value).__name__} {value!r:.80}")
+
+
 def from_json(value: Any, tp: Any) -> Any:
-    """A JSON value (already checked against ``type_schema(tp)``) as a value of ``tp``."""
-    if tp is Any or tp is object or tp in _NONE_TYPES:
+    """A JSON value as a value of ``tp``; ``TypeError`` or ``ValueError`` when it is not one (a union
+    takes the first member that fits)."""
+    if tp is Any or tp is object:
         return value
+    if tp in _NONE_TYPES:
+        if value is not None:
+            raise TypeError(f"expected null, got {value!r:.80}")
+        return None
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if origin is typing.Annotated:
+    if origin is typing.Annotated or origin in _qualifiers():
         return from_json(value, args[0])
     union = _union_args(tp)
     if union is not None:
+        problems = []
         for arg in union:
-            if arg in _NONE_TYPES and value is None:
-                return None
-        for arg in union:
-            if arg in _NONE_TYPES:
-                continue
             try:
                 return from_json(value, arg)
-            except (TypeError, ValueError):
-                continue
+            except (TypeError, ValueError) as problem:
+                problems.append(str(problem))
+        raise TypeError(f"{value!r:.80} fits none of {tp!r}: {'; '.join(problems)}")
+    if tp is bool:
+        _expect(value, bool, tp)
         return value
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+    if tp is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool):
+            raise TypeError(f"expected int, got bool {value!r}")
+        _expect(value, int, tp)
+        return value
+    if tp is float:
+        if isinstance(value, bool):
+            raise TypeError(f"expected float, got bool {value!r}")
+        _expect(value, (int, float), tp)
         return float(value)
+    if tp is str:
+        _expect(value, str, tp)
+        return value
+    if origin is typing.Literal:
+        if not any(value == arg and type(value) is type(arg) for arg in args):
+            raise ValueError(f"{value!r:.80} is not one of {list(args)!r}")
+        return value
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp(value)
-    if origin in (list, collections.abc.Sequence, collections.abc.Iterable) and args:
-        return [from_json(item, args[0]) for item in value]
-    if origin in (set, frozenset, collections.abc.Set) and args:
-        return origin({from_json(item, args[0]) for item in value}) if origin is not collections.abc.Set else set(
-            from_json(item, args[0]) for item in value
-        )
-    if origin is tuple and args:
+    if origin in (list, collections.abc.Sequence, collections.abc.Iterable):
+        _expect(value, list, tp)
+        return [from_json(item, args[0]) for item in value] if args else value
+    if origin in (set, frozenset, collections.abc.Set):
+        _expect(value, list, tp)
+        items = [from_json(item, args[0]) for item in value] if args else value
+        return frozenset(items) if origin is frozenset else set(items)
+    if origin is tuple:
+        _expect(value, list, tp)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(from_json(item, args[0]) for item in value)
-        return tuple(from_json(item, arg) for item, arg in zip(value, args))
-    if origin in (dict, collections.abc.Mapping) and len(args) == 2:
-        return {key: from_json(item, args[1]) for key, item in value.items()}
+        if args and len(value) != len(args):
+            raise ValueError(f"expected {len(args)} items, got {len(value)}")
+        return tuple(from_json(item, arg) for item, arg in zip(value, args)) if args else tuple(value)
+    if origin in (dict, collections.abc.Mapping):
+        _expect(value, dict, tp)
+        return {key: from_json(item, args[1]) for key, item in value.items()} if len(args) == 2 else value
+    if tp in (list, tuple, set, frozenset):
+        _expect(value, list, tp)
+        return tp(value)
+    if tp is dict:
+        _expect(value, dict, tp)
+        return value
     if _is_pydantic_model(tp):
         return tp.model_validate(value)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        if not isinstance(value, dict):
-            raise TypeError(f"{tp.__name__} needs an object, not {type(value).__name__}")
+        _expect(value, dict, tp)
         hints = typing.get_type_hints(tp, include_extras=True)
         fields = {field.name for field in dataclasses.fields(tp) if field.init}
         return tp(**{name: from_json(item, hints.get(name, Any)) for name, item in value.items() if name in fields})
+    if _is_typeddict(tp):
+        _expect(value, dict, tp)
+        hints = typing.get_type_hints(tp, include_extras=True)
+        return {name: from_json(item, hints[name]) if name in hints else item for name, item in value.items()}
     return value
 
 

@@ -14,6 +14,35 @@ __all__ = ["FunctionTool", "tool", "native_tool"]
 R = TypeVar("R")
 
 
+class _Invoker:
+    """Calls a tool's function with the model's arguments converted to its type hints. The native tool
+    holds this, not the ``FunctionTool``, so no reference cycle runs through native code (which the
+    garbage collector cannot see)."""
+
+    def __init__(self, function: Callable[..., Any], param_types: Dict[str, Any], context_param: Optional[str]) -> None:
+        self.function = function
+        self.param_types = param_types
+        self.context_param = context_param
+
+    def arguments(self, arguments: Dict[str, Any], context: _kai.ToolContext) -> Dict[str, Any]:
+        unexpected = set(arguments) - set(self.param_types)
+        if unexpected:
+            raise _kai.ToolError(f"unexpected arguments: {', '.join(sorted(unexpected))}")
+        try:
+            values = {name: from_json(value, self.param_types[name]) for name, value in arguments.items()}
+        except (TypeError, ValueError) as error:
+            raise _kai.ToolError(f"invalid arguments: {error}") from error
+        if self.context_param is not None:
+            values[self.context_param] = context
+        return values
+
+    def call(self, arguments: Dict[str, Any], context: _kai.ToolContext) -> Any:
+        return to_json(self.function(**self.arguments(arguments, context)))
+
+    async def call_async(self, arguments: Dict[str, Any], context: _kai.ToolContext) -> Any:
+        return to_json(await self.function(**self.arguments(arguments, context)))
+
+
 class FunctionTool(Generic[R]):
     """A function the model can call. Calling the tool object calls the function itself.
 
@@ -27,15 +56,17 @@ class FunctionTool(Generic[R]):
     ) -> None:
         self.function = function
         self.name = name or function.__name__
-        doc_description, parameters, self._param_types, self._context_param = function_schema(
-            function, _kai.ToolContext
-        )
+        doc_description, parameters, param_types, context_param = function_schema(function, _kai.ToolContext)
         self.description = description if description is not None else doc_description
         self.parameters: Dict[str, Any] = parameters
         self.is_async = inspect.iscoroutinefunction(function)
         functools.update_wrapper(self, function)  # type: ignore[arg-type]
+        invoker = _Invoker(function, param_types, context_param)
         self.native = _kai.Tool(
-            self.name, self.description, parameters, self._async_call if self.is_async else self._sync_call,
+            self.name,
+            self.description,
+            parameters,
+            invoker.call_async if self.is_async else invoker.call,
             is_async=self.is_async,
         )
 
@@ -44,25 +75,6 @@ class FunctionTool(Generic[R]):
 
     def __repr__(self) -> str:
         return f"FunctionTool({self.name!r})"
-
-    def _arguments(self, arguments: Dict[str, Any], context: _kai.ToolContext) -> Dict[str, Any]:
-        unexpected = set(arguments) - set(self._param_types)
-        if unexpected:
-            raise _kai.ToolError(f"unexpected arguments: {', '.join(sorted(unexpected))}")
-        try:
-            values = {name: from_json(value, self._param_types[name]) for name, value in arguments.items()}
-        except (TypeError, ValueError) as error:
-            raise _kai.ToolError(f"invalid arguments: {error}") from error
-        if self._context_param is not None:
-            values[self._context_param] = context
-        return values
-
-    def _sync_call(self, arguments: Dict[str, Any], context: _kai.ToolContext) -> Any:
-        return to_json(self.function(**self._arguments(arguments, context)))
-
-    async def _async_call(self, arguments: Dict[str, Any], context: _kai.ToolContext) -> Any:
-        result = self.function(**self._arguments(arguments, context))
-        return to_json(await result)  # type: ignore[misc]
 
 
 @overload
