@@ -157,7 +157,12 @@ impl Agent {
         output_check: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let cancel = CancellationToken::new();
-        let run = self.start(input, output_schema, output_check, RunOptions::cancel_on(cancel.clone()))?;
+        let run = self.start(
+            input,
+            output_schema,
+            output_check,
+            RunOptions::cancel_on(cancel.clone()),
+        )?;
         // Python functions of this run go to kAI's background loop: the calling thread may be inside a
         // running loop, which this call blocks.
         let mut run = Box::pin(pyo3_async_runtimes::tokio::scope(background_locals(py)?, run));
@@ -312,8 +317,13 @@ impl EventStream {
             }
             next
         };
-        awaitable(py, next, |py, next| match next {
+        let closed = self.cancel.clone();
+        awaitable(py, next, move |py, next| match next {
             Some(Ok(event)) => to_python(py, &event),
+            // Closed by `aclose`: iteration ends, as it does for a closed async generator.
+            Some(Err(error)) if matches!(error.error, kai_core::Error::Cancelled) && closed.is_cancelled() => {
+                Err(PyStopAsyncIteration::new_err(()))
+            }
             Some(Err(error)) => Err(run_error(error)),
             None => Err(PyStopAsyncIteration::new_err(())),
         })

@@ -101,7 +101,11 @@ struct CancelOnDone {
 impl CancelOnDone {
     fn __call__(&self, future: &Bound<'_, PyAny>) -> PyResult<()> {
         if future.call_method0("cancelled")?.is_truthy()?
-            && let Some(sender) = self.sender.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+            && let Some(sender) = self
+                .sender
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
         {
             let _ = sender.send(());
         }

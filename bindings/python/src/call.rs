@@ -38,7 +38,11 @@ impl PythonFunction {
     ///
     /// An exception becomes a [`CoreToolError::Failed`] (see [`python_error`]); `cancel`, or dropping
     /// the future, cancels the call's task.
-    pub(crate) async fn call<A>(&self, arguments: A, cancel: CancellationToken) -> Result<serde_json::Value, CoreToolError>
+    pub(crate) async fn call<A>(
+        &self,
+        arguments: A,
+        cancel: CancellationToken,
+    ) -> Result<serde_json::Value, CoreToolError>
     where
         A: for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyTuple>> + Send + 'static,
     {
