@@ -98,6 +98,34 @@ pub enum Error {
 }
 
 impl Error {
+    /// The variant's stable snake_case name, by which bindings in other languages tell errors apart.
+    ///
+    /// ```
+    /// assert_eq!(kai_memory::Error::WrongPassphrase.kind(), "wrong_passphrase");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::WrongPassphrase => "wrong_passphrase",
+            Error::Tampered { .. } => "tampered",
+            Error::Truncated => "truncated",
+            Error::UnsupportedVersion { .. } => "unsupported_version",
+            Error::NotAVault => "not_a_vault",
+            Error::DimensionMismatch { .. } => "dimension_mismatch",
+            Error::InvalidVector { .. } => "invalid_vector",
+            Error::InvalidConfig(_) => "invalid_config",
+            Error::NotAnIndex => "not_an_index",
+            Error::Corrupt { .. } => "corrupt",
+            Error::Model(_) => "model",
+            Error::Agent(_) => "agent",
+            Error::Database(_) => "database",
+            Error::AlreadyExists { .. } => "already_exists",
+            Error::Locked { .. } => "locked",
+            Error::InvalidParameters(_) => "invalid_parameters",
+            Error::Record { .. } => "record",
+            Error::Io { .. } => "io",
+        }
+    }
+
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         Error::Io {
             path: path.display().to_string(),

@@ -119,6 +119,18 @@ create_exception!(
 create_exception!(kai, HookError, RunError, "A hook stopped the run.");
 create_exception!(
     kai,
+    VaultError,
+    KaiError,
+    "A vault operation failed; `kind` says why (wrong_passphrase, locked, tampered, ...)."
+);
+create_exception!(
+    kai,
+    StoreError,
+    KaiError,
+    "A vector store or index operation failed; `kind` says why (dimension_mismatch, locked, ...)."
+);
+create_exception!(
+    kai,
     ToolError,
     KaiError,
     "Raised in a tool: the model sees the message as the tool's error."
@@ -149,6 +161,8 @@ pub(crate) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
         ("InvalidOutputError", InvalidOutputError::type_object(py)),
         ("HookError", HookError::type_object(py)),
         ("ToolError", ToolError::type_object(py)),
+        ("VaultError", VaultError::type_object(py)),
+        ("StoreError", StoreError::type_object(py)),
     ] {
         module.add(name, class)?;
     }
@@ -226,6 +240,30 @@ fn build(py: Python<'_>, error: &kai_core::Error, state: Option<RunState>) -> Py
         None => instance.setattr("state", py.None())?,
     }
     Ok(PyErr::from_value(instance))
+}
+
+/// A kai-memory error as a Python exception: a model's or a run's error as those map, anything else as
+/// a `VaultError` (for vault operations) or a `StoreError` with the error's `kind`.
+pub(crate) fn memory_error(error: &kai_memory::Error, vault: bool) -> PyErr {
+    match error {
+        kai_memory::Error::Model(error) => core_error(error),
+        kai_memory::Error::Agent(error) => run_error((**error).clone()),
+        error => Python::attach(|py| {
+            let class = if vault {
+                VaultError::type_object(py)
+            } else {
+                StoreError::type_object(py)
+            };
+            let build = || -> PyResult<PyErr> {
+                let instance = class.call1((error.to_string(),))?;
+                instance.setattr("kind", error.kind())?;
+                instance.setattr("details", PyDict::new(py))?;
+                instance.setattr("state", py.None())?;
+                Ok(PyErr::from_value(instance))
+            };
+            build().unwrap_or_else(|_| KaiError::new_err(error.to_string()))
+        }),
+    }
 }
 
 /// A [`ConfigError`] for a bad argument from Python.

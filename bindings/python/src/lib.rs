@@ -11,6 +11,7 @@ mod bridge;
 mod call;
 mod error;
 mod hook;
+mod memory;
 mod model;
 mod state;
 mod tool;
@@ -21,6 +22,10 @@ fn _kai(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<agent::Agent>()?;
     module.add_class::<agent::EventStream>()?;
     module.add_class::<hook::Hook>()?;
+    module.add_class::<memory::EmbeddedStore>()?;
+    module.add_class::<memory::EmbeddingModel>()?;
+    module.add_class::<memory::Retriever>()?;
+    module.add_class::<memory::Vault>()?;
     module.add_class::<model::Model>()?;
     module.add_class::<model::ScriptedModel>()?;
     module.add_class::<state::RunState>()?;

@@ -11,7 +11,7 @@
 
 import atexit
 
-from kai import _kai, testing
+from kai import _kai, memory, testing
 from kai._agent import Agent, EventStream
 from kai._events import (
     AgentEvent,
@@ -48,11 +48,13 @@ from kai._kai import (
     RunError,
     RunState,
     ServerError,
+    StoreError,
     Tool,
     ToolContext,
     ToolError,
     TransportError,
     UnsupportedError,
+    VaultError,
     __version__,
 )
 from kai._tools import FunctionTool, tool
@@ -94,6 +96,7 @@ __all__ = [
     "RunResult",
     "RunState",
     "ServerError",
+    "StoreError",
     "StepFinished",
     "TextDelta",
     "Tool",
@@ -106,7 +109,9 @@ __all__ = [
     "TransportError",
     "UnsupportedError",
     "Usage",
+    "VaultError",
     "__version__",
+    "memory",
     "testing",
     "tool",
 ]
