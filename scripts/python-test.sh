@@ -23,6 +23,10 @@ rm -rf "$dist"
 wheel=$(ls "$dist"/kai_sdk-*-abi3-*.whl)
 echo "built $(basename "$wheel") ($(du -k "$wheel" | cut -f1) KiB)"
 
+# The Rust side of the cross-language consent-token test.
+cargo build --quiet --locked -p kai-examples --example klp_token
+export KAI_KLP_TOKEN="$CARGO_TARGET_DIR/debug/examples/klp_token"
+
 venv=$(mktemp -d)
 trap 'rm -rf "$venv"' EXIT
 python3 -m venv "$venv"

@@ -131,6 +131,18 @@ create_exception!(
 );
 create_exception!(
     kai,
+    KlpError,
+    KaiError,
+    "A KLP operation failed; `kind` says why (invalid_did, message_rejected, audit_invalid, ...)."
+);
+create_exception!(
+    kai,
+    ConsentError,
+    KlpError,
+    "A consent token was refused; `kind` names the rejection (expired, not_granted, replayed, ...)."
+);
+create_exception!(
+    kai,
     ToolError,
     KaiError,
     "Raised in a tool: the model sees the message as the tool's error."
@@ -163,6 +175,8 @@ pub(crate) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
         ("ToolError", ToolError::type_object(py)),
         ("VaultError", VaultError::type_object(py)),
         ("StoreError", StoreError::type_object(py)),
+        ("KlpError", KlpError::type_object(py)),
+        ("ConsentError", ConsentError::type_object(py)),
     ] {
         module.add(name, class)?;
     }
@@ -254,16 +268,56 @@ pub(crate) fn memory_error(error: &kai_memory::Error, vault: bool) -> PyErr {
             } else {
                 StoreError::type_object(py)
             };
-            let build = || -> PyResult<PyErr> {
-                let instance = class.call1((error.to_string(),))?;
-                instance.setattr("kind", error.kind())?;
-                instance.setattr("details", PyDict::new(py))?;
-                instance.setattr("state", py.None())?;
-                Ok(PyErr::from_value(instance))
-            };
-            build().unwrap_or_else(|_| KaiError::new_err(error.to_string()))
+            tagged(py, &class, error.kind(), &error.to_string())
+                .unwrap_or_else(|_| KaiError::new_err(error.to_string()))
         }),
     }
+}
+
+/// The kinds of kai-klp errors that refuse a consent token.
+const CONSENT_KINDS: &[&str] = &[
+    "wrong_invoker",
+    "not_an_invocation",
+    "replay_cache_full",
+    "grant_busy",
+    "chain_too_deep",
+    "bad_signature",
+    "token_malformed",
+    "expired",
+    "not_yet_valid",
+    "wrong_audience",
+    "not_granted",
+    "escalation",
+    "broken_chain",
+    "untrusted_root",
+    "revoked",
+    "replayed",
+];
+
+/// A kai-klp error as a Python exception: `ConsentError` for a refused token, a vault's error as
+/// vault errors map, any other as `KlpError`, each with the error's `kind`.
+pub(crate) fn klp_error(error: &kai_klp::Error) -> PyErr {
+    if let kai_klp::Error::Vault(error) = error {
+        return memory_error(error, true);
+    }
+    Python::attach(|py| {
+        let kind = error.kind();
+        let class = if CONSENT_KINDS.contains(&kind) {
+            ConsentError::type_object(py)
+        } else {
+            KlpError::type_object(py)
+        };
+        tagged(py, &class, kind, &error.to_string()).unwrap_or_else(|_| KaiError::new_err(error.to_string()))
+    })
+}
+
+/// An exception of `class` with `message`, its `kind`, empty `details` and no `state`.
+fn tagged(py: Python<'_>, class: &Bound<'_, pyo3::types::PyType>, kind: &str, message: &str) -> PyResult<PyErr> {
+    let instance = class.call1((message,))?;
+    instance.setattr("kind", kind)?;
+    instance.setattr("details", PyDict::new(py))?;
+    instance.setattr("state", py.None())?;
+    Ok(PyErr::from_value(instance))
 }
 
 /// A [`ConfigError`] for a bad argument from Python.

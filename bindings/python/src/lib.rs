@@ -11,6 +11,7 @@ mod bridge;
 mod call;
 mod error;
 mod hook;
+mod klp;
 mod memory;
 mod model;
 mod state;
@@ -32,6 +33,16 @@ fn _kai(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<tool::Tool>()?;
     module.add_class::<tool::ToolContext>()?;
     module.add_function(wrap_pyfunction!(bridge::_shutdown, module)?)?;
+    module.add_class::<klp::AuditLog>()?;
+    module.add_class::<klp::Identity>()?;
+    module.add_class::<klp::Mailbox>()?;
+    module.add_class::<klp::Verifier>()?;
+    module.add_function(wrap_pyfunction!(klp::did_document, module)?)?;
+    module.add_function(wrap_pyfunction!(klp::invoke_token, module)?)?;
+    module.add_function(wrap_pyfunction!(klp::issue_token, module)?)?;
+    module.add_function(wrap_pyfunction!(klp::seal, module)?)?;
+    module.add_function(wrap_pyfunction!(klp::verify_audit_log, module)?)?;
+    module.add_function(wrap_pyfunction!(klp::verify_signature, module)?)?;
     error::register(module)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

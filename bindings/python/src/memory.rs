@@ -42,9 +42,14 @@ impl Vault {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut CoreVault) -> Result<R, kai_memory::Error>) -> PyResult<R> {
+        self.with_vault(|vault| f(vault).map_err(|error| memory_error(&error, true)))
+    }
+
+    /// Runs `f` on the open vault; `ConfigError` when it is closed.
+    pub(crate) fn with_vault<R>(&self, f: impl FnOnce(&mut CoreVault) -> PyResult<R>) -> PyResult<R> {
         let mut guard = self.open_vault()?;
         let vault = guard.as_mut().ok_or_else(|| config_error("the vault is closed"))?;
-        f(vault).map_err(|error| memory_error(&error, true))
+        f(vault)
     }
 }
 

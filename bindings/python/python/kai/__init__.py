@@ -11,7 +11,7 @@
 
 import atexit
 
-from kai import _kai, memory, testing
+from kai import _kai, klp, memory, testing
 from kai._agent import Agent, EventStream
 from kai._events import (
     AgentEvent,
@@ -31,12 +31,14 @@ from kai._kai import (
     ApprovalRequired,
     AuthenticationError,
     ConfigError,
+    ConsentError,
     ContextTooLongError,
     DeadlineExceeded,
     HookError,
     InvalidOutputError,
     InvalidRequestError,
     KaiError,
+    KlpError,
     MalformedResponseError,
     MaxStepsExceeded,
     Model,
@@ -74,6 +76,7 @@ __all__ = [
     "ApprovalRequired",
     "AuthenticationError",
     "ConfigError",
+    "ConsentError",
     "ContextTooLongError",
     "DeadlineExceeded",
     "EventStream",
@@ -83,6 +86,7 @@ __all__ = [
     "InvalidOutputError",
     "InvalidRequestError",
     "KaiError",
+    "KlpError",
     "MalformedResponseError",
     "MaxStepsExceeded",
     "Model",
@@ -111,6 +115,7 @@ __all__ = [
     "Usage",
     "VaultError",
     "__version__",
+    "klp",
     "memory",
     "testing",
     "tool",
