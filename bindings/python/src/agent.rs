@@ -268,16 +268,24 @@ impl Agent {
     }
 }
 
-/// Runs a Python output check on a structured answer; its exception is the repair message.
+/// Runs a Python output check on a structured answer, in the run's contextvars context; its exception
+/// is the repair message. The worker thread is handed off while Python runs, so the runtime keeps going.
 fn check_output(check: &Py<PyAny>, value: &serde_json::Value) -> Result<(), String> {
-    attach(|py| {
-        let value = pythonize::pythonize(py, value).map_err(|error| error.to_string())?;
-        match check.bind(py).call1((value,)) {
-            Ok(_) => Ok(()),
-            Err(error) => Err(python_error(py, &error).to_string()),
-        }
-    })
-    .unwrap_or_else(|| Err("the Python interpreter is exiting".to_owned()))
+    let run_check = || {
+        attach(|py| {
+            let value = pythonize::pythonize(py, value).map_err(|error| error.to_string())?;
+            let locals = pyo3_async_runtimes::tokio::get_current_locals(py).map_err(|error| error.to_string())?;
+            match locals.context(py).call_method1("run", (check.bind(py), value)) {
+                Ok(_) => Ok(()),
+                Err(error) => Err(python_error(py, &error).to_string()),
+            }
+        })
+        .unwrap_or_else(|| Err("the Python interpreter is exiting".to_owned()))
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => tokio::task::block_in_place(run_check),
+        Err(_) => run_check(),
+    }
 }
 
 /// `"auto"`, `"required"`, `"none"`, or the name of the tool the model must call first.

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use futures::channel::oneshot;
 use pyo3::prelude::*;
 
@@ -32,11 +33,17 @@ pub(crate) fn attach<R>(f: impl FnOnce(Python<'_>) -> R) -> Option<R> {
     if SHUTTING_DOWN.load(Ordering::SeqCst) {
         return None;
     }
-    Some(Python::attach(f))
+    // `try_attach` also refuses while the interpreter finalizes, where Python lets it tell.
+    Python::try_attach(f)
 }
 
-/// Stops new entries into Python from kAI's threads and waits (up to five seconds, without the GIL)
-/// for those in flight; the `kai` package registers it with `atexit`.
+/// A `KaiError` for work asked of kAI while the interpreter exits.
+fn exiting() -> PyErr {
+    crate::error::KaiError::new_err("the Python interpreter is exiting")
+}
+
+/// Stops new entries into Python from kAI's threads and new awaitables, and waits (up to five seconds,
+/// without the GIL) for the entries in flight; the `kai` package registers it with `atexit`.
 #[pyfunction]
 pub(crate) fn _shutdown(py: Python<'_>) {
     SHUTTING_DOWN.store(true, Ordering::SeqCst);
@@ -57,6 +64,9 @@ where
     F::Output: Send + 'static,
     C: for<'a> FnOnce(Python<'a>, F::Output) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
 {
+    if SHUTTING_DOWN.load(Ordering::SeqCst) {
+        return Err(exiting());
+    }
     let locals = pyo3_async_runtimes::tokio::get_current_locals(py)?;
     let event_loop = locals.event_loop(py);
     let result = event_loop.call_method0("create_future")?;
@@ -70,15 +80,21 @@ where
     let target = result.clone().unbind();
     let event_loop = event_loop.unbind();
     pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
-        let future = std::pin::pin!(pyo3_async_runtimes::tokio::scope(locals, future));
-        let output = match futures::future::select(future, on_cancel).await {
+        // A panic becomes the awaiting code's exception, never an awaitable that hangs.
+        let future = std::panic::AssertUnwindSafe(pyo3_async_runtimes::tokio::scope(locals, future)).catch_unwind();
+        let output = match futures::future::select(std::pin::pin!(future), on_cancel).await {
             futures::future::Either::Left((output, _)) => output,
             // The asyncio future was cancelled (or dropped): the Rust future is dropped with this task.
             futures::future::Either::Right(_) => return,
         };
         attach(|py| {
-            let (value, failed) = match convert(py, output) {
-                Ok(value) => (value.unbind(), false),
+            let converted = output.map_err(panic_error).and_then(|output| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| convert(py, output)))
+                    .map_err(panic_error)
+                    .and_then(|converted| converted.map(Bound::unbind))
+            });
+            let (value, failed) = match converted {
+                Ok(value) => (value, false),
                 Err(error) => (error.into_value(py).into_any(), true),
             };
             let complete = Complete.into_pyobject(py)?;
@@ -89,6 +105,16 @@ where
         });
     });
     Ok(result)
+}
+
+/// A panic of kAI's code as the exception an awaiting caller sees.
+fn panic_error(panic: Box<dyn std::any::Any + Send>) -> PyErr {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned());
+    pyo3::panic::PanicException::new_err(message)
 }
 
 /// Sends on a channel when its asyncio future is cancelled.

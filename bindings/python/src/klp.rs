@@ -8,6 +8,7 @@ use kai_klp::consent::{self, Capability};
 use kai_klp::sealed::{self, Envelope, MessageKind, Sealed};
 use kai_klp::{Did, audit};
 use pyo3::prelude::*;
+use pyo3::sync::MutexExt as _;
 use pyo3::types::PyBytes;
 
 use crate::error::{config_error, klp_error};
@@ -70,7 +71,8 @@ impl Identity {
             .with_vault(|vault| self.inner.store(vault, name).map_err(|error| klp_error(&error)))
     }
 
-    /// The 32-byte secret key: keep it in a vault, never in a log.
+    /// The 32-byte secret key: keep it in a vault, never in a log. The copy Python holds is an ordinary
+    /// `bytes` object, which Python never wipes; prefer `store` into a vault.
     fn secret_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, self.inner.secret_bytes().as_slice())
     }
@@ -153,6 +155,9 @@ pub(crate) fn invoke_token(
 /// Checks consent tokens presented to one agent (`audience`), accepting chains rooted at
 /// `trusted_roots`; a refusal raises `ConsentError` whose `kind` names it (`expired`, `not_granted`,
 /// `untrusted_root`, `replayed`, ...).
+///
+/// Its replay cache and revocations live in this object: keep one verifier per agent for the life of
+/// the program (not one per request), or invocations could be replayed.
 #[pyclass(module = "kai._kai", frozen)]
 pub(crate) struct Verifier {
     inner: consent::Verifier,
@@ -206,10 +211,21 @@ impl Verifier {
         to_python(py, &claims)
     }
 
-    /// Refuses the token with this id (and every token delegated from it) from now on.
+    /// Refuses this token (and every token delegated from it) from now on.
     fn revoke(&self, token: &str) {
         self.inner.revoke(consent::token_id(token));
     }
+
+    /// Refuses the token with this id (see `token_id`), as a revocation list names it.
+    fn revoke_id(&self, token_id: &str) {
+        self.inner.revoke(token_id);
+    }
+}
+
+/// A token's id: what revocation lists name.
+#[pyfunction]
+pub(crate) fn token_id(token: &str) -> String {
+    consent::token_id(token)
 }
 
 /// Seals `body` (any JSON-like value) from `sender` to the DID `to` (HPKE, signed by the sender);
@@ -224,7 +240,17 @@ pub(crate) fn seal(sender: &Identity, to: &str, body: &Bound<'_, PyAny>, kind: &
     serde_json::to_string(&sealed).map_err(|error| config_error(error.to_string()))
 }
 
+/// A `KlpError` with kind `message_rejected`.
+fn rejected(reason: &str) -> PyErr {
+    klp_error(&kai_klp::Error::MessageRejected {
+        reason: reason.to_owned(),
+    })
+}
+
 /// Opens sealed messages addressed to one identity, refusing replays and stale messages.
+///
+/// The record of messages seen lives in this object: keep one mailbox per identity for the life of the
+/// program, since a new one would open a replayed message again.
 #[pyclass(module = "kai._kai", frozen)]
 pub(crate) struct Mailbox {
     inner: Mutex<sealed::Mailbox>,
@@ -242,14 +268,15 @@ impl Mailbox {
     /// The envelope (`id`, `from`, `to`, `created`, `seq`, `kind`, `body`) of a sealed message's JSON
     /// text; `KlpError` with kind `message_rejected` when it is not one for this mailbox.
     fn open<'py>(&self, py: Python<'py>, sealed: &str) -> PyResult<Bound<'py, PyAny>> {
-        if sealed.len() > sealed::MAX_SEALED_BYTES {
-            return Err(config_error("the sealed message is larger than the 1 MiB limit"));
+        // A sealed message holds an envelope of up to MAX_SEALED_BYTES, base64-encoded, and a little more.
+        if sealed.len() > sealed::MAX_SEALED_BYTES / 3 * 4 + 4096 {
+            return Err(rejected("larger than a sealed message can be"));
         }
         let sealed: Sealed =
-            serde_json::from_str(sealed).map_err(|error| config_error(format!("not a sealed message: {error}")))?;
+            serde_json::from_str(sealed).map_err(|error| rejected(&format!("not a sealed message: {error}")))?;
         let envelope = self
             .inner
-            .lock()
+            .lock_py_attached(py)
             .unwrap_or_else(PoisonError::into_inner)
             .open(&sealed)
             .map_err(|error| klp_error(&error))?;

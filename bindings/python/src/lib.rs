@@ -41,6 +41,7 @@ fn _kai(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(klp::invoke_token, module)?)?;
     module.add_function(wrap_pyfunction!(klp::issue_token, module)?)?;
     module.add_function(wrap_pyfunction!(klp::seal, module)?)?;
+    module.add_function(wrap_pyfunction!(klp::token_id, module)?)?;
     module.add_function(wrap_pyfunction!(klp::verify_audit_log, module)?)?;
     module.add_function(wrap_pyfunction!(klp::verify_signature, module)?)?;
     error::register(module)?;

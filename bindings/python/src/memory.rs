@@ -9,6 +9,7 @@ use kai_memory::rag::{Ingestor, MarkdownSplitter, RecursiveSplitter, RetrievalTo
 use kai_memory::store::{Document, EmbeddedStore as CoreStore, Filter, MemoryStore, ScoredDocument, StoreConfig};
 use kai_memory::{Kdf, Vault as CoreVault};
 use pyo3::prelude::*;
+use pyo3::sync::MutexExt as _;
 use pyo3::types::PyList;
 
 use crate::bridge::awaitable;
@@ -33,8 +34,10 @@ pub(crate) struct Vault {
 }
 
 impl Vault {
+    /// The vault's lock, waited for without the GIL (its holder may be deriving a key without it and
+    /// need the GIL back).
     fn open_vault(&self) -> PyResult<MutexGuard<'_, Option<CoreVault>>> {
-        let guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = Python::attach(|py| self.inner.lock_py_attached(py)).unwrap_or_else(PoisonError::into_inner);
         if guard.is_none() {
             return Err(config_error("the vault is closed"));
         }
@@ -147,18 +150,24 @@ impl Vault {
     }
 
     /// Closes the vault and releases its lock; later calls raise `ConfigError`.
-    fn close(&self) {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).take();
+    fn close(&self, py: Python<'_>) {
+        self.inner
+            .lock_py_attached(py)
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
-    fn __exit__(&self, _kind: Py<PyAny>, _value: Py<PyAny>, _traceback: Py<PyAny>) {
-        self.close();
+    fn __exit__(&self, py: Python<'_>, _kind: Py<PyAny>, _value: Py<PyAny>, _traceback: Py<PyAny>) {
+        self.close(py);
     }
 }
+
+/// The most dimensions a test embedding or a store accepts from Python (the largest models use 4,096).
+const MAX_DIMENSIONS: usize = 65_536;
 
 /// A model that turns texts into vectors, chosen by a spec string (`"openai:text-embedding-3-small"`,
 /// `"ollama:nomic-embed-text"`), producing vectors of `dimensions`.
@@ -179,8 +188,10 @@ impl EmbeddingModel {
     /// A deterministic model for tests: similar texts get close vectors, with no network or model file.
     #[staticmethod]
     fn hashing(dimensions: usize) -> PyResult<Self> {
-        if dimensions == 0 {
-            return Err(config_error("an embedding has at least one dimension"));
+        if !(1..=MAX_DIMENSIONS).contains(&dimensions) {
+            return Err(config_error(format!(
+                "an embedding has 1 to {MAX_DIMENSIONS} dimensions"
+            )));
         }
         Ok(Self {
             inner: Arc::new(kai_core::testing::HashEmbedder::new(dimensions)),
@@ -216,8 +227,7 @@ pub(crate) struct EmbeddedStore {
 
 impl EmbeddedStore {
     fn store(&self) -> PyResult<Arc<CoreStore>> {
-        self.inner
-            .lock()
+        Python::attach(|py| self.inner.lock_py_attached(py))
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .ok_or_else(|| config_error("the store is closed"))
@@ -225,7 +235,8 @@ impl EmbeddedStore {
 }
 
 /// A filter from Python: `{"op": "eq", "key": ..., "value": ...}` (kai's filter form), or a plain dict
-/// of keys and the values they must equal.
+/// of keys and the values they must equal (a dict with an `op` key is read as the filter form; filter
+/// on a metadata key named `op` with `{"op": "eq", "key": "op", "value": ...}`).
 fn filter(filter: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Filter>> {
     let Some(filter) = filter else {
         return Ok(None);
@@ -264,6 +275,11 @@ impl EmbeddedStore {
     #[new]
     #[pyo3(signature = (directory, dimensions, *, metric = "cosine"))]
     fn new(py: Python<'_>, directory: PathBuf, dimensions: usize, metric: &str) -> PyResult<Self> {
+        if !(1..=MAX_DIMENSIONS).contains(&dimensions) {
+            return Err(config_error(format!(
+                "a store's vectors have 1 to {MAX_DIMENSIONS} dimensions"
+            )));
+        }
         let metric: Metric = serde_json::from_value(serde_json::Value::from(metric))
             .map_err(|_| config_error(format!("unknown metric {metric:?}: cosine, dot or l2")))?;
         let store = py
@@ -336,7 +352,11 @@ impl EmbeddedStore {
 
     /// Saves the index and releases the directory, without the GIL; later calls raise `ConfigError`.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let store = self.inner.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let store = self
+            .inner
+            .lock_py_attached(py)
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(store) = store {
             py.detach(|| match Arc::try_unwrap(store) {
                 Ok(store) => store.flush().map(|()| drop(store)),

@@ -37,8 +37,9 @@ impl RunState {
 
     /// Reads a state written by `to_json` (in this process or another).
     ///
-    /// Approval decisions are taken as written: read states only from storage you trust, since an
-    /// approval in a forged state lets its call run.
+    /// A state is trusted as written: read states only from storage you trust. A forged one can approve
+    /// its own pending calls, add calls to run with any arguments, put words in the transcript, and
+    /// take another run's id (and so its tools' idempotency keys).
     #[staticmethod]
     fn from_json(json: &str) -> PyResult<Self> {
         serde_json::from_str::<kai_core::RunState>(json)
@@ -105,6 +106,12 @@ impl RunState {
     /// Rejects every pending call with one reason; returns how many.
     fn reject_all(&mut self, reason: &str) -> usize {
         self.inner.reject_all(reason)
+    }
+
+    /// Pickles as its JSON, so run errors carrying a state cross process pools and task queues.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        let from_json = py.get_type::<Self>().getattr("from_json")?;
+        Ok((from_json, (self.to_json()?,)))
     }
 
     fn __repr__(&self) -> String {

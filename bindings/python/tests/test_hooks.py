@@ -58,6 +58,7 @@ def test_a_hook_holds_a_call_for_approval() -> None:
     with pytest.raises(kai.ApprovalRequired) as raised:
         agent.run_sync("pay c 500")
     state = raised.value.state
+    assert state is not None
     assert state.pending_approvals[0]["reason"] == "a large transfer"
     state.approve_all()
     assert agent.run_sync(state).output == "paid"

@@ -102,8 +102,9 @@ def test_sealed_messages_open_only_for_their_recipient_and_once() -> None:
         bobs.open(sealed)
     with pytest.raises(kai.KlpError):
         Mailbox(eve).open(seal(alice, bob.did, "private"))
-    with pytest.raises(kai.ConfigError):
+    with pytest.raises(kai.KlpError) as garbage:
         bobs.open("{not json")
+    assert garbage.value.kind == "message_rejected"
 
 
 def test_the_audit_log_verifies_and_shows_tampering(tmp_path: Path) -> None:
@@ -128,3 +129,20 @@ def test_an_identity_keeps_in_the_vault(tmp_path: Path) -> None:
         loaded = Identity.load(vault, "alice")
         assert loaded is not None and loaded.did == alice.did
         assert Identity.load(vault, "nobody") is None
+
+
+def test_a_large_sealed_message_opens_and_a_revocation_list_names_token_ids() -> None:
+    alice, bob = Identity.generate(), Identity.generate()
+    body = "x" * 700_000
+    assert Mailbox(bob).open(seal(alice, bob.did, body))["body"] == body
+    with pytest.raises(kai.KlpError) as huge:
+        Mailbox(bob).open("x" * 3_000_000)
+    assert huge.value.kind == "message_rejected"
+
+    owner, agent = Identity.generate(), Identity.generate()
+    token = issue_token(owner, agent.did, [("tool:search", "call")])
+    verifier = Verifier(agent.did, [owner.did])
+    verifier.revoke_id(kai.klp.token_id(token))
+    with pytest.raises(kai.ConsentError) as revoked:
+        verifier.authorize(token, "tool:search", "call")
+    assert revoked.value.kind == "revoked"

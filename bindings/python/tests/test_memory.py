@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,17 @@ def test_rag_ingests_idempotently_and_retrieves_as_a_tool(tmp_path: Path) -> Non
             assert "3120" in tool_results(model)[0]["content"]
 
     run(main())
+
+
+def test_reading_a_vault_while_another_thread_derives_a_key_does_not_deadlock(tmp_path: Path) -> None:
+    vault = Vault.create(tmp_path / "v.vault", "old", kdf=FAST)
+    vault.put_secret("k", "v")
+    slow = {"alg": "pbkdf2-sha256", "iterations": 1_500_000}
+    changer = threading.Thread(target=lambda: vault.change_passphrase("new", kdf=slow))
+    changer.start()
+    assert vault.secret("k") == "v"  # waits for the change, without holding the GIL
+    changer.join(timeout=60)
+    assert not changer.is_alive()
+    vault.close()
+    with Vault.open(tmp_path / "v.vault", "new") as reopened:
+        assert reopened.secret("k") == "v"

@@ -197,3 +197,21 @@ def test_the_interpreter_exits_cleanly_right_after_a_run_is_cancelled() -> None:
     for _ in range(20):
         done = subprocess.run([sys.executable, "-c", EXIT_AFTER_CLOSE], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
+
+
+def test_run_errors_pickle_with_their_state_and_user_errors_have_the_fields() -> None:
+    wipe = kai.tool(name="wipe")(wipe_everything)
+    agent = kai.Agent(ScriptedModel([tool_call("wipe")]), tools=[wipe], needs_approval={"wipe": "destructive"})
+    with pytest.raises(kai.ApprovalRequired) as raised:
+        agent.run_sync("wipe")
+    state = raised.value.state
+    assert state is not None
+    again = pickle.loads(pickle.dumps(state))
+    assert again.to_json() == state.to_json()
+    raised_by_user = kai.ToolError("not found")
+    assert raised_by_user.kind == "kai" and dict(raised_by_user.details) == {} and raised_by_user.state is None
+
+
+def wipe_everything() -> str:
+    """Wipes everything."""
+    return "wiped"

@@ -107,6 +107,7 @@ def test_limits_raise_run_errors_whose_state_resumes() -> None:
     assert raised.value.max_steps == 1
     assert isinstance(raised.value, kai.RunError)
     state = raised.value.state
+    assert state is not None
     assert state.steps == 1
     # With more steps the same state finishes the run.
     more = kai.Agent(model, tools=[add], max_steps=5)
@@ -151,6 +152,7 @@ def test_an_approval_is_resumed_in_another_process(tmp_path: Path) -> None:
     with pytest.raises(kai.ApprovalRequired) as raised:
         agent.run_sync("delete old.txt")
     state = raised.value.state
+    assert state is not None
     assert raised.value.call_ids == [state.pending_approvals[0]["call"]["id"]]
     assert state.pending_approvals[0]["reason"] == "deletes files"
     assert state.pending_approvals[0]["call"]["name"] == "delete_file"
@@ -179,6 +181,7 @@ def test_a_rejected_call_reaches_the_model_as_an_error() -> None:
     with pytest.raises(kai.ApprovalRequired) as raised:
         agent.run_sync("wipe it")
     state = raised.value.state
+    assert state is not None
     assert state.reject_all("not today") == 1
     assert agent.run_sync(state).output == "I was not allowed to."
     contents = tool_results(model)

@@ -10,6 +10,7 @@
 """
 
 import atexit
+from types import MappingProxyType
 
 from kai import _kai, klp, memory, testing
 from kai._agent import Agent, EventStream
@@ -63,6 +64,12 @@ from kai._tools import FunctionTool, tool
 
 # Before the interpreter finalizes, kAI's threads stop entering Python (one that did then would abort it).
 atexit.register(_kai._shutdown)
+
+# Exceptions raised by kAI carry these per instance; ones raised by user code (`raise kai.ToolError(...)`)
+# fall back to the class's.
+KaiError.kind = "kai"
+KaiError.details = MappingProxyType({})
+KaiError.state = None
 
 __all__ = [
     "Agent",

@@ -12,6 +12,7 @@ from kai._kai import (
     invoke_token,
     issue_token,
     seal,
+    token_id,
     verify_audit_log,
     verify_signature,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "invoke_token",
     "issue_token",
     "seal",
+    "token_id",
     "verify_audit_log",
     "verify_signature",
 ]
