@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt as _;
 use futures::channel::oneshot;
@@ -42,17 +42,18 @@ fn exiting() -> PyErr {
     crate::error::KaiError::new_err("the Python interpreter is exiting")
 }
 
-/// Stops new entries into Python from kAI's threads and new awaitables, and waits (up to five seconds,
-/// without the GIL) for the entries in flight; the `kai` package registers it with `atexit`.
+/// Stops new entries into Python from kAI's threads and new awaitables, and waits (without the GIL)
+/// for the entries in flight, as Python waits for its own threads at exit: a sync tool still running
+/// holds the exit until it returns or Ctrl-C interrupts the wait. The `kai` package registers it with
+/// `atexit`.
 #[pyfunction]
-pub(crate) fn _shutdown(py: Python<'_>) {
+pub(crate) fn _shutdown(py: Python<'_>) -> PyResult<()> {
     SHUTTING_DOWN.store(true, Ordering::SeqCst);
-    py.detach(|| {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while IN_FLIGHT.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    });
+    while IN_FLIGHT.load(Ordering::SeqCst) > 0 {
+        py.detach(|| std::thread::sleep(Duration::from_millis(1)));
+        py.check_signals()?;
+    }
+    Ok(())
 }
 
 /// An asyncio future, on the running loop, for a Rust future run on the tokio runtime with the caller's

@@ -1,11 +1,12 @@
-//! Calling Python functions from a run, always through an asyncio loop.
+//! Calling Python functions from a run, in the `contextvars` context of the code that started it.
 //!
-//! Every call becomes a task on the loop of the `await` that started the run (or, for `run_sync`, on
-//! kAI's own background loop), created in the caller's `contextvars` context: a coroutine function
-//! runs there, a sync function runs in the loop's default executor (`asyncio.to_thread`, a Python
-//! thread the interpreter knows about). When the run is cancelled or dropped the task is cancelled, so
-//! a coroutine sees `asyncio.CancelledError`; a sync function runs to its end, and can poll
-//! `ToolContext.cancelled`.
+//! A coroutine function becomes a task on the loop of the `await` that started the run (or, for
+//! `run_sync`, on kAI's own background loop); when the run is cancelled or dropped the task is
+//! cancelled, so the coroutine sees `asyncio.CancelledError`. A sync function runs on a thread of the
+//! runtime's blocking pool in a copy of the context, holding the GIL only while it runs (a hop through
+//! an asyncio loop and its executor cost about ten times as much); it runs to its end, and can poll
+//! `ToolContext.cancelled`. Both enter Python through [`attach`], so none starts once the interpreter
+//! exits.
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -46,20 +47,55 @@ impl PythonFunction {
     where
         A: for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyTuple>> + Send + 'static,
     {
+        if self.is_async {
+            self.call_async(arguments, cancel).await
+        } else {
+            self.call_sync(arguments).await
+        }
+    }
+
+    async fn call_sync<A>(&self, arguments: A) -> Result<serde_json::Value, CoreToolError>
+    where
+        A: for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyTuple>> + Send + 'static,
+    {
+        // The context of the code that started the run; each call runs in a copy of its own, since one
+        // context cannot be entered by two threads at once.
+        let context = attach(|py| {
+            pyo3_async_runtimes::tokio::get_current_locals(py)
+                .and_then(|locals| locals.context(py).call_method0("copy"))
+                .map(Bound::unbind)
+                .map_err(|error| python_error(py, &error))
+        })
+        .unwrap_or(Err(CoreToolError::Cancelled))?;
+        let function = Arc::clone(&self.function);
+        let call = tokio::task::spawn_blocking(move || {
+            attach(|py| {
+                let mut call = vec![function.bind(py).clone()];
+                let output = arguments(py)
+                    .and_then(|arguments| {
+                        call.extend(arguments.iter());
+                        context.bind(py).call_method1("run", PyTuple::new(py, call)?)
+                    })
+                    .map_err(|error| python_error(py, &error))?;
+                json_output(&output)
+            })
+            .unwrap_or(Err(CoreToolError::Cancelled))
+        });
+        call.await
+            .map_err(|error| CoreToolError::failed(format!("the Python function's thread failed: {error}")))?
+    }
+
+    async fn call_async<A>(&self, arguments: A, cancel: CancellationToken) -> Result<serde_json::Value, CoreToolError>
+    where
+        A: for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyTuple>> + Send + 'static,
+    {
         let (sender, receiver) = oneshot::channel();
         let scheduled = attach(|py| {
             let schedule = || -> PyResult<Py<PyAny>> {
-                // The loop and context the run was started with (`future_into_py` and `run_sync` set them).
+                // The loop and context the run was started with (`awaitable` and `run_sync` set them).
                 let locals = pyo3_async_runtimes::tokio::get_current_locals(py)?;
                 let asyncio = py.import("asyncio")?;
-                let arguments = arguments(py)?;
-                let coroutine = if self.is_async {
-                    self.function.bind(py).call1(arguments)?
-                } else {
-                    let mut to_thread = vec![self.function.bind(py).clone()];
-                    to_thread.extend(arguments.iter());
-                    asyncio.getattr("to_thread")?.call1(PyTuple::new(py, to_thread)?)?
-                };
+                let coroutine = self.function.bind(py).call1(arguments(py)?)?;
                 // Scheduled from inside the caller's context, so the task runs in a copy of it.
                 let future = locals.context(py).call_method1(
                     "run",
