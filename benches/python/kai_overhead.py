@@ -85,34 +85,19 @@ def main() -> None:
     baseline_us = cpu_per_run(lambda: baseline.run_sync("2 + 3?"), runs)
     sync_us = cpu_per_run(lambda: sync_tool.run_sync("2 + 3?"), runs)
 
-    async def async_runs() -> float:
-        async def one() -> None:
-            await async_tool.run("2 + 3?")
-
-        await one()
+    async def awaited_cpu_per_run(agent: kai.Agent[str]) -> float:
+        """`cpu_per_run` for `await agent.run(...)` inside one event loop."""
+        await agent.run("2 + 3?")
         batches = []
         for _ in range(5):
             start = time.process_time()
             for _ in range(runs):
-                await one()
+                await agent.run("2 + 3?")
             batches.append((time.process_time() - start) / runs * 1e6)
         return statistics.median(batches)
 
-    async def async_baseline() -> float:
-        async def one() -> None:
-            await baseline.run("2 + 3?")
-
-        await one()
-        batches = []
-        for _ in range(5):
-            start = time.process_time()
-            for _ in range(runs):
-                await one()
-            batches.append((time.process_time() - start) / runs * 1e6)
-        return statistics.median(batches)
-
-    async_us = asyncio.run(async_runs())
-    async_baseline_us = asyncio.run(async_baseline())
+    async_us = asyncio.run(awaited_cpu_per_run(async_tool))
+    async_baseline_us = asyncio.run(awaited_cpu_per_run(baseline))
 
     cold_ms = cold_start(10)
     floor_ms = interpreter_start(10)
