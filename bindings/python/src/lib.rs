@@ -27,6 +27,7 @@ fn _kai(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<memory::EmbeddingModel>()?;
     module.add_class::<memory::Retriever>()?;
     module.add_class::<memory::Vault>()?;
+    module.add_class::<memory::VectorIndex>()?;
     module.add_class::<model::Model>()?;
     module.add_class::<model::ScriptedModel>()?;
     module.add_class::<state::RunState>()?;

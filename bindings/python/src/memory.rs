@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use kai_core::EmbeddingModel as _;
-use kai_memory::index::Metric;
+use kai_memory::index::{FlatIndex, Hit, HnswConfig, HnswIndex, Metric};
 use kai_memory::rag::{Ingestor, MarkdownSplitter, RecursiveSplitter, RetrievalTool, Retriever as CoreRetriever};
 use kai_memory::store::{Document, EmbeddedStore as CoreStore, Filter, MemoryStore, ScoredDocument, StoreConfig};
 use kai_memory::{Kdf, Vault as CoreVault};
@@ -280,8 +280,7 @@ impl EmbeddedStore {
                 "a store's vectors have 1 to {MAX_DIMENSIONS} dimensions"
             )));
         }
-        let metric: Metric = serde_json::from_value(serde_json::Value::from(metric))
-            .map_err(|_| config_error(format!("unknown metric {metric:?}: cosine, dot or l2")))?;
+        let metric = parse_metric(metric)?;
         let store = py
             .detach(|| CoreStore::open(&directory, StoreConfig::new(metric, dimensions)))
             .map_err(|error| memory_error(&error, false))?;
@@ -478,4 +477,143 @@ impl Retriever {
             inner: Arc::new(RetrievalTool::new(self.retriever.clone(), name, description)),
         }
     }
+}
+
+/// The index behind a [`VectorIndex`].
+enum Index {
+    Exact(FlatIndex),
+    Graph(HnswIndex),
+}
+
+impl Index {
+    fn insert_batch(&mut self, items: &[(u64, Vec<f32>)]) -> Result<(), kai_memory::Error> {
+        match self {
+            Index::Exact(index) => index.insert_batch(items),
+            Index::Graph(index) => index.insert_batch(items),
+        }
+    }
+
+    fn search(&self, query: &[f32], k: usize, ef: Option<usize>) -> Result<Vec<Hit>, kai_memory::Error> {
+        match (self, ef) {
+            (Index::Exact(index), _) => index.search(query, k),
+            (Index::Graph(index), None) => index.search(query, k),
+            (Index::Graph(index), Some(ef)) => index.search_with(query, k, ef, None),
+        }
+    }
+}
+
+/// A vector index in memory, saved to and opened from a file: `"hnsw"` (approximate, a graph) or
+/// `"flat"` (exact). Ids are integers; searches return `(id, distance)` pairs, nearest first. Inserts,
+/// searches, saves and opens run without the GIL.
+#[pyclass(module = "kai._kai", frozen)]
+pub(crate) struct VectorIndex {
+    inner: std::sync::RwLock<Index>,
+}
+
+#[pymethods]
+impl VectorIndex {
+    #[new]
+    #[pyo3(signature = (dimensions, *, metric = "cosine", kind = "hnsw", m = 16, ef_construction = 200, ef_search = 64))]
+    fn new(
+        dimensions: usize,
+        metric: &str,
+        kind: &str,
+        m: usize,
+        ef_construction: usize,
+        ef_search: usize,
+    ) -> PyResult<Self> {
+        if !(1..=MAX_DIMENSIONS).contains(&dimensions) {
+            return Err(config_error(format!("vectors have 1 to {MAX_DIMENSIONS} dimensions")));
+        }
+        let metric = parse_metric(metric)?;
+        let index = match kind {
+            "flat" => FlatIndex::new(metric, dimensions).map(Index::Exact),
+            "hnsw" => HnswIndex::new(HnswConfig {
+                m,
+                ef_construction,
+                ef_search,
+                ..HnswConfig::new(metric, dimensions)
+            })
+            .map(Index::Graph),
+            other => return Err(config_error(format!("unknown index kind {other:?}: hnsw or flat"))),
+        }
+        .map_err(|error| memory_error(&error, false))?;
+        Ok(Self {
+            inner: std::sync::RwLock::new(index),
+        })
+    }
+
+    /// Opens an index saved by `save` (either kind); a damaged or crafted file raises `StoreError`.
+    #[staticmethod]
+    fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let index = py
+            .detach(|| match HnswIndex::open(&path) {
+                Ok(graph) => Ok(Index::Graph(graph)),
+                // Not an HNSW file: a flat one, or else the HNSW reading's error says what is wrong.
+                Err(graph_error) => FlatIndex::open(&path).map(Index::Exact).map_err(|_| graph_error),
+            })
+            .map_err(|error| memory_error(&error, false))?;
+        Ok(Self {
+            inner: std::sync::RwLock::new(index),
+        })
+    }
+
+    /// Adds or replaces vectors by id: all or nothing, a bad vector changes nothing.
+    fn add(&self, py: Python<'_>, ids: Vec<u64>, vectors: Vec<Vec<f32>>) -> PyResult<()> {
+        if ids.len() != vectors.len() {
+            return Err(config_error(format!("{} ids for {} vectors", ids.len(), vectors.len())));
+        }
+        let items: Vec<(u64, Vec<f32>)> = ids.into_iter().zip(vectors).collect();
+        py.detach(|| self.write().insert_batch(&items))
+            .map_err(|error| memory_error(&error, false))
+    }
+
+    /// Removes the vector of `id`; returns whether there was one.
+    fn remove(&self, py: Python<'_>, id: u64) -> bool {
+        py.detach(|| match &mut *self.write() {
+            Index::Exact(index) => index.remove(id),
+            Index::Graph(index) => index.remove(id),
+        })
+    }
+
+    /// The `k` nearest `(id, distance)` pairs; `ef` widens an HNSW search's beam for better recall.
+    #[pyo3(signature = (query, k, *, ef = None))]
+    fn search(&self, py: Python<'_>, query: Vec<f32>, k: usize, ef: Option<usize>) -> PyResult<Vec<(u64, f32)>> {
+        let hits = py
+            .detach(|| self.read().search(&query, k, ef))
+            .map_err(|error| memory_error(&error, false))?;
+        Ok(hits.into_iter().map(|hit| (hit.id, hit.distance)).collect())
+    }
+
+    /// Writes the index to `path` atomically.
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| match &*self.read() {
+            Index::Exact(index) => index.save(&path),
+            Index::Graph(index) => index.save(&path),
+        })
+        .map_err(|error| memory_error(&error, false))
+    }
+
+    fn __len__(&self, py: Python<'_>) -> usize {
+        py.detach(|| match &*self.read() {
+            Index::Exact(index) => index.len(),
+            Index::Graph(index) => index.len(),
+        })
+    }
+}
+
+impl VectorIndex {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// `"cosine"`, `"dot"` or `"l2"`.
+fn parse_metric(metric: &str) -> PyResult<Metric> {
+    serde_json::from_value(serde_json::Value::from(metric))
+        .map_err(|_| config_error(format!("unknown metric {metric:?}: cosine, dot or l2")))
 }

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import kai
-from kai.memory import EmbeddedStore, EmbeddingModel, Retriever, Vault
+from kai.memory import EmbeddedStore, EmbeddingModel, Retriever, Vault, VectorIndex
 from kai.testing import ScriptedModel, tool_call
 from conftest import run, tool_results
 
@@ -138,3 +138,22 @@ def test_reading_a_vault_while_another_thread_derives_a_key_does_not_deadlock(tm
     vault.close()
     with Vault.open(tmp_path / "v.vault", "new") as reopened:
         assert reopened.secret("k") == "v"
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "flat"])
+def test_a_vector_index_finds_neighbours_saves_and_refuses_bad_vectors(tmp_path: Path, kind: str) -> None:
+    index = VectorIndex(3, metric="l2", kind=kind)
+    index.add([1, 2, 3], [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [5.0, 5.0, 5.0]])
+    assert [hit[0] for hit in index.search([0.9, 0.0, 0.0], 2)] == [2, 1]
+    with pytest.raises(kai.StoreError) as bad:
+        index.add([4, 5], [[1.0, 1.0, 1.0], [float("nan"), 0.0, 0.0]])
+    assert bad.value.kind == "invalid_vector" and len(index) == 3
+    with pytest.raises(kai.StoreError):
+        index.search([1.0, 0.0], 1)
+    assert index.remove(3) is True and len(index) == 2
+    index.save(tmp_path / "vectors.idx")
+    reopened = VectorIndex.open(tmp_path / "vectors.idx")
+    assert [hit[0] for hit in reopened.search([0.0, 0.1, 0.0], 1)] == [1]
+    (tmp_path / "garbage.idx").write_bytes(b"not an index at all" * 10)
+    with pytest.raises(kai.StoreError):
+        VectorIndex.open(tmp_path / "garbage.idx")

@@ -46,6 +46,31 @@ impl FlatIndex {
         Ok(())
     }
 
+    /// Adds or replaces many vectors. Every vector is checked first: one bad vector rejects the whole
+    /// batch and changes nothing, as [`HnswIndex::insert_batch`](crate::index::HnswIndex) does.
+    ///
+    /// ```
+    /// use kai_memory::index::{FlatIndex, Metric};
+    ///
+    /// let mut index = FlatIndex::new(Metric::L2, 2)?;
+    /// assert!(index.insert_batch(&[(1, vec![0.0, 1.0]), (2, vec![f32::NAN, 0.0])]).is_err());
+    /// assert_eq!(index.len(), 0);
+    /// index.insert_batch(&[(1, vec![0.0, 1.0]), (2, vec![1.0, 0.0])])?;
+    /// assert_eq!(index.len(), 2);
+    /// # Ok::<(), kai_memory::Error>(())
+    /// ```
+    pub fn insert_batch(&mut self, items: &[(u64, Vec<f32>)]) -> Result<(), Error> {
+        let prepared = items
+            .iter()
+            .map(|(id, vector)| Ok((*id, self.slots.metric.prepare(vector, self.slots.dimensions)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        for (id, vector) in &prepared {
+            self.slots.push(*id, vector)?;
+        }
+        self.compact_if_sparse();
+        Ok(())
+    }
+
     /// Removes the vector for `id`; returns whether there was one.
     pub fn remove(&mut self, id: u64) -> bool {
         let removed = self.slots.remove(id);

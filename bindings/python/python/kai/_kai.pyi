@@ -219,6 +219,28 @@ class EmbeddedStore:
     def __exit__(self, kind: object, value: object, traceback: object) -> None: ...
 
 @final
+class VectorIndex:
+    """A vector index in memory (``"hnsw"`` or exact ``"flat"``), saved to and opened from a file."""
+
+    def __new__(
+        cls,
+        dimensions: int,
+        *,
+        metric: str = "cosine",
+        kind: str = "hnsw",
+        m: int = 16,
+        ef_construction: int = 200,
+        ef_search: int = 64,
+    ) -> VectorIndex: ...
+    @staticmethod
+    def open(path: Union[str, "os.PathLike[str]"]) -> VectorIndex: ...
+    def add(self, ids: Sequence[int], vectors: Sequence[Sequence[float]]) -> None: ...
+    def remove(self, id: int) -> bool: ...
+    def search(self, query: Sequence[float], k: int, *, ef: Optional[int] = None) -> List[Tuple[int, float]]: ...
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> None: ...
+    def __len__(self) -> int: ...
+
+@final
 class Retriever:
     """Ingests texts into a store and retrieves the chunks nearest a query."""
 

@@ -4,6 +4,6 @@
 >>> embedder = kai.memory.EmbeddingModel.hashing(64)   # or EmbeddingModel("openai:text-embedding-3-small", 1536)
 """
 
-from kai._kai import EmbeddedStore, EmbeddingModel, Retriever, StoreError, Vault, VaultError
+from kai._kai import EmbeddedStore, EmbeddingModel, Retriever, StoreError, Vault, VaultError, VectorIndex
 
-__all__ = ["EmbeddedStore", "EmbeddingModel", "Retriever", "StoreError", "Vault", "VaultError"]
+__all__ = ["EmbeddedStore", "EmbeddingModel", "Retriever", "StoreError", "Vault", "VaultError", "VectorIndex"]
