@@ -8,20 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/env.sh
 
-# Build tools and the test dependencies' wheels are installed once per cache.
-MATURIN_VERSION=1.13.0
-tools="$KAI_CACHE/python/tools"
-if ! "$tools/bin/maturin" --version 2>/dev/null | grep -q "$MATURIN_VERSION"; then
-  rm -rf "$tools"
-  python3 -m venv "$tools"
-  "$tools/bin/pip" install --quiet "maturin==$MATURIN_VERSION"
-fi
-
-dist="$KAI_CACHE/python/dist"
-rm -rf "$dist"
-"$tools/bin/maturin" build --quiet --release --strip --locked --manifest-path bindings/python/Cargo.toml --out "$dist"
-wheel=$(ls "$dist"/kai_sdk-*-abi3-*.whl)
-echo "built $(basename "$wheel") ($(du -k "$wheel" | cut -f1) KiB)"
+source scripts/lib/python-wheel.sh
 
 # The Rust side of the cross-language consent-token test.
 cargo build --quiet --locked -p kai-examples --example klp_token
