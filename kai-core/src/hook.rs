@@ -95,6 +95,7 @@ pub trait AgentHook: MaybeSend + MaybeSync {
     }
 
     /// After each tool call, failures and denials included; may change the result the model sees.
+    /// `call` holds the arguments the tool ran with, after any [`ToolDecision::Rewrite`].
     async fn after_tool(&self, context: &HookContext, call: &ToolCall, result: &mut ToolResult) {
         let _ = (context, call, result);
     }

@@ -17,7 +17,7 @@ import pytest
 import kai
 from kai._events import event
 from kai.testing import ScriptedModel, tool_call, tool_calls
-from conftest import run, tool_results
+from conftest import SlowTool, run, tool_results
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
 
@@ -60,34 +60,23 @@ def test_tools_see_the_callers_contextvars() -> None:
 
 
 def test_aclose_from_another_task_cancels_a_tool_in_flight() -> None:
-    outcome: List[str] = []
-    started = asyncio.Event()
-
-    async def slow() -> str:
-        """Works slowly."""
-        started.set()
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            outcome.append("cancelled")
-            raise
-        return "done"
+    slow = SlowTool()
 
     async def main() -> None:
-        stream = kai.Agent(ScriptedModel([tool_call("slow"), "never"]), tools=[slow]).stream("go")
+        stream = kai.Agent(ScriptedModel([tool_call("slow"), "never"]), tools=[slow.tool]).stream("go")
 
         async def consume() -> None:
             async for _ in stream:
                 pass
 
         consumer = asyncio.ensure_future(consume())
-        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.wait_for(slow.started.wait(), 5)
         await asyncio.wait_for(stream.aclose(), 5)
         # The consumer's loop ends quietly, as after closing an async generator.
         await asyncio.wait_for(consumer, 5)
 
     run(main())
-    assert outcome == ["cancelled"]
+    assert slow.outcome == ["cancelled"]
 
 
 class Booking(pydantic.BaseModel):

@@ -8,72 +8,42 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import List
 
 import pytest
 
 import kai
 from kai.testing import ScriptedModel, error, tool_call
-from conftest import run, tool_results
-
-
-async def settled(outcome: List[str]) -> None:
-    """Waits up to a second for a cancelled tool to record how it ended."""
-    for _ in range(100):
-        if outcome:
-            return
-        await asyncio.sleep(0.01)
+from conftest import SlowTool, run, tool_results
 
 
 def test_cancelling_the_task_cancels_the_run_and_its_coroutine_tools() -> None:
-    started = asyncio.Event()
-    outcome: List[str] = []
-
-    async def slow_lookup(topic: str) -> str:
-        """Looks something up, slowly."""
-        started.set()
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            outcome.append("cancelled")
-            raise
-        outcome.append("finished")
-        return topic
+    slow = SlowTool()
 
     async def main() -> None:
-        agent = kai.Agent(ScriptedModel([tool_call("slow_lookup", topic="x"), "never"]), tools=[slow_lookup])
+        agent = kai.Agent(ScriptedModel([tool_call("slow"), "never"]), tools=[slow.tool])
         task = asyncio.ensure_future(agent.run("look it up"))
-        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.wait_for(slow.started.wait(), 5)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await settled(outcome)
+        await slow.settled()
 
     run(main())
-    assert outcome == ["cancelled"]
+    assert slow.outcome == ["cancelled"]
 
 
 def test_closing_a_stream_cancels_the_run_and_its_coroutine_tools() -> None:
-    outcome: List[str] = []
-
-    async def slow(topic: str) -> str:
-        """Works slowly."""
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            outcome.append("cancelled")
-            raise
-        return topic
+    slow = SlowTool()
 
     async def main() -> None:
-        agent = kai.Agent(ScriptedModel([tool_call("slow", topic="x"), "never"]), tools=[slow])
+        agent = kai.Agent(ScriptedModel([tool_call("slow"), "never"]), tools=[slow.tool])
         async for event in agent.stream("go"):
             if isinstance(event, kai.ToolCallStarted):
                 break
-        await settled(outcome)
+        await slow.settled()
 
     run(main())
-    assert outcome == ["cancelled"]
+    assert slow.outcome == ["cancelled"]
 
 
 def test_provider_errors_raise_their_own_classes_with_their_fields() -> None:

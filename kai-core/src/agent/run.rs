@@ -799,13 +799,17 @@ impl ToolRunner<'_> {
                 arguments,
                 resumed,
             } => {
+                // The call as it runs, with the arguments hooks rewrote: what the events and
+                // `after_tool` see (the transcript keeps what the model asked for).
                 let effective = ToolCall {
                     arguments: arguments.to_string(),
                     ..call.clone()
                 };
-                self.emit(AgentEvent::ToolCallStarted { call: effective });
+                self.emit(AgentEvent::ToolCallStarted {
+                    call: effective.clone(),
+                });
                 match self.invoke(context, tool.as_ref(), &call, arguments, resumed).await {
-                    Outcome::Answered(result) => (call, result),
+                    Outcome::Answered(result) => (effective, result),
                     stopped @ (Outcome::Suspended { .. } | Outcome::Cancelled { .. }) => return stopped,
                 }
             }

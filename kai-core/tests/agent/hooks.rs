@@ -101,6 +101,43 @@ async fn rewrites_compose_in_order_and_the_tool_runs_with_the_result() {
     );
 }
 
+/// Records the arguments `after_tool` is shown.
+#[derive(Default)]
+struct AfterArguments(Arc<Mutex<Vec<String>>>);
+
+#[kai_core::async_trait]
+impl AgentHook for AfterArguments {
+    async fn after_tool(&self, _: &HookContext, call: &ToolCall, _: &mut ToolResult) {
+        self.0.lock().unwrap().push(call.arguments.clone());
+    }
+}
+
+#[tokio::test]
+async fn after_tool_sees_the_arguments_the_tool_ran_with() {
+    let model = ScriptedModel::new()
+        .tool_call("add", json!({"a": 1, "b": 2}))
+        .text("ok");
+    let rewrite = Policy {
+        label: "rewrite",
+        decide: Some(|_, _| ToolDecision::Rewrite {
+            arguments: json!({"a": 5, "b": 5}),
+        }),
+        ..Policy::default()
+    };
+    let after = AfterArguments::default();
+    let seen = Arc::clone(&after.0);
+    let agent = Agent::builder(model)
+        .tool(adder())
+        .hook(rewrite)
+        .hook(after)
+        .build()
+        .unwrap();
+    let output = agent.run("go").await.unwrap();
+    assert_eq!(tool_results(&output.messages)[0].content, "10");
+    // An audit hook records what ran, not what the model first asked for.
+    assert_eq!(*seen.lock().unwrap(), ["{\"a\":5,\"b\":5}"]);
+}
+
 #[tokio::test]
 async fn the_first_denial_wins_and_later_hooks_are_not_asked() {
     let model = ScriptedModel::new()
