@@ -74,14 +74,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=500)
     runs = parser.parse_args().runs
 
-    one_step = kai.Agent(ScriptedModel(["done"], repeat=True))
+    one_step = kai.Agent(ScriptedModel(["done"], repeat=True, record_requests=False))
     step_us = cpu_per_run(lambda: one_step.run_sync("hi"), runs)
 
     call = tool_call("add", a=2, b=3)
     missing = tool_call("no_such_tool", a=2, b=3)
-    baseline = kai.Agent(ScriptedModel([missing, "5"], repeat=True), tools=[add])
-    sync_tool = kai.Agent(ScriptedModel([call, "5"], repeat=True), tools=[add])
-    async_tool = kai.Agent(ScriptedModel([tool_call("add_async", a=2, b=3), "5"], repeat=True), tools=[add_async])
+    baseline = kai.Agent(ScriptedModel([missing, "5"], repeat=True, record_requests=False), tools=[add])
+    sync_tool = kai.Agent(ScriptedModel([call, "5"], repeat=True, record_requests=False), tools=[add])
+    async_tool = kai.Agent(ScriptedModel([tool_call("add_async", a=2, b=3), "5"], repeat=True, record_requests=False), tools=[add_async])
     baseline_us = cpu_per_run(lambda: baseline.run_sync("2 + 3?"), runs)
     sync_us = cpu_per_run(lambda: sync_tool.run_sync("2 + 3?"), runs)
 

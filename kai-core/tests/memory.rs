@@ -62,8 +62,34 @@ fn an_idle_conversation_holds_little_heap() {
     drop(futures::executor::block_on(chat.send("What is 2 + 3?")).unwrap());
     let after_one_exchange = LIVE.load(Ordering::SeqCst) - before;
 
-    println!("heap per idle Conversation: new {fresh_bytes} B, after one tool-using exchange {after_one_exchange} B");
+    // Ten messages: two tool-using exchanges (four messages each) and one plain one, as the Python
+    // bench (`benches/python/conversation_memory.py`) holds them.
+    let model = ScriptedModel::new()
+        .record_requests(false)
+        .tool_call("add", serde_json::json!({"a": 2, "b": 3}))
+        .text("2 + 3 = 5")
+        .tool_call("add", serde_json::json!({"a": 5, "b": 5}))
+        .text("5 + 5 = 10")
+        .text("You are welcome.");
+    let agent = Agent::builder(model)
+        .instructions("You are a calculator.")
+        .tool(tool_fn("add", "Adds.", |x: Add| async move { Ok(x.a + x.b) }))
+        .build()
+        .unwrap();
+    let before = LIVE.load(Ordering::SeqCst);
+    let mut chat = Box::new(Conversation::new(agent));
+    for input in ["What is 2 + 3?", "And 5 + 5?", "Thanks!"] {
+        drop(futures::executor::block_on(chat.send(input)).unwrap());
+    }
+    let after_ten_messages = LIVE.load(Ordering::SeqCst) - before;
+    assert_eq!(chat.history().len(), 10);
+
+    println!(
+        "heap per idle Conversation: new {fresh_bytes} B, after one tool-using exchange {after_one_exchange} B, \
+         with 10 messages {after_ten_messages} B"
+    );
     assert!(fresh_bytes <= 128, "{fresh_bytes}");
     assert!(after_one_exchange < 4096, "{after_one_exchange}");
+    assert!(after_ten_messages < 8192, "{after_ten_messages}");
     drop(fresh);
 }

@@ -163,24 +163,8 @@ impl Agent {
             output_check,
             RunOptions::cancel_on(cancel.clone()),
         )?;
-        // Python functions of this run go to kAI's background loop: the calling thread may be inside a
-        // running loop, which this call blocks.
-        let mut run = Box::pin(pyo3_async_runtimes::tokio::scope(background_locals(py)?, run));
-        let runtime = pyo3_async_runtimes::tokio::get_runtime();
-        loop {
-            let waited =
-                py.detach(|| runtime.block_on(async { tokio::time::timeout(SIGNAL_CHECK_INTERVAL, &mut run).await }));
-            match waited {
-                Ok(output) => return output.map_err(run_error)?.into_python(py),
-                Err(_elapsed) => {
-                    if let Err(interrupt) = py.check_signals() {
-                        cancel.cancel();
-                        drop(run);
-                        return Err(interrupt);
-                    }
-                }
-            }
-        }
+        let output = wait_interruptibly(py, run, &cancel)?;
+        output.map_err(run_error)?.into_python(py)
     }
 
     /// Runs the agent (or resumes a state), streaming its events: an async iterator of event dicts
@@ -204,6 +188,84 @@ impl Agent {
             self.inner.name(),
             self.inner.model().name()
         )
+    }
+}
+
+/// Drives `future` to its end on the calling thread without the GIL, with kAI's background loop as
+/// the loop of its Python functions (the calling thread may be inside a running loop, which this call
+/// blocks). It wakes every [`SIGNAL_CHECK_INTERVAL`] to run Python's signal handlers: one that raises
+/// (Ctrl-C) cancels `cancel`, drops the future and raises.
+fn wait_interruptibly<F>(py: Python<'_>, future: F, cancel: &CancellationToken) -> PyResult<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let mut future = Box::pin(pyo3_async_runtimes::tokio::scope(background_locals(py)?, future));
+    let runtime = pyo3_async_runtimes::tokio::get_runtime();
+    loop {
+        let waited =
+            py.detach(|| runtime.block_on(async { tokio::time::timeout(SIGNAL_CHECK_INTERVAL, &mut future).await }));
+        match waited {
+            Ok(output) => return Ok(output),
+            Err(_elapsed) => {
+                if let Err(interrupt) = py.check_signals() {
+                    cancel.cancel();
+                    drop(future);
+                    return Err(interrupt);
+                }
+            }
+        }
+    }
+}
+
+/// A conversation with an agent: each message is sent with the history so far, which it keeps (as
+/// Rust data, not Python objects) with the usage summed.
+#[pyclass(module = "kai._kai", frozen)]
+pub(crate) struct Conversation {
+    inner: Arc<tokio::sync::Mutex<kai_core::Conversation>>,
+}
+
+#[pymethods]
+impl Conversation {
+    #[new]
+    fn new(agent: &Bound<'_, Agent>) -> Self {
+        Self {
+            inner: Arc::new(tokio::sync::Mutex::new(kai_core::Conversation::new(
+                agent.get().inner.clone(),
+            ))),
+        }
+    }
+
+    /// Sends a message and runs the agent to its answer; an awaitable of the output dict. Messages
+    /// sent at once wait for each other.
+    fn send<'py>(&self, py: Python<'py>, input: String) -> PyResult<Bound<'py, PyAny>> {
+        let conversation = Arc::clone(&self.inner);
+        let send = async move { conversation.lock().await.send(input).await };
+        awaitable(py, send, |py, output| to_python(py, &output.map_err(run_error)?))
+    }
+
+    /// `send` from sync code, without the GIL while it waits; Ctrl-C cancels it.
+    fn send_sync<'py>(&self, py: Python<'py>, input: String) -> PyResult<Bound<'py, PyAny>> {
+        let conversation = Arc::clone(&self.inner);
+        let cancel = CancellationToken::new();
+        let options = RunOptions::cancel_on(cancel.clone());
+        let send = async move { conversation.lock().await.send_with(input, options).await };
+        let output = wait_interruptibly(py, send, &cancel)?;
+        to_python(py, &output.map_err(run_error)?)
+    }
+
+    /// The messages so far, as dicts.
+    #[getter]
+    fn history<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let conversation = py.detach(|| Arc::clone(&self.inner).blocking_lock_owned());
+        to_python(py, conversation.history())
+    }
+
+    /// Tokens used by every message so far, as a dict.
+    #[getter]
+    fn usage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let conversation = py.detach(|| Arc::clone(&self.inner).blocking_lock_owned());
+        to_python(py, &conversation.usage())
     }
 }
 

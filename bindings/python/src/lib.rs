@@ -21,6 +21,7 @@ mod tool;
 #[pymodule]
 fn _kai(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<agent::Agent>()?;
+    module.add_class::<agent::Conversation>()?;
     module.add_class::<agent::EventStream>()?;
     module.add_class::<hook::Hook>()?;
     module.add_class::<memory::EmbeddedStore>()?;

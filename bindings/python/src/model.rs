@@ -65,7 +65,8 @@ impl Model {
 ///
 /// Each entry is a text answer (`str`) or a dict: `{"tool_call": name, "arguments": {...}}`,
 /// `{"tool_calls": [[name, {...}], ...]}` or `{"error": {"kind": "rate_limited", ...}}` (an error in
-/// the serde form of kAI errors). The `kai.testing` helpers build these dicts.
+/// the serde form of kAI errors). The `kai.testing` helpers build these dicts. Requests are kept for
+/// `requests()` unless `record_requests=False` (for benchmarks and long runs).
 #[pyclass(module = "kai._kai", frozen)]
 pub(crate) struct ScriptedModel {
     pub(crate) inner: kai_core::testing::ScriptedModel,
@@ -74,10 +75,16 @@ pub(crate) struct ScriptedModel {
 #[pymethods]
 impl ScriptedModel {
     #[new]
-    #[pyo3(signature = (responses, *, repeat = false, json_schema = true, delay = None))]
-    fn new(responses: &Bound<'_, PyList>, repeat: bool, json_schema: bool, delay: Option<f64>) -> PyResult<Self> {
+    #[pyo3(signature = (responses, *, repeat = false, json_schema = true, delay = None, record_requests = true))]
+    fn new(
+        responses: &Bound<'_, PyList>,
+        repeat: bool,
+        json_schema: bool,
+        delay: Option<f64>,
+        record_requests: bool,
+    ) -> PyResult<Self> {
         let mut model = kai_core::testing::ScriptedModel::new()
-            .record_requests(true)
+            .record_requests(record_requests)
             .json_schema_support(json_schema);
         if repeat {
             model = model.repeat();

@@ -243,3 +243,14 @@ def test_a_model_spec_with_its_key_never_shows_the_key() -> None:
     state = raised.value.state
     assert state is not None
     assert "sk-secret" not in str(raised.value) and "sk-secret" not in state.to_json()
+
+
+def test_a_conversation_keeps_its_history_and_usage() -> None:
+    model = ScriptedModel([tool_call("add", a=2, b=3), "5", "You are welcome."])
+    chat = kai.Agent(model, tools=[add]).conversation()
+    assert chat.send_sync("What is 2 + 3?").output == "5"
+    assert run(chat.send("Thanks!")).output == "You are welcome."
+    assert [message["role"] for message in chat.history] == ["user", "assistant", "tool", "assistant", "user", "assistant"]
+    # The second request carried the whole first exchange.
+    assert len(model.requests()[-1]["messages"]) == 5
+    assert chat.usage.total_tokens > 0

@@ -13,7 +13,7 @@ import atexit
 from types import MappingProxyType
 
 from kai import _kai, klp, memory, testing
-from kai._agent import Agent, EventStream
+from kai._agent import Agent, Conversation, EventStream
 from kai._events import (
     AgentEvent,
     Finished,
@@ -85,6 +85,7 @@ __all__ = [
     "ConfigError",
     "ConsentError",
     "ContextTooLongError",
+    "Conversation",
     "DeadlineExceeded",
     "EventStream",
     "Finished",

@@ -34,6 +34,7 @@ class ScriptedModel:
         repeat: bool = False,
         json_schema: bool = True,
         delay: Optional[float] = None,
+        record_requests: bool = True,
     ) -> ScriptedModel: ...
     def requests(self) -> List[Dict[str, Any]]: ...
     @property
@@ -113,6 +114,18 @@ class Hook:
         after_tool: Optional[Callable[[Dict[str, Any], Dict[str, Any]], Any]] = None,
         after_tool_is_async: bool = False,
     ) -> Hook: ...
+
+@final
+class Conversation:
+    """A conversation with an agent; the history stays in Rust."""
+
+    def __new__(cls, agent: Agent) -> Conversation: ...
+    def send(self, input: str) -> Awaitable[Dict[str, Any]]: ...
+    def send_sync(self, input: str) -> Dict[str, Any]: ...
+    @property
+    def history(self) -> List[Dict[str, Any]]: ...
+    @property
+    def usage(self) -> Dict[str, int]: ...
 
 @final
 class EventStream:
