@@ -13,15 +13,9 @@ use std::time::Duration;
 
 use kai_klp::{Capability, Identity, Verifier};
 
-fn secret_key(hex: &str) -> Result<[u8; 32], String> {
+fn secret_key(text: &str) -> Result<[u8; 32], String> {
     let mut key = [0u8; 32];
-    if hex.len() != 64 || !hex.is_ascii() {
-        return Err("a secret key is 64 hex digits".into());
-    }
-    for (byte, pair) in key.iter_mut().zip(hex.as_bytes().chunks(2)) {
-        let digits = std::str::from_utf8(pair).map_err(|error| error.to_string())?;
-        *byte = u8::from_str_radix(digits, 16).map_err(|error| error.to_string())?;
-    }
+    hex::decode_to_slice(text, &mut key).map_err(|error| format!("a secret key is 64 hex digits: {error}"))?;
     Ok(key)
 }
 

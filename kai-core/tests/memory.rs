@@ -40,6 +40,15 @@ struct Add {
     b: i64,
 }
 
+/// The agent both measurements talk to: a calculator with an `add` tool.
+fn calculator(model: ScriptedModel) -> Agent {
+    Agent::builder(model)
+        .instructions("You are a calculator.")
+        .tool(tool_fn("add", "Adds.", |x: Add| async move { Ok(x.a + x.b) }))
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn an_idle_conversation_holds_little_heap() {
     let model = ScriptedModel::new()
@@ -47,11 +56,7 @@ fn an_idle_conversation_holds_little_heap() {
         .tool_call("add", serde_json::json!({"a": 2, "b": 3}))
         .text("2 + 3 = 5")
         .repeat();
-    let agent = Agent::builder(model)
-        .instructions("You are a calculator.")
-        .tool(tool_fn("add", "Adds.", |x: Add| async move { Ok(x.a + x.b) }))
-        .build()
-        .unwrap();
+    let agent = calculator(model);
 
     let before = LIVE.load(Ordering::SeqCst);
     let fresh = Box::new(Conversation::new(agent.clone()));
@@ -71,11 +76,7 @@ fn an_idle_conversation_holds_little_heap() {
         .tool_call("add", serde_json::json!({"a": 5, "b": 5}))
         .text("5 + 5 = 10")
         .text("You are welcome.");
-    let agent = Agent::builder(model)
-        .instructions("You are a calculator.")
-        .tool(tool_fn("add", "Adds.", |x: Add| async move { Ok(x.a + x.b) }))
-        .build()
-        .unwrap();
+    let agent = calculator(model);
     let before = LIVE.load(Ordering::SeqCst);
     let mut chat = Box::new(Conversation::new(agent));
     for input in ["What is 2 + 3?", "And 5 + 5?", "Thanks!"] {

@@ -171,6 +171,35 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this error is a consent token's refusal (expired, not granted, replayed, ...), as
+    /// opposed to a malformed message, a broken session or an I/O failure.
+    ///
+    /// ```
+    /// assert!(kai_klp::Error::Replayed.is_consent_refusal());
+    /// assert!(!kai_klp::Error::SessionClosed.is_consent_refusal());
+    /// ```
+    pub fn is_consent_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::WrongInvoker { .. }
+                | Error::NotAnInvocation { .. }
+                | Error::ReplayCacheFull { .. }
+                | Error::GrantBusy { .. }
+                | Error::ChainTooDeep { .. }
+                | Error::BadSignature
+                | Error::TokenMalformed { .. }
+                | Error::Expired { .. }
+                | Error::NotYetValid { .. }
+                | Error::WrongAudience { .. }
+                | Error::NotGranted { .. }
+                | Error::Escalation { .. }
+                | Error::BrokenChain { .. }
+                | Error::UntrustedRoot { .. }
+                | Error::Revoked { .. }
+                | Error::Replayed
+        )
+    }
+
     /// A stable snake_case name for this kind of error, as the protocol's error responses carry it.
     pub fn kind(&self) -> &str {
         match self {

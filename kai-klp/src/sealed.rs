@@ -91,6 +91,29 @@ pub struct Sealed {
     pub ct: String,
 }
 
+/// The longest base64 ciphertext a sealed message may carry: a signed envelope of
+/// [`MAX_SEALED_BYTES`], encrypted and encoded.
+const MAX_CIPHERTEXT_CHARS: usize = MAX_SEALED_BYTES * 4 / 3 + 4;
+
+impl Sealed {
+    /// A sealed message from its JSON text, refusing text longer than any sealed message can be before
+    /// parsing it.
+    ///
+    /// ```
+    /// use kai_klp::sealed::Sealed;
+    ///
+    /// assert!(Sealed::from_json(r#"{"v": 1, "enc": "", "ct": ""}"#).is_ok());
+    /// assert!(Sealed::from_json(&"x".repeat(2_000_000)).is_err());
+    /// ```
+    pub fn from_json(text: &str) -> Result<Self, Error> {
+        // The ciphertext, the encapsulated key (at most 64 characters) and the JSON around them.
+        if text.len() > MAX_CIPHERTEXT_CHARS + 1024 {
+            return Err(malformed("larger than a sealed message can be"));
+        }
+        serde_json::from_str(text).map_err(|error| malformed(format!("not a sealed message: {error}")))
+    }
+}
+
 fn malformed(reason: impl Into<String>) -> Error {
     Error::MessageRejected { reason: reason.into() }
 }
@@ -208,7 +231,7 @@ impl Mailbox {
         if sealed.v != 1 {
             return Err(malformed(format!("unsupported sealed-message version {}", sealed.v)));
         }
-        if sealed.ct.len() > MAX_SEALED_BYTES * 4 / 3 + 4 || sealed.enc.len() > 64 {
+        if sealed.ct.len() > MAX_CIPHERTEXT_CHARS || sealed.enc.len() > 64 {
             return Err(malformed("the sealed message is too large"));
         }
         let encapsulated = URL_SAFE_NO_PAD

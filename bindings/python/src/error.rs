@@ -274,26 +274,6 @@ pub(crate) fn memory_error(error: &kai_memory::Error, vault: bool) -> PyErr {
     }
 }
 
-/// The kinds of kai-klp errors that refuse a consent token.
-const CONSENT_KINDS: &[&str] = &[
-    "wrong_invoker",
-    "not_an_invocation",
-    "replay_cache_full",
-    "grant_busy",
-    "chain_too_deep",
-    "bad_signature",
-    "token_malformed",
-    "expired",
-    "not_yet_valid",
-    "wrong_audience",
-    "not_granted",
-    "escalation",
-    "broken_chain",
-    "untrusted_root",
-    "revoked",
-    "replayed",
-];
-
 /// A kai-klp error as a Python exception: `ConsentError` for a refused token, a vault's error as
 /// vault errors map, any other as `KlpError`, each with the error's `kind`.
 pub(crate) fn klp_error(error: &kai_klp::Error) -> PyErr {
@@ -302,7 +282,7 @@ pub(crate) fn klp_error(error: &kai_klp::Error) -> PyErr {
     }
     Python::attach(|py| {
         let kind = error.kind();
-        let class = if CONSENT_KINDS.contains(&kind) {
+        let class = if error.is_consent_refusal() {
             ConsentError::type_object(py)
         } else {
             KlpError::type_object(py)

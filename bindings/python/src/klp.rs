@@ -240,13 +240,6 @@ pub(crate) fn seal(sender: &Identity, to: &str, body: &Bound<'_, PyAny>, kind: &
     serde_json::to_string(&sealed).map_err(|error| config_error(error.to_string()))
 }
 
-/// A `KlpError` with kind `message_rejected`.
-fn rejected(reason: &str) -> PyErr {
-    klp_error(&kai_klp::Error::MessageRejected {
-        reason: reason.to_owned(),
-    })
-}
-
 /// Opens sealed messages addressed to one identity, refusing replays and stale messages.
 ///
 /// The record of messages seen lives in this object: keep one mailbox per identity for the life of the
@@ -268,12 +261,7 @@ impl Mailbox {
     /// The envelope (`id`, `from`, `to`, `created`, `seq`, `kind`, `body`) of a sealed message's JSON
     /// text; `KlpError` with kind `message_rejected` when it is not one for this mailbox.
     fn open<'py>(&self, py: Python<'py>, sealed: &str) -> PyResult<Bound<'py, PyAny>> {
-        // A sealed message holds an envelope of up to MAX_SEALED_BYTES, base64-encoded, and a little more.
-        if sealed.len() > sealed::MAX_SEALED_BYTES / 3 * 4 + 4096 {
-            return Err(rejected("larger than a sealed message can be"));
-        }
-        let sealed: Sealed =
-            serde_json::from_str(sealed).map_err(|error| rejected(&format!("not a sealed message: {error}")))?;
+        let sealed = Sealed::from_json(sealed).map_err(|error| klp_error(&error))?;
         let envelope = self
             .inner
             .lock_py_attached(py)

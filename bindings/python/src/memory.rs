@@ -234,22 +234,11 @@ impl EmbeddedStore {
     }
 }
 
-/// A filter from Python: `{"op": "eq", "key": ..., "value": ...}` (kai's filter form), or a plain dict
-/// of keys and the values they must equal (a dict with an `op` key is read as the filter form; filter
-/// on a metadata key named `op` with `{"op": "eq", "key": "op", "value": ...}`).
+/// A filter from Python, in either form [`Filter::from_json`] reads.
 fn filter(filter: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Filter>> {
-    let Some(filter) = filter else {
-        return Ok(None);
-    };
-    let value: serde_json::Value = from_python(filter)?;
-    match value {
-        serde_json::Value::Object(map) if !map.contains_key("op") => Ok(Some(Filter::and(
-            map.into_iter().map(|(key, value)| Filter::eq(key, value)),
-        ))),
-        value => serde_json::from_value(value)
-            .map(Some)
-            .map_err(|error| config_error(format!("not a filter: {error}"))),
-    }
+    filter
+        .map(|filter| Filter::from_json(from_python(filter)?).map_err(|error| memory_error(&error, false)))
+        .transpose()
 }
 
 /// Search results as dicts: `id`, `text`, `metadata`, `distance` (lower is closer).
@@ -451,13 +440,7 @@ impl Retriever {
             let report = report
                 .map_err(|error| crate::error::KaiError::new_err(format!("ingestion stopped: {error}")))?
                 .map_err(|error| memory_error(&error, false))?;
-            let counts = serde_json::json!({
-                "chunks": report.chunks,
-                "written": report.written,
-                "unchanged": report.unchanged,
-                "removed": report.removed,
-            });
-            to_python(py, &counts)
+            to_python(py, &report)
         })
     }
 

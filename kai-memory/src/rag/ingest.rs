@@ -13,7 +13,7 @@ use crate::rag::splitter::{Chunk, Splitter};
 use crate::store::{Document, MemoryStore};
 
 /// What one ingestion did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IngestReport {
     /// Chunks the text was split into.
     pub chunks: usize,

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::error::Error;
+
 /// A condition on a document's top-level metadata keys.
 ///
 /// ```
@@ -93,6 +95,30 @@ impl Filter {
     pub fn or(filters: impl IntoIterator<Item = Filter>) -> Self {
         Filter::Or {
             filters: filters.into_iter().collect(),
+        }
+    }
+
+    /// A filter from JSON as other languages write it: the tagged form (`{"op": "eq", "key": ..., "value":
+    /// ...}`), or a plain object of keys and the values they must equal. An object with an `op` key is
+    /// read as the tagged form (filter on a metadata key named `op` with the tagged form).
+    ///
+    /// ```
+    /// use kai_memory::store::Filter;
+    /// use serde_json::json;
+    ///
+    /// let short = Filter::from_json(json!({"lang": "en"})).unwrap();
+    /// assert_eq!(short, Filter::and([Filter::eq("lang", json!("en"))]));
+    /// let tagged = Filter::from_json(json!({"op": "gt", "key": "year", "value": 2020})).unwrap();
+    /// assert_eq!(tagged, Filter::gt("year", 2020.0));
+    /// ```
+    pub fn from_json(value: Value) -> Result<Filter, Error> {
+        match value {
+            Value::Object(map) if !map.contains_key("op") => {
+                Ok(Filter::and(map.into_iter().map(|(key, value)| Filter::eq(key, value))))
+            }
+            value => {
+                serde_json::from_value(value).map_err(|error| Error::InvalidConfig(format!("not a filter: {error}")))
+            }
         }
     }
 

@@ -107,44 +107,22 @@ class Agent(Generic[OutputT]):
         self,
         model: ModelLike,
         *,
-        instructions: Optional[str] = None,
         tools: Iterable[ToolLike] = (),
         hooks: Iterable[Hook] = (),
         output_type: Optional[Any] = None,
-        name: Optional[str] = None,
         needs_approval: Optional[Mapping[str, str]] = None,
-        max_steps: Optional[int] = None,
-        step_timeout: Optional[float] = None,
-        tool_timeout: Optional[float] = None,
-        deadline: Optional[float] = None,
-        max_parallel_tools: Optional[int] = None,
-        max_repairs: Optional[int] = None,
-        temperature: Optional[float] = None,
-        max_tokens: Optional[int] = None,
-        tool_choice: Optional[str] = None,
-        constrained_steps: bool = False,
-        answer_on_last_step: bool = False,
+        **options: Any,
     ) -> None:
+        # The other options (instructions, name, limits, sampling) go to the native agent as they are;
+        # the overloads above list them.
         self.output_type = output_type
         self._output = _OutputSchema.of(output_type) if output_type is not None else None
         self._native = _kai.Agent(
             model,
-            instructions=instructions,
             tools=[native_tool(item) for item in tools],
             hooks=[native_hook(hook) for hook in hooks],
-            name=name,
             needs_approval=dict(needs_approval) if needs_approval else None,
-            max_steps=max_steps,
-            step_timeout=step_timeout,
-            tool_timeout=tool_timeout,
-            deadline=deadline,
-            max_parallel_tools=max_parallel_tools,
-            max_repairs=max_repairs,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            tool_choice=tool_choice,
-            constrained_steps=constrained_steps,
-            answer_on_last_step=answer_on_last_step,
+            **options,
         )
 
     @property
