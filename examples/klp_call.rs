@@ -1,9 +1,9 @@
 //! An agent calls another agent across an encrypted KLP session, over TCP and then over WebSocket.
 //!
-//! Bob serves a calculator agent. Alice holds a grant from Bob: `invoke` on Bob's agent and `call` on
+//! Bob serves a calculator agent. Alice holds a grant from Bob: `agent/invoke` on Bob's agent and `tool/call` on
 //! its `add` tool. Her agent uses Bob's as a tool (`ask_bob`); each call sends a fresh one-minute
 //! invocation, bound to that request and to Alice's side of the session. Then Alice tries to call
-//! with a grant that lacks `invoke`, and gets a typed refusal.
+//! with a grant that lacks `agent/invoke`, and gets a typed refusal.
 //!
 //! Run: `cargo run -p kai-examples --example klp_call` (loopback only; the models are scripted, so the
 //! example needs no model server).

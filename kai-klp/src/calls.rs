@@ -6,8 +6,8 @@
 //! `{"reply_to": …, "error": {"kind": <snake_case>, "message": <text>}}`, which [`call`] returns as
 //! [`Error::Refused`]. The token must be an invocation of that request
 //! ([`invoke`](crate::consent::invoke)) issued by the session's peer itself and addressed to the serving
-//! agent, and grant `invoke` on `agent:<its DID>`; every tool call the served agent makes is then
-//! checked against the same token (`call` on `tool:<name>`).
+//! agent, and grant `agent/invoke` on `agent:<its DID>`; every tool call the served agent makes is then
+//! checked against the same token (`tool/call` on `tool:<name>`, with the call's arguments).
 
 use std::sync::Arc;
 
@@ -24,13 +24,13 @@ use crate::identity::Identity;
 use crate::sealed::{Envelope, MessageKind};
 use crate::session::{FrameTransport, Session};
 
-/// The capability a caller needs to run an agent: `invoke` on `agent:<did>`.
+/// The capability a caller needs to run an agent: `agent/invoke` on `agent:<did>`.
 pub fn invoke_capability(agent: &Did) -> Capability {
-    Capability::new(format!("agent:{agent}"), "invoke")
+    Capability::new(format!("agent:{agent}"), "agent/invoke")
 }
 
 /// Serves `agent` on `session` until the peer closes it: each call request is admitted with `verifier`
-/// (signature chain, audience, freshness, replay), must grant `invoke` on this agent, and runs with a
+/// (signature chain, audience, freshness, replay), must grant `agent/invoke` on this agent, and runs with a
 /// [`ConsentHook`] for the same token. Returns when the session closes; a broken session is an error.
 pub async fn serve<T: FrameTransport>(
     agent: &Agent,

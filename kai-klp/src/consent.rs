@@ -1,9 +1,20 @@
-//! Consent: signed, expiring, attenuable capability tokens (UCAN-style claims in an EdDSA JWS).
+//! Consent: signed, expiring, attenuable capability tokens — UCAN 0.8.1 in an EdDSA JWT (RFC 8037).
 //!
-//! A token says: `iss` lets `aud` do these things (`att`) between `nbf` and `exp`. A token can be
-//! delegated: its holder issues a narrower token to someone else, embedding the one it holds in `prf`.
-//! A verifier accepts a chain only if it starts at an issuer it trusts, every link was issued by the
-//! audience of the link before, and no link grants more, or for longer, than its proof.
+//! A token says: `iss` lets `aud` do these things (`att`) until `exp` (and not before `nbf`, if set).
+//! A token can be delegated: its holder issues a narrower token to someone else, embedding the one it
+//! holds in `prf`. A verifier accepts a chain only if it starts at an issuer it trusts, every link was
+//! issued by the audience of the link before, and no link grants more, or for longer, than its proof.
+//!
+//! The tokens follow [UCAN 0.8.1](https://github.com/ucan-wg/spec/blob/c69763c/README.md) exactly:
+//! header `{"alg":"EdDSA","typ":"JWT","ucv":"0.8.1"}`; `att` an array of `{"with": <URI>, "can":
+//! <namespace/ability>}`; abilities compared without regard to case; `fct` an array of objects;
+//! proofs embedded whole in `prf`. They verify with other UCAN 0.8.1 implementations, and theirs here
+//! (the test suite checks both ways against `@ucans/ucans`).
+//!
+//! Caveats travel in a capability's `nb` object (the name later UCAN versions give them). A caveat
+//! narrows: a delegation must keep every caveat of the capability it comes from, with a value at least
+//! as narrow; and a caveat this crate cannot enforce refuses the request instead of being ignored. The
+//! one it enforces is [`ARGUMENTS_CAVEAT`]: the tool may only be called with those argument values.
 //!
 //! An *invocation* is the token a caller presents to have something done: issued by the caller
 //! ([`invoke`]), it names the request it authorizes in the fact [`INVOCATION_FACT`]. A server admits it
@@ -18,6 +29,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use kai_core::{AgentHook, HookContext, ToolCall, ToolDecision};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::audit::AuditLog;
@@ -27,26 +39,34 @@ use crate::error::Error;
 use crate::identity::Identity;
 use crate::jws;
 
-/// The UCAN claim-layout version these tokens follow.
-pub const UCAN_VERSION: &str = "0.10.0";
+/// The UCAN version these tokens follow (their header's `ucv`); any 0.8.x token is read.
+pub const UCAN_VERSION: &str = jws::UCAN_VERSION;
 /// The longest delegation chain accepted.
 pub const MAX_CHAIN_DEPTH: usize = 8;
 /// The most proofs one token may name.
 pub const MAX_PROOFS: usize = 8;
-/// The fact (UCAN `fct`) that makes a token an invocation: its value is the id of the request the
-/// invocation authorizes.
+/// The fact (an entry of a UCAN `fct` object) that makes a token an invocation: its value is the id
+/// of the request the invocation authorizes.
 pub const INVOCATION_FACT: &str = "kai/invocation";
 /// The longest an invocation may be valid, in seconds: its nonce holds a replay-cache slot that long.
 pub const MAX_INVOCATION_SECONDS: u64 = 300;
 /// The longest nonce accepted, in characters: the replay cache keeps nonces, so their size is bounded.
 pub const MAX_NONCE_CHARS: usize = 64;
+/// The caveat that limits a tool call's arguments: `{"nb": {"arguments": {"path": "notes.md"}}}` on
+/// `tool/call` allows the call only when its argument `path` is `"notes.md"` (arguments it does not
+/// name are free). An object value constrains the argument's fields the same way, recursively.
+pub const ARGUMENTS_CAVEAT: &str = "arguments";
 
-/// A thing that may be done: an ability on a resource, such as `call` on `tool:web_search` or `read`
-/// on `memory:notes`. A resource ending in `:*` or `/*` covers every resource below that prefix
+/// A thing that may be done: an ability on a resource, such as `tool/call` on `tool:web_search` or
+/// `memory/read` on `memory:notes`, optionally narrowed by caveats. Serialised as UCAN 0.8.1 writes a
+/// capability: `{"with": resource, "can": ability, "nb": caveats}` (`nb` only when there are some).
+///
+/// The resource is a URI; one ending in `:*` or `/*` covers every resource below that prefix
 /// (`tool:*` covers `tool:web_search`; `tool:web*` covers nothing but itself, so a grant cannot spill
-/// into `tool:webhook_delete`); the ability `*` covers every ability, and `a/*` covers `a/…`. Serialised (in presence records) as
-/// `{"with": resource, "can": ability}`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// into `tool:webhook_delete`). The ability is `*` (every ability) or `namespace/ability`, compared
+/// without regard to ASCII case; `namespace/*` covers every ability in the namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Capability {
     /// The resource URI.
     #[serde(rename = "with")]
@@ -54,83 +74,208 @@ pub struct Capability {
     /// The ability.
     #[serde(rename = "can")]
     pub ability: String,
+    /// Caveats by name (UCAN `nb`): conditions every use must meet.
+    #[serde(rename = "nb", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub caveats: BTreeMap<String, Value>,
 }
 
 impl Capability {
-    /// A capability.
+    /// A capability without caveats.
     pub fn new(resource: impl Into<String>, ability: impl Into<String>) -> Self {
         Self {
             resource: resource.into(),
             ability: ability.into(),
+            caveats: BTreeMap::new(),
         }
     }
 
-    /// Calling the tool `name` (`call` on `tool:<name>`).
+    /// Calling the tool `name` (`tool/call` on `tool:<name>`).
     pub fn call_tool(name: &str) -> Self {
-        Self::new(format!("tool:{name}"), "call")
+        Self::new(format!("tool:{name}"), "tool/call")
     }
 
-    /// Whether holding `self` allows `other`.
+    /// The same capability with the caveat `name` set to `value`.
+    #[must_use]
+    pub fn with_caveat(mut self, name: impl Into<String>, value: Value) -> Self {
+        self.caveats.insert(name.into(), value);
+        self
+    }
+
+    /// Checks that this is a capability a UCAN may carry: the resource is a URI (a scheme, `:`, and
+    /// more) and the ability is `*` or `namespace/ability` in printable ASCII.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |reason: &str| Error::InvalidCapability {
+            resource: self.resource.clone(),
+            ability: self.ability.clone(),
+            reason: reason.into(),
+        };
+        let is_uri = self.resource.split_once(':').is_some_and(|(scheme, rest)| {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+                && !rest.is_empty()
+        });
+        if !is_uri {
+            return Err(invalid("the resource must be a URI (scheme:rest)"));
+        }
+        if self.ability == "*" {
+            return Ok(());
+        }
+        if !self.ability.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid("an ability is printable ASCII"));
+        }
+        match self.ability.split_once('/') {
+            Some((namespace, rest))
+                if !namespace.is_empty() && !rest.is_empty() && rest.split('/').all(|s| !s.is_empty()) =>
+            {
+                Ok(())
+            }
+            _ => Err(invalid("an ability is `*` or namespaced: `namespace/ability`")),
+        }
+    }
+
+    /// Whether holding `self` allows `other`: the resource and ability cover `other`'s, and `other`
+    /// keeps each of `self`'s caveats, at least as narrow ([`narrows`]). This is the attenuation rule
+    /// for delegation; [`permits`](Self::permits) is the one for a request.
     pub fn covers(&self, other: &Capability) -> bool {
         let resource = match self.resource.strip_suffix('*') {
-            Some("") => true,
-            Some(prefix) if prefix.ends_with([':', '/']) => other.resource.starts_with(prefix),
-            _ => self.resource == other.resource,
+            Some(prefix) if prefix.ends_with([':', '/']) => same_resource_prefix(prefix, &other.resource),
+            _ => same_resource(&self.resource, &other.resource),
         };
         let ability = self.ability == "*"
-            || self.ability == other.ability
-            || self
-                .ability
-                .strip_suffix("/*")
-                .is_some_and(|p| other.ability.starts_with(&format!("{p}/")));
-        resource && ability
+            || self.ability.eq_ignore_ascii_case(&other.ability)
+            || self.ability.strip_suffix("/*").is_some_and(|namespace| {
+                other.ability.len() > namespace.len() + 1
+                    && other.ability.is_char_boundary(namespace.len())
+                    && other.ability[..namespace.len()].eq_ignore_ascii_case(namespace)
+                    && other.ability[namespace.len()..].starts_with('/')
+            });
+        resource
+            && ability
+            && self
+                .caveats
+                .iter()
+                .all(|(name, value)| other.caveats.get(name).is_some_and(|narrower| narrows(narrower, value)))
+    }
+
+    /// Whether holding `self` allows the request `required` (a capability whose caveats describe the
+    /// request, such as the call's [`ARGUMENTS_CAVEAT`]): `Err` with the caveat's name if `self` carries
+    /// a caveat this crate does not enforce, which refuses rather than being ignored.
+    pub fn permits(&self, required: &Capability) -> Result<bool, String> {
+        if let Some(unknown) = self.caveats.keys().find(|name| name.as_str() != ARGUMENTS_CAVEAT) {
+            return Err(unknown.clone());
+        }
+        Ok(self.covers(required))
     }
 }
 
-/// The claims of a consent token (UCAN 0.10 names; proofs are embedded tokens rather than CIDs, so a
-/// chain verifies on its own).
+/// Whether `narrower` is at least as narrow a caveat value as `wider`: equal, or both objects and
+/// `narrower` holds each of `wider`'s entries, at least as narrow.
+pub fn narrows(narrower: &Value, wider: &Value) -> bool {
+    match (narrower, wider) {
+        (Value::Object(narrower), Value::Object(wider)) => wider
+            .iter()
+            .all(|(key, value)| narrower.get(key).is_some_and(|n| narrows(n, value))),
+        _ => narrower == wider,
+    }
+}
+
+/// Whether two resource URIs are the same: the scheme compared without regard to case (RFC 3986
+/// section 3.1), the rest exactly.
+fn same_resource(a: &str, b: &str) -> bool {
+    match (a.split_once(':'), b.split_once(':')) {
+        (Some((scheme_a, rest_a)), Some((scheme_b, rest_b))) => {
+            scheme_a.eq_ignore_ascii_case(scheme_b) && rest_a == rest_b
+        }
+        _ => a == b,
+    }
+}
+
+/// Whether `resource` starts with `prefix` (which ends in `:` or `/`), the scheme without regard to case.
+fn same_resource_prefix(prefix: &str, resource: &str) -> bool {
+    match (prefix.split_once(':'), resource.split_once(':')) {
+        (Some((scheme_p, rest_p)), Some((scheme_r, rest_r))) => {
+            scheme_p.eq_ignore_ascii_case(scheme_r) && rest_r.starts_with(rest_p)
+        }
+        _ => false,
+    }
+}
+
+/// The claims of a consent token: a UCAN 0.8.1 payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claims {
-    /// The claim-layout version.
-    pub ucv: String,
     /// Who grants.
     pub iss: Did,
     /// Who receives.
     pub aud: Did,
-    /// Not valid before (seconds since the Unix epoch).
+    /// Not valid before (seconds since the Unix epoch); valid from the epoch when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
     /// Expiry (seconds since the Unix epoch).
     pub exp: u64,
-    /// A random nonce, so that replays can be detected.
-    pub nnc: String,
-    /// Granted abilities by resource: `{"tool:x": {"call": [{}]}}` (caveat lists are kept, unused).
-    pub att: BTreeMap<String, BTreeMap<String, Vec<serde_json::Value>>>,
-    /// The tokens this one is delegated from.
+    /// A nonce, so that replays can be detected (tokens issued here always have one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nnc: Option<String>,
+    /// Facts: signed data outside the capabilities. An invocation carries [`INVOCATION_FACT`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fct: Vec<serde_json::Map<String, Value>>,
+    /// The tokens this one is delegated from, embedded whole.
     pub prf: Vec<String>,
-    /// Facts (UCAN `fct`): signed data outside the capabilities. An invocation carries
-    /// [`INVOCATION_FACT`].
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub fct: BTreeMap<String, serde_json::Value>,
+    /// The capabilities granted (UCAN "attenuations").
+    pub att: Vec<Capability>,
 }
 
 impl Claims {
     /// The request this token is an invocation of, if it is one.
     pub fn invocation(&self) -> Option<&str> {
-        self.fct.get(INVOCATION_FACT).and_then(serde_json::Value::as_str)
+        self.fct
+            .iter()
+            .find_map(|fact| fact.get(INVOCATION_FACT))
+            .and_then(Value::as_str)
     }
 
     /// Whether this token claims to be an invocation (whatever the form of its request id).
     pub fn is_invocation(&self) -> bool {
-        self.fct.contains_key(INVOCATION_FACT)
+        self.fct.iter().any(|fact| fact.contains_key(INVOCATION_FACT))
     }
 
     /// The capabilities granted.
-    pub fn capabilities(&self) -> impl Iterator<Item = Capability> + '_ {
-        self.att
-            .iter()
-            .flat_map(|(resource, abilities)| abilities.keys().map(move |ability| Capability::new(resource, ability)))
+    pub fn capabilities(&self) -> impl Iterator<Item = &Capability> + '_ {
+        self.att.iter()
+    }
+
+    /// Whether these claims allow the request `required`: `Ok` if one capability permits it;
+    /// [`Error::UnknownCaveat`] if only capabilities with caveats not enforced here would;
+    /// [`Error::NotGranted`] otherwise.
+    pub fn grant(&self, required: &Capability) -> Result<(), Error> {
+        let mut unknown = None;
+        for capability in &self.att {
+            match capability.permits(required) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(caveat) => {
+                    let plain = Capability {
+                        caveats: BTreeMap::new(),
+                        ..capability.clone()
+                    };
+                    if plain.covers(required) {
+                        unknown.get_or_insert(caveat);
+                    }
+                }
+            }
+        }
+        Err(match unknown {
+            Some(caveat) => Error::UnknownCaveat {
+                resource: required.resource.clone(),
+                ability: required.ability.clone(),
+                caveat,
+            },
+            None => Error::NotGranted {
+                resource: required.resource.clone(),
+                ability: required.ability.clone(),
+            },
+        })
     }
 }
 
@@ -155,7 +300,29 @@ pub fn issue_at(
     ttl: Duration,
     proofs: &[String],
 ) -> Result<String, Error> {
-    sign_claims(issuer, audience, capabilities, now, ttl, proofs, BTreeMap::new())
+    let exp = now.saturating_add(ttl.as_secs());
+    sign_claims(issuer, audience, capabilities, None, exp, proofs, Vec::new())
+}
+
+/// Issues a token valid only from `not_before` until `expires` (seconds since the Unix epoch): access
+/// provisioned ahead of time. A delegation of it must start no earlier.
+pub fn issue_window(
+    issuer: &Identity,
+    audience: &Did,
+    capabilities: &[Capability],
+    not_before: u64,
+    expires: u64,
+    proofs: &[String],
+) -> Result<String, Error> {
+    sign_claims(
+        issuer,
+        audience,
+        capabilities,
+        Some(not_before),
+        expires,
+        proofs,
+        Vec::new(),
+    )
 }
 
 /// Issues the invocation of request `request_id`: a token from `issuer` (the caller) to `audience`
@@ -182,39 +349,40 @@ pub fn invoke_at(
     proofs: &[String],
     request_id: &str,
 ) -> Result<String, Error> {
-    let facts = BTreeMap::from([(INVOCATION_FACT.to_owned(), serde_json::Value::from(request_id))]);
-    sign_claims(issuer, audience, capabilities, now, ttl, proofs, facts)
+    let fact = serde_json::Map::from_iter([(INVOCATION_FACT.to_owned(), Value::from(request_id))]);
+    let exp = now.saturating_add(ttl.as_secs());
+    sign_claims(issuer, audience, capabilities, None, exp, proofs, vec![fact])
 }
 
+/// Signs the claims. Tokens are issued without `nbf` unless a window is asked for: such a token is
+/// valid from when it is made, and a chain of them verifies with other implementations too (one,
+/// `@ucans/ucans` 0.12, refuses every chain whose proof has an `nbf`).
+#[allow(clippy::too_many_arguments)]
 fn sign_claims(
     issuer: &Identity,
     audience: &Did,
     capabilities: &[Capability],
-    now: u64,
-    ttl: Duration,
+    nbf: Option<u64>,
+    exp: u64,
     proofs: &[String],
-    fct: BTreeMap<String, serde_json::Value>,
+    fct: Vec<serde_json::Map<String, Value>>,
 ) -> Result<String, Error> {
-    let mut att: BTreeMap<String, BTreeMap<String, Vec<serde_json::Value>>> = BTreeMap::new();
     for capability in capabilities {
-        att.entry(capability.resource.clone())
-            .or_default()
-            .insert(capability.ability.clone(), vec![serde_json::json!({})]);
+        capability.validate()?;
     }
     let mut nonce = [0u8; 12];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
     let claims = Claims {
-        ucv: UCAN_VERSION.into(),
         iss: issuer.did(),
         aud: *audience,
-        nbf: Some(now),
-        exp: now.saturating_add(ttl.as_secs()),
-        nnc: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(nonce),
-        att,
-        prf: proofs.to_vec(),
+        nbf,
+        exp,
+        nnc: Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(nonce)),
         fct,
+        prf: proofs.to_vec(),
+        att: capabilities.to_vec(),
     };
-    jws::sign(issuer, &claims)
+    jws::sign(issuer, jws::Kind::Ucan, &claims)
 }
 
 /// The id of a token, for revocation lists: base64url SHA-256 of its compact form.
@@ -259,10 +427,10 @@ impl ReplayCache {
         }
     }
 
-    /// Records `nonce` of `issuer`, valid until `exp` under `grants` (every root its chains come
+    /// Records the replay key `key` (a digest of a token's issuer and nonce), valid until `exp` under `grants` (every root its chains come
     /// from, each charged): `Ok(false)` if it was seen before, an error if the cache, or a grant's share
     /// of it, is full of nonces still live at `now`.
-    fn insert(&mut self, issuer: &Did, nonce: &str, grants: &[[u8; 32]], exp: u64, now: u64) -> Result<bool, Error> {
+    fn insert(&mut self, key: [u8; 32], grants: &[[u8; 32]], exp: u64, now: u64) -> Result<bool, Error> {
         while self.by_expiry.first().is_some_and(|first| first.0 < now) {
             if let Some((_, key)) = self.by_expiry.pop_first()
                 && let Some((_, grants)) = self.entries.remove(&key)
@@ -277,11 +445,6 @@ impl ReplayCache {
                 }
             }
         }
-        let key: [u8; 32] = Sha256::new()
-            .chain_update(issuer.public_key().as_bytes())
-            .chain_update(nonce.as_bytes())
-            .finalize()
-            .into();
         if self.entries.contains_key(&key) {
             return Ok(false);
         }
@@ -373,7 +536,7 @@ impl Verifier {
     pub fn admit_at(&self, token: &str, now: u64) -> Result<Claims, Error> {
         let decision = self
             .check_rooted_at(token, now)
-            .and_then(|(claims, grants)| self.consume_nonce(claims, &grants, now));
+            .and_then(|(claims, grants)| self.consume_nonce(token, claims, &grants, now));
         self.record("admit", token, None, None, decision)
     }
 
@@ -427,21 +590,30 @@ impl Verifier {
                     reason: format!("an invocation may be valid for at most {MAX_INVOCATION_SECONDS} s"),
                 });
             }
-            if !claims.capabilities().any(|c| c.covers(required)) {
-                return Err(Error::NotGranted {
-                    resource: required.resource.clone(),
-                    ability: required.ability.clone(),
-                });
-            }
-            self.consume_nonce(claims, &grants, now)
+            claims.grant(required)?;
+            self.consume_nonce(token, claims, &grants, now)
         });
         self.record("admit", token, Some(required), Some(invoker), decision)
     }
 
-    fn consume_nonce(&self, claims: Claims, grants: &[[u8; 32]], now: u64) -> Result<Claims, Error> {
+    /// Takes the token's replay-cache slot: keyed by issuer and nonce, or, for a token without a
+    /// nonce (which other UCAN implementations may issue), by the token itself.
+    fn consume_nonce(&self, token: &str, claims: Claims, grants: &[[u8; 32]], now: u64) -> Result<Claims, Error> {
+        let key: [u8; 32] = match &claims.nnc {
+            Some(nonce) => Sha256::new()
+                .chain_update(b"nonce\0")
+                .chain_update(claims.iss.public_key().as_bytes())
+                .chain_update(nonce.as_bytes())
+                .finalize()
+                .into(),
+            None => Sha256::new()
+                .chain_update(b"token\0")
+                .chain_update(token)
+                .finalize()
+                .into(),
+        };
         let fresh = self.seen.lock().unwrap_or_else(PoisonError::into_inner).insert(
-            &claims.iss,
-            &claims.nnc,
+            key,
             grants,
             claims.exp.saturating_add(self.clock_skew),
             now,
@@ -497,12 +669,7 @@ impl Verifier {
 
     fn authorize_unrecorded(&self, token: &str, required: &Capability, now: u64) -> Result<Claims, Error> {
         let claims = self.check_at(token, now)?;
-        if !claims.capabilities().any(|c| c.covers(required)) {
-            return Err(Error::NotGranted {
-                resource: required.resource.clone(),
-                ability: required.ability.clone(),
-            });
-        }
+        claims.grant(required)?;
         Ok(claims)
     }
 
@@ -527,7 +694,7 @@ impl Verifier {
         if depth >= MAX_CHAIN_DEPTH {
             return Err(Error::ChainTooDeep { max: MAX_CHAIN_DEPTH });
         }
-        let unverified = jws::decode(token)?;
+        let unverified = jws::decode(token, jws::Kind::Ucan)?;
         let issuer: Issuer = unverified.claimed_signer()?;
         let claims: Claims = unverified.verify(&issuer.iss)?;
         if claims.iss != issuer.iss {
@@ -535,7 +702,14 @@ impl Verifier {
                 reason: "the claims name two issuers".into(),
             });
         }
-        if claims.nnc.chars().count() > MAX_NONCE_CHARS {
+        for capability in &claims.att {
+            capability.validate()?;
+        }
+        if claims
+            .nnc
+            .as_ref()
+            .is_some_and(|nonce| nonce.chars().count() > MAX_NONCE_CHARS)
+        {
             return Err(Error::TokenMalformed {
                 reason: format!("the nonce is longer than {MAX_NONCE_CHARS} characters"),
             });
@@ -592,14 +766,14 @@ impl Verifier {
         }
         for capability in claims.capabilities() {
             let covered = parents.iter().any(|parent| {
-                parent.capabilities().any(|p| p.covers(&capability))
+                parent.capabilities().any(|p| p.covers(capability))
                     && claims.exp <= parent.exp
                     && parent.nbf.is_none_or(|p| claims.nbf.is_some_and(|c| c >= p))
             });
             if !covered {
                 return Err(Error::Escalation {
                     reason: format!(
-                        "{} on {} is not granted by any proof for the same or a longer time",
+                        "{} on {} (with its caveats) is not granted by any proof for the same or a longer time",
                         capability.ability, capability.resource
                     ),
                 });
@@ -618,7 +792,8 @@ struct Issuer {
 }
 
 /// An [`AgentHook`] that lets a tool run only if the caller's consent token grants calling it
-/// (`call` on `tool:<name>`). A refused call goes back to the model with the reason.
+/// (`tool/call` on `tool:<name>`) with these arguments ([`ARGUMENTS_CAVEAT`]). A refused call goes back
+/// to the model with the reason.
 #[derive(Debug, Clone)]
 pub struct ConsentHook {
     verifier: Arc<Verifier>,
@@ -637,8 +812,9 @@ impl ConsentHook {
 
 #[kai_core::async_trait]
 impl AgentHook for ConsentHook {
-    async fn before_tool(&self, _: &HookContext, call: &ToolCall, _: &serde_json::Value) -> ToolDecision {
-        match self.verifier.authorize(&self.token, &Capability::call_tool(&call.name)) {
+    async fn before_tool(&self, _: &HookContext, call: &ToolCall, arguments: &Value) -> ToolDecision {
+        let required = Capability::call_tool(&call.name).with_caveat(ARGUMENTS_CAVEAT, arguments.clone());
+        match self.verifier.authorize(&self.token, &required) {
             Ok(_) => ToolDecision::Allow,
             Err(error) => ToolDecision::Deny {
                 reason: format!("no consent: {error}"),
@@ -653,36 +829,112 @@ mod tests {
 
     #[test]
     fn capability_coverage() {
-        let any_tool = Capability::new("tool:*", "call");
+        let any_tool = Capability::new("tool:*", "tool/call");
         assert!(any_tool.covers(&Capability::call_tool("search")));
-        assert!(!any_tool.covers(&Capability::new("memory:notes", "call")));
-        assert!(Capability::new("memory:notes", "*").covers(&Capability::new("memory:notes", "read")));
+        assert!(!any_tool.covers(&Capability::new("memory:notes", "tool/call")));
+        assert!(Capability::new("memory:notes", "*").covers(&Capability::new("memory:notes", "crud/read")));
         assert!(Capability::new("memory:notes", "crud/*").covers(&Capability::new("memory:notes", "crud/read")));
-        assert!(!Capability::new("memory:notes", "crud/*").covers(&Capability::new("memory:notes", "crudx")));
-        assert!(!Capability::call_tool("search").covers(&Capability::new("tool:*", "call")));
+        assert!(!Capability::new("memory:notes", "crud/*").covers(&Capability::new("memory:notes", "crudx/read")));
+        assert!(!Capability::new("memory:notes", "crud/*").covers(&Capability::new("memory:notes", "crud/")));
+        assert!(!Capability::call_tool("search").covers(&Capability::new("tool:*", "tool/call")));
+    }
+
+    /// UCAN 0.8.1: abilities are not case-sensitive, and neither is a URI's scheme; the rest of the
+    /// resource is.
+    #[test]
+    fn abilities_and_schemes_ignore_case() {
+        let granted = Capability::call_tool("search");
+        assert!(granted.covers(&Capability::new("TOOL:search", "Tool/CALL")));
+        assert!(!granted.covers(&Capability::new("tool:Search", "tool/call")));
+        assert!(Capability::new("Memory:notes/*", "CRUD/*").covers(&Capability::new("memory:notes/a", "crud/read")));
+    }
+
+    #[test]
+    fn capabilities_must_be_ucan_shaped() {
+        for (resource, ability) in [
+            ("*", "tool/call"),
+            ("search", "tool/call"),
+            ("1tool:x", "tool/call"),
+            ("tool:", "tool/call"),
+            ("tool:x", "call"),
+            ("tool:x", "/call"),
+            ("tool:x", "tool/"),
+            ("tool:x", "tool//call"),
+            ("tool:x", "tool/c all"),
+            ("tool:x", "tool/cäll"),
+        ] {
+            let capability = Capability::new(resource, ability);
+            assert!(
+                matches!(capability.validate(), Err(Error::InvalidCapability { .. })),
+                "{resource} {ability}"
+            );
+        }
+        for (resource, ability) in [
+            ("tool:x", "*"),
+            ("tool:*", "tool/call"),
+            ("mailto:a@b.c", "msg/send/now"),
+        ] {
+            Capability::new(resource, ability).validate().unwrap();
+        }
+    }
+
+    /// A caveat narrows: a capability with one covers only capabilities that keep it, as narrow or
+    /// narrower; one without covers both.
+    #[test]
+    fn caveats_must_be_kept_or_narrowed() {
+        let notes = Capability::call_tool("read").with_caveat(ARGUMENTS_CAVEAT, serde_json::json!({"dir": "notes"}));
+        let plain = Capability::call_tool("read");
+        assert!(plain.covers(&notes));
+        assert!(!notes.covers(&plain), "dropping a caveat widens the grant");
+        assert!(notes.covers(&notes));
+        let narrower = Capability::call_tool("read")
+            .with_caveat(ARGUMENTS_CAVEAT, serde_json::json!({"dir": "notes", "file": "a.md"}));
+        assert!(notes.covers(&narrower));
+        assert!(!narrower.covers(&notes));
+        let elsewhere = Capability::call_tool("read").with_caveat(ARGUMENTS_CAVEAT, serde_json::json!({"dir": "/etc"}));
+        assert!(!notes.covers(&elsewhere));
+        assert!(narrows(
+            &serde_json::json!({"a": {"b": 1, "c": 2}}),
+            &serde_json::json!({"a": {"b": 1}})
+        ));
+        assert!(!narrows(
+            &serde_json::json!({"a": {"b": 2}}),
+            &serde_json::json!({"a": {"b": 1}})
+        ));
+        assert!(!narrows(&serde_json::json!([1, 2]), &serde_json::json!([1])));
+    }
+
+    #[test]
+    fn unknown_caveats_refuse_the_request() {
+        let limited = Capability::call_tool("pay").with_caveat("max_amount", serde_json::json!(10));
+        let request = Capability::call_tool("pay").with_caveat(ARGUMENTS_CAVEAT, serde_json::json!({"amount": 1000}));
+        assert_eq!(limited.permits(&request), Err("max_amount".to_owned()));
+        assert_eq!(Capability::call_tool("pay").permits(&request), Ok(true));
+        let capped = Capability::call_tool("pay").with_caveat(ARGUMENTS_CAVEAT, serde_json::json!({"amount": 1}));
+        assert_eq!(capped.permits(&request), Ok(false));
     }
 
     /// Flooding the cache must not evict a live nonce (its token could then be replayed): a full cache
     /// refuses, and makes room only as nonces expire.
     #[test]
     fn a_full_replay_cache_refuses_instead_of_forgetting() {
-        let did = Identity::generate().did();
+        let key = |nonce: &str| -> [u8; 32] { Sha256::digest(nonce.as_bytes()).into() };
         let mut cache = ReplayCache::new(2);
         cache.per_grant_limit = 2;
         let grant = [[7u8; 32]];
-        assert!(cache.insert(&did, "a", &grant, 100, 0).unwrap());
-        assert!(!cache.insert(&did, "a", &grant, 100, 0).unwrap());
-        assert!(cache.insert(&did, "b", &[[8u8; 32]], 200, 0).unwrap());
+        assert!(cache.insert(key("a"), &grant, 100, 0).unwrap());
+        assert!(!cache.insert(key("a"), &grant, 100, 0).unwrap());
+        assert!(cache.insert(key("b"), &[[8u8; 32]], 200, 0).unwrap());
         assert!(matches!(
-            cache.insert(&did, "c", &grant, 300, 50),
+            cache.insert(key("c"), &grant, 300, 50),
             Err(Error::ReplayCacheFull { capacity: 2 })
         ));
         assert!(
-            !cache.insert(&did, "a", &grant, 100, 50).unwrap(),
+            !cache.insert(key("a"), &grant, 100, 50).unwrap(),
             "a is still remembered"
         );
         // Once `a` has expired its slot is free again.
-        assert!(cache.insert(&did, "c", &grant, 300, 101).unwrap());
+        assert!(cache.insert(key("c"), &grant, 300, 101).unwrap());
         assert_eq!(cache.entries.len(), 2);
         assert_eq!(cache.by_expiry.len(), 2);
         assert_eq!(cache.per_grant.get(&grant[0]), Some(&1));
@@ -690,13 +942,12 @@ mod tests {
 
     #[test]
     fn resource_wildcards_stop_at_a_segment_boundary() {
-        assert!(Capability::new("tool:*", "call").covers(&Capability::call_tool("webhook_delete")));
-        assert!(Capability::new("memory:notes/*", "read").covers(&Capability::new("memory:notes/a", "read")));
+        assert!(Capability::new("tool:*", "tool/call").covers(&Capability::call_tool("webhook_delete")));
+        assert!(Capability::new("memory:notes/*", "crud/read").covers(&Capability::new("memory:notes/a", "crud/read")));
         // `tool:web*` was meant for web_search; it must not reach webhook_delete.
-        let sloppy = Capability::new("tool:web*", "call");
+        let sloppy = Capability::new("tool:web*", "tool/call");
         assert!(!sloppy.covers(&Capability::call_tool("webhook_delete")));
         assert!(!sloppy.covers(&Capability::call_tool("web_search")));
-        assert!(sloppy.covers(&Capability::new("tool:web*", "call")));
-        assert!(Capability::new("*", "read").covers(&Capability::new("memory:notes", "read")));
+        assert!(sloppy.covers(&Capability::new("tool:web*", "tool/call")));
     }
 }

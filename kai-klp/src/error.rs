@@ -84,6 +84,30 @@ pub enum Error {
         /// The ability asked for.
         ability: String,
     },
+    /// A capability is not one a UCAN may carry: its resource is not a URI, or its ability is neither
+    /// `*` nor namespaced (`namespace/ability`, ASCII).
+    #[error("invalid capability {ability} on {resource}: {reason}")]
+    InvalidCapability {
+        /// The resource.
+        resource: String,
+        /// The ability.
+        ability: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The only capabilities that would grant the request carry a caveat this verifier cannot
+    /// enforce; a caveat it does not understand refuses the invocation rather than being ignored.
+    #[error(
+        "the consent token's grant of {ability} on {resource} carries the caveat {caveat:?}, which is not enforced here"
+    )]
+    UnknownCaveat {
+        /// The resource asked for.
+        resource: String,
+        /// The ability asked for.
+        ability: String,
+        /// The caveat's name.
+        caveat: String,
+    },
     /// A delegated token claims more than its proof granted (capability or time window).
     #[error("delegation escalates beyond its proof: {reason}")]
     Escalation {
@@ -192,6 +216,8 @@ impl Error {
                 | Error::NotYetValid { .. }
                 | Error::WrongAudience { .. }
                 | Error::NotGranted { .. }
+                | Error::InvalidCapability { .. }
+                | Error::UnknownCaveat { .. }
                 | Error::Escalation { .. }
                 | Error::BrokenChain { .. }
                 | Error::UntrustedRoot { .. }
@@ -216,6 +242,8 @@ impl Error {
             Error::NotYetValid { .. } => "not_yet_valid",
             Error::WrongAudience { .. } => "wrong_audience",
             Error::NotGranted { .. } => "not_granted",
+            Error::InvalidCapability { .. } => "invalid_capability",
+            Error::UnknownCaveat { .. } => "unknown_caveat",
             Error::Escalation { .. } => "escalation",
             Error::BrokenChain { .. } => "broken_chain",
             Error::UntrustedRoot { .. } => "untrusted_root",

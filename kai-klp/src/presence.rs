@@ -91,7 +91,7 @@ impl Presence {
             return Err(invalid("a presence record is signed by the agent it describes"));
         }
         self.check_shape()?;
-        let token = jws::sign(identity, self)?;
+        let token = jws::sign(identity, jws::Kind::Presence, self)?;
         if token.len() > MAX_PRESENCE_BYTES {
             return Err(invalid(format!("the signed record exceeds {MAX_PRESENCE_BYTES} bytes")));
         }
@@ -116,7 +116,8 @@ impl Presence {
     /// is forged or malformed, whereas one that fails only [`Presence::check_time`] may just have been
     /// delayed or come from a peer whose clock is off.
     pub(crate) fn authentic(token: &str) -> Result<Self, Error> {
-        let unverified = jws::decode_within(token, MAX_PRESENCE_BYTES).map_err(|e| invalid(e.to_string()))?;
+        let unverified =
+            jws::decode_within(token, MAX_PRESENCE_BYTES, jws::Kind::Presence).map_err(|e| invalid(e.to_string()))?;
         let signer: Signer = unverified.claimed_signer().map_err(|e| invalid(e.to_string()))?;
         let record: Presence = unverified.verify(&signer.did)?;
         if record.did != signer.did {
@@ -382,7 +383,7 @@ mod tests {
             iat,
             exp,
         };
-        jws::sign(identity, &record).unwrap()
+        jws::sign(identity, jws::Kind::Presence, &record).unwrap()
     }
 
     #[test]
@@ -470,7 +471,7 @@ mod tests {
         let (bob, mallory) = (Identity::generate(), Identity::generate());
         let mut forged = Presence::new(&mallory, ["tcp://10.0.0.1:1"], [], Duration::from_secs(60));
         forged.did = bob.did();
-        let forged = jws::sign(&mallory, &forged).unwrap();
+        let forged = jws::sign(&mallory, jws::Kind::Presence, &forged).unwrap();
         assert!(matches!(Presence::verify(&forged), Err(Error::BadSignature)));
         let mallorys = Presence::new(&mallory, ["tcp://10.0.0.1:1"], [], Duration::from_secs(60));
         assert!(matches!(mallorys.sign(&bob), Err(Error::PresenceInvalid { .. })));

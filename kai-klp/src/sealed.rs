@@ -131,7 +131,7 @@ pub fn seal(sender: &Identity, envelope: &Envelope) -> Result<Sealed, Error> {
     if envelope.from != sender.did() {
         return Err(malformed("the envelope's sender is not the signing identity"));
     }
-    let signed = jws::sign(sender, envelope)?;
+    let signed = jws::sign(sender, jws::Kind::Envelope, envelope)?;
     // What cannot be opened is not sent: the recipient refuses a signed envelope over the same bound.
     if signed.len() > MAX_SEALED_BYTES {
         return Err(malformed(format!(
@@ -256,7 +256,7 @@ impl Mailbox {
         )
         .map_err(|_| malformed("the message does not open with this identity's key (not for us, or altered)"))?;
         let text = std::str::from_utf8(&plaintext).map_err(|_| malformed("the contents are not a token"))?;
-        let unverified = jws::decode_within(text, MAX_SEALED_BYTES)?;
+        let unverified = jws::decode_within(text, MAX_SEALED_BYTES, jws::Kind::Envelope)?;
         let sender: Sender = unverified.claimed_signer()?;
         let envelope: Envelope = unverified.verify(&sender.from)?;
         if envelope.from != sender.from {
@@ -327,7 +327,7 @@ mod tests {
         let (alice, bob, mallory) = (Identity::generate(), Identity::generate(), Identity::generate());
         let mut envelope = Envelope::new(&mallory, &bob.did(), MessageKind::Direct, serde_json::json!("hi"));
         envelope.from = alice.did();
-        let signed = jws::sign(&mallory, &envelope).unwrap();
+        let signed = jws::sign(&mallory, jws::Kind::Envelope, &envelope).unwrap();
         let recipient = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(&bob.did().x25519_public_key()).unwrap();
         let aad = bob.did().to_string();
         let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(

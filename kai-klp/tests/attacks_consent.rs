@@ -1,7 +1,8 @@
 //! Attacks on consent, each pinned by a test that fails without its defence: a token presented by
 //! someone other than its issuer (bearer use, a delegation lifted out of a chain), an invocation reused
 //! as a proof or for another request, a replay-cache flood, a resource wildcard that spills into
-//! another tool, and hostile DIDs (huge, non-canonical).
+//! another tool, a delegation that drops a caveat, a caveat the server cannot enforce, and hostile DIDs
+//! (huge, non-canonical).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::sync::Arc;
@@ -39,9 +40,20 @@ fn present(
     presenter: &Identity,
     token: impl FnOnce(&str) -> String,
 ) -> (serde_json::Value, bool) {
+    present_call(bob, verifier, presenter, json!({}), token)
+}
+
+/// [`present`], where the model calls `wipe` with `arguments`.
+fn present_call(
+    bob: &Identity,
+    verifier: Verifier,
+    presenter: &Identity,
+    arguments: serde_json::Value,
+    token: impl FnOnce(&str) -> String,
+) -> (serde_json::Value, bool) {
     let wiped = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&wiped);
-    let agent = Agent::builder(ScriptedModel::new().tool_call("wipe", json!({})).text("wiped"))
+    let agent = Agent::builder(ScriptedModel::new().tool_call("wipe", arguments).text("wiped"))
         .tool(tool_fn("wipe", "Wipes everything.", move |_: serde_json::Value| {
             let flag = Arc::clone(&flag);
             async move {
@@ -314,5 +326,100 @@ fn every_grant_behind_a_token_is_charged() {
     assert!(matches!(
         verifier.admit_invocation_at(&own, &mallory.did(), "m2", &call, NOW),
         Err(Error::GrantBusy { .. })
+    ));
+}
+
+fn only_tmp() -> Capability {
+    wipe().with_caveat(consent::ARGUMENTS_CAVEAT, json!({"dir": "tmp"}))
+}
+
+/// Bob let Alice wipe only `tmp`. Her invocation claims plain `wipe`: dropping the caveat is an
+/// escalation, refused before the agent runs. (When caveats were kept but ignored, this wiped all.)
+#[test]
+fn a_delegation_that_drops_a_caveat_is_refused() {
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let grant = consent::issue(
+        &bob,
+        &alice.did(),
+        &[invoke_capability(&bob.did()), only_tmp()],
+        HOUR,
+        &[],
+    )
+    .unwrap();
+    let (reply, wiped) = present_call(
+        &bob,
+        Verifier::new(bob.did(), [bob.did()]),
+        &alice,
+        json!({"dir": "/"}),
+        |request| {
+            let widened = [invoke_capability(&bob.did()), wipe()];
+            consent::invoke(&alice, &bob.did(), &widened, MINUTE, &[grant], request).unwrap()
+        },
+    );
+    assert!(!wiped);
+    assert_eq!(reply["error"]["kind"], "escalation", "{reply}");
+}
+
+/// Keeping the caveat, Alice's call runs only with the arguments it names.
+#[test]
+fn the_arguments_caveat_limits_what_a_tool_is_called_with() {
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let granted = [invoke_capability(&bob.did()), only_tmp()];
+    for (arguments, allowed) in [
+        (json!({"dir": "/"}), false),
+        (json!({}), false),
+        (json!({"dir": "tmp", "force": true}), true),
+    ] {
+        let grant = consent::issue(&bob, &alice.did(), &granted, HOUR, &[]).unwrap();
+        let (reply, wiped) = present_call(
+            &bob,
+            Verifier::new(bob.did(), [bob.did()]),
+            &alice,
+            arguments.clone(),
+            |request| consent::invoke(&alice, &bob.did(), &granted, MINUTE, &[grant], request).unwrap(),
+        );
+        assert_eq!(wiped, allowed, "{arguments}: {reply}");
+    }
+}
+
+/// A caveat Bob's verifier does not know (`max_calls`) refuses, on the agent as on a tool: ignoring
+/// it would grant more than the issuer meant.
+#[test]
+fn a_caveat_the_server_cannot_enforce_refuses_the_call() {
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let once = |capability: Capability| capability.with_caveat("max_calls", json!(1));
+    let on_agent = [once(invoke_capability(&bob.did())), wipe()];
+    let grant = consent::issue(&bob, &alice.did(), &on_agent, HOUR, &[]).unwrap();
+    let (reply, wiped) = present(&bob, Verifier::new(bob.did(), [bob.did()]), &alice, |request| {
+        consent::invoke(&alice, &bob.did(), &on_agent, MINUTE, &[grant], request).unwrap()
+    });
+    assert!(!wiped);
+    assert_eq!(reply["error"]["kind"], "unknown_caveat", "{reply}");
+
+    let on_tool = [invoke_capability(&bob.did()), once(wipe())];
+    let grant = consent::issue(&bob, &alice.did(), &on_tool, HOUR, &[]).unwrap();
+    let verifier = Verifier::new(bob.did(), [bob.did()]);
+    let invocation = consent::invoke(&alice, &bob.did(), &on_tool, MINUTE, &[grant], "req-1").unwrap();
+    let error = verifier.authorize(&invocation, &wipe()).unwrap_err();
+    assert!(
+        matches!(&error, Error::UnknownCaveat { caveat, .. } if caveat == "max_calls"),
+        "{error:?}"
+    );
+    let (_, wiped) = present(&bob, verifier, &alice, |request| {
+        let grant = consent::issue(&bob, &alice.did(), &on_tool, HOUR, &[]).unwrap();
+        consent::invoke(&alice, &bob.did(), &on_tool, MINUTE, &[grant], request).unwrap()
+    });
+    assert!(!wiped, "the tool ran under a caveat nobody enforced");
+}
+
+/// Abilities must be namespaced (UCAN 0.8.1): a token granting a bare `call` is refused, when issued and
+/// when presented.
+#[test]
+fn an_unnamespaced_ability_is_not_a_capability() {
+    let bob = Identity::generate();
+    let bare = Capability::new("tool:wipe", "call");
+    assert!(matches!(
+        consent::issue(&bob, &bob.did(), &[bare], HOUR, &[]),
+        Err(Error::InvalidCapability { .. })
     ));
 }

@@ -306,7 +306,7 @@ fn every_consent_decision_is_recorded_with_its_token_capability_and_reason() {
     assert!(entries[3]["data"]["reason"].as_str().unwrap().contains("delete"));
     assert_eq!(
         entries[2]["data"]["capability"],
-        json!({"with": "tool:search", "can": "call"})
+        json!({"with": "tool:search", "can": "tool/call"})
     );
     verify(&path, &service.did(), Some(&log.head())).unwrap();
 }

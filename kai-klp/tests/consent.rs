@@ -55,7 +55,7 @@ fn a_root_grant_authorizes_what_it_names_and_nothing_else() {
 #[test]
 fn time_bounds_with_clock_skew() {
     let w = world();
-    let direct = issue_at(&w.service, &w.service.did(), &[search()], NOW, HOUR, &[]).unwrap();
+    let direct = consent::issue_window(&w.service, &w.service.did(), &[search()], NOW, NOW + 3600, &[]).unwrap();
     assert!(
         w.verifier.authorize_at(&direct, &search(), NOW - 30).is_ok(),
         "within the 60 s skew"
@@ -115,7 +115,7 @@ fn a_tampered_token_has_a_bad_signature() {
 #[test]
 fn delegation_can_narrow_but_never_widen() {
     let w = world();
-    let any_tool = Capability::new("tool:*", "call");
+    let any_tool = Capability::new("tool:*", "tool/call");
     let to_alice = issue_at(
         &w.service,
         &w.alice.did(),

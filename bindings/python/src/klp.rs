@@ -20,7 +20,7 @@ fn did(text: &str) -> PyResult<Did> {
     text.parse().map_err(|error| klp_error(&error))
 }
 
-/// Capabilities from Python: `(resource, ability)` pairs, such as `("tool:search", "call")`.
+/// Capabilities from Python: `(resource, ability)` pairs, such as `("tool:search", "tool/call")`.
 fn capabilities(pairs: Vec<(String, String)>) -> Vec<Capability> {
     pairs
         .into_iter()

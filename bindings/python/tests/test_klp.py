@@ -39,36 +39,36 @@ def test_identities_sign_and_their_dids_verify() -> None:
 
 def test_a_token_grants_what_it_names_and_nothing_else() -> None:
     owner, agent, stranger = Identity.generate(), Identity.generate(), Identity.generate()
-    token = issue_token(owner, agent.did, [("tool:search", "call")], ttl=60)
+    token = issue_token(owner, agent.did, [("tool:search", "tool/call")], ttl=60)
     verifier = Verifier(agent.did, [owner.did])
-    claims = verifier.authorize(token, "tool:search", "call")
+    claims = verifier.authorize(token, "tool:search", "tool/call")
     assert claims["iss"] == owner.did and claims["aud"] == agent.did
     with pytest.raises(kai.ConsentError) as refused:
-        verifier.authorize(token, "tool:delete", "call")
+        verifier.authorize(token, "tool:delete", "tool/call")
     assert refused.value.kind == "not_granted" and isinstance(refused.value, kai.KlpError)
     with pytest.raises(kai.ConsentError) as untrusted:
-        Verifier(agent.did, [stranger.did]).authorize(token, "tool:search", "call")
+        Verifier(agent.did, [stranger.did]).authorize(token, "tool:search", "tool/call")
     assert untrusted.value.kind == "untrusted_root"
     with pytest.raises(kai.ConsentError) as wrong:
-        Verifier(stranger.did, [owner.did]).authorize(token, "tool:search", "call")
+        Verifier(stranger.did, [owner.did]).authorize(token, "tool:search", "tool/call")
     assert wrong.value.kind == "wrong_audience"
     verifier.revoke(token)
     with pytest.raises(kai.ConsentError) as revoked:
-        verifier.authorize(token, "tool:search", "call")
+        verifier.authorize(token, "tool:search", "tool/call")
     assert revoked.value.kind == "revoked"
 
 
 def test_an_invocation_is_bound_to_its_presenter_and_admitted_once() -> None:
     owner, agent, caller, thief = Identity.generate(), Identity.generate(), Identity.generate(), Identity.generate()
-    grant = issue_token(owner, caller.did, [("tool:search", "call")])
-    invocation = kai.klp.invoke_token(caller, agent.did, [("tool:search", "call")], "req-1", proofs=[grant])
+    grant = issue_token(owner, caller.did, [("tool:search", "tool/call")])
+    invocation = kai.klp.invoke_token(caller, agent.did, [("tool:search", "tool/call")], "req-1", proofs=[grant])
     verifier = Verifier(agent.did, [owner.did])
     with pytest.raises(kai.ConsentError) as stolen:
-        verifier.admit_invocation(invocation, thief.did, "req-1", "tool:search", "call")
+        verifier.admit_invocation(invocation, thief.did, "req-1", "tool:search", "tool/call")
     assert stolen.value.kind == "wrong_invoker"
-    verifier.admit_invocation(invocation, caller.did, "req-1", "tool:search", "call")
+    verifier.admit_invocation(invocation, caller.did, "req-1", "tool:search", "tool/call")
     with pytest.raises(kai.ConsentError) as replayed:
-        verifier.admit_invocation(invocation, caller.did, "req-1", "tool:search", "call")
+        verifier.admit_invocation(invocation, caller.did, "req-1", "tool:search", "tool/call")
     assert replayed.value.kind == "replayed"
 
 
@@ -76,16 +76,16 @@ def test_an_invocation_is_bound_to_its_presenter_and_admitted_once() -> None:
 def test_tokens_interoperate_with_kai_in_rust() -> None:
     owner, agent = Identity.generate(), Identity.generate()
     # Issued in Python, checked in Rust.
-    token = issue_token(owner, agent.did, [("tool:search", "call")])
-    checked = klp_token("authorize", agent.did, owner.did, token, "tool:search", "call")
+    token = issue_token(owner, agent.did, [("tool:search", "tool/call")])
+    checked = klp_token("authorize", agent.did, owner.did, token, "tool:search", "tool/call")
     assert checked.returncode == 0, checked.stderr
     assert json.loads(checked.stdout)["iss"] == owner.did
-    refused = klp_token("authorize", agent.did, owner.did, token, "tool:delete", "call")
+    refused = klp_token("authorize", agent.did, owner.did, token, "tool:delete", "tool/call")
     assert refused.returncode == 1 and refused.stderr.strip() == "not_granted"
     # Issued in Rust, checked in Python.
-    issued = klp_token("issue", owner.secret_bytes().hex(), agent.did, "tool:search", "call")
+    issued = klp_token("issue", owner.secret_bytes().hex(), agent.did, "tool:search", "tool/call")
     assert issued.returncode == 0, issued.stderr
-    claims = Verifier(agent.did, [owner.did]).authorize(issued.stdout.strip(), "tool:search", "call")
+    claims = Verifier(agent.did, [owner.did]).authorize(issued.stdout.strip(), "tool:search", "tool/call")
     assert claims["iss"] == owner.did
     with pytest.raises(kai.ConsentError):
         Verifier(agent.did, [owner.did]).authorize(issued.stdout.strip(), "tool:search", "delete")
@@ -140,9 +140,9 @@ def test_a_large_sealed_message_opens_and_a_revocation_list_names_token_ids() ->
     assert huge.value.kind == "message_rejected"
 
     owner, agent = Identity.generate(), Identity.generate()
-    token = issue_token(owner, agent.did, [("tool:search", "call")])
+    token = issue_token(owner, agent.did, [("tool:search", "tool/call")])
     verifier = Verifier(agent.did, [owner.did])
     verifier.revoke_id(kai.klp.token_id(token))
     with pytest.raises(kai.ConsentError) as revoked:
-        verifier.authorize(token, "tool:search", "call")
+        verifier.authorize(token, "tool:search", "tool/call")
     assert revoked.value.kind == "revoked"

@@ -37,6 +37,13 @@ pub use websocket_web::WebSocketTransport;
 
 /// The Noise protocol name.
 pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
+/// The Noise prologue: both sides mix it into the handshake, so a handshake only completes between
+/// peers speaking this protocol and version.
+pub const PROLOGUE: &[u8] = b"kai-klp/v1 session";
+/// The context each side's signature over the handshake hash is made in (followed by the side's role,
+/// a zero byte, and the hash): a signature made for a KLP handshake proves nothing anywhere else, and
+/// one side's proof cannot stand in for the other's.
+const PROOF_CONTEXT: &[u8] = b"kai-klp/v1 handshake proof by the ";
 /// The largest frame on the wire (a Noise message).
 pub const MAX_FRAME_BYTES: usize = 65_535;
 /// The largest signed envelope a session accepts unless told otherwise
@@ -156,7 +163,9 @@ fn builder_state(identity: &Identity, initiator: bool) -> Result<snow::Handshake
         .parse()
         .map_err(|_| handshake("unknown Noise parameters"))?;
     let secret = identity.x25519_secret();
-    let builder = snow::Builder::new(params).local_private_key(secret.as_ref());
+    let builder = snow::Builder::new(params)
+        .prologue(PROLOGUE)
+        .local_private_key(secret.as_ref());
     let state = if initiator {
         builder.build_initiator()
     } else {
@@ -183,25 +192,41 @@ fn read(state: &mut snow::HandshakeState, message: &[u8]) -> Result<Vec<u8>, Err
     Ok(buffer)
 }
 
+/// A side of the handshake, named in what its proof signs.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Initiator,
+    Responder,
+}
+
+/// What `role` signs to prove it holds its DID's key in the handshake whose hash is `hash`.
+fn proof_input(role: Role, hash: &[u8]) -> Vec<u8> {
+    let role: &[u8] = match role {
+        Role::Initiator => b"initiator",
+        Role::Responder => b"responder",
+    };
+    [PROOF_CONTEXT, role, &[0], hash].concat()
+}
+
 /// This side's proof for the handshake hash as it stands.
-fn prove(identity: &Identity, state: &snow::HandshakeState) -> Result<Vec<u8>, Error> {
+fn prove(identity: &Identity, role: Role, state: &snow::HandshakeState) -> Result<Vec<u8>, Error> {
     let proof = Proof {
         did: identity.did(),
-        sig: URL_SAFE_NO_PAD.encode(identity.sign(state.get_handshake_hash())),
+        sig: URL_SAFE_NO_PAD.encode(identity.sign(&proof_input(role, state.get_handshake_hash()))),
     };
     serde_json::to_vec(&proof).map_err(|e| handshake(e.to_string()))
 }
 
-/// Checks the peer's proof against the hash both sides had before its message, and that its Noise
-/// static key is the one its DID derives.
-fn check(state: &snow::HandshakeState, hash_before: &[u8], payload: &[u8]) -> Result<Did, Error> {
+/// Checks the proof of the peer (in `role`) against the hash both sides had before its message, and
+/// that its Noise static key is the one its DID derives.
+fn check(state: &snow::HandshakeState, role: Role, hash_before: &[u8], payload: &[u8]) -> Result<Did, Error> {
     let proof: Proof = serde_json::from_slice(payload).map_err(|_| handshake("the peer's proof is malformed"))?;
     let signature = URL_SAFE_NO_PAD
         .decode(&proof.sig)
         .map_err(|_| handshake("the peer's signature is malformed"))?;
     proof
         .did
-        .verify(hash_before, &signature)
+        .verify(&proof_input(role, hash_before), &signature)
         .map_err(|_| handshake("the peer's signature over the handshake does not verify for its DID"))?;
     let remote = state
         .get_remote_static()
@@ -273,11 +298,11 @@ async fn initiate<T: FrameTransport>(
     let hash_before = state.get_handshake_hash().to_vec();
     let second = transport.recv().await?;
     let payload = read(&mut state, &second)?;
-    let peer = check(&state, &hash_before, &payload)?;
+    let peer = check(&state, Role::Responder, &hash_before, &payload)?;
     if expected.is_some_and(|e| *e != peer) {
         return Err(handshake(format!("connected to {peer}, not the expected peer")));
     }
-    let proof = prove(&identity, &state)?;
+    let proof = prove(&identity, Role::Initiator, &state)?;
     let third = write(&mut state, &proof)?;
     transport.send(&third).await?;
     Session::established(transport, state, identity, peer)
@@ -289,13 +314,13 @@ async fn respond<T: FrameTransport>(identity: Identity, mut transport: T) -> Res
     if !read(&mut state, &first)?.is_empty() {
         return Err(handshake("the first handshake message must carry no payload"));
     }
-    let proof = prove(&identity, &state)?;
+    let proof = prove(&identity, Role::Responder, &state)?;
     let second = write(&mut state, &proof)?;
     transport.send(&second).await?;
     let hash_before = state.get_handshake_hash().to_vec();
     let third = transport.recv().await?;
     let payload = read(&mut state, &third)?;
-    let peer = check(&state, &hash_before, &payload)?;
+    let peer = check(&state, Role::Initiator, &hash_before, &payload)?;
     Session::established(transport, state, identity, peer)
 }
 
@@ -331,7 +356,7 @@ impl<T: FrameTransport> Session<T> {
         if envelope.from != self.me.did() || envelope.to != self.peer {
             return Err(broken("an envelope on a session goes from this side to the peer"));
         }
-        let signed = jws::sign(&self.me, envelope)?;
+        let signed = jws::sign(&self.me, jws::Kind::Envelope, envelope)?;
         self.check_usable()?;
         self.busy = true;
         let mut chunks = signed.as_bytes().chunks(CHUNK_BYTES).peekable();
@@ -405,7 +430,8 @@ impl<T: FrameTransport> Session<T> {
         }
         let text = std::str::from_utf8(&signed).map_err(|_| broken("an envelope is not a token"))?;
         // The peer's key is known: the signature is checked before the body is parsed.
-        let envelope: Envelope = jws::decode_within(text, self.max_message_bytes)?.verify(&self.peer)?;
+        let envelope: Envelope =
+            jws::decode_within(text, self.max_message_bytes, jws::Kind::Envelope)?.verify(&self.peer)?;
         if envelope.from != self.peer || envelope.to != self.me.did() {
             return Err(broken("an envelope on this session names other parties"));
         }
@@ -467,7 +493,8 @@ mod tests {
     fn a_did_whose_key_is_not_the_noise_key_is_refused() {
         let (alice, mallory) = (Identity::generate(), Identity::generate());
         let error = accept_from(&mallory, |state| {
-            proof_json(alice.did(), &alice.sign(state.get_handshake_hash()))
+            let input = proof_input(Role::Initiator, state.get_handshake_hash());
+            proof_json(alice.did(), &alice.sign(&input))
         });
         assert!(error.to_string().contains("not the one its DID derives"), "{error}");
     }
@@ -479,6 +506,52 @@ mod tests {
         assert!(error.to_string().contains("does not verify"), "{error}");
         let error = accept_from(&alice, |_| b"{\"did\": 1}".to_vec());
         assert!(error.to_string().contains("malformed"), "{error}");
+    }
+
+    /// Domain separation: the initiator's proof must be made for a KLP handshake, in its own role. A
+    /// signature over the bare hash (which another protocol might ask Alice to sign) or the responder's
+    /// form of the proof does not complete the handshake.
+    #[test]
+    fn a_proof_made_without_the_context_or_in_the_other_role_is_refused() {
+        let alice = Identity::generate();
+        let bare = accept_from(&alice, |state| {
+            proof_json(alice.did(), &alice.sign(state.get_handshake_hash()))
+        });
+        assert!(bare.to_string().contains("does not verify"), "{bare}");
+        let other_role = accept_from(&alice, |state| {
+            let input = proof_input(Role::Responder, state.get_handshake_hash());
+            proof_json(alice.did(), &alice.sign(&input))
+        });
+        assert!(other_role.to_string().contains("does not verify"), "{other_role}");
+    }
+
+    /// A peer whose Noise handshake has another prologue (another protocol, or another version of this
+    /// one) cannot read our side's handshake message, so no handshake completes.
+    #[test]
+    fn a_handshake_with_another_prologue_fails() {
+        let (ours, mut theirs) = memory_pair();
+        let (read_by_stranger, accepted) = block_on(async {
+            let stranger = async {
+                let params: snow::params::NoiseParams = NOISE_PARAMS.parse().unwrap();
+                let key = Identity::generate().x25519_secret();
+                let mut state = snow::Builder::new(params)
+                    .prologue(b"kai-klp/v0 session")
+                    .local_private_key(key.as_ref())
+                    .build_initiator()
+                    .unwrap();
+                theirs.send(&write(&mut state, &[]).unwrap()).await.unwrap();
+                let second = theirs.recv().await.unwrap();
+                let read_result = read(&mut state, &second);
+                drop(theirs);
+                read_result
+            };
+            futures::join!(stranger, accept(Identity::generate(), ours))
+        });
+        assert!(
+            matches!(read_by_stranger, Err(Error::Handshake { .. })),
+            "{read_by_stranger:?}"
+        );
+        assert!(accepted.is_err());
     }
 
     #[test]
