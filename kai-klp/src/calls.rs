@@ -10,6 +10,7 @@
 //! checked against the same token (`tool/call` on `tool:<name>`, with the call's arguments).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::lock::Mutex;
 use kai_core::{Agent, ToolContext, ToolError, TypedTool};
@@ -89,20 +90,59 @@ async fn answer(
 /// What a refused caller is told: the refusal itself, but nothing of this side's own failures (a file
 /// path, an I/O error), which stay in this side's logs.
 fn refusal_message(error: &Error) -> String {
-    match error {
-        Error::Io(_) | Error::Vault(_) | Error::AuditInvalid { .. } => {
-            tracing::warn!(%error, "a call failed on this side");
-            "the call could not be handled".into()
-        }
-        other => other.to_string(),
+    let ours = match error {
+        Error::Io(_) | Error::AuditInvalid { .. } => true,
+        #[cfg(feature = "vault")]
+        Error::Vault(_) => true,
+        _ => false,
+    };
+    if ours {
+        tracing::warn!(%error, "a call failed on this side");
+        return "the call could not be handled".into();
     }
+    error.to_string()
 }
+
+/// How long [`call`] waits for the remote agent's answer.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Calls the agent at the other end of `session` with `input`, under a fresh invocation from `me`
 /// granting `capabilities` for one minute, proven by `grant` (a token the remote agent issued to `me`,
 /// or a chain ending at `me`). The answer, or the remote side's refusal as [`Error::Refused`] with its
-/// kind, so a caller can tell "not granted" from "expired" from a failed run.
+/// kind, so a caller can tell "not granted" from "expired" from a failed run. Waits at most
+/// [`CALL_TIMEOUT`] ([`call_within`] sets another limit).
 pub async fn call<T: FrameTransport>(
+    session: &mut Session<T>,
+    me: &Identity,
+    grant: &str,
+    capabilities: &[Capability],
+    input: &str,
+) -> Result<String, Error> {
+    call_within(CALL_TIMEOUT, session, me, grant, capabilities, input).await
+}
+
+/// [`call`], waiting at most `limit` for the answer: a remote agent that never answers (or answers
+/// only other requests) gives [`Error::CallTimedOut`]. The session may then be mid-message, and is
+/// not used again ([`Error::SessionBroken`] on its next use) unless the wait ended between messages.
+pub async fn call_within<T: FrameTransport>(
+    limit: Duration,
+    session: &mut Session<T>,
+    me: &Identity,
+    grant: &str,
+    capabilities: &[Capability],
+    input: &str,
+) -> Result<String, Error> {
+    let exchange = std::pin::pin!(exchange(session, me, grant, capabilities, input));
+    match futures::future::select(exchange, std::pin::pin!(kai_core::sleep(limit))).await {
+        futures::future::Either::Left((result, _)) => result,
+        futures::future::Either::Right(_) => Err(Error::CallTimedOut {
+            millis: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+        }),
+    }
+}
+
+/// Sends the call request and waits for its answer.
+async fn exchange<T: FrameTransport>(
     session: &mut Session<T>,
     me: &Identity,
     grant: &str,
@@ -115,7 +155,7 @@ pub async fn call<T: FrameTransport>(
         me,
         &remote,
         capabilities,
-        std::time::Duration::from_secs(60),
+        Duration::from_secs(60),
         &[grant.to_owned()],
         &request.id,
     )?;
@@ -153,6 +193,7 @@ pub struct RemoteAgentTool<T: FrameTransport> {
     capabilities: Vec<Capability>,
     name: String,
     description: String,
+    timeout: Duration,
 }
 
 /// What the model passes to a [`RemoteAgentTool`].
@@ -180,7 +221,15 @@ impl<T: FrameTransport> RemoteAgentTool<T> {
             capabilities,
             name: name.into(),
             description: description.into(),
+            timeout: CALL_TIMEOUT,
         }
+    }
+
+    /// Sets how long one call waits for the remote agent's answer (default [`CALL_TIMEOUT`]).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 }
 
@@ -198,11 +247,18 @@ impl<T: FrameTransport + Sync + 'static> TypedTool for RemoteAgentTool<T> {
 
     async fn call(&self, args: CallArgs, _context: ToolContext) -> Result<String, ToolError> {
         let mut session = self.session.lock().await;
-        call(&mut session, &self.me, &self.grant, &self.capabilities, &args.input)
-            .await
-            .map_err(|error| match error {
-                Error::Refused { .. } => ToolError::failed(format_args!("remote agent {}: {error}", session.peer())),
-                other => ToolError::failed(other),
-            })
+        call_within(
+            self.timeout,
+            &mut session,
+            &self.me,
+            &self.grant,
+            &self.capabilities,
+            &args.input,
+        )
+        .await
+        .map_err(|error| match error {
+            Error::Refused { .. } => ToolError::failed(format_args!("remote agent {}: {error}", session.peer())),
+            other => ToolError::failed(other),
+        })
     }
 }

@@ -181,8 +181,15 @@ pub enum Error {
     #[error("I/O error: {0}")]
     Io(String),
     /// The vault failed while storing or loading a key.
+    #[cfg(feature = "vault")]
     #[error(transparent)]
     Vault(#[from] kai_memory::Error),
+    /// A remote agent did not answer a call in time.
+    #[error("the remote agent did not answer within {millis} ms")]
+    CallTimedOut {
+        /// The time limit, in milliseconds.
+        millis: u64,
+    },
     /// The remote agent refused or failed a call: `kind` is its error's [`kind`](Error::kind) (such as
     /// `not_granted`, `wrong_invoker`, `expired`, or `agent_failed` when its run failed).
     #[error("the remote agent refused the call ({kind}): {message}")]
@@ -257,7 +264,9 @@ impl Error {
             Error::PresenceInvalid { .. } => "presence_invalid",
             Error::Discovery { .. } => "discovery",
             Error::Io(_) => "io",
+            #[cfg(feature = "vault")]
             Error::Vault(_) => "vault",
+            Error::CallTimedOut { .. } => "call_timed_out",
             Error::Refused { kind, .. } => kind,
         }
     }

@@ -1,10 +1,12 @@
 //! An agent's own key pair.
 
 use ed25519_dalek::{Signer as _, SigningKey};
+#[cfg(feature = "vault")]
 use kai_memory::Vault;
 use zeroize::Zeroizing;
 
 use crate::did::Did;
+#[cfg(feature = "vault")]
 use crate::error::Error;
 
 /// An agent's Ed25519 signing key. The secret is wiped from memory when dropped (each clone's own copy)
@@ -51,6 +53,7 @@ impl Identity {
     }
 
     /// Stores the secret key in `vault` under `name` (as a secret holding the hex-encoded seed).
+    #[cfg(feature = "vault")]
     pub fn store(&self, vault: &mut Vault, name: &str) -> Result<(), Error> {
         let encoded = Zeroizing::new(to_hex(self.secret_bytes().as_ref()));
         vault.put_secret(name, &encoded)?;
@@ -58,6 +61,7 @@ impl Identity {
     }
 
     /// Loads an identity stored with [`store`](Self::store); `None` when `name` holds nothing.
+    #[cfg(feature = "vault")]
     pub fn load(vault: &Vault, name: &str) -> Result<Option<Self>, Error> {
         let Some(secret) = vault.secret(name)? else {
             return Ok(None);
@@ -76,10 +80,12 @@ impl std::fmt::Debug for Identity {
     }
 }
 
+#[cfg(feature = "vault")]
 fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+#[cfg(feature = "vault")]
 fn from_hex(text: &str, out: &mut [u8; 32]) -> Result<(), Error> {
     let text = text.as_bytes();
     if text.len() != 64 {

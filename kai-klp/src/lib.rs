@@ -17,6 +17,10 @@
 //!   finds them over libp2p (Kademlia, gossipsub, identify);
 //! - [`audit`]: a signed, hash-chained, append-only log of an agent's actions, with a hook that writes it.
 //!
+//! Features: `tcp` and `websocket` (session transports), `p2p` (discovery over libp2p), and `vault`
+//! (keep identities in a kai-memory `Vault`; without it kai-klp does not build kai-memory, SQLite or
+//! rayon).
+//!
 //! ```
 //! use kai_klp::{Did, Identity};
 //!

@@ -142,3 +142,37 @@ fn a_refusal_reaches_the_caller_as_a_typed_error() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A remote agent that takes the request and never answers: the call gives up after its limit with a
+/// typed error, instead of holding the caller for ever.
+#[test]
+fn a_call_that_gets_no_answer_times_out() {
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let granted = [invoke_capability(&bob.did())];
+    let grant = issue(&bob, &alice.did(), &granted, Duration::from_secs(3600), &[]).unwrap();
+    let (a, b) = memory_pair();
+    let bob_did = bob.did();
+    let error = block_on(async {
+        let (client, server) = futures::join!(connect(copy(&alice), Some(&bob_did), a), accept(copy(&bob), b));
+        let (mut client, mut server) = (client.unwrap(), server.unwrap());
+        let silent = async move {
+            let request = server.recv().await.unwrap();
+            assert_eq!(request.kind, kai_klp::sealed::MessageKind::CallRequest);
+            server
+        };
+        let calling = kai_klp::calls::call_within(
+            Duration::from_millis(200),
+            &mut client,
+            &alice,
+            &grant,
+            &granted,
+            "hello?",
+        );
+        let (_server, result) = futures::join!(silent, calling);
+        result.unwrap_err()
+    });
+    assert!(
+        matches!(error, kai_klp::Error::CallTimedOut { millis: 200 }),
+        "{error:?}"
+    );
+}
