@@ -108,9 +108,23 @@ impl std::str::FromStr for Did {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self, Error> {
-        let rest = text
+        let mut rest = text
             .strip_prefix("did:key:")
             .ok_or_else(|| Error::did("not a did:key DID (it must start with `did:key:`)"))?;
+        // The method's versioned form, `did:key:<version>:<multibase>`: version 1 is the unversioned
+        // form, and no other is defined.
+        if let Some((version, multibase)) = rest.split_once(':') {
+            if version != "1" {
+                return Err(Error::did(
+                    if version.len() <= 8 && version.bytes().all(|b| b.is_ascii_digit()) {
+                        format!("did:key version {version} is not supported (only 1 is defined)")
+                    } else {
+                        "a did:key is `did:key:<multibase>` or `did:key:1:<multibase>`".to_owned()
+                    },
+                ));
+            }
+            rest = multibase;
+        }
         // A DID URL's fragment or path is not part of the DID.
         if rest.contains(['#', '/', '?']) {
             return Err(Error::did("a DID URL, not a DID: remove the path, query or fragment"));

@@ -151,6 +151,13 @@ fn malformed_dids_are_rejected_with_reasons() {
         (x25519.as_str(), "not an Ed25519 key"),
         (small_order.as_str(), "small-order"),
         (&format!("{good}#key-1"), "DID URL"),
+        (&good.replace("did:key:", "did:key:2:"), "version 2 is not supported"),
+        (&good.replace("did:key:", "did:key:1:1:"), "base58btc multibase"),
+        (&good.replace("did:key:", "did:key:x:"), "`did:key:1:<multibase>`"),
+        (
+            &good.replace("did:key:", &format!("did:key:{}:", "9".repeat(40_000))),
+            "`did:key:1:<multibase>`",
+        ),
     ];
     for (text, expected) in cases {
         match text.parse::<Did>() {
@@ -159,6 +166,16 @@ fn malformed_dids_are_rejected_with_reasons() {
         }
     }
     assert_eq!(good.parse::<Did>().unwrap().to_string(), good);
+}
+
+/// The did:key method's versioned form (`did:key:1:<multibase>`, version 1 being the only one defined)
+/// names the same key, and prints in the unversioned form.
+#[test]
+fn the_versioned_form_names_the_same_did() {
+    let did = Identity::from_secret_bytes(&[1; 32]).did();
+    let versioned = did.to_string().replace("did:key:", "did:key:1:");
+    assert_eq!(versioned.parse::<Did>().unwrap(), did);
+    assert_eq!(versioned.parse::<Did>().unwrap().to_string(), did.to_string());
 }
 
 /// base58btc, for building malformed inputs (the tests must not share the code they test).
