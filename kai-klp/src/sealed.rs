@@ -5,7 +5,7 @@
 //! recipient's `did:key` derives. Only the recipient can open it, and the signature inside proves who
 //! wrote it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -15,6 +15,7 @@ use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable as _, OpModeR, OpModeS, Serializable as _};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::clock::{next_sequence, now_seconds};
 use crate::did::Did;
@@ -163,10 +164,69 @@ pub fn seal(sender: &Identity, envelope: &Envelope) -> Result<Sealed, Error> {
 pub struct Mailbox {
     identity: Identity,
     max_age: Duration,
-    seen: HashMap<String, u64>,
+    seen: Seen,
     /// Per sender, the highest `seq` opened and when that message was written.
     latest: HashMap<Did, (u64, u64)>,
     capacity: usize,
+}
+
+/// The messages opened inside the replay window, by a digest of sender and id (so one sender's ids
+/// never collide with another's), bounded in all, per sender, and for senders not known.
+#[derive(Debug, Default)]
+struct Seen {
+    /// When each message was written, by digest.
+    entries: HashMap<[u8; 32], (u64, Did)>,
+    /// The same entries by time written, so those leaving the window go first, in logarithmic time.
+    by_time: BTreeSet<(u64, [u8; 32])>,
+    /// Entries per sender.
+    per_sender: HashMap<Did, usize>,
+    /// Senders that always have room: the rest share half of the capacity once any sender is known.
+    known: HashSet<Did>,
+}
+
+impl Seen {
+    /// Records message `id` from `from`, written at `created`, refusing a replay, and, when full, a
+    /// message rather than forgetting one still inside the window (which would let it be replayed).
+    fn remember(&mut self, from: &Did, id: &str, created: u64, horizon: u64, capacity: usize) -> Result<(), Error> {
+        while let Some(&(written, key)) = self.by_time.first()
+            && written < horizon
+        {
+            self.by_time.pop_first();
+            if let Some((_, sender)) = self.entries.remove(&key)
+                && let Some(count) = self.per_sender.get_mut(&sender)
+            {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_sender.remove(&sender);
+                }
+            }
+        }
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(from.public_key().as_bytes())
+            .chain_update(id.as_bytes())
+            .finalize()
+            .into();
+        if self.entries.contains_key(&key) {
+            return Err(Error::Replayed);
+        }
+        if self.entries.len() >= capacity {
+            return Err(malformed("too many messages inside the replay window"));
+        }
+        let known = self.known.contains(from);
+        if !known && !self.known.is_empty() && self.entries.len() >= capacity / 2 {
+            return Err(malformed(
+                "too many messages from unknown senders inside the replay window",
+            ));
+        }
+        let count = self.per_sender.entry(*from).or_insert(0);
+        if !known && *count >= (capacity / 100).max(1) {
+            return Err(malformed("too many messages from this sender inside the replay window"));
+        }
+        *count += 1;
+        self.by_time.insert((created, key));
+        self.entries.insert(key, (created, *from));
+        Ok(())
+    }
 }
 
 /// Where an opened message falls in its sender's sequence.
@@ -186,7 +246,7 @@ impl std::fmt::Debug for Mailbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mailbox")
             .field("did", &self.identity.did())
-            .field("seen", &self.seen.len())
+            .field("seen", &self.seen.entries.len())
             .finish()
     }
 }
@@ -197,10 +257,24 @@ impl Mailbox {
         Self {
             identity,
             max_age: Duration::from_secs(300),
-            seen: HashMap::new(),
+            seen: Seen::default(),
             latest: HashMap::new(),
             capacity: 100_000,
         }
+    }
+
+    /// Sets how many messages the mailbox remembers inside its window (100,000 by default). An unknown
+    /// sender may hold a hundredth of them; once any sender is known ([`know`](Self::know)), unknown
+    /// senders together get half, so a flood from throwaway identities cannot shut known ones out.
+    #[must_use]
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// Counts `sender` as known: its messages always find room in the replay cache, up to its capacity.
+    pub fn know(&mut self, sender: Did) {
+        self.seen.known.insert(sender);
     }
 
     /// Sets how old a message may be.
@@ -271,7 +345,9 @@ impl Mailbox {
         if envelope.created > now.saturating_add(60) {
             return Err(malformed("the message is dated in the future"));
         }
-        self.remember(&envelope.id, envelope.created, now)?;
+        let horizon = now.saturating_sub(self.max_age.as_secs());
+        self.seen
+            .remember(&envelope.from, &envelope.id, envelope.created, horizon, self.capacity)?;
         let order = self.place(&envelope, now);
         Ok((envelope, order))
     }
@@ -291,21 +367,6 @@ impl Mailbox {
             self.latest.insert(envelope.from, (envelope.seq, envelope.created));
         }
         Order::InOrder
-    }
-
-    fn remember(&mut self, id: &str, created: u64, now: u64) -> Result<(), Error> {
-        if self.seen.contains_key(id) {
-            return Err(Error::Replayed);
-        }
-        if self.seen.len() >= self.capacity {
-            let horizon = now.saturating_sub(self.max_age.as_secs());
-            self.seen.retain(|_, created| *created >= horizon);
-        }
-        if self.seen.len() >= self.capacity {
-            return Err(malformed("too many messages inside the replay window"));
-        }
-        self.seen.insert(id.to_owned(), created);
-        Ok(())
     }
 }
 

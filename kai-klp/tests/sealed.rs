@@ -116,3 +116,67 @@ fn what_can_be_sealed_can_be_opened() {
     let envelope = Envelope::new(&alice, &bob.did(), MessageKind::Direct, json!({"text": huge}));
     assert!(matches!(seal(&alice, &envelope), Err(Error::MessageRejected { .. })));
 }
+
+fn sealed_from(sender: &Identity, to: &Identity, id: Option<&str>, created: u64) -> Sealed {
+    let mut envelope = Envelope::new(sender, &to.did(), MessageKind::Direct, json!("hi"));
+    if let Some(id) = id {
+        envelope.id = id.to_owned();
+    }
+    envelope.created = created;
+    seal(sender, &envelope).unwrap()
+}
+
+/// Mallory learned the id of a message Alice will send (or guessed it) and sends her own first: ids
+/// are remembered per sender, so Alice's message still opens.
+#[test]
+fn one_senders_message_id_does_not_block_anothers() {
+    let (alice, bob, mallory) = (Identity::generate(), Identity::generate(), Identity::generate());
+    let mut mailbox = Mailbox::new(Identity::from_secret_bytes(&bob.secret_bytes()));
+    let now = 1_800_000_000;
+    mailbox
+        .open_at(&sealed_from(&mallory, &bob, Some("alice-1"), now), now)
+        .unwrap();
+    mailbox
+        .open_at(&sealed_from(&alice, &bob, Some("alice-1"), now), now)
+        .unwrap();
+    assert!(matches!(
+        mailbox.open_at(&sealed_from(&alice, &bob, Some("alice-1"), now), now),
+        Err(Error::Replayed)
+    ));
+}
+
+/// Anyone can mint identities and seal to Bob. A flood from throwaway identities fills at most half
+/// the replay cache once Bob knows anyone, each identity at most a hundredth; Bob's known contact still
+/// gets through, and room comes back as the flood leaves the window.
+#[test]
+fn a_flood_from_throwaway_identities_cannot_shut_out_a_known_sender() {
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let mut mailbox = Mailbox::new(Identity::from_secret_bytes(&bob.secret_bytes())).with_capacity(200);
+    mailbox.know(alice.did());
+    let now = 1_800_000_000;
+    let spammer = Identity::generate();
+    mailbox.open_at(&sealed_from(&spammer, &bob, None, now), now).unwrap();
+    mailbox.open_at(&sealed_from(&spammer, &bob, None, now), now).unwrap();
+    let Err(Error::MessageRejected { reason }) = mailbox.open_at(&sealed_from(&spammer, &bob, None, now), now) else {
+        panic!("a third message from one unknown sender took a slot");
+    };
+    assert!(reason.contains("from this sender"), "{reason}");
+    let mut refused = 0;
+    for _ in 0..120 {
+        if mailbox
+            .open_at(&sealed_from(&Identity::generate(), &bob, None, now), now)
+            .is_err()
+        {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 120 - 98, "unknown senders share half of the 200 slots");
+    for _ in 0..50 {
+        mailbox.open_at(&sealed_from(&alice, &bob, None, now), now).unwrap();
+    }
+    // Five minutes later the flood has left the window.
+    let later = now + 301;
+    mailbox
+        .open_at(&sealed_from(&Identity::generate(), &bob, None, later), later)
+        .unwrap();
+}
