@@ -126,6 +126,20 @@ impl Error {
         }
     }
 
+    /// A failure of [`kai_core::fs`] on `path`: a file there already ([`Error::AlreadyExists`]), one
+    /// another writer holds ([`Error::Locked`]), or an I/O error.
+    pub(crate) fn file(path: &std::path::Path, source: std::io::Error) -> Self {
+        match source.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+                path: path.display().to_string(),
+            },
+            std::io::ErrorKind::WouldBlock => Error::Locked {
+                path: path.display().to_string(),
+            },
+            _ => Error::io(path, source),
+        }
+    }
+
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         Error::Io {
             path: path.display().to_string(),

@@ -16,7 +16,6 @@ mod bytes;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod conversation;
 mod error;
-mod fs;
 pub mod index;
 pub mod rag;
 pub mod store;

@@ -17,11 +17,11 @@ use sha2::{Digest, Sha256};
 
 use crate::bytes::Reader;
 use crate::error::Error;
-use crate::fs::write_atomic;
 use crate::index::distance::Metric;
 use crate::index::graph::{MAX_LEVEL, SearchGraph};
 use crate::index::hnsw::HnswConfig;
 use crate::index::slots::Slots;
+use kai_core::fs::write_atomic;
 
 const MAGIC: &[u8; 8] = b"KAIINDEX";
 const VERSION: u32 = 1;
@@ -81,7 +81,7 @@ pub(crate) fn save(path: &Path, slots: &Slots, hnsw: Option<(&HnswConfig, &Searc
     }
     let digest = Sha256::digest(&out);
     out.extend_from_slice(&digest);
-    write_atomic(path, &out)
+    write_atomic(path, &out).map_err(|e| Error::file(path, e))
 }
 
 pub(crate) fn open(path: &Path) -> Result<(Slots, Option<(HnswConfig, SearchGraph)>), Error> {

@@ -7,7 +7,7 @@ use std::sync::{PoisonError, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::fs::write_atomic;
+use kai_core::fs::write_atomic;
 
 /// BM25 (Robertson & Zaragoza; k1 = 1.2, b = 0.75) over lower-cased alphanumeric words. Thread-safe;
 /// shared between an [`Ingestor`](crate::rag::Ingestor), which keeps it in step with the store, and a
@@ -110,7 +110,7 @@ impl KeywordIndex {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), Error> {
         let postings = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         let json = serde_json::to_vec(&*postings).map_err(|e| Error::Corrupt { what: e.to_string() })?;
-        write_atomic(path.as_ref(), &json)
+        write_atomic(path.as_ref(), &json).map_err(|e| Error::file(path.as_ref(), e))
     }
 
     /// Reads an index written by [`save`](Self::save).

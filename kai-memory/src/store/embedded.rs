@@ -10,9 +10,9 @@ use kai_core::{BoxFuture, boxed};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Error;
-use crate::fs::write_atomic;
 use crate::index::{HnswConfig, HnswIndex, Metric};
 use crate::store::{Document, Filter, MemoryStore, ScoredDocument};
+use kai_core::fs::write_atomic;
 
 /// Settings of an [`EmbeddedStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,10 +342,8 @@ impl Inner {
             return Ok(());
         }
         self.index.save(self.directory.join("index.kai"))?;
-        write_atomic(
-            &self.directory.join("index.generation"),
-            self.generation.to_string().as_bytes(),
-        )?;
+        let generation = self.directory.join("index.generation");
+        write_atomic(&generation, self.generation.to_string().as_bytes()).map_err(|e| Error::file(&generation, e))?;
         self.index_generation = self.generation;
         Ok(())
     }

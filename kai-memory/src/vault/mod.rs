@@ -35,8 +35,8 @@ use zeroize::Zeroizing;
 pub use kdf::Kdf;
 
 use crate::error::Error;
-use crate::fs::{FileLock, create_atomic, write_atomic};
 use format::{Body, Entry, Header, KdfRecord, Kind, Sealed};
+use kai_core::fs::{FileLock, create_atomic, write_atomic};
 
 /// A secret's value. `Debug` prints `Secret(***)`; the memory is wiped when it is dropped.
 #[derive(Clone)]
@@ -87,7 +87,7 @@ impl Vault {
                 path: path.display().to_string(),
             });
         }
-        let lock = FileLock::acquire(path)?;
+        let lock = FileLock::acquire(path).map_err(|e| Error::file(path, e))?;
         let data_key = Zeroizing::new(format::random::<32>());
         let vault_id = format::random::<16>().to_vec();
         let header = seal_header(vault_id, &data_key, passphrase, kdf)?;
@@ -98,7 +98,8 @@ impl Vault {
             entries: BTreeMap::new(),
             _lock: lock,
         };
-        create_atomic(path, &format::encode(&vault.header, &vault.body(), &vault.data_key)?)?;
+        create_atomic(path, &format::encode(&vault.header, &vault.body(), &vault.data_key)?)
+            .map_err(|e| Error::file(path, e))?;
         Ok(vault)
     }
 
@@ -111,7 +112,7 @@ impl Vault {
     /// entries.
     pub fn open(path: impl AsRef<Path>, passphrase: &str) -> Result<Self, Error> {
         let path = path.as_ref();
-        let lock = FileLock::acquire(path)?;
+        let lock = FileLock::acquire(path).map_err(|e| Error::file(path, e))?;
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let (header, data_key, body) = unlock(&bytes, passphrase)?;
         let entries = body
@@ -212,6 +213,7 @@ impl Vault {
         }
         let header = seal_header(vault_id, &data_key, passphrase, kdf)?;
         write_atomic(path.as_ref(), &format::encode(&header, &Body { entries }, &data_key)?)
+            .map_err(|e| Error::file(path.as_ref(), e))
     }
 
     /// Copies every entry of the backup at `path` into this vault (same names are replaced), and saves.
@@ -290,6 +292,7 @@ impl Vault {
 
     fn save(&self) -> Result<(), Error> {
         write_atomic(&self.path, &format::encode(&self.header, &self.body(), &self.data_key)?)
+            .map_err(|e| Error::file(&self.path, e))
     }
 }
 

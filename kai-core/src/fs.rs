@@ -1,39 +1,41 @@
-//! Crash-safe file writes: a reader sees the old file or the new one, never a mix.
+//! Crash-safe files for the crates that persist state (vaults, indexes, stores, replay caches): a
+//! reader sees the old file or the new one, never a mix, and a second writer is refused at once.
 //!
-//! New files are readable by their owner only (they hold vaults, private documents and their
+//! New files are readable by their owner only (they hold keys, private documents and their
 //! embeddings); a file that is replaced keeps the permissions it had, so a user's `chmod` survives.
+//! Errors are `std::io::Error`s whose kind says what happened ([`ErrorKind::AlreadyExists`],
+//! [`ErrorKind::WouldBlock`] for a file another writer holds), for each crate to map onto its own.
 
-use std::io::Write as _;
+use std::io::{Error, ErrorKind, Write as _};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use crate::error::Error;
 
 /// Writes `bytes` to `path` atomically, replacing any file there: a temporary file in the same
 /// directory is written and fsynced, renamed over `path`, and the directory is fsynced so the rename
 /// itself survives a crash.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     write(path, bytes, false)
 }
 
-/// Like [`write_atomic`], but fails with [`Error::AlreadyExists`] if a file is at `path`, also when
+/// Like [`write_atomic`], but fails with [`ErrorKind::AlreadyExists`] if a file is at `path`, also when
 /// another process creates one at the same moment (the new file is hard-linked into place, which
 /// never replaces).
-pub(crate) fn create_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+pub fn create_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     write(path, bytes, true)
 }
 
 /// An exclusive lock on `<path>.lock`, held until dropped, so that a second writer of `path` (another
-/// process, or another handle in this one) fails at once with [`Error::Locked`] instead of silently
-/// overwriting what the first one saves. The lock file stays behind: removing it would race with a
-/// writer taking it.
+/// process, or another handle in this one) fails at once with [`ErrorKind::WouldBlock`] instead of
+/// silently overwriting what the first one saves. The lock file stays behind: removing it would race
+/// with a writer taking it.
 #[derive(Debug)]
-pub(crate) struct FileLock {
+pub struct FileLock {
     _file: std::fs::File,
 }
 
 impl FileLock {
-    pub(crate) fn acquire(path: &Path) -> Result<Self, Error> {
+    /// Takes the lock for `path`, or fails at once if another writer holds it.
+    pub fn acquire(path: &Path) -> Result<Self, Error> {
         let mut name = path.as_os_str().to_owned();
         name.push(".lock");
         let lock_path = Path::new(&name);
@@ -41,14 +43,14 @@ impl FileLock {
             .create(true)
             .truncate(false)
             .write(true)
-            .open(lock_path)
-            .map_err(|e| Error::io(lock_path, e))?;
+            .open(lock_path)?;
         match file.try_lock() {
             Ok(()) => Ok(Self { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
-                path: path.display().to_string(),
-            }),
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(lock_path, e)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
+                ErrorKind::WouldBlock,
+                format!("{} is open in another writer", path.display()),
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
     }
 }
@@ -65,25 +67,22 @@ fn write(path: &Path, bytes: &[u8], create_only: bool) -> Result<(), Error> {
     remove_stale_temporaries(directory, &name);
     let (temporary, mut file) = temporary_file(directory, &name)?;
     let result = (|| {
-        file.write_all(bytes).map_err(|e| Error::io(&temporary, e))?;
-        file.sync_all().map_err(|e| Error::io(&temporary, e))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
         if create_only {
-            let exists = || Error::AlreadyExists {
-                path: path.display().to_string(),
-            };
+            let exists = || Error::new(ErrorKind::AlreadyExists, format!("{} exists", path.display()));
             match std::fs::hard_link(&temporary, path) {
-                Ok(()) => std::fs::remove_file(&temporary).map_err(|e| Error::io(&temporary, e))?,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
+                Ok(()) => std::fs::remove_file(&temporary)?,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(exists()),
                 // A file system without hard links (FAT, some network shares): check, then rename.
                 Err(_) if path.exists() => return Err(exists()),
-                Err(_) => std::fs::rename(&temporary, path).map_err(|e| Error::io(path, e))?,
+                Err(_) => std::fs::rename(&temporary, path)?,
             }
         } else {
             if let Ok(existing) = std::fs::metadata(path) {
-                file.set_permissions(existing.permissions())
-                    .map_err(|e| Error::io(&temporary, e))?;
+                file.set_permissions(existing.permissions())?;
             }
-            std::fs::rename(&temporary, path).map_err(|e| Error::io(path, e))?;
+            std::fs::rename(&temporary, path)?;
         }
         sync_directory(directory)
     })();
@@ -147,17 +146,15 @@ fn temporary_file(directory: &Path, name: &str) -> Result<(std::path::PathBuf, s
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         match options.open(&path) {
             Ok(file) => return Ok((path, file)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 64 => attempts += 1,
-            Err(e) => return Err(Error::io(&path, e)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && attempts < 64 => attempts += 1,
+            Err(e) => return Err(e),
         }
     }
 }
 
 #[cfg(unix)]
 fn sync_directory(directory: &Path) -> Result<(), Error> {
-    std::fs::File::open(directory)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(directory, e))
+    std::fs::File::open(directory).and_then(|d| d.sync_all())
 }
 
 #[cfg(not(unix))]
@@ -183,14 +180,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data");
         create_atomic(&path, b"first").unwrap();
-        assert!(matches!(
-            create_atomic(&path, b"second"),
-            Err(Error::AlreadyExists { .. })
-        ));
+        assert_eq!(
+            create_atomic(&path, b"second").unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
         assert_eq!(std::fs::read(&path).unwrap(), b"first");
         write_atomic(&path, b"third").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"third");
         assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_until_the_first_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let first = FileLock::acquire(&path).unwrap();
+        assert_eq!(FileLock::acquire(&path).unwrap_err().kind(), ErrorKind::WouldBlock);
+        drop(first);
+        FileLock::acquire(&path).unwrap();
     }
 
     #[cfg(target_os = "linux")]
