@@ -22,7 +22,7 @@
 //! presented it, so a token is never a bearer credential; an invocation is never accepted as the proof
 //! of another token, and a delegation is never accepted as an invocation.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -38,6 +38,7 @@ use crate::did::Did;
 use crate::error::Error;
 use crate::identity::Identity;
 use crate::jws;
+use crate::replay::{MAX_GRANTS, ReplayCache};
 
 /// The UCAN version these tokens follow (their header's `ucv`); any 0.8.x token is read.
 pub const UCAN_VERSION: &str = jws::UCAN_VERSION;
@@ -401,76 +402,6 @@ pub struct Verifier {
     audit: Option<Arc<AuditLog>>,
 }
 
-/// Nonces seen, each kept until its token expires; bounded in entries, in bytes (an entry is a digest of
-/// issuer and nonce) and per grant. When it is full a new nonce is refused: forgetting a live nonce
-/// would let its token be replayed.
-#[derive(Debug)]
-struct ReplayCache {
-    /// Expiry and grants (the roots of the token's chains) by digest of issuer and nonce.
-    entries: HashMap<[u8; 32], (u64, Vec<[u8; 32]>)>,
-    /// The same entries by expiry, so expired ones leave in order, in logarithmic time each.
-    by_expiry: std::collections::BTreeSet<(u64, [u8; 32])>,
-    /// Live entries per grant (the digest of the token at the root of the chain).
-    per_grant: HashMap<[u8; 32], usize>,
-    capacity: usize,
-    per_grant_limit: usize,
-}
-
-impl ReplayCache {
-    fn new(capacity: usize) -> Self {
-        Self {
-            entries: HashMap::new(),
-            by_expiry: std::collections::BTreeSet::new(),
-            per_grant: HashMap::new(),
-            capacity,
-            per_grant_limit: (capacity / 100).max(1),
-        }
-    }
-
-    /// Records the replay key `key` (a digest of a token's issuer and nonce), valid until `exp` under `grants` (every root its chains come
-    /// from, each charged): `Ok(false)` if it was seen before, an error if the cache, or a grant's share
-    /// of it, is full of nonces still live at `now`.
-    fn insert(&mut self, key: [u8; 32], grants: &[[u8; 32]], exp: u64, now: u64) -> Result<bool, Error> {
-        while self.by_expiry.first().is_some_and(|first| first.0 < now) {
-            if let Some((_, key)) = self.by_expiry.pop_first()
-                && let Some((_, grants)) = self.entries.remove(&key)
-            {
-                for grant in grants {
-                    if let Some(count) = self.per_grant.get_mut(&grant) {
-                        *count -= 1;
-                        if *count == 0 {
-                            self.per_grant.remove(&grant);
-                        }
-                    }
-                }
-            }
-        }
-        if self.entries.contains_key(&key) {
-            return Ok(false);
-        }
-        if self.entries.len() >= self.capacity {
-            return Err(Error::ReplayCacheFull {
-                capacity: self.capacity,
-            });
-        }
-        if grants.iter().any(|grant| {
-            self.per_grant
-                .get(grant)
-                .is_some_and(|&count| count >= self.per_grant_limit)
-        }) {
-            return Err(Error::GrantBusy {
-                limit: self.per_grant_limit,
-            });
-        }
-        for grant in grants {
-            *self.per_grant.entry(*grant).or_insert(0) += 1;
-        }
-        self.by_expiry.insert((exp, key));
-        self.entries.insert(key, (exp, grants.to_vec()));
-        Ok(true)
-    }
-}
-
 impl Verifier {
     /// A verifier for tokens addressed to `audience`, accepting chains rooted at `trusted_roots`
     /// (usually the agent itself, which grants access to its own tools). Clock skew 60 s; replay cache
@@ -498,6 +429,20 @@ impl Verifier {
     pub fn with_clock_skew(mut self, skew: Duration) -> Self {
         self.clock_skew = skew.as_secs();
         self
+    }
+
+    /// Keeps the replay cache in the file at `path` as well as in memory, so that a token admitted
+    /// before a restart is still refused after it (invocations live at most five minutes, but a token
+    /// admitted with [`admit`](Self::admit) may live for days). Loads the nonces still live from the
+    /// file, and from then on syncs each one to it before its token is admitted. One verifier uses a
+    /// file at a time: another one's, or a file that is not a replay file, is [`Error::Io`].
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn with_replay_file(self, path: impl AsRef<std::path::Path>) -> Result<Self, Error> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .persist(path.as_ref(), now_seconds())?;
+        Ok(self)
     }
 
     /// Sets how many nonces the replay cache holds (and, as a hundredth of that, at least one, how many
@@ -781,6 +726,11 @@ impl Verifier {
         }
         grants.sort_unstable();
         grants.dedup();
+        if grants.len() > MAX_GRANTS {
+            return Err(Error::TokenMalformed {
+                reason: format!("a token may draw on at most {MAX_GRANTS} grants"),
+            });
+        }
         Ok((claims, grants))
     }
 }
@@ -912,32 +862,6 @@ mod tests {
         assert_eq!(Capability::call_tool("pay").permits(&request), Ok(true));
         let capped = Capability::call_tool("pay").with_caveat(ARGUMENTS_CAVEAT, serde_json::json!({"amount": 1}));
         assert_eq!(capped.permits(&request), Ok(false));
-    }
-
-    /// Flooding the cache must not evict a live nonce (its token could then be replayed): a full cache
-    /// refuses, and makes room only as nonces expire.
-    #[test]
-    fn a_full_replay_cache_refuses_instead_of_forgetting() {
-        let key = |nonce: &str| -> [u8; 32] { Sha256::digest(nonce.as_bytes()).into() };
-        let mut cache = ReplayCache::new(2);
-        cache.per_grant_limit = 2;
-        let grant = [[7u8; 32]];
-        assert!(cache.insert(key("a"), &grant, 100, 0).unwrap());
-        assert!(!cache.insert(key("a"), &grant, 100, 0).unwrap());
-        assert!(cache.insert(key("b"), &[[8u8; 32]], 200, 0).unwrap());
-        assert!(matches!(
-            cache.insert(key("c"), &grant, 300, 50),
-            Err(Error::ReplayCacheFull { capacity: 2 })
-        ));
-        assert!(
-            !cache.insert(key("a"), &grant, 100, 50).unwrap(),
-            "a is still remembered"
-        );
-        // Once `a` has expired its slot is free again.
-        assert!(cache.insert(key("c"), &grant, 300, 101).unwrap());
-        assert_eq!(cache.entries.len(), 2);
-        assert_eq!(cache.by_expiry.len(), 2);
-        assert_eq!(cache.per_grant.get(&grant[0]), Some(&1));
     }
 
     #[test]

@@ -43,6 +43,7 @@ mod error;
 mod identity;
 mod jws;
 pub mod presence;
+mod replay;
 pub mod sealed;
 pub mod session;
 

@@ -423,3 +423,29 @@ fn an_unnamespaced_ability_is_not_a_capability() {
         Err(Error::InvalidCapability { .. })
     ));
 }
+
+/// Bob's server restarts. A token it admitted before (a delegation, valid for an hour) is presented
+/// again: with a replay file the restarted verifier still refuses it; a verifier with memory alone would
+/// take it again.
+#[test]
+fn a_restart_does_not_forget_an_admitted_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replay");
+    let (alice, bob) = (Identity::generate(), Identity::generate());
+    let grant = grant_for(&bob, &alice.did());
+    let token = consent::issue(&alice, &bob.did(), &[wipe()], HOUR, &[grant]).unwrap();
+    let verifier = Verifier::new(bob.did(), [bob.did()]).with_replay_file(&path).unwrap();
+    verifier.admit(&token).unwrap();
+    assert!(
+        matches!(
+            Verifier::new(bob.did(), [bob.did()]).with_replay_file(&path),
+            Err(Error::Io(_))
+        ),
+        "a second verifier wrote the same file"
+    );
+    drop(verifier);
+    let restarted = Verifier::new(bob.did(), [bob.did()]).with_replay_file(&path).unwrap();
+    assert!(matches!(restarted.admit(&token), Err(Error::Replayed)));
+    // What the file prevents.
+    assert!(Verifier::new(bob.did(), [bob.did()]).admit(&token).is_ok());
+}
