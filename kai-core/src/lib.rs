@@ -55,7 +55,6 @@ mod approval;
 mod cancel;
 mod error;
 mod extract;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod fs;
 mod hook;
 mod marker;

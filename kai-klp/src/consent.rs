@@ -436,7 +436,6 @@ impl Verifier {
     /// admitted with [`admit`](Self::admit) may live for days). Loads the nonces still live from the
     /// file, and from then on syncs each one to it before its token is admitted. One verifier uses a
     /// file at a time: another one's, or a file that is not a replay file, is [`Error::Io`].
-    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_replay_file(self, path: impl AsRef<std::path::Path>) -> Result<Self, Error> {
         self.seen
             .lock()

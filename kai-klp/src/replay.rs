@@ -10,9 +10,7 @@
 //! more than twice the live records. One verifier writes a file at a time (`<path>.lock`).
 
 use std::collections::{BTreeSet, HashMap};
-#[cfg(not(target_arch = "wasm32"))]
 use std::io::Write as _;
-#[cfg(not(target_arch = "wasm32"))]
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -36,7 +34,6 @@ pub(crate) struct ReplayCache {
     pub(crate) capacity: usize,
     pub(crate) per_grant_limit: usize,
     /// The file the entries are kept in too, if any.
-    #[cfg(not(target_arch = "wasm32"))]
     log: Option<ReplayLog>,
 }
 
@@ -48,7 +45,6 @@ impl ReplayCache {
             per_grant: HashMap::new(),
             capacity,
             per_grant_limit: (capacity / 100).max(1),
-            #[cfg(not(target_arch = "wasm32"))]
             log: None,
         }
     }
@@ -76,12 +72,10 @@ impl ReplayCache {
                 limit: self.per_grant_limit,
             });
         }
-        #[cfg(not(target_arch = "wasm32"))]
         if let Some(log) = &mut self.log {
             log.append(&record(key, grants, exp)?)?;
         }
         self.remember(key, grants, exp);
-        #[cfg(not(target_arch = "wasm32"))]
         self.compact_if_sparse()?;
         Ok(true)
     }
@@ -114,7 +108,6 @@ impl ReplayCache {
 }
 
 /// The magic bytes a replay file starts with.
-#[cfg(not(target_arch = "wasm32"))]
 const MAGIC: &[u8; 8] = b"KAIRPL1\n";
 
 /// One record's bytes.
@@ -138,7 +131,6 @@ fn record(key: [u8; 32], grants: &[[u8; 32]], exp: u64) -> Result<Vec<u8>, Error
 }
 
 /// The records in `bytes` (after the magic), up to the first incomplete or damaged one.
-#[cfg(not(target_arch = "wasm32"))]
 fn records(mut bytes: &[u8]) -> Vec<(u64, [u8; 32], Vec<[u8; 32]>)> {
     let mut found = Vec::new();
     while bytes.len() >= 41 {
@@ -164,7 +156,6 @@ fn records(mut bytes: &[u8]) -> Vec<(u64, [u8; 32], Vec<[u8; 32]>)> {
 }
 
 /// The file a replay cache is kept in.
-#[cfg(not(target_arch = "wasm32"))]
 #[derive(Debug)]
 struct ReplayLog {
     path: PathBuf,
@@ -174,7 +165,6 @@ struct ReplayLog {
     _lock: kai_core::fs::FileLock,
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 impl ReplayLog {
     /// Appends one record and syncs it; a failed write is cut back off, so the next record does not
     /// follow a partial one.
@@ -190,7 +180,6 @@ impl ReplayLog {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 impl ReplayCache {
     /// Keeps this cache in the file at `path` too: loads the records there not expired at `now`, and
     /// rewrites the file with only them. Fails with [`Error::Io`] if another verifier has the file, or
