@@ -146,7 +146,13 @@ fn temporary_file(directory: &Path, name: &str) -> Result<(std::path::PathBuf, s
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         match options.open(&path) {
             Ok(file) => return Ok((path, file)),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists && attempts < 64 => attempts += 1,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                // Not `AlreadyExists`: that kind says the file asked for exists.
+                if attempts == 64 {
+                    return Err(Error::other(format!("no free temporary name beside {name}")));
+                }
+                attempts += 1;
+            }
             Err(e) => return Err(e),
         }
     }

@@ -54,8 +54,9 @@ pub const MAX_INVOCATION_SECONDS: u64 = 300;
 /// The longest nonce accepted, in characters: the replay cache keeps nonces, so their size is bounded.
 pub const MAX_NONCE_CHARS: usize = 64;
 /// The caveat that limits a tool call's arguments: `{"nb": {"arguments": {"path": "notes.md"}}}` on
-/// `tool/call` allows the call only when its argument `path` is `"notes.md"` (arguments it does not
-/// name are free). An object value constrains the argument's fields the same way, recursively.
+/// `tool/call` allows the call only when its argument `path` is exactly `"notes.md"` (an object or
+/// array value must be equal as a whole). Arguments it does not name are free: name every argument
+/// that matters.
 pub const ARGUMENTS_CAVEAT: &str = "arguments";
 
 /// A thing that may be done: an ability on a resource, such as `tool/call` on `tool:web_search` or
@@ -67,7 +68,7 @@ pub const ARGUMENTS_CAVEAT: &str = "arguments";
 /// into `tool:webhook_delete`). The ability is `*` (every ability) or `namespace/ability`, compared
 /// without regard to ASCII case; `namespace/*` covers every ability in the namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "serde_json::Map<String, Value>")]
 pub struct Capability {
     /// The resource URI.
     #[serde(rename = "with")]
@@ -78,6 +79,34 @@ pub struct Capability {
     /// Caveats by name (UCAN `nb`): conditions every use must meet.
     #[serde(rename = "nb", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub caveats: BTreeMap<String, Value>,
+}
+
+/// A capability is read from a JSON object only (a derived reading would also take an array, which
+/// other implementations refuse), with no members but `with`, `can` and `nb`: kAI does not guess what
+/// an unknown member allows.
+impl TryFrom<serde_json::Map<String, Value>> for Capability {
+    type Error = String;
+
+    fn try_from(mut object: serde_json::Map<String, Value>) -> Result<Self, String> {
+        let mut text = |name: &str| match object.remove(name) {
+            Some(Value::String(text)) => Ok(text),
+            _ => Err(format!("a capability's `{name}` is a string")),
+        };
+        let (resource, ability) = (text("with")?, text("can")?);
+        let caveats = match object.remove("nb") {
+            None => BTreeMap::new(),
+            Some(Value::Object(caveats)) => caveats.into_iter().collect(),
+            Some(_) => return Err("a capability's `nb` is an object".into()),
+        };
+        if let Some(other) = object.keys().next() {
+            return Err(format!("a capability has no member `{other}`"));
+        }
+        Ok(Self {
+            resource,
+            ability,
+            caveats,
+        })
+    }
 }
 
 impl Capability {
@@ -172,12 +201,14 @@ impl Capability {
 }
 
 /// Whether `narrower` is at least as narrow a caveat value as `wider`: equal, or both objects and
-/// `narrower` holds each of `wider`'s entries, at least as narrow.
+/// `narrower` holds each of `wider`'s entries with an equal value (it may name more). One level only:
+/// an object nested inside is compared whole, since a field added deeper down (a query's `$or`, say)
+/// can widen what a value allows rather than narrow it.
 pub fn narrows(narrower: &Value, wider: &Value) -> bool {
     match (narrower, wider) {
-        (Value::Object(narrower), Value::Object(wider)) => wider
-            .iter()
-            .all(|(key, value)| narrower.get(key).is_some_and(|n| narrows(n, value))),
+        (Value::Object(narrower), Value::Object(wider)) => {
+            wider.iter().all(|(key, value)| narrower.get(key) == Some(value))
+        }
         _ => narrower == wider,
     }
 }
@@ -203,8 +234,10 @@ fn same_resource_prefix(prefix: &str, resource: &str) -> bool {
     }
 }
 
-/// The claims of a consent token: a UCAN 0.8.1 payload.
+/// The claims of a consent token: a UCAN 0.8.1 payload, with no other members (a member this crate
+/// ignored might be what another reader acts on).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Claims {
     /// Who grants.
     pub iss: Did,
@@ -742,7 +775,9 @@ struct Issuer {
 
 /// An [`AgentHook`] that lets a tool run only if the caller's consent token grants calling it
 /// (`tool/call` on `tool:<name>`) with these arguments ([`ARGUMENTS_CAVEAT`]). A refused call goes back
-/// to the model with the reason.
+/// to the model with the reason. Add it after every hook that rewrites arguments (as
+/// [`serve`](crate::calls::serve) does, adding it last): it checks the arguments as the hooks before it
+/// left them.
 #[derive(Debug, Clone)]
 pub struct ConsentHook {
     verifier: Arc<Verifier>,
@@ -843,14 +878,45 @@ mod tests {
         let elsewhere = Capability::call_tool("read").with_caveat(ARGUMENTS_CAVEAT, serde_json::json!({"dir": "/etc"}));
         assert!(!notes.covers(&elsewhere));
         assert!(narrows(
-            &serde_json::json!({"a": {"b": 1, "c": 2}}),
-            &serde_json::json!({"a": {"b": 1}})
+            &serde_json::json!({"a": 1, "b": 2}),
+            &serde_json::json!({"a": 1})
         ));
         assert!(!narrows(
             &serde_json::json!({"a": {"b": 2}}),
             &serde_json::json!({"a": {"b": 1}})
         ));
         assert!(!narrows(&serde_json::json!([1, 2]), &serde_json::json!([1])));
+        // A field added inside a named argument can widen it (a query's `$or`): nested values are equal
+        // or not at all.
+        let owned = serde_json::json!({"filter": {"owner": "me"}});
+        assert!(!narrows(
+            &serde_json::json!({"filter": {"owner": "me", "$or": [{}]}}),
+            &owned
+        ));
+        assert!(narrows(&owned, &owned));
+    }
+
+    /// A capability is a JSON object with `with`, `can` and, optionally, `nb`; an array (which serde
+    /// would read into a struct) or an unknown member is refused.
+    #[test]
+    fn capabilities_are_objects_with_known_members() {
+        let read = |json: serde_json::Value| serde_json::from_value::<Capability>(json);
+        assert_eq!(
+            read(serde_json::json!({"with": "tool:x", "can": "tool/call", "nb": {"arguments": {}}})).unwrap(),
+            Capability::call_tool("x").with_caveat(ARGUMENTS_CAVEAT, serde_json::json!({}))
+        );
+        assert!(read(serde_json::json!(["tool:x", "tool/call"])).is_err());
+        assert!(read(serde_json::json!({"with": "tool:x", "can": "tool/call", "max": 1})).is_err());
+        assert!(read(serde_json::json!({"with": "tool:x", "can": "tool/call", "nb": 1})).is_err());
+        assert!(read(serde_json::json!({"with": "tool:x"})).is_err());
+        let claims = |extra: &str| {
+            let did = Identity::generate().did();
+            serde_json::from_str::<Claims>(&format!(
+                r#"{{"iss":"{did}","aud":"{did}","exp":1,"prf":[],"att":[]{extra}}}"#
+            ))
+        };
+        assert!(claims("").is_ok());
+        assert!(claims(r#","ATT":[{"with":"tool:x","can":"*"}]"#).is_err());
     }
 
     #[test]

@@ -19,6 +19,10 @@ use crate::error::Error;
 
 /// The most grants one token may draw on: each is charged in the cache (and stored in its record).
 pub(crate) const MAX_GRANTS: usize = 64;
+/// The longest record: expiry, key, grant count, grants, check.
+const MAX_RECORD_BYTES: usize = 41 + 32 * MAX_GRANTS + 8;
+/// Records a file may hold beyond twice the live ones before it is rewritten.
+const SPARE_RECORDS: usize = 1_000;
 
 /// Nonces seen, each kept until its token expires; bounded in entries, in bytes (an entry is a digest of
 /// issuer and nonce) and per grant. When it is full a new nonce is refused: forgetting a live nonce
@@ -130,8 +134,17 @@ fn record(key: [u8; 32], grants: &[[u8; 32]], exp: u64) -> Result<Vec<u8>, Error
     Ok(bytes)
 }
 
-/// The records in `bytes` (after the magic), up to the first incomplete or damaged one.
-fn records(mut bytes: &[u8]) -> Vec<(u64, [u8; 32], Vec<[u8; 32]>)> {
+/// One record read back: the expiry, the replay key and the grants charged.
+struct Record {
+    exp: u64,
+    key: [u8; 32],
+    grants: Vec<[u8; 32]>,
+}
+
+/// The records in `bytes` (after the magic), up to the first incomplete or damaged one, and how many
+/// bytes they took.
+fn records(all: &[u8]) -> (Vec<Record>, usize) {
+    let mut bytes = all;
     let mut found = Vec::new();
     while bytes.len() >= 41 {
         let count = usize::from(bytes[40]);
@@ -149,10 +162,19 @@ fn records(mut bytes: &[u8]) -> Vec<(u64, [u8; 32], Vec<[u8; 32]>)> {
             .chunks_exact(32)
             .map(|grant| grant.try_into().unwrap_or_default())
             .collect();
-        found.push((exp, key, grants));
+        found.push(Record { exp, key, grants });
         bytes = &bytes[length..];
     }
-    found
+    (found, all.len() - bytes.len())
+}
+
+/// Whether `rest` is the beginning of a record that a crash cut short: shorter than a record's fixed
+/// part, or than the length its grant count makes it.
+fn is_cut_short(rest: &[u8]) -> bool {
+    match rest.get(40) {
+        None => true,
+        Some(&count) => usize::from(count) <= MAX_GRANTS && rest.len() < 41 + 32 * usize::from(count) + 8,
+    }
 }
 
 /// The file a replay cache is kept in.
@@ -162,6 +184,10 @@ struct ReplayLog {
     file: std::fs::File,
     /// Records in the file, live or not.
     records: usize,
+    /// Set when a write may have left the file without a record the cache holds (a failed append that
+    /// could not be cut back, a rewrite that failed after the rename): no token is admitted until the
+    /// file is opened again, since a restart would forget what it lacks.
+    broken: bool,
     _lock: kai_core::fs::FileLock,
 }
 
@@ -170,9 +196,15 @@ impl ReplayLog {
     /// follow a partial one.
     fn append(&mut self, record: &[u8]) -> Result<(), Error> {
         let io = |e: std::io::Error| Error::Io(format!("replay file {}: {e}", self.path.display()));
+        if self.broken {
+            return Err(Error::Io(format!(
+                "replay file {}: an earlier write failed; open the verifier again",
+                self.path.display()
+            )));
+        }
         let length = self.file.metadata().map_err(io)?.len();
         if let Err(error) = self.file.write_all(record).and_then(|()| self.file.sync_data()) {
-            let _ = self.file.set_len(length);
+            self.broken = self.file.set_len(length).and_then(|()| self.file.sync_data()).is_err();
             return Err(io(error));
         }
         self.records += 1;
@@ -187,15 +219,34 @@ impl ReplayCache {
     pub(crate) fn persist(&mut self, path: &Path, now: u64) -> Result<(), Error> {
         let io = |e: std::io::Error| Error::Io(format!("replay file {}: {e}", path.display()));
         let lock = kai_core::fs::FileLock::acquire(path).map_err(io)?;
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
+        // The most a file of this cache can hold before it is rewritten.
+        let limit = MAGIC.len() + (2 * self.capacity + SPARE_RECORDS + 1) * MAX_RECORD_BYTES;
+        let bytes = match std::fs::metadata(path) {
+            Ok(metadata) if metadata.len() > limit as u64 => {
+                return Err(Error::Io(format!(
+                    "replay file {} is larger than a cache of {} could write",
+                    path.display(),
+                    self.capacity
+                )));
+            }
+            Ok(_) => std::fs::read(path).map_err(io)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => MAGIC.to_vec(),
             Err(e) => return Err(io(e)),
         };
         let Some(body) = bytes.strip_prefix(MAGIC) else {
             return Err(Error::Io(format!("{} is not a replay file", path.display())));
         };
-        for (exp, key, grants) in records(body) {
+        let (found, length) = records(body);
+        // A crash cuts short only the last record: what follows the records read must be the start of
+        // one. Anything else is damage, and reading on would lose the records after it.
+        if !is_cut_short(&body[length..]) {
+            return Err(Error::Io(format!(
+                "replay file {} is damaged at byte {}",
+                path.display(),
+                MAGIC.len() + length
+            )));
+        }
+        for Record { exp, key, grants } in found {
             if exp >= now && !self.entries.contains_key(&key) {
                 self.remember(key, &grants, exp);
             }
@@ -205,6 +256,7 @@ impl ReplayCache {
             path: path.to_owned(),
             file,
             records: self.entries.len(),
+            broken: false,
             _lock: lock,
         });
         Ok(())
@@ -226,14 +278,20 @@ impl ReplayCache {
         let Some(log) = &self.log else {
             return Ok(());
         };
-        if log.records < 1_000 || log.records <= 2 * self.entries.len() {
+        if log.records < SPARE_RECORDS || log.records <= 2 * self.entries.len() {
             return Ok(());
         }
         let path = log.path.clone();
-        let file = self.rewrite(&path)?;
+        let rewritten = self.rewrite(&path);
         if let Some(log) = &mut self.log {
-            log.file = file;
-            log.records = self.entries.len();
+            match rewritten {
+                Ok(file) => {
+                    log.file = file;
+                    log.records = self.entries.len();
+                }
+                // The rename may have happened: the old file may no longer be the one at `path`.
+                Err(_) => log.broken = true,
+            }
         }
         Ok(())
     }
@@ -309,7 +367,7 @@ mod tests {
         );
         drop(restarted);
         let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(records(&bytes[MAGIC.len()..]).len(), 3);
+        assert_eq!(records(&bytes[MAGIC.len()..]).0.len(), 3);
     }
 
     #[test]
@@ -325,12 +383,24 @@ mod tests {
         damaged[3] ^= 1;
         bytes.extend_from_slice(&damaged);
         bytes.extend_from_slice(&record(key("c"), &grant, 100).unwrap());
-        assert_eq!(records(&bytes[MAGIC.len()..]).len(), 1);
+        assert_eq!(records(&bytes[MAGIC.len()..]).0.len(), 1);
+        // Damage before the last record would drop the records after it: the file is refused.
+        std::fs::write(&path, &bytes).unwrap();
+        let Err(Error::Io(reason)) = ReplayCache::new(10).persist(&path, 0) else {
+            panic!("a file damaged in the middle was opened");
+        };
+        assert!(reason.contains("damaged"), "{reason}");
+        // A file larger than the cache could have written is not read.
+        std::fs::write(&path, vec![0u8; 8 + 1_021 * MAX_RECORD_BYTES + 1]).unwrap();
+        let Err(Error::Io(reason)) = ReplayCache::new(0).persist(&path, 0) else {
+            panic!("an oversized file was read");
+        };
+        assert!(reason.contains("larger"), "{reason}");
         // A huge grant count is not believed.
         let mut huge = MAGIC.to_vec();
         huge.extend_from_slice(&[0u8; 40]);
         huge.push(255);
-        assert!(records(&huge[MAGIC.len()..]).is_empty());
+        assert!(records(&huge[MAGIC.len()..]).0.is_empty());
     }
 
     #[test]
@@ -344,7 +414,7 @@ mod tests {
             // Each nonce lives ten seconds; time moves a second per token.
             assert!(cache.insert(key(&i.to_string()), &[[1u8; 32]], i + 10, i).unwrap());
         }
-        let kept = records(&std::fs::read(&path).unwrap()[MAGIC.len()..]).len();
+        let kept = records(&std::fs::read(&path).unwrap()[MAGIC.len()..]).0.len();
         assert!(kept <= 1_000, "{kept} records for about 10 live nonces");
     }
 }

@@ -171,16 +171,19 @@ pub struct Mailbox {
 }
 
 /// The messages opened inside the replay window, by a digest of sender and id (so one sender's ids
-/// never collide with another's), bounded in all, per sender, and for senders not known.
+/// never collide with another's), bounded in all, per sender, and for senders not known: unknown
+/// senders hold at most half of the capacity together and a hundredth each, a known sender a tenth.
 #[derive(Debug, Default)]
 struct Seen {
-    /// When each message was written, by digest.
-    entries: HashMap<[u8; 32], (u64, Did)>,
+    /// When each message was written, by whom, and whether the sender was known then, by digest.
+    entries: HashMap<[u8; 32], (u64, Did, bool)>,
     /// The same entries by time written, so those leaving the window go first, in logarithmic time.
     by_time: BTreeSet<(u64, [u8; 32])>,
     /// Entries per sender.
     per_sender: HashMap<Did, usize>,
-    /// Senders that always have room: the rest share half of the capacity once any sender is known.
+    /// Entries of senders not known.
+    unknown: usize,
+    /// Senders whose messages may use the half of the capacity unknown senders cannot.
     known: HashSet<Did>,
 }
 
@@ -192,12 +195,15 @@ impl Seen {
             && written < horizon
         {
             self.by_time.pop_first();
-            if let Some((_, sender)) = self.entries.remove(&key)
-                && let Some(count) = self.per_sender.get_mut(&sender)
-            {
-                *count -= 1;
-                if *count == 0 {
-                    self.per_sender.remove(&sender);
+            if let Some((_, sender, known)) = self.entries.remove(&key) {
+                if !known {
+                    self.unknown -= 1;
+                }
+                if let Some(count) = self.per_sender.get_mut(&sender) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.per_sender.remove(&sender);
+                    }
                 }
             }
         }
@@ -213,18 +219,22 @@ impl Seen {
             return Err(malformed("too many messages inside the replay window"));
         }
         let known = self.known.contains(from);
-        if !known && !self.known.is_empty() && self.entries.len() >= capacity / 2 {
+        if !known && self.unknown >= (capacity / 2).max(1) {
             return Err(malformed(
                 "too many messages from unknown senders inside the replay window",
             ));
         }
+        let share = if known { capacity / 10 } else { capacity / 100 };
         let count = self.per_sender.entry(*from).or_insert(0);
-        if !known && *count >= (capacity / 100).max(1) {
+        if *count >= share.max(1) {
             return Err(malformed("too many messages from this sender inside the replay window"));
         }
         *count += 1;
+        if !known {
+            self.unknown += 1;
+        }
         self.by_time.insert((created, key));
-        self.entries.insert(key, (created, *from));
+        self.entries.insert(key, (created, *from, known));
         Ok(())
     }
 }
@@ -263,16 +273,18 @@ impl Mailbox {
         }
     }
 
-    /// Sets how many messages the mailbox remembers inside its window (100,000 by default). An unknown
-    /// sender may hold a hundredth of them; once any sender is known ([`know`](Self::know)), unknown
-    /// senders together get half, so a flood from throwaway identities cannot shut known ones out.
+    /// Sets how many messages the mailbox remembers inside its window (100,000 by default). Unknown
+    /// senders together may hold half of them, each a hundredth; a known sender ([`know`](Self::know))
+    /// a tenth. So a flood from throwaway identities cannot shut known senders out, nor one known
+    /// sender the others.
     #[must_use]
     pub fn with_capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);
         self
     }
 
-    /// Counts `sender` as known: its messages always find room in the replay cache, up to its capacity.
+    /// Counts `sender` as known: its messages may use the half of the replay cache that unknown senders
+    /// cannot, up to a tenth of it.
     pub fn know(&mut self, sender: Did) {
         self.seen.known.insert(sender);
     }

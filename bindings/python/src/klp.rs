@@ -166,16 +166,23 @@ pub(crate) struct Verifier {
 #[pymethods]
 impl Verifier {
     #[new]
-    #[pyo3(signature = (audience, trusted_roots, *, clock_skew = 60.0))]
-    fn new(audience: &str, trusted_roots: Vec<String>, clock_skew: f64) -> PyResult<Self> {
+    #[pyo3(signature = (audience, trusted_roots, *, clock_skew = 60.0, replay_file = None))]
+    fn new(
+        audience: &str,
+        trusted_roots: Vec<String>,
+        clock_skew: f64,
+        replay_file: Option<PathBuf>,
+    ) -> PyResult<Self> {
         let roots = trusted_roots
             .iter()
             .map(|root| did(root))
             .collect::<PyResult<Vec<_>>>()?;
         let skew: Duration = crate::model::seconds_to_duration(clock_skew)?;
-        Ok(Self {
-            inner: consent::Verifier::new(did(audience)?, roots).with_clock_skew(skew),
-        })
+        let mut inner = consent::Verifier::new(did(audience)?, roots).with_clock_skew(skew);
+        if let Some(path) = replay_file {
+            inner = inner.with_replay_file(path).map_err(|error| klp_error(&error))?;
+        }
+        Ok(Self { inner })
     }
 
     /// The token's claims if it grants `ability` on `resource`.
@@ -269,6 +276,17 @@ impl Mailbox {
             .open(&sealed)
             .map_err(|error| klp_error(&error))?;
         to_python(py, &envelope)
+    }
+
+    /// Counts the DID `sender` as known: its messages find room that a flood from unknown senders
+    /// cannot take.
+    fn know(&self, py: Python<'_>, sender: &str) -> PyResult<()> {
+        let sender = did(sender)?;
+        self.inner
+            .lock_py_attached(py)
+            .unwrap_or_else(PoisonError::into_inner)
+            .know(sender);
+        Ok(())
     }
 }
 

@@ -107,6 +107,31 @@ def test_sealed_messages_open_only_for_their_recipient_and_once() -> None:
     assert garbage.value.kind == "message_rejected"
 
 
+def test_a_replay_file_outlives_the_verifier(tmp_path: Path) -> None:
+    owner, agent, caller = Identity.generate(), Identity.generate(), Identity.generate()
+    grant = issue_token(owner, caller.did, [("tool:search", "tool/call")])
+    invocation = kai.klp.invoke_token(caller, agent.did, [("tool:search", "tool/call")], "req-1", proofs=[grant])
+    path = tmp_path / "replay"
+    first = Verifier(agent.did, [owner.did], replay_file=path)
+    first.admit_invocation(invocation, caller.did, "req-1", "tool:search", "tool/call")
+    with pytest.raises(kai.KlpError):
+        Verifier(agent.did, [owner.did], replay_file=path)
+    del first
+    restarted = Verifier(agent.did, [owner.did], replay_file=path)
+    with pytest.raises(kai.ConsentError) as replayed:
+        restarted.admit_invocation(invocation, caller.did, "req-1", "tool:search", "tool/call")
+    assert replayed.value.kind == "replayed"
+
+
+def test_a_known_sender_gets_through_a_mailbox() -> None:
+    alice, bob = Identity.generate(), Identity.generate()
+    mailbox = Mailbox(bob)
+    mailbox.know(alice.did)
+    assert mailbox.open(seal(alice, bob.did, "hi"))["body"] == "hi"
+    with pytest.raises(kai.KlpError):
+        mailbox.know("did:web:example.com")
+
+
 def test_the_audit_log_verifies_and_shows_tampering(tmp_path: Path) -> None:
     signer = Identity.generate()
     path = tmp_path / "audit.log"

@@ -320,7 +320,14 @@ def invoke_token(
 class Verifier:
     """Checks consent tokens presented to one agent."""
 
-    def __new__(cls, audience: str, trusted_roots: List[str], *, clock_skew: float = 60.0) -> Verifier: ...
+    def __new__(
+        cls,
+        audience: str,
+        trusted_roots: List[str],
+        *,
+        clock_skew: float = 60.0,
+        replay_file: Optional[Union[str, "os.PathLike[str]"]] = None,
+    ) -> Verifier: ...
     def authorize(self, token: str, resource: str, ability: str) -> Dict[str, Any]: ...
     def admit_invocation(
         self, token: str, invoker: str, request_id: str, resource: str, ability: str
@@ -337,6 +344,7 @@ class Mailbox:
 
     def __new__(cls, identity: Identity) -> Mailbox: ...
     def open(self, sealed: str) -> Dict[str, Any]: ...
+    def know(self, sender: str) -> None: ...
 
 @final
 class AuditLog:
