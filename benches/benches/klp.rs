@@ -1,5 +1,5 @@
 //! KLP costs beside the raw primitives measured in the same run: consent tokens (issue, verify a
-//! two-link chain) against Ed25519 sign/verify; sealed messages against ChaCha20-Poly1305 alone;
+//! two-link chain, admit an invocation in memory and with a replay file) against Ed25519 sign/verify; sealed messages against ChaCha20-Poly1305 alone;
 //! session handshakes (in memory and over loopback TCP) against a bare Noise XX handshake with `snow`.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
 use futures::executor::block_on;
 use kai_klp::consent::issue;
@@ -41,6 +41,38 @@ fn klp(c: &mut Criterion) {
     group.bench_function("verify_two_link_chain", |b| {
         b.iter(|| verifier.authorize(&invocation, &capability).unwrap())
     });
+    // Admitting an invocation takes its nonce: each iteration presents a fresh one (made untimed).
+    let fresh_invocation = || {
+        let grant = issue(&service, &alice.did(), std::slice::from_ref(&capability), hour, &[]).unwrap();
+        kai_klp::consent::invoke(
+            &alice,
+            &service.did(),
+            std::slice::from_ref(&capability),
+            Duration::from_secs(60),
+            &[grant],
+            "request-1",
+        )
+        .unwrap()
+    };
+    let admit = |verifier: &Verifier, b: &mut criterion::Bencher| {
+        b.iter_batched(
+            fresh_invocation,
+            |token| {
+                verifier
+                    .admit_invocation(&token, &alice.did(), "request-1", &capability)
+                    .unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    };
+    let in_memory = Verifier::new(service.did(), [service.did()]).with_replay_capacity(1_000_000);
+    group.bench_function("admit_invocation", |b| admit(&in_memory, b));
+    let directory = tempfile::tempdir().unwrap();
+    let on_file = Verifier::new(service.did(), [service.did()])
+        .with_replay_capacity(1_000_000)
+        .with_replay_file(directory.path().join("replay"))
+        .unwrap();
+    group.bench_function("admit_invocation_replay_file", |b| admit(&on_file, b));
     let key = SigningKey::from_bytes(&[7; 32]);
     let message = invocation.as_bytes();
     let signature = key.sign(message);
@@ -62,7 +94,9 @@ fn klp(c: &mut Criterion) {
             .unwrap()
         })
     });
-    let mut mailbox = Mailbox::new(Identity::from_secret_bytes(&bob.secret_bytes()));
+    // One sender's many messages: known to the mailbox, whose cache holds them all inside its window.
+    let mut mailbox = Mailbox::new(Identity::from_secret_bytes(&bob.secret_bytes())).with_capacity(10_000_000);
+    mailbox.know(alice.did());
     group.bench_function("seal_and_open_message", |b| {
         b.iter(|| {
             let sealed = seal(
