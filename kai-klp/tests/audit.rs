@@ -1,4 +1,9 @@
 //! The audit log: appends that survive, and every kind of tampering found and located.
+//!
+//! Attacks pinned here, by someone who can write the file but not sign: editing, dropping, reordering or
+//! splicing entries (`edits_drops_and_reorders…`, `a_re_encoded_line…`); cutting lines from the end
+//! (`lines_cut_from_the_end…`); rewriting the log past a kept head (`a_log_rewritten_past…`); hiding a
+//! cut-short line (`a_line_cut_short…`, `opening_keeps_a_whole_last_entry…`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::PathBuf;

@@ -1,5 +1,10 @@
 //! Sealed messages: only the recipient opens them, and altered, replayed, stale or future-dated
 //! messages are refused.
+//!
+//! Attacks pinned here: reading another's message, altering, replaying, back- or forward-dating one
+//! (`altered_replayed_stale…`); claiming another sender's message id first (`one_senders_message_id…`);
+//! flooding the replay cache from throwaway identities (`a_flood_from_throwaway_identities…`). In
+//! `src/sealed.rs`: a forged sender inside a valid seal.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use base64::Engine as _;

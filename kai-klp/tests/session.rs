@@ -1,5 +1,12 @@
 //! Noise sessions: mutual authentication bound to DIDs, and frames that are altered, replayed or
 //! from the wrong peer breaking the session.
+//!
+//! Attacks pinned here: a man in the middle presenting another DID (`connecting_to_the_wrong_peer…`);
+//! altered, replayed, reordered or dropped frames (`altered_and_replayed_frames…`); oversized envelopes
+//! and malformed pieces (`oversized…`, `envelopes_larger_than_a_frame…`); a peer that goes silent mid
+//! handshake (`a_peer_that_goes_silent…`). In `src/session/mod.rs`: a DID whose key is not the Noise key,
+//! a signature over another handshake, a proof without the KLP context or in the other role, a handshake
+//! with another prologue, malformed frame pieces.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use futures::executor::block_on;
