@@ -86,10 +86,9 @@ fn a_bad_vector_rejects_the_whole_batch() {
 fn reopening_uses_the_saved_index_and_catches_up_on_writes_a_crash_left_out_of_it() {
     let (_scratch, dir) = directory();
     let docs: Vec<Document> = (0..200).map(|i| doc(i, "en")).collect();
-    {
-        let store = EmbeddedStore::open(&dir, config()).unwrap();
-        block_on(store.upsert(&docs[..150])).unwrap();
-    } // dropped: index saved
+    let store = EmbeddedStore::open(&dir, config()).unwrap();
+    block_on(store.upsert(&docs[..150])).unwrap();
+    store.close().unwrap();
     assert!(dir.join("index.kai").exists());
     {
         let store = EmbeddedStore::open(&dir, config()).unwrap();
@@ -102,9 +101,9 @@ fn reopening_uses_the_saved_index_and_catches_up_on_writes_a_crash_left_out_of_i
         };
         block_on(store.upsert(&[moved])).unwrap();
         assert_eq!(block_on(store.delete(&["doc-7".into()])).unwrap(), 1);
-        // A crash: the process dies without saving the index.
-        std::mem::forget(store);
+        // Dropped without a close, as in a crash: the index is not saved.
     }
+    assert_eq!(std::fs::read_to_string(dir.join("index.generation")).unwrap(), "1");
     let store = EmbeddedStore::open(&dir, config()).unwrap();
     assert_eq!(block_on(store.count()).unwrap(), 199);
     let nearest = |embedding: &[f32]| {
@@ -124,8 +123,26 @@ fn reopening_uses_the_saved_index_and_catches_up_on_writes_a_crash_left_out_of_i
             .all(|hit| hit.document.id != "doc-7" && hit.document.id != "doc-5")
     );
 
+    drop(store);
     let other = EmbeddedStore::open(&dir, StoreConfig::new(Metric::L2, 3));
     assert!(matches!(other, Err(Error::InvalidConfig(_))));
+}
+
+/// Two stores on one directory would write the same generations, and a later open could take a stale
+/// index for a current one: the second open is refused while the first holds the directory, in this
+/// process as in another.
+#[test]
+fn one_store_at_a_time_has_a_directory() {
+    let (_scratch, dir) = directory();
+    let first = EmbeddedStore::open(&dir, config()).unwrap();
+    block_on(first.upsert(&[doc(1, "en")])).unwrap();
+    assert!(matches!(EmbeddedStore::open(&dir, config()), Err(Error::Locked { .. })));
+    first.close().unwrap();
+    let second = EmbeddedStore::open(&dir, config()).unwrap();
+    assert_eq!(block_on(second.count()).unwrap(), 1);
+    drop(second);
+    // A drop releases the directory too.
+    EmbeddedStore::open(&dir, config()).unwrap();
 }
 
 /// Child half of `acknowledged_writes_survive_kill_9`: writes documents one by one, printing each

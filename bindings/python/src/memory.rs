@@ -347,7 +347,7 @@ impl EmbeddedStore {
             .take();
         if let Some(store) = store {
             py.detach(|| match Arc::try_unwrap(store) {
-                Ok(store) => store.flush().map(|()| drop(store)),
+                Ok(store) => store.close(),
                 // A retriever still holds it: save now; the last holder releases the directory.
                 Err(shared) => shared.flush(),
             })

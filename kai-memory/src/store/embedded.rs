@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::error::Error;
 use crate::index::{HnswConfig, HnswIndex, Metric};
 use crate::store::{Document, Filter, MemoryStore, ScoredDocument};
-use kai_core::fs::write_atomic;
+use kai_core::fs::{FileLock, write_atomic};
 
 /// Settings of an [`EmbeddedStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,15 +35,22 @@ impl StoreConfig {
 ///
 /// Every write is one SQLite transaction committed with `synchronous=FULL` before it returns, so an
 /// acknowledged write survives `kill -9` or a power cut. The index file is saved by
-/// [`flush`](Self::flush) (and when the store is dropped) with the write generation it covers. On
-/// opening, an index older than the database (the process ended without saving it) catches up: the
-/// rows written, changed or deleted since it was saved are inserted or removed, and only a missing
-/// index is built from every stored embedding. Flushing now and then bounds that work after a crash.
+/// [`flush`](Self::flush) and [`close`](Self::close) with the write generation it covers. On opening,
+/// an index older than the database (the process ended, or the store was dropped, without saving it)
+/// catches up: the rows written, changed or deleted since it was saved are inserted or removed, and
+/// only a missing index is built from every stored embedding. Flushing now and then bounds that work
+/// after a crash.
+///
+/// One store at a time has a directory: it holds an exclusive lock on `store.lock` there until it is
+/// closed or dropped, and a second open (in this process or another) fails with [`Error::Locked`]
+/// rather than writing the same generations and leaving a later open a stale index.
 ///
 /// The [`MemoryStore`] calls never block the caller: SQLite and the index work on the store's own
 /// thread, one call after another, and the returned future completes when it is done (with any
 /// executor: tokio, async-std, or a plain `block_on`). A write that has started completes even if its
-/// future is dropped. Dropping the store waits for the calls under way, then saves the index.
+/// future is dropped. Dropping the store waits for the calls under way and releases the directory
+/// without saving the index (so a drop in a finaliser stays short); [`close`](Self::close) also saves
+/// it and says whether that worked.
 ///
 /// Reopening reads the saved index without re-inserting anything; it takes new writes at once.
 pub struct EmbeddedStore {
@@ -70,6 +77,8 @@ struct Inner {
     index_generation: u64,
     directory: PathBuf,
     config: StoreConfig,
+    /// The directory's lock, released with the store.
+    _lock: FileLock,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -92,6 +101,7 @@ impl EmbeddedStore {
     pub fn open(directory: impl AsRef<Path>, config: StoreConfig) -> Result<Self, Error> {
         let directory = directory.as_ref().to_owned();
         std::fs::create_dir_all(&directory).map_err(|e| Error::io(&directory, e))?;
+        let lock = FileLock::acquire(&directory.join("store")).map_err(|e| Error::file(&directory, e))?;
         let db = Connection::open(directory.join("documents.sqlite3")).map_err(sql)?;
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
@@ -171,6 +181,7 @@ impl EmbeddedStore {
                 index_generation,
                 directory: directory.clone(),
                 config,
+                _lock: lock,
             }),
         });
         let (jobs, queue) = mpsc::channel::<Job>();
@@ -190,6 +201,24 @@ impl EmbeddedStore {
     /// thread while it writes.
     pub fn flush(&self) -> Result<(), Error> {
         self.shared.lock().flush()
+    }
+
+    /// Waits for the calls under way, saves the index and releases the directory. Blocks the calling
+    /// thread while it writes; an error means only that the next open catches up from the last saved
+    /// index (the database holds every write).
+    pub fn close(mut self) -> Result<(), Error> {
+        self.stop();
+        self.shared.lock().flush()
+    }
+
+    /// Lets the calls under way finish, then stops the store's thread.
+    fn stop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(worker) = self.worker.take()
+            && worker.join().is_err()
+        {
+            tracing::warn!("the store's thread panicked");
+        }
     }
 
     /// Runs `work` on the store's thread; the future resolves to its result.
@@ -351,17 +380,8 @@ impl Inner {
 
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
-        // Let the calls under way finish, then stop the thread.
-        drop(self.jobs.take());
-        if let Some(worker) = self.worker.take()
-            && worker.join().is_err()
-        {
-            tracing::warn!("the store's thread panicked");
-        }
-        // The database already holds every write; a failed save only means a rebuild on next open.
-        if let Err(error) = self.shared.lock().flush() {
-            tracing::warn!(%error, "could not save the index; the next open catches up from the last saved one");
-        }
+        // No save here: the database holds every write, and the next open catches up.
+        self.stop();
     }
 }
 
