@@ -88,7 +88,7 @@ scripts/wasm-check.sh
 step "wasm32 under Node: a KLP session over WebSocket to a native agent"
 scripts/wasm-test.sh
 
-step "fuzz smoke (SSE, NDJSON, tool-call assembly, provider responses, KLP decoding, KLP session frames)"
+step "fuzz smoke (SSE, NDJSON, tool-call assembly, provider responses, KLP decoding, KLP session frames, index and vault files)"
 scripts/fuzz.sh 10
 
 step "instruction counts per agent step (callgrind)"

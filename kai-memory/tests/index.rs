@@ -240,6 +240,24 @@ fn saved_indexes_reopen_without_reinserting_and_keep_working() {
         1
     );
     assert!(matches!(HnswIndex::open(&flat_path), Err(Error::Corrupt { .. })));
+
+    // The same bytes without a file (wasm, a database, a network), with the same checks.
+    let bytes = index.to_bytes().unwrap();
+    assert_eq!(bytes, std::fs::read(&path).unwrap());
+    let from_bytes = HnswIndex::from_bytes(&bytes).unwrap();
+    assert_eq!(
+        from_bytes.search(&data[9], 5).unwrap(),
+        index.search(&data[9], 5).unwrap()
+    );
+    let flat_bytes = flat.to_bytes().unwrap();
+    assert_eq!(flat_bytes, std::fs::read(&flat_path).unwrap());
+    assert_eq!(FlatIndex::from_bytes(&flat_bytes).unwrap().len(), 1);
+    assert!(matches!(HnswIndex::from_bytes(&flat_bytes), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        FlatIndex::from_bytes(&bytes[..bytes.len() - 1]),
+        Err(Error::Corrupt { .. } | Error::Truncated)
+    ));
+    assert!(matches!(FlatIndex::from_bytes(b"not an index"), Err(Error::NotAnIndex)));
 }
 
 #[test]

@@ -26,7 +26,13 @@ use kai_core::fs::write_atomic;
 const MAGIC: &[u8; 8] = b"KAIINDEX";
 const VERSION: u32 = 1;
 
-pub(crate) fn save(path: &Path, slots: &Slots, hnsw: Option<(&HnswConfig, &SearchGraph)>) -> Result<(), Error> {
+/// Writes an index file's bytes to `path` atomically.
+pub(crate) fn save(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write_atomic(path, bytes).map_err(|e| Error::file(path, e))
+}
+
+/// The index file's bytes.
+pub(crate) fn encode(slots: &Slots, hnsw: Option<(&HnswConfig, &SearchGraph)>) -> Result<Vec<u8>, Error> {
     let mut out = Vec::with_capacity(64 + slots.data.len() * 4 + slots.ids.len() * 9);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -81,13 +87,18 @@ pub(crate) fn save(path: &Path, slots: &Slots, hnsw: Option<(&HnswConfig, &Searc
     }
     let digest = Sha256::digest(&out);
     out.extend_from_slice(&digest);
-    write_atomic(path, &out).map_err(|e| Error::file(path, e))
+    Ok(out)
 }
 
+/// Reads the index file at `path`.
 pub(crate) fn open(path: &Path) -> Result<(Slots, Option<(HnswConfig, SearchGraph)>), Error> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode(&std::fs::read(path).map_err(|e| Error::io(path, e))?)
+}
+
+/// Reads an index file's bytes, checking everything before trusting it.
+pub(crate) fn decode(bytes: &[u8]) -> Result<(Slots, Option<(HnswConfig, SearchGraph)>), Error> {
     if bytes.len() < MAGIC.len() {
-        return Err(if MAGIC.starts_with(&bytes) {
+        return Err(if MAGIC.starts_with(bytes) {
             Error::Truncated
         } else {
             Error::NotAnIndex
@@ -111,7 +122,7 @@ pub(crate) fn open(path: &Path) -> Result<(Slots, Option<(HnswConfig, SearchGrap
     // The checksum covers structure and contents; lengths are still checked as they are read, so a
     // damaged file is reported as truncated or corrupt rather than read out of bounds.
     if Sha256::digest(body).as_slice() != digest {
-        return Err(corrupt_or_truncated(&bytes));
+        return Err(corrupt_or_truncated(bytes));
     }
     let kind = r.u8()?;
     let metric = Metric::from_code(r.u8()?).ok_or_else(|| corrupt("unknown metric"))?;

@@ -101,12 +101,25 @@ impl FlatIndex {
 
     /// Writes the index to `path` atomically.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), Error> {
-        file::save(path.as_ref(), &self.slots, None)
+        file::save(path.as_ref(), &self.to_bytes()?)
     }
 
     /// Reads an index written by [`save`](Self::save).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let (slots, _) = file::open(path.as_ref())?;
+        Ok(Self { slots })
+    }
+
+    /// The bytes [`save`](Self::save) writes, for a caller without files (wasm) or that keeps them
+    /// elsewhere.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
+        file::encode(&self.slots, None)
+    }
+
+    /// Reads the bytes of [`to_bytes`](Self::to_bytes) or of a saved file, with the checks of
+    /// [`open`](Self::open).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let (slots, _) = file::decode(bytes)?;
         Ok(Self { slots })
     }
 

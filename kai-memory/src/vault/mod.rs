@@ -312,6 +312,14 @@ fn seal_header(vault_id: Vec<u8>, data_key: &[u8; 32], passphrase: &str, kdf: Kd
     })
 }
 
+/// What opening a file checks before deriving any key (its layout, header and key-derivation
+/// settings): the part a hostile file reaches without a passphrase, for the fuzz targets.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn check_header_for_fuzzing(bytes: &[u8]) -> Result<(), Error> {
+    format::parse(bytes)?.header.kdf.kdf.validate()
+}
+
 /// Parses a file and opens its data key and body, telling each kind of failure apart.
 fn unlock(bytes: &[u8], passphrase: &str) -> Result<(Header, Zeroizing<[u8; 32]>, Body), Error> {
     let parsed = format::parse(bytes)?;
