@@ -102,7 +102,11 @@ fn ingestion_is_idempotent_batched_and_bounded() {
     let mut shorter = refs[..6].to_vec();
     shorter[2] = "a rewritten chunk";
     let report = block_on(ingestor.ingest("notes.md", &chunks(&shorter), &meta)).unwrap();
-    assert_eq!((report.written, report.unchanged, report.removed), (1, 5, 4));
+    // Chunk 0 is rewritten too (without embedding): it records the new count.
+    assert_eq!(
+        (report.written, report.embedded, report.unchanged, report.removed),
+        (2, 1, 4, 4)
+    );
     assert_eq!(block_on(store.count()).unwrap(), 6);
     assert!(block_on(store.get("notes.md#7")).unwrap().is_none());
     let embedded = embedder.texts.load(Ordering::SeqCst);
@@ -115,6 +119,49 @@ fn ingestion_is_idempotent_batched_and_bounded() {
     let stored = block_on(store.get("notes.md#3")).unwrap().unwrap();
     assert_eq!(stored.metadata["kind"], "archive");
     assert_eq!(stored.text, "chunk number 3 about topic3");
+}
+
+/// A paragraph added at the top shifts every chunk's position: the moved chunks keep their embeddings,
+/// and only the new text is embedded.
+#[test]
+fn text_that_moved_is_not_embedded_again() {
+    let (_dir, store, embedder) = setup();
+    let ingestor = Ingestor::new(store.clone(), embedder.clone());
+    let body = [
+        "alpha paragraph",
+        "beta paragraph",
+        "gamma paragraph",
+        "delta paragraph",
+    ];
+    block_on(ingestor.ingest("doc.md", &chunks(&body), &Map::new())).unwrap();
+    let before = embedder.texts.load(Ordering::SeqCst);
+    let mut longer = vec!["a new introduction"];
+    longer.extend(body);
+    let report = block_on(ingestor.ingest("doc.md", &chunks(&longer), &Map::new())).unwrap();
+    assert_eq!((report.chunks, report.written, report.embedded), (5, 5, 1));
+    assert_eq!(embedder.texts.load(Ordering::SeqCst), before + 1);
+    let moved = block_on(store.get("doc.md#2")).unwrap().unwrap();
+    assert_eq!(moved.text, "beta paragraph");
+    assert_eq!(moved.embedding, bag_of_words("beta paragraph"));
+}
+
+/// An ingestion that shortens a source removes the chunks past its new end. If one is missing (a crash
+/// part-way through an earlier removal), the ones after it still go: none stays to be retrieved forever.
+#[test]
+fn a_gap_in_the_old_chunks_leaves_none_behind() {
+    let (_dir, store, embedder) = setup();
+    let ingestor = Ingestor::new(store.clone(), embedder.clone());
+    let texts: Vec<String> = (0..6).map(|i| format!("section {i} of the manual")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    block_on(ingestor.ingest("manual.md", &chunks(&refs), &Map::new())).unwrap();
+    // A removal that stopped part-way: chunk 3 is gone, 4 and 5 are still there.
+    assert_eq!(block_on(store.delete(&["manual.md#3".into()])).unwrap(), 1);
+    let report = block_on(ingestor.ingest("manual.md", &chunks(&refs[..2]), &Map::new())).unwrap();
+    assert_eq!(report.removed, 3);
+    assert_eq!(block_on(store.count()).unwrap(), 2);
+    for index in 2..6 {
+        assert!(block_on(store.get(&format!("manual.md#{index}"))).unwrap().is_none());
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Ingestion: split, embed in batches with bounded concurrency, upsert; idempotent by content hash.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::StreamExt as _;
@@ -17,9 +18,13 @@ use crate::store::{Document, MemoryStore};
 pub struct IngestReport {
     /// Chunks the text was split into.
     pub chunks: usize,
-    /// Chunks written: new or changed text (embedded), or the same text with new metadata (which keeps
-    /// its stored embedding).
+    /// Chunks written: new or changed text, or the same text with new metadata (which keeps its stored
+    /// embedding).
     pub written: usize,
+    /// Chunks whose text was sent to the embedder: text no chunk of the source held before. Text that
+    /// moved (a paragraph inserted above it shifts every chunk after) keeps its stored embedding.
+    #[serde(default)]
+    pub embedded: usize,
     /// Chunks already stored with the same text and metadata, left alone.
     pub unchanged: usize,
     /// Chunks of an earlier, longer version of the source that were removed.
@@ -29,10 +34,13 @@ pub struct IngestReport {
 /// Splits sources into chunks, embeds them and stores them.
 ///
 /// Chunk `i` of source `s` is stored as document `s#i` with the metadata given plus `source`, `chunk`,
-/// `section` (for Markdown) and `content_hash` (SHA-256 of the text). Re-ingesting a source embeds only
-/// chunks whose hash changed, rewrites those whose metadata changed with their stored embedding, and
-/// removes chunks beyond its new length, so running it again is cheap and leaves the store as if the
-/// source had been ingested once.
+/// `section` (for Markdown) and `content_hash` (SHA-256 of the text); chunk 0 also records how many
+/// chunks there are (`chunks`). Re-ingesting a source embeds only text the source did not hold before
+/// (a chunk that moved keeps its embedding), rewrites chunks whose metadata changed with their stored
+/// embedding, and removes chunks beyond its new length, so running it again is cheap and leaves the
+/// store as if the source had been ingested once. The chunks beyond the new length are removed before
+/// the new ones are written, last first, so a crash part-way leaves chunk 0's count naming those still
+/// to remove, and the next ingestion removes them.
 pub struct Ingestor {
     keywords: Option<Arc<KeywordIndex>>,
     store: Arc<dyn MemoryStore>,
@@ -95,21 +103,46 @@ impl Ingestor {
             chunks: chunks.len(),
             ..IngestReport::default()
         };
+        let id_of = |index: usize| format!("{source}#{index}");
+        // What the source holds now: as many chunks as chunk 0 says (or, from before it said, as the new
+        // text has), and their embeddings by content hash.
+        let recorded = self
+            .store
+            .get(&id_of(0))
+            .await?
+            .and_then(|first| first.metadata.get("chunks").and_then(Value::as_u64))
+            .and_then(|count| usize::try_from(count).ok());
+        let mut stored_chunks = Vec::new();
+        for index in 0..recorded.unwrap_or(0).max(chunks.len()) {
+            stored_chunks.push(self.store.get(&id_of(index)).await?);
+        }
+        let embeddings: HashMap<&str, &Vec<f32>> = stored_chunks
+            .iter()
+            .flatten()
+            .filter_map(|stored| {
+                let hash = stored.metadata.get("content_hash").and_then(Value::as_str)?;
+                Some((hash, &stored.embedding))
+            })
+            .collect();
         let mut pending = Vec::new();
-        // Chunks whose text is stored already but whose metadata changed: rewritten with the stored
-        // embedding, since the text (and so its embedding) is the same.
+        // Chunks whose text is stored already (here or at another position) but whose metadata or
+        // position changed: rewritten with the stored embedding, since the text is the same.
         let mut relabelled = Vec::new();
         for (index, chunk) in chunks.iter().enumerate() {
-            let id = format!("{source}#{index}");
+            let id = id_of(index);
             let hash = hex_sha256(&chunk.text);
             let mut meta = metadata.clone();
             meta.insert("source".into(), json!(source));
             meta.insert("chunk".into(), json!(index));
+            if index == 0 {
+                meta.insert("chunks".into(), json!(chunks.len()));
+            }
             if !chunk.section.is_empty() {
                 meta.insert("section".into(), json!(chunk.section));
             }
             meta.insert("content_hash".into(), json!(hash));
-            match self.store.get(&id).await? {
+            let stored = stored_chunks.get(index).cloned().flatten();
+            match stored {
                 Some(stored) if stored.metadata.get("content_hash").and_then(Value::as_str) == Some(hash.as_str()) => {
                     if stored.metadata == meta {
                         report.unchanged += 1;
@@ -124,8 +157,20 @@ impl Ingestor {
                         });
                     }
                 }
-                _ => pending.push((id, chunk.text.clone(), meta)),
+                _ => match embeddings.get(hash.as_str()) {
+                    Some(&embedding) => relabelled.push(Document {
+                        id,
+                        text: chunk.text.clone(),
+                        metadata: meta,
+                        embedding: embedding.clone(),
+                    }),
+                    None => pending.push((id, chunk.text.clone(), meta)),
+                },
             }
+        }
+        // The chunks past the new end, last first (see the type's documentation).
+        for index in (chunks.len()..recorded.unwrap_or(0)).rev() {
+            report.removed += self.remove_chunk(&id_of(index)).await?;
         }
 
         let embedder = &self.embedder;
@@ -144,6 +189,7 @@ impl Ingestor {
             .buffered(self.concurrency)
             .collect()
             .await;
+        let vectors_embedded = pending.len();
         let mut vectors = Vec::with_capacity(pending.len());
         for batch in embedded {
             vectors.extend(batch.map_err(Error::Model)?.vectors);
@@ -160,6 +206,7 @@ impl Ingestor {
             .chain(relabelled)
             .collect();
         report.written = documents.len();
+        report.embedded = vectors_embedded;
         if !documents.is_empty() {
             self.store.upsert(&documents).await?;
             if let Some(keywords) = &self.keywords {
@@ -168,20 +215,24 @@ impl Ingestor {
                 }
             }
         }
-        // Chunks are numbered from 0 without gaps: remove those past the new end until one is missing.
-        let mut index = chunks.len();
-        loop {
-            let id = format!("{source}#{index}");
-            if self.store.delete(std::slice::from_ref(&id)).await? != 1 {
-                break;
+        // A source ingested before chunk 0 recorded the count: remove past the end until one is missing.
+        if recorded.is_none() {
+            let mut index = chunks.len();
+            while self.remove_chunk(&id_of(index)).await? == 1 {
+                report.removed += 1;
+                index += 1;
             }
-            if let Some(keywords) = &self.keywords {
-                keywords.remove(&id);
-            }
-            report.removed += 1;
-            index += 1;
         }
         Ok(report)
+    }
+
+    /// Removes one chunk from the store and the keyword index; 1 if it was there.
+    async fn remove_chunk(&self, id: &str) -> Result<usize, Error> {
+        let removed = self.store.delete(&[id.to_owned()]).await?;
+        if let Some(keywords) = &self.keywords {
+            keywords.remove(id);
+        }
+        Ok(removed)
     }
 }
 

@@ -139,9 +139,11 @@ impl RecursiveSplitter {
     }
 }
 
+/// Adds `text`, trimmed, unless nothing is left of it. A chunk equal to the one before is kept: the
+/// text repeats itself there.
 fn push_trimmed(chunks: &mut Vec<String>, text: &str) {
     let trimmed = text.trim();
-    if !trimmed.is_empty() && chunks.last().map(String::as_str) != Some(trimmed) {
+    if !trimmed.is_empty() {
         chunks.push(trimmed.to_owned());
     }
 }
@@ -211,6 +213,19 @@ mod tests {
         let rejoined: Vec<&str> = chunks.iter().flat_map(|c| c.text.split_whitespace()).collect();
         let original: Vec<&str> = text.split_whitespace().collect();
         assert_eq!(rejoined, original, "no overlap: every word exactly once, in order");
+    }
+
+    /// A paragraph that repeats the one before (a refrain, a repeated warning) is text of its own, not a
+    /// duplicate to drop.
+    #[test]
+    fn a_chunk_equal_to_the_one_before_is_kept() {
+        let text = "Mind the step.\n\nMind the step.\n\nDoor on left.";
+        let chunks: Vec<String> = RecursiveSplitter::new(16, 0)
+            .split(text)
+            .into_iter()
+            .map(|chunk| chunk.text)
+            .collect();
+        assert_eq!(chunks, ["Mind the step.", "Mind the step.", "Door on left."]);
     }
 
     #[test]
