@@ -160,6 +160,12 @@ async fn sql_filters_select_exactly_what_filter_matches_selects() {
             Filter::eq("lang", json!("en")),
             Filter::gt("year", 2020.0),
         ])),
+        // jsonb compares numbers by value: 2003 and 2003.0 are one year.
+        Filter::eq("year", json!(2003.0)),
+        Filter::In {
+            key: "year".into(),
+            values: vec![json!(2004.0), json!(2008)],
+        },
     ];
     for filter in &filters {
         let mut found: Vec<String> = store

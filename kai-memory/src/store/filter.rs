@@ -125,8 +125,10 @@ impl Filter {
     /// Whether `metadata` satisfies the filter.
     pub fn matches(&self, metadata: &serde_json::Map<String, Value>) -> bool {
         match self {
-            Filter::Eq { key, value } => metadata.get(key) == Some(value),
-            Filter::In { key, values } => metadata.get(key).is_some_and(|v| values.contains(v)),
+            Filter::Eq { key, value } => metadata.get(key).is_some_and(|v| same_json(v, value)),
+            Filter::In { key, values } => metadata
+                .get(key)
+                .is_some_and(|v| values.iter().any(|value| same_json(v, value))),
             Filter::Gt { key, value } => metadata.get(key).and_then(Value::as_f64).is_some_and(|v| v > *value),
             Filter::Lt { key, value } => metadata.get(key).and_then(Value::as_f64).is_some_and(|v| v < *value),
             Filter::Exists { key } => metadata.contains_key(key),
@@ -137,10 +139,63 @@ impl Filter {
     }
 }
 
+/// Whether two JSON values are equal as PostgreSQL's `jsonb` compares them (so that a database store's
+/// SQL and [`Filter::matches`] select the same documents): numbers by value (`1` equals `1.0`), objects
+/// by their members whatever their order, arrays element by element, at any depth.
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(a), Value::Number(b)) => same_number(a, b),
+        (Value::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_json(a, b)),
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len() && a.iter().all(|(key, a)| b.get(key).is_some_and(|b| same_json(a, b)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Whether two JSON numbers have the same value: integers exactly, an integer and a float when the
+/// float is that integer, floats as floats.
+fn same_number(a: &serde_json::Number, b: &serde_json::Number) -> bool {
+    let integer = |n: &serde_json::Number| n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
+    match (integer(a), integer(b)) {
+        (Some(a), Some(b)) => a == b,
+        (Some(i), None) => b.as_f64().is_some_and(|f| float_is_integer(f, i)),
+        (None, Some(i)) => a.as_f64().is_some_and(|f| float_is_integer(f, i)),
+        (None, None) => a.as_f64() == b.as_f64(),
+    }
+}
+
+/// Whether `float` is exactly the integer `integer`.
+fn float_is_integer(float: f64, integer: i128) -> bool {
+    float.fract() == 0.0 && float.abs() < 2f64.powi(127) && float as i128 == integer
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// As PostgreSQL's jsonb compares: `1 = 1.0`, at any depth, but not `1 = 1.5` or `"1" = 1`.
+    #[test]
+    fn equality_is_by_value_as_jsonb_has_it() {
+        let metadata = json!({"n": 1, "f": 2.0, "big": u64::MAX, "nested": {"a": [1, {"b": 2.0}]}})
+            .as_object()
+            .unwrap()
+            .clone();
+        assert!(Filter::eq("n", json!(1.0)).matches(&metadata));
+        assert!(Filter::eq("f", json!(2)).matches(&metadata));
+        assert!(!Filter::eq("n", json!(1.5)).matches(&metadata));
+        assert!(!Filter::eq("n", json!("1")).matches(&metadata));
+        assert!(Filter::eq("big", json!(u64::MAX)).matches(&metadata));
+        assert!(!Filter::eq("big", json!(u64::MAX - 1)).matches(&metadata));
+        assert!(Filter::eq("nested", json!({"a": [1.0, {"b": 2}]})).matches(&metadata));
+        assert!(!Filter::eq("nested", json!({"a": [1.0]})).matches(&metadata));
+        let one_of = Filter::In {
+            key: "n".into(),
+            values: vec![json!(3), json!(1.0)],
+        };
+        assert!(one_of.matches(&metadata));
+    }
 
     #[test]
     fn filters_evaluate_and_round_trip() {
