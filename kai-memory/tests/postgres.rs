@@ -126,6 +126,18 @@ async fn documents_round_trip_and_search_with_sql_filters() {
     drop_store("basic").await;
 }
 
+/// The HNSW scan stops at `hnsw.ef_search` candidates (at most 1,000): a search for more than that
+/// still returns k rows when the table has them.
+#[tokio::test]
+async fn an_unfiltered_search_returns_k_rows_beyond_the_index_scan() {
+    let store = store("many", Metric::L2).await;
+    let docs: Vec<Document> = (0..4_000).map(|i| doc(i, "en", json!(i))).collect();
+    store.upsert(&docs).await.unwrap();
+    let found = store.search(&[1.0, 0.0, 0.25], 1_100, None).await.unwrap();
+    assert_eq!(found.len(), 1_100);
+    drop_store("many").await;
+}
+
 #[tokio::test]
 async fn sql_filters_select_exactly_what_filter_matches_selects() {
     let store = store("filters", Metric::L2).await;

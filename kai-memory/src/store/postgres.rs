@@ -270,8 +270,10 @@ impl PgStore {
             .await
             .map_err(db)?;
         let mut rows = tx.query(&sql, &references).await.map_err(db)?;
-        if filter.is_some() && rows.len() < k {
-            // pgvector filters after the index scan; an exact scan finds what it dropped.
+        if rows.len() < k {
+            // The index scan stops at ef_search candidates (at most 1,000), skips rows deleted but not
+            // yet vacuumed, and pgvector filters after it: an exact scan finds what it dropped (on a
+            // table with fewer than k matching rows, a cheap one).
             tx.batch_execute("SET LOCAL enable_indexscan = off").await.map_err(db)?;
             rows = tx.query(&sql, &references).await.map_err(db)?;
         }
