@@ -11,6 +11,7 @@ use kai_core::{Agent, ChatModel, ChatRequest, ContentPart, MaybeSend, MaybeSync,
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Error;
+use crate::worker::Worker;
 
 /// A rough token count: about four characters per token, plus four per message.
 pub fn estimate_tokens(message: &Message) -> usize {
@@ -28,9 +29,13 @@ pub fn estimate_tokens(message: &Message) -> usize {
 }
 
 /// Where sessions are kept: every message of each session, and its summary.
+///
+/// The database work (each write a committed, fsynced SQLite transaction) runs on the store's own
+/// thread, so the async methods never block the executor that awaits them. Clones share the thread.
 #[derive(Debug, Clone)]
 pub struct SessionStore {
     db: Arc<Mutex<Connection>>,
+    worker: Arc<Worker>,
 }
 
 /// What is stored for a session.
@@ -60,45 +65,69 @@ impl SessionStore {
              CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, summary TEXT, messages TEXT NOT NULL);",
         )
         .map_err(sql)?;
+        let worker = Worker::spawn("kai-session-store").map_err(|e| Error::io(path, e))?;
         Ok(Self {
             db: Arc::new(Mutex::new(db)),
+            worker: Arc::new(worker),
         })
     }
 
+    /// Runs `work` on the database, on the store's thread.
+    async fn with_db<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<R, Error> + Send + 'static,
+    ) -> Result<R, Error> {
+        let db = Arc::clone(&self.db);
+        self.worker
+            .run(move || work(&mut db.lock().unwrap_or_else(PoisonError::into_inner)))
+            .await
+    }
+
     /// The session's stored state (empty for a new session).
-    pub fn load(&self, id: &str) -> Result<Session, Error> {
-        let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
-        read_session(&db, id)
+    pub async fn load(&self, id: &str) -> Result<Session, Error> {
+        let id = id.to_owned();
+        self.with_db(move |db| read_session(db, &id)).await
     }
 
     /// Replaces the session's stored state.
-    pub fn save(&self, id: &str, session: &Session) -> Result<(), Error> {
-        let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
-        write_session(&db, id, session)
+    pub async fn save(&self, id: &str, session: &Session) -> Result<(), Error> {
+        let (id, session) = (id.to_owned(), session.clone());
+        self.with_db(move |db| write_session(db, &id, &session)).await
     }
 
     /// Changes the session's stored state with `change`, atomically: other writers, through this store or
     /// another process's, cannot slip in between the read and the write and have their change lost.
-    /// Nothing is written if `change` returns `false`.
-    pub fn update(&self, id: &str, change: impl FnOnce(&mut Session) -> bool) -> Result<(), Error> {
-        let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
-        let transaction = db
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql)?;
-        let mut session = read_session(&transaction, id)?;
-        if change(&mut session) {
-            write_session(&transaction, id, &session)?;
-        }
-        transaction.commit().map_err(sql)
+    /// Nothing is written if `change` returns `false`. Returns the session as it now stands.
+    pub async fn update(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Session) -> bool + Send + 'static,
+    ) -> Result<Session, Error> {
+        let id = id.to_owned();
+        self.with_db(move |db| {
+            let transaction = db
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let mut session = read_session(&transaction, &id)?;
+            if change(&mut session) {
+                write_session(&transaction, &id, &session)?;
+            }
+            transaction.commit().map_err(sql)?;
+            Ok(session)
+        })
+        .await
     }
 
     /// Deletes a session; returns whether it existed.
-    pub fn delete(&self, id: &str) -> Result<bool, Error> {
-        let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(db
-            .execute("DELETE FROM sessions WHERE id = ?1", params![id])
-            .map_err(sql)?
-            > 0)
+    pub async fn delete(&self, id: &str) -> Result<bool, Error> {
+        let id = id.to_owned();
+        self.with_db(move |db| {
+            Ok(db
+                .execute("DELETE FROM sessions WHERE id = ?1", params![id])
+                .map_err(sql)?
+                > 0)
+        })
+        .await
     }
 }
 
@@ -192,16 +221,20 @@ fn window_start(messages: &[Message], budget: usize) -> usize {
 #[kai_core::async_trait]
 impl ConversationMemory for WindowMemory {
     async fn context(&self, session: &str) -> Result<Vec<Message>, Error> {
-        let stored = self.sessions.load(session)?;
+        let stored = self.sessions.load(session).await?;
         let start = window_start(&stored.messages, self.budget);
         Ok(stored.messages[start..].to_vec())
     }
 
     async fn record(&self, session: &str, new_messages: &[Message]) -> Result<(), Error> {
-        self.sessions.update(session, |stored| {
-            stored.messages.extend_from_slice(new_messages);
-            true
-        })
+        let new_messages = new_messages.to_vec();
+        self.sessions
+            .update(session, move |stored| {
+                stored.messages.extend(new_messages);
+                true
+            })
+            .await
+            .map(drop)
     }
 }
 
@@ -280,7 +313,7 @@ impl SummarizingMemory {
 #[kai_core::async_trait]
 impl ConversationMemory for SummarizingMemory {
     async fn context(&self, session: &str) -> Result<Vec<Message>, Error> {
-        let stored = self.sessions.load(session)?;
+        let stored = self.sessions.load(session).await?;
         let mut context = Vec::with_capacity(stored.messages.len() + 1);
         if let Some(summary) = &stored.summary {
             context.push(Message::system(format!(
@@ -292,15 +325,19 @@ impl ConversationMemory for SummarizingMemory {
     }
 
     async fn record(&self, session: &str, new_messages: &[Message]) -> Result<(), Error> {
-        let mut stored = Session::default();
-        self.sessions.update(session, |session| {
-            // The context began with the summary message, which is not part of the stored messages.
-            session
-                .messages
-                .extend(new_messages.iter().filter(|m| m.role != Role::System).cloned());
-            stored = session.clone();
-            true
-        })?;
+        // The context began with the summary message, which is not part of the stored messages.
+        let new_messages: Vec<Message> = new_messages
+            .iter()
+            .filter(|m| m.role != Role::System)
+            .cloned()
+            .collect();
+        let stored = self
+            .sessions
+            .update(session, move |session| {
+                session.messages.extend(new_messages);
+                true
+            })
+            .await?;
         let total: usize = stored.messages.iter().map(estimate_tokens).sum();
         if total <= self.budget {
             return Ok(());
@@ -319,13 +356,17 @@ impl ConversationMemory for SummarizingMemory {
         };
         // Another writer may have changed the session while the model worked: fold the messages
         // only if they are still the oldest ones under the same summary, and keep what was added.
-        self.sessions.update(session, |now| {
-            let unchanged = now.summary == stored.summary && now.messages.starts_with(folded);
-            if unchanged {
-                now.summary = Some(summary);
-                now.messages.drain(..keep_from);
-            }
-            unchanged
-        })
+        let (before, folded) = (stored.summary.clone(), folded.to_vec());
+        self.sessions
+            .update(session, move |now| {
+                let unchanged = now.summary == before && now.messages.starts_with(&folded);
+                if unchanged {
+                    now.summary = Some(summary);
+                    now.messages.drain(..keep_from);
+                }
+                unchanged
+            })
+            .await
+            .map(drop)
     }
 }

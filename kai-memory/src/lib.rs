@@ -20,6 +20,8 @@ pub mod index;
 pub mod rag;
 pub mod store;
 pub mod vault;
+#[cfg(not(target_arch = "wasm32"))]
+mod worker;
 
 pub use error::Error;
 pub use vault::{Kdf, Secret, Vault};

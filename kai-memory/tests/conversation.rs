@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+mod common;
+
 use futures::executor::block_on;
 use kai_core::testing::ScriptedModel;
 use kai_core::{Agent, Role};
@@ -36,13 +38,20 @@ fn a_window_sends_recent_turns_within_budget_and_stores_everything() {
         "Question number 4 with some words"
     );
     assert!(used <= 40 + estimate_tokens(last.messages.last().unwrap()), "{used}");
-    assert_eq!(store.load("alice").unwrap().messages.len(), 10, "everything is stored");
-    assert!(store.load("bob").unwrap().messages.is_empty(), "sessions are separate");
+    assert_eq!(
+        block_on(store.load("alice")).unwrap().messages.len(),
+        10,
+        "everything is stored"
+    );
+    assert!(
+        block_on(store.load("bob")).unwrap().messages.is_empty(),
+        "sessions are separate"
+    );
 
     // Persistence: a new memory over the database, opened again, continues the session.
     let reopened = WindowMemory::new(SessionStore::open(dir.path().join("sessions.sqlite3")).unwrap(), 1_000);
     assert_eq!(block_on(reopened.context("alice")).unwrap().len(), 10);
-    assert!(store.delete("alice").unwrap());
+    assert!(block_on(store.delete("alice")).unwrap());
 }
 
 #[test]
@@ -69,7 +78,7 @@ fn a_failing_summariser_loses_no_turn_and_the_next_turn_summarises() {
         // The turn succeeds, with its answer, even when summarising fails.
         let output = block_on(memory.chat(&agent, "s1", question)).unwrap();
         assert_eq!(output.messages.last().unwrap().text(), "Noted, thank you for that.");
-        let stored = store.load("s1").unwrap();
+        let stored = block_on(store.load("s1")).unwrap();
         if summariser.requests().len() > asked_before && failed_at.is_none() {
             failed_at = Some(turn);
             // Summarising failed: the turn is stored verbatim and nothing was folded.
@@ -82,7 +91,7 @@ fn a_failing_summariser_loses_no_turn_and_the_next_turn_summarises() {
         failed_at.is_some_and(|turn| turn < questions.len() - 1),
         "{failed_at:?}"
     );
-    let stored = store.load("s1").unwrap();
+    let stored = block_on(store.load("s1")).unwrap();
     assert_eq!(stored.summary.as_deref(), Some("Alice likes tea."));
     assert_eq!(stored.messages.last().unwrap().text(), "Noted, thank you for that.");
     assert_eq!(summariser.remaining(), 0, "the summary was retried once");
@@ -108,7 +117,7 @@ fn concurrent_writers_to_one_session_lose_nothing() {
     for writer in writers {
         writer.join().unwrap();
     }
-    let stored = SessionStore::open(&path).unwrap().load("shared").unwrap();
+    let stored = block_on(SessionStore::open(&path).unwrap().load("shared")).unwrap();
     assert_eq!(stored.messages.len(), 100);
 }
 
@@ -126,7 +135,7 @@ fn older_turns_are_folded_into_a_summary() {
     block_on(memory.chat(&agent, "s1", "I live in Oslo, which is in Norway, as you know.")).unwrap();
     block_on(memory.chat(&agent, "s1", "What do you remember about me?")).unwrap();
 
-    let stored = store.load("s1").unwrap();
+    let stored = block_on(store.load("s1")).unwrap();
     assert_eq!(stored.summary.as_deref(), Some("Alice likes tea and lives in Oslo."));
     assert!(stored.messages.len() < 6);
     let asked = &summariser.requests()[0];
@@ -135,4 +144,20 @@ fn older_turns_are_folded_into_a_summary() {
     let next = block_on(memory.context("s1")).unwrap();
     assert_eq!(next[0].role, Role::System);
     assert!(next[0].text().contains("Alice likes tea"));
+}
+
+/// Each turn is a committed, fsynced SQLite write: it runs on the store's thread, so a one-thread
+/// executor awaiting it keeps running its other tasks meanwhile.
+#[test]
+fn recording_a_turn_does_not_block_the_executor_awaiting_it() {
+    let (_dir, store) = sessions();
+    let memory = WindowMemory::new(store.clone(), 1_000);
+    let turn: Vec<kai_core::Message> = (0..200)
+        .map(|i| kai_core::Message::user(format!("message {i} of a long turn")))
+        .collect();
+    assert!(
+        common::leaves_the_executor_free(async { memory.record("alice", &turn).await.unwrap() }),
+        "the write ran on the awaiting thread"
+    );
+    assert_eq!(block_on(store.load("alice")).unwrap().messages.len(), 200);
 }

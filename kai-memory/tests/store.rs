@@ -177,33 +177,12 @@ fn acknowledged_writes_survive_kill_9() {
 
 #[test]
 fn calls_do_not_block_the_executor_they_are_awaited_on() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     let (_scratch, dir) = directory();
     let store = EmbeddedStore::open(&dir, config()).unwrap();
     let docs: Vec<Document> = (0..4_000).map(|i| doc(i, "en")).collect();
-    // One thread runs both futures. If the upsert blocked it, the other future could only run after
-    // the upsert finished.
-    let ticked_during_upsert = AtomicBool::new(false);
-    let upserting = AtomicBool::new(true);
-    block_on(async {
-        let upsert = async {
-            store.upsert(&docs).await.unwrap();
-            upserting.store(false, Ordering::SeqCst);
-        };
-        let ticker = async {
-            futures::future::poll_fn(|cx| {
-                // Yield once so the upsert is polled first, then note whether it was still running.
-                if !ticked_during_upsert.swap(true, Ordering::SeqCst) {
-                    cx.waker().wake_by_ref();
-                    return std::task::Poll::Pending;
-                }
-                std::task::Poll::Ready(())
-            })
-            .await;
-            upserting.load(Ordering::SeqCst)
-        };
-        let ((), still_upserting) = futures::join!(upsert, ticker);
-        assert!(still_upserting, "the upsert ran on the awaiting thread");
-    });
+    assert!(
+        common::leaves_the_executor_free(async { store.upsert(&docs).await.unwrap() }),
+        "the upsert ran on the awaiting thread"
+    );
     assert_eq!(block_on(store.count()).unwrap(), 4_000);
 }

@@ -3,15 +3,15 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use kai_core::{BoxFuture, boxed};
+use kai_core::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Error;
 use crate::index::{HnswConfig, HnswIndex, Metric};
 use crate::store::{Document, Filter, MemoryStore, ScoredDocument};
+use crate::worker::Worker;
 use kai_core::fs::{FileLock, write_atomic};
 
 /// Settings of an [`EmbeddedStore`].
@@ -56,12 +56,8 @@ impl StoreConfig {
 pub struct EmbeddedStore {
     metric: Metric,
     shared: Arc<Shared>,
-    jobs: Option<mpsc::Sender<Job>>,
-    worker: Option<JoinHandle<()>>,
+    worker: Worker,
 }
-
-/// A call for the store's thread.
-type Job = Box<dyn FnOnce() + Send>;
 
 /// The state the store's thread works on.
 struct Shared {
@@ -184,17 +180,8 @@ impl EmbeddedStore {
                 _lock: lock,
             }),
         });
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let worker = std::thread::Builder::new()
-            .name("kai-embedded-store".into())
-            .spawn(move || queue.into_iter().for_each(|job| job()))
-            .map_err(|e| Error::io(&directory, e))?;
-        Ok(Self {
-            metric,
-            shared,
-            jobs: Some(jobs),
-            worker: Some(worker),
-        })
+        let worker = Worker::spawn("kai-embedded-store").map_err(|e| Error::io(&directory, e))?;
+        Ok(Self { metric, shared, worker })
     }
 
     /// Saves the index beside the database, so the next open need not rebuild it. Blocks the calling
@@ -207,18 +194,8 @@ impl EmbeddedStore {
     /// thread while it writes; an error means only that the next open catches up from the last saved
     /// index (the database holds every write).
     pub fn close(mut self) -> Result<(), Error> {
-        self.stop();
+        self.worker.stop();
         self.shared.lock().flush()
-    }
-
-    /// Lets the calls under way finish, then stops the store's thread.
-    fn stop(&mut self) {
-        drop(self.jobs.take());
-        if let Some(worker) = self.worker.take()
-            && worker.join().is_err()
-        {
-            tracing::warn!("the store's thread panicked");
-        }
     }
 
     /// Runs `work` on the store's thread; the future resolves to its result.
@@ -227,20 +204,8 @@ impl EmbeddedStore {
         work: impl FnOnce(&Shared) -> Result<R, Error> + Send + 'static,
     ) -> BoxFuture<'static, Result<R, Error>> {
         let shared = Arc::clone(&self.shared);
-        let jobs = self.jobs.clone();
-        boxed(async move {
-            let (done, result) = futures::channel::oneshot::channel();
-            let job: Job = Box::new(move || {
-                let _ = done.send(work(&shared));
-            });
-            jobs.ok_or_else(stopped)?.send(job).map_err(|_| stopped())?;
-            result.await.map_err(|_| stopped())?
-        })
+        self.worker.run(move || work(&shared))
     }
-}
-
-fn stopped() -> Error {
-    Error::Database("the store's thread has stopped".into())
 }
 
 impl Shared {
@@ -375,13 +340,6 @@ impl Inner {
         write_atomic(&generation, self.generation.to_string().as_bytes()).map_err(|e| Error::file(&generation, e))?;
         self.index_generation = self.generation;
         Ok(())
-    }
-}
-
-impl Drop for EmbeddedStore {
-    fn drop(&mut self) {
-        // No save here: the database holds every write, and the next open catches up.
-        self.stop();
     }
 }
 

@@ -1,5 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Each test binary uses some of these helpers.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::io::BufRead as _;
 use std::path::Path;
@@ -39,4 +44,30 @@ pub(crate) fn kill_during_writes(child: &str, variable: &str, path: &Path, write
         acknowledged = ack(line).or(acknowledged);
     }
     acknowledged.expect("the child acknowledged writes")
+}
+
+/// Whether `work` was still under way when another task on the same one-thread executor ran: true when
+/// it does its blocking part on a thread of its own, false when it blocks the thread awaiting it.
+pub(crate) fn leaves_the_executor_free(work: impl Future<Output = ()>) -> bool {
+    let working = AtomicBool::new(true);
+    let ticked = AtomicBool::new(false);
+    futures::executor::block_on(async {
+        let work = async {
+            work.await;
+            working.store(false, Ordering::SeqCst);
+        };
+        let ticker = async {
+            // Yield once so the work is polled first, then see whether it is still under way.
+            futures::future::poll_fn(|cx| {
+                if !ticked.swap(true, Ordering::SeqCst) {
+                    cx.waker().wake_by_ref();
+                    return std::task::Poll::Pending;
+                }
+                std::task::Poll::Ready(())
+            })
+            .await;
+            working.load(Ordering::SeqCst)
+        };
+        futures::join!(work, ticker).1
+    })
 }
