@@ -39,7 +39,7 @@ pub struct SessionStore {
 }
 
 /// What is stored for a session.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     /// A summary of messages no longer kept verbatim.
     pub summary: Option<String>,

@@ -24,4 +24,19 @@ pub mod vault;
 mod worker;
 
 pub use error::Error;
+
+/// The types a binding shares across threads: `Send + Sync`, checked when the crate builds.
+#[cfg(not(target_arch = "wasm32"))]
+const _: () = {
+    const fn shared_across_threads<T: Send + Sync>() {}
+    shared_across_threads::<store::EmbeddedStore>();
+    shared_across_threads::<index::HnswIndex>();
+    shared_across_threads::<index::FlatIndex>();
+    shared_across_threads::<conversation::SessionStore>();
+    shared_across_threads::<rag::Retriever>();
+    shared_across_threads::<rag::Ingestor>();
+    shared_across_threads::<rag::KeywordIndex>();
+    shared_across_threads::<vault::Vault>();
+    shared_across_threads::<Error>();
+};
 pub use vault::{Kdf, Secret, Vault};

@@ -467,3 +467,23 @@ fn a_kill_during_saves_leaves_the_old_index_or_the_new_one() {
         assert_eq!(index.search(&vectors[last], 1).unwrap()[0].id, last as u64);
     }
 }
+
+/// Settings read as a chain of choices, and the result types cross a binding as JSON.
+#[test]
+fn settings_build_in_a_chain_and_results_cross_as_json() {
+    let config = HnswConfig::new(Metric::Dot, 4)
+        .with_m(8)
+        .with_ef_construction(100)
+        .with_ef_search(32)
+        .with_expected_len(50);
+    let index = HnswIndex::new(config).unwrap();
+    assert_eq!(*index.config(), config);
+    assert!(HnswIndex::new(HnswConfig::new(Metric::Dot, 4).with_m(1)).is_err());
+    let hit = kai_memory::index::Hit { id: 7, distance: 0.5 };
+    let back: kai_memory::index::Hit = serde_json::from_str(&serde_json::to_string(&hit).unwrap()).unwrap();
+    assert_eq!(back, hit);
+    let store_config = kai_memory::store::StoreConfig { index: config };
+    let back: kai_memory::store::StoreConfig =
+        serde_json::from_value(serde_json::to_value(store_config).unwrap()).unwrap();
+    assert_eq!(back, store_config);
+}

@@ -23,7 +23,8 @@ pub struct HnswConfig {
     pub ef_construction: usize,
     /// Beam width while searching (at least `k`). Default 64.
     pub ef_search: usize,
-    /// How many vectors to expect, to size the graph's tables up front. Default 10,000.
+    /// How many vectors to expect, to size the graph's tables up front. Default 10,000; the index
+    /// grows past it as it must, so this only saves reallocations (and the memory they briefly double).
     pub expected_len: usize,
 }
 
@@ -38,6 +39,34 @@ impl HnswConfig {
             ef_search: 64,
             expected_len: 10_000,
         }
+    }
+
+    /// With `m` neighbours kept per node and layer (2..=256; more: better recall, more memory).
+    #[must_use]
+    pub fn with_m(mut self, m: usize) -> Self {
+        self.m = m;
+        self
+    }
+
+    /// With a build-time beam of `ef_construction` (wider: a better graph, a slower build).
+    #[must_use]
+    pub fn with_ef_construction(mut self, ef_construction: usize) -> Self {
+        self.ef_construction = ef_construction;
+        self
+    }
+
+    /// With a search beam of `ef_search` (wider: better recall, slower searches).
+    #[must_use]
+    pub fn with_ef_search(mut self, ef_search: usize) -> Self {
+        self.ef_search = ef_search;
+        self
+    }
+
+    /// Expecting about `expected_len` vectors, to size the tables once.
+    #[must_use]
+    pub fn with_expected_len(mut self, expected_len: usize) -> Self {
+        self.expected_len = expected_len;
+        self
     }
 
     pub(crate) fn validate(&self) -> Result<(), Error> {
@@ -147,6 +176,10 @@ impl HnswIndex {
 
     /// Adds or replaces many vectors, inserting them into the graph in parallel. Every vector is checked
     /// first: one bad vector rejects the whole batch and changes nothing.
+    ///
+    /// The parallel work runs on rayon's global pool (one thread per core unless `RAYON_NUM_THREADS`
+    /// or `rayon::ThreadPoolBuilder::build_global` says otherwise). To bound it, call this inside your
+    /// own pool's `install`: `pool.install(|| index.insert_batch(&items))`.
     pub fn insert_batch(&mut self, items: &[(u64, Vec<f32>)]) -> Result<(), Error> {
         let dimensions = self.config.dimensions;
         // One flat buffer rather than a vector per item: a batch of small allocations, once freed,

@@ -27,7 +27,7 @@ pub use hnsw::HnswConfig;
 pub use hnsw::HnswIndex;
 
 /// One search result.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Hit {
     /// The id the vector was inserted with.
     pub id: u64,

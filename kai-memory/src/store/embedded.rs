@@ -15,7 +15,7 @@ use crate::worker::Worker;
 use kai_core::fs::{FileLock, write_atomic};
 
 /// Settings of an [`EmbeddedStore`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoreConfig {
     /// The HNSW index's settings (metric and dimensions included).
     pub index: HnswConfig,

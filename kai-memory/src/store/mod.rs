@@ -35,7 +35,7 @@ pub struct Document {
 }
 
 /// A search result.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoredDocument {
     /// The document.
     pub document: Document,
