@@ -24,10 +24,17 @@ pub fn create_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     write(path, bytes, true)
 }
 
+/// How long [`FileLock::acquire`] waits for a lock that another holder may be about to release.
+pub const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// An exclusive lock on `<path>.lock`, held until dropped, so that a second writer of `path` (another
-/// process, or another handle in this one) fails at once with [`ErrorKind::WouldBlock`] instead of
-/// silently overwriting what the first one saves. The lock file stays behind: removing it would race
-/// with a writer taking it.
+/// process, or another handle in this one) fails with [`ErrorKind::WouldBlock`] instead of silently
+/// overwriting what the first one saves. The lock file stays behind: removing it would race with a
+/// writer taking it.
+///
+/// A lock just released can still be held for a moment by a process this one is starting (a child
+/// holds copies of the parent's files between its fork and its exec), so taking it is retried for up
+/// to [`LOCK_PATIENCE`] before another writer is assumed.
 #[derive(Debug)]
 pub struct FileLock {
     _file: std::fs::File,
@@ -44,13 +51,21 @@ impl FileLock {
             .truncate(false)
             .write(true)
             .open(lock_path)?;
-        match file.try_lock() {
-            Ok(()) => Ok(Self { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
-                ErrorKind::WouldBlock,
-                format!("{} is open in another writer", path.display()),
-            )),
-            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        let started = std::time::Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Self { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_PATIENCE => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::new(
+                        ErrorKind::WouldBlock,
+                        format!("{} is open in another writer", path.display()),
+                    ));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
         }
     }
 }
