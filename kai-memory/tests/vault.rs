@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+mod common;
+
 use kai_memory::{Error, Kdf, Vault};
 
 const FAST: Kdf = Kdf::Pbkdf2Sha256 { iterations: 1_000 };
@@ -317,4 +319,28 @@ fn a_vault_made_with_the_default_kdf_opens() {
             .expose(),
         "v"
     );
+}
+
+/// Opening and creating derive the key on a thread of their own: the executor awaiting them keeps
+/// running its other tasks.
+#[test]
+fn async_open_and_create_leave_the_executor_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("async.vault");
+    let kdf = Kdf::Pbkdf2Sha256 { iterations: 200_000 };
+    let created = std::sync::Mutex::new(None);
+    assert!(common::leaves_the_executor_free(async {
+        *created.lock().unwrap() = Some(Vault::create_async(&path, "pass", kdf).await.unwrap());
+    }));
+    let mut vault = created.into_inner().unwrap().unwrap();
+    vault.put_secret("k", "v").unwrap();
+    drop(vault);
+    assert!(common::leaves_the_executor_free(async {
+        let vault = Vault::open_async(&path, "pass").await.unwrap();
+        assert_eq!(vault.secret("k").unwrap().unwrap().expose(), "v");
+    }));
+    assert!(matches!(
+        futures::executor::block_on(Vault::open_async(&path, "wrong")),
+        Err(Error::WrongPassphrase)
+    ));
 }

@@ -21,6 +21,26 @@
 //! assert!(matches!(Vault::open(&path, "wrong"), Err(kai_memory::Error::WrongPassphrase)));
 //! # Ok::<(), kai_memory::Error>(())
 //! ```
+//!
+//! The key derivation is slow on purpose (about 0.3 s optimised), and far slower unoptimised: a
+//! dependent crate's debug build takes seconds per open unless its `Cargo.toml` optimises the crypto
+//! crates, as this workspace does:
+//!
+//! ```toml
+//! [profile.dev.package.sha2]
+//! opt-level = 3
+//! [profile.dev.package.hmac]
+//! opt-level = 3
+//! [profile.dev.package.pbkdf2]
+//! opt-level = 3
+//! [profile.dev.package.argon2]
+//! opt-level = 3
+//! [profile.dev.package.blake2]
+//! opt-level = 3
+//! ```
+//!
+//! In async code, [`Vault::open_async`] and [`Vault::create_async`] derive the key on a thread of
+//! their own, so the executor awaiting them is not blocked.
 
 mod format;
 mod kdf;
@@ -76,6 +96,21 @@ impl std::fmt::Debug for Vault {
 }
 
 impl Vault {
+    /// [`open`](Self::open) on a thread of its own (the key derivation takes a while): the executor
+    /// awaiting it keeps running. Any executor will do.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub async fn open_async(path: impl AsRef<Path>, passphrase: &str) -> Result<Self, Error> {
+        let (path, passphrase) = (path.as_ref().to_owned(), Zeroizing::new(passphrase.to_owned()));
+        off_the_executor(&path.clone(), move || Self::open(&path, &passphrase)).await
+    }
+
+    /// [`create`](Self::create) on a thread of its own, as [`open_async`](Self::open_async).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub async fn create_async(path: impl AsRef<Path>, passphrase: &str, kdf: Kdf) -> Result<Self, Error> {
+        let (path, passphrase) = (path.as_ref().to_owned(), Zeroizing::new(passphrase.to_owned()));
+        off_the_executor(&path.clone(), move || Self::create(&path, &passphrase, kdf)).await
+    }
+
     /// Creates a new, empty vault at `path`, readable by its owner only; fails with
     /// [`Error::AlreadyExists`] if a file is already there (even one another process creates at the
     /// same moment).
@@ -318,6 +353,24 @@ fn seal_header(vault_id: Vec<u8>, data_key: &[u8; 32], passphrase: &str, kdf: Kd
 #[doc(hidden)]
 pub fn check_header_for_fuzzing(bytes: &[u8]) -> Result<(), Error> {
     format::parse(bytes)?.header.kdf.kdf.validate()
+}
+
+/// Runs `work` (on the vault at `path`) on a new thread and resolves to its result.
+#[cfg(not(target_arch = "wasm32"))]
+async fn off_the_executor<R: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce() -> Result<R, Error> + Send + 'static,
+) -> Result<R, Error> {
+    let (done, result) = futures::channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name("kai-vault-kdf".into())
+        .spawn(move || {
+            let _ = done.send(work());
+        })
+        .map_err(|e| Error::io(path, e))?;
+    result
+        .await
+        .map_err(|_| Error::io(path, std::io::Error::other("the thread opening the vault panicked")))?
 }
 
 /// Parses a file and opens its data key and body, telling each kind of failure apart.
