@@ -345,6 +345,15 @@ fn hybrid_retrieval_finds_exact_terms_the_embeddings_miss() {
         keyword_hit.distance
     );
 
+    // Diversifying keeps what fusion ranked: the exact keyword hit is not dropped for being far from
+    // the query in embedding space.
+    let diverse = Retriever::new(store.clone(), embedder.clone())
+        .top_k(2)
+        .hybrid(keywords.clone())
+        .mmr(0.9);
+    let found = block_on(diverse.retrieve(query)).unwrap();
+    assert!(found.iter().any(|d| d.document.text.contains("ERR4471")), "{found:?}");
+
     // A keyword index that lost its contents (opened fresh, never saved) is refilled by re-ingesting,
     // even though no chunk changed.
     let fresh = Arc::new(KeywordIndex::new());

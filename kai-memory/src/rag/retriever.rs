@@ -90,19 +90,26 @@ impl Retriever {
         } else {
             self.k
         };
-        let mut found = self.store.search(query_vector, fetch, self.filter.as_ref()).await?;
-        if let Some(keywords) = &self.keywords {
-            found = self.fuse(query, query_vector, found, keywords, fetch).await?;
-        }
+        let found = self.store.search(query_vector, fetch, self.filter.as_ref()).await?;
+        // Each candidate with its relevance in [0, 1]: the fused score relative to the best one when
+        // hybrid (an exact keyword hit the embeddings rank low keeps the place fusion gave it), the
+        // cosine similarity to the query otherwise.
+        let mut ranked: Vec<(ScoredDocument, f32)> = match &self.keywords {
+            Some(keywords) => self.fuse(query, query_vector, found, keywords, fetch).await?,
+            None => found
+                .into_iter()
+                .map(|d| {
+                    let relevance = 1.0 - Metric::Cosine.distance(query_vector, &d.document.embedding);
+                    (d, relevance)
+                })
+                .collect(),
+        };
         if let Some(limit) = self.max_distance {
-            found.retain(|d| d.distance <= limit);
+            ranked.retain(|(d, _)| d.distance <= limit);
         }
         Ok(match self.mmr_lambda {
-            Some(lambda) => mmr(query_vector, found, self.k, lambda),
-            None => {
-                found.truncate(self.k);
-                found
-            }
+            Some(lambda) => mmr(ranked, self.k, lambda),
+            None => ranked.into_iter().take(self.k).map(|(d, _)| d).collect(),
         })
     }
 }
@@ -115,13 +122,15 @@ impl Retriever {
         vector_hits: Vec<ScoredDocument>,
         keywords: &KeywordIndex,
         fetch: usize,
-    ) -> Result<Vec<ScoredDocument>, Error> {
+    ) -> Result<Vec<(ScoredDocument, f32)>, Error> {
         let keyword_ids: Vec<String> = keywords.search(query, fetch).into_iter().map(|(id, _)| id).collect();
         let vector_ids: Vec<String> = vector_hits.iter().map(|d| d.document.id.clone()).collect();
         let mut by_id: std::collections::HashMap<String, ScoredDocument> =
             vector_hits.into_iter().map(|d| (d.document.id.clone(), d)).collect();
         let mut fused = Vec::new();
-        for (id, _) in reciprocal_rank_fusion(&[vector_ids, keyword_ids]) {
+        let ranking = reciprocal_rank_fusion(&[vector_ids, keyword_ids]);
+        let best = ranking.first().map_or(1.0, |(_, score)| *score);
+        for (id, score) in ranking {
             let document = match by_id.remove(&id) {
                 Some(found) => found,
                 None => {
@@ -135,19 +144,16 @@ impl Retriever {
                     ScoredDocument { document, distance }
                 }
             };
-            fused.push(document);
+            fused.push((document, score / best));
         }
         Ok(fused)
     }
 }
 
-/// Greedy MMR: each pick maximises `lambda * sim(query, d) - (1 - lambda) * max sim(d, picked)`,
-/// with cosine similarity of the embeddings.
-fn mmr(query: &[f32], mut candidates: Vec<ScoredDocument>, k: usize, lambda: f32) -> Vec<ScoredDocument> {
-    let relevance: Vec<f32> = candidates
-        .iter()
-        .map(|c| 1.0 - Metric::Cosine.distance(query, &c.document.embedding))
-        .collect();
+/// Greedy MMR: each pick maximises `lambda * relevance(d) - (1 - lambda) * max sim(d, picked)`, with
+/// cosine similarity of the embeddings between documents.
+fn mmr(ranked: Vec<(ScoredDocument, f32)>, k: usize, lambda: f32) -> Vec<ScoredDocument> {
+    let (mut candidates, relevance): (Vec<ScoredDocument>, Vec<f32>) = ranked.into_iter().unzip();
     let mut picked: Vec<usize> = Vec::with_capacity(k.min(candidates.len()));
     while picked.len() < k.min(candidates.len()) {
         let best = (0..candidates.len())
