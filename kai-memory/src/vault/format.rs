@@ -1,14 +1,19 @@
-//! The vault file, version 1:
+//! The vault file, version 2:
 //!
 //! ```text
 //! magic      8 bytes   "KAIVAULT"
-//! version    u16 BE    1
+//! version    u16 BE    2
 //! header_len u32 BE
 //! header     JSON      { vault_id, kdf: {alg, …, salt}, check, key: {nonce, ciphertext} }
 //! body_len   u64 BE
-//! body       JSON      { entries: [{ kind, name, nonce, ciphertext }] }
+//! body       JSON      { nonce, ciphertext }: sealed { entries: [{ kind, name, nonce, ciphertext }] }
 //! mac        32 bytes  HMAC-SHA256 over every byte before it
 //! ```
+//!
+//! The body (the entries' names included) is sealed with AES-256-GCM under the data key, with associated
+//! data "kai-vault/v2/body" and the vault id, so a file shows nothing of what it holds but its size.
+//! Version 1, whose body was the entries' JSON in the clear (names readable, values sealed), is still
+//! read; the next save writes version 2.
 //!
 //! Keys: the key-encryption key (KEK) comes from the passphrase through the header's KDF and salt.
 //! `check` is HMAC-SHA256(KEK, "kai-vault/v1/check") cut to 16 bytes, so a wrong passphrase is told
@@ -31,7 +36,9 @@ use crate::error::Error;
 use crate::vault::kdf::Kdf;
 
 pub(crate) const MAGIC: &[u8; 8] = b"KAIVAULT";
-pub(crate) const VERSION: u16 = 1;
+pub(crate) const VERSION: u16 = 2;
+/// The version whose body is not sealed as a whole (its entries' names are in the clear).
+const VERSION_1: u16 = 1;
 const MAC_LEN: usize = 32;
 const CHECK_LEN: usize = 16;
 
@@ -179,10 +186,17 @@ fn file_mac(data_key: &[u8; 32], vault_id: &[u8]) -> Hmac<Sha256> {
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
 }
 
+/// The associated data of a sealed body.
+fn body_aad(vault_id: &[u8]) -> Vec<u8> {
+    [b"kai-vault/v2/body".as_slice(), vault_id].concat()
+}
+
 /// Serializes a whole file.
 pub(crate) fn encode(header: &Header, body: &Body, data_key: &[u8; 32]) -> Result<Vec<u8>, Error> {
     let header_json = serde_json::to_vec(header).map_err(|e| Error::InvalidParameters(e.to_string()))?;
-    let body_json = serde_json::to_vec(body).map_err(|e| Error::InvalidParameters(e.to_string()))?;
+    let entries = Zeroizing::new(serde_json::to_vec(body).map_err(|e| Error::InvalidParameters(e.to_string()))?);
+    let sealed = seal(data_key, &entries, &body_aad(&header.vault_id))?;
+    let body_json = serde_json::to_vec(&sealed).map_err(|e| Error::InvalidParameters(e.to_string()))?;
     let header_len =
         u32::try_from(header_json.len()).map_err(|_| Error::InvalidParameters("header too large".into()))?;
     let mut out = Vec::with_capacity(8 + 2 + 4 + header_json.len() + 8 + body_json.len() + MAC_LEN);
@@ -201,6 +215,7 @@ pub(crate) fn encode(header: &Header, body: &Body, data_key: &[u8; 32]) -> Resul
 /// A file split into its parts, before any key is known.
 pub(crate) struct Parsed<'a> {
     pub(crate) header: Header,
+    version: u16,
     body: &'a [u8],
     authenticated: &'a [u8],
     mac: &'a [u8],
@@ -216,7 +231,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Error> {
         return Err(Error::NotAVault);
     }
     let version = u16::from_be_bytes(reader.array()?);
-    if version != VERSION {
+    if version != VERSION && version != VERSION_1 {
         return Err(Error::UnsupportedVersion {
             found: version,
             supported: VERSION,
@@ -237,6 +252,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Error> {
     }
     Ok(Parsed {
         header,
+        version,
         body,
         authenticated: &bytes[..authenticated_len],
         mac,
@@ -244,12 +260,18 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Error> {
 }
 
 impl Parsed<'_> {
-    /// Checks the MAC with the data key and parses the body.
+    /// Checks the MAC with the data key, opens the body and parses it.
     pub(crate) fn body(&self, data_key: &[u8; 32]) -> Result<Body, Error> {
         let mut mac = file_mac(data_key, &self.header.vault_id);
         mac.update(self.authenticated);
         mac.verify_slice(self.mac).map_err(|_| Error::tampered("contents"))?;
-        serde_json::from_slice(self.body).map_err(|_| Error::tampered("contents"))
+        if self.version == VERSION_1 {
+            return serde_json::from_slice(self.body).map_err(|_| Error::tampered("contents"));
+        }
+        let sealed: Sealed = serde_json::from_slice(self.body).map_err(|_| Error::tampered("contents"))?;
+        let entries =
+            open(data_key, &sealed, &body_aad(&self.header.vault_id)).ok_or_else(|| Error::tampered("contents"))?;
+        serde_json::from_slice(&entries).map_err(|_| Error::tampered("contents"))
     }
 }
 #[cfg(test)]
