@@ -1,8 +1,9 @@
 //! Conversation memory per session: a token-budgeted window, or a running summary of older turns.
 //!
-//! Sessions persist in SQLite (`sessions.sqlite3`, fully synchronous commits). Use a memory around any
-//! agent with [`ConversationMemory::chat`]: it loads the session's context, runs the agent, and records
-//! the new messages.
+//! Sessions persist in SQLite (`sessions.sqlite3`, fully synchronous commits), one row per message, so a
+//! turn appends its messages and a window reads only the latest ones, however long the session. Use a
+//! memory around any agent with [`ConversationMemory::chat`]: it loads the session's context, runs the
+//! agent, and records the new messages.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -58,13 +59,22 @@ impl SessionStore {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
-        let db = Connection::open(path).map_err(sql)?;
+        let mut db = Connection::open(path).map_err(sql)?;
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, summary TEXT, messages TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, summary TEXT, messages TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS messages (
+                 session TEXT NOT NULL,
+                 seq INTEGER NOT NULL,
+                 tokens INTEGER NOT NULL,
+                 starts_turn INTEGER NOT NULL,
+                 message TEXT NOT NULL,
+                 PRIMARY KEY (session, seq)
+             );",
         )
         .map_err(sql)?;
+        migrate_message_lists(&mut db)?;
         let worker = Worker::spawn("kai-session-store").map_err(|e| Error::io(path, e))?;
         Ok(Self {
             db: Arc::new(Mutex::new(db)),
@@ -92,7 +102,13 @@ impl SessionStore {
     /// Replaces the session's stored state.
     pub async fn save(&self, id: &str, session: &Session) -> Result<(), Error> {
         let (id, session) = (id.to_owned(), session.clone());
-        self.with_db(move |db| write_session(db, &id, &session)).await
+        self.with_db(move |db| {
+            let transaction = db.transaction().map_err(sql)?;
+            let before = read_session(&transaction, &id)?;
+            write_session(&transaction, &id, &before, &session)?;
+            transaction.commit().map_err(sql)
+        })
+        .await
     }
 
     /// Changes the session's stored state with `change`, atomically: other writers, through this store or
@@ -108,9 +124,10 @@ impl SessionStore {
             let transaction = db
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(sql)?;
-            let mut session = read_session(&transaction, &id)?;
+            let before = read_session(&transaction, &id)?;
+            let mut session = before.clone();
             if change(&mut session) {
-                write_session(&transaction, &id, &session)?;
+                write_session(&transaction, &id, &before, &session)?;
             }
             transaction.commit().map_err(sql)?;
             Ok(session)
@@ -122,45 +139,218 @@ impl SessionStore {
     pub async fn delete(&self, id: &str) -> Result<bool, Error> {
         let id = id.to_owned();
         self.with_db(move |db| {
-            Ok(db
+            let transaction = db.transaction().map_err(sql)?;
+            let sessions = transaction
                 .execute("DELETE FROM sessions WHERE id = ?1", params![id])
-                .map_err(sql)?
-                > 0)
+                .map_err(sql)?;
+            let messages = transaction
+                .execute("DELETE FROM messages WHERE session = ?1", params![id])
+                .map_err(sql)?;
+            transaction.commit().map_err(sql)?;
+            Ok(sessions + messages > 0)
         })
         .await
     }
+
+    /// Appends `messages` to the session, without reading what it holds.
+    pub async fn append(&self, id: &str, messages: &[Message]) -> Result<(), Error> {
+        let (id, messages) = (id.to_owned(), messages.to_vec());
+        self.with_db(move |db| {
+            let transaction = db
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            append_rows(&transaction, &id, &messages)?;
+            transaction.commit().map_err(sql)
+        })
+        .await
+    }
+
+    /// The session's latest messages within `budget` tokens, starting at a user's message (so a tool
+    /// call is never separated from its results); reads only those.
+    pub async fn recent(&self, id: &str, budget: usize) -> Result<Vec<Message>, Error> {
+        let id = id.to_owned();
+        self.with_db(move |db| read_window(db, &id, budget)).await
+    }
+
+    /// Drops the session's oldest turns until the rest fit `keep` tokens; returns how many messages
+    /// went.
+    pub async fn prune(&self, id: &str, keep: usize) -> Result<usize, Error> {
+        let id = id.to_owned();
+        self.with_db(move |db| prune(db, &id, keep)).await
+    }
+}
+
+/// Moves the message lists that earlier releases kept in one JSON text per session into rows.
+fn migrate_message_lists(db: &mut Connection) -> Result<(), Error> {
+    let transaction = db.transaction().map_err(sql)?;
+    let lists: Vec<(String, String)> = {
+        let mut statement = transaction
+            .prepare("SELECT id, messages FROM sessions WHERE messages != '[]'")
+            .map_err(sql)?;
+        let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)?
+    };
+    for (id, list) in lists {
+        let messages: Vec<Message> = serde_json::from_str(&list).map_err(|_| Error::Corrupt {
+            what: format!("session {id:?} holds messages that do not parse"),
+        })?;
+        append_rows(&transaction, &id, &messages)?;
+        transaction
+            .execute("UPDATE sessions SET messages = '[]' WHERE id = ?1", params![id])
+            .map_err(sql)?;
+    }
+    transaction.commit().map_err(sql)
 }
 
 fn read_session(db: &Connection, id: &str) -> Result<Session, Error> {
-    let row: Option<(Option<String>, String)> = db
-        .query_row(
-            "SELECT summary, messages FROM sessions WHERE id = ?1",
-            params![id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+    let summary: Option<String> = db
+        .query_row("SELECT summary FROM sessions WHERE id = ?1", params![id], |r| r.get(0))
         .optional()
+        .map_err(sql)?
+        .flatten();
+    let mut statement = db
+        .prepare_cached("SELECT message FROM messages WHERE session = ?1 ORDER BY seq")
         .map_err(sql)?;
-    let Some((summary, messages)) = row else {
-        return Ok(Session::default());
-    };
-    let messages = serde_json::from_str(&messages).map_err(|_| Error::Corrupt {
-        what: format!("session {id:?} holds messages that do not parse"),
-    })?;
+    let texts = statement
+        .query_map(params![id], |r| r.get::<_, String>(0))
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    let messages = texts
+        .iter()
+        .map(|text| parse_message(id, text))
+        .collect::<Result<_, _>>()?;
     Ok(Session { summary, messages })
 }
 
-fn write_session(db: &Connection, id: &str, session: &Session) -> Result<(), Error> {
-    let messages = serde_json::to_string(&session.messages).map_err(|e| Error::Record {
-        name: id.to_owned(),
-        message: e.to_string(),
-    })?;
+fn parse_message(id: &str, text: &str) -> Result<Message, Error> {
+    serde_json::from_str(text).map_err(|_| Error::Corrupt {
+        what: format!("session {id:?} holds a message that does not parse"),
+    })
+}
+
+/// Whether a turn may start at `message`: a user's message that is not a tool's result, so a window
+/// never separates a tool call from its results.
+fn starts_turn(message: &Message) -> bool {
+    message.role == Role::User && !message.tool_results().any(|_| true)
+}
+
+/// Appends `messages` to the session's rows.
+fn append_rows(db: &Connection, id: &str, messages: &[Message]) -> Result<(), Error> {
+    let next: i64 = db
+        .query_row(
+            "SELECT COALESCE(MAX(seq) + 1, 0) FROM messages WHERE session = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
+    let mut statement = db
+        .prepare_cached("INSERT INTO messages (session, seq, tokens, starts_turn, message) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .map_err(sql)?;
+    for (offset, message) in messages.iter().enumerate() {
+        let text = serde_json::to_string(message).map_err(|e| Error::Record {
+            name: id.to_owned(),
+            message: e.to_string(),
+        })?;
+        let tokens = i64::try_from(estimate_tokens(message)).unwrap_or(i64::MAX);
+        statement
+            .execute(params![id, next + offset as i64, tokens, starts_turn(message), text])
+            .map_err(sql)?;
+    }
+    Ok(())
+}
+
+/// Stores `session` as `id`'s state, writing only what changed from `before`: messages appended, or the
+/// oldest ones dropped (a summary folding them), or else every row.
+fn write_session(db: &Connection, id: &str, before: &Session, session: &Session) -> Result<(), Error> {
     db.execute(
-        "INSERT INTO sessions (id, summary, messages) VALUES (?1, ?2, ?3)
-         ON CONFLICT(id) DO UPDATE SET summary = excluded.summary, messages = excluded.messages",
-        params![id, session.summary, messages],
+        "INSERT INTO sessions (id, summary, messages) VALUES (?1, ?2, '[]')
+         ON CONFLICT(id) DO UPDATE SET summary = excluded.summary",
+        params![id, session.summary],
     )
     .map_err(sql)?;
-    Ok(())
+    let (old, new) = (&before.messages, &session.messages);
+    if new.starts_with(old) {
+        return append_rows(db, id, &new[old.len()..]);
+    }
+    if old.ends_with(new) {
+        let dropped = i64::try_from(old.len() - new.len()).unwrap_or(i64::MAX);
+        db.execute(
+            "DELETE FROM messages WHERE session = ?1 AND seq < (SELECT MIN(seq) FROM messages WHERE session = ?1) + ?2",
+            params![id, dropped],
+        )
+        .map_err(sql)?;
+        return Ok(());
+    }
+    db.execute("DELETE FROM messages WHERE session = ?1", params![id])
+        .map_err(sql)?;
+    append_rows(db, id, new)
+}
+
+/// The latest messages of `id` that fit `budget` tokens, starting at a turn: read from the end, so the
+/// cost is the window's, not the session's.
+fn read_window(db: &Connection, id: &str, budget: usize) -> Result<Vec<Message>, Error> {
+    let mut statement = db
+        .prepare_cached("SELECT tokens, starts_turn, message FROM messages WHERE session = ?1 ORDER BY seq DESC")
+        .map_err(sql)?;
+    let mut rows = statement.query(params![id]).map_err(sql)?;
+    let (mut used, mut texts, mut start) = (0usize, Vec::new(), 0usize);
+    while let Some(row) = rows.next().map_err(sql)? {
+        let tokens: i64 = row.get(0).map_err(sql)?;
+        used = used.saturating_add(usize::try_from(tokens).unwrap_or(usize::MAX));
+        if used > budget {
+            break;
+        }
+        texts.push(row.get::<_, String>(2).map_err(sql)?);
+        if row.get::<_, bool>(1).map_err(sql)? {
+            start = texts.len();
+        }
+    }
+    texts.truncate(start);
+    texts.iter().rev().map(|text| parse_message(id, text)).collect()
+}
+
+/// Drops `id`'s oldest turns until the rest fit `keep` tokens (whole turns only); how many messages
+/// went.
+fn prune(db: &Connection, id: &str, keep: usize) -> Result<usize, Error> {
+    let mut statement = db
+        .prepare_cached("SELECT seq, tokens, starts_turn FROM messages WHERE session = ?1 ORDER BY seq DESC")
+        .map_err(sql)?;
+    let mut rows = statement.query(params![id]).map_err(sql)?;
+    let (mut used, mut oldest_kept) = (0usize, None);
+    let mut over = false;
+    while let Some(row) = rows.next().map_err(sql)? {
+        let tokens: i64 = row.get(1).map_err(sql)?;
+        used = used.saturating_add(usize::try_from(tokens).unwrap_or(usize::MAX));
+        if used > keep {
+            over = true;
+            break;
+        }
+        if row.get::<_, bool>(2).map_err(sql)? {
+            oldest_kept = Some(row.get::<_, i64>(0).map_err(sql)?);
+        }
+    }
+    drop(rows);
+    if !over {
+        return Ok(0);
+    }
+    // Nothing fits as a whole turn: keep the latest turn rather than nothing.
+    let from = match oldest_kept {
+        Some(seq) => seq,
+        None => db
+            .query_row(
+                "SELECT MAX(seq) FROM messages WHERE session = ?1 AND starts_turn",
+                params![id],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map_err(sql)?
+            .unwrap_or(0),
+    };
+    db.execute(
+        "DELETE FROM messages WHERE session = ?1 AND seq < ?2",
+        params![id, from],
+    )
+    .map_err(sql)
 }
 
 /// A policy for what a session's next run sees, and how its history is kept.
@@ -187,18 +377,36 @@ pub trait ConversationMemory: MaybeSend + MaybeSync {
     }
 }
 
-/// The most recent messages that fit a token budget. Everything is stored; only the window is sent.
-/// The window always starts at a user message, so a tool call is never separated from its results.
+/// The most recent messages that fit a token budget. The window always starts at a user message, so a
+/// tool call is never separated from its results. A session keeps its latest turns within the retention
+/// (by default [`RETENTION_WINDOWS`] windows' worth of tokens; [`with_retention`](Self::with_retention)
+/// sets another, `usize::MAX` keeps everything), so a session that goes on for ever does not grow for
+/// ever.
 #[derive(Debug, Clone)]
 pub struct WindowMemory {
     sessions: SessionStore,
     budget: usize,
+    retention: usize,
 }
 
+/// How many windows' worth of tokens a [`WindowMemory`] keeps by default.
+pub const RETENTION_WINDOWS: usize = 32;
+
 impl WindowMemory {
-    /// A window of about `budget` tokens.
+    /// A window of about `budget` tokens, keeping [`RETENTION_WINDOWS`] times that.
     pub fn new(sessions: SessionStore, budget: usize) -> Self {
-        Self { sessions, budget }
+        Self {
+            sessions,
+            budget,
+            retention: budget.saturating_mul(RETENTION_WINDOWS),
+        }
+    }
+
+    /// Keeps the latest turns within `tokens` (at least the window); older turns are deleted.
+    #[must_use]
+    pub fn with_retention(mut self, tokens: usize) -> Self {
+        self.retention = tokens.max(self.budget);
+        self
     }
 }
 
@@ -211,7 +419,7 @@ fn window_start(messages: &[Message], budget: usize) -> usize {
         if used > budget {
             break;
         }
-        if message.role == Role::User && !message.tool_results().any(|_| true) {
+        if starts_turn(message) {
             start = index;
         }
     }
@@ -221,20 +429,15 @@ fn window_start(messages: &[Message], budget: usize) -> usize {
 #[kai_core::async_trait]
 impl ConversationMemory for WindowMemory {
     async fn context(&self, session: &str) -> Result<Vec<Message>, Error> {
-        let stored = self.sessions.load(session).await?;
-        let start = window_start(&stored.messages, self.budget);
-        Ok(stored.messages[start..].to_vec())
+        self.sessions.recent(session, self.budget).await
     }
 
     async fn record(&self, session: &str, new_messages: &[Message]) -> Result<(), Error> {
-        let new_messages = new_messages.to_vec();
-        self.sessions
-            .update(session, move |stored| {
-                stored.messages.extend(new_messages);
-                true
-            })
-            .await
-            .map(drop)
+        self.sessions.append(session, new_messages).await?;
+        if self.retention < usize::MAX {
+            self.sessions.prune(session, self.retention).await?;
+        }
+        Ok(())
     }
 }
 
@@ -368,5 +571,39 @@ impl ConversationMemory for SummarizingMemory {
             })
             .await
             .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written before sessions were kept as rows (one JSON list per session) opens with its
+    /// messages, which move into rows.
+    #[test]
+    fn message_lists_of_earlier_releases_move_into_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.sqlite3");
+        let old = Connection::open(&path).unwrap();
+        let messages = vec![Message::user("hello"), Message::assistant("hi there")];
+        old.execute_batch("CREATE TABLE sessions (id TEXT PRIMARY KEY, summary TEXT, messages TEXT NOT NULL);")
+            .unwrap();
+        old.execute(
+            "INSERT INTO sessions (id, summary, messages) VALUES ('a', 'met before', ?1)",
+            params![serde_json::to_string(&messages).unwrap()],
+        )
+        .unwrap();
+        drop(old);
+        let store = SessionStore::open(&path).unwrap();
+        let session = futures::executor::block_on(store.load("a")).unwrap();
+        assert_eq!(session.messages, messages);
+        assert_eq!(session.summary.as_deref(), Some("met before"));
+        futures::executor::block_on(store.append("a", &[Message::user("again")])).unwrap();
+        drop(store);
+        let reopened = SessionStore::open(&path).unwrap();
+        assert_eq!(
+            futures::executor::block_on(reopened.load("a")).unwrap().messages.len(),
+            3
+        );
     }
 }

@@ -161,3 +161,33 @@ fn recording_a_turn_does_not_block_the_executor_awaiting_it() {
     );
     assert_eq!(block_on(store.load("alice")).unwrap().messages.len(), 200);
 }
+
+/// A session that goes on and on keeps only its latest turns within the retention, whole turns, and
+/// the window still sees the latest ones.
+#[test]
+fn a_window_keeps_a_bounded_history() {
+    let (_dir, store) = sessions();
+    let memory = WindowMemory::new(store.clone(), 40).with_retention(120);
+    let model = ScriptedModel::new().text("An answer of a few words.").repeat();
+    let agent = Agent::builder(model).build().unwrap();
+    for i in 0..30 {
+        block_on(memory.chat(&agent, "long", &format!("Question number {i}"))).unwrap();
+    }
+    let stored = block_on(store.load("long")).unwrap().messages;
+    let kept: usize = stored.iter().map(estimate_tokens).sum();
+    assert!(kept <= 120, "{kept} tokens kept");
+    assert!(stored.len() >= 4, "{} messages kept", stored.len());
+    assert_eq!(stored[0].role, Role::User, "whole turns are kept");
+    assert_eq!(stored.last().unwrap().text(), "An answer of a few words.");
+    let context = block_on(memory.context("long")).unwrap();
+    assert_eq!(context.last(), stored.last());
+    // `usize::MAX` keeps everything.
+    let everything = WindowMemory::new(store.clone(), 40).with_retention(usize::MAX);
+    let agent = Agent::builder(ScriptedModel::new().text("ok").repeat())
+        .build()
+        .unwrap();
+    for i in 0..10 {
+        block_on(everything.chat(&agent, "all", &format!("q{i}"))).unwrap();
+    }
+    assert_eq!(block_on(store.load("all")).unwrap().messages.len(), 20);
+}
