@@ -2,39 +2,48 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
+use unicode_segmentation::UnicodeSegmentation as _;
 
 use crate::error::Error;
 use kai_core::fs::write_atomic;
 
-/// BM25 (Robertson & Zaragoza; k1 = 1.2, b = 0.75) over lower-cased alphanumeric words. Thread-safe;
-/// shared between an [`Ingestor`](crate::rag::Ingestor), which keeps it in step with the store, and a
+/// BM25 (Robertson & Zaragoza; k1 = 1.2, b = 0.75) over lower-cased words, as Unicode's word
+/// boundaries (UAX #29) find them: single letters and digits count, and text without spaces (Chinese,
+/// Japanese) is split into its characters rather than taken as one word. Thread-safe; shared between an
+/// [`Ingestor`](crate::rag::Ingestor), which keeps it in step with the store, and a
 /// [`Retriever`](crate::rag::Retriever), which fuses its ranking with the vector ranking.
+///
+/// The index is inverted (each term lists the documents holding it), so a search costs the postings of
+/// the query's terms, not a pass over every document.
 #[derive(Debug, Default)]
 pub struct KeywordIndex {
     inner: RwLock<Postings>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default)]
 struct Postings {
-    /// Term frequencies per document.
-    documents: HashMap<String, HashMap<String, u32>>,
-    /// Document lengths in words.
-    lengths: HashMap<String, u32>,
-    /// Documents containing each term.
-    document_frequency: HashMap<String, u32>,
+    /// For each term, its frequency in each document holding it.
+    terms: HashMap<String, HashMap<Arc<str>, u32>>,
+    /// Each document's distinct terms and length in words.
+    documents: HashMap<Arc<str>, (Vec<String>, u32)>,
     total_length: u64,
+}
+
+/// The saved form: term frequencies per document (a document's terms, not the inverted lists, which
+/// are rebuilt on opening).
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    documents: HashMap<String, HashMap<String, u32>>,
 }
 
 const K1: f32 = 1.2;
 const B: f32 = 0.75;
 
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.chars().count() >= 2)
-        .map(str::to_lowercase)
+    text.unicode_words().map(str::to_lowercase)
 }
 
 impl KeywordIndex {
@@ -45,20 +54,14 @@ impl KeywordIndex {
 
     /// Adds or replaces a document's text.
     pub fn insert(&self, id: &str, text: &str) {
-        let mut postings = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        postings.remove(id);
         let mut frequencies: HashMap<String, u32> = HashMap::new();
-        let mut length = 0;
         for word in words(text) {
             *frequencies.entry(word).or_default() += 1;
-            length += 1;
         }
-        for term in frequencies.keys() {
-            *postings.document_frequency.entry(term.clone()).or_default() += 1;
-        }
-        postings.total_length += u64::from(length);
-        postings.lengths.insert(id.to_owned(), length);
-        postings.documents.insert(id.to_owned(), frequencies);
+        self.inner
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, frequencies);
     }
 
     /// Whether a document with this id is indexed.
@@ -82,44 +85,51 @@ impl KeywordIndex {
         if n == 0.0 {
             return Vec::new();
         }
-        let average = postings.total_length as f32 / n;
-        let terms: Vec<String> = words(query).collect();
-        let mut scores: Vec<(String, f32)> = postings
-            .documents
-            .iter()
-            .filter_map(|(id, frequencies)| {
-                let length = postings.lengths.get(id).copied().unwrap_or(0) as f32;
-                let score: f32 = terms
-                    .iter()
-                    .filter_map(|term| {
-                        let tf = *frequencies.get(term)? as f32;
-                        let df = postings.document_frequency.get(term).copied().unwrap_or(0) as f32;
-                        let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
-                        Some(idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * length / average.max(1.0))))
-                    })
-                    .sum();
-                (score > 0.0).then(|| (id.clone(), score))
-            })
+        let average = (postings.total_length as f32 / n).max(1.0);
+        let mut terms: Vec<String> = words(query).collect();
+        terms.sort_unstable();
+        terms.dedup();
+        let mut scores: HashMap<&Arc<str>, f32> = HashMap::new();
+        for term in &terms {
+            let Some(holders) = postings.terms.get(term) else {
+                continue;
+            };
+            let df = holders.len() as f32;
+            let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
+            for (id, &tf) in holders {
+                let length = postings.documents.get(id).map_or(0, |(_, length)| *length) as f32;
+                let tf = tf as f32;
+                *scores.entry(id).or_default() += idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * length / average));
+            }
+        }
+        let mut ranked: Vec<(String, f32)> = scores
+            .into_iter()
+            .filter(|(_, score)| *score > 0.0)
+            .map(|(id, score)| (id.to_string(), score))
             .collect();
-        scores.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        scores.truncate(k);
-        scores
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        ranked.truncate(k);
+        ranked
     }
 
     /// Writes the index to `path` atomically.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), Error> {
-        let postings = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        let json = serde_json::to_vec(&*postings).map_err(|e| Error::Corrupt { what: e.to_string() })?;
+        let saved = self.inner.read().unwrap_or_else(PoisonError::into_inner).saved();
+        let json = serde_json::to_vec(&saved).map_err(|e| Error::Corrupt { what: e.to_string() })?;
         write_atomic(path.as_ref(), &json).map_err(|e| Error::file(path.as_ref(), e))
     }
 
-    /// Reads an index written by [`save`](Self::save).
+    /// Reads an index written by [`save`](Self::save) (by this release or an earlier one).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let postings = serde_json::from_slice(&bytes).map_err(|_| Error::Corrupt {
+        let saved: Saved = serde_json::from_slice(&bytes).map_err(|_| Error::Corrupt {
             what: "the keyword index does not parse".into(),
         })?;
+        let mut postings = Postings::default();
+        for (id, frequencies) in saved.documents {
+            postings.insert(&id, frequencies);
+        }
         Ok(Self {
             inner: RwLock::new(postings),
         })
@@ -127,21 +137,48 @@ impl KeywordIndex {
 }
 
 impl Postings {
+    fn insert(&mut self, id: &str, frequencies: HashMap<String, u32>) {
+        self.remove(id);
+        let id: Arc<str> = Arc::from(id);
+        let length = frequencies.values().fold(0u32, |sum, &tf| sum.saturating_add(tf));
+        let mut distinct = Vec::with_capacity(frequencies.len());
+        for (term, tf) in frequencies {
+            self.terms.entry(term.clone()).or_default().insert(Arc::clone(&id), tf);
+            distinct.push(term);
+        }
+        self.total_length += u64::from(length);
+        self.documents.insert(id, (distinct, length));
+    }
+
     fn remove(&mut self, id: &str) {
-        let Some(frequencies) = self.documents.remove(id) else {
+        let Some((distinct, length)) = self.documents.remove(id) else {
             return;
         };
-        for term in frequencies.keys() {
-            if let Some(df) = self.document_frequency.get_mut(term) {
-                // Saturating: counts read from a damaged file may be lower than the documents.
-                *df = df.saturating_sub(1);
-                if *df == 0 {
-                    self.document_frequency.remove(term);
+        for term in distinct {
+            if let Some(holders) = self.terms.get_mut(&term) {
+                holders.remove(id);
+                if holders.is_empty() {
+                    self.terms.remove(&term);
                 }
             }
         }
-        let length = self.lengths.remove(id).unwrap_or(0);
         self.total_length = self.total_length.saturating_sub(u64::from(length));
+    }
+
+    fn saved(&self) -> Saved {
+        let mut documents: HashMap<String, HashMap<String, u32>> = self
+            .documents
+            .keys()
+            .map(|id| (id.to_string(), HashMap::new()))
+            .collect();
+        for (term, holders) in &self.terms {
+            for (id, &tf) in holders {
+                if let Some(frequencies) = documents.get_mut(&**id) {
+                    frequencies.insert(term.clone(), tf);
+                }
+            }
+        }
+        Saved { documents }
     }
 }
 
@@ -178,6 +215,38 @@ mod tests {
         assert_eq!(index.search("quick", 10), Vec::<(String, f32)>::new());
         index.insert("c", "replaced text");
         assert!(index.search("fox", 10).is_empty());
+    }
+
+    /// One-letter terms count (a product named "X", a grade "A"), and text without spaces is split into
+    /// its characters instead of being one long term that no query matches.
+    #[test]
+    fn short_terms_and_unspaced_scripts_are_searchable() {
+        let index = KeywordIndex::new();
+        index.insert("grade", "the grade was A in section 4");
+        index.insert("other", "the grade was B in section 5");
+        index.insert("zh", "数据库连接失败");
+        index.insert("ja", "東京の天気は晴れです");
+        assert_eq!(index.search("a", 10)[0].0, "grade");
+        assert_eq!(index.search("4", 10)[0].0, "grade");
+        assert_eq!(index.search("连接", 10)[0].0, "zh");
+        assert_eq!(index.search("天気", 10)[0].0, "ja");
+    }
+
+    /// A saved index reopens with the same rankings; an index saved by an earlier release (which also
+    /// kept document frequencies) opens too.
+    #[test]
+    fn saved_indexes_reopen_with_the_same_rankings() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = KeywordIndex::new();
+        index.insert("a", "the quick brown fox");
+        index.insert("b", "the fox and the dog");
+        index.save(dir.path().join("k.json")).unwrap();
+        let reopened = KeywordIndex::open(dir.path().join("k.json")).unwrap();
+        assert_eq!(reopened.search("fox dog", 5), index.search("fox dog", 5));
+        let earlier = r#"{"documents":{"a":{"quick":1,"fox":1}},"lengths":{"a":2},"document_frequency":{"quick":1,"fox":1},"total_length":2}"#;
+        std::fs::write(dir.path().join("old.json"), earlier).unwrap();
+        let old = KeywordIndex::open(dir.path().join("old.json")).unwrap();
+        assert_eq!(old.search("fox", 5)[0].0, "a");
     }
 
     #[test]
