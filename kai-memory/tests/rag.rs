@@ -14,7 +14,7 @@ use kai_memory::rag::{
     Chunk, Ingestor, KeywordIndex, MarkdownSplitter, RecursiveSplitter, RetrievalHook, RetrievalTool, Retriever,
     Splitter,
 };
-use kai_memory::store::{EmbeddedStore, MemoryStore, StoreConfig};
+use kai_memory::store::{EmbeddedStore, Filter, MemoryStore, StoreConfig};
 use serde_json::{Map, json};
 
 const DIMS: usize = 512;
@@ -255,6 +255,62 @@ fn agents_use_retrieval_as_a_tool_and_as_a_hook() {
     );
     assert_eq!(output.messages.len(), 2, "the context is not kept in the transcript");
     let _ = RecursiveSplitter::new(10, 2);
+}
+
+/// The tool gives the model each chunk's source and metadata, and lets it keep to metadata values on
+/// the keys allowed, inside the retriever's own filter and never beyond it.
+#[test]
+fn the_retrieval_tool_shows_sources_and_narrows_within_its_bounds() {
+    let (_dir, store, embedder) = setup();
+    let ingestor = Ingestor::new(store.clone(), embedder.clone());
+    for (source, lang, text) in [
+        ("en.md", "en", "the office opens at nine"),
+        ("de.md", "de", "the office opens at nine in the german branch"),
+        ("fr.md", "fr", "the office opens at nine in the french branch"),
+    ] {
+        let meta = json!({"lang": lang, "team": "ops"}).as_object().unwrap().clone();
+        block_on(ingestor.ingest(source, &chunks(&[text]), &meta)).unwrap();
+    }
+    let bounded = Retriever::new(store.clone(), embedder.clone())
+        .top_k(3)
+        .filter(Filter::In {
+            key: "lang".into(),
+            values: vec![json!("en"), json!("de")],
+        });
+    let tool = RetrievalTool::new(bounded, "search", "Searches the handbook.").narrowable_by(["lang"]);
+    let description = tool.definition().description;
+    assert!(
+        description.contains("`only`") && description.contains("lang"),
+        "{description}"
+    );
+    let all = block_on(tool.call(json!({"query": "when does the office open"}), ToolContext::default())).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .all(|hit| hit["metadata"]["team"] == "ops")
+    );
+    assert!(all[0]["source"].is_string() && all[0]["metadata"].get("content_hash").is_none());
+    let german = block_on(tool.call(
+        json!({"query": "when does the office open", "only": {"lang": "de"}}),
+        ToolContext::default(),
+    ))
+    .unwrap();
+    assert_eq!(german.as_array().unwrap().len(), 1);
+    assert_eq!(german[0]["source"], "de.md");
+    // Narrowing cannot reach past the retriever's own filter.
+    let french = block_on(tool.call(
+        json!({"query": "when does the office open", "only": {"lang": "fr"}}),
+        ToolContext::default(),
+    ))
+    .unwrap();
+    assert!(french.as_array().unwrap().is_empty(), "{french}");
+    let refused = block_on(tool.call(
+        json!({"query": "office", "only": {"team": "ops"}}),
+        ToolContext::default(),
+    ));
+    assert!(refused.is_err());
 }
 
 /// A document planted with instructions cannot speak as the system, nor close its delimiters to speak

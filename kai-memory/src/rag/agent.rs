@@ -5,14 +5,18 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::rag::retriever::Retriever;
-use crate::store::ScoredDocument;
+use crate::store::{Filter, ScoredDocument};
 
-/// A [`Retriever`] as a tool: the model passes a query and gets the matching chunks with their sources.
+/// A [`Retriever`] as a tool: the model passes a query and gets the matching chunks, each with its id,
+/// text, source, section, metadata and distance. With [`narrowable_by`](Self::narrowable_by), the model
+/// may also pass metadata values to keep to (`{"lang": "de"}`) on the keys allowed; they narrow the
+/// retriever's own filter, never widen it.
 #[derive(Debug, Clone)]
 pub struct RetrievalTool {
     retriever: Retriever,
     name: String,
     description: String,
+    narrowable: Vec<String>,
 }
 
 /// What the model passes to a [`RetrievalTool`].
@@ -20,6 +24,9 @@ pub struct RetrievalTool {
 pub struct SearchArgs {
     /// What to look for, in the words the documents would use.
     query: String,
+    /// Metadata values the chunks must have, by key (only the keys the tool's description allows).
+    #[serde(default)]
+    only: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl RetrievalTool {
@@ -29,7 +36,16 @@ impl RetrievalTool {
             retriever,
             name: name.into(),
             description: description.into(),
+            narrowable: Vec::new(),
         }
+    }
+
+    /// Lets the model narrow a search to chunks whose metadata has given values on `keys` (such as
+    /// `lang` or `year`); the keys are named in the tool's description.
+    #[must_use]
+    pub fn narrowable_by(mut self, keys: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.narrowable = keys.into_iter().map(Into::into).collect();
+        self
     }
 }
 
@@ -42,14 +58,51 @@ impl TypedTool for RetrievalTool {
     }
 
     fn description(&self) -> String {
-        self.description.clone()
+        if self.narrowable.is_empty() {
+            return self.description.clone();
+        }
+        format!(
+            "{} To keep to chunks with given metadata values, pass `only` with any of these keys: {}.",
+            self.description,
+            self.narrowable.join(", ")
+        )
     }
 
     async fn call(&self, args: SearchArgs, _context: ToolContext) -> Result<serde_json::Value, ToolError> {
-        let found = self.retriever.retrieve(&args.query).await.map_err(ToolError::failed)?;
+        let retriever = match args.only.filter(|only| !only.is_empty()) {
+            None => self.retriever.clone(),
+            Some(only) => {
+                if let Some(key) = only.keys().find(|key| !self.narrowable.contains(key)) {
+                    return Err(ToolError::failed(format_args!(
+                        "`only` may name {}; not {key:?}",
+                        if self.narrowable.is_empty() {
+                            "no key".to_owned()
+                        } else {
+                            self.narrowable.join(", ")
+                        }
+                    )));
+                }
+                self.retriever
+                    .narrowed(Filter::and(only.into_iter().map(|(key, value)| Filter::eq(key, value))))
+            }
+        };
+        let found = retriever.retrieve(&args.query).await.map_err(ToolError::failed)?;
         let results: Vec<serde_json::Value> = found
             .iter()
-            .map(|d| serde_json::json!({"id": d.document.id, "text": d.document.text, "distance": d.distance}))
+            .map(|d| {
+                // The ingestor's bookkeeping is of no use to the model.
+                let mut metadata = d.document.metadata.clone();
+                metadata.remove("content_hash");
+                metadata.remove("chunks");
+                serde_json::json!({
+                    "id": d.document.id,
+                    "text": d.document.text,
+                    "source": metadata.get("source"),
+                    "section": metadata.get("section"),
+                    "metadata": metadata,
+                    "distance": d.distance,
+                })
+            })
             .collect();
         Ok(serde_json::Value::Array(results))
     }

@@ -79,6 +79,18 @@ impl Retriever {
         self
     }
 
+    /// This retriever, further limited to chunks that also pass `filter`: a narrowing can never widen
+    /// what the filter already set allows.
+    #[must_use]
+    pub fn narrowed(&self, filter: Filter) -> Self {
+        let mut narrowed = self.clone();
+        narrowed.filter = Some(match self.filter.clone() {
+            Some(existing) => Filter::and([existing, filter]),
+            None => filter,
+        });
+        narrowed
+    }
+
     /// The chunks for `query`, best first.
     pub async fn retrieve(&self, query: &str) -> Result<Vec<ScoredDocument>, Error> {
         let texts = [query.to_owned()];
