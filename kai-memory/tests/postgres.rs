@@ -126,6 +126,30 @@ async fn documents_round_trip_and_search_with_sql_filters() {
     drop_store("basic").await;
 }
 
+/// A server that accepts the connection and then says nothing: connecting fails after the URL's
+/// `connect_timeout` (10 s without one) instead of waiting for ever.
+#[tokio::test]
+async fn a_silent_server_times_out() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let holding = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let started = std::time::Instant::now();
+    let url = format!("postgres://kai@127.0.0.1:{port}/postgres?connect_timeout=1");
+    let result = PgStore::connect(&url, "kai_test_silent", Metric::L2, 3, 1).await;
+    assert!(matches!(result, Err(Error::Database(_))), "{result:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    holding.abort();
+}
+
 /// The HNSW scan stops at `hnsw.ef_search` candidates (at most 1,000): a search for more than that
 /// still returns k rows when the table has them.
 #[tokio::test]

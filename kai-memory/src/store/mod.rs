@@ -15,7 +15,7 @@ use kai_core::{MaybeSend, MaybeSync};
 pub use embedded::{EmbeddedStore, StoreConfig};
 pub use filter::Filter;
 #[cfg(feature = "postgres")]
-pub use postgres::PgStore;
+pub use postgres::{CONNECT_TIMEOUT, POOL_WAIT_TIMEOUT, PgStore};
 
 use crate::error::Error;
 use crate::index::Metric;

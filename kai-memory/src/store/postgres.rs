@@ -1,6 +1,7 @@
 //! The scale-out store: PostgreSQL with pgvector (feature `postgres`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use rustls::pki_types::CertificateDer;
@@ -51,6 +52,12 @@ fn db(error: impl std::error::Error) -> Error {
     }
     Error::Database(message)
 }
+
+/// How long making a connection may take (the URL's `connect_timeout` sets another limit): the TCP
+/// connection, TLS and PostgreSQL's startup together.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a call waits for a free connection of the pool.
+pub const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/db`) with a pool of `pool_size` connections and
@@ -122,6 +129,8 @@ impl PgStore {
             ));
         }
         let config: tokio_postgres::Config = url.parse().map_err(db)?;
+        // A server that accepts the connection and then says nothing must not hold a caller for ever.
+        let connect_timeout = config.get_connect_timeout().copied().unwrap_or(CONNECT_TIMEOUT);
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
@@ -137,7 +146,14 @@ impl PgStore {
         } else {
             Manager::from_config(config, NoTls, manager_config)
         };
-        let pool = Pool::builder(manager).max_size(pool_size.max(1)).build().map_err(db)?;
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .create_timeout(Some(connect_timeout))
+            .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+            .recycle_timeout(Some(connect_timeout))
+            .build()
+            .map_err(db)?;
         let store = Self {
             pool,
             table: table.to_owned(),
