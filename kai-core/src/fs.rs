@@ -1,5 +1,5 @@
 //! Crash-safe files for the crates that persist state (vaults, indexes, stores, replay caches): a
-//! reader sees the old file or the new one, never a mix, and a second writer is refused at once.
+//! reader sees the old file or the new one, never a mix, and a second writer is refused.
 //!
 //! New files are readable by their owner only (they hold keys, private documents and their
 //! embeddings); a file that is replaced keeps the permissions it had, so a user's `chmod` survives.
@@ -41,7 +41,7 @@ pub struct FileLock {
 }
 
 impl FileLock {
-    /// Takes the lock for `path`, or fails at once if another writer holds it.
+    /// Takes the lock for `path`, or fails if another writer holds it (after [`LOCK_PATIENCE`]).
     pub fn acquire(path: &Path) -> Result<Self, Error> {
         let mut name = path.as_os_str().to_owned();
         name.push(".lock");

@@ -96,14 +96,21 @@ impl SessionStore {
     /// The session's stored state (empty for a new session).
     pub async fn load(&self, id: &str) -> Result<Session, Error> {
         let id = id.to_owned();
-        self.with_db(move |db| read_session(db, &id)).await
+        // One snapshot: the summary and the messages it leaves out must agree.
+        self.with_db(move |db| {
+            let snapshot = db.transaction().map_err(sql)?;
+            read_session(&snapshot, &id)
+        })
+        .await
     }
 
     /// Replaces the session's stored state.
     pub async fn save(&self, id: &str, session: &Session) -> Result<(), Error> {
         let (id, session) = (id.to_owned(), session.clone());
         self.with_db(move |db| {
-            let transaction = db.transaction().map_err(sql)?;
+            let transaction = db
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sql)?;
             let before = read_session(&transaction, &id)?;
             write_session(&transaction, &id, &before, &session)?;
             transaction.commit().map_err(sql)
@@ -176,13 +183,25 @@ impl SessionStore {
     /// went.
     pub async fn prune(&self, id: &str, keep: usize) -> Result<usize, Error> {
         let id = id.to_owned();
-        self.with_db(move |db| prune(db, &id, keep)).await
+        self.with_db(move |db| {
+            let transaction = db
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let pruned = prune(&transaction, &id, keep)?;
+            transaction.commit().map_err(sql)?;
+            Ok(pruned)
+        })
+        .await
     }
 }
 
-/// Moves the message lists that earlier releases kept in one JSON text per session into rows.
+/// Moves the message lists that earlier releases kept in one JSON text per session into rows. A list
+/// that does not parse stays where it is (that session's loads report it), so one damaged session does
+/// not keep the others from opening.
 fn migrate_message_lists(db: &mut Connection) -> Result<(), Error> {
-    let transaction = db.transaction().map_err(sql)?;
+    let transaction = db
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql)?;
     let lists: Vec<(String, String)> = {
         let mut statement = transaction
             .prepare("SELECT id, messages FROM sessions WHERE messages != '[]'")
@@ -191,9 +210,10 @@ fn migrate_message_lists(db: &mut Connection) -> Result<(), Error> {
         rows.collect::<Result<_, _>>().map_err(sql)?
     };
     for (id, list) in lists {
-        let messages: Vec<Message> = serde_json::from_str(&list).map_err(|_| Error::Corrupt {
-            what: format!("session {id:?} holds messages that do not parse"),
-        })?;
+        let Ok(messages) = serde_json::from_str::<Vec<Message>>(&list) else {
+            tracing::warn!(session = %id, "a session's stored messages do not parse; left as they are");
+            continue;
+        };
         append_rows(&transaction, &id, &messages)?;
         transaction
             .execute("UPDATE sessions SET messages = '[]' WHERE id = ?1", params![id])
@@ -203,11 +223,20 @@ fn migrate_message_lists(db: &mut Connection) -> Result<(), Error> {
 }
 
 fn read_session(db: &Connection, id: &str) -> Result<Session, Error> {
-    let summary: Option<String> = db
-        .query_row("SELECT summary FROM sessions WHERE id = ?1", params![id], |r| r.get(0))
+    let row: Option<(Option<String>, String)> = db
+        .query_row(
+            "SELECT summary, messages FROM sessions WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()
-        .map_err(sql)?
-        .flatten();
+        .map_err(sql)?;
+    let (summary, unmigrated) = row.unwrap_or((None, "[]".to_owned()));
+    if unmigrated != "[]" {
+        return Err(Error::Corrupt {
+            what: format!("session {id:?} holds messages that do not parse"),
+        });
+    }
     let mut statement = db
         .prepare_cached("SELECT message FROM messages WHERE session = ?1 ORDER BY seq")
         .map_err(sql)?;
@@ -237,13 +266,21 @@ fn starts_turn(message: &Message) -> bool {
 
 /// Appends `messages` to the session's rows.
 fn append_rows(db: &Connection, id: &str, messages: &[Message]) -> Result<(), Error> {
-    let next: i64 = db
-        .query_row(
-            "SELECT COALESCE(MAX(seq) + 1, 0) FROM messages WHERE session = ?1",
-            params![id],
-            |r| r.get(0),
-        )
-        .map_err(sql)?;
+    insert_rows(db, id, next_seq(db, id)?, messages)
+}
+
+/// The sequence number after the session's last row.
+fn next_seq(db: &Connection, id: &str) -> Result<i64, Error> {
+    db.query_row(
+        "SELECT COALESCE(MAX(seq) + 1, 0) FROM messages WHERE session = ?1",
+        params![id],
+        |r| r.get(0),
+    )
+    .map_err(sql)
+}
+
+/// Writes `messages` as the session's rows numbered from `next`.
+fn insert_rows(db: &Connection, id: &str, next: i64, messages: &[Message]) -> Result<(), Error> {
     let mut statement = db
         .prepare_cached("INSERT INTO messages (session, seq, tokens, starts_turn, message) VALUES (?1, ?2, ?3, ?4, ?5)")
         .map_err(sql)?;
@@ -276,15 +313,18 @@ fn write_session(db: &Connection, id: &str, before: &Session, session: &Session)
     if old.ends_with(new) {
         let dropped = i64::try_from(old.len() - new.len()).unwrap_or(i64::MAX);
         db.execute(
-            "DELETE FROM messages WHERE session = ?1 AND seq < (SELECT MIN(seq) FROM messages WHERE session = ?1) + ?2",
+            "DELETE FROM messages WHERE session = ?1 AND seq IN
+             (SELECT seq FROM messages WHERE session = ?1 ORDER BY seq LIMIT ?2)",
             params![id, dropped],
         )
         .map_err(sql)?;
         return Ok(());
     }
+    // Numbered on from the old rows, never reusing a number a reader may still hold.
+    let next = next_seq(db, id)?;
     db.execute("DELETE FROM messages WHERE session = ?1", params![id])
         .map_err(sql)?;
-    append_rows(db, id, new)
+    insert_rows(db, id, next, new)
 }
 
 /// The latest messages of `id` that fit `budget` tokens, starting at a turn: read from the end, so the
@@ -605,5 +645,34 @@ mod tests {
             futures::executor::block_on(reopened.load("a")).unwrap().messages.len(),
             3
         );
+    }
+
+    /// One session whose stored list does not parse keeps neither the store nor the other sessions
+    /// from opening; its own loads say what is wrong.
+    #[test]
+    fn a_damaged_list_fails_only_its_own_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.sqlite3");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE sessions (id TEXT PRIMARY KEY, summary TEXT, messages TEXT NOT NULL);
+             INSERT INTO sessions VALUES ('bad', NULL, '[{not json');",
+        )
+        .unwrap();
+        old.execute(
+            "INSERT INTO sessions VALUES ('good', NULL, ?1)",
+            params![serde_json::to_string(&[Message::user("fine")]).unwrap()],
+        )
+        .unwrap();
+        drop(old);
+        let store = SessionStore::open(&path).unwrap();
+        assert_eq!(
+            futures::executor::block_on(store.load("good")).unwrap().messages.len(),
+            1
+        );
+        assert!(matches!(
+            futures::executor::block_on(store.load("bad")),
+            Err(Error::Corrupt { .. })
+        ));
     }
 }

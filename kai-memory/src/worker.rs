@@ -31,20 +31,28 @@ impl Worker {
         })
     }
 
-    /// Runs `work` on the worker's thread; the future resolves to its result. Work that has started
-    /// completes even if its future is dropped.
+    /// Queues `work` for the worker's thread at once; the future resolves to its result. The work runs
+    /// even if the future is dropped, and the future holds no part of the worker, so stopping it never
+    /// waits on a future nobody polls. A panic in the work is raised again in the future's caller,
+    /// and the worker goes on with the next job.
     pub(crate) fn run<R: Send + 'static>(
         &self,
         work: impl FnOnce() -> Result<R, Error> + Send + 'static,
     ) -> BoxFuture<'static, Result<R, Error>> {
-        let jobs = self.jobs.clone();
+        let (done, result) = futures::channel::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)));
+        });
+        let queued = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job).is_ok());
         boxed(async move {
-            let (done, result) = futures::channel::oneshot::channel();
-            let job: Job = Box::new(move || {
-                let _ = done.send(work());
-            });
-            jobs.ok_or_else(stopped)?.send(job).map_err(|_| stopped())?;
-            result.await.map_err(|_| stopped())?
+            if !queued {
+                return Err(stopped());
+            }
+            match result.await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                Err(_) => Err(stopped()),
+            }
         })
     }
 
@@ -67,4 +75,38 @@ impl Drop for Worker {
 
 fn stopped() -> Error {
     Error::Database("the store's thread has stopped".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+
+    /// A job that panics raises the panic in its caller; the worker goes on with the next job.
+    #[test]
+    fn a_panicking_job_does_not_stop_the_worker() {
+        let worker = Worker::spawn("test-worker").unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            block_on(worker.run(|| -> Result<(), Error> { panic!("a bug in the work") }))
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(block_on(worker.run(|| Ok(7))).unwrap(), 7);
+    }
+
+    /// Work is queued when asked for: a future never polled does not hold the worker open, and its
+    /// work still runs.
+    #[test]
+    fn stopping_never_waits_on_an_unpolled_future() {
+        let mut worker = Worker::spawn("test-worker").unwrap();
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&ran);
+        let pending = worker.run(move || {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        });
+        worker.stop();
+        assert!(ran.load(std::sync::atomic::Ordering::SeqCst));
+        drop(pending);
+        assert!(matches!(block_on(worker.run(|| Ok(()))), Err(Error::Database(_))));
+    }
 }

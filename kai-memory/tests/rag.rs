@@ -145,6 +145,36 @@ fn text_that_moved_is_not_embedded_again() {
     assert_eq!(moved.embedding, bag_of_words("beta paragraph"));
 }
 
+/// An embedder that is down.
+struct DownEmbedder;
+
+#[kai_core::async_trait]
+impl EmbeddingModel for DownEmbedder {
+    fn name(&self) -> &str {
+        "down"
+    }
+    fn dimensions(&self) -> usize {
+        DIMS
+    }
+    async fn embed(&self, _: &[String]) -> Result<Embeddings, kai_core::Error> {
+        Err(kai_core::Error::Transport {
+            message: "connection refused".into(),
+        })
+    }
+}
+
+/// An ingestion whose embedder fails changes nothing: the source is not left cut short.
+#[test]
+fn a_failed_ingestion_leaves_the_source_whole() {
+    let (_dir, store, embedder) = setup();
+    let texts: Vec<String> = (0..6).map(|i| format!("part {i} of the guide")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    block_on(Ingestor::new(store.clone(), embedder.clone()).ingest("guide.md", &chunks(&refs), &Map::new())).unwrap();
+    let down = Ingestor::new(store.clone(), Arc::new(DownEmbedder));
+    assert!(block_on(down.ingest("guide.md", &chunks(&["a shorter, new guide"]), &Map::new())).is_err());
+    assert_eq!(block_on(store.count()).unwrap(), 6);
+}
+
 /// An ingestion that shortens a source removes the chunks past its new end. If one is missing (a crash
 /// part-way through an earlier removal), the ones after it still go: none stays to be retrieved forever.
 #[test]

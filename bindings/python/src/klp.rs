@@ -168,6 +168,7 @@ impl Verifier {
     #[new]
     #[pyo3(signature = (audience, trusted_roots, *, clock_skew = 60.0, replay_file = None))]
     fn new(
+        py: Python<'_>,
         audience: &str,
         trusted_roots: Vec<String>,
         clock_skew: f64,
@@ -180,7 +181,10 @@ impl Verifier {
         let skew: Duration = crate::model::seconds_to_duration(clock_skew)?;
         let mut inner = consent::Verifier::new(did(audience)?, roots).with_clock_skew(skew);
         if let Some(path) = replay_file {
-            inner = inner.with_replay_file(path).map_err(|error| klp_error(&error))?;
+            // Reading, rewriting and locking the file: without the GIL.
+            inner = py
+                .detach(|| inner.with_replay_file(path))
+                .map_err(|error| klp_error(&error))?;
         }
         Ok(Self { inner })
     }
@@ -211,9 +215,10 @@ impl Verifier {
         resource: &str,
         ability: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let claims = self
-            .inner
-            .admit_invocation(token, &did(invoker)?, request_id, &Capability::new(resource, ability))
+        let (invoker, required) = (did(invoker)?, Capability::new(resource, ability));
+        // With a replay file, admitting syncs it: without the GIL.
+        let claims = py
+            .detach(|| self.inner.admit_invocation(token, &invoker, request_id, &required))
             .map_err(|error| klp_error(&error))?;
         to_python(py, &claims)
     }

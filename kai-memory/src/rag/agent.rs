@@ -93,7 +93,7 @@ impl TypedTool for RetrievalTool {
                 // The ingestor's bookkeeping is of no use to the model.
                 let mut metadata = d.document.metadata.clone();
                 metadata.remove("content_hash");
-                metadata.remove("chunks");
+                metadata.remove(crate::rag::CHUNK_COUNT);
                 serde_json::json!({
                     "id": d.document.id,
                     "text": d.document.text,

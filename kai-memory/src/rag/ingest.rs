@@ -13,6 +13,10 @@ use crate::rag::keyword::KeywordIndex;
 use crate::rag::splitter::{Chunk, Splitter};
 use crate::store::{Document, MemoryStore};
 
+/// The metadata key on chunk 0 that records how many chunks the source has (reserved, like `source`,
+/// `chunk`, `section` and `content_hash`).
+pub const CHUNK_COUNT: &str = "kai_chunk_count";
+
 /// What one ingestion did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IngestReport {
@@ -35,7 +39,7 @@ pub struct IngestReport {
 ///
 /// Chunk `i` of source `s` is stored as document `s#i` with the metadata given plus `source`, `chunk`,
 /// `section` (for Markdown) and `content_hash` (SHA-256 of the text); chunk 0 also records how many
-/// chunks there are (`chunks`). Re-ingesting a source embeds only text the source did not hold before
+/// chunks there are ([`CHUNK_COUNT`]). Re-ingesting a source embeds only text the source did not hold before
 /// (a chunk that moved keeps its embedding), rewrites chunks whose metadata changed with their stored
 /// embedding, and removes chunks beyond its new length, so running it again is cheap and leaves the
 /// store as if the source had been ingested once. The chunks beyond the new length are removed before
@@ -104,18 +108,24 @@ impl Ingestor {
             ..IngestReport::default()
         };
         let id_of = |index: usize| format!("{source}#{index}");
-        // What the source holds now: as many chunks as chunk 0 says (or, from before it said, as the new
-        // text has), and their embeddings by content hash.
+        // What the source holds now: as many chunks as chunk 0 records (a source stored before it did:
+        // those up to the first missing past the new length), and their embeddings by content hash.
         let recorded = self
             .store
             .get(&id_of(0))
             .await?
-            .and_then(|first| first.metadata.get("chunks").and_then(Value::as_u64))
+            .and_then(|first| first.metadata.get(CHUNK_COUNT).and_then(Value::as_u64))
             .and_then(|count| usize::try_from(count).ok());
         let mut stored_chunks = Vec::new();
         for index in 0..recorded.unwrap_or(0).max(chunks.len()) {
             stored_chunks.push(self.store.get(&id_of(index)).await?);
         }
+        if recorded.is_none() {
+            while let Some(stored) = self.store.get(&id_of(stored_chunks.len())).await? {
+                stored_chunks.push(Some(stored));
+            }
+        }
+        let old_end = stored_chunks.len();
         let embeddings: HashMap<&str, &Vec<f32>> = stored_chunks
             .iter()
             .flatten()
@@ -135,7 +145,7 @@ impl Ingestor {
             meta.insert("source".into(), json!(source));
             meta.insert("chunk".into(), json!(index));
             if index == 0 {
-                meta.insert("chunks".into(), json!(chunks.len()));
+                meta.insert(CHUNK_COUNT.into(), json!(chunks.len()));
             }
             if !chunk.section.is_empty() {
                 meta.insert("section".into(), json!(chunk.section));
@@ -168,11 +178,6 @@ impl Ingestor {
                 },
             }
         }
-        // The chunks past the new end, last first (see the type's documentation).
-        for index in (chunks.len()..recorded.unwrap_or(0)).rev() {
-            report.removed += self.remove_chunk(&id_of(index)).await?;
-        }
-
         let embedder = &self.embedder;
         let batches: Vec<Vec<String>> = pending
             .chunks(self.batch_size)
@@ -207,20 +212,17 @@ impl Ingestor {
             .collect();
         report.written = documents.len();
         report.embedded = vectors_embedded;
+        // The chunks past the new end, last first, once the embedder has answered and before the new
+        // chunks are written (see the type's documentation).
+        for index in (chunks.len()..old_end).rev() {
+            report.removed += self.remove_chunk(&id_of(index)).await?;
+        }
         if !documents.is_empty() {
             self.store.upsert(&documents).await?;
             if let Some(keywords) = &self.keywords {
                 for document in &documents {
                     keywords.insert(&document.id, &document.text);
                 }
-            }
-        }
-        // A source ingested before chunk 0 recorded the count: remove past the end until one is missing.
-        if recorded.is_none() {
-            let mut index = chunks.len();
-            while self.remove_chunk(&id_of(index)).await? == 1 {
-                report.removed += 1;
-                index += 1;
             }
         }
         Ok(report)

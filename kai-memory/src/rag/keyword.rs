@@ -36,8 +36,15 @@ struct Postings {
 /// are rebuilt on opening).
 #[derive(Serialize, Deserialize)]
 struct Saved {
+    /// How the terms were found: 2 for Unicode word boundaries; absent in files of earlier releases,
+    /// which split at anything not alphanumeric and dropped one-character words.
+    #[serde(default)]
+    tokenizer: Option<u32>,
     documents: HashMap<String, HashMap<String, u32>>,
 }
+
+/// The tokenizer this release writes.
+const TOKENIZER: u32 = 2;
 
 const K1: f32 = 1.2;
 const B: f32 = 0.75;
@@ -126,6 +133,13 @@ impl KeywordIndex {
         let saved: Saved = serde_json::from_slice(&bytes).map_err(|_| Error::Corrupt {
             what: "the keyword index does not parse".into(),
         })?;
+        if saved.tokenizer != Some(TOKENIZER) {
+            tracing::warn!(
+                path = %path.display(),
+                "the keyword index was written with another tokenizer: re-ingest its sources for searches \
+                 to match one-letter and unspaced terms"
+            );
+        }
         let mut postings = Postings::default();
         for (id, frequencies) in saved.documents {
             postings.insert(&id, frequencies);
@@ -178,7 +192,10 @@ impl Postings {
                 }
             }
         }
-        Saved { documents }
+        Saved {
+            tokenizer: Some(TOKENIZER),
+            documents,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ mod retriever;
 mod splitter;
 
 pub use agent::{RetrievalHook, RetrievalTool};
-pub use ingest::{IngestReport, Ingestor};
+pub use ingest::{CHUNK_COUNT, IngestReport, Ingestor};
 pub use keyword::KeywordIndex;
 pub use retriever::Retriever;
 pub use splitter::{Chunk, MarkdownSplitter, RecursiveSplitter, Splitter};

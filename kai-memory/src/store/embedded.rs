@@ -343,6 +343,19 @@ impl Inner {
     }
 }
 
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        let inner = self.shared.lock();
+        if inner.index_generation != inner.generation {
+            tracing::warn!(
+                directory = %inner.directory.display(),
+                "the store was dropped without close(): its index was not saved, and the next open catches up \
+                 on the writes since the last save"
+            );
+        }
+    }
+}
+
 /// Brings `index` in line with the documents table: inserts the rows it lacks or holds with another
 /// embedding, and removes the rows that are gone. Reads every embedding; inserts only the difference.
 /// Returns the index with how many rows were inserted and removed.

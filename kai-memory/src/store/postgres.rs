@@ -151,7 +151,6 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .create_timeout(Some(connect_timeout))
             .wait_timeout(Some(POOL_WAIT_TIMEOUT))
-            .recycle_timeout(Some(connect_timeout))
             .build()
             .map_err(db)?;
         let store = Self {
@@ -288,8 +287,9 @@ impl PgStore {
         let mut rows = tx.query(&sql, &references).await.map_err(db)?;
         if rows.len() < k {
             // The index scan stops at ef_search candidates (at most 1,000), skips rows deleted but not
-            // yet vacuumed, and pgvector filters after it: an exact scan finds what it dropped (on a
-            // table with fewer than k matching rows, a cheap one).
+            // yet vacuumed, and pgvector filters after it: an exact scan finds what it dropped. On a
+            // large table with a selective filter that scan reads every row (pgvector 0.8's iterative
+            // scans would not; the test server has 0.6).
             tx.batch_execute("SET LOCAL enable_indexscan = off").await.map_err(db)?;
             rows = tx.query(&sql, &references).await.map_err(db)?;
         }
