@@ -66,6 +66,9 @@ cargo run --locked -q -p kai-examples --example many_runs
 step "examples: an agent calls another over KLP, on TCP and on WebSocket"
 cargo run --locked -q -p kai-examples --example klp_call
 
+step "examples: RAG end to end (store, ingestion, retrieval, the retrieval tool in an agent)"
+cargo run --locked -q -p kai-examples --example rag
+
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
 

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use kai_core::{MaybeSend, MaybeSync};
 
+/// The distance a store ranks by, here too since [`StoreConfig`] and [`MemoryStore::metric`] take it.
+pub use crate::index::Metric;
 #[cfg(not(target_arch = "wasm32"))]
 pub use embedded::{EmbeddedStore, StoreConfig};
 pub use filter::Filter;
@@ -18,7 +20,6 @@ pub use filter::Filter;
 pub use postgres::{CONNECT_TIMEOUT, POOL_WAIT_TIMEOUT, PgStore};
 
 use crate::error::Error;
-use crate::index::Metric;
 
 /// A stored document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
