@@ -187,8 +187,8 @@ fn entry_names_are_not_readable_in_the_file() {
     }
 }
 
-/// A version-1 file (names in the clear), made by the release before version 2, still opens; the next
-/// save writes version 2 with the names sealed.
+/// A version-1 file (names in the clear), made by the release before version 2, still opens, and is
+/// rewritten as version 2, names sealed, when it is opened.
 #[test]
 fn a_version_1_vault_opens_and_is_upgraded_when_saved() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,6 +197,10 @@ fn a_version_1_vault_opens_and_is_upgraded_when_saved() {
     std::fs::copy(&fixture, &path).unwrap();
     assert_eq!(std::fs::read(&path).unwrap()[8..10], [0, 1]);
     let mut vault = Vault::open(&path, "version one").unwrap();
+    // Opening it rewrites it in version 2 at once: the names stop being readable.
+    let opened = std::fs::read(&path).unwrap();
+    assert_eq!(opened[8..10], [0, 2]);
+    assert!(!String::from_utf8_lossy(&opened).contains("openai"));
     assert_eq!(vault.secret("openai").unwrap().unwrap().expose(), "sk-v1-secret");
     vault.put_secret("github", "ghp_2").unwrap();
     drop(vault);

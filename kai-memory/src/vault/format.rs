@@ -13,7 +13,7 @@
 //! The body (the entries' names included) is sealed with AES-256-GCM under the data key, with associated
 //! data "kai-vault/v2/body" and the vault id, so a file shows nothing of what it holds but its size.
 //! Version 1, whose body was the entries' JSON in the clear (names readable, values sealed), is still
-//! read; the next save writes version 2.
+//! read, and rewritten as version 2 when it is opened.
 //!
 //! Keys: the key-encryption key (KEK) comes from the passphrase through the header's KDF and salt.
 //! `check` is HMAC-SHA256(KEK, "kai-vault/v1/check") cut to 16 bytes, so a wrong passphrase is told
@@ -210,6 +210,11 @@ pub(crate) fn encode(header: &Header, body: &Body, data_key: &[u8; 32]) -> Resul
     mac.update(&out);
     out.extend_from_slice(&mac.finalize().into_bytes());
     Ok(out)
+}
+
+/// Whether the file `bytes` (one [`parse`] accepted) is in the current format.
+pub(crate) fn is_current(bytes: &[u8]) -> bool {
+    bytes.get(8..10) == Some(VERSION.to_be_bytes().as_slice())
 }
 
 /// A file split into its parts, before any key is known.

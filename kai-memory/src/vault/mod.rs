@@ -155,13 +155,20 @@ impl Vault {
             .into_iter()
             .map(|entry| ((entry.kind, entry.name), entry.sealed))
             .collect();
-        Ok(Self {
+        let vault = Self {
             path: path.to_owned(),
             header,
             data_key,
             entries,
             _lock: lock,
-        })
+        };
+        // An older format (version 1 shows the entries' names) is rewritten in the current one at once.
+        if !format::is_current(&bytes)
+            && let Err(error) = vault.save()
+        {
+            tracing::warn!(%error, path = %path.display(), "could not upgrade the vault file; it stays in its older format");
+        }
+        Ok(vault)
     }
 
     /// Stores a secret under `name`, replacing any previous value, and saves.
