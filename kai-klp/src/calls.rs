@@ -132,13 +132,13 @@ pub async fn call_within<T: FrameTransport>(
     capabilities: &[Capability],
     input: &str,
 ) -> Result<String, Error> {
-    let exchange = std::pin::pin!(exchange(session, me, grant, capabilities, input));
-    match futures::future::select(exchange, std::pin::pin!(kai_core::sleep(limit))).await {
-        futures::future::Either::Left((result, _)) => result,
-        futures::future::Either::Right(_) => Err(Error::CallTimedOut {
-            millis: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
-        }),
-    }
+    crate::clock::within(limit, exchange(session, me, grant, capabilities, input))
+        .await
+        .unwrap_or_else(|| {
+            Err(Error::CallTimedOut {
+                millis: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+            })
+        })
 }
 
 /// Sends the call request and waits for its answer.

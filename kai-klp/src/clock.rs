@@ -14,6 +14,16 @@ pub(crate) fn now_millis() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// `work`'s output if it finishes within `limit`, `None` if the time runs out first (on every target:
+/// the wait is `kai_core::sleep`).
+pub(crate) async fn within<T>(limit: std::time::Duration, work: impl std::future::Future<Output = T>) -> Option<T> {
+    let work = std::pin::pin!(work);
+    match futures::future::select(work, std::pin::pin!(kai_core::sleep(limit))).await {
+        futures::future::Either::Left((output, _)) => Some(output),
+        futures::future::Either::Right(_) => None,
+    }
+}
+
 /// A number larger than every earlier one this process returned: the clock in milliseconds, or one
 /// more than the last number if the clock has not moved on (or went back).
 pub(crate) fn next_sequence() -> u64 {

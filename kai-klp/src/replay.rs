@@ -177,6 +177,11 @@ fn is_cut_short(rest: &[u8]) -> bool {
     }
 }
 
+/// A failure of the replay file at `path`.
+fn file_error(path: &Path, error: std::io::Error) -> Error {
+    Error::Io(format!("replay file {}: {error}", path.display()))
+}
+
 /// The file a replay cache is kept in.
 #[derive(Debug)]
 struct ReplayLog {
@@ -195,7 +200,7 @@ impl ReplayLog {
     /// Appends one record and syncs it; a failed write is cut back off, so the next record does not
     /// follow a partial one.
     fn append(&mut self, record: &[u8]) -> Result<(), Error> {
-        let io = |e: std::io::Error| Error::Io(format!("replay file {}: {e}", self.path.display()));
+        let io = |e| file_error(&self.path, e);
         if self.broken {
             return Err(Error::Io(format!(
                 "replay file {}: an earlier write failed; open the verifier again",
@@ -217,7 +222,7 @@ impl ReplayCache {
     /// rewrites the file with only them. Fails with [`Error::Io`] if another verifier has the file, or
     /// it cannot be read or written, or it is not a replay file.
     pub(crate) fn persist(&mut self, path: &Path, now: u64) -> Result<(), Error> {
-        let io = |e: std::io::Error| Error::Io(format!("replay file {}: {e}", path.display()));
+        let io = |e| file_error(path, e);
         let lock = kai_core::fs::FileLock::acquire(path).map_err(io)?;
         // The most a file of this cache can hold before it is rewritten.
         let limit = MAGIC.len() + (2 * self.capacity + SPARE_RECORDS + 1) * MAX_RECORD_BYTES;
@@ -264,7 +269,7 @@ impl ReplayCache {
 
     /// Writes the live entries to `path` atomically and opens it for appending.
     fn rewrite(&self, path: &Path) -> Result<std::fs::File, Error> {
-        let io = |e: std::io::Error| Error::Io(format!("replay file {}: {e}", path.display()));
+        let io = |e| file_error(path, e);
         let mut bytes = MAGIC.to_vec();
         for (key, (exp, grants)) in &self.entries {
             bytes.extend_from_slice(&record(*key, grants, *exp)?);

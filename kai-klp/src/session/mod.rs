@@ -243,14 +243,12 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs a handshake, failing with [`Error::Handshake`] if it takes longer than `limit`, so that a peer
 /// that connects and goes silent cannot hold a task for ever.
 async fn within<T>(limit: Duration, handshake_run: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-    let run = std::pin::pin!(handshake_run);
-    match futures::future::select(run, std::pin::pin!(kai_core::sleep(limit))).await {
-        futures::future::Either::Left((result, _)) => result,
-        futures::future::Either::Right(_) => Err(handshake(format!(
+    crate::clock::within(limit, handshake_run).await.unwrap_or_else(|| {
+        Err(handshake(format!(
             "the peer did not complete the handshake within {} ms",
             limit.as_millis()
-        ))),
-    }
+        )))
+    })
 }
 
 /// Opens a session to a peer, as the initiator, within [`HANDSHAKE_TIMEOUT`]. With `expected`, only

@@ -362,22 +362,14 @@ pub fn check_header_for_fuzzing(bytes: &[u8]) -> Result<(), Error> {
     format::parse(bytes)?.header.kdf.kdf.validate()
 }
 
-/// Runs `work` (on the vault at `path`) on a new thread and resolves to its result.
+/// Runs `work` (on the vault at `path`) on a thread of its own and resolves to its result.
 #[cfg(not(target_arch = "wasm32"))]
 async fn off_the_executor<R: Send + 'static>(
     path: &Path,
     work: impl FnOnce() -> Result<R, Error> + Send + 'static,
 ) -> Result<R, Error> {
-    let (done, result) = futures::channel::oneshot::channel();
-    std::thread::Builder::new()
-        .name("kai-vault-kdf".into())
-        .spawn(move || {
-            let _ = done.send(work());
-        })
-        .map_err(|e| Error::io(path, e))?;
-    result
-        .await
-        .map_err(|_| Error::io(path, std::io::Error::other("the thread opening the vault panicked")))?
+    let worker = crate::worker::Worker::spawn("kai-vault-kdf").map_err(|e| Error::io(path, e))?;
+    worker.run(work).await
 }
 
 /// Parses a file and opens its data key and body, telling each kind of failure apart.
