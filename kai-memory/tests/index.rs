@@ -487,3 +487,58 @@ fn settings_build_in_a_chain_and_results_cross_as_json() {
         serde_json::from_value(serde_json::to_value(store_config).unwrap()).unwrap();
     assert_eq!(back, store_config);
 }
+
+#[test]
+fn a_flat_batch_inserts_and_searches_as_the_per_vector_calls_do() {
+    let dims = 16;
+    let vectors = clustered(600, dims, 11);
+    let ids: Vec<u64> = (0..600).map(|i| 1_000 + i).collect();
+    let flat: Vec<f32> = vectors.iter().flatten().copied().collect();
+    let queries = clustered(25, dims, 12);
+    let flat_queries: Vec<f32> = queries.iter().flatten().copied().collect();
+
+    for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+        let mut by_items = FlatIndex::new(metric, dims).unwrap();
+        let items: Vec<(u64, &[f32])> = ids.iter().copied().zip(vectors.iter().map(Vec::as_slice)).collect();
+        by_items.insert_batch(&items).unwrap();
+        let mut by_buffer = FlatIndex::new(metric, dims).unwrap();
+        by_buffer.insert_flat(&ids, &flat).unwrap();
+        let mut graph = HnswIndex::new(HnswConfig::new(metric, dims)).unwrap();
+        graph.insert_flat(&ids, &flat).unwrap();
+        assert_eq!((by_buffer.len(), graph.len()), (600, 600));
+
+        let batch = by_buffer.search_batch(&flat_queries, 5).unwrap();
+        let graph_batch = graph.search_batch(&flat_queries, 5).unwrap();
+        assert_eq!(batch.len(), queries.len());
+        for (i, query) in queries.iter().enumerate() {
+            assert_eq!(batch[i], by_items.search(query, 5).unwrap(), "{metric:?} query {i}");
+            assert_eq!(graph_batch[i], graph.search(query, 5).unwrap(), "{metric:?} query {i}");
+        }
+    }
+
+    // A buffer that does not hold exactly one vector per id, or a bad vector anywhere in it, changes
+    // nothing; a query batch with a partial query or a bad query fails whole.
+    let mut index = HnswIndex::new(HnswConfig::new(Metric::Cosine, 2)).unwrap();
+    for (ids, vectors) in [
+        (&[1u64, 2][..], &[1.0f32, 0.0, 1.0][..]),
+        (&[1, 2], &[1.0, 0.0, 1.0, 0.0, 1.0]),
+        (&[1, 2], &[1.0, 0.0, 0.0, 0.0]),
+        (&[1, 2], &[1.0, 0.0, f32::NAN, 1.0]),
+    ] {
+        assert!(matches!(
+            index.insert_flat(ids, vectors),
+            Err(Error::InvalidVector { .. })
+        ));
+        assert!(index.is_empty());
+    }
+    index.insert_flat(&[1, 2], &[1.0, 0.0, 0.0, 1.0]).unwrap();
+    assert!(matches!(
+        index.search_batch(&[1.0, 0.0, 1.0], 1),
+        Err(Error::DimensionMismatch { .. })
+    ));
+    assert!(matches!(
+        index.search_batch(&[1.0, 0.0, 0.0, 0.0], 1),
+        Err(Error::InvalidVector { .. })
+    ));
+    assert!(index.search_batch(&[], 1).unwrap().is_empty());
+}

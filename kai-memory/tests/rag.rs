@@ -456,3 +456,36 @@ fn hybrid_retrieval_finds_exact_terms_the_embeddings_miss() {
     block_on(ingestor.ingest("kb", &chunks(&docs[..2]), &Map::new())).unwrap();
     assert!(keywords.search("ERR4471", 5).is_empty());
 }
+
+#[test]
+fn metadata_is_any_json_object_and_anything_else_is_refused_before_storing() {
+    #[derive(serde::Serialize)]
+    struct Labels {
+        owner: &'static str,
+        year: u32,
+    }
+    let (_dir, store, embedder) = setup();
+    let ingestor = Ingestor::new(store.clone(), embedder);
+    block_on(ingestor.ingest("a.md", &chunks(&["from a json value"]), &json!({"owner": "ada"}))).unwrap();
+    let labels = Labels {
+        owner: "grace",
+        year: 1952,
+    };
+    block_on(ingestor.ingest("b.md", &chunks(&["from a struct"]), &labels)).unwrap();
+    block_on(ingestor.ingest("c.md", &chunks(&["with none"]), &serde_json::Value::Null)).unwrap();
+    let a = block_on(store.get("a.md#0")).unwrap().unwrap();
+    let b = block_on(store.get("b.md#0")).unwrap().unwrap();
+    let c = block_on(store.get("c.md#0")).unwrap().unwrap();
+    assert_eq!(a.metadata["owner"], "ada");
+    assert_eq!(
+        (&b.metadata["owner"], &b.metadata["year"]),
+        (&json!("grace"), &json!(1952))
+    );
+    assert_eq!(c.metadata["source"], "c.md");
+
+    for not_an_object in [json!(["owner", "ada"]), json!("ada"), json!(7)] {
+        let refused = block_on(ingestor.ingest("d.md", &chunks(&["never stored"]), &not_an_object));
+        assert!(matches!(refused, Err(kai_memory::Error::Record { .. })), "{refused:?}");
+    }
+    assert_eq!(block_on(store.count()).unwrap(), 3);
+}

@@ -37,6 +37,13 @@ impl Metric {
 
     /// Checks a vector and returns it in the form stored (normalised for cosine).
     pub(crate) fn prepare(self, vector: &[f32], dimensions: usize) -> Result<Vec<f32>, Error> {
+        let mut prepared = Vec::with_capacity(dimensions);
+        self.prepare_into(vector, dimensions, &mut prepared)?;
+        Ok(prepared)
+    }
+
+    /// Checks a vector and appends it to `out` in the form stored; on an error `out` is unchanged.
+    pub(crate) fn prepare_into(self, vector: &[f32], dimensions: usize, out: &mut Vec<f32>) -> Result<(), Error> {
         if vector.len() != dimensions {
             return Err(Error::DimensionMismatch {
                 expected: dimensions,
@@ -55,15 +62,18 @@ impl Metric {
             });
         }
         match self {
-            Metric::Cosine if norm_sq == 0.0 => Err(Error::InvalidVector {
-                reason: "a zero vector has no direction for cosine similarity".into(),
-            }),
+            Metric::Cosine if norm_sq == 0.0 => {
+                return Err(Error::InvalidVector {
+                    reason: "a zero vector has no direction for cosine similarity".into(),
+                });
+            }
             Metric::Cosine => {
                 let inverse = 1.0 / norm_sq.sqrt();
-                Ok(vector.iter().map(|x| x * inverse).collect())
+                out.extend(vector.iter().map(|x| x * inverse));
             }
-            Metric::Dot | Metric::L2 => Ok(vector.to_vec()),
+            Metric::Dot | Metric::L2 => out.extend_from_slice(vector),
         }
+        Ok(())
     }
 
     /// The ranking distance between a prepared query and a stored vector (squared for L2), computed

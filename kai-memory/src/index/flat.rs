@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::index::Hit;
 use crate::index::distance::Metric;
 use crate::index::file;
-use crate::index::slots::Slots;
+use crate::index::slots::{self, Slots};
 
 /// An exact index: every search compares the query with every live vector. Right for small
 /// collections, as ground truth in tests, and on targets without threads (wasm32).
@@ -40,10 +40,7 @@ impl FlatIndex {
 
     /// Adds or replaces the vector for `id`.
     pub fn insert(&mut self, id: u64, vector: &[f32]) -> Result<(), Error> {
-        let prepared = self.slots.metric.prepare(vector, self.slots.dimensions)?;
-        self.slots.push(id, &prepared)?;
-        self.compact_if_sparse();
-        Ok(())
+        self.insert_batch(&[(id, vector)])
     }
 
     /// Adds or replaces many vectors. Every vector is checked first: one bad vector rejects the whole
@@ -55,18 +52,25 @@ impl FlatIndex {
     /// let mut index = FlatIndex::new(Metric::L2, 2)?;
     /// assert!(index.insert_batch(&[(1, vec![0.0, 1.0]), (2, vec![f32::NAN, 0.0])]).is_err());
     /// assert_eq!(index.len(), 0);
-    /// index.insert_batch(&[(1, vec![0.0, 1.0]), (2, vec![1.0, 0.0])])?;
+    /// index.insert_batch(&[(1, [0.0, 1.0]), (2, [1.0, 0.0])])?;
     /// assert_eq!(index.len(), 2);
     /// # Ok::<(), kai_memory::Error>(())
     /// ```
-    pub fn insert_batch(&mut self, items: &[(u64, Vec<f32>)]) -> Result<(), Error> {
-        let prepared = items
-            .iter()
-            .map(|(id, vector)| Ok((*id, self.slots.metric.prepare(vector, self.slots.dimensions)?)))
-            .collect::<Result<Vec<_>, Error>>()?;
-        for (id, vector) in &prepared {
-            self.slots.push(*id, vector)?;
-        }
+    pub fn insert_batch<V: AsRef<[f32]>>(&mut self, items: &[(u64, V)]) -> Result<(), Error> {
+        let prepared = self
+            .slots
+            .prepare_batch(items.iter().map(|(_, vector)| vector.as_ref()))?;
+        let ids: Vec<u64> = items.iter().map(|(id, _)| *id).collect();
+        self.slots.push_batch(&ids, &prepared)?;
+        self.compact_if_sparse();
+        Ok(())
+    }
+
+    /// Adds or replaces `ids.len()` vectors held back to back in `vectors`, without a copy per vector;
+    /// otherwise as [`insert_batch`](Self::insert_batch).
+    pub fn insert_flat(&mut self, ids: &[u64], vectors: &[f32]) -> Result<(), Error> {
+        let prepared = self.slots.prepare_flat(ids, vectors)?;
+        self.slots.push_batch(ids, &prepared)?;
         self.compact_if_sparse();
         Ok(())
     }
@@ -87,6 +91,12 @@ impl FlatIndex {
     pub fn search_filtered(&self, query: &[f32], k: usize, filter: &dyn Fn(u64) -> bool) -> Result<Vec<Hit>, Error> {
         let query = self.slots.metric.prepare(query, self.slots.dimensions)?;
         Ok(self.slots.hits(self.slots.exact(&query, k, filter)))
+    }
+
+    /// The `k` nearest vectors to each of the queries held back to back in `queries` (in parallel on
+    /// native targets); one list per query, in order.
+    pub fn search_batch(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>, Error> {
+        slots::search_each(queries, self.slots.dimensions, |query| self.search(query, k))
     }
 
     /// Live vectors.

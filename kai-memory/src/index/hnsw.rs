@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::index::distance::Metric;
 #[cfg(not(target_arch = "wasm32"))]
-use crate::index::{Hit, file, graph::SearchGraph, insert, slots::Slots};
+use crate::index::{Hit, file, graph::SearchGraph, insert, slots, slots::Slots};
 
 /// Settings of an [`HnswIndex`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,38 +171,47 @@ impl HnswIndex {
 
     /// Adds or replaces one vector.
     pub fn insert(&mut self, id: u64, vector: &[f32]) -> Result<(), Error> {
-        self.insert_batch(&[(id, vector.to_vec())])
+        self.insert_batch(&[(id, vector)])
     }
 
     /// Adds or replaces many vectors, inserting them into the graph in parallel. Every vector is checked
-    /// first: one bad vector rejects the whole batch and changes nothing.
+    /// first: one bad vector rejects the whole batch and changes nothing. Items may hold any slice-like
+    /// vector (`Vec<f32>`, `&[f32]`, arrays); [`insert_flat`](Self::insert_flat) takes one buffer.
     ///
     /// The parallel work runs on rayon's global pool (one thread per core unless `RAYON_NUM_THREADS`
     /// or `rayon::ThreadPoolBuilder::build_global` says otherwise). To bound it, call this inside your
     /// own pool's `install`: `pool.install(|| index.insert_batch(&items))`.
-    pub fn insert_batch(&mut self, items: &[(u64, Vec<f32>)]) -> Result<(), Error> {
-        let dimensions = self.config.dimensions;
-        // One flat buffer rather than a vector per item: a batch of small allocations, once freed,
-        // stays in the process's heap.
-        let mut prepared = Vec::with_capacity(items.len() * dimensions);
-        for (_, vector) in items {
-            prepared.extend_from_slice(&self.config.metric.prepare(vector, dimensions)?);
-        }
-        if self.slots.len() + items.len() > u32::MAX as usize {
-            return Err(Error::InvalidConfig("an index holds at most 2^32 vectors".into()));
-        }
-        let start = self.slots.len();
-        self.slots.reserve(items.len());
-        for ((id, _), vector) in items.iter().zip(prepared.chunks_exact(dimensions)) {
-            self.slots.push(*id, vector)?;
-        }
+    pub fn insert_batch<V: AsRef<[f32]>>(&mut self, items: &[(u64, V)]) -> Result<(), Error> {
+        let prepared = self
+            .slots
+            .prepare_batch(items.iter().map(|(_, vector)| vector.as_ref()))?;
+        let ids: Vec<u64> = items.iter().map(|(id, _)| *id).collect();
+        self.insert_prepared(&ids, &prepared)
+    }
+
+    /// Adds or replaces `ids.len()` vectors held back to back in `vectors` (as a NumPy array or an
+    /// embedding model's output batch holds them), without a copy per vector; otherwise as
+    /// [`insert_batch`](Self::insert_batch).
+    ///
+    /// ```
+    /// use kai_memory::index::{HnswConfig, HnswIndex, Metric};
+    ///
+    /// let mut index = HnswIndex::new(HnswConfig::new(Metric::L2, 2))?;
+    /// index.insert_flat(&[7, 8], &[0.0, 0.0, 3.0, 4.0])?;
+    /// assert_eq!(index.search(&[3.0, 3.9], 1)?[0].id, 8);
+    /// assert!(index.insert_flat(&[9], &[1.0]).is_err());
+    /// # Ok::<(), kai_memory::Error>(())
+    /// ```
+    pub fn insert_flat(&mut self, ids: &[u64], vectors: &[f32]) -> Result<(), Error> {
+        let prepared = self.slots.prepare_flat(ids, vectors)?;
+        self.insert_prepared(ids, &prepared)
+    }
+
+    fn insert_prepared(&mut self, ids: &[u64], prepared: &[f32]) -> Result<(), Error> {
+        let start = self.slots.len() as u32;
+        self.slots.push_batch(ids, prepared)?;
         let end = self.slots.len() as u32;
-        insert::insert(
-            &mut self.graph,
-            &self.slots,
-            start as u32..end,
-            self.config.ef_construction,
-        );
+        insert::insert(&mut self.graph, &self.slots, start..end, self.config.ef_construction);
         self.maintain();
         Ok(())
     }
@@ -217,6 +226,22 @@ impl HnswIndex {
     /// The `k` nearest vectors, with the configured `ef_search`.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, Error> {
         self.search_with(query, k, self.config.ef_search, None)
+    }
+
+    /// The `k` nearest vectors to each of the queries held back to back in `queries`, searched in
+    /// parallel on rayon's pool (see [`insert_batch`](Self::insert_batch)); one list per query, in order.
+    ///
+    /// ```
+    /// use kai_memory::index::{HnswConfig, HnswIndex, Metric};
+    ///
+    /// let mut index = HnswIndex::new(HnswConfig::new(Metric::L2, 2))?;
+    /// index.insert_flat(&[1, 2], &[0.0, 0.0, 5.0, 5.0])?;
+    /// let hits = index.search_batch(&[4.0, 4.0, 0.5, 0.0], 1)?;
+    /// assert_eq!((hits[0][0].id, hits[1][0].id), (2, 1));
+    /// # Ok::<(), kai_memory::Error>(())
+    /// ```
+    pub fn search_batch(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>, Error> {
+        slots::search_each(queries, self.config.dimensions, |query| self.search(query, k))
     }
 
     /// The `k` nearest vectors with beam width `ef`, among those whose ids `filter` accepts.

@@ -1,5 +1,6 @@
 //! Vector storage shared by the indexes: contiguous vectors by internal slot, caller ids, liveness.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::error::Error;
@@ -47,12 +48,53 @@ impl Slots {
     }
 
     /// Room for `additional` more vectors.
-    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn reserve(&mut self, additional: usize) {
         self.data.reserve(additional * self.dimensions);
         self.ids.reserve(additional);
         self.live.reserve(additional);
         self.by_id.reserve(additional);
+    }
+
+    /// Checks `vectors` and returns them in the form stored, back to back; the first bad vector fails
+    /// the whole batch.
+    pub(crate) fn prepare_batch<'a>(
+        &self,
+        vectors: impl ExactSizeIterator<Item = &'a [f32]>,
+    ) -> Result<Vec<f32>, Error> {
+        let mut prepared = Vec::with_capacity(vectors.len().saturating_mul(self.dimensions));
+        for vector in vectors {
+            self.metric.prepare_into(vector, self.dimensions, &mut prepared)?;
+        }
+        Ok(prepared)
+    }
+
+    /// Checks a flat batch, `ids.len()` vectors back to back in `vectors`, and returns it in the form
+    /// stored: borrowed where nothing changes (dot and L2), normalised under cosine.
+    pub(crate) fn prepare_flat<'a>(&self, ids: &[u64], vectors: &'a [f32]) -> Result<Cow<'a, [f32]>, Error> {
+        let rows = rows(vectors, ids.len(), self.dimensions)?;
+        match self.metric {
+            Metric::Cosine => Ok(Cow::Owned(self.prepare_batch(rows)?)),
+            Metric::Dot | Metric::L2 => {
+                let mut scratch = Vec::with_capacity(self.dimensions);
+                for vector in rows {
+                    self.metric.prepare_into(vector, self.dimensions, &mut scratch)?;
+                    scratch.clear();
+                }
+                Ok(Cow::Borrowed(vectors))
+            }
+        }
+    }
+
+    /// Appends prepared vectors, `prepared` holding one per id back to back.
+    pub(crate) fn push_batch(&mut self, ids: &[u64], prepared: &[f32]) -> Result<(), Error> {
+        if self.len().saturating_add(ids.len()) > u32::MAX as usize {
+            return Err(Error::InvalidConfig("an index holds at most 2^32 vectors".into()));
+        }
+        self.reserve(ids.len());
+        for (id, vector) in ids.iter().zip(prepared.chunks_exact(self.dimensions)) {
+            self.push(*id, vector)?;
+        }
+        Ok(())
     }
 
     /// Appends an already prepared vector; a previous vector with the same id dies.
@@ -109,6 +151,42 @@ impl Slots {
             })
             .collect()
     }
+}
+
+/// `count` vectors of `dimensions` floats each, back to back in `flat`; an error if the lengths differ.
+pub(crate) fn rows(flat: &[f32], count: usize, dimensions: usize) -> Result<std::slice::ChunksExact<'_, f32>, Error> {
+    if count.checked_mul(dimensions) != Some(flat.len()) {
+        return Err(Error::InvalidVector {
+            reason: format!(
+                "{count} vectors of {dimensions} dimensions take {} floats, not {}",
+                count.saturating_mul(dimensions),
+                flat.len()
+            ),
+        });
+    }
+    Ok(flat.chunks_exact(dimensions))
+}
+
+/// Runs `search` on each of the queries held back to back in `queries` (in parallel where there are
+/// threads), in order; the first error fails the batch.
+pub(crate) fn search_each<T: Send>(
+    queries: &[f32],
+    dimensions: usize,
+    search: impl Fn(&[f32]) -> Result<T, Error> + Sync + Send,
+) -> Result<Vec<T>, Error> {
+    if !queries.len().is_multiple_of(dimensions) {
+        return Err(Error::DimensionMismatch {
+            expected: dimensions,
+            found: queries.len() % dimensions,
+        });
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        queries.par_chunks_exact(dimensions).map(search).collect()
+    }
+    #[cfg(target_arch = "wasm32")]
+    queries.chunks_exact(dimensions).map(search).collect()
 }
 
 /// An exact search, as [`SimdWork`].

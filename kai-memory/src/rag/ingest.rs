@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use futures::StreamExt as _;
 use kai_core::EmbeddingModel;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -33,6 +34,20 @@ pub struct IngestReport {
     pub unchanged: usize,
     /// Chunks of an earlier, longer version of the source that were removed.
     pub removed: usize,
+}
+
+/// `metadata` as a JSON object (null as an empty one).
+fn metadata_object(source: &str, metadata: &(impl Serialize + ?Sized)) -> Result<Map<String, Value>, Error> {
+    let refused = |message: String| Error::Record {
+        name: format!("metadata of {source}"),
+        message,
+    };
+    match serde_json::to_value(metadata) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Null) => Ok(Map::new()),
+        Ok(_) => Err(refused("metadata must be a JSON object".into())),
+        Err(e) => Err(refused(e.to_string())),
+    }
 }
 
 /// Splits sources into chunks, embeds them and stores them.
@@ -91,18 +106,21 @@ impl Ingestor {
         source: &str,
         text: &str,
         splitter: &dyn Splitter,
-        metadata: &Map<String, Value>,
+        metadata: &(impl Serialize + Sync + ?Sized),
     ) -> Result<IngestReport, Error> {
         self.ingest(source, &splitter.split(text), metadata).await
     }
 
-    /// Stores the chunks of `source` (see the type's documentation).
+    /// Stores the chunks of `source` (see the type's documentation). `metadata` is anything that
+    /// serializes to a JSON object (a `json!({...})` value, a `serde_json::Map`, a struct with named
+    /// fields) or to null for none; anything else is an [`Error::Record`] and stores nothing.
     pub async fn ingest(
         &self,
         source: &str,
         chunks: &[Chunk],
-        metadata: &Map<String, Value>,
+        metadata: &(impl Serialize + Sync + ?Sized),
     ) -> Result<IngestReport, Error> {
+        let metadata = metadata_object(source, metadata)?;
         let mut report = IngestReport {
             chunks: chunks.len(),
             ..IngestReport::default()
