@@ -89,7 +89,7 @@ impl SessionStore {
     ) -> Result<R, Error> {
         let db = Arc::clone(&self.db);
         self.worker
-            .run(move || work(&mut db.lock().unwrap_or_else(PoisonError::into_inner)))
+            .run(move |_| work(&mut db.lock().unwrap_or_else(PoisonError::into_inner)))
             .await
     }
 

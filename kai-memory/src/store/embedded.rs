@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kai_core::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -45,44 +45,57 @@ impl StoreConfig {
 /// closed or dropped, and a second open (in this process or another) fails with [`Error::Locked`]
 /// rather than writing the same generations and leaving a later open a stale index.
 ///
-/// The [`MemoryStore`] calls never block the caller: SQLite and the index work on the store's own
-/// thread, one call after another, and the returned future completes when it is done (with any
-/// executor: tokio, async-std, or a plain `block_on`). A write that has started completes even if its
-/// future is dropped. Dropping the store waits for the calls under way and releases the directory
-/// without saving the index (so a drop in a finaliser stays short); [`close`](Self::close) also saves
-/// it and says whether that worked.
+/// The [`MemoryStore`] calls never block the caller: they run on the store's own threads, and the
+/// returned future completes when the work is done (with any executor: tokio, async-std, or a plain
+/// `block_on`). Writes run one after another on one thread; reads (`search`, `get`, `count`) run side
+/// by side on up to four more, each with its own read-only SQLite connection, and wait neither for a
+/// write's commit nor for each other: only for the moment a write changes the in-memory index. A
+/// write that has started completes even if its future is dropped. Dropping the store waits for the
+/// calls under way and releases the directory without saving the index (so a drop in a finaliser
+/// stays short); [`close`](Self::close) also saves it and says whether that worked.
 ///
 /// Reopening reads the saved index without re-inserting anything; it takes new writes at once.
 pub struct EmbeddedStore {
     metric: Metric,
     shared: Arc<Shared>,
-    worker: Worker,
+    /// Runs writes, one after another.
+    writer: Worker,
+    /// Runs reads, each thread with a read-only connection.
+    readers: Worker<Connection>,
 }
 
-/// The state the store's thread works on.
+/// The state the store's threads work on. A thread that needs both locks takes `writes` first.
 struct Shared {
-    inner: Mutex<Inner>,
+    /// What reads need: held for reading by searches, for writing only while a write changes memory.
+    view: RwLock<View>,
+    /// What writes need.
+    writes: Mutex<Writes>,
+    directory: PathBuf,
 }
 
-struct Inner {
-    db: Connection,
+struct View {
     index: HnswIndex,
     /// Metadata by row id, so filters run without touching the database.
     metadata: HashMap<u64, serde_json::Map<String, serde_json::Value>>,
+}
+
+struct Writes {
+    db: Connection,
     generation: u64,
     index_generation: u64,
-    directory: PathBuf,
     config: StoreConfig,
     /// The directory's lock, released with the store.
     _lock: FileLock,
 }
 
+/// Reading threads: enough to keep searches off each other's backs, few enough to stay light.
+const READERS: usize = 4;
+
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let inner = self.shared.lock();
         f.debug_struct("EmbeddedStore")
-            .field("directory", &inner.directory)
-            .field("documents", &inner.index.len())
+            .field("directory", &self.shared.directory)
+            .field("documents", &self.shared.view().index.len())
             .finish()
     }
 }
@@ -168,60 +181,89 @@ impl EmbeddedStore {
             None => (catch_up(&db, HnswIndex::new(config.index)?)?.0, u64::MAX),
         };
         let metric = config.index.metric;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(READERS));
+        let read_only = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connections = (0..threads)
+            .map(|_| Connection::open_with_flags(directory.join("documents.sqlite3"), read_only))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql)?;
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
+            view: RwLock::new(View { index, metadata }),
+            writes: Mutex::new(Writes {
                 db,
-                index,
-                metadata,
                 generation,
                 index_generation,
-                directory: directory.clone(),
                 config,
                 _lock: lock,
             }),
+            directory: directory.clone(),
         });
-        let worker = Worker::spawn("kai-embedded-store").map_err(|e| Error::io(&directory, e))?;
-        Ok(Self { metric, shared, worker })
+        let writer = Worker::spawn("kai-store-writer").map_err(|e| Error::io(&directory, e))?;
+        let readers = Worker::spawn_pool("kai-store-reader", connections).map_err(|e| Error::io(&directory, e))?;
+        Ok(Self {
+            metric,
+            shared,
+            writer,
+            readers,
+        })
     }
 
     /// Saves the index beside the database, so the next open need not rebuild it. Blocks the calling
     /// thread while it writes.
     pub fn flush(&self) -> Result<(), Error> {
-        self.shared.lock().flush()
+        self.shared.flush()
     }
 
     /// Waits for the calls under way, saves the index and releases the directory. Blocks the calling
     /// thread while it writes; an error means only that the next open catches up from the last saved
     /// index (the database holds every write).
     pub fn close(mut self) -> Result<(), Error> {
-        self.worker.stop();
-        self.shared.lock().flush()
+        self.writer.stop();
+        self.readers.stop();
+        self.shared.flush()
     }
 
-    /// Runs `work` on the store's thread; the future resolves to its result.
-    fn run<R: Send + 'static>(
+    /// Runs `work` on the writing thread; the future resolves to its result.
+    fn write<R: Send + 'static>(
         &self,
         work: impl FnOnce(&Shared) -> Result<R, Error> + Send + 'static,
     ) -> BoxFuture<'static, Result<R, Error>> {
         let shared = Arc::clone(&self.shared);
-        self.worker.run(move || work(&shared))
+        self.writer.run(move |_| work(&shared))
+    }
+
+    /// Runs `work` on a reading thread, with its connection; the future resolves to its result.
+    fn read<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Shared, &Connection) -> Result<R, Error> + Send + 'static,
+    ) -> BoxFuture<'static, Result<R, Error>> {
+        let shared = Arc::clone(&self.shared);
+        self.readers.run(move |db| work(&shared, db))
     }
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn writes(&self) -> MutexGuard<'_, Writes> {
+        self.writes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn view(&self) -> RwLockReadGuard<'_, View> {
+        self.view.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn view_mut(&self) -> RwLockWriteGuard<'_, View> {
+        self.view.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn upsert_now(&self, documents: &[Document]) -> Result<(), Error> {
-        let mut inner = self.lock();
-        let config = inner.config.index;
+        let mut writes = self.writes();
+        let config = writes.config.index;
         for document in documents {
             // Check every vector before anything is written.
             config.metric.prepare(&document.embedding, config.dimensions)?;
         }
-        let generation = inner.generation + 1;
-        let tx = inner.db.transaction().map_err(sql)?;
+        let generation = writes.generation + 1;
+        let tx = writes.db.transaction().map_err(sql)?;
         let mut rows = Vec::with_capacity(documents.len());
         {
             let mut statement = tx
@@ -243,23 +285,24 @@ impl Shared {
             }
         }
         commit_generation(tx, generation)?;
-        inner.generation = generation;
-        let batch: Vec<(u64, Vec<f32>)> = rows
+        writes.generation = generation;
+        let batch: Vec<(u64, &[f32])> = rows
             .iter()
             .zip(documents)
-            .map(|(&row, d)| (row, d.embedding.clone()))
+            .map(|(&row, d)| (row, d.embedding.as_slice()))
             .collect();
-        inner.index.insert_batch(&batch)?;
+        let mut view = self.view_mut();
+        view.index.insert_batch(&batch)?;
         for (&row, document) in rows.iter().zip(documents) {
-            inner.metadata.insert(row, document.metadata.clone());
+            view.metadata.insert(row, document.metadata.clone());
         }
         Ok(())
     }
 
     fn delete_now(&self, ids: &[String]) -> Result<usize, Error> {
-        let mut inner = self.lock();
-        let generation = inner.generation + 1;
-        let tx = inner.db.transaction().map_err(sql)?;
+        let mut writes = self.writes();
+        let generation = writes.generation + 1;
+        let tx = writes.db.transaction().map_err(sql)?;
         let mut removed = Vec::new();
         {
             let mut statement = tx
@@ -276,41 +319,46 @@ impl Shared {
             }
         }
         commit_generation(tx, generation)?;
-        inner.generation = generation;
+        writes.generation = generation;
+        let mut view = self.view_mut();
         for row in &removed {
-            inner.index.remove(*row);
-            inner.metadata.remove(row);
+            view.index.remove(*row);
+            view.metadata.remove(row);
         }
         Ok(removed.len())
     }
 
-    fn get_now(&self, id: &str) -> Result<Option<Document>, Error> {
-        let inner = self.lock();
-        inner
-            .db
-            .query_row(
-                "SELECT id, text, metadata, embedding FROM documents WHERE id = ?1",
-                params![id],
-                read_document,
-            )
-            .optional()
-            .map_err(sql)?
-            .transpose()
+    fn get_now(db: &Connection, id: &str) -> Result<Option<Document>, Error> {
+        db.query_row(
+            "SELECT id, text, metadata, embedding FROM documents WHERE id = ?1",
+            params![id],
+            read_document,
+        )
+        .optional()
+        .map_err(sql)?
+        .transpose()
     }
 
-    fn search_now(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Result<Vec<ScoredDocument>, Error> {
-        let inner = self.lock();
-        let accept = |row: u64| match (filter, inner.metadata.get(&row)) {
-            (None, _) => true,
-            (Some(filter), Some(metadata)) => filter.matches(metadata),
-            (Some(_), None) => false,
+    fn search_now(
+        &self,
+        db: &Connection,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<ScoredDocument>, Error> {
+        let hits = {
+            let view = self.view();
+            let accept = |row: u64| match (filter, view.metadata.get(&row)) {
+                (None, _) => true,
+                (Some(filter), Some(metadata)) => filter.matches(metadata),
+                (Some(_), None) => false,
+            };
+            let ef = view.index.config().ef_search;
+            view.index
+                .search_with(query, k, ef, filter.map(|_| &accept as &dyn Fn(u64) -> bool))?
         };
-        let ef = inner.config.index.ef_search;
-        let hits = inner
-            .index
-            .search_with(query, k, ef, filter.map(|_| &accept as &dyn Fn(u64) -> bool))?;
-        let mut statement = inner
-            .db
+        // A row deleted since the search is left out.
+        let mut statement = db
             .prepare_cached("SELECT id, text, metadata, embedding FROM documents WHERE row = ?1")
             .map_err(sql)?;
         let mut out = Vec::with_capacity(hits.len());
@@ -330,25 +378,28 @@ impl Shared {
     }
 }
 
-impl Inner {
-    fn flush(&mut self) -> Result<(), Error> {
-        if self.index_generation == self.generation {
+impl Shared {
+    /// Saves the index with the generation it covers. Holding the write lock keeps writes out, while
+    /// searches go on.
+    fn flush(&self) -> Result<(), Error> {
+        let mut writes = self.writes();
+        if writes.index_generation == writes.generation {
             return Ok(());
         }
-        self.index.save(self.directory.join("index.kai"))?;
+        self.view().index.save(self.directory.join("index.kai"))?;
         let generation = self.directory.join("index.generation");
-        write_atomic(&generation, self.generation.to_string().as_bytes()).map_err(|e| Error::file(&generation, e))?;
-        self.index_generation = self.generation;
+        write_atomic(&generation, writes.generation.to_string().as_bytes()).map_err(|e| Error::file(&generation, e))?;
+        writes.index_generation = writes.generation;
         Ok(())
     }
 }
 
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
-        let inner = self.shared.lock();
-        if inner.index_generation != inner.generation {
+        let writes = self.shared.writes();
+        if writes.index_generation != writes.generation {
             tracing::warn!(
-                directory = %inner.directory.display(),
+                directory = %self.shared.directory.display(),
                 "the store was dropped without close(): its index was not saved, and the next open catches up \
                  on the writes since the last save"
             );
@@ -427,27 +478,27 @@ fn from_blob(blob: &[u8]) -> Vec<f32> {
 impl MemoryStore for EmbeddedStore {
     async fn upsert(&self, documents: &[Document]) -> Result<(), Error> {
         let documents = documents.to_vec();
-        self.run(move |shared| shared.upsert_now(&documents)).await
+        self.write(move |shared| shared.upsert_now(&documents)).await
     }
 
     async fn delete(&self, ids: &[String]) -> Result<usize, Error> {
         let ids = ids.to_vec();
-        self.run(move |shared| shared.delete_now(&ids)).await
+        self.write(move |shared| shared.delete_now(&ids)).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Document>, Error> {
         let id = id.to_owned();
-        self.run(move |shared| shared.get_now(&id)).await
+        self.read(move |_, db| Shared::get_now(db, &id)).await
     }
 
     async fn search(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Result<Vec<ScoredDocument>, Error> {
         let (query, filter) = (query.to_vec(), filter.cloned());
-        self.run(move |shared| shared.search_now(&query, k, filter.as_ref()))
+        self.read(move |shared, db| shared.search_now(db, &query, k, filter.as_ref()))
             .await
     }
 
     async fn count(&self) -> Result<usize, Error> {
-        self.run(|shared| Ok(shared.lock().index.len())).await
+        self.read(|shared, _| Ok(shared.view().index.len())).await
     }
 
     fn metric(&self) -> Metric {
@@ -466,6 +517,38 @@ mod tests {
             metadata: serde_json::Map::new(),
             embedding: vec![x, 1.0],
         }
+    }
+
+    /// Reads do not queue behind writes: with a write stuck in its commit (the write lock held),
+    /// searches, gets and counts still answer, and the write completes once the commit does.
+    #[test]
+    fn reads_answer_while_a_write_is_committing() {
+        use futures::FutureExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), StoreConfig::new(Metric::L2, 2)).unwrap();
+        let docs: Vec<Document> = (0..10).map(|n| doc(n, n as f32)).collect();
+        futures::executor::block_on(store.upsert(&docs)).unwrap();
+
+        let committing = store.shared.writes();
+        let late = [doc(99, 3.1)];
+        let mut write = store.upsert(&late);
+        // Polled once, the write is queued; it cannot finish while the commit before it holds the lock.
+        assert!((&mut write).now_or_never().is_none());
+        let (hits, got, count) = futures::executor::block_on(async {
+            futures::join!(store.search(&[3.0, 1.0], 2, None), store.get("doc-7"), store.count())
+        });
+        assert_eq!(hits.unwrap()[0].document.id, "doc-3");
+        assert_eq!(got.unwrap().unwrap().embedding, vec![7.0, 1.0]);
+        assert_eq!(count.unwrap(), 10);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            (&mut write).now_or_never().is_none(),
+            "the write waits for the commit before it"
+        );
+        drop(committing);
+        futures::executor::block_on(write).unwrap();
+        let hits = futures::executor::block_on(store.search(&[3.1, 1.0], 1, None)).unwrap();
+        assert_eq!(hits[0].document.id, "doc-99");
     }
 
     #[test]

@@ -369,7 +369,7 @@ async fn off_the_executor<R: Send + 'static>(
     work: impl FnOnce() -> Result<R, Error> + Send + 'static,
 ) -> Result<R, Error> {
     let worker = crate::worker::Worker::spawn("kai-vault-kdf").map_err(|e| Error::io(path, e))?;
-    worker.run(work).await
+    worker.run(move |_| work()).await
 }
 
 /// Parses a file and opens its data key and body, telling each kind of failure apart.
