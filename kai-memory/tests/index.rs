@@ -325,35 +325,61 @@ fn damaged_files_give_typed_errors() {
     std::fs::write(&path, b"GIF89a....").unwrap();
     assert!(matches!(HnswIndex::open(&path), Err(Error::NotAnIndex)));
     let mut newer = bytes.clone();
-    newer[8] = 2;
+    newer[8] = 3;
     std::fs::write(&path, &newer).unwrap();
     assert!(matches!(
         HnswIndex::open(&path),
-        Err(Error::UnsupportedVersion { found: 2, .. })
+        Err(Error::UnsupportedVersion { found: 3, .. })
     ));
 }
 
-/// An index file as a hostile writer would make it: any header and slots, with a valid checksum.
-fn crafted(kind: u8, metric: u8, dimensions: u32, slots: &[(u64, &[f32])], graph: &[u8]) -> Vec<u8> {
+/// An index file of format `version` (1 or 2) as a hostile writer would make it: any header and
+/// slots, with a valid checksum.
+fn crafted(version: u32, kind: u8, metric: u8, dimensions: u32, slots: &[(u64, &[f32])], graph: &[u8]) -> Vec<u8> {
     use sha2::Digest as _;
     let mut body = b"KAIINDEX".to_vec();
-    body.extend_from_slice(&1u32.to_le_bytes());
+    body.extend_from_slice(&version.to_le_bytes());
     body.extend_from_slice(&[kind, metric]);
+    if version == 2 {
+        body.extend_from_slice(&[0, 0]);
+    }
     body.extend_from_slice(&dimensions.to_le_bytes());
     body.extend_from_slice(&(slots.len() as u64).to_le_bytes());
+    let vectors: Vec<u8> = slots
+        .iter()
+        .flat_map(|(_, v)| v.iter().flat_map(|x| x.to_le_bytes()))
+        .collect();
+    if version == 2 {
+        body.resize(64, 0);
+        body.extend_from_slice(&vectors);
+    }
     for (id, _) in slots {
         body.extend_from_slice(&id.to_le_bytes());
     }
     body.extend(slots.iter().map(|_| 1u8));
-    for (_, vector) in slots {
-        for x in *vector {
-            body.extend_from_slice(&x.to_le_bytes());
-        }
+    if version == 1 {
+        body.extend_from_slice(&vectors);
     }
     body.extend_from_slice(graph);
-    let digest = sha2::Sha256::digest(&body);
-    body.extend_from_slice(&digest);
+    if version == 1 {
+        let digest = sha2::Sha256::digest(&body);
+        body.extend_from_slice(&digest);
+    } else {
+        let checksum = crc32fast::hash(&body);
+        body.extend_from_slice(&checksum.to_le_bytes());
+    }
     body
+}
+
+/// Files of the first format (ids before vectors, a SHA-256 at the end) still open.
+#[test]
+fn version_1_files_still_open() {
+    let (_dir, path) = temp("old.flat");
+    let vectors = [[0.6f32, 0.8], [1.0, 0.0]];
+    std::fs::write(&path, crafted(1, 0, 0, 2, &[(7, &vectors[0]), (9, &vectors[1])], &[])).unwrap();
+    let index = FlatIndex::open(&path).unwrap();
+    assert_eq!(index.search(&[0.7, 0.7], 1).unwrap()[0].id, 7);
+    assert_eq!(index.len(), 2);
 }
 
 /// Vectors in a file were never checked on insertion: a NaN would rank first for every cosine query,
@@ -376,11 +402,13 @@ fn stored_vectors_are_checked_when_a_file_is_opened() {
         (cosine, [0.6, 0.8], true),
         (l2, [3.0, 4.0], true),
     ] {
-        std::fs::write(&path, crafted(0, metric, 2, &[(7, &vector)], &[])).unwrap();
-        let opened = FlatIndex::open(&path);
-        assert_eq!(opened.is_ok(), usable, "{metric} {vector:?}: {opened:?}");
-        if !usable {
-            assert!(matches!(opened, Err(Error::Corrupt { .. })));
+        for version in [1, 2] {
+            std::fs::write(&path, crafted(version, 0, metric, 2, &[(7, &vector)], &[])).unwrap();
+            let opened = FlatIndex::open(&path);
+            assert_eq!(opened.is_ok(), usable, "v{version} {metric} {vector:?}: {opened:?}");
+            if !usable {
+                assert!(matches!(opened, Err(Error::Corrupt { .. })));
+            }
         }
     }
 }
@@ -406,27 +434,43 @@ fn a_crafted_graph_cannot_make_opening_allocate_far_more_than_the_file() {
         graph.extend_from_slice(&0u64.to_le_bytes());
         graph
     };
-    let mut wide = header(256);
-    wide.extend(std::iter::repeat_n(0u8, count)); // no upper layers
-    std::fs::write(&path, crafted(1, 2, 1, &slots, &wide)).unwrap();
-    let opened = HnswIndex::open(&path);
-    assert!(matches!(opened, Err(Error::Corrupt { .. })), "{opened:?}");
+    for version in [1, 2] {
+        let mut wide = header(256);
+        wide.extend(std::iter::repeat_n(0u8, count)); // no upper layers
+        std::fs::write(&path, crafted(version, 1, 2, 1, &slots, &wide)).unwrap();
+        let opened = HnswIndex::open(&path);
+        assert!(matches!(opened, Err(Error::Corrupt { .. })), "{opened:?}");
 
-    let mut tall = header(16);
-    tall.push(255); // the first vector on 255 layers, each an empty list
-    tall.extend((0..255).flat_map(|_| 0u32.to_le_bytes()));
-    tall.extend(std::iter::repeat_n(0u8, count - 1));
-    std::fs::write(&path, crafted(1, 2, 1, &slots, &tall)).unwrap();
-    let opened = HnswIndex::open(&path);
-    assert!(matches!(opened, Err(Error::Corrupt { .. })), "{opened:?}");
+        let mut tall = header(16);
+        tall.push(255); // the first vector on 255 layers, each an empty list
+        tall.extend((0..255).flat_map(|_| 0u32.to_le_bytes()));
+        tall.extend(std::iter::repeat_n(0u8, count - 1));
+        std::fs::write(&path, crafted(version, 1, 2, 1, &slots, &tall)).unwrap();
+        let opened = HnswIndex::open(&path);
+        assert!(matches!(opened, Err(Error::Corrupt { .. })), "{opened:?}");
 
-    let mut fine = header(16);
-    fine.extend(std::iter::repeat_n(0u8, count));
-    std::fs::write(&path, crafted(1, 2, 1, &slots, &fine)).unwrap();
-    assert_eq!(
-        HnswIndex::open(&path).unwrap().len(),
-        count,
-        "the same file with M = 16 opens"
+        let mut fine = header(16);
+        fine.extend(std::iter::repeat_n(0u8, count));
+        std::fs::write(&path, crafted(version, 1, 2, 1, &slots, &fine)).unwrap();
+        assert_eq!(
+            HnswIndex::open(&path).unwrap().len(),
+            count,
+            "the same file with M = 16 opens"
+        );
+    }
+
+    // A version-2 header claiming more slots than the file could hold is refused before the ids are
+    // read into memory.
+    let mut claims_more = crafted(2, 0, 2, 1, &slots, &[]);
+    claims_more[20..28].copy_from_slice(&60_000u64.to_le_bytes());
+    let body = claims_more.len() - 4;
+    let checksum = crc32fast::hash(&claims_more[..body]);
+    claims_more[body..].copy_from_slice(&checksum.to_le_bytes());
+    std::fs::write(&path, &claims_more).unwrap();
+    let opened = HnswIndex::open(&path);
+    assert!(
+        matches!(opened, Err(Error::Truncated | Error::Corrupt { .. })),
+        "{opened:?}"
     );
 }
 

@@ -8,6 +8,10 @@
 //!
 //! Buffers smaller than one huge page stay on the heap, as does everything on other systems and any
 //! buffer the system declines to map.
+//!
+//! A buffer may also be the vector section of a mapped index file, read in place: opening then copies
+//! nothing, and the kernel pages the vectors in and out as searches touch them. The first write copies
+//! them into memory of the buffer's own.
 
 /// The size of a transparent huge page on x86-64 and most aarch64 kernels.
 #[cfg(target_os = "linux")]
@@ -27,6 +31,12 @@ enum Storage {
         map: memmap2::MmapMut,
         len: usize,
     },
+    /// Floats read in place from a mapped file: `bytes` is a range of it, 4-byte aligned.
+    #[cfg(all(not(target_arch = "wasm32"), target_endian = "little"))]
+    File {
+        map: std::sync::Arc<memmap2::Mmap>,
+        bytes: std::ops::Range<usize>,
+    },
 }
 
 impl Default for Storage {
@@ -36,6 +46,30 @@ impl Default for Storage {
 }
 
 impl FloatBuffer {
+    /// The little-endian floats in `bytes` (whose length is a multiple of 4), copied.
+    pub(crate) fn from_le_bytes(bytes: &[u8]) -> Self {
+        let mut buffer = Self::default();
+        buffer.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
+        buffer
+    }
+
+    /// The little-endian floats in `bytes` of `map` (a range whose length is a multiple of 4), read in
+    /// place where the range is aligned for `f32` and the machine is little-endian, copied otherwise.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn mapped(map: std::sync::Arc<memmap2::Mmap>, bytes: std::ops::Range<usize>) -> Self {
+        #[cfg(target_endian = "little")]
+        if map[bytes.clone()].as_ptr().align_offset(4) == 0 {
+            return Self {
+                storage: Storage::File { map, bytes },
+            };
+        }
+        Self::from_le_bytes(&map[bytes])
+    }
+
     /// The floats held, in order.
     #[inline(always)]
     pub(crate) fn as_slice(&self) -> &[f32] {
@@ -44,6 +78,9 @@ impl FloatBuffer {
             // A mapping starts on a page boundary, so its bytes are aligned for f32.
             #[cfg(target_os = "linux")]
             Storage::Mapped { map, len } => &bytemuck::cast_slice(&map[..])[..*len],
+            // Aligned, as `mapped` checked.
+            #[cfg(all(not(target_arch = "wasm32"), target_endian = "little"))]
+            Storage::File { map, bytes } => bytemuck::cast_slice(&map[bytes.clone()]),
         }
     }
 
@@ -53,7 +90,19 @@ impl FloatBuffer {
             Storage::Heap(vec) => vec.len(),
             #[cfg(target_os = "linux")]
             Storage::Mapped { len, .. } => *len,
+            #[cfg(all(not(target_arch = "wasm32"), target_endian = "little"))]
+            Storage::File { bytes, .. } => bytes.len() / 4,
         }
+    }
+
+    /// Whether the floats are read in place from a mapped file.
+    #[cfg(test)]
+    pub(crate) fn is_file(&self) -> bool {
+        #[cfg(all(not(target_arch = "wasm32"), target_endian = "little"))]
+        if let Storage::File { .. } = self.storage {
+            return true;
+        }
+        false
     }
 
     /// Makes room for at least `additional` more floats (and, as a `Vec` does, for amortised growth).
@@ -79,6 +128,15 @@ impl FloatBuffer {
                         .unwrap_or_else(|| Storage::Heap(with_room(held, needed)));
                 }
             }
+            // A file's floats are read-only: they are copied into memory of the buffer's own first.
+            #[cfg(all(not(target_arch = "wasm32"), target_endian = "little"))]
+            Storage::File { map, bytes } => {
+                let held: &[f32] = bytemuck::cast_slice(&map[bytes.clone()]);
+                let mut owned = FloatBuffer::default();
+                owned.reserve(held.len().saturating_add(additional));
+                owned.extend_from_slice(held);
+                self.storage = owned.storage;
+            }
         }
     }
 
@@ -92,6 +150,13 @@ impl FloatBuffer {
                 let room = &mut bytemuck::cast_slice_mut(&mut map[..])[*len..];
                 *len += room.iter_mut().zip(values).map(|(place, value)| *place = value).count();
             }
+            // Not reached (`reserve` has made the buffer its own), and correct all the same.
+            #[cfg(all(not(target_arch = "wasm32"), target_endian = "little"))]
+            Storage::File { map, bytes } => {
+                let mut vec = with_room(bytemuck::cast_slice(&map[bytes.clone()]), 0);
+                vec.extend(values);
+                self.storage = Storage::Heap(vec);
+            }
         }
     }
 
@@ -102,7 +167,7 @@ impl FloatBuffer {
 }
 
 /// A heap copy of `held` with room for `needed` floats.
-#[cfg(target_os = "linux")]
+#[cfg(not(target_arch = "wasm32"))]
 fn with_room(held: &[f32], needed: usize) -> Vec<f32> {
     let mut vec = Vec::with_capacity(needed.max(held.len()));
     vec.extend_from_slice(held);

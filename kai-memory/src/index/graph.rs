@@ -364,38 +364,6 @@ impl SearchGraph {
         order
     }
 
-    /// The graph and its vectors with slot `order[new]` moved to `new`.
-    pub(crate) fn permuted(&self, slots: &Slots, order: &[u32]) -> (Slots, SearchGraph) {
-        let mut new_of = vec![0u32; order.len()];
-        for (new, &old) in order.iter().enumerate() {
-            new_of[old as usize] = new as u32;
-        }
-        let mut moved = Slots::new(slots.metric, slots.dimensions);
-        moved.data.reserve(slots.data.len());
-        let mut graph = SearchGraph::new(self.m);
-        graph.reserve(order.len());
-        graph.grow(order.iter().map(|&old| self.level(old)));
-        for (new, &old) in order.iter().enumerate() {
-            moved.data.extend_from_slice(slots.vector(old));
-            moved.ids.push(slots.ids[old as usize]);
-            moved.live.push(slots.live[old as usize]);
-            if slots.live[old as usize] {
-                moved.by_id.insert(slots.ids[old as usize], new as u32);
-            }
-            for layer in 0..=usize::from(self.level(old)) {
-                let list: Vec<u32> = self
-                    .neighbours(old, layer)
-                    .iter()
-                    .map(|n| new_of[n.load(Relaxed) as usize])
-                    .collect();
-                graph.set(new as u32, layer, &list);
-            }
-        }
-        graph.entry = self.entry.map(|entry| new_of[entry as usize]);
-        graph.count_in_degrees();
-        (moved, graph)
-    }
-
     /// The `k` nearest slots to `query` with beam width `ef`: greedy through the upper layers, then a
     /// beam on layer 0. Only slots that `accept` admits enter the results (all of them without it); the
     /// others are still walked through.
@@ -525,7 +493,6 @@ impl Visited {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::distance::Metric;
 
     /// A small graph: 0 → 2 → 4, 1 → 3, 4 → 0; entry 2, which with 4 reaches layer 1.
     fn graph() -> SearchGraph {
@@ -537,38 +504,6 @@ mod tests {
     #[test]
     fn the_locality_order_is_breadth_first_from_the_entry_then_the_rest() {
         assert_eq!(graph().locality_order(), vec![2, 4, 0, 1, 3]);
-    }
-
-    #[test]
-    fn a_permuted_graph_keeps_every_edge_vector_and_id() {
-        let graph = graph();
-        let mut slots = Slots::new(Metric::L2, 1);
-        for id in 0..5u64 {
-            slots.push(id * 10, &[id as f32]).unwrap();
-        }
-        slots.remove(30);
-        let order = graph.locality_order();
-        let (moved, permuted) = graph.permuted(&slots, &order);
-        let edges = |g: &SearchGraph, s: &Slots, slot: u32, layer: usize| -> Vec<u64> {
-            g.neighbour_list(slot, layer)
-                .iter()
-                .map(|&n| s.ids[n as usize])
-                .collect()
-        };
-        for (new, &old) in order.iter().enumerate() {
-            let new = new as u32;
-            assert_eq!(moved.vector(new), slots.vector(old));
-            assert_eq!(moved.ids[new as usize], slots.ids[old as usize]);
-            assert_eq!(moved.live[new as usize], slots.live[old as usize]);
-            assert_eq!(permuted.level(new), graph.level(old));
-            for layer in 0..=usize::from(graph.level(old)) {
-                assert_eq!(edges(&permuted, &moved, new, layer), edges(&graph, &slots, old, layer));
-            }
-        }
-        assert_eq!(permuted.entry().map(|e| moved.ids[e as usize]), Some(20));
-        assert_eq!(permuted.neighbour_list(0, 1), vec![1]);
-        assert_eq!(moved.by_id.get(&30), None);
-        assert_eq!(moved.by_id.len(), 4);
     }
 
     #[test]

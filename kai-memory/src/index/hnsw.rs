@@ -292,9 +292,7 @@ impl HnswIndex {
     /// The bytes [`save`](Self::save) writes, for a caller that keeps them elsewhere (a browser's
     /// storage, a database, a network).
     pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
-        let order = self.graph.locality_order();
-        let (slots, graph) = self.graph.permuted(&self.slots, &order);
-        file::encode(&slots, Some((&self.config, &graph)))
+        file::encode(&self.slots, Some((&self.config, &self.graph)))
     }
 
     /// Reads the bytes of [`to_bytes`](Self::to_bytes) or of a saved file, with the checks of
@@ -343,6 +341,32 @@ impl HnswIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An opened index reads its vectors where they lie in the file until it grows; saving over the
+    /// file it was opened from leaves it searching the old contents, which stay mapped.
+    #[test]
+    fn an_opened_index_reads_its_vectors_in_place_until_it_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mapped.hnsw");
+        let mut index = HnswIndex::new(HnswConfig::new(Metric::L2, 3)).unwrap();
+        let vectors: Vec<f32> = (0..3_000).map(|i| (i % 1_009) as f32 * 0.5).collect();
+        let ids: Vec<u64> = (0..1_000).collect();
+        index.insert_flat(&ids, &vectors).unwrap();
+        index.save(&path).unwrap();
+
+        let mut opened = HnswIndex::open(&path).unwrap();
+        assert!(opened.slots.data.is_file());
+        let expected = index.search(&vectors[300..303], 5).unwrap();
+        assert_eq!(opened.search(&vectors[300..303], 5).unwrap(), expected);
+
+        opened.save(&path).unwrap();
+        assert_eq!(opened.search(&vectors[300..303], 5).unwrap(), expected);
+        opened.insert(5_000, &[1.0, 2.0, 3.0]).unwrap();
+        assert!(!opened.slots.data.is_file());
+        assert_eq!(opened.search(&[1.0, 2.0, 3.0], 1).unwrap()[0].id, 5_000);
+        assert_eq!(opened.len(), 1_001);
+        assert_eq!(HnswIndex::open(&path).unwrap().len(), 1_000);
+    }
 
     #[test]
     fn a_100k_vector_index_reopens_with_the_graph_it_saved_and_inserts_nothing() {
