@@ -1,13 +1,17 @@
 //! The index file, version 2 (all integers little-endian):
 //!
 //! ```text
-//! magic "KAIINDEX" · version u32 · kind u8 (0 flat, 1 hnsw) · metric u8 · 0u16 · dimensions u32
-//! slots u64 · zeros up to byte 64
+//! magic "KAIINDEX" · version u32 · kind u8 (0 flat, 1 hnsw) · metric u8 · quantization u8 (0 none,
+//! 1 int8, 2 product) · 0u8 · dimensions u32 · slots u64 · zeros up to byte 64
 //! vectors [f32; slots × dimensions] (at byte 64, so that a mapped file is read in place)
 //! ids [u64; slots] · live [u8; slots]
 //! hnsw only: m u32 · ef_construction u32 · ef_search u32 · expected_len u64 · entry u32 · max_level u8
 //!            offsets [u32; slots + 1] · neighbour count u64 · neighbours [u32]
 //!            per slot: upper layer count u8, then per layer: count u32 · neighbours [u32]
+//! quantized only: subspaces u16 (0 for int8) · trained u8 (0 or 1), then if trained:
+//!            int8: low [f32; dimensions] · step [f32; dimensions]
+//!            product: trained_on u64 · centroids [f32; 256 × dimensions]
+//!            codes [u8; slots × bytes per code]
 //! CRC-32 (IEEE) of everything above, u32
 //! ```
 //!
@@ -26,10 +30,11 @@ use sha2::{Digest, Sha256};
 
 use crate::bytes::Reader;
 use crate::error::Error;
-use crate::index::buffer::FloatBuffer;
+use crate::index::buffer::Buffer;
 use crate::index::distance::Metric;
 use crate::index::graph::{MAX_LEVEL, SearchGraph};
 use crate::index::hnsw::HnswConfig;
+use crate::index::quantize::{CENTROIDS, Codes, Quantization, Scheme};
 use crate::index::slots::Slots;
 use kai_core::fs::write_atomic;
 
@@ -61,7 +66,8 @@ pub(crate) fn encode(slots: &Slots, hnsw: Option<(&HnswConfig, &SearchGraph)>) -
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.push(u8::from(hnsw.is_some()));
     out.push(slots.metric.code());
-    out.extend_from_slice(&[0, 0]);
+    let quantization = hnsw.map_or(Quantization::None, |(config, _)| config.quantization);
+    out.extend_from_slice(&[quantization.code(), 0]);
     out.extend_from_slice(&(slots.dimensions as u32).to_le_bytes());
     out.extend_from_slice(&(order.len() as u64).to_le_bytes());
     out.resize(HEADER_LEN, 0);
@@ -115,6 +121,34 @@ pub(crate) fn encode(slots: &Slots, hnsw: Option<(&HnswConfig, &SearchGraph)>) -
             }
         }
     }
+    if let Some(codes) = &slots.codes {
+        let subspaces = match codes.quantization {
+            Quantization::Product { subspaces } => subspaces,
+            Quantization::Int8 | Quantization::None => 0,
+        };
+        out.extend_from_slice(&subspaces.to_le_bytes());
+        match slots.searchable_codes().and_then(|codes| codes.scheme.as_ref()) {
+            None => out.push(0),
+            Some(scheme) => {
+                out.push(1);
+                match scheme {
+                    Scheme::Int8 { low, step } => {
+                        put_f32s(&mut out, low);
+                        put_f32s(&mut out, step);
+                    }
+                    Scheme::Product {
+                        centroids, trained_on, ..
+                    } => {
+                        out.extend_from_slice(&trained_on.to_le_bytes());
+                        put_f32s(&mut out, centroids);
+                    }
+                }
+                for &old in &order {
+                    out.extend_from_slice(codes.code(old));
+                }
+            }
+        }
+    }
     let checksum = crc32fast::hash(&out);
     out.extend_from_slice(&checksum.to_le_bytes());
     Ok(out)
@@ -132,9 +166,32 @@ fn put_f32s(out: &mut Vec<u8>, values: &[f32]) {
 /// What an index file decodes to.
 pub(crate) type Decoded = (Slots, Option<(HnswConfig, SearchGraph)>);
 
+/// Where decoded sections come from: copied out of the bytes, or read in place from a mapped file.
+enum Source<'a> {
+    Bytes,
+    #[cfg(not(target_arch = "wasm32"))]
+    Mapped(&'a std::sync::Arc<memmap2::Mmap>),
+    #[cfg(target_arch = "wasm32")]
+    #[allow(dead_code)]
+    Never(std::marker::PhantomData<&'a ()>),
+}
+
+impl Source<'_> {
+    /// The section of `bytes` at `range` as a buffer.
+    fn buffer<T: bytemuck::Pod>(&self, bytes: &[u8], range: Range<usize>) -> Buffer<T> {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Source::Mapped(map) => Buffer::mapped(std::sync::Arc::clone(map), range),
+            _ => Buffer::from_le_bytes(&bytes[range]),
+        }
+    }
+}
+
 /// Reads the index file at `path`. On native targets the file is mapped, and a version-2 file's
-/// vectors are read where they lie rather than copied (until the index next grows): opening costs
-/// one pass over the file, and an index larger than the heap can be searched.
+/// vectors (and codes) are read where they lie rather than copied: opening costs one pass over the
+/// file, and an index larger than the heap can be searched. The pages that checking the file read are
+/// let go again, so that only what searches touch stays resident: for a quantized index, the codes
+/// and the few full-precision vectors re-ranking reads.
 #[allow(unsafe_code)]
 pub(crate) fn open(path: &Path) -> Result<Decoded, Error> {
     #[cfg(not(target_arch = "wasm32"))]
@@ -145,7 +202,18 @@ pub(crate) fn open(path: &Path) -> Result<Decoded, Error> {
         // truncates or rewrites the file in place breaks that, as it would for any mapped file.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let map = std::sync::Arc::new(map);
-        decode_from(&map, |range| FloatBuffer::mapped(std::sync::Arc::clone(&map), range))
+        let (decoded, vectors) = decode_from(&map, Source::Mapped(&map))?;
+        // Checking the file read every page of it; what was copied out (ids, graph) is not needed
+        // again, and the vectors and codes are paged in again as searches touch them. Hints only: a
+        // kernel that declines them leaves the pages resident, which is correct.
+        // SAFETY: the mapping is private, read-only and backed by the file, so dropping its pages
+        // loses nothing: the next read faults them in again from the file.
+        let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        if decoded.0.searchable_codes().is_some() {
+            // Re-ranking reads a few scattered vectors: read no more of the file around them.
+            let _ = map.advise_range(memmap2::Advice::Random, vectors.start, vectors.len());
+        }
+        Ok(decoded)
     }
     #[cfg(target_arch = "wasm32")]
     decode(&std::fs::read(path).map_err(|e| Error::io(path, e))?)
@@ -153,11 +221,11 @@ pub(crate) fn open(path: &Path) -> Result<Decoded, Error> {
 
 /// Reads an index file's bytes, checking everything before trusting it.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded, Error> {
-    decode_from(bytes, |range| FloatBuffer::from_le_bytes(&bytes[range]))
+    decode_from(bytes, Source::Bytes).map(|(decoded, _)| decoded)
 }
 
-/// Reads an index file's bytes; `vectors` makes the vector buffer from the byte range that holds it.
-fn decode_from(bytes: &[u8], vectors: impl FnOnce(Range<usize>) -> FloatBuffer) -> Result<Decoded, Error> {
+/// Reads an index file's bytes, taking its sections from `source`; also returns where the vectors lie.
+fn decode_from(bytes: &[u8], source: Source<'_>) -> Result<(Decoded, Range<usize>), Error> {
     if bytes.len() < MAGIC.len() {
         return Err(if MAGIC.starts_with(bytes) {
             Error::Truncated
@@ -200,9 +268,7 @@ fn decode_from(bytes: &[u8], vectors: impl FnOnce(Range<usize>) -> FloatBuffer) 
     let mut r = Reader::new(body, 12);
     let kind = r.u8()?;
     let metric = Metric::from_code(r.u8()?).ok_or_else(|| corrupt("unknown metric"))?;
-    if version >= 2 {
-        r.take(2)?;
-    }
+    let quantization_code = if version >= 2 { r.array::<2>()?[0] } else { 0 };
     let dimensions = r.u32()? as usize;
     let count = usize::try_from(r.u64()?).map_err(|_| corrupt("slot count"))?;
     if dimensions == 0 {
@@ -232,7 +298,7 @@ fn decode_from(bytes: &[u8], vectors: impl FnOnce(Range<usize>) -> FloatBuffer) 
         slots.live = r.take(count)?.iter().map(|&b| b != 0).collect();
         range
     };
-    slots.data = vectors(vector_range);
+    slots.data = source.buffer(bytes, vector_range.clone());
     for slot in 0..count {
         if slots.live[slot] && slots.by_id.insert(slots.ids[slot], slot as u32).is_some() {
             return Err(corrupt("two live vectors share an id"));
@@ -240,11 +306,7 @@ fn decode_from(bytes: &[u8], vectors: impl FnOnce(Range<usize>) -> FloatBuffer) 
     }
     // Stored vectors were checked when inserted; a file's may not have been. A NaN would rank first
     // for every query under cosine.
-    let stored = slots.data.as_slice().chunks_exact(dimensions).zip(&slots.live);
-    if stored
-        .filter(|(_, live)| **live)
-        .any(|(vector, _)| !usable(metric, vector))
-    {
+    if (0..count as u32).any(|slot| slots.live[slot as usize] && !usable(metric, slots.vector(slot))) {
         return Err(corrupt(
             "a stored vector is not finite (or, for cosine, not of unit length)",
         ));
@@ -252,13 +314,14 @@ fn decode_from(bytes: &[u8], vectors: impl FnOnce(Range<usize>) -> FloatBuffer) 
     let graph = match kind {
         0 => None,
         1 => {
-            let config = HnswConfig {
+            let mut config = HnswConfig {
                 metric,
                 dimensions,
                 m: r.u32()? as usize,
                 ef_construction: r.u32()? as usize,
                 ef_search: r.u32()? as usize,
                 expected_len: usize::try_from(r.u64()?).map_err(|_| corrupt("expected length"))?,
+                quantization: Quantization::None,
             };
             config
                 .validate()
@@ -306,14 +369,85 @@ fn decode_from(bytes: &[u8], vectors: impl FnOnce(Range<usize>) -> FloatBuffer) 
             if graph.max_level() != max_level {
                 return Err(corrupt("the entry point is below the top layer"));
             }
+            if quantization_code != 0 {
+                let subspaces = u16::from_le_bytes(r.array()?);
+                config.quantization = match quantization_code {
+                    1 if subspaces == 0 => Quantization::Int8,
+                    2 => Quantization::Product { subspaces },
+                    _ => return Err(corrupt("unknown quantization")),
+                };
+                config
+                    .validate()
+                    .map_err(|_| corrupt("the quantization does not fit the dimensions"))?;
+                slots.codes = Some(read_codes(
+                    &mut r,
+                    bytes,
+                    &source,
+                    config.quantization,
+                    dimensions,
+                    count,
+                )?);
+            }
             Some((config, graph))
         }
         _ => return Err(corrupt("unknown index kind")),
     };
+    if kind == 0 && quantization_code != 0 {
+        return Err(corrupt("a flat index is never quantized"));
+    }
     if r.at != body.len() {
         return Err(corrupt("trailing bytes"));
     }
-    Ok((slots, graph))
+    Ok(((slots, graph), vector_range))
+}
+
+/// Reads the codes section of a quantized index of `count` vectors.
+fn read_codes(
+    r: &mut Reader<'_>,
+    bytes: &[u8],
+    source: &Source<'_>,
+    quantization: Quantization,
+    dimensions: usize,
+    count: usize,
+) -> Result<Codes, Error> {
+    let floats = |r: &mut Reader<'_>, n: usize| -> Result<Vec<f32>, Error> {
+        let raw = r.take(n.checked_mul(4).ok_or_else(|| corrupt("quantization size"))?)?;
+        Ok(raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    };
+    let scheme = match r.u8()? {
+        0 => None,
+        1 => Some(match quantization {
+            Quantization::Int8 => Scheme::Int8 {
+                low: floats(r, dimensions)?,
+                step: floats(r, dimensions)?,
+            },
+            Quantization::Product { subspaces } => {
+                let trained_on = r.u64()?;
+                Scheme::Product {
+                    part: dimensions / usize::from(subspaces),
+                    trained_on,
+                    centroids: floats(r, dimensions.saturating_mul(CENTROIDS))?,
+                }
+            }
+            Quantization::None => return Err(corrupt("unknown quantization")),
+        }),
+        _ => return Err(corrupt("unknown quantization state")),
+    };
+    let codes = if scheme.is_some() {
+        let width = match quantization {
+            Quantization::Product { subspaces } => usize::from(subspaces),
+            _ => dimensions,
+        };
+        let start = r.at;
+        r.take(count.checked_mul(width).ok_or_else(|| corrupt("codes size"))?)?;
+        source.buffer(bytes, start..r.at)
+    } else {
+        Buffer::default()
+    };
+    Codes::restored(quantization, dimensions, scheme, codes).map_err(corrupt)
 }
 
 /// The most memory a graph read from a file of `file_len` bytes may take: a full graph takes a few times
@@ -383,6 +517,70 @@ impl LittleEndian for Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The file of a 5,000-vector 4-d index quantized with `quantization`, its codes first changed by
+    /// `tamper`.
+    fn quantized_file(quantization: Quantization, tamper: impl FnOnce(&mut Codes)) -> Vec<u8> {
+        let config = HnswConfig::new(Metric::L2, 4).with_quantization(quantization);
+        let mut slots = Slots::quantized(Metric::L2, 4, quantization);
+        let vectors: Vec<f32> = (0..20_000u32).map(|i| ((i * 7_919) % 1_000) as f32 / 100.0).collect();
+        let ids: Vec<u64> = (0..5_000).collect();
+        slots.push_batch(&ids, &vectors).unwrap();
+        let mut graph = SearchGraph::new(config.m);
+        crate::index::insert::insert(&mut graph, &slots, 0..5_000, 40);
+        tamper(slots.codes.as_mut().unwrap());
+        encode(&slots, Some((&config, &graph))).unwrap()
+    }
+
+    /// `bytes` with its checksum made right again after a change.
+    fn resealed(mut bytes: Vec<u8>) -> Vec<u8> {
+        let body = bytes.len() - 4;
+        let checksum = crc32fast::hash(&bytes[..body]);
+        bytes[body..].copy_from_slice(&checksum.to_le_bytes());
+        bytes
+    }
+
+    /// A quantized file's scheme and codes are checked like the rest: ranges and centroids must be
+    /// finite (steps positive), the codes must cover every vector, and the scheme must be known.
+    #[test]
+    fn crafted_quantization_sections_are_refused() {
+        for quantization in [Quantization::Int8, Quantization::Product { subspaces: 2 }] {
+            let (slots, graph) = decode(&quantized_file(quantization, |_| {})).unwrap();
+            assert_eq!(graph.unwrap().0.quantization, quantization);
+            assert_eq!(slots.searchable_codes().unwrap().len(), 5_000);
+        }
+        let tampered = [
+            quantized_file(Quantization::Int8, |codes| {
+                if let Some(Scheme::Int8 { low, .. }) = &mut codes.scheme {
+                    low[0] = f32::NAN;
+                }
+            }),
+            quantized_file(Quantization::Int8, |codes| {
+                if let Some(Scheme::Int8 { step, .. }) = &mut codes.scheme {
+                    step[1] = 0.0;
+                }
+            }),
+            quantized_file(Quantization::Product { subspaces: 2 }, |codes| {
+                if let Some(Scheme::Product { centroids, .. }) = &mut codes.scheme {
+                    centroids[77] = f32::INFINITY;
+                }
+            }),
+        ];
+        for bytes in tampered {
+            assert!(matches!(decode(&bytes), Err(Error::Corrupt { .. })));
+        }
+        let good = quantized_file(Quantization::Int8, |_| {});
+        let mut unknown = good.clone();
+        unknown[14] = 3;
+        assert!(matches!(decode(&resealed(unknown)), Err(Error::Corrupt { .. })));
+        // One code byte short: the section ends early and the trailing checks fail.
+        let mut short = good.clone();
+        short.remove(short.len() - 5);
+        assert!(matches!(
+            decode(&resealed(short)),
+            Err(Error::Truncated | Error::Corrupt { .. })
+        ));
+    }
 
     /// Saved in locality order, a graph keeps every edge, vector, id and liveness, and its entry.
     #[test]

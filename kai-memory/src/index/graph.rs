@@ -14,8 +14,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
+use crate::index::quantize::CodeQuery;
 use crate::index::simd::{Kernels, SimdWork, prefetch, with_best_simd};
-use crate::index::slots::{Ranked, Slots, Space, TopK};
+use crate::index::slots::{CodeSpace, Measure, Ranked, Slots, Space, TopK};
 
 /// Marks a slot with no lists above layer 0 in [`SearchGraph::upper_of`].
 const NONE: u32 = u32::MAX;
@@ -239,10 +240,10 @@ impl SearchGraph {
     /// Greedy descent from `from` through layers `top` down to `bottom + 1`: on each, moves to the
     /// nearest neighbour that `usable` admits while that gets closer to `query`.
     #[inline(always)]
-    pub(crate) fn descend<K: Kernels>(
+    pub(crate) fn descend<M: Measure>(
         &self,
-        space: Space<'_, K>,
-        query: &[f32],
+        space: M,
+        query: &M::Query,
         mut from: (f32, u32),
         (top, bottom): (usize, usize),
         usable: impl Fn(u32) -> bool,
@@ -271,10 +272,10 @@ impl SearchGraph {
     /// `accept` refuses are walked through but not returned. `visited` must be reset by the caller,
     /// which may pre-mark slots to skip. The nearest accepted slots are left in `scratch.results`.
     #[inline(always)]
-    pub(crate) fn beam<K: Kernels>(
+    pub(crate) fn beam<M: Measure>(
         &self,
-        space: Space<'_, K>,
-        query: &[f32],
+        space: M,
+        query: &M::Query,
         entries: &[(f32, u32)],
         (ef, layer): (usize, usize),
         accept: Option<&dyn Fn(u32) -> bool>,
@@ -310,7 +311,7 @@ impl SearchGraph {
             for next in self.neighbours(node, layer) {
                 let next = next.load(Relaxed);
                 if visited.insert(next) {
-                    prefetch(space.vector(next));
+                    space.prefetch(next);
                     fresh.push(next);
                 }
             }
@@ -421,13 +422,32 @@ impl SimdWork for Search<'_> {
             return Vec::new();
         }
         let space = Space::new(slots, kernels);
-        let start = (space.rank(query, entry), entry);
-        let start = graph.descend(space, query, start, (usize::from(graph.max_level()), 0), |_| true);
+        let top_layer = usize::from(graph.max_level());
         scratch.visited.reset(graph.len());
-        graph.beam(space, query, &[start], (ef.max(k), 0), accept, scratch);
         let mut top = TopK::new(k);
-        for &Ranked(d, slot) in scratch.results.iter() {
-            top.offer(d, slot);
+        if let Some(codes) = slots.searchable_codes() {
+            // Walk with the codes, then re-rank the beam's finds with the full vectors.
+            let coded = CodeSpace {
+                metric: slots.metric,
+                codes,
+            };
+            let Some(scheme) = codes.scheme.as_ref() else {
+                return Vec::new();
+            };
+            let prepared = CodeQuery::new(scheme, slots.metric, query);
+            let start = (coded.rank(&prepared, entry), entry);
+            let start = graph.descend(coded, &prepared, start, (top_layer, 0), |_| true);
+            graph.beam(coded, &prepared, &[start], (ef.max(k), 0), accept, scratch);
+            for &Ranked(_, slot) in scratch.results.iter() {
+                top.offer(space.rank(query, slot), slot);
+            }
+        } else {
+            let start = (space.rank(query, entry), entry);
+            let start = graph.descend(space, query, start, (top_layer, 0), |_| true);
+            graph.beam(space, query, &[start], (ef.max(k), 0), accept, scratch);
+            for &Ranked(d, slot) in scratch.results.iter() {
+                top.offer(d, slot);
+            }
         }
         top.into_sorted()
     }

@@ -17,6 +17,8 @@ mod hnsw;
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod insert;
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+mod quantize;
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod simd;
 mod slots;
 
@@ -25,6 +27,7 @@ pub use flat::FlatIndex;
 pub use hnsw::HnswConfig;
 #[cfg(not(target_arch = "wasm32"))]
 pub use hnsw::HnswIndex;
+pub use quantize::Quantization;
 
 /// One search result.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]

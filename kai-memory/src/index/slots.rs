@@ -7,7 +7,8 @@ use crate::error::Error;
 use crate::index::Hit;
 use crate::index::buffer::FloatBuffer;
 use crate::index::distance::Metric;
-use crate::index::simd::{Kernels, SimdWork, with_best_simd};
+use crate::index::quantize::{CodeQuery, Codes, Quantization};
+use crate::index::simd::{Kernels, SimdWork, prefetch, with_best_simd};
 
 /// Vectors in insertion order. A replaced or removed vector's slot stays, marked dead, until the index
 /// is compacted.
@@ -19,6 +20,8 @@ pub(crate) struct Slots {
     pub(crate) ids: Vec<u64>,
     pub(crate) live: Vec<bool>,
     pub(crate) by_id: HashMap<u64, u32>,
+    /// Compressed copies of the vectors, for searches to walk with; `None` without quantization.
+    pub(crate) codes: Option<Codes>,
 }
 
 impl Slots {
@@ -30,6 +33,38 @@ impl Slots {
             ids: Vec::new(),
             live: Vec::new(),
             by_id: HashMap::new(),
+            codes: None,
+        }
+    }
+
+    /// Empty slots keeping codes of `quantization` beside the vectors.
+    pub(crate) fn quantized(metric: Metric, dimensions: usize, quantization: Quantization) -> Self {
+        Self {
+            codes: Codes::new(quantization, dimensions),
+            ..Self::new(metric, dimensions)
+        }
+    }
+
+    /// The codes, when they cover every slot (a scheme that has not been trained yet covers none).
+    #[inline(always)]
+    pub(crate) fn searchable_codes(&self) -> Option<&Codes> {
+        self.codes
+            .as_ref()
+            .filter(|codes| codes.scheme.is_some() && codes.len() == self.len())
+    }
+
+    /// Brings the codes up to date after vectors were appended (see [`Codes::refresh`]).
+    fn refresh_codes(&mut self) {
+        let Slots {
+            data,
+            dimensions,
+            codes,
+            ids,
+            ..
+        } = self;
+        if let Some(codes) = codes {
+            let dimensions = *dimensions;
+            codes.refresh(ids.len(), |slot| data.range(slot * dimensions, dimensions));
         }
     }
 
@@ -44,7 +79,7 @@ impl Slots {
     #[inline(always)]
     pub(crate) fn vector(&self, slot: u32) -> &[f32] {
         let start = slot as usize * self.dimensions;
-        &self.data.as_slice()[start..start + self.dimensions]
+        self.data.range(start, self.dimensions)
     }
 
     /// Room for `additional` more vectors.
@@ -94,6 +129,7 @@ impl Slots {
         for (id, vector) in ids.iter().zip(prepared.chunks_exact(self.dimensions)) {
             self.push(*id, vector)?;
         }
+        self.refresh_codes();
         Ok(())
     }
 
@@ -105,6 +141,9 @@ impl Slots {
             self.live[old as usize] = false;
         }
         self.data.extend_from_slice(prepared);
+        if let Some(codes) = &mut self.codes {
+            codes.push(prepared);
+        }
         self.ids.push(id);
         self.live.push(true);
         Ok(slot)
@@ -120,15 +159,17 @@ impl Slots {
         }
     }
 
-    /// A copy holding only the live vectors, in slot order.
+    /// A copy holding only the live vectors, in slot order (with codes of the same scheme).
     pub(crate) fn compacted(&self) -> Self {
         let mut fresh = Slots::new(self.metric, self.dimensions);
+        fresh.codes = self.codes.as_ref().map(Codes::emptied);
         for slot in 0..self.ids.len() as u32 {
             if self.live[slot as usize] {
                 // Cannot fail: the fresh copy holds fewer slots than this one.
                 let _ = fresh.push(self.ids[slot as usize], self.vector(slot));
             }
         }
+        fresh.refresh_codes();
         fresh
     }
 
@@ -219,6 +260,17 @@ impl SimdWork for Exact<'_> {
     }
 }
 
+/// What a graph walk measures with: a ranking distance from a query to a slot's vector, lower being
+/// closer. Implementations are `#[inline(always)]`, like the SIMD code they run in.
+pub(crate) trait Measure: Copy {
+    /// A query, made ready.
+    type Query: ?Sized;
+    /// The ranking distance from `query` to `slot`'s vector.
+    fn rank(&self, query: &Self::Query, slot: u32) -> f32;
+    /// Starts loading what [`rank`](Self::rank) will read for `slot`.
+    fn prefetch(&self, slot: u32);
+}
+
 /// The stored vectors with the distance kernels of the running SIMD level: what searches and
 /// insertions measure with.
 #[derive(Clone, Copy)]
@@ -248,6 +300,41 @@ impl<'a, K: Kernels> Space<'a, K> {
     #[inline(always)]
     pub(crate) fn vector(&self, slot: u32) -> &'a [f32] {
         self.slots.vector(slot)
+    }
+}
+
+impl<K: Kernels> Measure for Space<'_, K> {
+    type Query = [f32];
+
+    #[inline(always)]
+    fn rank(&self, query: &[f32], slot: u32) -> f32 {
+        Space::rank(self, query, slot)
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, slot: u32) {
+        prefetch(self.slots.vector(slot));
+    }
+}
+
+/// The stored vectors' codes: what searches of a quantized index walk the graph with.
+#[derive(Clone, Copy)]
+pub(crate) struct CodeSpace<'a> {
+    pub(crate) metric: Metric,
+    pub(crate) codes: &'a Codes,
+}
+
+impl Measure for CodeSpace<'_> {
+    type Query = CodeQuery;
+
+    #[inline(always)]
+    fn rank(&self, query: &CodeQuery, slot: u32) -> f32 {
+        query.rank(self.metric, self.codes.code(slot))
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, slot: u32) {
+        prefetch(self.codes.code(slot));
     }
 }
 
