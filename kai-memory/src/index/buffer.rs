@@ -134,6 +134,7 @@ impl<T: Pod> Buffer<T> {
 
     /// Makes room for at least `additional` more values (and, as a `Vec` does, for amortised growth).
     pub(crate) fn reserve(&mut self, additional: usize) {
+        #[cfg(target_os = "linux")]
         let size = std::mem::size_of::<T>();
         match &mut self.owned {
             #[cfg(target_os = "linux")]

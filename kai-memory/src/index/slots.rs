@@ -38,6 +38,7 @@ impl Slots {
     }
 
     /// Empty slots keeping codes of `quantization` beside the vectors.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(crate) fn quantized(metric: Metric, dimensions: usize, quantization: Quantization) -> Self {
         Self {
             codes: Codes::new(quantization, dimensions),
