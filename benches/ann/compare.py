@@ -1,9 +1,16 @@
-"""Side-by-side ANN benchmark: kAI's HnswIndex against hnswlib on the same data, parameters and threads.
+"""Side-by-side ANN benchmark: kAI's HnswIndex against hnswlib (and, for quantized indexes, faiss's
+quantized HNSW) on the same data, parameters and threads.
 
-Generates (or reads) a dataset, computes exact ground truth with numpy, runs hnswlib in this process and
-kAI's `ann_compare` binary, and prints build time, recall@10, single-thread QPS and memory with ratios.
+Generates (or reads) a dataset, computes exact ground truth with numpy, runs the peers in this process
+and kAI's `ann_compare` binary, and prints build time, recall@10, single-thread QPS and memory.
 
     python compare.py --binary <ann_compare> --dataset clustered --n 100000 --dims 128
+    python compare.py --binary <ann_compare> --quantization none,int8,pq32    # with faiss-cpu installed
+
+Each kAI quantization is built and searched as its own index; each quantized one is paired with faiss's
+counterpart (IndexHNSWSQ with 8-bit codes for int8, IndexHNSWPQ for pq<subspaces>). Memory is what the
+opened index holds after searching: for kAI, memory of its own plus the pages of its file that it
+read in place (vectors, codes); for the peers, what loading their saved index added.
 """
 
 import argparse
@@ -63,45 +70,146 @@ def scratch_dir():
     return path
 
 
-def build_hnswlib(base, metric, m, ef_construction, threads):
-    import hnswlib
+class Hnswlib:
+    """hnswlib's HNSW over float32 vectors."""
 
-    space = "cosine" if metric == "cosine" else "l2"
-    before = resident_kib()
-    started = time.perf_counter()
-    index = hnswlib.Index(space=space, dim=base.shape[1])
-    index.init_index(max_elements=len(base), M=m, ef_construction=ef_construction, random_seed=1)
-    index.set_num_threads(threads)
-    index.add_items(base, np.arange(len(base)))
-    build = time.perf_counter() - started
-    memory = resident_kib() - before
-    path = os.path.join(scratch_dir(), "hnswlib.bin")
-    started = time.perf_counter()
-    index.save_index(path)
-    save = time.perf_counter() - started
-    del index
-    # The fastest of three loads of the file just written, as for kAI.
-    reopen = float("inf")
-    for _ in range(3):
+    def __init__(self, metric):
+        self.name = "hnswlib"
+        self.space = "cosine" if metric == "cosine" else "l2"
+
+    def build(self, base, m, ef_construction, threads, work):
+        import hnswlib
+
+        before = resident_kib()
         started = time.perf_counter()
-        reopened = hnswlib.Index(space=space, dim=base.shape[1])
-        reopened.load_index(path, max_elements=len(base))
-        reopen = min(reopen, time.perf_counter() - started)
-    reopened.set_num_threads(1)
-    stats = {"build_seconds": build, "memory_kib": memory, "save_seconds": save, "reopen_seconds": reopen,
-             "file_bytes": os.path.getsize(path)}
-    return reopened, stats
+        index = hnswlib.Index(space=self.space, dim=base.shape[1])
+        index.init_index(max_elements=len(base), M=m, ef_construction=ef_construction, random_seed=1)
+        index.set_num_threads(threads)
+        index.add_items(base, np.arange(len(base)))
+        stats = {"build_seconds": time.perf_counter() - started, "memory_kib": resident_kib() - before}
+        path = os.path.join(work, "hnswlib.bin")
+        started = time.perf_counter()
+        index.save_index(path)
+        stats["save_seconds"] = time.perf_counter() - started
+        stats["file_bytes"] = os.path.getsize(path)
+        del index
+        self.index, stats["reopen_seconds"], stats["loaded_kib"] = fastest_load(
+            lambda: self._load(hnswlib, path, base.shape[1], len(base)))
+        self.index.set_num_threads(1)
+        return stats
+
+    def _load(self, hnswlib, path, dims, n):
+        index = hnswlib.Index(space=self.space, dim=dims)
+        index.load_index(path, max_elements=n)
+        return index
+
+    def search(self, queries, truth, ef):
+        """One untimed pass then one timed pass at `ef`, like one `ann_compare search` run."""
+        self.index.set_ef(ef)
+        self.index.knn_query(queries, k=10, num_threads=1)
+        started = time.perf_counter()
+        labels, _ = self.index.knn_query(queries, k=10, num_threads=1)
+        return scored(labels, truth, ef, len(queries) / (time.perf_counter() - started))
 
 
-def search_hnswlib(index, queries, truth, ef):
-    """One untimed pass then one timed pass at `ef`, like one `ann_compare search` run."""
-    index.set_ef(ef)
-    index.knn_query(queries, k=10, num_threads=1)
-    started = time.perf_counter()
-    labels, _ = index.knn_query(queries, k=10, num_threads=1)
-    seconds = time.perf_counter() - started
-    found = sum(len(set(labels[i]) & set(truth[i])) for i in range(len(queries)))
-    return {"ef": ef, "recall": found / (len(queries) * 10), "qps": len(queries) / seconds}
+class FaissQuantized:
+    """faiss's HNSW over 8-bit scalar (IndexHNSWSQ) or product-quantized (IndexHNSWPQ) codes."""
+
+    def __init__(self, metric, quantization):
+        self.name = f"faiss HNSW{'SQ8' if quantization == 'int8' else 'PQ' + quantization[2:]}"
+        self.metric = metric
+        self.quantization = quantization
+
+    def _normalised(self, vectors):
+        if self.metric != "cosine":
+            return vectors
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def build(self, base, m, ef_construction, threads, work):
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+        metric = faiss.METRIC_INNER_PRODUCT if self.metric == "cosine" else faiss.METRIC_L2
+        dims = base.shape[1]
+        data = np.ascontiguousarray(self._normalised(base), dtype=np.float32)
+        before = resident_kib()
+        started = time.perf_counter()
+        if self.quantization == "int8":
+            index = faiss.IndexHNSWSQ(dims, faiss.ScalarQuantizer.QT_8bit, m, metric)
+        else:
+            index = faiss.IndexHNSWPQ(dims, int(self.quantization[2:]), m, 8, metric)
+        index.hnsw.efConstruction = ef_construction
+        index.train(data)
+        index.add(data)
+        stats = {"build_seconds": time.perf_counter() - started, "memory_kib": resident_kib() - before}
+        path = os.path.join(work, f"faiss-{self.quantization}.index")
+        started = time.perf_counter()
+        faiss.write_index(index, path)
+        stats["save_seconds"] = time.perf_counter() - started
+        stats["file_bytes"] = os.path.getsize(path)
+        del index
+        self.index, stats["reopen_seconds"], stats["loaded_kib"] = fastest_load(lambda: faiss.read_index(path))
+        faiss.omp_set_num_threads(1)
+        return stats
+
+    def search(self, queries, truth, ef):
+        self.index.hnsw.efSearch = ef
+        data = np.ascontiguousarray(self._normalised(queries), dtype=np.float32)
+        self.index.search(data, 10)
+        started = time.perf_counter()
+        _, labels = self.index.search(data, 10)
+        return scored(labels, truth, ef, len(queries) / (time.perf_counter() - started))
+
+
+class Kai:
+    """kAI's HnswIndex, through the `ann_compare` binary."""
+
+    def __init__(self, binary, metric, quantization):
+        self.name = "kAI" if quantization == "none" else f"kAI {quantization}"
+        self.binary = binary
+        self.metric = metric
+        self.quantization = quantization
+
+    def build(self, base, m, ef_construction, threads, work):
+        self.work = work
+        environment = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+        return json.loads(subprocess.run(
+            [self.binary, "build", work, self.metric, str(m), str(ef_construction), self.quantization],
+            check=True, capture_output=True, text=True, env=environment).stdout)
+
+    def search(self, queries, truth, ef):
+        return json.loads(subprocess.run(
+            [self.binary, "search", self.work, str(ef), "1", self.quantization],
+            check=True, capture_output=True, text=True).stdout)
+
+
+def fastest_load(load):
+    """The fastest of three loads of a saved index, and the memory the first one added."""
+    fastest = float("inf")
+    index, loaded = None, None
+    for _ in range(3):
+        del index
+        before = resident_kib()
+        started = time.perf_counter()
+        index = load()
+        fastest = min(fastest, time.perf_counter() - started)
+        if loaded is None:
+            loaded = resident_kib() - before
+    return index, fastest, loaded
+
+
+def code_bytes(quantization, dims):
+    """Bytes per vector that searches walk with: float32, int8 or one byte per PQ subspace."""
+    if quantization == "int8":
+        return dims
+    if quantization.startswith("pq"):
+        return int(quantization[2:])
+    return 4 * dims
+
+
+def scored(labels, truth, ef, qps):
+    found = sum(len(set(labels[i]) & set(truth[i])) for i in range(len(labels)))
+    return {"ef": ef, "recall": found / (len(labels) * 10), "qps": qps}
 
 
 def best(runs):
@@ -120,6 +228,8 @@ def main():
     parser.add_argument("--ef-construction", type=int, default=200)
     parser.add_argument("--ef", default="16,32,64")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quantization", default="none",
+                        help="kAI indexes to build, comma-separated: none, int8, pq<subspaces>")
     parser.add_argument("--repeat", type=int, default=5,
                         help="alternating search rounds per ef; each side's fastest counts")
     args = parser.parse_args()
@@ -141,44 +251,59 @@ def main():
     with open(os.path.join(work, "meta.json"), "w") as meta:
         json.dump({"n": len(base), "queries": len(queries), "dims": base.shape[1]}, meta)
 
-    environment = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
-    kai = json.loads(subprocess.run(
-        [args.binary, "build", work, args.metric, str(args.m), str(args.ef_construction)],
-        check=True, capture_output=True, text=True, env=environment).stdout)
-    peer_index, peer = build_hnswlib(base, args.metric, args.m, args.ef_construction, args.threads)
+    kinds = args.quantization.split(",")
+    sides = [Kai(args.binary, args.metric, kind) for kind in kinds] + [Hnswlib(args.metric)]
+    sides += [FaissQuantized(args.metric, kind) for kind in kinds if kind != "none"]
+    stats = {side.name: side.build(base, args.m, args.ef_construction, args.threads, work) for side in sides}
 
-    # Searches alternate between the two, round after round, so that both meet the same interference
+    # Searches alternate between the sides, round after round, so that all meet the same interference
     # on a shared machine; each side's fastest round counts (interference only ever slows a round).
-    kai_runs = {ef: [] for ef in efs}
-    peer_runs = {ef: [] for ef in efs}
+    runs = {side.name: {ef: [] for ef in efs} for side in sides}
     for _ in range(max(args.repeat, 1)):
         for ef in efs:
-            kai_runs[ef].append(json.loads(subprocess.run(
-                [args.binary, "search", work, str(ef), "1"],
-                check=True, capture_output=True, text=True).stdout))
-            peer_runs[ef].append(search_hnswlib(peer_index, queries, truth, ef))
-    kai["search"] = [best(kai_runs[ef]) for ef in efs]
-    peer["search"] = [best(peer_runs[ef]) for ef in efs]
+            for side in sides:
+                runs[side.name][ef].append(side.search(queries, truth, ef))
+    for side in sides:
+        stats[side.name]["search"] = [best(runs[side.name][ef]) for ef in efs]
 
+    names = [side.name for side in sides]
+    float32_mib = base.nbytes / 2**20
     print(f"## {name}, {args.metric}, M={args.m}, ef_construction={args.ef_construction}, "
           f"build threads={args.threads}, {len(queries)} queries, one search thread, "
-          f"best of {args.repeat} alternating rounds")
-    print("| | kAI HnswIndex | hnswlib | ratio (kAI / hnswlib) |")
-    print("|---|---|---|---|")
-    print(f"| build | {kai['build_seconds']:.1f} s | {peer['build_seconds']:.1f} s | "
-          f"{kai['build_seconds'] / peer['build_seconds']:.2f} |")
-    print(f"| memory added by the index | {kai['memory_kib'] / 1024:.0f} MiB | {peer['memory_kib'] / 1024:.0f} MiB | "
-          f"{kai['memory_kib'] / max(peer['memory_kib'], 1):.2f} |")
-    print(f"| file | {kai['file_bytes'] / 2**20:.0f} MiB | {peer['file_bytes'] / 2**20:.0f} MiB | "
-          f"{kai['file_bytes'] / peer['file_bytes']:.2f} |")
-    print(f"| save (kAI: with fsync; encoding alone) | {kai['save_seconds']:.3f} s ({kai['encode_seconds']:.3f} s) | "
-          f"{peer['save_seconds']:.3f} s | {kai['save_seconds'] / peer['save_seconds']:.2f} "
-          f"({kai['encode_seconds'] / peer['save_seconds']:.2f}) |")
-    print(f"| reopen (fastest of 3) | {kai['reopen_seconds']:.3f} s | {peer['reopen_seconds']:.3f} s | "
-          f"{kai['reopen_seconds'] / peer['reopen_seconds']:.2f} |")
-    for ours, theirs in zip(kai["search"], peer["search"]):
-        print(f"| ef={ours['ef']}: recall@10 / QPS | {ours['recall']:.3f} / {ours['qps']:,.0f} | "
-              f"{theirs['recall']:.3f} / {theirs['qps']:,.0f} | QPS {ours['qps'] / theirs['qps']:.2f} |")
+          f"best of {args.repeat} alternating rounds; float32 vectors: {float32_mib:.1f} MiB")
+    print("| | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+
+    def row(label, cell):
+        print(f"| {label} | " + " | ".join(cell(stats[n]) for n in names) + " |")
+
+    row("build", lambda s: f"{s['build_seconds']:.1f} s")
+    row("memory added by building", lambda s: f"{s['memory_kib'] / 1024:.0f} MiB")
+    row("file", lambda s: f"{s['file_bytes'] / 2**20:.0f} MiB")
+    row("save (kAI: with fsync; encoding alone)",
+        lambda s: f"{s['save_seconds']:.3f} s" + (f" ({s['encode_seconds']:.3f} s)" if "encode_seconds" in s else ""))
+    row("reopen (fastest of 3)", lambda s: f"{s['reopen_seconds']:.3f} s")
+
+    def memory(s):
+        if "loaded_kib" in s:
+            return f"{s['loaded_kib'] / 1024:.1f} MiB / -"
+        last = s["search"][-1]
+        return f"{last['anon_kib'] / 1024:.1f} MiB / {last['file_kib'] / 1024:.1f} MiB"
+
+    row("opened index after searching: own memory / file pages read in place (reclaimable)", memory)
+    dims = base.shape[1]
+    walked = {side.name: float32_mib * code_bytes(getattr(side, "quantization", "none"), dims) / (4 * dims)
+              for side in sides}
+    print("| vectors searches walk (share of float32) | " + " | ".join(
+        f"{walked[n]:.1f} MiB ({walked[n] / float32_mib:.0%})" for n in names) + " |")
+    for i, ef in enumerate(efs):
+        row(f"ef={ef}: recall@10 / QPS", lambda s: f"{s['search'][i]['recall']:.3f} / {s['search'][i]['qps']:,.0f}")
+    reference = stats["hnswlib"]["search"]
+    for side in names:
+        if side == "hnswlib":
+            continue
+        ratios = ", ".join(f"{ours['qps'] / theirs['qps']:.2f}" for ours, theirs in zip(stats[side]["search"], reference))
+        print(f"\nQPS of {side} against hnswlib at ef {args.ef}: {ratios}")
     return 0
 
 

@@ -1,19 +1,22 @@
 //! The kAI side of `benches/ann/compare.py`, in two commands that each print one JSON object:
 //!
-//! - `ann_compare build <dir> <l2|cosine> <m> <ef_construction>`: builds an `HnswIndex` over the
-//!   dataset, saves it as `<dir>/kai.index`; build time, memory added, save time (and encoding time
-//!   alone), file size, reopen time (the fastest of three);
-//! - `ann_compare search <dir> <ef> <passes>`: recall@10 and single-thread queries per second at `ef`
-//!   on the saved index (the fastest of `passes` timed passes, after an untimed one).
+//! - `ann_compare build <dir> <l2|cosine> <m> <ef_construction> <quantization>`: builds an
+//!   `HnswIndex` over the dataset with `quantization` (`none`, `int8` or `pq<subspaces>`), saves it as
+//!   `<dir>/kai-<quantization>.index`; build time, memory added, save time (and encoding time alone),
+//!   file size, reopen time (the fastest of three);
+//! - `ann_compare search <dir> <ef> <passes> <quantization>`: recall@10 and single-thread queries per
+//!   second at `ef` on that saved index (the fastest of `passes` timed passes, after an untimed one),
+//!   and what the opened index holds in memory after searching: memory of its own (anonymous) and
+//!   pages of its file (vectors and codes, read in place).
 //!
-//! The script alternates search runs with hnswlib's on the same machine, so both see the same noise.
+//! The script alternates search runs with its peers' on the same machine, so all see the same noise.
 //! `<dir>` holds `base.f32`, `queries.f32`, `truth.u32` (10 ids per query) and `meta.json`
 //! (`{"n", "queries", "dims"}`).
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use kai_memory::index::{HnswConfig, HnswIndex, Metric};
+use kai_memory::index::{HnswConfig, HnswIndex, Metric, Quantization};
 
 fn read_f32(path: &std::path::Path) -> Result<Vec<f32>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -23,15 +26,54 @@ fn read_f32(path: &std::path::Path) -> Result<Vec<f32>, String> {
         .collect())
 }
 
-fn resident_kib() -> u64 {
+/// A field of `/proc/self/status`, in KiB.
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+fn resident_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+/// The resident KiB of this process's mappings of `path` (from `/proc/self/smaps`).
+fn mapped_kib(path: &std::path::Path) -> u64 {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return 0;
+    };
+    let name = path.to_string_lossy();
+    let mut inside = false;
+    let mut total = 0;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping's header line: its path, if any, is the last field.
+            inside = line.ends_with(name.as_ref());
+        } else if inside && first == "Rss:" {
+            total += fields.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// The settings for a quantization name: `none`, `int8` or `pq<subspaces>`.
+fn quantization(name: &str) -> Result<Quantization, String> {
+    match name {
+        "none" => Ok(Quantization::None),
+        "int8" => Ok(Quantization::Int8),
+        _ => name
+            .strip_prefix("pq")
+            .and_then(|n| n.parse().ok())
+            .map(|subspaces| Quantization::Product { subspaces })
+            .ok_or_else(|| format!("unknown quantization {name}")),
+    }
 }
 
 fn run(args: &[String]) -> Result<String, String> {
@@ -42,12 +84,12 @@ fn run(args: &[String]) -> Result<String, String> {
     }
 }
 
-const USAGE: &str = "usage: ann_compare build <dir> <l2|cosine> <m> <ef_construction>\n       \
-                     ann_compare search <dir> <ef> <passes>";
+const USAGE: &str = "usage: ann_compare build <dir> <l2|cosine> <m> <ef_construction> <quantization>\n       \
+                     ann_compare search <dir> <ef> <passes> <quantization>";
 
-/// Builds the index over `<dir>/base.f32`, saves it as `<dir>/kai.index`, and reopens it.
+/// Builds the index over `<dir>/base.f32`, saves it as `<dir>/kai-<quantization>.index`, and reopens it.
 fn build(args: &[String]) -> Result<String, String> {
-    let [dir, metric, m, ef_construction] = args else {
+    let [dir, metric, m, ef_construction, name] = args else {
         return Err(USAGE.into());
     };
     let dir = std::path::Path::new(dir);
@@ -64,13 +106,14 @@ fn build(args: &[String]) -> Result<String, String> {
     config.m = m.parse().map_err(|_| "m")?;
     config.ef_construction = ef_construction.parse().map_err(|_| "ef_construction")?;
     config.expected_len = ids.len();
+    config.quantization = quantization(name)?;
     let before = resident_kib();
     let started = Instant::now();
     let mut index = HnswIndex::new(config).map_err(|e| e.to_string())?;
     index.insert_flat(&ids, &base).map_err(|e| e.to_string())?;
     let build_seconds = started.elapsed().as_secs_f64();
     let memory_kib = resident_kib().saturating_sub(before);
-    let path = dir.join("kai.index");
+    let path = dir.join(format!("kai-{name}.index"));
     let started = Instant::now();
     index.save(&path).map_err(|e| e.to_string())?;
     let save_seconds = started.elapsed().as_secs_f64();
@@ -98,7 +141,7 @@ fn build(args: &[String]) -> Result<String, String> {
 /// Opens `<dir>/kai.index`, makes one untimed pass over the queries (page faults and cold caches are
 /// not search speed), then `passes` timed ones at `ef`; reports recall@10 and the fastest pass's QPS.
 fn search(args: &[String]) -> Result<String, String> {
-    let [dir, ef, passes] = args else {
+    let [dir, ef, passes, name] = args else {
         return Err(USAGE.into());
     };
     let dir = std::path::Path::new(dir);
@@ -111,7 +154,9 @@ fn search(args: &[String]) -> Result<String, String> {
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    let index = HnswIndex::open(dir.join("kai.index")).map_err(|e| e.to_string())?;
+    let path = dir.join(format!("kai-{name}.index"));
+    let anon_before = status_kib("RssAnon:");
+    let index = HnswIndex::open(&path).map_err(|e| e.to_string())?;
     let n_queries = queries.len() / dims;
     let (mut found, mut best_seconds) = (0usize, f64::INFINITY);
     for pass in 0..=passes.max(1) {
@@ -126,8 +171,10 @@ fn search(args: &[String]) -> Result<String, String> {
             best_seconds = best_seconds.min(started.elapsed().as_secs_f64());
         }
     }
+    let anon_kib = status_kib("RssAnon:").saturating_sub(anon_before);
     Ok(serde_json::json!({
-        "ef": ef, "recall": found as f64 / (n_queries * 10) as f64, "qps": n_queries as f64 / best_seconds
+        "ef": ef, "recall": found as f64 / (n_queries * 10) as f64, "qps": n_queries as f64 / best_seconds,
+        "anon_kib": anon_kib, "file_kib": mapped_kib(&path)
     })
     .to_string())
 }

@@ -10,8 +10,10 @@
 //!            per slot: upper layer count u8, then per layer: count u32 · neighbours [u32]
 //! quantized only: subspaces u16 (0 for int8) · trained u8 (0 or 1), then if trained:
 //!            int8: low [f32; dimensions] · step [f32; dimensions]
-//!            product: trained_on u64 · centroids [f32; 256 × dimensions]
-//!            codes [u8; slots × bytes per code]
+//!            product: trained_on u64 · typical error f32 · coarse centroids [f32; 256 × dimensions]
+//!                     part centroids [f32; 256 × dimensions]
+//!            codes [u8; slots × bytes per code] (int8: dimensions; product: 1 + subspaces, and 4
+//!            more under L2)
 //! CRC-32 (IEEE) of everything above, u32
 //! ```
 //!
@@ -137,9 +139,15 @@ pub(crate) fn encode(slots: &Slots, hnsw: Option<(&HnswConfig, &SearchGraph)>) -
                         put_f32s(&mut out, step);
                     }
                     Scheme::Product {
-                        centroids, trained_on, ..
+                        coarse,
+                        centroids,
+                        trained_on,
+                        typical_error,
+                        ..
                     } => {
                         out.extend_from_slice(&trained_on.to_le_bytes());
+                        out.extend_from_slice(&typical_error.to_le_bytes());
+                        put_f32s(&mut out, coarse);
                         put_f32s(&mut out, centroids);
                     }
                 }
@@ -190,8 +198,9 @@ impl Source<'_> {
 /// Reads the index file at `path`. On native targets the file is mapped, and a version-2 file's
 /// vectors (and codes) are read where they lie rather than copied: opening costs one pass over the
 /// file, and an index larger than the heap can be searched. The pages that checking the file read are
-/// let go again, so that only what searches touch stays resident: for a quantized index, the codes
-/// and the few full-precision vectors re-ranking reads.
+/// let go again, so that only what searches touch stays resident: for a quantized index, whose codes
+/// are copied into memory, the full-precision vectors that re-ranking reads (pages the kernel may
+/// reclaim whenever memory is short, and read again from the file when needed).
 #[allow(unsafe_code)]
 pub(crate) fn open(path: &Path) -> Result<Decoded, Error> {
     #[cfg(not(target_arch = "wasm32"))]
@@ -379,14 +388,7 @@ fn decode_from(bytes: &[u8], source: Source<'_>) -> Result<(Decoded, Range<usize
                 config
                     .validate()
                     .map_err(|_| corrupt("the quantization does not fit the dimensions"))?;
-                slots.codes = Some(read_codes(
-                    &mut r,
-                    bytes,
-                    &source,
-                    config.quantization,
-                    dimensions,
-                    count,
-                )?);
+                slots.codes = Some(read_codes(&mut r, config.quantization, metric, dimensions, count)?);
             }
             Some((config, graph))
         }
@@ -404,12 +406,12 @@ fn decode_from(bytes: &[u8], source: Source<'_>) -> Result<(Decoded, Range<usize
 /// Reads the codes section of a quantized index of `count` vectors.
 fn read_codes(
     r: &mut Reader<'_>,
-    bytes: &[u8],
-    source: &Source<'_>,
     quantization: Quantization,
+    metric: Metric,
     dimensions: usize,
     count: usize,
 ) -> Result<Codes, Error> {
+    let width = Codes::new(quantization, dimensions, metric).map_or(0, |codes| codes.width);
     let floats = |r: &mut Reader<'_>, n: usize| -> Result<Vec<f32>, Error> {
         let raw = r.take(n.checked_mul(4).ok_or_else(|| corrupt("quantization size"))?)?;
         Ok(raw
@@ -426,9 +428,12 @@ fn read_codes(
             },
             Quantization::Product { subspaces } => {
                 let trained_on = r.u64()?;
+                let typical_error = f32::from_le_bytes(r.array()?);
                 Scheme::Product {
                     part: dimensions / usize::from(subspaces),
                     trained_on,
+                    typical_error,
+                    coarse: floats(r, dimensions.saturating_mul(CENTROIDS))?,
                     centroids: floats(r, dimensions.saturating_mul(CENTROIDS))?,
                 }
             }
@@ -437,17 +442,13 @@ fn read_codes(
         _ => return Err(corrupt("unknown quantization state")),
     };
     let codes = if scheme.is_some() {
-        let width = match quantization {
-            Quantization::Product { subspaces } => usize::from(subspaces),
-            _ => dimensions,
-        };
-        let start = r.at;
-        r.take(count.checked_mul(width).ok_or_else(|| corrupt("codes size"))?)?;
-        source.buffer(bytes, start..r.at)
+        // Copied rather than read in place: searches read every code, so they are resident anyway,
+        // and as memory of the index's own they are never dropped and faulted in again.
+        Buffer::from_le_bytes(r.take(count.checked_mul(width).ok_or_else(|| corrupt("codes size"))?)?)
     } else {
         Buffer::default()
     };
-    Codes::restored(quantization, dimensions, scheme, codes).map_err(corrupt)
+    Codes::restored(quantization, dimensions, metric, scheme, codes).map_err(corrupt)
 }
 
 /// The most memory a graph read from a file of `file_len` bytes may take: a full graph takes a few times

@@ -5,13 +5,17 @@
 //! - **int8** (scalar quantisation): each component as one byte over its dimension's range, a quarter
 //!   of float32. The range follows the data: a vector outside it widens it (with a margin) and the
 //!   codes are made again, so no component is ever clipped.
-//! - **product quantisation** (Jégou, Douze & Schmid, "Product quantization for nearest neighbor
-//!   search", 2011): the vector is cut into `subspaces` equal parts, and each part is stored as the
-//!   number of the nearest of 256 centroids learnt by k-means for that part: `subspaces` bytes per
-//!   vector. A search measures the query against every centroid once, into a table, and a vector's
-//!   distance is then one table lookup per part. Training needs [`PQ_TRAIN_MIN`] vectors; until
-//!   then searches read the full vectors. The centroids are learnt again once the index has grown
-//!   tenfold since they were.
+//! - **product quantisation** of residuals (Jégou, Douze & Schmid, "Product quantization for nearest
+//!   neighbor search", 2011, the residual encoding of its section IV): a vector is stored as the
+//!   nearest of 256 coarse centroids (one byte) plus its remainder from that centroid cut into
+//!   `subspaces` equal parts, each stored as the number of the nearest of 256 centroids learnt by
+//!   k-means for that part (one byte each); under L2 also the reconstruction's squared length (four
+//!   bytes). Encoding the remainder rather than the vector spends the bytes on what tells neighbours
+//!   apart within a cluster. A search measures the query against every centroid once, into tables,
+//!   and a vector's distance is then one lookup per byte. Training needs [`PQ_TRAIN_MIN`] vectors;
+//!   until then searches read the full vectors. The centroids are learnt again once the index has
+//!   grown tenfold since they were, or once more than one vector in twenty was encoded with four
+//!   times the training sample's mean error or more (the data moved away from what was learnt).
 //!
 //! Both measure asymmetrically: the query stays in full precision and only the stored vectors are
 //! approximate.
@@ -35,9 +39,9 @@ pub enum Quantization {
     None,
     /// One byte per component, over each dimension's range: a quarter of float32's memory.
     Int8,
-    /// Product quantisation: `subspaces` bytes per vector (each one part of `dimensions / subspaces`
-    /// components); `subspaces` must divide the dimension count. 128-d vectors in 32 subspaces take
-    /// 1/16 of float32's memory.
+    /// Product quantisation of each vector's remainder from the nearest of 256 coarse centroids:
+    /// `subspaces + 1` bytes per vector (`subspaces + 5` under L2); `subspaces` must divide the
+    /// dimension count. 128-d vectors in 32 subspaces take 37 bytes under L2, 7% of float32's 512.
     Product {
         /// Parts per vector, each stored as one byte.
         subspaces: u16,
@@ -82,12 +86,17 @@ const KMEANS_ROUNDS: usize = 12;
 pub(crate) enum Scheme {
     /// Component `d` of a vector is `low[d] + code * step[d]`.
     Int8 { low: Vec<f32>, step: Vec<f32> },
-    /// Part `m` of a vector is centroid `code` of `centroids[m]` (each `CENTROIDS × part` floats), learnt
-    /// from `trained_on` vectors.
+    /// A vector is coarse centroid `code[0]` (of `coarse`, `CENTROIDS` vectors) plus, for each part `m`,
+    /// centroid `code[1 + m]` of the part's `CENTROIDS` in `centroids` (`CENTROIDS × part` floats per
+    /// part); learnt from `trained_on` vectors, whose mean squared reconstruction error was
+    /// `typical_error`. Under L2 the code ends with the reconstruction's squared length (f32,
+    /// little-endian).
     Product {
         part: usize,
+        coarse: Vec<f32>,
         centroids: Vec<f32>,
         trained_on: u64,
+        typical_error: f32,
     },
 }
 
@@ -100,24 +109,27 @@ pub(crate) struct Codes {
     /// `None` until trained.
     pub(crate) scheme: Option<Scheme>,
     pub(crate) bytes: Buffer<u8>,
-    /// Set when a vector fell outside the int8 ranges: the codes must be made again.
-    stale: bool,
+    /// Vectors encoded since training that the scheme fits badly (an int8 component out of range, a
+    /// product reconstruction far off).
+    misfits: usize,
 }
 
 impl Codes {
-    /// No codes yet, for vectors of `dimensions` components; `None` for [`Quantization::None`].
-    pub(crate) fn new(quantization: Quantization, dimensions: usize) -> Option<Self> {
+    /// No codes yet, for vectors of `dimensions` components under `metric`; `None` for
+    /// [`Quantization::None`].
+    pub(crate) fn new(quantization: Quantization, dimensions: usize, metric: Metric) -> Option<Self> {
         let width = match quantization {
             Quantization::None => return None,
             Quantization::Int8 => dimensions,
-            Quantization::Product { subspaces } => usize::from(subspaces),
+            Quantization::Product { subspaces } if metric == Metric::L2 => 1 + usize::from(subspaces) + 4,
+            Quantization::Product { subspaces } => 1 + usize::from(subspaces),
         };
         Some(Self {
             quantization,
             width,
             scheme: None,
             bytes: Buffer::default(),
-            stale: false,
+            misfits: 0,
         })
     }
 
@@ -128,7 +140,7 @@ impl Codes {
             width: self.width,
             scheme: self.scheme.clone(),
             bytes: Buffer::default(),
-            stale: false,
+            misfits: 0,
         }
     }
 
@@ -136,10 +148,14 @@ impl Codes {
     pub(crate) fn restored(
         quantization: Quantization,
         dimensions: usize,
+        metric: Metric,
         scheme: Option<Scheme>,
         bytes: Buffer<u8>,
     ) -> Result<Self, &'static str> {
-        let mut codes = Self::new(quantization, dimensions).ok_or("codes for an index without quantization")?;
+        let mut codes = Self::new(quantization, dimensions, metric).ok_or("codes for an index without quantization")?;
+        if !bytes.len().is_multiple_of(codes.width) {
+            return Err("the codes are not whole");
+        }
         match (&scheme, quantization) {
             (None, _) if bytes.len() != 0 => return Err("codes without what they mean"),
             (None, _) => {}
@@ -149,10 +165,22 @@ impl Codes {
                     return Err("int8 ranges out of bounds");
                 }
             }
-            (Some(Scheme::Product { part, centroids, .. }), Quantization::Product { subspaces }) => {
+            (
+                Some(Scheme::Product {
+                    part,
+                    coarse,
+                    centroids,
+                    typical_error,
+                    ..
+                }),
+                Quantization::Product { subspaces },
+            ) => {
                 if *part * usize::from(subspaces) != dimensions
+                    || !typical_error.is_finite()
+                    || *typical_error < 0.0
                     || centroids.len() != dimensions * CENTROIDS
-                    || centroids.iter().any(|x| !x.is_finite())
+                    || coarse.len() != dimensions * CENTROIDS
+                    || centroids.iter().chain(coarse).any(|x| !x.is_finite())
                 {
                     return Err("product quantisation centroids out of bounds");
                 }
@@ -181,7 +209,9 @@ impl Codes {
             return;
         };
         let mut code = vec![0u8; self.width];
-        self.stale |= !encode(scheme, vector, &mut code);
+        if !encode(scheme, vector, &mut code) {
+            self.misfits += 1;
+        }
         self.bytes.extend_from_slice(&code);
     }
 
@@ -192,8 +222,11 @@ impl Codes {
         let retrain = match (&self.scheme, self.quantization) {
             (None, Quantization::Int8) => count > 0,
             (None, Quantization::Product { .. }) => count >= PQ_TRAIN_MIN,
-            (Some(Scheme::Int8 { .. }), _) => self.stale,
-            (Some(Scheme::Product { trained_on, .. }), _) => count as u64 >= trained_on.saturating_mul(10),
+            // A clipped component measures wrong: one is enough.
+            (Some(Scheme::Int8 { .. }), _) => self.misfits > 0,
+            (Some(Scheme::Product { trained_on, .. }), _) => {
+                count as u64 >= trained_on.saturating_mul(10) || self.misfits.saturating_mul(20) > count
+            }
             (None, Quantization::None) => false,
         };
         if !retrain {
@@ -204,21 +237,40 @@ impl Codes {
             Quantization::Product { subspaces } => train_product(usize::from(subspaces), count, &vectors),
             Quantization::None => return,
         };
+        // Codes are made in parallel where there are threads: product quantisation measures every
+        // vector against 256 centroids per part.
+        #[cfg(not(target_arch = "wasm32"))]
+        let made: Vec<u8> = {
+            use rayon::prelude::*;
+            let width = self.width;
+            (0..count)
+                .into_par_iter()
+                .flat_map_iter(|slot| {
+                    let mut code = vec![0u8; width];
+                    encode(&scheme, vectors(slot), &mut code);
+                    code
+                })
+                .collect()
+        };
+        #[cfg(target_arch = "wasm32")]
+        let made: Vec<u8> = (0..count)
+            .flat_map(|slot| {
+                let mut code = vec![0u8; self.width];
+                encode(&scheme, vectors(slot), &mut code);
+                code
+            })
+            .collect();
         let mut bytes = Buffer::default();
-        bytes.reserve(count * self.width);
-        let mut code = vec![0u8; self.width];
-        for slot in 0..count {
-            encode(&scheme, vectors(slot), &mut code);
-            bytes.extend_from_slice(&code);
-        }
+        bytes.extend_from_slice(&made);
         self.scheme = Some(scheme);
         self.bytes = bytes;
-        self.stale = false;
+        self.misfits = 0;
     }
 }
 
-/// Writes `vector`'s code into `code`; false if an int8 component fell outside its range (and was
-/// clipped to it).
+/// Writes `vector`'s code into `code`; false if the scheme fits it badly: an int8 component fell
+/// outside its range (and was clipped to it), or a product reconstruction is off by four times the
+/// training sample's mean error or more.
 fn encode(scheme: &Scheme, vector: &[f32], code: &mut [u8]) -> bool {
     match scheme {
         Scheme::Int8 { low, step } => {
@@ -230,15 +282,70 @@ fn encode(scheme: &Scheme, vector: &[f32], code: &mut [u8]) -> bool {
             }
             inside
         }
-        Scheme::Product { part, centroids, .. } => {
-            for (m, out) in code.iter_mut().enumerate() {
-                let piece = &vector[m * part..(m + 1) * part];
+        Scheme::Product {
+            part,
+            coarse,
+            centroids,
+            typical_error,
+            ..
+        } => {
+            let dimensions = vector.len();
+            let mut error = 0f32;
+            let cell = nearest(vector, coarse, dimensions);
+            let centre = &coarse[cell * dimensions..(cell + 1) * dimensions];
+            code[0] = cell as u8;
+            let mut squared_length = 0f32;
+            for m in 0..dimensions / part {
+                let range = m * part..(m + 1) * part;
+                let remainder: Vec<f32> = vector[range.clone()]
+                    .iter()
+                    .zip(&centre[range.clone()])
+                    .map(|(x, c)| x - c)
+                    .collect();
                 let table = &centroids[m * CENTROIDS * part..(m + 1) * CENTROIDS * part];
-                *out = nearest(piece, table, *part) as u8;
+                let j = nearest(&remainder, table, *part);
+                code[1 + m] = j as u8;
+                let rebuilt = table[j * part..(j + 1) * part]
+                    .iter()
+                    .zip(&centre[range.clone()])
+                    .map(|(r, c)| r + c);
+                for (x, y) in rebuilt.zip(&vector[range]) {
+                    squared_length += x * x;
+                    error += (x - y) * (x - y);
+                }
             }
-            true
+            // Under L2 the code has room for the reconstruction's squared length.
+            if let Some(tail) = code.get_mut(1 + dimensions / part..).filter(|tail| tail.len() == 4) {
+                tail.copy_from_slice(&squared_length.to_le_bytes());
+            }
+            error <= 4.0 * typical_error
         }
     }
+}
+
+/// The squared distance between `vector` and what its product code stands for.
+fn reconstruction_error(scheme: &Scheme, vector: &[f32], code: &[u8]) -> f32 {
+    let Scheme::Product {
+        part,
+        coarse,
+        centroids,
+        ..
+    } = scheme
+    else {
+        return 0.0;
+    };
+    let dimensions = vector.len();
+    let cell = usize::from(code[0]);
+    let mut error = 0f32;
+    for (m, &j) in code[1..=dimensions / part].iter().enumerate() {
+        let table = &centroids[m * CENTROIDS * part..(m + 1) * CENTROIDS * part];
+        let centre = &coarse[cell * dimensions + m * part..];
+        let pieces = table[usize::from(j) * part..][..*part].iter().zip(centre);
+        for ((r, c), x) in pieces.zip(&vector[m * part..(m + 1) * part]) {
+            error += (r + c - x) * (r + c - x);
+        }
+    }
+    error
 }
 
 /// The index of the centroid (of `part` floats each, back to back in `table`) nearest `piece`.
@@ -282,16 +389,29 @@ fn fit_ranges<'a>(count: usize, vectors: &impl Fn(usize) -> &'a [f32]) -> Scheme
     Scheme::Int8 { low, step }
 }
 
-/// Learns 256 centroids per subspace by k-means over an evenly spread sample of the vectors.
+/// Learns 256 coarse centroids, then 256 centroids per subspace of the sample's remainders from
+/// their coarse centroids, by k-means over an evenly spread sample of the vectors.
 fn train_product<'a>(subspaces: usize, count: usize, vectors: &(impl Fn(usize) -> &'a [f32] + Sync)) -> Scheme {
     let dimensions = vectors(0).len();
     let part = dimensions / subspaces;
     let stride = count.div_ceil(PQ_SAMPLE).max(1);
-    let sample: Vec<usize> = (0..count).step_by(stride).collect();
+    let sample: Vec<f32> = (0..count)
+        .step_by(stride)
+        .flat_map(|slot| vectors(slot).iter().copied())
+        .collect();
+    let coarse = kmeans(&sample, dimensions);
+    let remainders: Vec<f32> = sample
+        .chunks_exact(dimensions)
+        .flat_map(|vector| {
+            let cell = nearest(vector, &coarse, dimensions);
+            let centre = &coarse[cell * dimensions..(cell + 1) * dimensions];
+            vector.iter().zip(centre).map(|(x, c)| x - c).collect::<Vec<_>>()
+        })
+        .collect();
     let learn = |m: usize| {
-        let points: Vec<f32> = sample
-            .iter()
-            .flat_map(|&slot| vectors(slot)[m * part..(m + 1) * part].iter().copied())
+        let points: Vec<f32> = remainders
+            .chunks_exact(dimensions)
+            .flat_map(|remainder| remainder[m * part..(m + 1) * part].iter().copied())
             .collect();
         kmeans(&points, part)
     };
@@ -302,11 +422,26 @@ fn train_product<'a>(subspaces: usize, count: usize, vectors: &(impl Fn(usize) -
     };
     #[cfg(target_arch = "wasm32")]
     let tables: Vec<Vec<f32>> = (0..subspaces).map(learn).collect();
-    Scheme::Product {
+    let mut scheme = Scheme::Product {
         part,
+        coarse,
         centroids: tables.concat(),
         trained_on: count as u64,
+        typical_error: f32::INFINITY,
+    };
+    // The sample's mean error, which later vectors are judged by.
+    let mut code = vec![0u8; 1 + subspaces + 4];
+    let total: f64 = sample
+        .chunks_exact(dimensions)
+        .map(|vector| {
+            encode(&scheme, vector, &mut code);
+            f64::from(reconstruction_error(&scheme, vector, &code))
+        })
+        .sum();
+    if let Scheme::Product { typical_error, .. } = &mut scheme {
+        *typical_error = (total / (sample.len() / dimensions).max(1) as f64) as f32;
     }
+    scheme
 }
 
 /// Lloyd's k-means: [`CENTROIDS`] centroids of `part` floats over `points` (back to back), started from
@@ -352,9 +487,9 @@ pub(crate) enum CodeQuery {
     Int8L2 { shifted: Vec<f32>, step: Vec<f32> },
     /// int8 under a product: `query × step`, plus `query · low`.
     Int8Dot { scaled: Vec<f32>, offset: f32 },
-    /// Product quantisation: per subspace, the query's squared distance (L2) or product (dot,
-    /// cosine) with each centroid.
-    Table(Vec<f32>),
+    /// Product quantisation: the query's product with each coarse centroid and with each part's
+    /// centroids (one table, coarse first), and its squared length.
+    Table { products: Vec<f32>, squared_length: f32 },
 }
 
 impl CodeQuery {
@@ -369,19 +504,33 @@ impl CodeQuery {
                 scaled: query.iter().zip(step).map(|(q, s)| q * s).collect(),
                 offset: crate::index::distance::dot(query, low),
             },
-            (Scheme::Product { part, centroids, .. }, metric) => {
-                let table = centroids
-                    .chunks_exact(*part)
-                    .enumerate()
-                    .map(|(i, centroid)| {
-                        let piece = &query[(i / CENTROIDS) * part..(i / CENTROIDS + 1) * part];
-                        match metric {
-                            Metric::L2 => crate::index::distance::l2_squared(piece, centroid),
-                            Metric::Dot | Metric::Cosine => crate::index::distance::dot(piece, centroid),
-                        }
-                    })
-                    .collect();
-                CodeQuery::Table(table)
+            (
+                Scheme::Product {
+                    part,
+                    coarse,
+                    centroids,
+                    ..
+                },
+                _,
+            ) => {
+                let part = *part;
+                let mut products = Vec::with_capacity(CENTROIDS + centroids.len() / part);
+                products.extend(
+                    coarse
+                        .chunks_exact(query.len())
+                        .map(|centre| crate::index::distance::dot(query, centre)),
+                );
+                for (piece, block) in query.chunks_exact(part).zip(centroids.chunks_exact(CENTROIDS * part)) {
+                    products.extend(
+                        block
+                            .chunks_exact(part)
+                            .map(|centroid| piece.iter().zip(centroid).map(|(q, c)| q * c).sum::<f32>()),
+                    );
+                }
+                CodeQuery::Table {
+                    products,
+                    squared_length: crate::index::distance::dot(query, query),
+                }
             }
         }
     }
@@ -392,8 +541,22 @@ impl CodeQuery {
         let similarity = match self {
             CodeQuery::Int8L2 { shifted, step } => return int8_l2(shifted, step, code),
             CodeQuery::Int8Dot { scaled, offset } => offset + int8_dot(scaled, code),
-            CodeQuery::Table(table) if metric == Metric::L2 => return table_sum(table, code),
-            CodeQuery::Table(table) => table_sum(table, code),
+            CodeQuery::Table {
+                products,
+                squared_length,
+            } => {
+                let product = table_sum(products, code);
+                if metric == Metric::L2 {
+                    // |q - x|² = |q|² - 2 q·x + |x|², with |x|² stored at the code's end.
+                    let tail = code.len().saturating_sub(4);
+                    let stored = code
+                        .get(tail..)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0.0, f32::from_le_bytes);
+                    return squared_length - 2.0 * product + stored;
+                }
+                product
+            }
         };
         match metric {
             Metric::Cosine => 1.0 - similarity,
@@ -447,13 +610,14 @@ fn int8_dot(scaled: &[f32], code: &[u8]) -> f32 {
     total
 }
 
-/// Σ table[m·256 + code[m]], in four independent sums.
+/// Σ table[i·256 + code[i]] over the table's rows (code bytes past them are not read), in four
+/// independent sums.
 #[inline(always)]
 fn table_sum(table: &[f32], code: &[u8]) -> f32 {
     let mut sums = [0f32; 4];
     let rows = table.chunks_exact(CENTROIDS);
-    for (m, (row, &c)) in rows.zip(code).enumerate() {
-        sums[m % 4] += row[usize::from(c)];
+    for (i, (row, &c)) in rows.zip(code).enumerate() {
+        sums[i % 4] += row[usize::from(c)];
     }
     sums.iter().sum()
 }
@@ -481,10 +645,10 @@ mod tests {
             (Quantization::Int8, 0.01),
             (Quantization::Product { subspaces: 8 }, 0.05),
         ] {
-            let mut codes = Codes::new(quantization, 16).unwrap();
-            codes.refresh(data.len(), |slot| &data[slot]);
-            assert_eq!(codes.len(), data.len());
             for metric in [Metric::L2, Metric::Dot] {
+                let mut codes = Codes::new(quantization, 16, metric).unwrap();
+                codes.refresh(data.len(), |slot| &data[slot]);
+                assert_eq!(codes.len(), data.len());
                 let prepared = CodeQuery::new(codes.scheme.as_ref().unwrap(), metric, query);
                 // The worst error, against the spread of the exact distances.
                 let (mut worst, mut spread) = (0f32, 0f32);
@@ -502,12 +666,12 @@ mod tests {
 
     #[test]
     fn an_int8_range_follows_vectors_outside_it() {
-        let mut codes = Codes::new(Quantization::Int8, 2).unwrap();
+        let mut codes = Codes::new(Quantization::Int8, 2, Metric::L2).unwrap();
         let mut data = vec![vec![0.0, 1.0], vec![1.0, 2.0]];
         codes.refresh(data.len(), |slot| &data[slot]);
         data.push(vec![50.0, -50.0]);
         codes.push(&data[2]);
-        assert!(codes.stale);
+        assert_eq!(codes.misfits, 1);
         codes.refresh(data.len(), |slot| &data[slot]);
         let Some(Scheme::Int8 { low, step }) = &codes.scheme else {
             panic!("int8")
@@ -520,10 +684,35 @@ mod tests {
         }
     }
 
+    /// Vectors the centroids fit badly (the data moved) are counted; past one in twenty the centroids
+    /// are learnt again, from every vector.
+    #[test]
+    fn product_centroids_are_learnt_again_when_the_data_moves_away_from_them() {
+        let mut data = vectors(PQ_TRAIN_MIN, 8);
+        let mut codes = Codes::new(Quantization::Product { subspaces: 4 }, 8, Metric::L2).unwrap();
+        codes.refresh(data.len(), |slot| &data[slot]);
+        let trained_on = |codes: &Codes| match &codes.scheme {
+            Some(Scheme::Product { trained_on, .. }) => *trained_on,
+            _ => 0,
+        };
+        assert_eq!(trained_on(&codes), PQ_TRAIN_MIN as u64);
+        for i in 0..PQ_TRAIN_MIN / 10 {
+            let far: Vec<f32> = data[i].iter().map(|x| x * 40.0 + 100.0).collect();
+            codes.push(&far);
+            data.push(far);
+        }
+        assert!(codes.misfits * 20 > data.len(), "{} misfits", codes.misfits);
+        codes.refresh(data.len(), |slot| &data[slot]);
+        assert_eq!(
+            (trained_on(&codes), codes.misfits, codes.len()),
+            (data.len() as u64, 0, data.len())
+        );
+    }
+
     #[test]
     fn product_quantisation_waits_for_enough_vectors_and_subspaces_must_divide() {
         let data = vectors(PQ_TRAIN_MIN - 1, 8);
-        let mut codes = Codes::new(Quantization::Product { subspaces: 4 }, 8).unwrap();
+        let mut codes = Codes::new(Quantization::Product { subspaces: 4 }, 8, Metric::L2).unwrap();
         codes.refresh(data.len(), |slot| &data[slot]);
         assert!(codes.scheme.is_none() && codes.len() == 0);
         assert!(Quantization::Product { subspaces: 3 }.validate(8).is_err());

@@ -41,7 +41,7 @@ impl Slots {
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(crate) fn quantized(metric: Metric, dimensions: usize, quantization: Quantization) -> Self {
         Self {
-            codes: Codes::new(quantization, dimensions),
+            codes: Codes::new(quantization, dimensions, metric),
             ..Self::new(metric, dimensions)
         }
     }
