@@ -86,6 +86,10 @@ pub enum Error {
         /// What went wrong and where (never the record's contents).
         message: String,
     },
+    /// A call took longer than its limit (the database did not answer); nothing is known of whether
+    /// a write it made was committed.
+    #[error("{0} timed out")]
+    TimedOut(String),
     /// Reading or writing a file failed.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -122,6 +126,7 @@ impl Error {
             Error::Locked { .. } => "locked",
             Error::InvalidParameters(_) => "invalid_parameters",
             Error::Record { .. } => "record",
+            Error::TimedOut(_) => "timed_out",
             Error::Io { .. } => "io",
         }
     }

@@ -150,6 +150,71 @@ async fn a_silent_server_times_out() {
     holding.abort();
 }
 
+/// A server that goes quiet on an open connection (paused, cut off) fails the call with
+/// `Error::TimedOut` after the call timeout instead of holding it for ever; that connection is closed,
+/// not reused, so the next call, once the server answers again, works on a fresh one.
+#[tokio::test]
+async fn a_server_that_stops_answering_fails_the_call_and_loses_the_connection() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    // A proxy to the real server that, while `frozen`, reads requests and passes nothing on.
+    let frozen = Arc::new(AtomicBool::new(false));
+    let backend = url().split_once('@').unwrap().1.split_once('/').unwrap().0.to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = listener.local_addr().unwrap();
+    let switch = Arc::clone(&frozen);
+    let proxy = tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let (frozen, backend) = (Arc::clone(&switch), backend.clone());
+            tokio::spawn(async move {
+                let server = tokio::net::TcpStream::connect(&backend).await?;
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let answers = tokio::spawn(async move { tokio::io::copy(&mut server_read, &mut client_write).await });
+                let mut buffer = vec![0u8; 16 * 1024];
+                loop {
+                    let n = client_read.read(&mut buffer).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    if !frozen.load(Ordering::SeqCst) {
+                        server_write.write_all(&buffer[..n]).await?;
+                    }
+                }
+                answers.abort();
+                Ok::<(), std::io::Error>(())
+            });
+        }
+    });
+    let table = "kai_test_quiet";
+    execute(&format!("DROP TABLE IF EXISTS {table}")).await;
+    let store = PgStore::connect(&format!("postgres://kai@{front}/postgres"), table, Metric::L2, 3, 1)
+        .await
+        .unwrap()
+        .with_call_timeout(std::time::Duration::from_secs(1));
+    store.upsert(&[doc(1, "en", json!(2020))]).await.unwrap();
+
+    frozen.store(true, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let result = store.search(&[1.0, 0.0, 0.0], 1, None).await;
+    assert!(matches!(result, Err(Error::TimedOut(_))), "{result:?}");
+    assert_eq!(result.unwrap_err().kind(), "timed_out");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The pool holds one connection: reused, it would still be waiting for the lost answer.
+    frozen.store(false, Ordering::SeqCst);
+    assert_eq!(store.get("doc-1").await.unwrap().unwrap().id, "doc-1");
+    assert_eq!(store.count().await.unwrap(), 1);
+    proxy.abort();
+    drop_store("quiet").await;
+}
+
 /// The HNSW scan stops at `hnsw.ef_search` candidates (at most 1,000): a search for more than that
 /// still returns k rows when the table has them.
 #[tokio::test]

@@ -17,7 +17,7 @@ pub use crate::index::Metric;
 pub use embedded::{EmbeddedStore, StoreConfig};
 pub use filter::Filter;
 #[cfg(feature = "postgres")]
-pub use postgres::{CONNECT_TIMEOUT, POOL_WAIT_TIMEOUT, PgStore};
+pub use postgres::{CALL_TIMEOUT, CONNECT_TIMEOUT, POOL_WAIT_TIMEOUT, PgStore};
 
 use crate::error::Error;
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use tokio_postgres::config::SslMode;
@@ -25,6 +25,7 @@ pub struct PgStore {
     table: String,
     metric: Metric,
     dimensions: usize,
+    call_timeout: Duration,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -53,11 +54,23 @@ fn db(error: impl std::error::Error) -> Error {
     Error::Database(message)
 }
 
+/// `outcome` of a call on `client`; a connection whose call timed out may still be waiting for its
+/// answer, so it is closed rather than given back to the pool, where the next call would queue
+/// behind that answer.
+fn settle<T>(client: Object, outcome: Result<T, Error>) -> Result<T, Error> {
+    if matches!(outcome, Err(Error::TimedOut(_))) {
+        drop(Object::take(client));
+    }
+    outcome
+}
+
 /// How long making a connection may take (the URL's `connect_timeout` sets another limit): the TCP
 /// connection, TLS and PostgreSQL's startup together.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a call waits for a free connection of the pool.
 pub const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a call may wait for the server's answers, by default (see [`PgStore::with_call_timeout`]).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/db`) with a pool of `pool_size` connections and
@@ -158,6 +171,7 @@ impl PgStore {
             table: table.to_owned(),
             metric,
             dimensions,
+            call_timeout: CALL_TIMEOUT,
         };
         let ops = match metric {
             Metric::Cosine => "vector_cosine_ops",
@@ -165,6 +179,31 @@ impl PgStore {
             Metric::L2 => "vector_l2_ops",
         };
         let client = store.pool.get().await.map_err(db)?;
+        let checked = store.within(store.prepare_table(&client, ops)).await;
+        settle(client, checked)?;
+        Ok(store)
+    }
+
+    /// Gives up on a call after `timeout` rather than [`CALL_TIMEOUT`]: a server that accepted a
+    /// query and never answers (paused, cut off by the network) then fails the call with
+    /// [`Error::TimedOut`], and the connection is closed rather than reused.
+    #[must_use]
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// `work`, or [`Error::TimedOut`] once the call timeout has passed.
+    async fn within<T>(&self, work: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        tokio::time::timeout(self.call_timeout, work)
+            .await
+            .unwrap_or_else(|_| Err(Error::TimedOut(format!("the database call ({:?})", self.call_timeout))))
+    }
+
+    /// Creates the extension, table and index where missing, and checks that an existing table has
+    /// this store's shape.
+    async fn prepare_table(&self, client: &Object, ops: &str) -> Result<(), Error> {
+        let (dimensions, metric) = (self.dimensions, self.metric);
         client
             .batch_execute(&format!(
                 "CREATE EXTENSION IF NOT EXISTS vector;
@@ -175,7 +214,7 @@ impl PgStore {
                      embedding vector({dimensions}) NOT NULL
                  );
                  CREATE INDEX IF NOT EXISTS {t}_embedding_hnsw ON {t} USING hnsw (embedding {ops});",
-                t = store.table
+                t = self.table
             ))
             .await
             .map_err(db)?;
@@ -184,7 +223,7 @@ impl PgStore {
             .query_opt(
                 "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
                  WHERE attrelid = $1::text::regclass AND attname = 'embedding' AND NOT attisdropped",
-                &[&store.table],
+                &[&self.table],
             )
             .await
             .map_err(db)?
@@ -194,13 +233,13 @@ impl PgStore {
         if column.as_deref() != Some(format!("vector({dimensions})").as_str()) {
             return Err(Error::InvalidConfig(format!(
                 "table {} exists with embedding column {column:?}, not vector({dimensions})",
-                store.table
+                self.table
             )));
         }
         let index: Option<String> = client
             .query_opt(
                 "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = lower($1)",
-                &[&format!("{}_embedding_hnsw", store.table)],
+                &[&format!("{}_embedding_hnsw", self.table)],
             )
             .await
             .map_err(db)?
@@ -213,10 +252,10 @@ impl PgStore {
         {
             return Err(Error::InvalidConfig(format!(
                 "table {} exists with an embedding index other than HNSW over {ops} ({metric:?}): {index:?}",
-                store.table
+                self.table
             )));
         }
-        Ok(store)
+        Ok(())
     }
 
     fn operator(&self) -> &'static str {
@@ -232,6 +271,11 @@ impl PgStore {
             self.metric.prepare(&document.embedding, self.dimensions)?;
         }
         let mut client = self.pool.get().await.map_err(db)?;
+        let written = self.within(self.write(&mut client, documents)).await;
+        settle(client, written)
+    }
+
+    async fn write(&self, client: &mut Object, documents: &[Document]) -> Result<(), Error> {
         let tx = client.transaction().await.map_err(db)?;
         let statement = tx
             .prepare(&format!(
@@ -277,21 +321,32 @@ impl PgStore {
             t = self.table,
             limit = params.len()
         );
-        let references: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
         let mut client = self.pool.get().await.map_err(db)?;
+        let found = self.within(self.nearest(&mut client, &sql, &params, k)).await;
+        settle(client, found)
+    }
+
+    async fn nearest(
+        &self,
+        client: &mut Object,
+        sql: &str,
+        params: &[Box<dyn ToSql + Sync + Send>],
+        k: usize,
+    ) -> Result<Vec<ScoredDocument>, Error> {
+        let references: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
         let tx = client.transaction().await.map_err(db)?;
         let ef = k.saturating_mul(4).clamp(40, 1000);
         tx.batch_execute(&format!("SET LOCAL hnsw.ef_search = {ef}"))
             .await
             .map_err(db)?;
-        let mut rows = tx.query(&sql, &references).await.map_err(db)?;
+        let mut rows = tx.query(sql, &references).await.map_err(db)?;
         if rows.len() < k {
             // The index scan stops at ef_search candidates (at most 1,000), skips rows deleted but not
             // yet vacuumed, and pgvector filters after it: an exact scan finds what it dropped. On a
             // large table with a selective filter that scan reads every row (pgvector 0.8's iterative
             // scans would not; the test server has 0.6).
             tx.batch_execute("SET LOCAL enable_indexscan = off").await.map_err(db)?;
-            rows = tx.query(&sql, &references).await.map_err(db)?;
+            rows = tx.query(sql, &references).await.map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
         rows.iter().map(scored).collect()
@@ -400,7 +455,10 @@ impl MemoryStore for PgStore {
         let client = self.pool.get().await.map_err(db)?;
         let sql = format!("DELETE FROM {} WHERE id = ANY($1)", self.table);
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        Ok(client.execute(&sql, &[&ids]).await.map_err(db)? as usize)
+        let deleted = self
+            .within(async { client.execute(&sql, &[&ids]).await.map_err(db) })
+            .await;
+        Ok(settle(client, deleted)? as usize)
     }
 
     async fn get(&self, id: &str) -> Result<Option<Document>, Error> {
@@ -409,8 +467,10 @@ impl MemoryStore for PgStore {
             "SELECT id, text, metadata, embedding::text FROM {} WHERE id = $1",
             self.table
         );
-        let row = client.query_opt(&sql, &[&id]).await.map_err(db)?;
-        row.as_ref().map(document).transpose()
+        let row = self
+            .within(async { client.query_opt(&sql, &[&id]).await.map_err(db) })
+            .await;
+        settle(client, row)?.as_ref().map(document).transpose()
     }
 
     async fn search(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Result<Vec<ScoredDocument>, Error> {
@@ -419,11 +479,11 @@ impl MemoryStore for PgStore {
 
     async fn count(&self) -> Result<usize, Error> {
         let client = self.pool.get().await.map_err(db)?;
-        let row = client
-            .query_one(&format!("SELECT count(*) FROM {}", self.table), &[])
-            .await
-            .map_err(db)?;
-        Ok(row.try_get::<_, i64>(0).map_err(db)? as usize)
+        let sql = format!("SELECT count(*) FROM {}", self.table);
+        let row = self
+            .within(async { client.query_one(&sql, &[]).await.map_err(db) })
+            .await;
+        Ok(settle(client, row)?.try_get::<_, i64>(0).map_err(db)? as usize)
     }
 
     fn metric(&self) -> Metric {
