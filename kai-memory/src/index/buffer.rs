@@ -61,16 +61,16 @@ impl<T: Pod> Default for Buffer<T> {
 impl<T: Pod> Buffer<T> {
     /// The values in `bytes` (little-endian, a multiple of `T`'s size long), copied.
     pub(crate) fn from_le_bytes(bytes: &[u8]) -> Self {
-        let mut buffer = Self::default();
-        let size = std::mem::size_of::<T>();
-        buffer.reserve(bytes.len() / size);
-        for chunk in bytes.chunks_exact(size) {
-            let mut value: T = bytemuck::pod_read_unaligned(chunk);
-            if cfg!(target_endian = "big") {
-                bytemuck::bytes_of_mut(&mut value).reverse();
+        let mut values = vec![T::zeroed(); bytes.len() / std::mem::size_of::<T>()];
+        let whole = std::mem::size_of_val(values.as_slice());
+        bytemuck::cast_slice_mut::<T, u8>(&mut values).copy_from_slice(&bytes[..whole]);
+        if cfg!(target_endian = "big") {
+            for value in &mut values {
+                bytemuck::bytes_of_mut(value).reverse();
             }
-            buffer.push(value);
         }
+        let mut buffer = Self::default();
+        buffer.extend_from_slice(&values);
         buffer
     }
 
@@ -161,11 +161,6 @@ impl<T: Pod> Buffer<T> {
                 }
             }
         }
-    }
-
-    /// Appends one value.
-    fn push(&mut self, value: T) {
-        self.extend_from_slice(std::slice::from_ref(&value));
     }
 
     /// Appends a copy of `values`.

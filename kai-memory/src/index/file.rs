@@ -429,13 +429,15 @@ fn read_codes(
             Quantization::Product { subspaces } => {
                 let trained_on = r.u64()?;
                 let typical_error = f32::from_le_bytes(r.array()?);
-                Scheme::Product {
-                    part: dimensions / usize::from(subspaces),
+                let coarse = floats(r, dimensions.saturating_mul(CENTROIDS))?;
+                let centroids = floats(r, dimensions.saturating_mul(CENTROIDS))?;
+                Scheme::product(
+                    dimensions / usize::from(subspaces),
+                    coarse,
+                    centroids,
                     trained_on,
                     typical_error,
-                    coarse: floats(r, dimensions.saturating_mul(CENTROIDS))?,
-                    centroids: floats(r, dimensions.saturating_mul(CENTROIDS))?,
-                }
+                )
             }
             Quantization::None => return Err(corrupt("unknown quantization")),
         }),

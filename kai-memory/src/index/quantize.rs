@@ -97,7 +97,38 @@ pub(crate) enum Scheme {
         centroids: Vec<f32>,
         trained_on: u64,
         typical_error: f32,
+        /// `centroids` by component: per part, its `part` components' values over the 256 centroids,
+        /// so that a query's table is made in runs of 256 (what SIMD does well).
+        by_component: Vec<f32>,
     },
+}
+
+impl Scheme {
+    /// A product scheme, with its centroids also laid out by component.
+    pub(crate) fn product(
+        part: usize,
+        coarse: Vec<f32>,
+        centroids: Vec<f32>,
+        trained_on: u64,
+        typical_error: f32,
+    ) -> Self {
+        let mut by_component = vec![0f32; centroids.len()];
+        for (m, block) in centroids.chunks_exact(CENTROIDS * part).enumerate() {
+            for (j, centroid) in block.chunks_exact(part).enumerate() {
+                for (p, &value) in centroid.iter().enumerate() {
+                    by_component[(m * part + p) * CENTROIDS + j] = value;
+                }
+            }
+        }
+        Scheme::Product {
+            part,
+            coarse,
+            centroids,
+            trained_on,
+            typical_error,
+            by_component,
+        }
+    }
 }
 
 /// The compressed vectors of an index, slot by slot.
@@ -422,13 +453,7 @@ fn train_product<'a>(subspaces: usize, count: usize, vectors: &(impl Fn(usize) -
     };
     #[cfg(target_arch = "wasm32")]
     let tables: Vec<Vec<f32>> = (0..subspaces).map(learn).collect();
-    let mut scheme = Scheme::Product {
-        part,
-        coarse,
-        centroids: tables.concat(),
-        trained_on: count as u64,
-        typical_error: f32::INFINITY,
-    };
+    let mut scheme = Scheme::product(part, coarse, tables.concat(), count as u64, f32::INFINITY);
     // The sample's mean error, which later vectors are judged by.
     let mut code = vec![0u8; 1 + subspaces + 4];
     let total: f64 = sample
@@ -493,7 +518,9 @@ pub(crate) enum CodeQuery {
 }
 
 impl CodeQuery {
-    /// `query` (prepared as the index stores vectors) against `scheme`'s codes under `metric`.
+    /// `query` (prepared as the index stores vectors) against `scheme`'s codes under `metric`. Always
+    /// inlined, so that it is compiled with the SIMD features of the search it starts.
+    #[inline(always)]
     pub(crate) fn new(scheme: &Scheme, metric: Metric, query: &[f32]) -> Self {
         match (scheme, metric) {
             (Scheme::Int8 { low, step }, Metric::L2) => CodeQuery::Int8L2 {
@@ -508,24 +535,31 @@ impl CodeQuery {
                 Scheme::Product {
                     part,
                     coarse,
-                    centroids,
+                    by_component,
                     ..
                 },
                 _,
             ) => {
                 let part = *part;
-                let mut products = Vec::with_capacity(CENTROIDS + centroids.len() / part);
+                let mut products = Vec::with_capacity(CENTROIDS + by_component.len() / part.max(1));
                 products.extend(
                     coarse
                         .chunks_exact(query.len())
                         .map(|centre| crate::index::distance::dot(query, centre)),
                 );
-                for (piece, block) in query.chunks_exact(part).zip(centroids.chunks_exact(CENTROIDS * part)) {
-                    products.extend(
-                        block
-                            .chunks_exact(part)
-                            .map(|centroid| piece.iter().zip(centroid).map(|(q, c)| q * c).sum::<f32>()),
-                    );
+                // Part m's row: the sum, over its components, of the query's component times that
+                // component of each of the 256 centroids.
+                for (piece, rows) in query
+                    .chunks_exact(part)
+                    .zip(by_component.chunks_exact(part * CENTROIDS))
+                {
+                    let mut row = [0f32; CENTROIDS];
+                    for (&q, values) in piece.iter().zip(rows.chunks_exact(CENTROIDS)) {
+                        for (sum, &value) in row.iter_mut().zip(values) {
+                            *sum += q * value;
+                        }
+                    }
+                    products.extend_from_slice(&row);
                 }
                 CodeQuery::Table {
                     products,
