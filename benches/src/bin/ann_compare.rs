@@ -63,19 +63,6 @@ fn mapped_kib(path: &std::path::Path) -> u64 {
     total
 }
 
-/// The settings for a quantization name: `none`, `int8` or `pq<subspaces>`.
-fn quantization(name: &str) -> Result<Quantization, String> {
-    match name {
-        "none" => Ok(Quantization::None),
-        "int8" => Ok(Quantization::Int8),
-        _ => name
-            .strip_prefix("pq")
-            .and_then(|n| n.parse().ok())
-            .map(|subspaces| Quantization::Product { subspaces })
-            .ok_or_else(|| format!("unknown quantization {name}")),
-    }
-}
-
 fn run(args: &[String]) -> Result<String, String> {
     match args.first().map(String::as_str) {
         Some("build") => build(&args[1..]),
@@ -106,7 +93,7 @@ fn build(args: &[String]) -> Result<String, String> {
     config.m = m.parse().map_err(|_| "m")?;
     config.ef_construction = ef_construction.parse().map_err(|_| "ef_construction")?;
     config.expected_len = ids.len();
-    config.quantization = quantization(name)?;
+    config.quantization = name.parse::<Quantization>().map_err(|e| e.to_string())?;
     let before = resident_kib();
     let started = Instant::now();
     let mut index = HnswIndex::new(config).map_err(|e| e.to_string())?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use kai_core::EmbeddingModel as _;
-use kai_memory::index::{FlatIndex, Hit, HnswConfig, HnswIndex, Metric};
+use kai_memory::index::{FlatIndex, Hit, HnswConfig, HnswIndex, Metric, Quantization};
 use kai_memory::rag::{Ingestor, MarkdownSplitter, RecursiveSplitter, RetrievalTool, Retriever as CoreRetriever};
 use kai_memory::store::{Document, EmbeddedStore as CoreStore, Filter, MemoryStore, ScoredDocument, StoreConfig};
 use kai_memory::{Kdf, Vault as CoreVault};
@@ -260,18 +260,20 @@ fn scored<'py>(py: Python<'py>, results: Vec<ScoredDocument>) -> PyResult<Bound<
 #[pymethods]
 impl EmbeddedStore {
     /// Opens (or creates) the store in `directory` for vectors of `dimensions` under `metric`
-    /// (`"cosine"`, `"dot"` or `"l2"`).
+    /// (`"cosine"`, `"dot"` or `"l2"`), its index searching on vectors compressed by `quantization`
+    /// (`"none"`, `"int8"` or `"pq<subspaces>"`).
     #[new]
-    #[pyo3(signature = (directory, dimensions, *, metric = "cosine"))]
-    fn new(py: Python<'_>, directory: PathBuf, dimensions: usize, metric: &str) -> PyResult<Self> {
+    #[pyo3(signature = (directory, dimensions, *, metric = "cosine", quantization = "none"))]
+    fn new(py: Python<'_>, directory: PathBuf, dimensions: usize, metric: &str, quantization: &str) -> PyResult<Self> {
         if !(1..=MAX_DIMENSIONS).contains(&dimensions) {
             return Err(config_error(format!(
                 "a store's vectors have 1 to {MAX_DIMENSIONS} dimensions"
             )));
         }
-        let metric = parse_metric(metric)?;
+        let mut config = StoreConfig::new(parse_metric(metric)?, dimensions);
+        config.index.quantization = quantization.parse().map_err(|error| memory_error(&error, false))?;
         let store = py
-            .detach(|| CoreStore::open(&directory, StoreConfig::new(metric, dimensions)))
+            .detach(|| CoreStore::open(&directory, config))
             .map_err(|error| memory_error(&error, false))?;
         Ok(Self {
             inner: Mutex::new(Some(Arc::new(store))),
@@ -496,7 +498,7 @@ pub(crate) struct VectorIndex {
 #[pymethods]
 impl VectorIndex {
     #[new]
-    #[pyo3(signature = (dimensions, *, metric = "cosine", kind = "hnsw", m = 16, ef_construction = 200, ef_search = 64))]
+    #[pyo3(signature = (dimensions, *, metric = "cosine", kind = "hnsw", m = 16, ef_construction = 200, ef_search = 64, quantization = "none"))]
     fn new(
         dimensions: usize,
         metric: &str,
@@ -504,17 +506,25 @@ impl VectorIndex {
         m: usize,
         ef_construction: usize,
         ef_search: usize,
+        quantization: &str,
     ) -> PyResult<Self> {
         if !(1..=MAX_DIMENSIONS).contains(&dimensions) {
             return Err(config_error(format!("vectors have 1 to {MAX_DIMENSIONS} dimensions")));
         }
         let metric = parse_metric(metric)?;
+        let quantization: Quantization = quantization.parse().map_err(|error| memory_error(&error, false))?;
         let index = match kind {
+            "flat" if quantization != Quantization::None => {
+                return Err(config_error(
+                    "a flat index searches full vectors: quantization is for hnsw",
+                ));
+            }
             "flat" => FlatIndex::new(metric, dimensions).map(Index::Exact),
             "hnsw" => HnswIndex::new(HnswConfig {
                 m,
                 ef_construction,
                 ef_search,
+                quantization,
                 ..HnswConfig::new(metric, dimensions)
             })
             .map(Index::Graph),

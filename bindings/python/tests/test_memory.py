@@ -140,6 +140,30 @@ def test_reading_a_vault_while_another_thread_derives_a_key_does_not_deadlock(tm
         assert reopened.secret("k") == "v"
 
 
+@pytest.mark.parametrize("quantization", ["int8", "pq8"])
+def test_a_quantized_index_and_store_search_compressed_vectors(tmp_path: Path, quantization: str) -> None:
+    random = __import__("random").Random(5)
+    vectors = [[random.gauss(0.0, 1.0) for _ in range(16)] for _ in range(5_000)]
+    index = VectorIndex(16, metric="l2", quantization=quantization)
+    index.add(list(range(5_000)), vectors)
+    for probe in (3, 1_234, 4_999):
+        assert index.search(vectors[probe], 1, ef=128)[0][0] == probe
+    index.save(tmp_path / "compressed.idx")
+    assert VectorIndex.open(tmp_path / "compressed.idx").search(vectors[77], 1, ef=128)[0][0] == 77
+    with pytest.raises(kai.StoreError) as unknown:
+        VectorIndex(16, quantization="zip")
+    assert unknown.value.kind == "invalid_config"
+    with pytest.raises(kai.KaiError):
+        VectorIndex(16, kind="flat", quantization="int8")
+
+    async def store() -> None:
+        with EmbeddedStore(tmp_path / "store", 16, metric="l2", quantization=quantization) as store:
+            await store.upsert([{"id": f"v{i}", "text": "", "embedding": vectors[i]} for i in range(300)])
+            assert [hit["id"] for hit in await store.search(vectors[42], 1)] == ["v42"]
+
+    run(store())
+
+
 @pytest.mark.parametrize("kind", ["hnsw", "flat"])
 def test_a_vector_index_finds_neighbours_saves_and_refuses_bad_vectors(tmp_path: Path, kind: str) -> None:
     index = VectorIndex(3, metric="l2", kind=kind)

@@ -72,6 +72,45 @@ impl Quantization {
     }
 }
 
+/// A quantization by name: `none`, `int8` or `pq<subspaces>` (`pq32`), as configuration files and
+/// other languages' bindings give it.
+///
+/// ```
+/// use kai_memory::index::Quantization;
+///
+/// assert_eq!("pq32".parse::<Quantization>()?, Quantization::Product { subspaces: 32 });
+/// assert_eq!(Quantization::Int8.to_string(), "int8");
+/// assert!("pq".parse::<Quantization>().is_err());
+/// # Ok::<(), kai_memory::Error>(())
+/// ```
+impl std::str::FromStr for Quantization {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self, Error> {
+        match name {
+            "none" => Ok(Quantization::None),
+            "int8" => Ok(Quantization::Int8),
+            _ => name
+                .strip_prefix("pq")
+                .and_then(|subspaces| subspaces.parse().ok())
+                .map(|subspaces| Quantization::Product { subspaces })
+                .ok_or_else(|| {
+                    Error::InvalidConfig(format!("unknown quantization {name:?}: none, int8 or pq<subspaces>"))
+                }),
+        }
+    }
+}
+
+impl std::fmt::Display for Quantization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Quantization::None => f.write_str("none"),
+            Quantization::Int8 => f.write_str("int8"),
+            Quantization::Product { subspaces } => write!(f, "pq{subspaces}"),
+        }
+    }
+}
+
 /// Vectors an index needs before product quantisation learns its centroids.
 pub(crate) const PQ_TRAIN_MIN: usize = 4_096;
 /// Vectors k-means learns from at most.

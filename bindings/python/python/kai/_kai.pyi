@@ -218,7 +218,12 @@ class EmbeddedStore:
     """A vector store in a local directory; methods are awaitables."""
 
     def __new__(
-        cls, directory: Union[str, "os.PathLike[str]"], dimensions: int, *, metric: str = "cosine"
+        cls,
+        directory: Union[str, "os.PathLike[str]"],
+        dimensions: int,
+        *,
+        metric: str = "cosine",
+        quantization: str = "none",
     ) -> EmbeddedStore: ...
     def upsert(self, documents: List[Dict[str, Any]]) -> Awaitable[None]: ...
     def search(
@@ -233,7 +238,11 @@ class EmbeddedStore:
 
 @final
 class VectorIndex:
-    """A vector index in memory (``"hnsw"`` or exact ``"flat"``), saved to and opened from a file."""
+    """A vector index in memory (``"hnsw"`` or exact ``"flat"``), saved to and opened from a file.
+
+    An HNSW index may search on compressed vectors: ``quantization="int8"`` (a quarter of float32) or
+    ``"pq<subspaces>"`` (product quantisation, e.g. ``"pq48"`` for 384 dimensions), re-ranking with
+    the full vectors."""
 
     def __new__(
         cls,
@@ -244,6 +253,7 @@ class VectorIndex:
         m: int = 16,
         ef_construction: int = 200,
         ef_search: int = 64,
+        quantization: str = "none",
     ) -> VectorIndex: ...
     @staticmethod
     def open(path: Union[str, "os.PathLike[str]"]) -> VectorIndex: ...
