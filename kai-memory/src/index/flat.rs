@@ -57,10 +57,7 @@ impl FlatIndex {
     /// # Ok::<(), kai_memory::Error>(())
     /// ```
     pub fn insert_batch<V: AsRef<[f32]>>(&mut self, items: &[(u64, V)]) -> Result<(), Error> {
-        let prepared = self
-            .slots
-            .prepare_batch(items.iter().map(|(_, vector)| vector.as_ref()))?;
-        let ids: Vec<u64> = items.iter().map(|(id, _)| *id).collect();
+        let (ids, prepared) = self.slots.prepare_items(items)?;
         self.slots.push_batch(&ids, &prepared)?;
         self.compact_if_sparse();
         Ok(())

@@ -194,10 +194,7 @@ impl HnswIndex {
     /// or `rayon::ThreadPoolBuilder::build_global` says otherwise). To bound it, call this inside your
     /// own pool's `install`: `pool.install(|| index.insert_batch(&items))`.
     pub fn insert_batch<V: AsRef<[f32]>>(&mut self, items: &[(u64, V)]) -> Result<(), Error> {
-        let prepared = self
-            .slots
-            .prepare_batch(items.iter().map(|(_, vector)| vector.as_ref()))?;
-        let ids: Vec<u64> = items.iter().map(|(id, _)| *id).collect();
+        let (ids, prepared) = self.slots.prepare_items(items)?;
         self.insert_prepared(&ids, &prepared)
     }
 

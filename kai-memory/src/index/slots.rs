@@ -104,6 +104,12 @@ impl Slots {
         Ok(prepared)
     }
 
+    /// The ids of `items` and their vectors checked and in the form stored, back to back.
+    pub(crate) fn prepare_items<V: AsRef<[f32]>>(&self, items: &[(u64, V)]) -> Result<(Vec<u64>, Vec<f32>), Error> {
+        let prepared = self.prepare_batch(items.iter().map(|(_, vector)| vector.as_ref()))?;
+        Ok((items.iter().map(|(id, _)| *id).collect(), prepared))
+    }
+
     /// Checks a flat batch, `ids.len()` vectors back to back in `vectors`, and returns it in the form
     /// stored: borrowed where nothing changes (dot and L2), normalised under cosine.
     pub(crate) fn prepare_flat<'a>(&self, ids: &[u64], vectors: &'a [f32]) -> Result<Cow<'a, [f32]>, Error> {
