@@ -652,3 +652,22 @@ fn quantized_indexes_keep_their_recall_and_their_codes_across_saves() {
     let uneven = HnswConfig::new(Metric::L2, 30).with_quantization(Quantization::Product { subspaces: 8 });
     assert!(matches!(HnswIndex::new(uneven), Err(Error::InvalidConfig(_))));
 }
+
+/// A product-quantized index emptied by removals (which compact it to nothing) and an empty insert
+/// change nothing and panic nowhere; the next vector is found.
+#[test]
+fn a_quantized_index_emptied_by_removals_takes_vectors_again() {
+    use kai_memory::index::Quantization;
+    let data = clustered(4_200, 8, 31);
+    let config = HnswConfig::new(Metric::L2, 8).with_quantization(Quantization::Product { subspaces: 4 });
+    let mut index = HnswIndex::new(config).unwrap();
+    let items: Vec<(u64, &[f32])> = data.iter().enumerate().map(|(i, v)| (i as u64, v.as_slice())).collect();
+    index.insert_batch(&items).unwrap();
+    for id in 0..4_200 {
+        assert!(index.remove(id));
+    }
+    assert!(index.is_empty());
+    index.insert_flat(&[], &[]).unwrap();
+    index.insert(7, &data[5]).unwrap();
+    assert_eq!(index.search(&data[5], 1).unwrap()[0].id, 7);
+}

@@ -123,7 +123,8 @@ pub(crate) fn encode(slots: &Slots, hnsw: Option<(&HnswConfig, &SearchGraph)>) -
             }
         }
     }
-    if let Some(codes) = &slots.codes {
+    // Only an HNSW index searches on codes (a flat one opened from an HNSW file keeps none).
+    if let Some(codes) = slots.codes.as_ref().filter(|_| hnsw.is_some()) {
         let subspaces = match codes.quantization {
             Quantization::Product { subspaces } => subspaces,
             Quantization::Int8 | Quantization::None => 0,
@@ -215,8 +216,10 @@ pub(crate) fn open(path: &Path) -> Result<Decoded, Error> {
         // Checking the file read every page of it; what was copied out (ids, graph) is not needed
         // again, and the vectors and codes are paged in again as searches touch them. Hints only: a
         // kernel that declines them leaves the pages resident, which is correct.
-        // SAFETY: the mapping is private, read-only and backed by the file, so dropping its pages
-        // loses nothing: the next read faults them in again from the file.
+        // SAFETY: the mapping (shared, as `Mmap::map` makes it) is only ever read, never written
+        // through, so its pages hold nothing the file does not: dropping them loses nothing, and the
+        // next read faults them in again from the page cache or the file. (A copy-on-write mapping
+        // written through would lose those writes; this one is never written.)
         let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
         if decoded.0.searchable_codes().is_some() {
             // Re-ranking reads a few scattered vectors: read no more of the file around them.
@@ -280,6 +283,10 @@ fn decode_from(bytes: &[u8], source: Source<'_>) -> Result<(Decoded, Range<usize
     let quantization_code = if version >= 2 { r.array::<2>()?[0] } else { 0 };
     let dimensions = r.u32()? as usize;
     let count = usize::try_from(r.u64()?).map_err(|_| corrupt("slot count"))?;
+    // Slots are numbered with u32 everywhere after this.
+    if count > u32::MAX as usize {
+        return Err(corrupt("more slots than an index holds"));
+    }
     if dimensions == 0 {
         return Err(corrupt("zero dimensions"));
     }
@@ -315,7 +322,8 @@ fn decode_from(bytes: &[u8], source: Source<'_>) -> Result<(Decoded, Range<usize
     }
     // Stored vectors were checked when inserted; a file's may not have been. A NaN would rank first
     // for every query under cosine.
-    if (0..count as u32).any(|slot| slots.live[slot as usize] && !usable(metric, slots.vector(slot))) {
+    // Dead slots too: compaction skips them, but quantization fits its ranges over every slot.
+    if (0..count as u32).any(|slot| !usable(metric, slots.vector(slot))) {
         return Err(corrupt(
             "a stored vector is not finite (or, for cosine, not of unit length)",
         ));
@@ -461,14 +469,13 @@ fn graph_budget(file_len: usize) -> u64 {
 
 /// Whether a stored vector could have been inserted: finite, and for cosine of unit length.
 fn usable(metric: Metric, vector: &[f32]) -> bool {
-    if vector.iter().any(|x| !x.is_finite()) {
+    // The checks of `Metric::prepare`: finite components and a length that does not overflow.
+    let norm_sq: f32 = vector.iter().map(|x| x * x).sum();
+    if vector.iter().any(|x| !x.is_finite()) || !norm_sq.is_finite() {
         return false;
     }
     match metric {
-        Metric::Cosine => {
-            let norm_sq: f32 = vector.iter().map(|x| x * x).sum();
-            (norm_sq - 1.0).abs() < 1e-3
-        }
+        Metric::Cosine => (norm_sq - 1.0).abs() < 1e-3,
         Metric::Dot | Metric::L2 => true,
     }
 }
@@ -541,6 +548,60 @@ mod tests {
         let checksum = crc32fast::hash(&bytes[..body]);
         bytes[body..].copy_from_slice(&checksum.to_le_bytes());
         bytes
+    }
+
+    /// What a hostile file could make of an opened index: a slot count past u32 (slots are numbered
+    /// with u32), a beam of 2^32 (every insertion would walk the whole graph), a dead slot holding NaN
+    /// or a vector whose length overflows (quantization fits its ranges over every slot), product
+    /// centroids claiming to be learnt from no vectors (an empty insert would learn again from none).
+    #[test]
+    fn files_that_would_break_the_opened_index_are_refused() {
+        let mut slots = Slots::new(Metric::L2, 2);
+        slots.push_batch(&[1, 2, 3], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        slots.remove(1);
+        let flat = encode(&slots, None).unwrap();
+        assert!(decode(&flat).is_ok());
+        let patched = |at: usize, bytes: &[u8]| {
+            let mut file = flat.clone();
+            file[at..at + bytes.len()].copy_from_slice(bytes);
+            resealed(file)
+        };
+        // Slot 0 is dead; its first component becomes NaN. Then a live one of 3e38 (length overflows).
+        assert!(matches!(
+            decode(&patched(64, &f32::NAN.to_le_bytes())),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode(&patched(72, &3e38f32.to_le_bytes())),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode(&patched(20, &(1u64 << 32).to_le_bytes())),
+            Err(Error::Corrupt { .. })
+        ));
+
+        let wide = quantized_file(Quantization::Int8, |_| {});
+        let ef_construction_at = 64 + 5_000 * (4 * 4 + 9) + 4;
+        let mut wide = wide;
+        wide[ef_construction_at..ef_construction_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(decode(&resealed(wide)), Err(Error::Corrupt { .. })));
+
+        let untrained = quantized_file(Quantization::Product { subspaces: 2 }, |codes| {
+            if let Some(Scheme::Product { trained_on, .. }) = &mut codes.scheme {
+                *trained_on = 0;
+            }
+        });
+        assert!(matches!(decode(&untrained), Err(Error::Corrupt { .. })));
+    }
+
+    /// A flat index opened from a quantized HNSW file keeps no codes, and saves a file it reads back.
+    #[test]
+    fn a_flat_index_opened_from_a_quantized_file_saves_what_it_reads() {
+        let bytes = quantized_file(Quantization::Int8, |_| {});
+        let flat = crate::index::FlatIndex::from_bytes(&bytes).unwrap();
+        let again = crate::index::FlatIndex::from_bytes(&flat.to_bytes().unwrap()).unwrap();
+        assert_eq!(again.len(), 5_000);
+        assert_eq!(again.search(&[0.0; 4], 3).unwrap(), flat.search(&[0.0; 4], 3).unwrap());
     }
 
     /// A quantized file's scheme and codes are checked like the rest: ranges and centroids must be

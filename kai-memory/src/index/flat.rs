@@ -113,8 +113,7 @@ impl FlatIndex {
 
     /// Reads an index written by [`save`](Self::save).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let (slots, _) = file::open(path.as_ref())?;
-        Ok(Self { slots })
+        Ok(Self::exact(file::open(path.as_ref())?.0))
     }
 
     /// The bytes [`save`](Self::save) writes, for a caller without files (wasm) or that keeps them
@@ -126,8 +125,14 @@ impl FlatIndex {
     /// Reads the bytes of [`to_bytes`](Self::to_bytes) or of a saved file, with the checks of
     /// [`open`](Self::open).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        let (slots, _) = file::decode(bytes)?;
-        Ok(Self { slots })
+        Ok(Self::exact(file::decode(bytes)?.0))
+    }
+
+    /// An exact index over `slots` read from a file, which may be an HNSW index's: its codes, if it
+    /// was quantized, are of no use to exact search and are dropped.
+    fn exact(mut slots: Slots) -> Self {
+        slots.codes = None;
+        Self { slots }
     }
 
     fn compact_if_sparse(&mut self) {

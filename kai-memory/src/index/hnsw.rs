@@ -11,6 +11,10 @@ use crate::index::quantize::Quantization;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::index::{Hit, file, graph::SearchGraph, insert, slots, slots::Slots};
 
+/// The widest beam an index builds or searches with by default ([`HnswIndex::search_with`] may ask
+/// for a wider one per search).
+pub const MAX_EF: usize = 1 << 16;
+
 /// Settings of an [`HnswIndex`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HnswConfig {
@@ -89,6 +93,13 @@ impl HnswConfig {
             return Err(Error::InvalidConfig(
                 "dimensions, ef_construction and ef_search must be positive".into(),
             ));
+        }
+        // A beam this wide is an exhaustive search already; wider ones only cost time (a file asking
+        // for 2^32 would make every insertion walk the whole graph).
+        if self.ef_construction > MAX_EF || self.ef_search > MAX_EF {
+            return Err(Error::InvalidConfig(format!(
+                "ef_construction and ef_search must be at most {MAX_EF}"
+            )));
         }
         self.quantization.validate(self.dimensions)
     }

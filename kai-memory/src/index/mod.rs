@@ -24,9 +24,9 @@ mod slots;
 
 pub use distance::Metric;
 pub use flat::FlatIndex;
-pub use hnsw::HnswConfig;
 #[cfg(not(target_arch = "wasm32"))]
 pub use hnsw::HnswIndex;
+pub use hnsw::{HnswConfig, MAX_EF};
 pub use quantize::Quantization;
 
 /// One search result.

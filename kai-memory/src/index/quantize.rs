@@ -241,11 +241,13 @@ impl Codes {
                     coarse,
                     centroids,
                     typical_error,
+                    trained_on,
                     ..
                 }),
                 Quantization::Product { subspaces },
             ) => {
                 if *part * usize::from(subspaces) != dimensions
+                    || *trained_on < PQ_TRAIN_MIN as u64
                     || !typical_error.is_finite()
                     || *typical_error < 0.0
                     || centroids.len() != dimensions * CENTROIDS
@@ -289,6 +291,10 @@ impl Codes {
     /// scheme yet and enough vectors, an int8 range exceeded, or product centroids learnt from a
     /// tenth of the vectors or fewer). `vectors` yields all `count` vectors in slot order.
     pub(crate) fn refresh<'a>(&mut self, count: usize, vectors: impl Fn(usize) -> &'a [f32] + Sync) {
+        if count == 0 {
+            // Nothing to learn from (a compaction that kept nothing): the codes are empty already.
+            return;
+        }
         let retrain = match (&self.scheme, self.quantization) {
             (None, Quantization::Int8) => count > 0,
             (None, Quantization::Product { .. }) => count >= PQ_TRAIN_MIN,
