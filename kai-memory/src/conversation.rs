@@ -327,6 +327,38 @@ fn write_session(db: &Connection, id: &str, before: &Session, session: &Session)
     insert_rows(db, id, next, new)
 }
 
+/// The window rule. From a session's messages, newest first (each as its tokens, whether it starts a
+/// turn, and what the caller wants of it), the longest run within `budget` tokens that starts at a
+/// turn, so that a tool call is never separated from its results: what the caller wanted of those
+/// messages, newest first, and whether older messages were left out. Reads no further than the first
+/// message that does not fit.
+fn window<T, E>(
+    newest_first: impl Iterator<Item = Result<(usize, bool, T), E>>,
+    budget: usize,
+) -> Result<(Vec<T>, bool), E> {
+    let (mut used, mut kept, mut turn_start) = (0usize, Vec::new(), 0usize);
+    let mut left_out = false;
+    for message in newest_first {
+        let (tokens, starts_turn, item) = message?;
+        used = used.saturating_add(tokens);
+        if used > budget {
+            left_out = true;
+            break;
+        }
+        kept.push(item);
+        if starts_turn {
+            turn_start = kept.len();
+        }
+    }
+    kept.truncate(turn_start);
+    Ok((kept, left_out))
+}
+
+/// A stored message's token count as the window rule counts it.
+fn tokens_of(row: &rusqlite::Row<'_>, column: usize) -> Result<usize, Error> {
+    Ok(usize::try_from(row.get::<_, i64>(column).map_err(sql)?).unwrap_or(usize::MAX))
+}
+
 /// The latest messages of `id` that fit `budget` tokens, starting at a turn: read from the end, so the
 /// cost is the window's, not the session's.
 fn read_window(db: &Connection, id: &str, budget: usize) -> Result<Vec<Message>, Error> {
@@ -334,19 +366,15 @@ fn read_window(db: &Connection, id: &str, budget: usize) -> Result<Vec<Message>,
         .prepare_cached("SELECT tokens, starts_turn, message FROM messages WHERE session = ?1 ORDER BY seq DESC")
         .map_err(sql)?;
     let mut rows = statement.query(params![id]).map_err(sql)?;
-    let (mut used, mut texts, mut start) = (0usize, Vec::new(), 0usize);
-    while let Some(row) = rows.next().map_err(sql)? {
-        let tokens: i64 = row.get(0).map_err(sql)?;
-        used = used.saturating_add(usize::try_from(tokens).unwrap_or(usize::MAX));
-        if used > budget {
-            break;
-        }
-        texts.push(row.get::<_, String>(2).map_err(sql)?);
-        if row.get::<_, bool>(1).map_err(sql)? {
-            start = texts.len();
-        }
-    }
-    texts.truncate(start);
+    let newest_first = std::iter::from_fn(|| match rows.next() {
+        Ok(Some(row)) => Some((|| {
+            let starts_turn = row.get::<_, bool>(1).map_err(sql)?;
+            Ok((tokens_of(row, 0)?, starts_turn, row.get::<_, String>(2).map_err(sql)?))
+        })()),
+        Ok(None) => None,
+        Err(error) => Some(Err(sql(error))),
+    });
+    let (texts, _) = window(newest_first, budget)?;
     texts.iter().rev().map(|text| parse_message(id, text)).collect()
 }
 
@@ -357,23 +385,20 @@ fn prune(db: &Connection, id: &str, keep: usize) -> Result<usize, Error> {
         .prepare_cached("SELECT seq, tokens, starts_turn FROM messages WHERE session = ?1 ORDER BY seq DESC")
         .map_err(sql)?;
     let mut rows = statement.query(params![id]).map_err(sql)?;
-    let (mut used, mut oldest_kept) = (0usize, None);
-    let mut over = false;
-    while let Some(row) = rows.next().map_err(sql)? {
-        let tokens: i64 = row.get(1).map_err(sql)?;
-        used = used.saturating_add(usize::try_from(tokens).unwrap_or(usize::MAX));
-        if used > keep {
-            over = true;
-            break;
-        }
-        if row.get::<_, bool>(2).map_err(sql)? {
-            oldest_kept = Some(row.get::<_, i64>(0).map_err(sql)?);
-        }
-    }
+    let newest_first = std::iter::from_fn(|| match rows.next() {
+        Ok(Some(row)) => Some((|| {
+            let starts_turn = row.get::<_, bool>(2).map_err(sql)?;
+            Ok((tokens_of(row, 1)?, starts_turn, row.get::<_, i64>(0).map_err(sql)?))
+        })()),
+        Ok(None) => None,
+        Err(error) => Some(Err(sql(error))),
+    });
+    let (kept, left_out) = window(newest_first, keep)?;
     drop(rows);
-    if !over {
+    if !left_out {
         return Ok(0);
     }
+    let oldest_kept = kept.last().copied();
     // Nothing fits as a whole turn: keep the latest turn rather than nothing.
     let from = match oldest_kept {
         Some(seq) => seq,
@@ -450,20 +475,15 @@ impl WindowMemory {
     }
 }
 
-/// The start of the longest suffix of `messages` within `budget` that begins at a user message.
+/// The start of the longest suffix of `messages` within `budget` that begins at a turn.
 fn window_start(messages: &[Message], budget: usize) -> usize {
-    let mut used = 0;
-    let mut start = messages.len();
-    for (index, message) in messages.iter().enumerate().rev() {
-        used += estimate_tokens(message);
-        if used > budget {
-            break;
-        }
-        if starts_turn(message) {
-            start = index;
-        }
+    let newest_first = messages.iter().enumerate().rev().map(|(index, message)| {
+        Ok::<_, std::convert::Infallible>((estimate_tokens(message), starts_turn(message), index))
+    });
+    match window(newest_first, budget) {
+        Ok((kept, _)) => kept.last().copied().unwrap_or(messages.len()),
+        Err(never) => match never {},
     }
-    start
 }
 
 #[kai_core::async_trait]
