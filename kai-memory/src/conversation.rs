@@ -354,47 +354,43 @@ fn window<T, E>(
     Ok((kept, left_out))
 }
 
-/// A stored message's token count as the window rule counts it.
-fn tokens_of(row: &rusqlite::Row<'_>, column: usize) -> Result<usize, Error> {
-    Ok(usize::try_from(row.get::<_, i64>(column).map_err(sql)?).unwrap_or(usize::MAX))
+/// The window rule over `id`'s stored messages, read newest first and no further than it needs:
+/// the `column` (`message` or `seq`) of those in the window, and whether older ones were left out.
+fn stored_window<T: rusqlite::types::FromSql>(
+    db: &Connection,
+    id: &str,
+    column: &'static str,
+    budget: usize,
+) -> Result<(Vec<T>, bool), Error> {
+    let mut statement = db
+        .prepare_cached(&format!(
+            "SELECT tokens, starts_turn, {column} FROM messages WHERE session = ?1 ORDER BY seq DESC"
+        ))
+        .map_err(sql)?;
+    let mut rows = statement.query(params![id]).map_err(sql)?;
+    let read = |row: &rusqlite::Row<'_>| -> Result<(usize, bool, T), Error> {
+        let tokens = usize::try_from(row.get::<_, i64>(0).map_err(sql)?).unwrap_or(usize::MAX);
+        Ok((tokens, row.get(1).map_err(sql)?, row.get(2).map_err(sql)?))
+    };
+    let newest_first = std::iter::from_fn(|| match rows.next() {
+        Ok(Some(row)) => Some(read(row)),
+        Ok(None) => None,
+        Err(error) => Some(Err(sql(error))),
+    });
+    window(newest_first, budget)
 }
 
 /// The latest messages of `id` that fit `budget` tokens, starting at a turn: read from the end, so the
 /// cost is the window's, not the session's.
 fn read_window(db: &Connection, id: &str, budget: usize) -> Result<Vec<Message>, Error> {
-    let mut statement = db
-        .prepare_cached("SELECT tokens, starts_turn, message FROM messages WHERE session = ?1 ORDER BY seq DESC")
-        .map_err(sql)?;
-    let mut rows = statement.query(params![id]).map_err(sql)?;
-    let newest_first = std::iter::from_fn(|| match rows.next() {
-        Ok(Some(row)) => Some((|| {
-            let starts_turn = row.get::<_, bool>(1).map_err(sql)?;
-            Ok((tokens_of(row, 0)?, starts_turn, row.get::<_, String>(2).map_err(sql)?))
-        })()),
-        Ok(None) => None,
-        Err(error) => Some(Err(sql(error))),
-    });
-    let (texts, _) = window(newest_first, budget)?;
+    let (texts, _) = stored_window::<String>(db, id, "message", budget)?;
     texts.iter().rev().map(|text| parse_message(id, text)).collect()
 }
 
 /// Drops `id`'s oldest turns until the rest fit `keep` tokens (whole turns only); how many messages
 /// went.
 fn prune(db: &Connection, id: &str, keep: usize) -> Result<usize, Error> {
-    let mut statement = db
-        .prepare_cached("SELECT seq, tokens, starts_turn FROM messages WHERE session = ?1 ORDER BY seq DESC")
-        .map_err(sql)?;
-    let mut rows = statement.query(params![id]).map_err(sql)?;
-    let newest_first = std::iter::from_fn(|| match rows.next() {
-        Ok(Some(row)) => Some((|| {
-            let starts_turn = row.get::<_, bool>(2).map_err(sql)?;
-            Ok((tokens_of(row, 1)?, starts_turn, row.get::<_, i64>(0).map_err(sql)?))
-        })()),
-        Ok(None) => None,
-        Err(error) => Some(Err(sql(error))),
-    });
-    let (kept, left_out) = window(newest_first, keep)?;
-    drop(rows);
+    let (kept, left_out) = stored_window::<i64>(db, id, "seq", keep)?;
     if !left_out {
         return Ok(0);
     }
