@@ -671,3 +671,88 @@ fn a_quantized_index_emptied_by_removals_takes_vectors_again() {
     index.insert(7, &data[5]).unwrap();
     assert_eq!(index.search(&data[5], 1).unwrap()[0].id, 7);
 }
+
+/// Component `d` of vector `i` of the index `an_index_larger_than_the_data_limit_is_searched_in_place`
+/// builds.
+fn big_component(i: usize, d: usize) -> f32 {
+    ((i * 7_919 + d * 104_729) % 10_007) as f32 / 10_007.0
+}
+
+/// Child half of `an_index_larger_than_the_data_limit_is_searched_in_place`: opens the flat index at
+/// `KAI_BIG_INDEX` and prints the id nearest its vector 1,234; with `KAI_BIG_INDEX_COPY`, first asks
+/// for room for a copy of the whole file (what opening once read it into) and says if there is none.
+#[test]
+fn larger_than_heap_child() {
+    let Ok(path) = std::env::var("KAI_BIG_INDEX") else {
+        return;
+    };
+    if std::env::var_os("KAI_BIG_INDEX_COPY").is_some() {
+        let mut copy: Vec<u8> = Vec::new();
+        if copy
+            .try_reserve_exact(std::fs::metadata(&path).unwrap().len() as usize)
+            .is_err()
+        {
+            println!("no room for a copy");
+            return;
+        }
+    }
+    let index = FlatIndex::open(&path).unwrap();
+    let query: Vec<f32> = (0..256).map(|d| big_component(1_234, d)).collect();
+    println!("nearest {}", index.search(&query, 1).unwrap()[0].id);
+}
+
+/// An opened index reads its vectors in place from the mapped file, so a process whose data segment
+/// (heap and private memory, `RLIMIT_DATA`) is limited below the vectors' size opens and searches it;
+/// under the same limit there is no room for a copy of the file.
+#[test]
+fn an_index_larger_than_the_data_limit_is_searched_in_place() {
+    // 60,000 × 256 floats: 61 MB of vectors, against a 40 MiB limit.
+    let (n, dims) = (60_000usize, 256usize);
+    let vectors: Vec<f32> = (0..n * dims).map(|k| big_component(k / dims, k % dims)).collect();
+    let ids: Vec<u64> = (0..n as u64).collect();
+    let mut index = FlatIndex::new(Metric::L2, dims).unwrap();
+    index.insert_flat(&ids, &vectors).unwrap();
+    drop(vectors);
+    let (_dir, path) = temp("big.flat");
+    index.save(&path).unwrap();
+    drop(index);
+
+    let child = |copy: bool| {
+        let mut command = std::process::Command::new("prlimit");
+        command
+            .arg(format!("--data={}", 40 << 20))
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "larger_than_heap_child", "--nocapture", "--test-threads=1"])
+            .env("KAI_BIG_INDEX", &path);
+        if copy {
+            command.env("KAI_BIG_INDEX_COPY", "1");
+        }
+        // A regression would make the child fail its allocation, which may hang rather than exit.
+        let mut process = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("prlimit (util-linux) runs the child");
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while process.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                process.kill().unwrap();
+                panic!("the child did not finish within two minutes");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        process.wait_with_output().unwrap()
+    };
+    let mapped = child(false);
+    let stdout = String::from_utf8_lossy(&mapped.stdout);
+    assert!(
+        mapped.status.success() && stdout.contains("nearest 1234"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&mapped.stderr)
+    );
+    let copied = child(true);
+    assert!(
+        String::from_utf8_lossy(&copied.stdout).contains("no room for a copy"),
+        "the limit must hold: a copy of the file does not fit under it"
+    );
+}
