@@ -374,6 +374,8 @@ struct Signer {
 mod tests {
     use super::*;
 
+    /// Signs through the JWS layer directly, not `Presence::sign`: the tests need records that
+    /// `sign` refuses (overlong, expired), as a hostile peer would make them.
     fn signed(identity: &Identity, seq: u64, iat: u64, exp: u64) -> String {
         let record = Presence {
             did: identity.did(),

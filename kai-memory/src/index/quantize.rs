@@ -364,62 +364,41 @@ fn encode(scheme: &Scheme, vector: &[f32], code: &mut [u8]) -> bool {
             centroids,
             typical_error,
             ..
-        } => {
-            let dimensions = vector.len();
-            let mut error = 0f32;
-            let cell = nearest(vector, coarse, dimensions);
-            let centre = &coarse[cell * dimensions..(cell + 1) * dimensions];
-            code[0] = cell as u8;
-            let mut squared_length = 0f32;
-            for m in 0..dimensions / part {
-                let range = m * part..(m + 1) * part;
-                let remainder: Vec<f32> = vector[range.clone()]
-                    .iter()
-                    .zip(&centre[range.clone()])
-                    .map(|(x, c)| x - c)
-                    .collect();
-                let table = &centroids[m * CENTROIDS * part..(m + 1) * CENTROIDS * part];
-                let j = nearest(&remainder, table, *part);
-                code[1 + m] = j as u8;
-                let rebuilt = table[j * part..(j + 1) * part]
-                    .iter()
-                    .zip(&centre[range.clone()])
-                    .map(|(r, c)| r + c);
-                for (x, y) in rebuilt.zip(&vector[range]) {
-                    squared_length += x * x;
-                    error += (x - y) * (x - y);
-                }
-            }
-            // Under L2 the code has room for the reconstruction's squared length.
-            if let Some(tail) = code.get_mut(1 + dimensions / part..).filter(|tail| tail.len() == 4) {
-                tail.copy_from_slice(&squared_length.to_le_bytes());
-            }
-            error <= 4.0 * typical_error
-        }
+        } => encode_product(*part, coarse, centroids, vector, code) <= 4.0 * typical_error,
     }
 }
 
-/// The squared distance between `vector` and what its product code stands for.
-fn reconstruction_error(scheme: &Scheme, vector: &[f32], code: &[u8]) -> f32 {
-    let Scheme::Product {
-        part,
-        coarse,
-        centroids,
-        ..
-    } = scheme
-    else {
-        return 0.0;
-    };
+/// Writes `vector`'s product code into `code` (the nearest coarse centroid, then the nearest centroid
+/// of each part of the remainder, then under L2 the reconstruction's squared length); returns the
+/// squared distance between `vector` and its reconstruction.
+fn encode_product(part: usize, coarse: &[f32], centroids: &[f32], vector: &[f32], code: &mut [u8]) -> f32 {
     let dimensions = vector.len();
-    let cell = usize::from(code[0]);
-    let mut error = 0f32;
-    for (m, &j) in code[1..=dimensions / part].iter().enumerate() {
+    let cell = nearest(vector, coarse, dimensions);
+    let centre = &coarse[cell * dimensions..(cell + 1) * dimensions];
+    code[0] = cell as u8;
+    let (mut squared_length, mut error) = (0f32, 0f32);
+    for m in 0..dimensions / part {
+        let range = m * part..(m + 1) * part;
+        let remainder: Vec<f32> = vector[range.clone()]
+            .iter()
+            .zip(&centre[range.clone()])
+            .map(|(x, c)| x - c)
+            .collect();
         let table = &centroids[m * CENTROIDS * part..(m + 1) * CENTROIDS * part];
-        let centre = &coarse[cell * dimensions + m * part..];
-        let pieces = table[usize::from(j) * part..][..*part].iter().zip(centre);
-        for ((r, c), x) in pieces.zip(&vector[m * part..(m + 1) * part]) {
-            error += (r + c - x) * (r + c - x);
+        let j = nearest(&remainder, table, part);
+        code[1 + m] = j as u8;
+        let rebuilt = table[j * part..(j + 1) * part]
+            .iter()
+            .zip(&centre[range.clone()])
+            .map(|(r, c)| r + c);
+        for (x, y) in rebuilt.zip(&vector[range]) {
+            squared_length += x * x;
+            error += (x - y) * (x - y);
         }
+    }
+    // Under L2 the code has room for the reconstruction's squared length.
+    if let Some(tail) = code.get_mut(1 + dimensions / part..).filter(|tail| tail.len() == 4) {
+        tail.copy_from_slice(&squared_length.to_le_bytes());
     }
     error
 }
@@ -498,20 +477,15 @@ fn train_product<'a>(subspaces: usize, count: usize, vectors: &(impl Fn(usize) -
     };
     #[cfg(target_arch = "wasm32")]
     let tables: Vec<Vec<f32>> = (0..subspaces).map(learn).collect();
-    let mut scheme = Scheme::product(part, coarse, tables.concat(), count as u64, f32::INFINITY);
     // The sample's mean error, which later vectors are judged by.
+    let centroids = tables.concat();
     let mut code = vec![0u8; 1 + subspaces + 4];
     let total: f64 = sample
         .chunks_exact(dimensions)
-        .map(|vector| {
-            encode(&scheme, vector, &mut code);
-            f64::from(reconstruction_error(&scheme, vector, &code))
-        })
+        .map(|vector| f64::from(encode_product(part, &coarse, &centroids, vector, &mut code)))
         .sum();
-    if let Scheme::Product { typical_error, .. } = &mut scheme {
-        *typical_error = (total / (sample.len() / dimensions).max(1) as f64) as f32;
-    }
-    scheme
+    let typical_error = (total / (sample.len() / dimensions).max(1) as f64) as f32;
+    Scheme::product(part, coarse, centroids, count as u64, typical_error)
 }
 
 /// Lloyd's k-means: [`CENTROIDS`] centroids of `part` floats over `points` (back to back), started from
