@@ -6,9 +6,11 @@ and kAI's `ann_compare` binary, and prints build time, recall@10, single-thread 
 
     python compare.py --binary <ann_compare> --dataset clustered --n 100000 --dims 128
     python compare.py --binary <ann_compare> --quantization none,int8,pq32    # with faiss-cpu installed
+    python compare.py --binary <ann_compare> --quantization none,hnsw_rs      # both graph backends
 
 Each kAI quantization is built and searched as its own index; each quantized one is paired with faiss's
-counterpart (IndexHNSWSQ with 8-bit codes for int8, IndexHNSWPQ for pq<subspaces>). Memory is what the
+counterpart (IndexHNSWSQ with 8-bit codes for int8, IndexHNSWPQ for pq<subspaces>). `hnsw_rs` is the
+hnsw_rs backend (full vectors), built and searched in one process. Memory is what the
 opened index holds after searching: for kAI, memory of its own plus the pages of its file that it
 read in place (vectors, codes); for the peers, what loading their saved index added.
 """
@@ -185,6 +187,24 @@ class Kai:
             check=True, capture_output=True, text=True).stdout)
 
 
+class KaiServed(Kai):
+    """kAI's hnsw_rs backend, built and searched in one `ann_compare serve` process: reopening it
+    builds its graph again, so separate search processes would each search a different graph."""
+
+    def build(self, base, m, ef_construction, threads, work):
+        environment = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+        self.process = subprocess.Popen(
+            [self.binary, "serve", work, self.metric, str(m), str(ef_construction), self.quantization],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environment)
+        atexit.register(self.process.kill)
+        return json.loads(self.process.stdout.readline())
+
+    def search(self, queries, truth, ef):
+        self.process.stdin.write(f"{ef}\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+
 def fastest_load(load):
     """The fastest of three loads of a saved index, and the memory the first one added."""
     fastest = float("inf")
@@ -234,7 +254,7 @@ def main():
     parser.add_argument("--ef", default="16,32,64")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quantization", default="none",
-                        help="kAI indexes to build, comma-separated: none, int8, pq<subspaces>")
+                        help="kAI indexes to build, comma-separated: none, int8, pq<subspaces>, hnsw_rs")
     parser.add_argument("--repeat", type=int, default=5,
                         help="alternating search rounds per ef; each side's fastest counts")
     args = parser.parse_args()
@@ -257,8 +277,9 @@ def main():
         json.dump({"n": len(base), "queries": len(queries), "dims": base.shape[1]}, meta)
 
     kinds = args.quantization.split(",")
-    sides = [Kai(args.binary, args.metric, kind) for kind in kinds] + [Hnswlib(args.metric)]
-    sides += [FaissQuantized(args.metric, kind) for kind in kinds if kind != "none"]
+    sides = [(KaiServed if kind == "hnsw_rs" else Kai)(args.binary, args.metric, kind) for kind in kinds]
+    sides += [Hnswlib(args.metric)]
+    sides += [FaissQuantized(args.metric, kind) for kind in kinds if kind not in ("none", "hnsw_rs")]
     stats = {side.name: side.build(base, args.m, args.ef_construction, args.threads, work) for side in sides}
 
     # Searches alternate between the sides, round after round, so that all meet the same interference

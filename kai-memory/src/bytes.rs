@@ -29,3 +29,27 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 }
+
+/// Little-endian fields over the byte reader.
+pub(crate) trait LittleEndian {
+    /// The next byte.
+    fn u8(&mut self) -> Result<u8, Error>;
+    /// The next 4 bytes as a little-endian `u32`.
+    fn u32(&mut self) -> Result<u32, Error>;
+    /// The next 8 bytes as a little-endian `u64`.
+    fn u64(&mut self) -> Result<u64, Error>;
+}
+
+impl LittleEndian for Reader<'_> {
+    fn u8(&mut self) -> Result<u8, Error> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, Error> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, Error> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+}

@@ -11,6 +11,10 @@
 //! - [`conversation`]: per-session conversation memory, as a token window or a running summary;
 //! - [`vault`]: secrets and private records sealed with AES-256-GCM under a data key that a
 //!   passphrase-derived key wraps.
+//!
+//! Features: `postgres` adds `store::PgStore` (PostgreSQL + pgvector); `hnsw-rs` adds the hnsw_rs
+//! crate's graph as a second backend of [`index::HnswIndex`] (`index::HnswBackend::HnswRs`). Dumps
+//! written by hnsw_rs import without it (`index::HnswIndex::import_hnsw_rs`).
 
 mod bytes;
 #[cfg(not(target_arch = "wasm32"))]

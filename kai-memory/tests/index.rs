@@ -7,29 +7,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kai_memory::Error;
-use kai_memory::index::{FlatIndex, HnswConfig, HnswIndex, Metric};
+use kai_memory::index::{FlatIndex, HnswBackend, HnswConfig, HnswIndex, Metric};
 
 mod common;
 
-/// Deterministic pseudo-random numbers (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-}
-
 /// `n` vectors in 20 clusters, like real embeddings.
 fn clustered(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = Rng(seed);
-    let centres: Vec<Vec<f32>> = (0..20).map(|_| (0..dims).map(|_| rng.next()).collect()).collect();
-    (0..n)
-        .map(|i| centres[i % 20].iter().map(|c| c + 0.3 * rng.next()).collect())
-        .collect()
+    common::clustered_around(n, dims, seed, 20, 0.3)
 }
 
 /// A path named `name` in a fresh directory, removed with its contents when the guard drops.
@@ -37,6 +21,23 @@ fn temp(name: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     (dir, path)
+}
+
+/// The graphs an index can be built on in this build: the recall tests run on each.
+fn backends() -> Vec<HnswBackend> {
+    let mut backends = vec![HnswBackend::Builtin];
+    if cfg!(feature = "hnsw-rs") {
+        backends.push(HnswBackend::HnswRs);
+    }
+    backends
+}
+
+/// The metrics `backend` measures with (hnsw_rs has no dot product).
+fn metrics(backend: HnswBackend) -> &'static [Metric] {
+    match backend {
+        HnswBackend::Builtin => &[Metric::L2, Metric::Cosine, Metric::Dot],
+        HnswBackend::HnswRs => &[Metric::L2, Metric::Cosine],
+    }
 }
 
 fn recall(index: &HnswIndex, exact: &FlatIndex, queries: &[Vec<f32>], k: usize, ef: usize) -> f32 {
@@ -105,8 +106,11 @@ fn hnsw_recall_against_exact_search() {
     // 100 held-out points of the same distribution serve as queries.
     let mut data = clustered(6_100, dims, 7);
     let queries = data.split_off(6_000);
-    for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
-        let mut index = HnswIndex::new(HnswConfig::new(metric, dims)).unwrap();
+    for (backend, &metric) in backends()
+        .into_iter()
+        .flat_map(|b| metrics(b).iter().map(move |m| (b, m)))
+    {
+        let mut index = HnswIndex::new(HnswConfig::new(metric, dims).with_backend(backend)).unwrap();
         let mut exact = FlatIndex::new(metric, dims).unwrap();
         let items: Vec<(u64, Vec<f32>)> = data
             .iter()
@@ -118,7 +122,7 @@ fn hnsw_recall_against_exact_search() {
             exact.insert(*id, v).unwrap();
         }
         let r = recall(&index, &exact, &queries, 10, 64);
-        assert!(r >= 0.95, "{metric:?}: recall@10 {r}");
+        assert!(r >= 0.95, "{backend:?} {metric:?}: recall@10 {r}");
     }
 }
 
@@ -141,9 +145,15 @@ fn unit_vectors_that_round_past_one_build_without_panicking() {
 
 #[test]
 fn removed_and_replaced_vectors_and_late_inserts() {
+    for backend in backends() {
+        removed_and_replaced_on(backend);
+    }
+}
+
+fn removed_and_replaced_on(backend: HnswBackend) {
     let dims = 8;
     let data = clustered(3_000, dims, 11);
-    let mut index = HnswIndex::new(HnswConfig::new(Metric::L2, dims)).unwrap();
+    let mut index = HnswIndex::new(HnswConfig::new(Metric::L2, dims).with_backend(backend)).unwrap();
     let items: Vec<(u64, Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (i as u64, v.clone())).collect();
     index.insert_batch(&items).unwrap();
 
@@ -171,9 +181,15 @@ fn removed_and_replaced_vectors_and_late_inserts() {
 
 #[test]
 fn filtered_search_stays_correct_however_selective() {
+    for backend in backends() {
+        filtered_search_on(backend);
+    }
+}
+
+fn filtered_search_on(backend: HnswBackend) {
     let dims = 16;
     let data = clustered(5_000, dims, 5);
-    let mut index = HnswIndex::new(HnswConfig::new(Metric::L2, dims)).unwrap();
+    let mut index = HnswIndex::new(HnswConfig::new(Metric::L2, dims).with_backend(backend)).unwrap();
     let mut exact = FlatIndex::new(Metric::L2, dims).unwrap();
     let items: Vec<(u64, Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (i as u64, v.clone())).collect();
     index.insert_batch(&items).unwrap();
@@ -201,7 +217,7 @@ fn filtered_search_stays_correct_however_selective() {
         broad_found += got.iter().filter(|h| truth.contains(&h.id)).count();
     }
     let r = broad_found as f32 / (queries.len() * 10) as f32;
-    assert!(r >= 0.95, "filtered recall {r}");
+    assert!(r >= 0.95, "{backend:?}: filtered recall {r}");
 }
 
 #[test]
@@ -262,9 +278,30 @@ fn saved_indexes_reopen_without_reinserting_and_keep_working() {
 
 #[test]
 fn every_vector_is_found_by_itself_however_it_was_inserted() {
+    // The builtin graph only: hnsw_rs does not relink what its pruning orphans (tests/hnsw_rs.rs).
+    assert_eq!(lost_vectors(HnswBackend::Builtin), Vec::<usize>::new());
+}
+
+/// hnsw_rs does not relink a vector that its pruning leaves with no links to it, so a few in a
+/// thousand may go unfound even by themselves (0 to 3 of these 4,000 in the runs seen); the builtin
+/// graph relinks them.
+#[cfg(feature = "hnsw-rs")]
+#[test]
+fn hnsw_rs_leaves_few_vectors_unreachable() {
+    let lost = lost_vectors(HnswBackend::HnswRs);
+    assert!(
+        lost.len() <= 20,
+        "{} of 4,000 vectors not found by themselves",
+        lost.len()
+    );
+}
+
+/// Inserts 4,000 vectors in batches of every size, saving and reopening halfway; returns those that
+/// a search for themselves does not find.
+fn lost_vectors(backend: HnswBackend) -> Vec<usize> {
     let dims = 16;
     let data = clustered(4_000, dims, 21);
-    let mut index = HnswIndex::new(HnswConfig::new(Metric::L2, dims)).unwrap();
+    let mut index = HnswIndex::new(HnswConfig::new(Metric::L2, dims).with_backend(backend)).unwrap();
     let mut next = 0;
     // Batches of every size, single inserts, and inserts into an index reopened from its file.
     for size in [1, 1, 3, 700, 1, 50, 1_244] {
@@ -282,14 +319,9 @@ fn every_vector_is_found_by_itself_however_it_was_inserted() {
         next += size;
     }
     assert_eq!(index.len(), 4_000);
-    let lost: Vec<usize> = (0..data.len())
+    (0..data.len())
         .filter(|&i| index.search(&data[i], 1).unwrap()[0].id != i as u64)
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} vectors not found by themselves: {lost:?}",
-        lost.len()
-    );
+        .collect()
 }
 
 #[test]

@@ -1,13 +1,18 @@
-//! The kAI side of `benches/ann/compare.py`, in two commands that each print one JSON object:
+//! The kAI side of `benches/ann/compare.py`, in commands that print JSON objects, one per line:
 //!
-//! - `ann_compare build <dir> <l2|cosine> <m> <ef_construction> <quantization>`: builds an
-//!   `HnswIndex` over the dataset with `quantization` (`none`, `int8` or `pq<subspaces>`), saves it as
-//!   `<dir>/kai-<quantization>.index`; build time, memory added, save time (and encoding time alone),
-//!   file size, reopen time (the fastest of three);
-//! - `ann_compare search <dir> <ef> <passes> <quantization>`: recall@10 and single-thread queries per
+//! - `ann_compare build <dir> <l2|cosine> <m> <ef_construction> <kind>`: builds an `HnswIndex` over
+//!   the dataset, of `kind`: a quantization (`none`, `int8` or `pq<subspaces>`) of the builtin graph,
+//!   or `hnsw_rs` (the hnsw_rs backend, full vectors); saves it as `<dir>/kai-<kind>.index`; build
+//!   time, memory added, save time (and encoding time alone), file size, reopen time (the fastest of
+//!   three);
+//! - `ann_compare search <dir> <ef> <passes> <kind>`: recall@10 and single-thread queries per
 //!   second at `ef` on that saved index (the fastest of `passes` timed passes, after an untimed one),
 //!   and what the opened index holds in memory after searching: memory of its own (anonymous) and
-//!   pages of its file (vectors and codes, read in place).
+//!   pages of its file (vectors and codes, read in place);
+//! - `ann_compare serve <dir> <l2|cosine> <m> <ef_construction> <kind>`: builds as `build` does (with
+//!   one reopen, timed, and not kept), then answers each line of standard input, an `ef`, as `search`
+//!   does with one pass, on the index it built (its memory: what building added). For the hnsw_rs backend, whose reopening builds its
+//!   graph again (so that each `search` would search a different graph).
 //!
 //! The script alternates search runs with its peers' on the same machine, so all see the same noise.
 //! `<dir>` holds `base.f32`, `queries.f32`, `truth.u32` (10 ids per query) and `meta.json`
@@ -16,7 +21,9 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use kai_memory::index::{HnswConfig, HnswIndex, Metric, Quantization};
+use std::io::BufRead;
+
+use kai_memory::index::{HnswBackend, HnswConfig, HnswIndex, Metric, Quantization};
 
 fn read_f32(path: &std::path::Path) -> Result<Vec<f32>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -67,15 +74,22 @@ fn run(args: &[String]) -> Result<String, String> {
     match args.first().map(String::as_str) {
         Some("build") => build(&args[1..]),
         Some("search") => search(&args[1..]),
+        Some("serve") => serve(&args[1..]),
         _ => Err(USAGE.into()),
     }
 }
 
-const USAGE: &str = "usage: ann_compare build <dir> <l2|cosine> <m> <ef_construction> <quantization>\n       \
-                     ann_compare search <dir> <ef> <passes> <quantization>";
+const USAGE: &str = "usage: ann_compare build <dir> <l2|cosine> <m> <ef_construction> <kind>\n       \
+                     ann_compare search <dir> <ef> <passes> <kind>\n       \
+                     ann_compare serve <dir> <l2|cosine> <m> <ef_construction> <kind>";
 
-/// Builds the index over `<dir>/base.f32`, saves it as `<dir>/kai-<quantization>.index`, and reopens it.
+/// Builds the index over `<dir>/base.f32`, saves it as `<dir>/kai-<kind>.index`, and reopens it.
 fn build(args: &[String]) -> Result<String, String> {
+    Ok(built(args, 3)?.1.to_string())
+}
+
+/// Builds as [`build`] does, reopening `reopens` times; returns the index built and its figures.
+fn built(args: &[String], reopens: usize) -> Result<(HnswIndex, serde_json::Value), String> {
     let [dir, metric, m, ef_construction, name] = args else {
         return Err(USAGE.into());
     };
@@ -93,7 +107,11 @@ fn build(args: &[String]) -> Result<String, String> {
     config.m = m.parse().map_err(|_| "m")?;
     config.ef_construction = ef_construction.parse().map_err(|_| "ef_construction")?;
     config.expected_len = ids.len();
-    config.quantization = name.parse::<Quantization>().map_err(|e| e.to_string())?;
+    if name == "hnsw_rs" {
+        config.backend = HnswBackend::HnswRs;
+    } else {
+        config.quantization = name.parse::<Quantization>().map_err(|e| e.to_string())?;
+    }
     let before = resident_kib();
     let started = Instant::now();
     let mut index = HnswIndex::new(config).map_err(|e| e.to_string())?;
@@ -108,21 +126,21 @@ fn build(args: &[String]) -> Result<String, String> {
     let started = Instant::now();
     index.to_bytes().map_err(|e| e.to_string())?;
     let encode_seconds = started.elapsed().as_secs_f64();
-    // The fastest of three opens of the file just written (in the page cache, as hnswlib's is).
+    // The fastest of the opens of the file just written (in the page cache, as hnswlib's is).
     let mut reopen_seconds = f64::INFINITY;
-    for _ in 0..3 {
+    for _ in 0..reopens {
         let started = Instant::now();
         let reopened = HnswIndex::open(&path).map_err(|e| e.to_string())?;
         reopen_seconds = reopen_seconds.min(started.elapsed().as_secs_f64());
         drop(reopened);
     }
     let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    Ok(serde_json::json!({
+    let figures = serde_json::json!({
         "build_seconds": build_seconds, "memory_kib": memory_kib, "save_seconds": save_seconds,
         "encode_seconds": encode_seconds,
         "reopen_seconds": reopen_seconds, "file_bytes": file_bytes
-    })
-    .to_string())
+    });
+    Ok((index, figures))
 }
 
 /// Opens `<dir>/kai.index`, makes one untimed pass over the queries (page faults and cold caches are
@@ -132,18 +150,45 @@ fn search(args: &[String]) -> Result<String, String> {
         return Err(USAGE.into());
     };
     let dir = std::path::Path::new(dir);
-    let dims = dimensions(dir)?;
     let ef: usize = ef.parse().map_err(|_| "ef")?;
     let passes: usize = passes.parse().map_err(|_| "passes")?;
+    let path = dir.join(format!("kai-{name}.index"));
+    let anon_before = status_kib("RssAnon:");
+    let index = HnswIndex::open(&path).map_err(|e| e.to_string())?;
+    let mut figures = searched(&index, dir, ef, passes)?;
+    figures["anon_kib"] = (status_kib("RssAnon:").saturating_sub(anon_before)).into();
+    figures["file_kib"] = mapped_kib(&path).into();
+    Ok(figures.to_string())
+}
+
+/// Builds as `build` does, then searches that index at each `ef` read from standard input.
+fn serve(args: &[String]) -> Result<String, String> {
+    let (index, figures) = built(args, 1)?;
+    // What building added (the reopen after it may leave freed memory with the allocator).
+    let anon_kib = figures["memory_kib"].as_u64().unwrap_or(0);
+    println!("{figures}");
+    let dir = std::path::Path::new(&args[0]);
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        let ef: usize = line.trim().parse().map_err(|_| format!("not an ef: {line}"))?;
+        let mut figures = searched(&index, dir, ef, 1)?;
+        figures["anon_kib"] = anon_kib.into();
+        figures["file_kib"] = 0.into();
+        println!("{figures}");
+    }
+    Ok(String::new())
+}
+
+/// Recall@10 and the fastest of `passes` timed passes' queries per second at `ef` on `index`, after
+/// an untimed pass (page faults and cold caches are not search speed).
+fn searched(index: &HnswIndex, dir: &std::path::Path, ef: usize, passes: usize) -> Result<serde_json::Value, String> {
+    let dims = dimensions(dir)?;
     let queries = read_f32(&dir.join("queries.f32"))?;
     let truth: Vec<u32> = std::fs::read(dir.join("truth.u32"))
         .map_err(|e| e.to_string())?
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    let path = dir.join(format!("kai-{name}.index"));
-    let anon_before = status_kib("RssAnon:");
-    let index = HnswIndex::open(&path).map_err(|e| e.to_string())?;
     let n_queries = queries.len() / dims;
     let (mut found, mut best_seconds) = (0usize, f64::INFINITY);
     for pass in 0..=passes.max(1) {
@@ -158,12 +203,9 @@ fn search(args: &[String]) -> Result<String, String> {
             best_seconds = best_seconds.min(started.elapsed().as_secs_f64());
         }
     }
-    let anon_kib = status_kib("RssAnon:").saturating_sub(anon_before);
     Ok(serde_json::json!({
-        "ef": ef, "recall": found as f64 / (n_queries * 10) as f64, "qps": n_queries as f64 / best_seconds,
-        "anon_kib": anon_kib, "file_kib": mapped_kib(&path)
-    })
-    .to_string())
+        "ef": ef, "recall": found as f64 / (n_queries * 10) as f64, "qps": n_queries as f64 / best_seconds
+    }))
 }
 
 fn dimensions(dir: &std::path::Path) -> Result<usize, String> {
@@ -177,7 +219,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
         Ok(json) => {
-            println!("{json}");
+            if !json.is_empty() {
+                println!("{json}");
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {

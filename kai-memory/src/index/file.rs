@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! magic "KAIINDEX" · version u32 · kind u8 (0 flat, 1 hnsw) · metric u8 · quantization u8 (0 none,
-//! 1 int8, 2 product) · 0u8 · dimensions u32 · slots u64 · zeros up to byte 64
+//! 1 int8, 2 product) · graph backend u8 (0 builtin, 1 hnsw_rs; 0 when flat) · dimensions u32 ·
+//! slots u64 · zeros up to byte 64
 //! vectors [f32; slots × dimensions] (at byte 64, so that a mapped file is read in place)
 //! ids [u64; slots] · live [u8; slots]
 //! hnsw only: m u32 · ef_construction u32 · ef_search u32 · expected_len u64 · entry u32 · max_level u8
@@ -30,12 +31,12 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::bytes::Reader;
+use crate::bytes::{LittleEndian, Reader};
 use crate::error::Error;
 use crate::index::buffer::Buffer;
 use crate::index::distance::Metric;
 use crate::index::graph::{MAX_LEVEL, SearchGraph};
-use crate::index::hnsw::HnswConfig;
+use crate::index::hnsw::{HnswBackend, HnswConfig};
 use crate::index::quantize::{CENTROIDS, Codes, Quantization, Scheme};
 use crate::index::slots::Slots;
 use kai_core::fs::write_atomic;
@@ -69,7 +70,11 @@ pub(crate) fn encode(slots: &Slots, hnsw: Option<(&HnswConfig, &SearchGraph)>) -
     out.push(u8::from(hnsw.is_some()));
     out.push(slots.metric.code());
     let quantization = hnsw.map_or(Quantization::None, |(config, _)| config.quantization);
-    out.extend_from_slice(&[quantization.code(), 0]);
+    let backend = match hnsw.map(|(config, _)| config.backend) {
+        None | Some(HnswBackend::Builtin) => 0,
+        Some(HnswBackend::HnswRs) => 1,
+    };
+    out.extend_from_slice(&[quantization.code(), backend]);
     out.extend_from_slice(&(slots.dimensions as u32).to_le_bytes());
     out.extend_from_slice(&(order.len() as u64).to_le_bytes());
     out.resize(HEADER_LEN, 0);
@@ -280,7 +285,7 @@ fn decode_from(bytes: &[u8], source: Source<'_>) -> Result<(Decoded, Range<usize
     let mut r = Reader::new(body, 12);
     let kind = r.u8()?;
     let metric = Metric::from_code(r.u8()?).ok_or_else(|| corrupt("unknown metric"))?;
-    let quantization_code = if version >= 2 { r.array::<2>()?[0] } else { 0 };
+    let [quantization_code, backend_code] = if version >= 2 { r.array::<2>()? } else { [0, 0] };
     let dimensions = r.u32()? as usize;
     let count = usize::try_from(r.u64()?).map_err(|_| corrupt("slot count"))?;
     // Slots are numbered with u32 everywhere after this.
@@ -339,6 +344,7 @@ fn decode_from(bytes: &[u8], source: Source<'_>) -> Result<(Decoded, Range<usize
                 ef_search: r.u32()? as usize,
                 expected_len: usize::try_from(r.u64()?).map_err(|_| corrupt("expected length"))?,
                 quantization: Quantization::None,
+                backend: HnswBackend::Builtin,
             };
             config
                 .validate()
@@ -398,12 +404,17 @@ fn decode_from(bytes: &[u8], source: Source<'_>) -> Result<(Decoded, Range<usize
                     .map_err(|_| corrupt("the quantization does not fit the dimensions"))?;
                 slots.codes = Some(read_codes(&mut r, config.quantization, metric, dimensions, count)?);
             }
+            config.backend = match backend_code {
+                0 => HnswBackend::Builtin,
+                1 => HnswBackend::HnswRs,
+                _ => return Err(corrupt("unknown graph backend")),
+            };
             Some((config, graph))
         }
         _ => return Err(corrupt("unknown index kind")),
     };
-    if kind == 0 && quantization_code != 0 {
-        return Err(corrupt("a flat index is never quantized"));
+    if kind == 0 && (quantization_code != 0 || backend_code != 0) {
+        return Err(corrupt("a flat index has no quantization or graph backend"));
     }
     if r.at != body.len() {
         return Err(corrupt("trailing bytes"));
@@ -501,27 +512,6 @@ fn corrupt_or_truncated(version: u32, bytes: &[u8]) -> Error {
 
 fn corrupt(what: &str) -> Error {
     Error::Corrupt { what: what.into() }
-}
-
-/// Little-endian fields over the shared byte reader.
-trait LittleEndian {
-    fn u8(&mut self) -> Result<u8, Error>;
-    fn u32(&mut self) -> Result<u32, Error>;
-    fn u64(&mut self) -> Result<u64, Error>;
-}
-
-impl LittleEndian for Reader<'_> {
-    fn u8(&mut self) -> Result<u8, Error> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, Error> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    fn u64(&mut self) -> Result<u64, Error> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
 }
 
 #[cfg(test)]

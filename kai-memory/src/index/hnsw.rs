@@ -7,13 +7,38 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::index::distance::Metric;
+#[cfg(all(feature = "hnsw-rs", not(target_arch = "wasm32")))]
+use crate::index::hnsw_rs_graph::RsGraph;
 use crate::index::quantize::Quantization;
 #[cfg(not(target_arch = "wasm32"))]
-use crate::index::{Hit, file, graph::SearchGraph, insert, slots, slots::Slots};
+use crate::index::{Hit, file, graph::SearchGraph, hnsw_rs_dump, insert, slots, slots::Slots};
 
 /// The widest beam an index builds or searches with by default ([`HnswIndex::search_with`] may ask
 /// for a wider one per search).
 pub const MAX_EF: usize = 1 << 16;
+
+/// Which graph an [`HnswIndex`] builds and searches. Both take the same calls, check vectors the same
+/// way and keep removed vectors out of results the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HnswBackend {
+    /// kAI's own graph: searched without locks, quantization, and a saved graph reopened as it was.
+    #[default]
+    Builtin,
+    /// The graph of the `hnsw_rs` crate (with the `hnsw-rs` feature, on native targets), measuring with
+    /// kAI's distance kernels. Cosine and L2 only (hnsw_rs needs distances of zero or more, which the
+    /// dot metric's are not); no quantization; it holds its own copy of every vector; it does not
+    /// relink vectors its pruning leaves with no links to them (a few in a thousand may then be
+    /// missed by every search, which the builtin graph prevents); and an index
+    /// opened from a file re-inserts its vectors, since hnsw_rs cannot take a saved graph (so
+    /// `ef_construction × m` is held to 65,536, which bounds that work).
+    HnswRs,
+}
+
+/// The largest `ef_construction × m` the hnsw_rs backend takes (4,096 × 16, or 1,024 × 64): an index
+/// opened from a file builds its hnsw_rs graph again with the file's settings, and hnsw_rs already
+/// builds about six times slower than the builtin graph at the defaults (200 × 16).
+const HNSW_RS_MAX_BUILD_WORK: usize = 1 << 16;
 
 /// Settings of an [`HnswIndex`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +59,9 @@ pub struct HnswConfig {
     /// How searches compress the vectors they walk with. Default [`Quantization::None`].
     #[serde(default)]
     pub quantization: Quantization,
+    /// The graph the index builds. Default [`HnswBackend::Builtin`].
+    #[serde(default)]
+    pub backend: HnswBackend,
 }
 
 impl HnswConfig {
@@ -47,6 +75,7 @@ impl HnswConfig {
             ef_search: 64,
             expected_len: 10_000,
             quantization: Quantization::None,
+            backend: HnswBackend::Builtin,
         }
     }
 
@@ -85,6 +114,13 @@ impl HnswConfig {
         self
     }
 
+    /// Built on `backend`'s graph (see [`HnswBackend`]).
+    #[must_use]
+    pub fn with_backend(mut self, backend: HnswBackend) -> Self {
+        self.backend = backend;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), Error> {
         if !(2..=256).contains(&self.m) {
             return Err(Error::InvalidConfig(format!("m must be 2..=256, not {}", self.m)));
@@ -100,6 +136,30 @@ impl HnswConfig {
             return Err(Error::InvalidConfig(format!(
                 "ef_construction and ef_search must be at most {MAX_EF}"
             )));
+        }
+        if self.backend == HnswBackend::HnswRs {
+            if cfg!(not(all(feature = "hnsw-rs", not(target_arch = "wasm32")))) {
+                return Err(Error::InvalidConfig(
+                    "the hnsw_rs backend needs kai-memory's `hnsw-rs` feature (native targets only)".into(),
+                ));
+            }
+            if self.metric == Metric::Dot {
+                return Err(Error::InvalidConfig(
+                    "the hnsw_rs backend needs distances of zero or more: use cosine or L2, or the builtin backend"
+                        .into(),
+                ));
+            }
+            if self.quantization != Quantization::None {
+                return Err(Error::InvalidConfig(
+                    "the hnsw_rs backend searches full vectors: quantization needs the builtin backend".into(),
+                ));
+            }
+            // Opening a file rebuilds the graph with its settings: bound the work a file can ask for.
+            if self.ef_construction.saturating_mul(self.m) > HNSW_RS_MAX_BUILD_WORK {
+                return Err(Error::InvalidConfig(format!(
+                    "the hnsw_rs backend takes ef_construction × m up to {HNSW_RS_MAX_BUILD_WORK}"
+                )));
+            }
         }
         self.quantization.validate(self.dimensions)
     }
@@ -133,7 +193,54 @@ pub struct HnswIndex {
     config: HnswConfig,
     slots: Slots,
     /// The graph over every slot.
-    graph: SearchGraph,
+    graph: Graph,
+}
+
+/// The graph behind an index, by [`HnswBackend`].
+#[cfg(not(target_arch = "wasm32"))]
+enum Graph {
+    Builtin(SearchGraph),
+    #[cfg(feature = "hnsw-rs")]
+    HnswRs(RsGraph),
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Graph {
+    /// An empty graph of `config`'s backend (which [`HnswConfig::validate`] has accepted).
+    fn new(config: &HnswConfig) -> Self {
+        #[cfg(feature = "hnsw-rs")]
+        if config.backend == HnswBackend::HnswRs {
+            return Self::HnswRs(RsGraph::new(config));
+        }
+        let mut graph = SearchGraph::new(config.m);
+        graph.reserve(config.expected_len.min(1 << 20));
+        Self::Builtin(graph)
+    }
+
+    /// Links the slots `range` of `slots` into the graph.
+    fn insert(&mut self, slots: &Slots, range: std::ops::Range<u32>, ef_construction: usize) {
+        match self {
+            Self::Builtin(graph) => insert::insert(graph, slots, range, ef_construction),
+            #[cfg(feature = "hnsw-rs")]
+            Self::HnswRs(graph) => graph.insert(slots, range),
+        }
+    }
+
+    /// The `k` nearest slots to `query` (prepared) with beam width `ef`, among those `accept` admits.
+    fn search(
+        &self,
+        slots: &Slots,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        accept: Option<&dyn Fn(u32) -> bool>,
+    ) -> Vec<(f32, u32)> {
+        match self {
+            Self::Builtin(graph) => graph.search(slots, query, k, ef, accept),
+            #[cfg(feature = "hnsw-rs")]
+            Self::HnswRs(graph) => graph.search(query, k, ef, accept),
+        }
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -152,11 +259,9 @@ impl HnswIndex {
     /// An empty index.
     pub fn new(config: HnswConfig) -> Result<Self, Error> {
         config.validate()?;
-        let mut graph = SearchGraph::new(config.m);
-        graph.reserve(config.expected_len.min(1 << 20));
         Ok(Self {
             slots: Slots::quantized(config.metric, config.dimensions, config.quantization),
-            graph,
+            graph: Graph::new(&config),
             config,
         })
     }
@@ -231,7 +336,7 @@ impl HnswIndex {
         let start = self.slots.len() as u32;
         self.slots.push_batch(ids, prepared)?;
         let end = self.slots.len() as u32;
-        insert::insert(&mut self.graph, &self.slots, start..end, self.config.ef_construction);
+        self.graph.insert(&self.slots, start..end, self.config.ef_construction);
         self.maintain();
         Ok(())
     }
@@ -295,8 +400,8 @@ impl HnswIndex {
         Ok(slots.hits(self.graph.search(slots, &query, k, ef, accept)))
     }
 
-    /// Writes the index, graph included, to `path` atomically. The file holds the vectors in the order
-    /// a search meets them (breadth-first through the graph from its entry point), so that an index
+    /// Writes the index, graph included, to `path` atomically (an [`HnswBackend::HnswRs`] graph as the
+    /// lists of links it holds). The file holds the vectors in the order a search meets them (breadth-first through the graph from its entry point), so that an index
     /// opened from it touches fewer pages and cache lines per search (about 1.1× queries per second on
     /// 100k vectors).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), Error> {
@@ -304,15 +409,45 @@ impl HnswIndex {
     }
 
     /// Reads an index written by [`save`](Self::save). Nothing is re-inserted: the saved graph serves
-    /// searches and takes new vectors at once.
+    /// searches and takes new vectors at once (except under [`HnswBackend::HnswRs`], which builds its
+    /// graph again from the saved vectors).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         Self::from_parts(file::open(path.as_ref())?)
+    }
+
+    /// Reads the dump that hnsw_rs's `Hnsw::file_dump(dir, basename)` wrote (`<basename>.hnsw.graph`
+    /// and `<basename>.hnsw.data`; dump formats 3 and 4, written on a 64-bit little-endian machine)
+    /// into a new index with `config`, whose dimensions and metric must be the dump's: cosine for
+    /// hnsw_rs's `DistCosine` and `DistDot`, L2 for `DistL2`. The ids (each once) and vectors come from
+    /// the dump, checked as any inserted ones; the graph is built anew by `config`'s backend. hnsw_rs is not
+    /// used to read it, so no feature is needed, and a damaged or crafted dump is a typed error.
+    ///
+    /// ```no_run
+    /// use kai_memory::index::{HnswConfig, HnswIndex, Metric};
+    ///
+    /// let index = HnswIndex::import_hnsw_rs("dumps", "docs", HnswConfig::new(Metric::Cosine, 384))?;
+    /// # Ok::<(), kai_memory::Error>(())
+    /// ```
+    pub fn import_hnsw_rs(dir: impl AsRef<Path>, basename: &str, config: HnswConfig) -> Result<Self, Error> {
+        let mut index = Self::new(config)?;
+        let (ids, vectors) = hnsw_rs_dump::read(dir.as_ref(), basename, config.dimensions, config.metric)?;
+        index.insert_flat(&ids, &vectors)?;
+        Ok(index)
     }
 
     /// The bytes [`save`](Self::save) writes, for a caller that keeps them elsewhere (a browser's
     /// storage, a database, a network).
     pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
-        file::encode(&self.slots, Some((&self.config, &self.graph)))
+        match &self.graph {
+            Graph::Builtin(graph) => file::encode(&self.slots, Some((&self.config, graph))),
+            #[cfg(feature = "hnsw-rs")]
+            Graph::HnswRs(graph) => {
+                let lists = graph.to_search_graph(self.slots.len()).map_err(|what| Error::Corrupt {
+                    what: format!("the hnsw_rs graph cannot be saved: {what}"),
+                })?;
+                file::encode(&self.slots, Some((&self.config, &lists)))
+            }
+        }
     }
 
     /// Reads the bytes of [`to_bytes`](Self::to_bytes) or of a saved file, with the checks of
@@ -327,6 +462,16 @@ impl HnswIndex {
                 what: "the file holds a flat index, not an HNSW one".into(),
             });
         };
+        config.validate()?;
+        if config.backend == HnswBackend::Builtin {
+            return Ok(Self {
+                config,
+                slots,
+                graph: Graph::Builtin(graph),
+            });
+        }
+        let mut graph = Graph::new(&config);
+        graph.insert(&slots, 0..slots.len() as u32, config.ef_construction);
         Ok(Self { config, slots, graph })
     }
 
@@ -351,9 +496,9 @@ impl HnswIndex {
         let dead = total - self.slots.live_count();
         if total >= 64 && dead * 3 > total {
             self.slots = self.slots.compacted();
-            self.graph = SearchGraph::new(self.config.m);
+            self.graph = Graph::new(&self.config);
             let end = self.slots.len() as u32;
-            insert::insert(&mut self.graph, &self.slots, 0..end, self.config.ef_construction);
+            self.graph.insert(&self.slots, 0..end, self.config.ef_construction);
         }
     }
 }
@@ -411,7 +556,11 @@ mod tests {
         // re-inserted its vectors would link near neighbours instead.
         let layer0: Vec<Vec<u32>> = (0..n).map(|s| (1..=3).map(|d| (s + d * 7_919) % n).collect()).collect();
         let graph = SearchGraph::from_lists(config.m, layer0, vec![Vec::new(); n as usize], 0).unwrap();
-        let index = HnswIndex { config, slots, graph };
+        let index = HnswIndex {
+            config,
+            slots,
+            graph: Graph::Builtin(graph),
+        };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.hnsw");
         index.save(&path).unwrap();
@@ -419,8 +568,12 @@ mod tests {
         let reopened = HnswIndex::open(&path).unwrap();
         assert_eq!(reopened.len(), n as usize);
         let neighbour_ids = |index: &HnswIndex, slot: u32| -> Vec<u64> {
-            let mut ids: Vec<u64> = index
-                .graph
+            // The only pattern unless the hnsw-rs feature adds a backend.
+            #[allow(irrefutable_let_patterns)]
+            let Graph::Builtin(graph) = &index.graph else {
+                unreachable!("the builtin backend was asked for")
+            };
+            let mut ids: Vec<u64> = graph
                 .neighbour_list(slot, 0)
                 .iter()
                 .map(|&s| index.slots.ids[s as usize])

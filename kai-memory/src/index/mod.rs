@@ -14,6 +14,10 @@ mod flat;
 mod graph;
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod hnsw;
+#[cfg(not(target_arch = "wasm32"))]
+mod hnsw_rs_dump;
+#[cfg(all(feature = "hnsw-rs", not(target_arch = "wasm32")))]
+mod hnsw_rs_graph;
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 mod insert;
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
@@ -26,8 +30,16 @@ pub use distance::Metric;
 pub use flat::FlatIndex;
 #[cfg(not(target_arch = "wasm32"))]
 pub use hnsw::HnswIndex;
-pub use hnsw::{HnswConfig, MAX_EF};
+pub use hnsw::{HnswBackend, HnswConfig, MAX_EF};
 pub use quantize::Quantization;
+
+/// What importing an hnsw_rs dump checks, on its graph and data files' bytes: the part a hostile
+/// dump reaches, for the fuzz targets.
+#[cfg(all(fuzzing, not(target_arch = "wasm32")))]
+#[doc(hidden)]
+pub fn check_hnsw_rs_dump_for_fuzzing(graph: &[u8], data: &[u8]) -> Result<(), crate::Error> {
+    hnsw_rs_dump::check(graph, data)
+}
 
 /// One search result.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]

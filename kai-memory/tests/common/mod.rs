@@ -71,3 +71,31 @@ pub(crate) fn leaves_the_executor_free(work: impl Future<Output = ()>) -> bool {
         futures::join!(work, ticker).1
     })
 }
+
+/// Deterministic pseudo-random numbers (xorshift64*), so failures reproduce.
+pub(crate) struct Rng(pub(crate) u64);
+
+impl Rng {
+    /// The next number, uniform in [-1, 1).
+    pub(crate) fn next(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+/// `n` vectors of `dims` components around `centres` random centres (components in [-1, 1)), each
+/// component off its centre's by up to `spread`: clustered like real embeddings.
+pub(crate) fn clustered_around(n: usize, dims: usize, seed: u64, centres: usize, spread: f32) -> Vec<Vec<f32>> {
+    let mut rng = Rng(seed);
+    let centres: Vec<Vec<f32>> = (0..centres).map(|_| (0..dims).map(|_| rng.next()).collect()).collect();
+    (0..n)
+        .map(|i| {
+            centres[i % centres.len()]
+                .iter()
+                .map(|c| c + spread * rng.next())
+                .collect()
+        })
+        .collect()
+}
