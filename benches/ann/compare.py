@@ -9,7 +9,7 @@ and kAI's `ann_compare` binary, and prints build time, recall@10, single-thread 
     python compare.py --binary <ann_compare> --quantization none,hnsw_rs      # both graph backends
 
 Each kAI quantization is built and searched as its own index; each quantized one is paired with faiss's
-counterpart (IndexHNSWSQ with 8-bit codes for int8, IndexHNSWPQ for pq<subspaces>). `hnsw_rs` is the
+counterpart (IndexHNSWSQ with 8-bit codes for int8 and 4-bit for int4, IndexHNSWPQ for pq<subspaces>). `hnsw_rs` is the
 hnsw_rs backend (full vectors), built and searched in one process. Memory is what the
 opened index holds after searching: for kAI, memory of its own plus the pages of its file that it
 read in place (vectors, codes); for the peers, what loading their saved index added.
@@ -115,10 +115,11 @@ class Hnswlib:
 
 
 class FaissQuantized:
-    """faiss's HNSW over 8-bit scalar (IndexHNSWSQ) or product-quantized (IndexHNSWPQ) codes."""
+    """faiss's HNSW over 8- or 4-bit scalar (IndexHNSWSQ) or product-quantized (IndexHNSWPQ) codes."""
 
     def __init__(self, metric, quantization):
-        self.name = f"faiss HNSW{'SQ8' if quantization == 'int8' else 'PQ' + quantization[2:]}"
+        scalar = {"int8": "SQ8", "int4": "SQ4"}
+        self.name = f"faiss HNSW{scalar.get(quantization) or 'PQ' + quantization[2:]}"
         self.metric = metric
         self.quantization = quantization
 
@@ -138,8 +139,9 @@ class FaissQuantized:
         data = np.ascontiguousarray(self._normalised(base), dtype=np.float32)
         before = resident_kib()
         started = time.perf_counter()
-        if self.quantization == "int8":
-            index = faiss.IndexHNSWSQ(dims, faiss.ScalarQuantizer.QT_8bit, m, metric)
+        if self.quantization in ("int8", "int4"):
+            bits = faiss.ScalarQuantizer.QT_8bit if self.quantization == "int8" else faiss.ScalarQuantizer.QT_4bit
+            index = faiss.IndexHNSWSQ(dims, bits, m, metric)
         else:
             index = faiss.IndexHNSWPQ(dims, int(self.quantization[2:]), m, 8, metric)
         index.hnsw.efConstruction = ef_construction
@@ -221,11 +223,15 @@ def fastest_load(load):
 
 
 def code_bytes(side, dims, metric):
-    """Bytes per vector that a side's searches walk with: float32, int8, or for PQ one byte per
+    """Bytes per vector that a side's searches walk with: float32, int8, int4, or for PQ one byte per
     subspace (kAI: plus the coarse centroid's byte, and under L2 the reconstruction's length)."""
     quantization = getattr(side, "quantization", "none")
     if quantization == "int8":
         return dims
+    if quantization == "int4":
+        # kAI: plus the vector's range (8 bytes) and under L2 its reconstruction's length (4).
+        extra = (8 + (4 if metric == "l2" else 0)) if isinstance(side, Kai) else 0
+        return dims / 2 + extra
     if quantization.startswith("pq"):
         extra = (1 + (4 if metric == "l2" else 0)) if isinstance(side, Kai) else 0
         return int(quantization[2:]) + extra
@@ -254,7 +260,7 @@ def main():
     parser.add_argument("--ef", default="16,32,64")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quantization", default="none",
-                        help="kAI indexes to build, comma-separated: none, int8, pq<subspaces>, hnsw_rs")
+                        help="kAI indexes to build, comma-separated: none, int8, int4, pq<subspaces>, hnsw_rs")
     parser.add_argument("--repeat", type=int, default=5,
                         help="alternating search rounds per ef; each side's fastest counts")
     args = parser.parse_args()

@@ -639,7 +639,11 @@ fn quantized_indexes_keep_their_recall_and_their_codes_across_saves() {
         let mut plain = HnswIndex::new(HnswConfig::new(metric, dims)).unwrap();
         plain.insert_batch(&items).unwrap();
         let uncompressed = recall(&plain, &exact, &queries, 10, EF);
-        for quantization in [Quantization::Int8, Quantization::Product { subspaces: 16 }] {
+        for quantization in [
+            Quantization::Int8,
+            Quantization::Int4,
+            Quantization::Product { subspaces: 16 },
+        ] {
             let config = HnswConfig::new(metric, dims).with_quantization(quantization);
             let mut index = HnswIndex::new(config).unwrap();
             index.insert_batch(&items).unwrap();

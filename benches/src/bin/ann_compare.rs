@@ -1,7 +1,7 @@
 //! The kAI side of `benches/ann/compare.py`, in commands that print JSON objects, one per line:
 //!
 //! - `ann_compare build <dir> <l2|cosine> <m> <ef_construction> <kind>`: builds an `HnswIndex` over
-//!   the dataset, of `kind`: a quantization (`none`, `int8` or `pq<subspaces>`) of the builtin graph,
+//!   the dataset, of `kind`: a quantization (`none`, `int8`, `int4` or `pq<subspaces>`) of the builtin graph,
 //!   or `hnsw_rs` (the hnsw_rs backend, full vectors); saves it as `<dir>/kai-<kind>.index`; build
 //!   time, memory added, save time (and encoding time alone), file size, reopen time (the fastest of
 //!   three);

@@ -261,7 +261,7 @@ fn scored<'py>(py: Python<'py>, results: Vec<ScoredDocument>) -> PyResult<Bound<
 impl EmbeddedStore {
     /// Opens (or creates) the store in `directory` for vectors of `dimensions` under `metric`
     /// (`"cosine"`, `"dot"` or `"l2"`), its index searching on vectors compressed by `quantization`
-    /// (`"none"`, `"int8"` or `"pq<subspaces>"`).
+    /// (`"none"`, `"int8"`, `"int4"` or `"pq<subspaces>"`).
     #[new]
     #[pyo3(signature = (directory, dimensions, *, metric = "cosine", quantization = "none"))]
     fn new(py: Python<'_>, directory: PathBuf, dimensions: usize, metric: &str, quantization: &str) -> PyResult<Self> {

@@ -140,7 +140,7 @@ def test_reading_a_vault_while_another_thread_derives_a_key_does_not_deadlock(tm
         assert reopened.secret("k") == "v"
 
 
-@pytest.mark.parametrize("quantization", ["int8", "pq8"])
+@pytest.mark.parametrize("quantization", ["int8", "int4", "pq8"])
 def test_a_quantized_index_and_store_search_compressed_vectors(tmp_path: Path, quantization: str) -> None:
     random = __import__("random").Random(5)
     vectors = [[random.gauss(0.0, 1.0) for _ in range(16)] for _ in range(5_000)]

@@ -2,19 +2,20 @@
 //!
 //! ```text
 //! magic "KAIINDEX" · version u32 · kind u8 (0 flat, 1 hnsw) · metric u8 · quantization u8 (0 none,
-//! 1 int8, 2 product) · graph backend u8 (0 builtin, 1 hnsw_rs; 0 when flat) · dimensions u32 ·
+//! 1 int8, 2 product, 3 int4) · graph backend u8 (0 builtin, 1 hnsw_rs; 0 when flat) · dimensions u32 ·
 //! slots u64 · zeros up to byte 64
 //! vectors [f32; slots × dimensions] (at byte 64, so that a mapped file is read in place)
 //! ids [u64; slots] · live [u8; slots]
 //! hnsw only: m u32 · ef_construction u32 · ef_search u32 · expected_len u64 · entry u32 · max_level u8
 //!            offsets [u32; slots + 1] · neighbour count u64 · neighbours [u32]
 //!            per slot: upper layer count u8, then per layer: count u32 · neighbours [u32]
-//! quantized only: subspaces u16 (0 for int8) · trained u8 (0 or 1), then if trained:
+//! quantized only: subspaces u16 (0 for int8, int4) · trained u8 (0 or 1), then if trained:
 //!            int8: low [f32; dimensions] · step [f32; dimensions]
+//!            int4: nothing (each code holds its own range)
 //!            product: trained_on u64 · typical error f32 · coarse centroids [f32; 256 × dimensions]
 //!                     part centroids [f32; 256 × dimensions]
-//!            codes [u8; slots × bytes per code] (int8: dimensions; product: 1 + subspaces, and 4
-//!            more under L2)
+//!            codes [u8; slots × bytes per code] (int8: dimensions; int4: 8 + dimensions / 2
+//!            rounded up, and 4 more under L2; product: 1 + subspaces, and 4 more under L2)
 //! CRC-32 (IEEE) of everything above, u32
 //! ```
 //!
@@ -132,7 +133,7 @@ pub(crate) fn encode(slots: &Slots, hnsw: Option<(&HnswConfig, &SearchGraph)>) -
     if let Some(codes) = slots.codes.as_ref().filter(|_| hnsw.is_some()) {
         let subspaces = match codes.quantization {
             Quantization::Product { subspaces } => subspaces,
-            Quantization::Int8 | Quantization::None => 0,
+            Quantization::Int8 | Quantization::Int4 | Quantization::None => 0,
         };
         out.extend_from_slice(&subspaces.to_le_bytes());
         match slots.searchable_codes().and_then(|codes| codes.scheme.as_ref()) {
@@ -156,6 +157,8 @@ pub(crate) fn encode(slots: &Slots, hnsw: Option<(&HnswConfig, &SearchGraph)>) -
                         put_f32s(&mut out, coarse);
                         put_f32s(&mut out, centroids);
                     }
+                    // Each code holds its own range.
+                    Scheme::Int4 => {}
                 }
                 for &old in &order {
                     out.extend_from_slice(codes.code(old));
@@ -396,6 +399,7 @@ fn decode_from(bytes: &[u8], source: Source<'_>) -> Result<(Decoded, Range<usize
                 let subspaces = u16::from_le_bytes(r.array()?);
                 config.quantization = match quantization_code {
                     1 if subspaces == 0 => Quantization::Int8,
+                    3 if subspaces == 0 => Quantization::Int4,
                     2 => Quantization::Product { subspaces },
                     _ => return Err(corrupt("unknown quantization")),
                 };
@@ -458,6 +462,7 @@ fn read_codes(
                     typical_error,
                 )
             }
+            Quantization::Int4 => Scheme::Int4,
             Quantization::None => return Err(corrupt("unknown quantization")),
         }),
         _ => return Err(corrupt("unknown quantization state")),
@@ -533,6 +538,14 @@ mod tests {
     }
 
     /// `bytes` with its checksum made right again after a change.
+    /// Writes `value` at byte `at` of slot `slot`'s code.
+    fn tamper_code(codes: &mut Codes, slot: u32, at: usize, value: f32) {
+        let mut raw: Vec<u8> = (0..codes.len() as u32).flat_map(|s| codes.code(s).to_vec()).collect();
+        raw[slot as usize * codes.width + at..][..4].copy_from_slice(&value.to_le_bytes());
+        codes.bytes = Buffer::default();
+        codes.bytes.extend_from_slice(&raw);
+    }
+
     fn resealed(mut bytes: Vec<u8>) -> Vec<u8> {
         let body = bytes.len() - 4;
         let checksum = crc32fast::hash(&bytes[..body]);
@@ -598,7 +611,11 @@ mod tests {
     /// finite (steps positive), the codes must cover every vector, and the scheme must be known.
     #[test]
     fn crafted_quantization_sections_are_refused() {
-        for quantization in [Quantization::Int8, Quantization::Product { subspaces: 2 }] {
+        for quantization in [
+            Quantization::Int8,
+            Quantization::Int4,
+            Quantization::Product { subspaces: 2 },
+        ] {
             let (slots, graph) = decode(&quantized_file(quantization, |_| {})).unwrap();
             assert_eq!(graph.unwrap().0.quantization, quantization);
             assert_eq!(slots.searchable_codes().unwrap().len(), 5_000);
@@ -619,13 +636,16 @@ mod tests {
                     centroids[77] = f32::INFINITY;
                 }
             }),
+            // An int4 code carries its own range: a NaN low end, a zero step.
+            quantized_file(Quantization::Int4, |codes| tamper_code(codes, 3, 0, f32::NAN)),
+            quantized_file(Quantization::Int4, |codes| tamper_code(codes, 4_999, 4, 0.0)),
         ];
         for bytes in tampered {
             assert!(matches!(decode(&bytes), Err(Error::Corrupt { .. })));
         }
         let good = quantized_file(Quantization::Int8, |_| {});
         let mut unknown = good.clone();
-        unknown[14] = 3;
+        unknown[14] = 4;
         assert!(matches!(decode(&resealed(unknown)), Err(Error::Corrupt { .. })));
         // One code byte short: the section ends early and the trailing checks fail.
         let mut short = good.clone();

@@ -1,10 +1,16 @@
 //! Compressed copies of an index's vectors, which searches walk the graph with; the full-precision
 //! vectors then re-rank the best candidates found.
 //!
-//! Two schemes:
+//! Three schemes:
 //! - **int8** (scalar quantisation): each component as one byte over its dimension's range, a quarter
 //!   of float32. The range follows the data: a vector outside it widens it (with a margin) and the
 //!   codes are made again, so no component is ever clipped.
+//! - **int4**: each component as four bits over the vector's own range (its least and greatest
+//!   components, stored with the code as two f32; under L2 also the reconstruction's squared
+//!   length), as LVQ does (Aguerrebere et al., "Similarity search in the blink of an eye with
+//!   compressed indices", 2023): a vector's own range is narrower than the dimensions' ranges over all
+//!   vectors, and nothing needs learning or widening. 128-d vectors take 76 bytes under L2, 15% of
+//!   float32.
 //! - **product quantisation** of residuals (Jégou, Douze & Schmid, "Product quantization for nearest
 //!   neighbor search", 2011, the residual encoding of its section IV): a vector is stored as the
 //!   nearest of 256 coarse centroids (one byte) plus its remainder from that centroid cut into
@@ -39,6 +45,9 @@ pub enum Quantization {
     None,
     /// One byte per component, over each dimension's range: a quarter of float32's memory.
     Int8,
+    /// Four bits per component over each vector's own range: `dimensions / 2 + 8` bytes per vector
+    /// (`+ 12` under L2), 15% of float32's memory at 128 dimensions and 13% at 384.
+    Int4,
     /// Product quantisation of each vector's remainder from the nearest of 256 coarse centroids:
     /// `subspaces + 1` bytes per vector (`subspaces + 5` under L2); `subspaces` must divide the
     /// dimension count. 128-d vectors in 32 subspaces take 37 bytes under L2, 7% of float32's 512.
@@ -68,11 +77,12 @@ impl Quantization {
             Quantization::None => 0,
             Quantization::Int8 => 1,
             Quantization::Product { .. } => 2,
+            Quantization::Int4 => 3,
         }
     }
 }
 
-/// A quantization by name: `none`, `int8` or `pq<subspaces>` (`pq32`), as configuration files and
+/// A quantization by name: `none`, `int8`, `int4` or `pq<subspaces>` (`pq32`), as configuration files and
 /// other languages' bindings give it.
 ///
 /// ```
@@ -90,12 +100,15 @@ impl std::str::FromStr for Quantization {
         match name {
             "none" => Ok(Quantization::None),
             "int8" => Ok(Quantization::Int8),
+            "int4" => Ok(Quantization::Int4),
             _ => name
                 .strip_prefix("pq")
                 .and_then(|subspaces| subspaces.parse().ok())
                 .map(|subspaces| Quantization::Product { subspaces })
                 .ok_or_else(|| {
-                    Error::InvalidConfig(format!("unknown quantization {name:?}: none, int8 or pq<subspaces>"))
+                    Error::InvalidConfig(format!(
+                        "unknown quantization {name:?}: none, int8, int4 or pq<subspaces>"
+                    ))
                 }),
         }
     }
@@ -106,6 +119,7 @@ impl std::fmt::Display for Quantization {
         match self {
             Quantization::None => f.write_str("none"),
             Quantization::Int8 => f.write_str("int8"),
+            Quantization::Int4 => f.write_str("int4"),
             Quantization::Product { subspaces } => write!(f, "pq{subspaces}"),
         }
     }
@@ -125,6 +139,11 @@ const KMEANS_ROUNDS: usize = 12;
 pub(crate) enum Scheme {
     /// Component `d` of a vector is `low[d] + code * step[d]`.
     Int8 { low: Vec<f32>, step: Vec<f32> },
+    /// The code holds the vector's least component `low` and `step` (f32, little-endian), then under
+    /// L2 the reconstruction's squared length, then the levels, two per byte: byte `i` holds
+    /// component `i` in its low half and component `i + ⌈dimensions / 2⌉` in its high half (so that
+    /// each half is read in runs, as SIMD does well). Component `d` is `low + level * step`.
+    Int4,
     /// A vector is coarse centroid `code[0]` (of `coarse`, `CENTROIDS` vectors) plus, for each part `m`,
     /// centroid `code[1 + m]` of the part's `CENTROIDS` in `centroids` (`CENTROIDS × part` floats per
     /// part); learnt from `trained_on` vectors, whose mean squared reconstruction error was
@@ -191,6 +210,7 @@ impl Codes {
         let width = match quantization {
             Quantization::None => return None,
             Quantization::Int8 => dimensions,
+            Quantization::Int4 => INT4_HEADER + 4 * usize::from(metric == Metric::L2) + dimensions.div_ceil(2),
             Quantization::Product { subspaces } if metric == Metric::L2 => 1 + usize::from(subspaces) + 4,
             Quantization::Product { subspaces } => 1 + usize::from(subspaces),
         };
@@ -229,6 +249,17 @@ impl Codes {
         match (&scheme, quantization) {
             (None, _) if bytes.len() != 0 => return Err("codes without what they mean"),
             (None, _) => {}
+            (Some(Scheme::Int4), Quantization::Int4) => {
+                // Per-vector ranges: every one must be finite, with a positive step.
+                let bounded = |code: &[u8]| {
+                    let [low, step, squared_length] = int4_header(code, metric == Metric::L2);
+                    low.is_finite() && step.is_finite() && step > 0.0 && squared_length.is_finite()
+                };
+                let count = bytes.len() / codes.width;
+                if !(0..count).all(|slot| bounded(bytes.range(slot * codes.width, codes.width))) {
+                    return Err("int4 ranges out of bounds");
+                }
+            }
             (Some(Scheme::Int8 { low, step }), Quantization::Int8) => {
                 let finite = low.iter().chain(step).all(|x| x.is_finite());
                 if low.len() != dimensions || step.len() != dimensions || !finite || step.iter().any(|&s| s <= 0.0) {
@@ -296,10 +327,12 @@ impl Codes {
             return;
         }
         let retrain = match (&self.scheme, self.quantization) {
-            (None, Quantization::Int8) => count > 0,
+            (None, Quantization::Int8 | Quantization::Int4) => count > 0,
             (None, Quantization::Product { .. }) => count >= PQ_TRAIN_MIN,
             // A clipped component measures wrong: one is enough.
             (Some(Scheme::Int8 { .. }), _) => self.misfits > 0,
+            // Each vector has its own range: nothing to learn again.
+            (Some(Scheme::Int4), _) => false,
             (Some(Scheme::Product { trained_on, .. }), _) => {
                 count as u64 >= trained_on.saturating_mul(10) || self.misfits.saturating_mul(20) > count
             }
@@ -310,6 +343,7 @@ impl Codes {
         }
         let scheme = match self.quantization {
             Quantization::Int8 => fit_ranges(count, &vectors),
+            Quantization::Int4 => Scheme::Int4,
             Quantization::Product { subspaces } => train_product(usize::from(subspaces), count, &vectors),
             Quantization::None => return,
         };
@@ -365,7 +399,52 @@ fn encode(scheme: &Scheme, vector: &[f32], code: &mut [u8]) -> bool {
             typical_error,
             ..
         } => encode_product(*part, coarse, centroids, vector, code) <= 4.0 * typical_error,
+        Scheme::Int4 => {
+            encode_int4(vector, code);
+            true
+        }
     }
+}
+
+/// Bytes before an int4 code's levels: its range's low end and step.
+const INT4_HEADER: usize = 8;
+
+/// Writes `vector`'s int4 code into `code` (see [`Scheme::Int4`]).
+fn encode_int4(vector: &[f32], code: &mut [u8]) {
+    let low = vector.iter().copied().fold(f32::INFINITY, f32::min);
+    let high = vector.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    // A constant vector needs no resolution; any positive step keeps it exact.
+    let step = if high - low > f32::MIN_POSITIVE * 15.0 {
+        (high - low) / 15.0
+    } else {
+        1.0
+    };
+    let half = vector.len().div_ceil(2);
+    let (header, levels) = code.split_at_mut(code.len() - half);
+    levels.fill(0);
+    let mut squared_length = 0f32;
+    for (d, &x) in vector.iter().enumerate() {
+        let level = ((x - low) / step).round().clamp(0.0, 15.0);
+        let rebuilt = low + level * step;
+        squared_length += rebuilt * rebuilt;
+        levels[d % half] |= (level as u8) << (4 * (d / half));
+    }
+    header[..4].copy_from_slice(&low.to_le_bytes());
+    header[4..8].copy_from_slice(&step.to_le_bytes());
+    if let Some(tail) = header.get_mut(8..12) {
+        tail.copy_from_slice(&squared_length.to_le_bytes());
+    }
+}
+
+/// An int4 code's low end, step, and (under L2, `0` otherwise) reconstruction's squared length.
+#[inline(always)]
+fn int4_header(code: &[u8], under_l2: bool) -> [f32; 3] {
+    let field = |at: usize| {
+        code.get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0.0, f32::from_le_bytes)
+    };
+    [field(0), field(4), if under_l2 { field(8) } else { 0.0 }]
 }
 
 /// Writes `vector`'s product code into `code` (the nearest coarse centroid, then the nearest centroid
@@ -531,6 +610,13 @@ pub(crate) enum CodeQuery {
     Int8L2 { shifted: Vec<f32>, step: Vec<f32> },
     /// int8 under a product: `query × step`, plus `query · low`.
     Int8Dot { scaled: Vec<f32>, offset: f32 },
+    /// int4: the query, the sum of its components, its squared length, and where the levels start.
+    Int4 {
+        query: Vec<f32>,
+        sum: f32,
+        squared_length: f32,
+        levels_at: usize,
+    },
     /// Product quantisation: the query's product with each coarse centroid and with each part's
     /// centroids (one table, coarse first), and its squared length.
     Table { products: Vec<f32>, squared_length: f32 },
@@ -549,6 +635,12 @@ impl CodeQuery {
             (Scheme::Int8 { low, step }, Metric::Dot | Metric::Cosine) => CodeQuery::Int8Dot {
                 scaled: query.iter().zip(step).map(|(q, s)| q * s).collect(),
                 offset: crate::index::distance::dot(query, low),
+            },
+            (Scheme::Int4, _) => CodeQuery::Int4 {
+                sum: query.iter().sum(),
+                squared_length: crate::index::distance::dot(query, query),
+                levels_at: INT4_HEADER + 4 * usize::from(metric == Metric::L2),
+                query: query.to_vec(),
             },
             (
                 Scheme::Product {
@@ -594,6 +686,20 @@ impl CodeQuery {
         let similarity = match self {
             CodeQuery::Int8L2 { shifted, step } => return int8_l2(shifted, step, code),
             CodeQuery::Int8Dot { scaled, offset } => offset + int8_dot(scaled, code),
+            CodeQuery::Int4 {
+                query,
+                sum,
+                squared_length,
+                levels_at,
+            } => {
+                let [low, step, stored] = int4_header(code, metric == Metric::L2);
+                // q·x = Σ q_d (low + step · level_d) = low Σ q_d + step (q · levels).
+                let product = low * sum + step * int4_dot(query, code.get(*levels_at..).unwrap_or_default());
+                if metric == Metric::L2 {
+                    return squared_length - 2.0 * product + stored;
+                }
+                product
+            }
             CodeQuery::Table {
                 products,
                 squared_length,
@@ -663,6 +769,34 @@ fn int8_dot(scaled: &[f32], code: &[u8]) -> f32 {
     total
 }
 
+/// Σ query[d]·level[d] over int4 levels (see [`Scheme::Int4`] for their order): the low halves
+/// against the query's first half, the high halves against its second.
+#[inline(always)]
+fn int4_dot(query: &[f32], levels: &[u8]) -> f32 {
+    let (first, second) = query.split_at(levels.len().min(query.len()));
+    nibble_dot(first, levels, 0) + nibble_dot(second, levels, 4)
+}
+
+/// Σ query[i]·((levels[i] >> shift) & 15).
+#[inline(always)]
+fn nibble_dot(query: &[f32], levels: &[u8], shift: u32) -> f32 {
+    let mut sums = [0f32; LANES];
+    let n = query.len().min(levels.len());
+    let blocks = n / LANES;
+    for b in 0..blocks {
+        let range = b * LANES..(b + 1) * LANES;
+        let (q, bytes) = (&query[range.clone()], &levels[range]);
+        for lane in 0..LANES {
+            sums[lane] += q[lane] * f32::from((bytes[lane] >> shift) & 15);
+        }
+    }
+    let mut total: f32 = sums.iter().sum();
+    for (q, &byte) in query[..n].iter().zip(&levels[..n]).skip(blocks * LANES) {
+        total += q * f32::from((byte >> shift) & 15);
+    }
+    total
+}
+
 /// Σ table[i·256 + code[i]] over the table's rows (code bytes past them are not read), in four
 /// independent sums.
 #[inline(always)]
@@ -696,6 +830,7 @@ mod tests {
         let query = &data[17];
         for (quantization, tolerance) in [
             (Quantization::Int8, 0.01),
+            (Quantization::Int4, 0.1),
             (Quantization::Product { subspaces: 8 }, 0.05),
         ] {
             for metric in [Metric::L2, Metric::Dot] {
@@ -713,6 +848,44 @@ mod tests {
                 }
                 let worst = worst / spread;
                 assert!(worst < tolerance, "{quantization:?} {metric:?}: relative error {worst}");
+            }
+        }
+    }
+
+    /// An int4 code measures exactly what it encodes (its reconstruction), whatever the dimension
+    /// count: odd ones leave the last byte's high half empty.
+    #[test]
+    fn int4_codes_measure_their_reconstruction_at_every_length() {
+        for dims in [1, 2, 15, 16, 17, 31, 33, 37, 384] {
+            let data = vectors(50, dims);
+            for metric in [Metric::L2, Metric::Dot] {
+                let mut codes = Codes::new(Quantization::Int4, dims, metric).unwrap();
+                codes.refresh(data.len(), |slot| &data[slot]);
+                let query = &data[7];
+                let prepared = CodeQuery::new(codes.scheme.as_ref().unwrap(), metric, query);
+                for (slot, vector) in data.iter().enumerate() {
+                    let code = codes.code(slot as u32);
+                    let [low, step, _] = int4_header(code, metric == Metric::L2);
+                    let levels = &code[code.len() - dims.div_ceil(2)..];
+                    let rebuilt: Vec<f32> = (0..dims)
+                        .map(|d| {
+                            let half = dims.div_ceil(2);
+                            low + step * f32::from((levels[d % half] >> (4 * (d / half))) & 15)
+                        })
+                        .collect();
+                    for (x, r) in vector.iter().zip(&rebuilt) {
+                        assert!((x - r).abs() <= step / 2.0 + 1e-6, "{dims}: {x} rebuilt as {r}");
+                    }
+                    let exact = metric.rank(crate::index::simd::Portable, query, &rebuilt);
+                    let measured = prepared.rank(metric, code);
+                    // Under L2 the code measures |q|² - 2q·x + |x|²: rounding grows with the terms.
+                    let dot = crate::index::distance::dot;
+                    let scale = 1.0 + exact.abs() + dot(query, query) + dot(&rebuilt, &rebuilt);
+                    assert!(
+                        (exact - measured).abs() <= 1e-5 * scale,
+                        "{dims} {metric:?}: {exact} against {measured}"
+                    );
+                }
             }
         }
     }

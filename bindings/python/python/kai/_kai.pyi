@@ -240,8 +240,8 @@ class EmbeddedStore:
 class VectorIndex:
     """A vector index in memory (``"hnsw"`` or exact ``"flat"``), saved to and opened from a file.
 
-    An HNSW index may search on compressed vectors: ``quantization="int8"`` (a quarter of float32) or
-    ``"pq<subspaces>"`` (product quantisation, e.g. ``"pq48"`` for 384 dimensions), re-ranking with
+    An HNSW index may search on compressed vectors: ``quantization="int8"`` (a quarter of float32),
+    ``"int4"`` (an eighth) or ``"pq<subspaces>"`` (product quantisation, e.g. ``"pq48"`` for 384 dimensions), re-ranking with
     the full vectors."""
 
     def __new__(
