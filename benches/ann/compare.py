@@ -250,9 +250,8 @@ def code_bytes(side, dims, metric):
     if quantization == "int8":
         return dims
     if quantization == "int4":
-        # kAI: plus the vector's range (8 bytes) and under L2 its reconstruction's length (4).
-        extra = (8 + (4 if metric == "l2" else 0)) if isinstance(side, Kai) else 0
-        return dims / 2 + extra
+        # kAI: plus the vector's range (8 bytes).
+        return (dims + 1) // 2 + (8 if isinstance(side, Kai) else 0)
     if quantization.startswith("pq"):
         extra = (1 + (4 if metric == "l2" else 0)) if isinstance(side, Kai) else 0
         return int(quantization[2:]) + extra

@@ -14,8 +14,8 @@
 //!            int4: nothing (each code holds its own range)
 //!            product: trained_on u64 · typical error f32 · coarse centroids [f32; 256 × dimensions]
 //!                     part centroids [f32; 256 × dimensions]
-//!            codes [u8; slots × bytes per code] (int8: dimensions; int4: 8 + dimensions / 2
-//!            rounded up, and 4 more under L2; product: 1 + subspaces, and 4 more under L2)
+//!            codes [u8; slots × bytes per code] (int8: dimensions; int4: 8 + ⌈dimensions / 2⌉;
+//!            product: 1 + subspaces, and 4 more under L2)
 //! CRC-32 (IEEE) of everything above, u32
 //! ```
 //!
@@ -537,7 +537,6 @@ mod tests {
         encode(&slots, Some((&config, &graph))).unwrap()
     }
 
-    /// `bytes` with its checksum made right again after a change.
     /// Writes `value` at byte `at` of slot `slot`'s code.
     fn tamper_code(codes: &mut Codes, slot: u32, at: usize, value: f32) {
         let mut raw: Vec<u8> = (0..codes.len() as u32).flat_map(|s| codes.code(s).to_vec()).collect();
@@ -546,6 +545,7 @@ mod tests {
         codes.bytes.extend_from_slice(&raw);
     }
 
+    /// `bytes` with its checksum made right again after a change.
     fn resealed(mut bytes: Vec<u8>) -> Vec<u8> {
         let body = bytes.len() - 4;
         let checksum = crc32fast::hash(&bytes[..body]);
@@ -639,6 +639,11 @@ mod tests {
             // An int4 code carries its own range: a NaN low end, a zero step.
             quantized_file(Quantization::Int4, |codes| tamper_code(codes, 3, 0, f32::NAN)),
             quantized_file(Quantization::Int4, |codes| tamper_code(codes, 4_999, 4, 0.0)),
+            // A range whose top end overflows.
+            quantized_file(Quantization::Int4, |codes| {
+                tamper_code(codes, 10, 0, -3e38);
+                tamper_code(codes, 10, 4, 3e38);
+            }),
         ];
         for bytes in tampered {
             assert!(matches!(decode(&bytes), Err(Error::Corrupt { .. })));
