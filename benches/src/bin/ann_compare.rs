@@ -155,7 +155,7 @@ fn search(args: &[String]) -> Result<String, String> {
     let path = dir.join(format!("kai-{name}.index"));
     let anon_before = status_kib("RssAnon:");
     let index = HnswIndex::open(&path).map_err(|e| e.to_string())?;
-    let mut figures = searched(&index, dir, ef, passes)?;
+    let mut figures = searched(&index, &Workload::read(dir)?, ef, passes)?;
     figures["anon_kib"] = (status_kib("RssAnon:").saturating_sub(anon_before)).into();
     figures["file_kib"] = mapped_kib(&path).into();
     Ok(figures.to_string())
@@ -167,11 +167,11 @@ fn serve(args: &[String]) -> Result<String, String> {
     // What building added (the reopen after it may leave freed memory with the allocator).
     let anon_kib = figures["memory_kib"].as_u64().unwrap_or(0);
     println!("{figures}");
-    let dir = std::path::Path::new(&args[0]);
+    let workload = Workload::read(std::path::Path::new(&args[0]))?;
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(|e| e.to_string())?;
         let ef: usize = line.trim().parse().map_err(|_| format!("not an ef: {line}"))?;
-        let mut figures = searched(&index, dir, ef, 1)?;
+        let mut figures = searched(&index, &workload, ef, 1)?;
         figures["anon_kib"] = anon_kib.into();
         figures["file_kib"] = 0.into();
         println!("{figures}");
@@ -179,16 +179,33 @@ fn serve(args: &[String]) -> Result<String, String> {
     Ok(String::new())
 }
 
+/// The queries of `<dir>`, back to back, and their true ten nearest ids.
+struct Workload {
+    dims: usize,
+    queries: Vec<f32>,
+    truth: Vec<u32>,
+}
+
+impl Workload {
+    fn read(dir: &std::path::Path) -> Result<Self, String> {
+        let truth = std::fs::read(dir.join("truth.u32"))
+            .map_err(|e| e.to_string())?
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok(Self {
+            dims: dimensions(dir)?,
+            queries: read_f32(&dir.join("queries.f32"))?,
+            truth,
+        })
+    }
+}
+
 /// Recall@10 and the fastest of `passes` timed passes' queries per second at `ef` on `index`, after
 /// an untimed pass (page faults and cold caches are not search speed).
-fn searched(index: &HnswIndex, dir: &std::path::Path, ef: usize, passes: usize) -> Result<serde_json::Value, String> {
-    let dims = dimensions(dir)?;
-    let queries = read_f32(&dir.join("queries.f32"))?;
-    let truth: Vec<u32> = std::fs::read(dir.join("truth.u32"))
-        .map_err(|e| e.to_string())?
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+fn searched(index: &HnswIndex, workload: &Workload, ef: usize, passes: usize) -> Result<serde_json::Value, String> {
+    let Workload { dims, queries, truth } = workload;
+    let dims = *dims;
     let n_queries = queries.len() / dims;
     let (mut found, mut best_seconds) = (0usize, f64::INFINITY);
     for pass in 0..=passes.max(1) {
