@@ -58,6 +58,8 @@ mod extract;
 pub mod fs;
 mod hook;
 mod marker;
+#[cfg(all(feature = "mcp", not(target_arch = "wasm32")))]
+pub mod mcp;
 mod message;
 mod model;
 mod request;

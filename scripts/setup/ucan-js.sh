@@ -5,14 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/env.sh
+source scripts/lib/npm-peer.sh
 
-peer=kai-klp/tests/ucan
-dir="$KAI_CACHE/node/ucan-$(cat "$peer/package.json" "$peer/package-lock.json" | sha256sum | cut -c1-16)"
-if [ ! -f "$dir/installed" ]; then
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  cp "$peer/package.json" "$peer/package-lock.json" "$dir/"
-  (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
-  touch "$dir/installed"
-fi
-echo "$dir/node_modules"
+install_npm_peer kai-klp/tests/ucan ucan

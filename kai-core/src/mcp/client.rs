@@ -1,0 +1,506 @@
+//! A connection to one MCP server: start-up, listing, resources, prompts, and the errors of each.
+
+use std::future::Future;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, GetPromptRequestParams, Implementation, PaginatedRequestParams, ProtocolVersion,
+    ReadResourceRequestParams,
+};
+use rmcp::service::{ClientInitializeError, ClientLifecycleMode, ClientServiceExt, Peer, RoleClient, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, ServiceError};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+
+use crate::error::Error;
+use crate::mcp::tool::McpTool;
+use crate::message::Message;
+use crate::tool::ToolSet;
+
+/// Settings of a connection to an MCP server.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct McpOptions {
+    /// How long the server may take to start and agree on a protocol revision (default 30 s).
+    pub startup_timeout: Duration,
+    /// How long any one request, a tool call included, may take (default 60 s). A request that
+    /// takes longer is cancelled on the server (`notifications/cancelled`).
+    pub request_timeout: Duration,
+    /// The most tools, resources or prompts one listing may return (default 1,000); a server that
+    /// offers more, or pages without end, gets an error.
+    pub max_items: usize,
+    /// Put before each tool's name with `_` (`fs` makes `read` into `fs_read`), so that the tools
+    /// of several servers can share an agent.
+    pub tool_prefix: Option<String>,
+}
+
+impl Default for McpOptions {
+    fn default() -> Self {
+        Self {
+            startup_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            max_items: 1_000,
+            tool_prefix: None,
+        }
+    }
+}
+
+impl McpOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// These options with another start-up timeout.
+    pub fn with_startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
+        self
+    }
+
+    /// These options with another request timeout.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// These options with another cap on the length of a listing.
+    pub fn with_max_items(mut self, max_items: usize) -> Self {
+        self.max_items = max_items;
+        self
+    }
+
+    /// These options with tool names prefixed by `prefix` and `_`.
+    pub fn with_tool_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.tool_prefix = Some(prefix.into());
+        self
+    }
+}
+
+/// A connection to one MCP server. Cheap to clone; clones share the connection, and the tools it
+/// made keep it open until they are dropped too (or [`close`](Self::close) is called).
+///
+/// Needs a Tokio runtime.
+#[derive(Clone)]
+pub struct McpClient {
+    connection: Arc<Connection>,
+}
+
+impl std::fmt::Debug for McpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpClient")
+            .field("server", &self.connection.server)
+            .field("protocol", &self.protocol_version())
+            .finish()
+    }
+}
+
+/// What the client and its tools share.
+pub(crate) struct Connection {
+    /// The server's name, for messages: what it calls itself, or the program started.
+    pub(crate) server: String,
+    pub(crate) peer: Peer<RoleClient>,
+    /// The running service; taken out by `close`.
+    service: Mutex<Option<RunningService<RoleClient, Handler>>>,
+    pub(crate) options: McpOptions,
+}
+
+impl Connection {
+    /// `request` under the request timeout; its error in kAI's terms, naming `what` was asked.
+    pub(crate) async fn request<T>(
+        &self,
+        what: &str,
+        request: impl Future<Output = Result<T, ServiceError>>,
+    ) -> Result<T, Error> {
+        // Dropping the request on timeout tells the server it was abandoned.
+        match tokio::time::timeout(self.options.request_timeout, request).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(self.error(what, error)),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// `error`, from a request for `what`, in kAI's terms.
+    pub(crate) fn error(&self, what: &str, error: ServiceError) -> Error {
+        let server = &self.server;
+        match error {
+            ServiceError::McpError(error) => {
+                let message = format!(
+                    "MCP server {server:?} refused {what}: {} ({})",
+                    error.message, error.code.0
+                );
+                // -32602 invalid params, -32601 method not found: the request was wrong, not the server.
+                if matches!(error.code.0, -32602 | -32601) {
+                    Error::InvalidRequest { message }
+                } else {
+                    Error::Server { status: None, message }
+                }
+            }
+            ServiceError::TransportSend(error) => Error::Transport {
+                message: format!("could not send {what} to MCP server {server:?}: {error}"),
+            },
+            ServiceError::TransportClosed => Error::Transport {
+                message: format!("MCP server {server:?} closed the connection during {what}"),
+            },
+            ServiceError::Timeout { .. } => Error::Timeout,
+            ServiceError::Cancelled { .. } => Error::Cancelled,
+            ServiceError::UnexpectedResponse => Error::malformed(
+                format!("MCP server {server:?} answered {what} with the wrong kind of result"),
+                "",
+            ),
+            other => Error::Unsupported {
+                message: format!("MCP server {server:?} during {what}: {other}"),
+            },
+        }
+    }
+
+    /// Every item of a paginated listing, pages fetched by `page` from a cursor, capped at
+    /// `max_items` in all.
+    async fn list_all<T, Fut>(
+        &self,
+        what: &str,
+        mut page: impl FnMut(Option<PaginatedRequestParams>) -> Fut,
+    ) -> Result<Vec<T>, Error>
+    where
+        Fut: Future<Output = Result<(Vec<T>, Option<String>), ServiceError>>,
+    {
+        let mut items = Vec::new();
+        let mut cursor = None;
+        loop {
+            let params = cursor.map(|cursor| PaginatedRequestParams::default().with_cursor(Some(cursor)));
+            let (batch, next) = self.request(what, page(params)).await?;
+            // A server that pages without end, or with empty pages, is stopped by the same cap.
+            if items.len() + batch.len().max(1) > self.options.max_items {
+                return Err(Error::malformed(
+                    format!(
+                        "MCP server {:?} lists more than {} items in {what}",
+                        self.server, self.options.max_items
+                    ),
+                    "",
+                ));
+            }
+            items.extend(batch);
+            match next {
+                Some(next) if !next.is_empty() => cursor = Some(next),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+/// The client's side of the protocol: who it is (it serves no requests of the server's).
+#[derive(Clone, Copy)]
+pub(crate) struct Handler;
+
+impl ClientHandler for Handler {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("kai", env!("CARGO_PKG_VERSION")),
+        )
+    }
+}
+
+/// A resource an MCP server offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct McpResource {
+    /// Where it is, as the server names it.
+    pub uri: String,
+    /// Its name.
+    pub name: String,
+    /// What it holds, when the server says.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Its media type, when the server says.
+    #[serde(default)]
+    pub mime_type: Option<String>,
+}
+
+/// One part of a resource, as read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct McpResourceContents {
+    /// The part's URI.
+    pub uri: String,
+    /// Its media type, when the server says.
+    #[serde(default)]
+    pub mime_type: Option<String>,
+    /// Its text, for a text part.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Its bytes in base64, for a binary part.
+    #[serde(default)]
+    pub blob: Option<String>,
+}
+
+/// A prompt template an MCP server offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct McpPrompt {
+    /// Its name.
+    pub name: String,
+    /// What it is for, when the server says.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The arguments it takes.
+    #[serde(default)]
+    pub arguments: Vec<McpPromptArgument>,
+}
+
+/// An argument of an [`McpPrompt`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct McpPromptArgument {
+    /// Its name.
+    pub name: String,
+    /// What it means, when the server says.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Whether the prompt needs it.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// `item` (an rmcp model type) as one of ours with the same wire form.
+fn convert<T: Serialize, U: serde::de::DeserializeOwned>(server: &str, item: &T) -> Result<U, Error> {
+    serde_json::to_value(item)
+        .and_then(serde_json::from_value)
+        .map_err(|error| {
+            Error::malformed(
+                format!("MCP server {server:?} sent an item kAI cannot read: {error}"),
+                "",
+            )
+        })
+}
+
+impl McpClient {
+    /// Starts `command` as an MCP server speaking over its stdin and stdout, with the default
+    /// [`McpOptions`]. Its stderr goes to `tracing` (target `kai_core::mcp`, level debug); the
+    /// process is killed when the connection is closed or dropped.
+    ///
+    /// Fails with [`Error::Transport`] when the program does not start or quits, [`Error::Timeout`]
+    /// when it does not finish the handshake within the start-up timeout, and
+    /// [`Error::Unsupported`] when it speaks no protocol revision kAI knows.
+    pub async fn stdio(command: std::process::Command) -> Result<Self, Error> {
+        Self::stdio_with(command, McpOptions::default()).await
+    }
+
+    /// [`stdio`](Self::stdio) with these options.
+    pub async fn stdio_with(command: std::process::Command, options: McpOptions) -> Result<Self, Error> {
+        let program = command.get_program().to_string_lossy().into_owned();
+        let mut command = tokio::process::Command::from(command);
+        command.kill_on_drop(true);
+        let (transport, stderr) = TokioChildProcess::builder(command)
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|error| Error::Transport {
+                message: format!("could not start MCP server {program:?}: {error}"),
+            })?;
+        if let Some(stderr) = stderr {
+            tokio::spawn(log_stderr(program.clone(), stderr));
+        }
+        let lifecycle = ClientLifecycleMode::Auto {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            legacy_version: Some(ProtocolVersion::V_2025_11_25),
+        };
+        let service = tokio::time::timeout(
+            options.startup_timeout,
+            Handler.serve_with_lifecycle(transport, lifecycle),
+        )
+        .await
+        .map_err(|_| Error::Timeout)?
+        .map_err(|error| startup_error(&program, error))?;
+        let server = service
+            .peer()
+            .peer_info()
+            .and_then(|info| info.server_info.as_ref().map(|server| server.name.clone()))
+            .filter(|name| !name.is_empty())
+            .unwrap_or(program);
+        let peer = service.peer().clone();
+        Ok(Self {
+            connection: Arc::new(Connection {
+                server,
+                peer,
+                service: Mutex::new(Some(service)),
+                options,
+            }),
+        })
+    }
+
+    /// The server's name: what it calls itself, or the program started.
+    pub fn server_name(&self) -> &str {
+        &self.connection.server
+    }
+
+    /// The protocol revision agreed on (`"2026-07-28"`, or `"2025-11-25"` with an older server).
+    pub fn protocol_version(&self) -> Option<String> {
+        self.connection
+            .peer
+            .peer_info()
+            .map(|info| info.protocol_version.to_string())
+    }
+
+    /// The server's tools, as kai tools whose calls go to the server.
+    ///
+    /// Names are made fit for every provider (characters other than `a-z A-Z 0-9 _ -` become `_`,
+    /// cut to 64), prefixed when the options say; descriptions are cut to 4 KiB.
+    pub async fn tools(&self) -> Result<Vec<McpTool>, Error> {
+        let peer = &self.connection.peer;
+        let tools = self
+            .connection
+            .list_all("tools/list", |params| async move {
+                peer.list_tools(params).await.map(|page| (page.tools, page.next_cursor))
+            })
+            .await?;
+        Ok(tools
+            .into_iter()
+            .map(|tool| McpTool::new(Arc::clone(&self.connection), tool))
+            .collect())
+    }
+
+    /// The server's tools in a [`ToolSet`], for [`AgentBuilder::tools`](crate::AgentBuilder::tools).
+    ///
+    /// Fails with [`Error::Config`] when two tools get the same name or one's input schema is not
+    /// a valid JSON Schema.
+    pub async fn tool_set(&self) -> Result<ToolSet, Error> {
+        let mut set = ToolSet::new();
+        for tool in self.tools().await? {
+            set.add(tool)?;
+        }
+        Ok(set)
+    }
+
+    /// The resources the server offers.
+    pub async fn resources(&self) -> Result<Vec<McpResource>, Error> {
+        let peer = &self.connection.peer;
+        let resources = self
+            .connection
+            .list_all("resources/list", |params| async move {
+                peer.list_resources(params)
+                    .await
+                    .map(|page| (page.resources, page.next_cursor))
+            })
+            .await?;
+        resources
+            .iter()
+            .map(|resource| convert(&self.connection.server, resource))
+            .collect()
+    }
+
+    /// The contents of the resource at `uri`.
+    pub async fn read_resource(&self, uri: &str) -> Result<Vec<McpResourceContents>, Error> {
+        let peer = &self.connection.peer;
+        let result = self
+            .connection
+            .request(
+                "resources/read",
+                peer.read_resource(ReadResourceRequestParams::new(uri)),
+            )
+            .await?;
+        result
+            .contents
+            .iter()
+            .map(|contents| convert(&self.connection.server, contents))
+            .collect()
+    }
+
+    /// The prompt templates the server offers.
+    pub async fn prompts(&self) -> Result<Vec<McpPrompt>, Error> {
+        let peer = &self.connection.peer;
+        let prompts = self
+            .connection
+            .list_all("prompts/list", |params| async move {
+                peer.list_prompts(params)
+                    .await
+                    .map(|page| (page.prompts, page.next_cursor))
+            })
+            .await?;
+        prompts
+            .iter()
+            .map(|prompt| convert(&self.connection.server, prompt))
+            .collect()
+    }
+
+    /// The prompt `name` filled in with `arguments`, as messages to put before a run's input.
+    /// Text parts become text; any other part (an image, a resource) is given as its JSON.
+    pub async fn prompt(
+        &self,
+        name: &str,
+        arguments: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Vec<Message>, Error> {
+        let peer = &self.connection.peer;
+        let mut params = GetPromptRequestParams::new(name);
+        params.arguments = Some(arguments);
+        let result = self.connection.request("prompts/get", peer.get_prompt(params)).await?;
+        result
+            .messages
+            .iter()
+            .map(|message| {
+                let message = serde_json::to_value(message).unwrap_or_default();
+                let content = &message["content"];
+                let text = match content["text"].as_str() {
+                    Some(text) if content["type"] == "text" => text.to_owned(),
+                    _ => content.to_string(),
+                };
+                match message["role"].as_str() {
+                    Some("assistant") => Ok(Message::assistant(text)),
+                    Some("user") => Ok(Message::user(text)),
+                    role => Err(Error::malformed(
+                        format!(
+                            "MCP server {:?} sent a prompt message with role {role:?}",
+                            self.connection.server
+                        ),
+                        "",
+                    )),
+                }
+            })
+            .collect()
+    }
+
+    /// Ends the connection and stops the server (the tools made from it fail from then on).
+    pub async fn close(&self) {
+        let service = self
+            .connection
+            .service
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut service) = service {
+            let _ = service.close_with_timeout(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+/// A failed start-up in kAI's terms.
+fn startup_error(program: &str, error: ClientInitializeError) -> Error {
+    match error {
+        ClientInitializeError::NoCompatibleProtocolVersion { .. } => Error::Unsupported {
+            message: format!("MCP server {program:?} speaks no protocol revision kAI knows: {error}"),
+        },
+        ClientInitializeError::Cancelled => Error::Cancelled,
+        ClientInitializeError::JsonRpcError(_) | ClientInitializeError::LegacyFallbackFailed { .. } => Error::Server {
+            status: None,
+            message: format!("MCP server {program:?} refused the handshake: {error}"),
+        },
+        _ => Error::Transport {
+            message: format!("MCP server {program:?} failed during the handshake: {error}"),
+        },
+    }
+}
+
+/// Copies the server's stderr to `tracing`, a chunk at a time, so a chatty server never blocks
+/// on a full pipe and never fills memory.
+async fn log_stderr(program: String, mut stderr: tokio::process::ChildStderr) {
+    let mut buffer = vec![0; 4096];
+    while let Ok(read @ 1..) = stderr.read(&mut buffer).await {
+        let text = String::from_utf8_lossy(&buffer[..read]);
+        tracing::debug!(target: "kai_core::mcp", server = %program, "{}", text.trim_end());
+    }
+}

@@ -1,0 +1,28 @@
+//! The Model Context Protocol (feature `mcp`, native targets): tools, resources and prompts from any
+//! MCP server, on the official Rust SDK (`rmcp`).
+//!
+//! [`McpClient::stdio`] starts a server as a subprocess and speaks MCP over its stdin and stdout: the
+//! current revision (2026-07-28, stateless) first, and the 2025-11-25 `initialize` handshake when the
+//! server is older. Its tools become kai [`Tool`](crate::Tool)s ([`McpTool`]), ready for an agent:
+//!
+//! ```no_run
+//! use kai_core::Agent;
+//! use kai_core::mcp::McpClient;
+//! # async fn demo(model: impl kai_core::ChatModel + 'static) -> Result<(), kai_core::Error> {
+//! let mut server = std::process::Command::new("npx");
+//! server.args(["-y", "@modelcontextprotocol/server-everything", "stdio"]);
+//! let client = McpClient::stdio(server).await?;
+//! let agent = Agent::builder(model).tools(&client.tool_set().await?).build()?;
+//! # Ok(()) }
+//! ```
+//!
+//! Everything a server sends is treated as hostile: messages are bounded in size, lists in length,
+//! every request in time; a server that crashes, hangs or prints garbage makes the request fail with
+//! a typed [`Error`](crate::Error) (an agent's tool call with a [`ToolError`](crate::ToolError) the
+//! model sees), and the agent keeps running.
+
+mod client;
+mod tool;
+
+pub use client::{McpClient, McpOptions, McpPrompt, McpPromptArgument, McpResource, McpResourceContents};
+pub use tool::McpTool;

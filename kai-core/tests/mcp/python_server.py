@@ -1,0 +1,69 @@
+"""An MCP server written with the official Python SDK (`mcp` on PyPI), for kai-core's client tests.
+
+Run with `python python_server.py`; it speaks MCP over stdin and stdout. Besides well-behaved tools, a
+resource and a prompt, it has tools that misbehave the ways real servers do: one hangs, one crashes
+the process, one writes garbage into the protocol stream.
+"""
+
+import os
+import sys
+import time
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+server = MCPServer("python-peer", version="1.0")
+
+
+@server.tool()
+def multiply(a: int, b: int) -> int:
+    """Multiplies two integers."""
+    return a * b
+
+
+@server.tool()
+def shout(text: str) -> str:
+    """The text in capitals."""
+    return text.upper()
+
+
+@server.tool()
+def fail(reason: str) -> str:
+    """Always fails with the reason given (as a tool error, whose message the SDK passes on)."""
+    raise ToolError(f"failed on purpose: {reason}")
+
+
+@server.tool()
+def hang() -> str:
+    """Never answers."""
+    time.sleep(3600)
+    return "unreachable"
+
+
+@server.tool()
+def crash() -> str:
+    """Kills the server process mid-call."""
+    os._exit(3)
+
+
+@server.tool()
+def garble() -> str:
+    """Writes lines that are not JSON-RPC into the protocol stream, then answers."""
+    sys.stdout.write("this is not json\n{\"jsonrpc\": \"2.0\", \"id\": \"nobody\"}\n")
+    sys.stdout.flush()
+    return "garbled"
+
+
+@server.resource("notes://today", name="today", description="Today's note.", mime_type="text/plain")
+def today() -> str:
+    return "Buy milk."
+
+
+@server.prompt()
+def review(language: str) -> str:
+    """Asks for a code review."""
+    return f"Review this {language} code."
+
+
+if __name__ == "__main__":
+    server.run("stdio")
