@@ -13,26 +13,15 @@ use std::time::{Duration, Instant};
 use kai_core::mcp::{McpClient, McpOptions};
 use kai_core::testing::ScriptedModel;
 use kai_core::{Agent, CancellationToken, Error, Role, Tool, ToolContext, ToolError};
+use peers::peer;
 use serde_json::json;
+
+#[path = "mcp/peers.rs"]
+mod peers;
 
 fn manifest_dir() -> String {
     // At run time: a build cache shared by clones keeps the builder's path.
     std::env::var("CARGO_MANIFEST_DIR").unwrap()
-}
-
-/// What `scripts/setup/mcp-peers.sh which` prints, or the variable `env` when it is set.
-fn peer(env: &str, which: &str) -> String {
-    if let Ok(path) = std::env::var(env) {
-        return path;
-    }
-    let script = format!("{}/../scripts/setup/mcp-peers.sh", manifest_dir());
-    let output = Command::new("bash").arg(&script).arg(which).output().unwrap();
-    assert!(
-        output.status.success(),
-        "the MCP peers did not install: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 fn everything() -> Command {

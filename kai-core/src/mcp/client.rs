@@ -306,6 +306,26 @@ impl McpClient {
         if let Some(stderr) = stderr {
             tokio::spawn(log_stderr(program.clone(), stderr));
         }
+        Self::start(transport, program, options).await
+    }
+
+    /// Speaks MCP with a server already connected through `read` and `write` (newline-delimited
+    /// JSON-RPC, as over stdio): a socket, a pipe, or an in-process [`McpServer`](crate::mcp::McpServer)
+    /// over [`tokio::io::duplex`]. `name` stands for the server in messages until it names itself.
+    pub async fn connect<R, W>(read: R, write: W, name: impl Into<String>, options: McpOptions) -> Result<Self, Error>
+    where
+        R: tokio::io::AsyncRead + Send + Unpin + 'static,
+        W: tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        Self::start((read, write), name.into(), options).await
+    }
+
+    /// The handshake over `transport`, as [`stdio_with`](Self::stdio_with) describes it.
+    async fn start<T, E, A>(transport: T, name: String, options: McpOptions) -> Result<Self, Error>
+    where
+        T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let lifecycle = ClientLifecycleMode::Auto {
             preferred_versions: vec![ProtocolVersion::V_2026_07_28],
             legacy_version: Some(ProtocolVersion::V_2025_11_25),
@@ -316,13 +336,13 @@ impl McpClient {
         )
         .await
         .map_err(|_| Error::Timeout)?
-        .map_err(|error| startup_error(&program, error))?;
+        .map_err(|error| startup_error(&name, error))?;
         let server = service
             .peer()
             .peer_info()
             .and_then(|info| info.server_info.as_ref().map(|server| server.name.clone()))
             .filter(|name| !name.is_empty())
-            .unwrap_or(program);
+            .unwrap_or(name);
         let peer = service.peer().clone();
         Ok(Self {
             connection: Arc::new(Connection {

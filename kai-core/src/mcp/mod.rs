@@ -1,5 +1,5 @@
 //! The Model Context Protocol (feature `mcp`, native targets): tools, resources and prompts from any
-//! MCP server, on the official Rust SDK (`rmcp`).
+//! MCP server, and kai tools served to any MCP client, on the official Rust SDK (`rmcp`).
 //!
 //! [`McpClient::stdio`] starts a server as a subprocess and speaks MCP over its stdin and stdout: the
 //! current revision (2026-07-28, stateless) first, and the 2025-11-25 `initialize` handshake when the
@@ -16,13 +16,18 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`McpServer`] serves any [`ToolSet`](crate::ToolSet) (an agent among them, through
+//! [`Agent::into_tool`](crate::Agent::into_tool)) to MCP clients over stdio or any byte stream.
+//!
 //! Everything a server sends is treated as hostile: messages are bounded in size, lists in length,
 //! every request in time; a server that crashes, hangs or prints garbage makes the request fail with
 //! a typed [`Error`](crate::Error) (an agent's tool call with a [`ToolError`](crate::ToolError) the
 //! model sees), and the agent keeps running.
 
 mod client;
+mod server;
 mod tool;
 
 pub use client::{McpClient, McpOptions, McpPrompt, McpPromptArgument, McpResource, McpResourceContents};
+pub use server::McpServer;
 pub use tool::McpTool;

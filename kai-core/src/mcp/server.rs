@@ -1,0 +1,202 @@
+//! Any kai [`ToolSet`] served to MCP clients.
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation, JsonObject,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::{ErrorData, ServerHandler, ServiceExt};
+use serde_json::Value;
+
+use crate::cancel::CancellationToken;
+use crate::error::Error;
+use crate::request::ToolDefinition;
+use crate::tool::{ToolContext, ToolError, ToolSet};
+
+/// Serves a [`ToolSet`] to MCP clients: every revision rmcp knows (2026-07-28 and the
+/// `initialize` handshake of 2024-11-05 to 2025-11-25), over stdio or any byte stream.
+///
+/// Arguments are checked against each tool's schema before it runs; a tool's failure is a tool
+/// result marked as an error (which the client's model sees), an unknown tool a protocol error.
+/// A client's `notifications/cancelled` cancels the call's [`ToolContext::cancel`]. An agent is
+/// served as one tool through [`Agent::into_tool`](crate::Agent::into_tool).
+///
+/// ```no_run
+/// use kai_core::mcp::McpServer;
+/// use kai_core::{ToolSet, tool_fn};
+///
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// struct Add {
+///     a: i64,
+///     b: i64,
+/// }
+///
+/// # async fn demo() -> Result<(), kai_core::Error> {
+/// let mut tools = ToolSet::new();
+/// tools.add(tool_fn("add", "Adds two integers.", |args: Add| async move { Ok(args.a + args.b) }))?;
+/// McpServer::new(tools).with_name("calculator", "1.0").serve_stdio().await
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct McpServer {
+    tools: Arc<ToolSet>,
+    info: Implementation,
+    instructions: Option<String>,
+    /// Calls that may run at once; more are refused.
+    calls: Arc<tokio::sync::Semaphore>,
+}
+
+/// Calls one client may have running at once, unless set otherwise.
+const DEFAULT_MAX_CONCURRENT_CALLS: usize = 32;
+
+impl McpServer {
+    /// A server of `tools`, calling itself `kai`.
+    pub fn new(tools: ToolSet) -> Self {
+        Self {
+            tools: Arc::new(tools),
+            info: Implementation::new("kai", env!("CARGO_PKG_VERSION")),
+            instructions: None,
+            calls: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONCURRENT_CALLS)),
+        }
+    }
+
+    /// This server letting at most `calls` tool calls run at once (32 unless set), counted over
+    /// every connection it and its clones serve; a call beyond them is refused at once with a tool
+    /// error, rather than queued without bound.
+    pub fn with_max_concurrent_calls(mut self, calls: usize) -> Self {
+        let calls = calls.min(tokio::sync::Semaphore::MAX_PERMITS);
+        self.calls = Arc::new(tokio::sync::Semaphore::new(calls));
+        self
+    }
+
+    /// This server under another name and version, as clients see it.
+    pub fn with_name(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
+        self.info = Implementation::new(name, version);
+        self
+    }
+
+    /// This server with instructions for the client's model on how to use it.
+    pub fn with_instructions(mut self, instructions: impl Into<String>) -> Self {
+        self.instructions = Some(instructions.into());
+        self
+    }
+
+    /// Serves on this process's stdin and stdout until the client closes them.
+    ///
+    /// Nothing else may write to stdout meanwhile: log to stderr.
+    pub async fn serve_stdio(self) -> Result<(), Error> {
+        self.serve(tokio::io::stdin(), tokio::io::stdout()).await
+    }
+
+    /// Serves one client on a byte stream (newline-delimited JSON-RPC, as stdio) until it closes.
+    ///
+    /// Fails with [`Error::Transport`] when the client breaks off the handshake.
+    pub async fn serve<R, W>(self, read: R, write: W) -> Result<(), Error>
+    where
+        R: tokio::io::AsyncRead + Send + Unpin + 'static,
+        W: tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let running = ServiceExt::serve(self, (read, write))
+            .await
+            .map_err(|error| Error::Transport {
+                message: format!("the MCP client broke off the handshake: {error}"),
+            })?;
+        running.waiting().await.map_err(|error| Error::Transport {
+            message: format!("the MCP service stopped: {error}"),
+        })?;
+        Ok(())
+    }
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        let config =
+            ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(self.info.clone());
+        match &self.instructions {
+            Some(instructions) => config.with_instructions(instructions.clone()),
+            None => config,
+        }
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let tools = self.tools.definitions().iter().map(mcp_tool).collect();
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        self.tools.definitions().iter().find(|d| d.name == name).map(mcp_tool)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let Some(tool) = self.tools.get(&request.name) else {
+            return Err(ErrorData::new(
+                ErrorCode::INVALID_PARAMS,
+                format!("no tool is named {:?}", request.name),
+                None,
+            ));
+        };
+        let Ok(_permit) = self.calls.try_acquire() else {
+            return Ok(CallToolResult::error(vec![ContentBlock::text(
+                "the server is running as many tool calls as it allows; try again when one has finished",
+            )])
+            .into());
+        };
+        let arguments = Value::Object(request.arguments.unwrap_or_default());
+        if let Err(error) = self.tools.validate(&request.name, &arguments) {
+            return Ok(failure(&error).into());
+        }
+        let cancel = CancellationToken::new();
+        let call_id = serde_json::to_string(&context.id).unwrap_or_default();
+        let call = tool.call(arguments, ToolContext::new(call_id).with_cancel(cancel.clone()));
+        let result = tokio::select! {
+            result = call => result,
+            () = context.ct.cancelled() => {
+                cancel.cancel();
+                Err(ToolError::Cancelled)
+            }
+        };
+        Ok(match result {
+            Ok(output) => success(output),
+            Err(error) => failure(&error),
+        }
+        .into())
+    }
+}
+
+/// A kai tool's definition as MCP's.
+fn mcp_tool(definition: &ToolDefinition) -> rmcp::model::Tool {
+    let schema = match &definition.parameters {
+        Value::Object(schema) => schema.clone(),
+        _ => JsonObject::new(),
+    };
+    rmcp::model::Tool::new(definition.name.clone(), definition.description.clone(), schema)
+}
+
+/// A tool's output as an MCP result: text (a string as it is, anything else as JSON), and an object
+/// also as structured content.
+fn success(output: Value) -> CallToolResult {
+    let text = match &output {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    if output.is_object() {
+        result.structured_content = Some(output);
+    }
+    result
+}
+
+/// A tool's failure as an MCP result marked as an error, for the client's model to read.
+fn failure(error: &ToolError) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(error.to_string())])
+}

@@ -1,0 +1,201 @@
+//! kAI's MCP server against a client no one here wrote: the official Python SDK's (`mcp` on PyPI,
+//! `tests/mcp/python_client.py`, installed by `scripts/setup/mcp-peers.sh` or found through
+//! `KAI_MCP_PYTHON`); and against kAI's own client, in process.
+//!
+//! This test has no harness: started with `KAI_MCP_SERVE=1` it is the server, on its stdin and
+//! stdout, which the Python client starts; otherwise it runs the checks.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kai_core::mcp::{McpClient, McpOptions, McpServer};
+use kai_core::testing::ScriptedModel;
+use kai_core::{Agent, CancellationToken, ToolContext, ToolError, ToolSet, tool_fn};
+use serde_json::{Value, json};
+
+#[path = "mcp/peers.rs"]
+mod peers;
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct Add {
+    a: i64,
+    b: i64,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct Name {
+    name: String,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct Nothing {}
+
+/// The tools served; `on_cancel` runs when the `slow` tool sees its call cancelled.
+fn tools(on_cancel: Arc<dyn Fn() + Send + Sync>) -> ToolSet {
+    let mut tools = ToolSet::new();
+    tools
+        .add(tool_fn("add", "Adds two integers.", |args: Add| async move {
+            Ok(args.a + args.b)
+        }))
+        .unwrap();
+    tools
+        .add(tool_fn("describe", "Describes a name.", |args: Name| async move {
+            Ok(json!({"name": args.name, "length": args.name.len()}))
+        }))
+        .unwrap();
+    tools
+        .add(tool_fn("fail", "Always fails.", |_: Nothing| async move {
+            Err::<String, _>(ToolError::failed("cannot do that"))
+        }))
+        .unwrap();
+    tools
+        .add(tool_fn(
+            "slow",
+            "Answers after 30 s unless cancelled.",
+            move |_: Nothing, context: ToolContext| {
+                // Like a tool that hands its work elsewhere, it learns of the cancellation through
+                // the token (the call's future itself is dropped).
+                let on_cancel = Arc::clone(&on_cancel);
+                tokio::spawn(async move {
+                    context.cancel.cancelled().await;
+                    on_cancel();
+                });
+                async move {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Ok("done".to_owned())
+                }
+            },
+        ))
+        .unwrap();
+    let inner = Agent::builder(ScriptedModel::new().text("Hello from the inner agent.").repeat())
+        .build()
+        .unwrap();
+    tools
+        .add(inner.into_tool("assistant", "An agent that answers anything."))
+        .unwrap();
+    tools
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if std::env::var_os("KAI_MCP_SERVE").is_some() {
+        let marker = PathBuf::from(std::env::var_os("KAI_MCP_CANCEL_MARKER").unwrap());
+        let on_cancel = Arc::new(move || std::fs::write(&marker, b"cancelled").unwrap());
+        let server = McpServer::new(tools(on_cancel)).with_name("kai-test-server", "1.0");
+        runtime.block_on(server.serve_stdio()).unwrap();
+        return;
+    }
+    runtime.block_on(our_client_uses_our_server_in_process());
+    println!("test our_client_uses_our_server_in_process ... ok");
+    runtime.block_on(the_python_sdks_client_uses_our_server());
+    println!("test the_python_sdks_client_uses_our_server ... ok");
+}
+
+async fn the_python_sdks_client_uses_our_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("cancelled");
+    let output = tokio::process::Command::new(peers::peer("KAI_MCP_PYTHON", "python"))
+        .arg(format!("{}/tests/mcp/python_client.py", env!("CARGO_MANIFEST_DIR")))
+        .arg(std::env::current_exe().unwrap())
+        .env("KAI_MCP_CANCEL_MARKER", &marker)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the Python client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["protocol"], "2026-07-28", "{report}");
+    let tools = &report["tools"];
+    assert_eq!(tools.as_object().unwrap().len(), 5, "{tools}");
+    assert_eq!(tools["add"]["description"], "Adds two integers.");
+    assert_eq!(tools["add"]["schema"]["properties"]["a"]["type"], "integer");
+    assert_eq!(
+        report["add"],
+        json!({"text": "42", "structured": null, "is_error": false})
+    );
+    assert_eq!(report["describe"]["structured"], json!({"name": "kai", "length": 3}));
+    assert_eq!(report["bad_arguments"]["is_error"], true);
+    assert!(
+        report["bad_arguments"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("invalid arguments"),
+        "{report}"
+    );
+    assert_eq!(report["fail"], json!({"text": "cannot do that", "is_error": true}));
+    assert!(
+        report["unknown"].as_str().unwrap().contains("no tool is named"),
+        "{report}"
+    );
+    assert_eq!(
+        report["assistant"],
+        json!({"text": "Hello from the inner agent.", "is_error": false})
+    );
+    assert_ne!(report["slow"], "answered");
+    assert!(report["slow_seconds"].as_f64().unwrap() < 5.0, "{report}");
+    assert_eq!(report["slow_cancelled_on_server"], true, "{report}");
+}
+
+async fn our_client_uses_our_server_in_process() {
+    let cancelled = CancellationToken::new();
+    let seen = cancelled.clone();
+    let (client_side, server_side) = tokio::io::duplex(64 * 1024);
+    let (server_read, server_write) = tokio::io::split(server_side);
+    let server = McpServer::new(tools(Arc::new(move || seen.cancel()))).with_max_concurrent_calls(1);
+    let serving = tokio::spawn(server.serve(server_read, server_write));
+    let (client_read, client_write) = tokio::io::split(client_side);
+    let options = McpOptions::new().with_request_timeout(Duration::from_millis(500));
+    let client = McpClient::connect(client_read, client_write, "in-process", options)
+        .await
+        .unwrap();
+    assert_eq!(client.protocol_version().as_deref(), Some("2026-07-28"));
+    assert_eq!(client.server_name(), "kai");
+
+    let tools = client.tool_set().await.unwrap();
+    let call = |name: &str, arguments: Value| {
+        let tool = Arc::clone(tools.get(name).unwrap());
+        async move { tool.call(arguments, ToolContext::new("c")).await }
+    };
+    assert_eq!(call("add", json!({"a": 1, "b": 2})).await.unwrap(), json!("3"));
+    assert_eq!(
+        call("describe", json!({"name": "ab"})).await.unwrap(),
+        json!({"name": "ab", "length": 2})
+    );
+    assert_eq!(
+        call("fail", json!({})).await.unwrap_err(),
+        ToolError::failed("cannot do that")
+    );
+    // One call at a time: while `slow` runs, another call is refused, not queued.
+    let slow = tokio::spawn(call("slow", json!({})));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = call("add", json!({"a": 1, "b": 2})).await.unwrap_err();
+    assert!(
+        matches!(&refused, ToolError::Failed { message } if message.contains("as many tool calls")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        slow.await.unwrap().unwrap_err(),
+        ToolError::Timeout {
+            after: Duration::from_millis(500)
+        }
+    );
+    tokio::time::timeout(Duration::from_secs(5), cancelled.cancelled())
+        .await
+        .expect("the server's tool saw the timed-out call cancelled");
+    // The cancelled call no longer counts.
+    assert_eq!(call("add", json!({"a": 2, "b": 2})).await.unwrap(), json!("4"));
+    client.close().await;
+    tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
