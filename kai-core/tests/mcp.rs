@@ -300,3 +300,61 @@ async fn programs_that_are_not_servers_fail_to_connect() {
     let options = McpOptions::new().with_startup_timeout(Duration::from_secs(4));
     assert!(McpClient::stdio_with(huge, options).await.is_err());
 }
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the reference server over Streamable HTTP on `port` and waits until it listens.
+async fn everything_over_http(port: u16) -> tokio::process::Child {
+    let mut command = tokio::process::Command::from(everything());
+    // The last argument picks the transport.
+    let mut args: Vec<_> = command.as_std().get_args().map(|a| a.to_owned()).collect();
+    args.pop();
+    let program = command.as_std().get_program().to_owned();
+    command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let child = command.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "server-everything did not listen on {port}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child
+}
+
+/// Over Streamable HTTP the reference server keeps a session (2025-11-25); its tools run. When it
+/// restarts and forgets the session, the client starts a new one.
+#[tokio::test]
+async fn the_reference_server_over_http_and_its_forgotten_session() {
+    let port = free_port();
+    let mut server = everything_over_http(port).await;
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let client = McpClient::http(&url).await.unwrap();
+    assert_eq!(client.protocol_version().as_deref(), Some("2025-11-25"));
+    assert_eq!(
+        call(&client, "get-sum", json!({"a": 2, "b": 3})).await.unwrap(),
+        json!("The sum of 2 and 3 is 5.")
+    );
+
+    server.kill().await.unwrap();
+    server.wait().await.unwrap();
+    let _restarted = everything_over_http(port).await;
+    let tools = client.tools().await;
+    assert!(tools.is_ok(), "{tools:?}");
+    assert_eq!(
+        call(&client, "get-sum", json!({"a": 4, "b": 5})).await.unwrap(),
+        json!("The sum of 4 and 5 is 9.")
+    );
+}

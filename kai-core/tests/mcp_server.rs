@@ -94,15 +94,18 @@ fn main() {
     println!("test our_client_uses_our_server_in_process ... ok");
     runtime.block_on(the_python_sdks_client_uses_our_server());
     println!("test the_python_sdks_client_uses_our_server ... ok");
+    runtime.block_on(the_python_sdks_client_uses_our_server_over_http());
+    println!("test the_python_sdks_client_uses_our_server_over_http ... ok");
+    runtime.block_on(our_client_uses_our_server_over_http());
+    println!("test our_client_uses_our_server_over_http ... ok");
 }
 
-async fn the_python_sdks_client_uses_our_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let marker = dir.path().join("cancelled");
+/// Runs the Python client against `server` (this binary's path, or a URL) and checks its report.
+async fn run_python_client(server: &std::ffi::OsStr, marker: &std::path::Path) {
     let output = tokio::process::Command::new(peers::peer("KAI_MCP_PYTHON", "python"))
         .arg(format!("{}/tests/mcp/python_client.py", env!("CARGO_MANIFEST_DIR")))
-        .arg(std::env::current_exe().unwrap())
-        .env("KAI_MCP_CANCEL_MARKER", &marker)
+        .arg(server)
+        .env("KAI_MCP_CANCEL_MARKER", marker)
         .output()
         .await
         .unwrap();
@@ -142,6 +145,57 @@ async fn the_python_sdks_client_uses_our_server() {
     assert_ne!(report["slow"], "answered");
     assert!(report["slow_seconds"].as_f64().unwrap() < 5.0, "{report}");
     assert_eq!(report["slow_cancelled_on_server"], true, "{report}");
+}
+
+async fn the_python_sdks_client_uses_our_server() {
+    let dir = tempfile::tempdir().unwrap();
+    run_python_client(
+        std::env::current_exe().unwrap().as_os_str(),
+        &dir.path().join("cancelled"),
+    )
+    .await;
+}
+
+/// Serves the test tools over HTTP on a loopback port; returns its URL and the token that stops it.
+async fn serve_http(server: McpServer) -> (String, CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://127.0.0.1:{}/mcp", listener.local_addr().unwrap().port());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(server.serve_http(listener, shutdown.clone()));
+    (url, shutdown)
+}
+
+async fn the_python_sdks_client_uses_our_server_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("cancelled");
+    let written = marker.clone();
+    let on_cancel = Arc::new(move || std::fs::write(&written, b"cancelled").unwrap());
+    let (url, shutdown) = serve_http(McpServer::new(tools(on_cancel)).with_name("kai-test-server", "1.0")).await;
+    run_python_client(std::ffi::OsStr::new(&url), &marker).await;
+    shutdown.cancel();
+}
+
+async fn our_client_uses_our_server_over_http() {
+    let (url, shutdown) = serve_http(McpServer::new(tools(Arc::new(|| {})))).await;
+    let client = McpClient::http(&url).await.unwrap();
+    assert_eq!(client.protocol_version().as_deref(), Some("2026-07-28"));
+    let served = client.tool_set().await.unwrap();
+    let sum = served
+        .get("add")
+        .unwrap()
+        .call(json!({"a": 20, "b": 22}), ToolContext::new("h"))
+        .await
+        .unwrap();
+    assert_eq!(sum, json!("42"));
+    shutdown.cancel();
+
+    // Requests addressed to a name the server does not answer to are refused (DNS rebinding).
+    let (url, shutdown) =
+        serve_http(McpServer::new(tools(Arc::new(|| {}))).with_allowed_hosts(["mcp.example.org"])).await;
+    let options = McpOptions::new().with_startup_timeout(Duration::from_secs(15));
+    let refused = McpClient::http_with(&url, options).await.unwrap_err();
+    assert!(!matches!(refused, kai_core::Error::Timeout), "{refused:?}");
+    shutdown.cancel();
 }
 
 async fn our_client_uses_our_server_in_process() {

@@ -10,12 +10,14 @@ use rmcp::model::{
     ReadResourceRequestParams,
 };
 use rmcp::service::{ClientInitializeError, ClientLifecycleMode, ClientServiceExt, Peer, RoleClient, RunningService};
-use rmcp::transport::TokioChildProcess;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, ServiceError};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 use crate::error::Error;
+use crate::mcp::http::HttpClient;
 use crate::mcp::tool::McpTool;
 use crate::message::Message;
 use crate::tool::ToolSet;
@@ -35,6 +37,29 @@ pub struct McpOptions {
     /// Put before each tool's name with `_` (`fs` makes `read` into `fs_read`), so that the tools
     /// of several servers can share an agent.
     pub tool_prefix: Option<String>,
+    /// Sent as `Authorization: Bearer ...` to a server over HTTP.
+    pub bearer_token: Option<Secret>,
+}
+
+/// A credential, kept out of `Debug` output and logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 impl Default for McpOptions {
@@ -44,6 +69,7 @@ impl Default for McpOptions {
             request_timeout: Duration::from_secs(60),
             max_items: 1_000,
             tool_prefix: None,
+            bearer_token: None,
         }
     }
 }
@@ -69,6 +95,12 @@ impl McpOptions {
     /// These options with another cap on the length of a listing.
     pub fn with_max_items(mut self, max_items: usize) -> Self {
         self.max_items = max_items;
+        self
+    }
+
+    /// These options with a bearer token for a server over HTTP.
+    pub fn with_bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.bearer_token = Some(Secret::new(token));
         self
     }
 
@@ -309,6 +341,24 @@ impl McpClient {
         Self::start(transport, program, options).await
     }
 
+    /// Connects to the MCP server at `url` over Streamable HTTP (TLS by rustls with the webpki
+    /// roots), with the default [`McpOptions`]. A session the server forgot (HTTP 404) is
+    /// re-established once, transparently.
+    pub async fn http(url: &str) -> Result<Self, Error> {
+        Self::http_with(url, McpOptions::default()).await
+    }
+
+    /// [`http`](Self::http) with these options; [`McpOptions::with_bearer_token`] authorises.
+    pub async fn http_with(url: &str, options: McpOptions) -> Result<Self, Error> {
+        let http = HttpClient::new()?;
+        let mut config = StreamableHttpClientTransportConfig::with_uri(url).reinit_on_expired_session(true);
+        if let Some(token) = &options.bearer_token {
+            config = config.auth_header(token.expose());
+        }
+        let transport = StreamableHttpClientTransport::with_client(http, config);
+        Self::start(transport, url.to_owned(), options).await
+    }
+
     /// Speaks MCP with a server already connected through `read` and `write` (newline-delimited
     /// JSON-RPC, as over stdio): a socket, a pipe, or an in-process [`McpServer`](crate::mcp::McpServer)
     /// over [`tokio::io::duplex`]. `name` stands for the server in messages until it names itself.
@@ -522,5 +572,18 @@ async fn log_stderr(program: String, mut stderr: tokio::process::ChildStderr) {
     while let Ok(read @ 1..) = stderr.read(&mut buffer).await {
         let text = String::from_utf8_lossy(&buffer[..read]);
         tracing::debug!(target: "kai_core::mcp", server = %program, "{}", text.trim_end());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_stay_out_of_debug_output() {
+        let options = McpOptions::new().with_bearer_token("sk-very-secret");
+        let printed = format!("{options:?}");
+        assert!(!printed.contains("very-secret"), "{printed}");
+        assert!(printed.contains("Secret(..)"), "{printed}");
     }
 }

@@ -25,9 +25,10 @@
 //! model sees), and the agent keeps running.
 
 mod client;
+mod http;
 mod server;
 mod tool;
 
-pub use client::{McpClient, McpOptions, McpPrompt, McpPromptArgument, McpResource, McpResourceContents};
+pub use client::{McpClient, McpOptions, McpPrompt, McpPromptArgument, McpResource, McpResourceContents, Secret};
 pub use server::McpServer;
 pub use tool::McpTool;

@@ -2,11 +2,15 @@
 
 use std::sync::Arc;
 
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation, JsonObject,
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{RequestContext, RoleServer};
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, ServerHandler, ServiceExt};
 use serde_json::Value;
 
@@ -46,6 +50,8 @@ pub struct McpServer {
     instructions: Option<String>,
     /// Calls that may run at once; more are refused.
     calls: Arc<tokio::sync::Semaphore>,
+    /// Hosts HTTP requests may be addressed to; loopback names when `None`.
+    allowed_hosts: Option<Vec<String>>,
 }
 
 /// Calls one client may have running at once, unless set otherwise.
@@ -59,6 +65,7 @@ impl McpServer {
             info: Implementation::new("kai", env!("CARGO_PKG_VERSION")),
             instructions: None,
             calls: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONCURRENT_CALLS)),
+            allowed_hosts: None,
         }
     }
 
@@ -107,6 +114,60 @@ impl McpServer {
             message: format!("the MCP service stopped: {error}"),
         })?;
         Ok(())
+    }
+
+    /// Serves MCP over Streamable HTTP at `/mcp` (any path, in fact) on `listener` until `shutdown`
+    /// is cancelled. Each request is served on its own (no sessions are kept, whatever revision
+    /// the client speaks), bodies are capped at 4 MiB, and only requests whose `Host` is a
+    /// loopback name are taken unless [`with_allowed_hosts`](Self::with_allowed_hosts) says
+    /// otherwise (which stops DNS-rebinding attacks from a browser).
+    pub async fn serve_http(self, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
+        let mut config = StreamableHttpServerConfig::default();
+        config.legacy_session_mode = false;
+        config.json_response = true;
+        if let Some(hosts) = &self.allowed_hosts {
+            config = config.with_allowed_hosts(hosts.iter().cloned());
+        }
+        let server = self.clone();
+        let service = StreamableHttpService::new(
+            move || Ok(server.clone()),
+            Arc::new(NeverSessionManager::default()),
+            config,
+        );
+        loop {
+            let (stream, _) = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    // A connection that failed before it was accepted concerns no one else.
+                    Err(error) => {
+                        tracing::debug!(target: "kai_core::mcp", %error, "accepting an MCP connection failed");
+                        continue;
+                    }
+                },
+            };
+            let service = TowerToHyperService::new(service.clone());
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let connection =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    result = connection => {
+                        if let Err(error) = result {
+                            tracing::debug!(target: "kai_core::mcp", %error, "an MCP connection ended badly");
+                        }
+                    }
+                    () = shutdown.cancelled() => {}
+                }
+            });
+        }
+    }
+
+    /// This server taking HTTP requests addressed to `hosts` (names, or `name:port`) rather than
+    /// to loopback names only; for a server others reach through a real name.
+    pub fn with_allowed_hosts(mut self, hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.allowed_hosts = Some(hosts.into_iter().map(Into::into).collect());
+        self
     }
 }
 

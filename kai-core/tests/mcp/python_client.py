@@ -1,7 +1,8 @@
 """A client written with the official Python SDK (`mcp` on PyPI) against kAI's MCP server.
 
 `python python_client.py <server command...>` starts the server over stdio (with KAI_MCP_SERVE=1 in its
-environment), exercises it, and prints what it saw as one JSON object on stdout.
+environment); `python python_client.py http://...` connects to it over Streamable HTTP. Either way it
+exercises the server and prints what it saw as one JSON object on stdout.
 """
 
 import asyncio
@@ -20,11 +21,15 @@ def text_of(result: Any) -> str:
 
 async def main() -> None:
     marker = os.environ["KAI_MCP_CANCEL_MARKER"]
-    server = StdioServerParameters(
-        command=sys.argv[1],
-        args=sys.argv[2:],
-        env={"KAI_MCP_SERVE": "1", "KAI_MCP_CANCEL_MARKER": marker},
-    )
+    server: StdioServerParameters | str
+    if sys.argv[1].startswith("http"):
+        server = sys.argv[1]
+    else:
+        server = StdioServerParameters(
+            command=sys.argv[1],
+            args=sys.argv[2:],
+            env={"KAI_MCP_SERVE": "1", "KAI_MCP_CANCEL_MARKER": marker},
+        )
     report: dict[str, Any] = {}
     async with Client(server) as client:
         report["protocol"] = getattr(client.session, "protocol_version", None)
