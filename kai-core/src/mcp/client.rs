@@ -10,11 +10,12 @@ use rmcp::model::{
     ReadResourceRequestParams,
 };
 use rmcp::service::{ClientInitializeError, ClientLifecycleMode, ClientServiceExt, Peer, RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, ServiceError};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
+use tokio::process::Child;
 
 use crate::error::Error;
 use crate::mcp::http::HttpClient;
@@ -136,6 +137,8 @@ pub(crate) struct Connection {
     pub(crate) peer: Peer<RoleClient>,
     /// The running service; taken out by `close`.
     service: Mutex<Option<RunningService<RoleClient, Handler>>>,
+    /// The server's process, when the client started it; killed when dropped or closed.
+    child: Mutex<Option<Child>>,
     pub(crate) options: McpOptions,
 }
 
@@ -228,10 +231,12 @@ pub(crate) struct Handler;
 
 impl ClientHandler for Handler {
     fn get_info(&self) -> ClientConfig {
+        // The revision an `initialize` handshake asks for; the current one goes by `server/discover`.
         ClientConfig::new(
             ClientCapabilities::default(),
             Implementation::new("kai", env!("CARGO_PKG_VERSION")),
         )
+        .with_protocol_version(ProtocolVersion::V_2025_11_25)
     }
 }
 
@@ -328,17 +333,25 @@ impl McpClient {
     pub async fn stdio_with(command: std::process::Command, options: McpOptions) -> Result<Self, Error> {
         let program = command.get_program().to_string_lossy().into_owned();
         let mut command = tokio::process::Command::from(command);
-        command.kill_on_drop(true);
-        let (transport, stderr) = TokioChildProcess::builder(command)
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|error| Error::Transport {
+        command
+            .kill_on_drop(true)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let spawn = || {
+            let spawn_error = |error: std::io::Error| Error::Transport {
                 message: format!("could not start MCP server {program:?}: {error}"),
-            })?;
-        if let Some(stderr) = stderr {
-            tokio::spawn(log_stderr(program.clone(), stderr));
-        }
-        Self::start(transport, program, options).await
+            };
+            let mut child = command.spawn().map_err(spawn_error)?;
+            let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+                return Err(spawn_error(std::io::Error::other("no pipes to the process")));
+            };
+            if let Some(stderr) = child.stderr.take() {
+                tokio::spawn(log_stderr(program.clone(), stderr));
+            }
+            Ok(((stdout, stdin), Some(child)))
+        };
+        Self::start_afresh(spawn, program.clone(), options).await
     }
 
     /// Connects to the MCP server at `url` over Streamable HTTP (TLS by rustls with the webpki
@@ -355,8 +368,13 @@ impl McpClient {
         if let Some(token) = &options.bearer_token {
             config = config.auth_header(token.expose());
         }
-        let transport = StreamableHttpClientTransport::with_client(http, config);
-        Self::start(transport, url.to_owned(), options).await
+        let connect = || {
+            Ok((
+                StreamableHttpClientTransport::with_client(http.clone(), config.clone()),
+                None,
+            ))
+        };
+        Self::start_afresh(connect, url.to_owned(), options).await
     }
 
     /// Speaks MCP with a server already connected through `read` and `write` (newline-delimited
@@ -376,17 +394,49 @@ impl McpClient {
         T: rmcp::transport::IntoTransport<RoleClient, E, A>,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let lifecycle = ClientLifecycleMode::Auto {
-            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-            legacy_version: Some(ProtocolVersion::V_2025_11_25),
+        let service = handshake(transport, probing_lifecycle(), options.startup_timeout)
+            .await
+            .map_err(|error| startup_error(&name, error))?;
+        Ok(Self::running(service, name, options))
+    }
+
+    /// [`start`](Self::start) on a transport from `connect`; when the server answers the probe for
+    /// the current revision with something that is not an answer to it (a catch-all `{}`, as some
+    /// servers give to any method they do not know), once more on a new transport with the
+    /// `initialize` handshake alone.
+    ///
+    /// `connect` gives a transport and the server's process, if it started one (killed when the
+    /// connection ends).
+    async fn start_afresh<T, E, A>(
+        mut connect: impl FnMut() -> Result<(T, Option<Child>), Error>,
+        name: String,
+        options: McpOptions,
+    ) -> Result<Self, Error>
+    where
+        T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let started = tokio::time::Instant::now();
+        let (transport, mut child) = connect()?;
+        let service = match handshake(transport, probing_lifecycle(), options.startup_timeout).await {
+            Err(Some(
+                ClientInitializeError::ExpectedInitResult(_) | ClientInitializeError::ExpectedInitResponse(_),
+            )) => {
+                let left = options.startup_timeout.saturating_sub(started.elapsed());
+                let transport;
+                (transport, child) = connect()?;
+                handshake(transport, ClientLifecycleMode::Initialize, left).await
+            }
+            attempt => attempt,
         };
-        let service = tokio::time::timeout(
-            options.startup_timeout,
-            Handler.serve_with_lifecycle(transport, lifecycle),
-        )
-        .await
-        .map_err(|_| Error::Timeout)?
-        .map_err(|error| startup_error(&name, error))?;
+        let service = service.map_err(|error| startup_error(&name, error))?;
+        let client = Self::running(service, name, options);
+        *client.connection.child.lock().unwrap_or_else(PoisonError::into_inner) = child;
+        Ok(client)
+    }
+
+    /// A client of the connected `service`.
+    fn running(service: RunningService<RoleClient, Handler>, name: String, options: McpOptions) -> Self {
         let server = service
             .peer()
             .peer_info()
@@ -394,14 +444,15 @@ impl McpClient {
             .filter(|name| !name.is_empty())
             .unwrap_or(name);
         let peer = service.peer().clone();
-        Ok(Self {
+        Self {
             connection: Arc::new(Connection {
                 server,
                 peer,
                 service: Mutex::new(Some(service)),
+                child: Mutex::new(None),
                 options,
             }),
-        })
+        }
     }
 
     /// The server's name: what it calls itself, or the program started.
@@ -545,11 +596,48 @@ impl McpClient {
         if let Some(mut service) = service {
             let _ = service.close_with_timeout(Duration::from_secs(5)).await;
         }
+        let child = self
+            .connection
+            .child
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut child) = child {
+            let _ = child.kill().await;
+        }
     }
 }
 
-/// A failed start-up in kAI's terms.
-fn startup_error(program: &str, error: ClientInitializeError) -> Error {
+/// The start-up kAI tries first: the current revision's `server/discover`, falling back to the
+/// `initialize` handshake of 2025-11-25 when the server says it does not know it.
+fn probing_lifecycle() -> ClientLifecycleMode {
+    ClientLifecycleMode::Auto {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        legacy_version: Some(ProtocolVersion::V_2025_11_25),
+    }
+}
+
+/// The handshake of `lifecycle` over `transport`, within `timeout`; `Err(None)` when out of time.
+async fn handshake<T, E, A>(
+    transport: T,
+    lifecycle: ClientLifecycleMode,
+    timeout: Duration,
+) -> Result<RunningService<RoleClient, Handler>, Option<ClientInitializeError>>
+where
+    T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match tokio::time::timeout(timeout, Handler.serve_with_lifecycle(transport, lifecycle)).await {
+        Ok(result) => result.map_err(Some),
+        Err(_) => Err(None),
+    }
+}
+
+/// A failed start-up in kAI's terms (`None`: out of time).
+fn startup_error(program: &str, error: Option<ClientInitializeError>) -> Error {
+    let Some(error) = error else {
+        return Error::Timeout;
+    };
     match error {
         ClientInitializeError::NoCompatibleProtocolVersion { .. } => Error::Unsupported {
             message: format!("MCP server {program:?} speaks no protocol revision kAI knows: {error}"),
