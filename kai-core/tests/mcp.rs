@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kai_core::mcp::{McpClient, McpOptions};
+use kai_core::mcp::{McpChange, McpClient, McpOptions};
 use kai_core::testing::ScriptedModel;
 use kai_core::{Agent, CancellationToken, Error, Role, Tool, ToolContext, ToolError};
 use peers::peer;
@@ -40,6 +40,14 @@ fn python_peer() -> Command {
     let mut command = Command::new(python);
     command.arg(format!("{}/tests/mcp/python_server.py", manifest_dir()));
     command
+}
+
+/// The Python SDK's server started by a shell, between `before` and `after`.
+fn python_peer_in_shell(before: &str, after: &str) -> Command {
+    let server = python_peer();
+    let program = server.get_program().to_string_lossy().into_owned();
+    let script = server.get_args().next().unwrap().to_string_lossy().into_owned();
+    shell(&format!("{before} '{program}' '{script}'{after}"))
 }
 
 fn shell(script: &str) -> Command {
@@ -206,12 +214,94 @@ async fn a_python_sdk_server_speaks_the_current_revision() {
     assert_eq!(messages[0].text(), "Review this Rust code.");
 }
 
+/// A server announces that its lists changed: the Python SDK's server over a `subscriptions/listen`
+/// stream (2026-07-28), the reference server on its own (2025-11-25); the new lists are listed.
+#[tokio::test]
+async fn changed_lists_are_announced() {
+    let client = McpClient::stdio(python_peer()).await.unwrap();
+    let mut changes = client.changes().await.unwrap();
+    assert!(
+        client
+            .tools()
+            .await
+            .unwrap()
+            .iter()
+            .all(|tool| tool.remote_name() != "late")
+    );
+    assert_eq!(
+        call(&client, "add_tool", json!({})).await.unwrap(),
+        json!({"result": "added"})
+    );
+    let announced = tokio::time::timeout(Duration::from_secs(10), changes.next())
+        .await
+        .unwrap();
+    assert_eq!(announced, Some(McpChange::Tools));
+    assert_eq!(
+        call(&client, "late", json!({})).await.unwrap(),
+        json!({"result": "late"})
+    );
+    // A second listener shares the stream.
+    let mut again = client.changes().await.unwrap();
+    client.close().await;
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(10), again.next())
+            .await
+            .unwrap(),
+        None
+    );
+
+    let client = McpClient::stdio(everything()).await.unwrap();
+    let mut changes = client.changes().await.unwrap();
+    let before = client.resources().await.unwrap().len();
+    // A gzipped copy of a data: URI (no network), kept as a resource of the session.
+    let arguments =
+        json!({"name": "hello.txt.gz", "data": "data:text/plain;base64,aGVsbG8=", "outputType": "resourceLink"});
+    call(&client, "gzip-file-as-resource", arguments).await.unwrap();
+    // The server also announces its tools once after connecting, which may come first.
+    let resources_announced = async {
+        while let Some(change) = changes.next().await {
+            if change == McpChange::Resources {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), resources_announced)
+            .await
+            .unwrap()
+    );
+    assert_eq!(client.resources().await.unwrap().len(), before + 1);
+}
+
 /// A tool that never answers times out (the server is told to stop), a cancelled call ends at
 /// once, and the connection serves the next call either way.
 #[tokio::test]
 async fn hanging_calls_time_out_and_cancelled_calls_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("cancelled");
+    let mut server = python_peer();
+    server.env("KAI_MCP_CANCEL_MARKER", &marker);
+    // The server writes a line to the marker each time one of its calls is cancelled.
+    let cancellations_seen = |count: usize| {
+        let marker = marker.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let lines = std::fs::read_to_string(&marker).unwrap_or_default().lines().count();
+                if lines >= count {
+                    return lines;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the server saw {lines} cancellations, not {count}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
     let options = McpOptions::new().with_request_timeout(Duration::from_millis(1_500));
-    let client = McpClient::stdio_with(python_peer(), options).await.unwrap();
+    let client = McpClient::stdio_with(server, options).await.unwrap();
     let started = Instant::now();
     let timed_out = call(&client, "hang", json!({})).await.unwrap_err();
     assert_eq!(
@@ -221,6 +311,7 @@ async fn hanging_calls_time_out_and_cancelled_calls_end() {
         }
     );
     assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(cancellations_seen(1).await, 1);
 
     let tools = client.tools().await.unwrap();
     let hang = tools.iter().find(|tool| tool.remote_name() == "hang").unwrap();
@@ -234,6 +325,7 @@ async fn hanging_calls_time_out_and_cancelled_calls_end() {
     assert_eq!(hang.call(json!({}), context).await.unwrap_err(), ToolError::Cancelled);
     assert!(started.elapsed() < Duration::from_secs(1));
     canceller.await.unwrap();
+    assert_eq!(cancellations_seen(2).await, 2);
 
     assert_eq!(
         call(&client, "shout", json!({"text": "still here"})).await.unwrap(),
@@ -295,10 +387,35 @@ async fn programs_that_are_not_servers_fail_to_connect() {
     assert!(matches!(silent, Error::Timeout), "{silent:?}");
     assert!(started.elapsed() < Duration::from_secs(8));
 
-    // A line longer than the transport's bound is dropped, not buffered without end.
-    let huge = shell("head -c 40000000 /dev/zero | tr '\\0' 'x'; echo; sleep 60");
-    let options = McpOptions::new().with_startup_timeout(Duration::from_secs(4));
-    assert!(McpClient::stdio_with(huge, options).await.is_err());
+    // A line longer than the transport's bound (16 MiB) is dropped, not buffered without end: the
+    // server that follows it is spoken to.
+    let huge_line = "head -c 40000000 /dev/zero | tr '\\0' 'x'; echo; exec";
+    let client = McpClient::stdio(python_peer_in_shell(huge_line, "")).await.unwrap();
+    assert_eq!(
+        call(&client, "multiply", json!({"a": 3, "b": 4})).await.unwrap(),
+        json!({"result": 12})
+    );
+}
+
+/// Closing the connection stops the server's whole process group, not only the process started
+/// (here a shell whose child is the server).
+#[tokio::test]
+async fn closing_stops_the_servers_whole_process_group() {
+    let client = McpClient::stdio(python_peer_in_shell("", "; sleep 600")).await.unwrap();
+    let pid = call(&client, "pid", json!({})).await.unwrap()["result"]
+        .as_i64()
+        .unwrap();
+    let alive = |pid: i64| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    assert!(alive(pid));
+    client.close().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the server (pid {pid}) outlived its connection"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A free loopback port.

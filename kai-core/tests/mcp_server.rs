@@ -187,15 +187,57 @@ async fn our_client_uses_our_server_over_http() {
         .await
         .unwrap();
     assert_eq!(sum, json!("42"));
-    shutdown.cancel();
 
-    // Requests addressed to a name the server does not answer to are refused (DNS rebinding).
-    let (url, shutdown) =
-        serve_http(McpServer::new(tools(Arc::new(|| {}))).with_allowed_hosts(["mcp.example.org"])).await;
+    // Requests addressed to a name the server does not answer to, or sent from a web page of
+    // another origin, are refused (DNS rebinding); by default only loopback names and origins.
+    assert_eq!(status_at(&url, "localhost", None).await, 200);
+    assert_eq!(status_at(&url, "127.0.0.1", Some("http://localhost:3000")).await, 200);
+    assert_eq!(status_at(&url, "mcp.example.org", None).await, 403);
+    assert_eq!(
+        status_at(&url, "localhost", Some("https://attacker.example")).await,
+        403
+    );
+    shutdown.cancel();
+    let (url, shutdown) = serve_http(
+        McpServer::new(tools(Arc::new(|| {})))
+            .with_allowed_hosts(["mcp.example.org"])
+            .with_allowed_origins(["https://app.example.org"]),
+    )
+    .await;
+    assert_eq!(
+        status_at(&url, "mcp.example.org", Some("https://app.example.org")).await,
+        200
+    );
+    assert_eq!(status_at(&url, "localhost", None).await, 403);
     let options = McpOptions::new().with_startup_timeout(Duration::from_secs(15));
     let refused = McpClient::http_with(&url, options).await.unwrap_err();
-    assert!(!matches!(refused, kai_core::Error::Timeout), "{refused:?}");
+    assert!(
+        refused.to_string().contains("403") || refused.to_string().contains("Forbidden"),
+        "{refused}"
+    );
     shutdown.cancel();
+}
+
+/// The HTTP status the server at `url` answers an `initialize` with, sent with this `Host` and
+/// `Origin`.
+async fn status_at(url: &str, host: &str, origin: Option<&str>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = url.trim_start_matches("http://").trim_end_matches("/mcp");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}
+    }})
+    .to_string();
+    let origin = origin.map(|origin| format!("Origin: {origin}\r\n")).unwrap_or_default();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {host}\r\n{origin}Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    response.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
 async fn our_client_uses_our_server_in_process() {

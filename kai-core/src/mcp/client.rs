@@ -2,14 +2,17 @@
 
 use std::future::Future;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use rmcp::model::{
     ClientCapabilities, ClientConfig, GetPromptRequestParams, Implementation, PaginatedRequestParams, ProtocolVersion,
-    ReadResourceRequestParams,
+    ReadResourceRequestParams, SubscriptionFilter,
 };
-use rmcp::service::{ClientInitializeError, ClientLifecycleMode, ClientServiceExt, Peer, RoleClient, RunningService};
+use rmcp::service::{
+    ClientCacheConfig, ClientInitializeError, ClientLifecycleMode, ClientServiceExt, NotificationContext, Peer,
+    RoleClient, RunningService,
+};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientHandler, ServiceError};
@@ -18,6 +21,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::Child;
 
 use crate::error::Error;
+use crate::mcp::changes::{Announcements, McpChange, McpChanges, announce, forward};
 use crate::mcp::http::HttpClient;
 use crate::mcp::tool::McpTool;
 use crate::message::Message;
@@ -139,6 +143,11 @@ pub(crate) struct Connection {
     service: Mutex<Option<RunningService<RoleClient, Handler>>>,
     /// The server's process, when the client started it; killed when dropped or closed.
     child: Mutex<Option<Child>>,
+    /// The counts of announced changes, which the handler (and a listen stream) keep.
+    announcements: Weak<Announcements>,
+    counts: tokio::sync::watch::Receiver<[u64; 3]>,
+    /// Whether a `subscriptions/listen` stream forwards the server's announcements.
+    listening: tokio::sync::Mutex<bool>,
     pub(crate) options: McpOptions,
 }
 
@@ -191,9 +200,9 @@ impl Connection {
         }
     }
 
-    /// Every item of a paginated listing, pages fetched by `page` from a cursor, capped at
-    /// `max_items` in all.
-    async fn list_all<T, Fut>(
+    /// Every item of a paginated listing, pages fetched by `page` from a cursor: at most
+    /// `max_items` items and [`MAX_LISTING_BYTES`] of JSON in all, within one request timeout.
+    async fn list_all<T: Serialize, Fut>(
         &self,
         what: &str,
         mut page: impl FnMut(Option<PaginatedRequestParams>) -> Fut,
@@ -201,35 +210,101 @@ impl Connection {
     where
         Fut: Future<Output = Result<(Vec<T>, Option<String>), ServiceError>>,
     {
-        let mut items = Vec::new();
-        let mut cursor = None;
-        loop {
-            let params = cursor.map(|cursor| PaginatedRequestParams::default().with_cursor(Some(cursor)));
-            let (batch, next) = self.request(what, page(params)).await?;
-            // A server that pages without end, or with empty pages, is stopped by the same cap.
-            if items.len() + batch.len().max(1) > self.options.max_items {
-                return Err(Error::malformed(
-                    format!(
-                        "MCP server {:?} lists more than {} items in {what}",
-                        self.server, self.options.max_items
-                    ),
-                    "",
-                ));
+        let listing = async {
+            let mut items = Vec::new();
+            let mut bytes = 0;
+            let mut cursor = None;
+            loop {
+                let params = cursor.map(|cursor| PaginatedRequestParams::default().with_cursor(Some(cursor)));
+                let (batch, next) = page(params).await.map_err(|error| self.error(what, error))?;
+                bytes += json_size(&batch);
+                // A server that pages without end, or with empty pages, is stopped by the same cap.
+                if items.len() + batch.len().max(1) > self.options.max_items || bytes > MAX_LISTING_BYTES {
+                    return Err(Error::malformed(
+                        format!(
+                            "MCP server {:?} lists more than {} items or {MAX_LISTING_BYTES} bytes in {what}",
+                            self.server, self.options.max_items
+                        ),
+                        "",
+                    ));
+                }
+                items.extend(batch);
+                match next {
+                    Some(next) if !next.is_empty() => cursor = Some(next),
+                    _ => return Ok(items),
+                }
             }
-            items.extend(batch);
-            match next {
-                Some(next) if !next.is_empty() => cursor = Some(next),
-                _ => return Ok(items),
-            }
+        };
+        tokio::time::timeout(self.options.request_timeout, listing)
+            .await
+            .unwrap_or(Err(Error::Timeout))
+    }
+}
+
+/// The most JSON one listing may hold, in bytes.
+const MAX_LISTING_BYTES: usize = 16 << 20;
+
+/// The length of `value` as JSON, counted without keeping it.
+pub(crate) fn json_size(value: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Values the server sent serialize; a failure counts as nothing.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // The first process is killed as it drops (`kill_on_drop`); the rest of its group here.
+        if let Some(child) = self.child.get_mut().unwrap_or_else(PoisonError::into_inner) {
+            kill_process_group(child);
         }
     }
 }
 
-/// The client's side of the protocol: who it is (it serves no requests of the server's).
-#[derive(Clone, Copy)]
-pub(crate) struct Handler;
+/// Kills the process group `child` leads (the server's, started in a group of its own).
+fn kill_process_group(child: &Child) {
+    #[cfg(unix)]
+    if let Some(group) = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+    #[cfg(not(unix))]
+    let _ = child;
+}
+
+/// The client's side of the protocol: who it is, and the lists the server announces as changed (it
+/// serves no requests of the server's).
+#[derive(Clone)]
+pub(crate) struct Handler {
+    announcements: Arc<Announcements>,
+}
 
 impl ClientHandler for Handler {
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        announce(&self.announcements, McpChange::Tools);
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        announce(&self.announcements, McpChange::Resources);
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        announce(&self.announcements, McpChange::Prompts);
+    }
+
     fn get_info(&self) -> ClientConfig {
         // The revision an `initialize` handshake asks for; the current one goes by `server/discover`.
         ClientConfig::new(
@@ -338,6 +413,10 @@ impl McpClient {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // Its own process group, so that closing the connection stops what it started too (`npx`
+        // and `sh -c` start the real server as a child of theirs).
+        #[cfg(unix)]
+        command.process_group(0);
         let spawn = || {
             let spawn_error = |error: std::io::Error| Error::Transport {
                 message: format!("could not start MCP server {program:?}: {error}"),
@@ -366,6 +445,9 @@ impl McpClient {
         let http = HttpClient::new()?;
         let mut config = StreamableHttpClientTransportConfig::with_uri(url).reinit_on_expired_session(true);
         if let Some(token) = &options.bearer_token {
+            if url.starts_with("http://") && !is_loopback_url(url) {
+                tracing::warn!(target: "kai_core::mcp", server = %without_credentials(url), "a bearer token sent over plain HTTP");
+            }
             config = config.auth_header(token.expose());
         }
         let connect = || {
@@ -394,10 +476,14 @@ impl McpClient {
         T: rmcp::transport::IntoTransport<RoleClient, E, A>,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let service = handshake(transport, probing_lifecycle(), options.startup_timeout)
+        let announcements = Arc::new(Announcements::new([0; 3]));
+        let handler = Handler {
+            announcements: Arc::clone(&announcements),
+        };
+        let service = handshake(transport, handler, probing_lifecycle(), options.startup_timeout)
             .await
             .map_err(|error| startup_error(&name, error))?;
-        Ok(Self::running(service, name, options))
+        Ok(Self::running(service, &announcements, name, options))
     }
 
     /// [`start`](Self::start) on a transport from `connect`; when the server answers the probe for
@@ -417,32 +503,43 @@ impl McpClient {
         E: std::error::Error + Send + Sync + 'static,
     {
         let started = tokio::time::Instant::now();
+        let announcements = Arc::new(Announcements::new([0; 3]));
+        let handler = Handler {
+            announcements: Arc::clone(&announcements),
+        };
         let (transport, mut child) = connect()?;
-        let service = match handshake(transport, probing_lifecycle(), options.startup_timeout).await {
+        let service = match handshake(transport, handler.clone(), probing_lifecycle(), options.startup_timeout).await {
             Err(Some(
                 ClientInitializeError::ExpectedInitResult(_) | ClientInitializeError::ExpectedInitResponse(_),
             )) => {
                 let left = options.startup_timeout.saturating_sub(started.elapsed());
                 let transport;
                 (transport, child) = connect()?;
-                handshake(transport, ClientLifecycleMode::Initialize, left).await
+                handshake(transport, handler, ClientLifecycleMode::Initialize, left).await
             }
             attempt => attempt,
         };
         let service = service.map_err(|error| startup_error(&name, error))?;
-        let client = Self::running(service, name, options);
+        let client = Self::running(service, &announcements, name, options);
         *client.connection.child.lock().unwrap_or_else(PoisonError::into_inner) = child;
         Ok(client)
     }
 
-    /// A client of the connected `service`.
-    fn running(service: RunningService<RoleClient, Handler>, name: String, options: McpOptions) -> Self {
-        let server = service
+    /// A client of the connected `service`, whose handler counts into `announcements`.
+    fn running(
+        service: RunningService<RoleClient, Handler>,
+        announcements: &Arc<Announcements>,
+        name: String,
+        options: McpOptions,
+    ) -> Self {
+        let mut server = service
             .peer()
             .peer_info()
             .and_then(|info| info.server_info.as_ref().map(|server| server.name.clone()))
             .filter(|name| !name.is_empty())
             .unwrap_or(name);
+        // The server names itself in every message about it: keep the name short.
+        cut_at_char_boundary(&mut server, 128);
         let peer = service.peer().clone();
         Self {
             connection: Arc::new(Connection {
@@ -450,6 +547,9 @@ impl McpClient {
                 peer,
                 service: Mutex::new(Some(service)),
                 child: Mutex::new(None),
+                announcements: Arc::downgrade(announcements),
+                counts: announcements.subscribe(),
+                listening: tokio::sync::Mutex::new(false),
                 options,
             }),
         }
@@ -471,7 +571,8 @@ impl McpClient {
     /// The server's tools, as kai tools whose calls go to the server.
     ///
     /// Names are made fit for every provider (characters other than `a-z A-Z 0-9 _ -` become `_`,
-    /// cut to 64), prefixed when the options say; descriptions are cut to 4 KiB.
+    /// cut to 64), prefixed when the options say; descriptions are cut to 4 KiB. A tool whose input
+    /// schema is over 64 KiB of JSON is left out (and logged at warn level).
     pub async fn tools(&self) -> Result<Vec<McpTool>, Error> {
         let peer = &self.connection.peer;
         let tools = self
@@ -482,18 +583,22 @@ impl McpClient {
             .await?;
         Ok(tools
             .into_iter()
-            .map(|tool| McpTool::new(Arc::clone(&self.connection), tool))
+            .filter_map(|tool| McpTool::new(Arc::clone(&self.connection), tool))
             .collect())
     }
 
     /// The server's tools in a [`ToolSet`], for [`AgentBuilder::tools`](crate::AgentBuilder::tools).
     ///
-    /// Fails with [`Error::Config`] when two tools get the same name or one's input schema is not
-    /// a valid JSON Schema.
+    /// A tool the set cannot take (its name, once made fit, is another's, or its input schema is
+    /// not a valid JSON Schema) is left out and logged at warn level, so that one bad tool does
+    /// not cost the others.
     pub async fn tool_set(&self) -> Result<ToolSet, Error> {
         let mut set = ToolSet::new();
         for tool in self.tools().await? {
-            set.add(tool)?;
+            let remote = tool.remote_name().to_owned();
+            if let Err(error) = set.add(tool) {
+                tracing::warn!(target: "kai_core::mcp", server = %self.connection.server, tool = %remote, %error, "MCP tool left out");
+            }
         }
         Ok(set)
     }
@@ -585,6 +690,53 @@ impl McpClient {
             .collect()
     }
 
+    /// The lists the server announces as changed from now on. Under the 2026-07-28 revision this
+    /// opens a `subscriptions/listen` stream for the lists whose changes the server says it
+    /// announces (once per connection); older servers announce without being asked.
+    pub async fn changes(&self) -> Result<McpChanges, Error> {
+        let connection = &self.connection;
+        let changes = McpChanges::from_now(connection.counts.clone());
+        let Some(info) = connection.peer.peer_info() else {
+            return Ok(changes);
+        };
+        if info.protocol_version.has_initialize() {
+            return Ok(changes);
+        }
+        let mut listening = connection.listening.lock().await;
+        if *listening {
+            return Ok(changes);
+        }
+        let capabilities = &info.capabilities;
+        let tools = capabilities.tools.as_ref().and_then(|tools| tools.list_changed);
+        let resources = capabilities
+            .resources
+            .as_ref()
+            .and_then(|resources| resources.list_changed);
+        let prompts = capabilities.prompts.as_ref().and_then(|prompts| prompts.list_changed);
+        let mut filter = SubscriptionFilter::builder();
+        if tools == Some(true) {
+            filter = filter.tools_list_changed();
+        }
+        if resources == Some(true) {
+            filter = filter.resources_list_changed();
+        }
+        if prompts == Some(true) {
+            filter = filter.prompts_list_changed();
+        }
+        let any = [tools, resources, prompts].contains(&Some(true));
+        if any {
+            let filter = filter.build();
+            let subscription = connection
+                .request("subscriptions/listen", connection.peer.listen(filter.clone()))
+                .await?;
+            if let Some(announcements) = connection.announcements.upgrade() {
+                tokio::spawn(forward(connection.peer.clone(), filter, subscription, announcements));
+            }
+        }
+        *listening = true;
+        Ok(changes)
+    }
+
     /// Ends the connection and stops the server (the tools made from it fail from then on).
     pub async fn close(&self) {
         let service = self
@@ -603,6 +755,7 @@ impl McpClient {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(mut child) = child {
+            kill_process_group(&child);
             let _ = child.kill().await;
         }
     }
@@ -620,6 +773,7 @@ fn probing_lifecycle() -> ClientLifecycleMode {
 /// The handshake of `lifecycle` over `transport`, within `timeout`; `Err(None)` when out of time.
 async fn handshake<T, E, A>(
     transport: T,
+    handler: Handler,
     lifecycle: ClientLifecycleMode,
     timeout: Duration,
 ) -> Result<RunningService<RoleClient, Handler>, Option<ClientInitializeError>>
@@ -627,10 +781,17 @@ where
     T: rmcp::transport::IntoTransport<RoleClient, E, A>,
     E: std::error::Error + Send + Sync + 'static,
 {
-    match tokio::time::timeout(timeout, Handler.serve_with_lifecycle(transport, lifecycle)).await {
-        Ok(result) => result.map_err(Some),
-        Err(_) => Err(None),
-    }
+    let service = match tokio::time::timeout(timeout, handler.serve_with_lifecycle(transport, lifecycle)).await {
+        Ok(result) => result.map_err(Some)?,
+        Err(_) => return Err(None),
+    };
+    // rmcp keeps listings for a while (and, past their time, in case a later request fails): kAI
+    // asks again each time, so that what a server sends is held no longer than it is used.
+    service
+        .peer()
+        .set_response_cache_config(ClientCacheConfig::disabled())
+        .await;
+    Ok(service)
 }
 
 /// A failed start-up in kAI's terms (`None`: out of time).
@@ -650,6 +811,44 @@ fn startup_error(program: &str, error: Option<ClientInitializeError>) -> Error {
         _ => Error::Transport {
             message: format!("MCP server {program:?} failed during the handshake: {error}"),
         },
+    }
+}
+
+/// `url` without what may be a credential (user, password, query), to name the server by.
+fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string()
+        }
+        Err(_) => "an MCP server over HTTP".to_owned(),
+    }
+}
+
+/// Whether `url` names a loopback host.
+fn is_loopback_url(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|url| {
+        let host = url.host_str().unwrap_or_default();
+        host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_loopback())
+    })
+}
+
+/// Cuts `text` to at most `max` bytes, on a character boundary.
+pub(crate) fn cut_at_char_boundary(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
 }
 

@@ -24,11 +24,13 @@
 //! a typed [`Error`](crate::Error) (an agent's tool call with a [`ToolError`](crate::ToolError) the
 //! model sees), and the agent keeps running.
 
+mod changes;
 mod client;
 mod http;
 mod server;
 mod tool;
 
+pub use changes::{McpChange, McpChanges};
 pub use client::{McpClient, McpOptions, McpPrompt, McpPromptArgument, McpResource, McpResourceContents, Secret};
 pub use server::McpServer;
 pub use tool::McpTool;

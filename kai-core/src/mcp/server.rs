@@ -1,8 +1,9 @@
 //! Any kai [`ToolSet`] served to MCP clients.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation, JsonObject,
@@ -52,6 +53,10 @@ pub struct McpServer {
     calls: Arc<tokio::sync::Semaphore>,
     /// Hosts HTTP requests may be addressed to; loopback names when `None`.
     allowed_hosts: Option<Vec<String>>,
+    /// Browser origins HTTP requests may come from; loopback ones when `None`.
+    allowed_origins: Option<Vec<String>>,
+    /// HTTP connections served at once.
+    max_connections: usize,
 }
 
 /// Calls one client may have running at once, unless set otherwise.
@@ -66,6 +71,8 @@ impl McpServer {
             instructions: None,
             calls: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONCURRENT_CALLS)),
             allowed_hosts: None,
+            allowed_origins: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 
@@ -117,10 +124,16 @@ impl McpServer {
     }
 
     /// Serves MCP over Streamable HTTP at `/mcp` (any path, in fact) on `listener` until `shutdown`
-    /// is cancelled. Each request is served on its own (no sessions are kept, whatever revision
-    /// the client speaks), bodies are capped at 4 MiB, and only requests whose `Host` is a
-    /// loopback name are taken unless [`with_allowed_hosts`](Self::with_allowed_hosts) says
-    /// otherwise (which stops DNS-rebinding attacks from a browser).
+    /// is cancelled.
+    ///
+    /// Each request is served on its own (no sessions are kept, whatever revision the client
+    /// speaks, so no client can pile up state); bodies are capped at 4 MiB; a connection has 10 s
+    /// to send each request's headers (idle ones are closed after as long), and at most 256
+    /// connections are served at once (`with_max_connections`; more wait to be accepted). Requests
+    /// must be addressed (`Host`) to a loopback name and come from no browser page (`Origin`) but a
+    /// loopback one, unless [`with_allowed_hosts`](Self::with_allowed_hosts) and
+    /// [`with_allowed_origins`](Self::with_allowed_origins) say otherwise: this stops DNS-rebinding
+    /// attacks from a browser.
     pub async fn serve_http(self, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
         let mut config = StreamableHttpServerConfig::default();
         config.legacy_session_mode = false;
@@ -128,20 +141,36 @@ impl McpServer {
         if let Some(hosts) = &self.allowed_hosts {
             config = config.with_allowed_hosts(hosts.iter().cloned());
         }
+        let origins = self.allowed_origins.clone().unwrap_or_else(|| {
+            ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
+                .map(String::from)
+                .to_vec()
+        });
+        config = config.with_allowed_origins(origins).enforce_origin_validation();
         let server = self.clone();
         let service = StreamableHttpService::new(
             move || Ok(server.clone()),
             Arc::new(NeverSessionManager::default()),
             config,
         );
+        let connections = Arc::new(tokio::sync::Semaphore::new(self.max_connections));
         loop {
+            let permit = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                permit = Arc::clone(&connections).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return Ok(()),
+                },
+            };
             let (stream, _) = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
-                    // A connection that failed before it was accepted concerns no one else.
+                    // Out of descriptors, or a connection that failed before it was accepted: wait
+                    // a little rather than spin.
                     Err(error) => {
                         tracing::debug!(target: "kai_core::mcp", %error, "accepting an MCP connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 },
@@ -149,8 +178,11 @@ impl McpServer {
             let service = TowerToHyperService::new(service.clone());
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                let connection =
-                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                let _permit = permit;
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
                 tokio::select! {
                     result = connection => {
                         if let Err(error) = result {
@@ -164,12 +196,35 @@ impl McpServer {
     }
 
     /// This server taking HTTP requests addressed to `hosts` (names, or `name:port`) rather than
-    /// to loopback names only; for a server others reach through a real name.
+    /// to loopback names only; for a server others reach through a real name. An empty list keeps
+    /// the loopback names.
     pub fn with_allowed_hosts(mut self, hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.allowed_hosts = Some(hosts.into_iter().map(Into::into).collect());
+        let hosts: Vec<String> = hosts.into_iter().map(Into::into).collect();
+        self.allowed_hosts = (!hosts.is_empty()).then_some(hosts);
+        self
+    }
+
+    /// This server taking HTTP requests from browser pages of these origins
+    /// (`scheme://host:port`, `:*` for any port) rather than loopback ones only. Requests without
+    /// an `Origin` (from anything but a browser) are taken either way.
+    pub fn with_allowed_origins(mut self, origins: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// This server serving at most `connections` HTTP connections at once (256 unless set); more
+    /// wait to be accepted.
+    pub fn with_max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         self
     }
 }
+
+/// How long an HTTP connection may take to send a request's headers, or stay idle between requests.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP connections served at once, unless set otherwise.
+const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {

@@ -6,12 +6,21 @@ use rmcp::model::CallToolRequestParams;
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::mcp::client::Connection;
+use crate::mcp::client::{Connection, cut_at_char_boundary, json_size};
 use crate::request::ToolDefinition;
 use crate::tool::{Tool, ToolContext, ToolError};
 
 /// The longest description passed on to the model, in bytes.
 const MAX_DESCRIPTION: usize = 4096;
+
+/// The largest input schema taken, in bytes of JSON.
+const MAX_SCHEMA: usize = 64 << 10;
+
+/// The largest result passed on to the model, in bytes of JSON; a larger one is a failure.
+const MAX_RESULT: usize = 1 << 20;
+
+/// The longest error message passed on to the model, in bytes.
+const MAX_ERROR: usize = 4096;
 
 /// A tool of an MCP server; calling it calls the server. Made by
 /// [`McpClient::tools`](crate::mcp::McpClient::tools).
@@ -36,23 +45,23 @@ impl std::fmt::Debug for McpTool {
 }
 
 impl McpTool {
-    pub(crate) fn new(connection: Arc<Connection>, tool: rmcp::model::Tool) -> Self {
+    /// The tool, unless its input schema is over [`MAX_SCHEMA`] (logged at warn level).
+    pub(crate) fn new(connection: Arc<Connection>, tool: rmcp::model::Tool) -> Option<Self> {
         let remote_name = tool.name.into_owned();
+        let parameters = Value::Object((*tool.input_schema).clone());
+        let schema_size = json_size(&parameters);
+        if schema_size > MAX_SCHEMA {
+            tracing::warn!(target: "kai_core::mcp", server = %connection.server, tool = %remote_name, schema_size, "MCP tool left out: its input schema is too large");
+            return None;
+        }
         let name = model_name(connection.options.tool_prefix.as_deref(), &remote_name);
         let mut description = tool.description.map(|d| d.into_owned()).unwrap_or_default();
-        if description.len() > MAX_DESCRIPTION {
-            let mut end = MAX_DESCRIPTION;
-            while !description.is_char_boundary(end) {
-                end -= 1;
-            }
-            description.truncate(end);
-        }
-        let parameters = Value::Object((*tool.input_schema).clone());
-        Self {
+        cut_at_char_boundary(&mut description, MAX_DESCRIPTION);
+        Some(Self {
             connection,
             remote_name,
             definition: ToolDefinition::new(name, description, parameters),
-        }
+        })
     }
 
     /// The name the server knows the tool by (the model may see another, see
@@ -61,7 +70,8 @@ impl McpTool {
         &self.remote_name
     }
 
-    /// The server's result in kAI's terms.
+    /// The server's result in kAI's terms: at most [`MAX_RESULT`] bytes of JSON, error messages cut
+    /// to [`MAX_ERROR`].
     fn output(&self, result: rmcp::model::CallToolResult) -> Result<Value, ToolError> {
         let texts: Option<Vec<&str>> = result
             .content
@@ -69,19 +79,26 @@ impl McpTool {
             .map(|block| block.as_text().map(|text| text.text.as_str()))
             .collect();
         if result.is_error == Some(true) {
-            let message = match texts {
+            let mut message = match texts {
                 Some(texts) if !texts.is_empty() => texts.join("\n"),
                 _ => serde_json::to_string(&result.content).unwrap_or_default(),
             };
+            cut_at_char_boundary(&mut message, MAX_ERROR);
             return Err(ToolError::failed(message));
         }
-        if let Some(structured) = result.structured_content {
-            return Ok(structured);
+        let output = match (result.structured_content, texts) {
+            (Some(structured), _) => structured,
+            (None, Some(texts)) => Value::String(texts.join("\n")),
+            (None, None) => serde_json::to_value(&result.content).map_err(ToolError::failed)?,
+        };
+        let size = json_size(&output);
+        if size > MAX_RESULT {
+            return Err(ToolError::failed(format!(
+                "the MCP server {:?} answered with {size} bytes, over the {MAX_RESULT} a result may hold",
+                self.connection.server
+            )));
         }
-        match texts {
-            Some(texts) => Ok(Value::String(texts.join("\n"))),
-            None => serde_json::to_value(&result.content).map_err(ToolError::failed),
-        }
+        Ok(output)
     }
 }
 

@@ -7,9 +7,10 @@ the process, one writes garbage into the protocol stream.
 
 import os
 import sys
-import time
 
-from mcp.server.mcpserver import MCPServer
+import anyio
+
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 server = MCPServer("python-peer", version="1.0")
@@ -34,10 +35,23 @@ def fail(reason: str) -> str:
 
 
 @server.tool()
-def hang() -> str:
-    """Never answers."""
-    time.sleep(3600)
+async def hang() -> str:
+    """Never answers; when the call is cancelled, writes `cancelled` to $KAI_MCP_CANCEL_MARKER."""
+    try:
+        await anyio.sleep(3600)
+    except anyio.get_cancelled_exc_class():
+        marker = os.environ.get("KAI_MCP_CANCEL_MARKER")
+        if marker:
+            with open(marker, "a") as file:
+                file.write("cancelled\n")
+        raise
     return "unreachable"
+
+
+@server.tool()
+def pid() -> int:
+    """This process's id."""
+    return os.getpid()
 
 
 @server.tool()
@@ -52,6 +66,19 @@ def garble() -> str:
     sys.stdout.write("this is not json\n{\"jsonrpc\": \"2.0\", \"id\": \"nobody\"}\n")
     sys.stdout.flush()
     return "garbled"
+
+
+def late() -> str:
+    """A tool added while the server runs."""
+    return "late"
+
+
+@server.tool()
+async def add_tool(ctx: Context) -> str:
+    """Adds the tool `late` and announces that the tool list changed."""
+    server.add_tool(late, name="late")
+    await ctx.notify_tools_changed()
+    return "added"
 
 
 @server.resource("notes://today", name="today", description="Today's note.", mime_type="text/plain")
