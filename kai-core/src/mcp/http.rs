@@ -134,3 +134,30 @@ impl StreamableHttpClient for HttpClient {
         )
     }
 }
+
+/// `url` without what may be a credential (user, password, query), to name the server by.
+pub(crate) fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string()
+        }
+        Err(_) => "an MCP server over HTTP".to_owned(),
+    }
+}
+
+/// Whether `url` names a loopback host.
+pub(crate) fn is_loopback_url(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|url| {
+        let host = url.host_str().unwrap_or_default();
+        host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_loopback())
+    })
+}

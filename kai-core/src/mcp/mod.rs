@@ -26,11 +26,16 @@
 
 mod changes;
 mod client;
+mod connection;
 mod http;
+mod offers;
+mod options;
 mod server;
 mod tool;
 
 pub use changes::{McpChange, McpChanges};
-pub use client::{McpClient, McpOptions, McpPrompt, McpPromptArgument, McpResource, McpResourceContents, Secret};
+pub use client::McpClient;
+pub use offers::{McpPrompt, McpPromptArgument, McpResource, McpResourceContents};
+pub use options::{McpOptions, Secret};
 pub use server::McpServer;
 pub use tool::McpTool;

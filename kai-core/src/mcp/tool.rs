@@ -6,7 +6,7 @@ use rmcp::model::CallToolRequestParams;
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::mcp::client::{Connection, cut_at_char_boundary, json_size};
+use crate::mcp::connection::{Connection, cut_at_char_boundary, json_size};
 use crate::request::ToolDefinition;
 use crate::tool::{Tool, ToolContext, ToolError};
 
