@@ -262,6 +262,18 @@ impl McpClient {
         self.connection.changes().await
     }
 
+    /// Whether the connection has ended (closed here, or by the server, or its process died).
+    pub fn is_closed(&self) -> bool {
+        self.connection.peer.is_transport_closed()
+    }
+
+    /// Completes when the connection has ended (checked every 200 ms).
+    pub async fn closed(&self) {
+        while !self.is_closed() {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     /// Ends the connection and stops the server (the tools made from it fail from then on).
     pub async fn close(&self) {
         self.connection.close().await;

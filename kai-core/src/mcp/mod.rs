@@ -19,6 +19,9 @@
 //! [`McpServer`] serves any [`ToolSet`](crate::ToolSet) (an agent among them, through
 //! [`Agent::into_tool`](crate::Agent::into_tool)) to MCP clients over stdio or any byte stream.
 //!
+//! [`PluginHost`] runs the servers a configuration file declares as plugins: supervised, restarted
+//! with backoff, and loaded or unloaded when the file changes.
+//!
 //! Everything a server sends is treated as hostile: messages are bounded in size, lists in length,
 //! every request in time; a server that crashes, hangs or prints garbage makes the request fail with
 //! a typed [`Error`](crate::Error) (an agent's tool call with a [`ToolError`](crate::ToolError) the
@@ -30,6 +33,7 @@ mod connection;
 mod http;
 mod offers;
 mod options;
+mod plugins;
 mod server;
 mod tool;
 
@@ -37,5 +41,6 @@ pub use changes::{McpChange, McpChanges};
 pub use client::McpClient;
 pub use offers::{McpPrompt, McpPromptArgument, McpResource, McpResourceContents};
 pub use options::{McpOptions, Secret};
+pub use plugins::{PluginHost, PluginState, PluginStatus};
 pub use server::McpServer;
 pub use tool::McpTool;

@@ -49,6 +49,13 @@ async def hang() -> str:
 
 
 @server.tool()
+async def slow() -> str:
+    """Answers after two seconds."""
+    await anyio.sleep(2)
+    return "done"
+
+
+@server.tool()
 def pid() -> int:
     """This process's id."""
     return os.getpid()

@@ -1,0 +1,422 @@
+//! Plugins: MCP servers declared in a configuration file, started, supervised and restarted with
+//! backoff, and loaded or unloaded when the file changes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cancel::CancellationToken;
+use crate::error::Error;
+use crate::mcp::client::McpClient;
+use crate::mcp::options::McpOptions;
+use crate::tool::ToolSet;
+
+/// The largest configuration file read, in bytes.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The longest wait between two attempts to start a plugin.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How long a plugin must have run for its next failure to count as the first again.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// The configuration file: the `mcpServers` object other MCP hosts use too.
+///
+/// ```json
+/// {
+///   "mcpServers": {
+///     "files": { "command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/data"] },
+///     "search": { "url": "https://mcp.example.org/mcp", "bearerToken": "..." }
+///   }
+/// }
+/// ```
+#[derive(Deserialize)]
+struct PluginsFile {
+    #[serde(rename = "mcpServers")]
+    servers: BTreeMap<String, PluginSpec>,
+}
+
+/// How to reach one plugin: a program to start, or a URL. Its environment and token stay out of
+/// `Debug` output.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+enum PluginSpec {
+    /// Started as a subprocess, spoken to over its stdin and stdout.
+    Stdio {
+        command: String,
+        #[serde(default)]
+        args: Vec<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        #[serde(default)]
+        cwd: Option<PathBuf>,
+    },
+    /// Reached over Streamable HTTP.
+    Http {
+        url: String,
+        #[serde(default, rename = "bearerToken")]
+        bearer_token: Option<String>,
+    },
+}
+
+impl PluginSpec {
+    /// A client connected to the plugin, its tool names prefixed by `name`.
+    async fn connect(&self, name: &str, options: &McpOptions) -> Result<McpClient, Error> {
+        let options = options.clone().with_tool_prefix(name);
+        match self {
+            PluginSpec::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => {
+                let mut process = std::process::Command::new(command);
+                process.args(args).envs(env);
+                if let Some(cwd) = cwd {
+                    process.current_dir(cwd);
+                }
+                McpClient::stdio_with(process, options).await
+            }
+            PluginSpec::Http { url, bearer_token } => {
+                let options = match bearer_token {
+                    Some(token) => options.with_bearer_token(token.clone()),
+                    None => options,
+                };
+                McpClient::http_with(url, options).await
+            }
+        }
+    }
+}
+
+/// Where a plugin is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PluginState {
+    /// Its first start is under way.
+    Starting,
+    /// Connected; its tools are in [`PluginHost::tool_set`].
+    Running,
+    /// It stopped or failed to start, and is started again after a backoff.
+    Restarting,
+}
+
+/// What [`PluginHost::status`] says of one plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PluginStatus {
+    /// Its name in the configuration, which prefixes its tools' names.
+    pub name: String,
+    /// Where it is.
+    pub state: PluginState,
+    /// How many tools it offers while running.
+    pub tools: usize,
+    /// How many times it was started again after stopping or failing.
+    pub restarts: u32,
+    /// Why it last stopped or failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// A running plugin's state, as its supervisor keeps it.
+struct Slot {
+    status: PluginStatus,
+    tools: ToolSet,
+    /// Whether its first start has been tried.
+    tried: bool,
+}
+
+/// What the host and its tasks share.
+#[derive(Default)]
+struct Shared {
+    slots: Mutex<BTreeMap<String, Slot>>,
+    /// Each plugin's configuration and the token that stops its supervisor.
+    running: Mutex<HashMap<String, (PluginSpec, CancellationToken)>>,
+    /// Why the configuration file was last refused, if it was.
+    config_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn update(&self, name: &str, change: impl FnOnce(&mut Slot)) {
+        if let Some(slot) = self.slots.lock().unwrap_or_else(PoisonError::into_inner).get_mut(name) {
+            change(slot);
+        }
+    }
+}
+
+/// MCP servers declared in a configuration file (the `mcpServers` object of other MCP hosts), as
+/// plugins: each is started (a program over stdio, or a URL over Streamable HTTP), its tools offered
+/// under its name (`files` makes `read` into `files_read`), restarted with backoff (1 s, doubling
+/// to 30 s) when it stops or fails, and, when the file changes, started, stopped or restarted to
+/// match it. A file that does not parse is refused and the plugins keep running as they are.
+///
+/// Runs in flight are not disturbed: a run holds the tools it was given, and a plugin unloaded or
+/// restarted meanwhile stays connected until they are dropped. Build each run's agent from
+/// [`tool_set`](Self::tool_set) to give it the plugins of the moment.
+///
+/// Dropping the last clone stops the supervision.
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+}
+
+impl Drop for HostInner {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.status()).finish()
+    }
+}
+
+impl PluginHost {
+    /// Starts the plugins `config` declares, each with `options` (which also bound their first
+    /// start: this returns once each has started or failed to), and watches the file for changes
+    /// every `poll` (a second is a good choice).
+    ///
+    /// Fails with [`Error::Config`] when the file cannot be read or does not parse.
+    pub async fn start(config: impl Into<PathBuf>, options: McpOptions, poll: Duration) -> Result<Self, Error> {
+        let path = config.into();
+        let (stamp, servers) = read_config(&path)?;
+        let shared = Arc::new(Shared::default());
+        let stop = CancellationToken::new();
+        apply(&shared, servers, &options, &stop);
+        tokio::spawn(watch(
+            path,
+            stamp,
+            Arc::clone(&shared),
+            options.clone(),
+            poll,
+            stop.clone(),
+        ));
+        let deadline = tokio::time::Instant::now() + options.startup_timeout + Duration::from_secs(1);
+        while tokio::time::Instant::now() < deadline && !all_tried(&shared) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Self {
+            inner: Arc::new(HostInner { shared, stop }),
+        })
+    }
+
+    /// The tools of every plugin running now.
+    pub fn tool_set(&self) -> ToolSet {
+        let mut set = ToolSet::new();
+        for slot in self
+            .inner
+            .shared
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
+            for name in slot.tools.names() {
+                if let Some(tool) = slot.tools.get(name) {
+                    // Prefixed by their plugins' distinct names, no two collide.
+                    let _ = set.add_shared(Arc::clone(tool));
+                }
+            }
+        }
+        set
+    }
+
+    /// Every plugin's state, by name.
+    pub fn status(&self) -> Vec<PluginStatus> {
+        let slots = self.inner.shared.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.values().map(|slot| slot.status.clone()).collect()
+    }
+
+    /// Why the configuration file was last refused, while it stays refused.
+    pub fn config_error(&self) -> Option<String> {
+        self.inner
+            .shared
+            .config_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+fn all_tried(shared: &Shared) -> bool {
+    shared
+        .slots
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+        .all(|slot| slot.tried)
+}
+
+/// The file's modification time and length, to notice a change.
+type Stamp = Option<(std::time::SystemTime, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
+}
+
+/// The configuration at `path`, checked: at most [`MAX_CONFIG_BYTES`], names fit to prefix tools.
+fn read_config(path: &Path) -> Result<(Stamp, BTreeMap<String, PluginSpec>), Error> {
+    let refuse = |message: String| Error::Config {
+        message: format!("plugin configuration {}: {message}", path.display()),
+    };
+    let stamp = stamp(path);
+    let length = std::fs::metadata(path)
+        .map_err(|error| refuse(error.to_string()))?
+        .len();
+    if length > MAX_CONFIG_BYTES {
+        return Err(refuse(format!("{length} bytes, over the {MAX_CONFIG_BYTES} read")));
+    }
+    let text = std::fs::read(path).map_err(|error| refuse(error.to_string()))?;
+    let file: PluginsFile = serde_json::from_slice(&text).map_err(|error| refuse(error.to_string()))?;
+    for name in file.servers.keys() {
+        let fit = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !fit {
+            return Err(refuse(format!(
+                "plugin name {name:?}: use 1-32 characters of a-z, A-Z, 0-9, '_' and '-'"
+            )));
+        }
+    }
+    Ok((stamp, file.servers))
+}
+
+/// Starts, stops and restarts supervisors so that the running plugins are `servers`.
+fn apply(shared: &Arc<Shared>, servers: BTreeMap<String, PluginSpec>, options: &McpOptions, stop: &CancellationToken) {
+    let mut running = shared.running.lock().unwrap_or_else(PoisonError::into_inner);
+    let stale: Vec<String> = running
+        .iter()
+        .filter(|(name, (spec, _))| servers.get(*name) != Some(spec))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in stale {
+        if let Some((_, supervisor)) = running.remove(&name) {
+            supervisor.cancel();
+        }
+        shared
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&name);
+    }
+    for (name, spec) in servers {
+        if running.contains_key(&name) {
+            continue;
+        }
+        let supervisor = stop.child_token();
+        let slot = Slot {
+            status: PluginStatus {
+                name: name.clone(),
+                state: PluginState::Starting,
+                tools: 0,
+                restarts: 0,
+                last_error: None,
+            },
+            tools: ToolSet::new(),
+            tried: false,
+        };
+        shared
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.clone(), slot);
+        running.insert(name.clone(), (spec.clone(), supervisor.clone()));
+        tokio::spawn(supervise(name, spec, options.clone(), Arc::clone(shared), supervisor));
+    }
+}
+
+/// Keeps one plugin running until `stop`: starts it, offers its tools, and when it stops or fails,
+/// starts it again after a backoff.
+async fn supervise(name: String, spec: PluginSpec, options: McpOptions, shared: Arc<Shared>, stop: CancellationToken) {
+    let mut failures = 0_u32;
+    loop {
+        let started = tokio::time::Instant::now();
+        let attempt = async {
+            let client = spec.connect(&name, &options).await?;
+            let tools = client.tool_set().await?;
+            Ok::<_, Error>((client, tools))
+        };
+        let attempt = tokio::select! {
+            () = stop.cancelled() => return,
+            attempt = attempt => attempt,
+        };
+        let error = match attempt {
+            Ok((client, tools)) => {
+                shared.update(&name, |slot| {
+                    slot.status.state = PluginState::Running;
+                    slot.status.tools = tools.len();
+                    slot.tools = tools;
+                    slot.tried = true;
+                });
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = client.closed() => {}
+                }
+                "the server stopped".to_owned()
+            }
+            Err(error) => error.to_string(),
+        };
+        tracing::warn!(target: "kai_core::mcp", plugin = %name, %error, "MCP plugin stopped; starting it again");
+        failures = if started.elapsed() >= STABLE_AFTER {
+            1
+        } else {
+            failures + 1
+        };
+        shared.update(&name, |slot| {
+            slot.status.state = PluginState::Restarting;
+            slot.status.tools = 0;
+            slot.status.last_error = Some(error);
+            slot.tools = ToolSet::new();
+            slot.tried = true;
+        });
+        let backoff = Duration::from_secs(1 << failures.saturating_sub(1).min(5)).min(MAX_BACKOFF);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        shared.update(&name, |slot| slot.status.restarts += 1);
+    }
+}
+
+/// Applies the configuration at `path` each time it changes, until `stop`.
+async fn watch(
+    path: PathBuf,
+    mut seen: Stamp,
+    shared: Arc<Shared>,
+    options: McpOptions,
+    poll: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(poll) => {}
+        }
+        let now = stamp(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match read_config(&path) {
+            Ok((_, servers)) => {
+                *shared.config_error.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                apply(&shared, servers, &options, &stop);
+            }
+            Err(error) => {
+                tracing::warn!(target: "kai_core::mcp", %error, "plugin configuration refused; plugins keep running as they are");
+                *shared.config_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
+            }
+        }
+    }
+}
