@@ -11,8 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use kai_core::mcp::{McpClient, McpOptions, McpServer};
-use kai_core::{CancellationToken, ToolContext, ToolError, ToolSet, dynamic_tool, tool_fn};
+use kai_core::mcp::{
+    McpClient, McpOptions, McpPrompt, McpResource, McpResourceContents, McpResourceTemplate, McpServer,
+};
+use kai_core::{
+    CancellationToken, ContentPart, ImageSource, Message, Role, ToolContext, ToolError, ToolSet, dynamic_tool, tool_fn,
+};
 use serde_json::{Value, json};
 
 #[path = "mcp/peers.rs"]
@@ -70,6 +74,80 @@ fn conformance_tools() -> ToolSet {
     tools
 }
 
+/// The conformance server: the tools, and the resources and prompts the scenarios ask for.
+fn conformance_server() -> McpServer {
+    const PIXEL: &[u8] = &[
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00,
+        0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00,
+        0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x60, 0x00, 0x02, 0x00, 0x00, 0x05, 0x00, 0x01, 0xe9, 0xfa,
+        0xdc, 0xd8, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    ];
+    let text = |uri: &str, body: &str| {
+        (
+            McpResource::new(uri, uri.trim_start_matches("test://")).with_mime_type("text/plain"),
+            McpResourceContents::text(uri, "text/plain", body),
+        )
+    };
+    let (static_text, static_text_contents) =
+        text("test://static-text", "This is the content of the static text resource.");
+    let (watched, watched_contents) = text("test://watched-resource", "Watched.");
+    let image = ContentPart::Image {
+        source: ImageSource::Bytes {
+            media_type: "image/png".to_owned(),
+            data: PIXEL.to_vec(),
+        },
+    };
+    McpServer::new(conformance_tools())
+        .with_name("kai-conformance", "1.0")
+        .with_resource(static_text, static_text_contents)
+        .with_resource(watched, watched_contents)
+        .with_resource(
+            McpResource::new("test://static-binary", "static-binary").with_mime_type("image/png"),
+            McpResourceContents::bytes("test://static-binary", "image/png", PIXEL),
+        )
+        .with_resource_template(
+            McpResourceTemplate::new("test://template/{id}/data", "template").with_mime_type("application/json"),
+            |uri, variables| async move {
+                let id = &variables["id"];
+                let body = json!({"id": id, "templateTest": true, "data": format!("Data for ID: {id}")});
+                Ok(vec![McpResourceContents::text(
+                    uri,
+                    "application/json",
+                    body.to_string(),
+                )])
+            },
+        )
+        .unwrap()
+        .with_prompt(
+            McpPrompt::new("test_simple_prompt", "A simple prompt."),
+            |_| async move { Ok(vec![Message::user("This is a simple prompt for testing.")]) },
+        )
+        .with_prompt(
+            McpPrompt::new("test_prompt_with_arguments", "A prompt with arguments.")
+                .with_argument("arg1", "First test argument", true)
+                .with_argument("arg2", "Second test argument", true),
+            |arguments| async move {
+                let (arg1, arg2) = (&arguments["arg1"], &arguments["arg2"]);
+                let (arg1, arg2) = (arg1.as_str().unwrap_or_default(), arg2.as_str().unwrap_or_default());
+                Ok(vec![Message::user(format!(
+                    "Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"
+                ))])
+            },
+        )
+        .with_prompt(
+            McpPrompt::new("test_prompt_with_image", "A prompt with an image."),
+            move |_| {
+                let image = image.clone();
+                async move {
+                    Ok(vec![
+                        Message::new(Role::User, vec![image]),
+                        Message::user("Please analyze the image above."),
+                    ])
+                }
+            },
+        )
+}
+
 /// The client under test: connects to the URL it is given, lists the tools, and calls those the
 /// client scenarios offer.
 async fn act_as_client(url: &str) {
@@ -103,7 +181,7 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://localhost:{}/mcp", listener.local_addr().unwrap().port());
         let shutdown = CancellationToken::new();
-        let server = McpServer::new(conformance_tools()).with_name("kai-conformance", "1.0");
+        let server = conformance_server();
         tokio::spawn(server.serve_http(listener, shutdown.clone()));
         let server_dir = results.path().join("server");
         let suite_for_server = suite.clone();

@@ -10,9 +10,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kai_core::mcp::{McpClient, McpOptions, McpServer};
+use kai_core::mcp::{
+    McpClient, McpOptions, McpPrompt, McpResource, McpResourceContents, McpResourceTemplate, McpServer,
+};
 use kai_core::testing::ScriptedModel;
-use kai_core::{Agent, CancellationToken, ToolContext, ToolError, ToolSet, tool_fn};
+use kai_core::{
+    Agent, CancellationToken, ContentPart, ImageSource, Message, Role, ToolContext, ToolError, ToolSet, tool_fn,
+};
 use serde_json::{Value, json};
 
 #[path = "mcp/peers.rs"]
@@ -78,6 +82,55 @@ fn tools(on_cancel: Arc<dyn Fn() + Send + Sync>) -> ToolSet {
     tools
 }
 
+/// A one-pixel PNG.
+const PIXEL: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x60, 0x00, 0x02, 0x00, 0x00, 0x05, 0x00, 0x01, 0xe9, 0xfa, 0xdc, 0xd8, 0x00,
+    0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// The test tools with a resource, a template of resources and a prompt.
+fn server(on_cancel: Arc<dyn Fn() + Send + Sync>) -> McpServer {
+    McpServer::new(tools(on_cancel))
+        .with_name("kai-test-server", "1.0")
+        .with_resource(
+            McpResource::new("notes://today", "today").with_mime_type("text/plain"),
+            McpResourceContents::text("notes://today", "text/plain", "Buy milk."),
+        )
+        .with_resource(
+            McpResource::new("images://pixel", "pixel").with_mime_type("image/png"),
+            McpResourceContents::bytes("images://pixel", "image/png", PIXEL),
+        )
+        .with_resource_template(
+            McpResourceTemplate::new("notes://day/{day}", "a day's note").with_mime_type("text/plain"),
+            |uri, variables| async move {
+                Ok(vec![McpResourceContents::text(
+                    uri,
+                    "text/plain",
+                    format!("Nothing on {}.", variables["day"]),
+                )])
+            },
+        )
+        .unwrap()
+        .with_prompt(
+            McpPrompt::new("review", "Asks for a code review.").with_argument("language", "The code's language.", true),
+            |arguments| async move {
+                let language = arguments["language"].as_str().unwrap_or("any").to_owned();
+                let picture = ContentPart::Image {
+                    source: ImageSource::Bytes {
+                        media_type: "image/png".to_owned(),
+                        data: PIXEL.to_vec(),
+                    },
+                };
+                Ok(vec![
+                    Message::user(format!("Review this {language} code.")),
+                    Message::new(Role::Assistant, vec![picture]),
+                ])
+            },
+        )
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -86,8 +139,7 @@ fn main() {
     if std::env::var_os("KAI_MCP_SERVE").is_some() {
         let marker = PathBuf::from(std::env::var_os("KAI_MCP_CANCEL_MARKER").unwrap());
         let on_cancel = Arc::new(move || std::fs::write(&marker, b"cancelled").unwrap());
-        let server = McpServer::new(tools(on_cancel)).with_name("kai-test-server", "1.0");
-        runtime.block_on(server.serve_stdio()).unwrap();
+        runtime.block_on(server(on_cancel).serve_stdio()).unwrap();
         return;
     }
     runtime.block_on(our_client_uses_our_server_in_process());
@@ -142,6 +194,12 @@ async fn run_python_client(server: &std::ffi::OsStr, marker: &std::path::Path) {
         report["assistant"],
         json!({"text": "Hello from the inner agent.", "is_error": false})
     );
+    assert_eq!(report["resources"], json!(["notes://today", "images://pixel"]));
+    assert_eq!(report["today"], "Buy milk.");
+    assert_eq!(report["friday"], "Nothing on friday.");
+    assert_eq!(report["prompts"], json!(["review"]));
+    assert_eq!(report["prompt"], json!([["user", "text"], ["assistant", "image"]]));
+    assert_eq!(report["prompt_text"], "Review this Go code.");
     assert_ne!(report["slow"], "answered");
     assert!(report["slow_seconds"].as_f64().unwrap() < 5.0, "{report}");
     assert_eq!(report["slow_cancelled_on_server"], true, "{report}");
@@ -170,7 +228,7 @@ async fn the_python_sdks_client_uses_our_server_over_http() {
     let marker = dir.path().join("cancelled");
     let written = marker.clone();
     let on_cancel = Arc::new(move || std::fs::write(&written, b"cancelled").unwrap());
-    let (url, shutdown) = serve_http(McpServer::new(tools(on_cancel)).with_name("kai-test-server", "1.0")).await;
+    let (url, shutdown) = serve_http(server(on_cancel)).await;
     run_python_client(std::ffi::OsStr::new(&url), &marker).await;
     shutdown.cancel();
 }
@@ -245,7 +303,7 @@ async fn our_client_uses_our_server_in_process() {
     let seen = cancelled.clone();
     let (client_side, server_side) = tokio::io::duplex(64 * 1024);
     let (server_read, server_write) = tokio::io::split(server_side);
-    let server = McpServer::new(tools(Arc::new(move || seen.cancel()))).with_max_concurrent_calls(1);
+    let server = server(Arc::new(move || seen.cancel())).with_max_concurrent_calls(1);
     let serving = tokio::spawn(server.serve(server_read, server_write));
     let (client_read, client_write) = tokio::io::split(client_side);
     let options = McpOptions::new().with_request_timeout(Duration::from_millis(500));
@@ -253,7 +311,47 @@ async fn our_client_uses_our_server_in_process() {
         .await
         .unwrap();
     assert_eq!(client.protocol_version().as_deref(), Some("2026-07-28"));
-    assert_eq!(client.server_name(), "kai");
+    assert_eq!(client.server_name(), "kai-test-server");
+
+    // Resources, a template of resources, and a prompt with an image.
+    let resources = client.resources().await.unwrap();
+    let uris: Vec<&str> = resources.iter().map(|r| r.uri.as_str()).collect();
+    assert_eq!(uris, ["notes://today", "images://pixel"]);
+    let today = client.read_resource("notes://today").await.unwrap();
+    assert_eq!(today[0].text.as_deref(), Some("Buy milk."));
+    let pixel = client.read_resource("images://pixel").await.unwrap();
+    assert_eq!(pixel[0].mime_type.as_deref(), Some("image/png"));
+    assert!(pixel[0].blob.as_deref().unwrap().starts_with("iVBOR"));
+    let templates = client.resource_templates().await.unwrap();
+    assert_eq!(templates[0].uri_template, "notes://day/{day}");
+    let monday = client.read_resource("notes://day/monday").await.unwrap();
+    assert_eq!(monday[0].uri, "notes://day/monday");
+    assert_eq!(monday[0].text.as_deref(), Some("Nothing on monday."));
+    for missing in ["notes://nowhere", "notes://day/", "notes://day/a/b"] {
+        let error = client.read_resource(missing).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                kai_core::Error::InvalidRequest { .. } | kai_core::Error::Server { .. }
+            ),
+            "{missing}: {error:?}"
+        );
+    }
+    let prompts = client.prompts().await.unwrap();
+    assert_eq!(prompts[0].name, "review");
+    assert!(prompts[0].arguments[0].required);
+    let mut arguments = serde_json::Map::new();
+    arguments.insert("language".into(), json!("Rust"));
+    let messages = client.prompt("review", arguments).await.unwrap();
+    assert_eq!(messages[0].role, Role::User);
+    assert_eq!(messages[0].text(), "Review this Rust code.");
+    assert_eq!(messages[1].role, Role::Assistant);
+    assert!(matches!(
+        &messages[1].content[0],
+        ContentPart::Image { source: ImageSource::Bytes { media_type, data } } if media_type == "image/png" && data == PIXEL
+    ));
+    let unfilled = client.prompt("review", serde_json::Map::new()).await.unwrap_err();
+    assert!(unfilled.to_string().contains("language"), "{unfilled}");
 
     let tools = client.tool_set().await.unwrap();
     let call = |name: &str, arguments: Value| {

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::mcp::changes::McpChanges;
 use crate::mcp::connection::{Connection, log_stderr};
 use crate::mcp::http::{HttpClient, is_loopback_url, without_credentials};
-use crate::mcp::offers::{McpPrompt, McpResource, McpResourceContents, convert};
+use crate::mcp::offers::{McpPrompt, McpResource, McpResourceContents, McpResourceTemplate, convert, message_from_mcp};
 use crate::mcp::options::McpOptions;
 use crate::mcp::tool::McpTool;
 use crate::message::Message;
@@ -171,18 +171,13 @@ impl McpClient {
     /// The resources the server offers.
     pub async fn resources(&self) -> Result<Vec<McpResource>, Error> {
         let peer = &self.connection.peer;
-        let resources = self
-            .connection
-            .list_all("resources/list", |params| async move {
+        self.connection
+            .list_as("resources/list", |params| async move {
                 peer.list_resources(params)
                     .await
                     .map(|page| (page.resources, page.next_cursor))
             })
-            .await?;
-        resources
-            .iter()
-            .map(|resource| convert(&self.connection.server, resource))
-            .collect()
+            .await
     }
 
     /// The contents of the resource at `uri`.
@@ -205,22 +200,18 @@ impl McpClient {
     /// The prompt templates the server offers.
     pub async fn prompts(&self) -> Result<Vec<McpPrompt>, Error> {
         let peer = &self.connection.peer;
-        let prompts = self
-            .connection
-            .list_all("prompts/list", |params| async move {
+        self.connection
+            .list_as("prompts/list", |params| async move {
                 peer.list_prompts(params)
                     .await
                     .map(|page| (page.prompts, page.next_cursor))
             })
-            .await?;
-        prompts
-            .iter()
-            .map(|prompt| convert(&self.connection.server, prompt))
-            .collect()
+            .await
     }
 
     /// The prompt `name` filled in with `arguments`, as messages to put before a run's input.
-    /// Text parts become text; any other part (an image, a resource) is given as its JSON.
+    /// Text parts become text and images images; any other part (an embedded resource, audio) is
+    /// given as its JSON in text.
     pub async fn prompt(
         &self,
         name: &str,
@@ -233,26 +224,20 @@ impl McpClient {
         result
             .messages
             .iter()
-            .map(|message| {
-                let message = serde_json::to_value(message).unwrap_or_default();
-                let content = &message["content"];
-                let text = match content["text"].as_str() {
-                    Some(text) if content["type"] == "text" => text.to_owned(),
-                    _ => content.to_string(),
-                };
-                match message["role"].as_str() {
-                    Some("assistant") => Ok(Message::assistant(text)),
-                    Some("user") => Ok(Message::user(text)),
-                    role => Err(Error::malformed(
-                        format!(
-                            "MCP server {:?} sent a prompt message with role {role:?}",
-                            self.connection.server
-                        ),
-                        "",
-                    )),
-                }
-            })
+            .map(|message| message_from_mcp(&self.connection.server, message))
             .collect()
+    }
+
+    /// The resource templates the server offers.
+    pub async fn resource_templates(&self) -> Result<Vec<McpResourceTemplate>, Error> {
+        let peer = &self.connection.peer;
+        self.connection
+            .list_as("resources/templates/list", |params| async move {
+                peer.list_resource_templates(params)
+                    .await
+                    .map(|page| (page.resource_templates, page.next_cursor))
+            })
+            .await
     }
 
     /// The lists the server announces as changed from now on. Under the 2026-07-28 revision this

@@ -19,6 +19,7 @@ use tokio::process::Child;
 
 use crate::error::Error;
 use crate::mcp::changes::{Announcements, McpChange, McpChanges, announce, forward};
+use crate::mcp::offers::convert;
 use crate::mcp::options::McpOptions;
 
 /// What the client and its tools share.
@@ -267,6 +268,19 @@ impl Connection {
         tokio::time::timeout(self.options.request_timeout, listing)
             .await
             .unwrap_or(Err(Error::Timeout))
+    }
+
+    /// [`list_all`](Self::list_all), each item read as one of kAI's types of the same wire form.
+    pub(crate) async fn list_as<T: Serialize, U: serde::de::DeserializeOwned, Fut>(
+        &self,
+        what: &str,
+        page: impl FnMut(Option<PaginatedRequestParams>) -> Fut,
+    ) -> Result<Vec<U>, Error>
+    where
+        Fut: Future<Output = Result<(Vec<T>, Option<String>), ServiceError>>,
+    {
+        let items = self.list_all(what, page).await?;
+        items.iter().map(|item| convert(&self.server, item)).collect()
     }
 }
 

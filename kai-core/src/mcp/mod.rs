@@ -27,6 +27,7 @@
 //! a typed [`Error`](crate::Error) (an agent's tool call with a [`ToolError`](crate::ToolError) the
 //! model sees), and the agent keeps running.
 
+mod catalog;
 mod changes;
 mod client;
 mod connection;
@@ -39,7 +40,7 @@ mod tool;
 
 pub use changes::{McpChange, McpChanges};
 pub use client::McpClient;
-pub use offers::{McpPrompt, McpPromptArgument, McpResource, McpResourceContents};
+pub use offers::{McpPrompt, McpPromptArgument, McpResource, McpResourceContents, McpResourceTemplate};
 pub use options::{McpOptions, Secret};
 pub use plugins::{PluginHost, PluginState, PluginStatus};
 pub use server::McpServer;

@@ -1,13 +1,17 @@
 //! Any kai [`ToolSet`] served to MCP clients.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, Implementation, JsonObject,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, GetPromptRequestParams,
+    GetPromptResponse, Implementation, JsonObject, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -17,6 +21,9 @@ use serde_json::Value;
 
 use crate::cancel::CancellationToken;
 use crate::error::Error;
+use crate::mcp::catalog::{Catalog, Reader, Renderer};
+use crate::mcp::offers::{McpPrompt, McpResource, McpResourceContents, McpResourceTemplate};
+use crate::message::Message;
 use crate::request::ToolDefinition;
 use crate::tool::{ToolContext, ToolError, ToolSet};
 
@@ -57,6 +64,8 @@ pub struct McpServer {
     allowed_origins: Option<Vec<String>>,
     /// HTTP connections served at once.
     max_connections: usize,
+    /// Resources, templates and prompts.
+    catalog: Catalog,
 }
 
 /// Calls one client may have running at once, unless set otherwise.
@@ -73,6 +82,7 @@ impl McpServer {
             allowed_hosts: None,
             allowed_origins: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            catalog: Catalog::default(),
         }
     }
 
@@ -88,6 +98,38 @@ impl McpServer {
     /// This server under another name and version, as clients see it.
     pub fn with_name(mut self, name: impl Into<String>, version: impl Into<String>) -> Self {
         self.info = Implementation::new(name, version);
+        self
+    }
+
+    /// This server offering `resource`, whose contents are `contents`. Resources do not change, so a
+    /// client's subscription to one is taken and never notified.
+    pub fn with_resource(mut self, resource: McpResource, contents: McpResourceContents) -> Self {
+        self.catalog.add_resource(resource, contents);
+        self
+    }
+
+    /// This server offering the resources `template` describes, read by `read` from the URI asked
+    /// for and the template's variables in it. Fails with [`Error::Config`] when the template does
+    /// not parse ([`McpResourceTemplate`] says what it may hold).
+    pub fn with_resource_template<F, Fut>(mut self, template: McpResourceTemplate, read: F) -> Result<Self, Error>
+    where
+        F: Fn(String, HashMap<String, String>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<McpResourceContents>, ToolError>> + Send + 'static,
+    {
+        let reader: Reader = Arc::new(move |uri, variables| Box::pin(read(uri, variables)));
+        self.catalog.add_template(template, reader)?;
+        Ok(self)
+    }
+
+    /// This server offering `prompt`, filled in by `render` from the client's arguments (every
+    /// argument the prompt requires is there) as user and assistant messages of text and images.
+    pub fn with_prompt<F, Fut>(mut self, prompt: McpPrompt, render: F) -> Self
+    where
+        F: Fn(serde_json::Map<String, Value>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<Message>, ToolError>> + Send + 'static,
+    {
+        let renderer: Renderer = Arc::new(move |arguments| Box::pin(render(arguments)));
+        self.catalog.add_prompt(prompt, renderer);
         self
     }
 
@@ -228,8 +270,19 @@ const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
-        let config =
-            ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(self.info.clone());
+        let mut capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .enable_prompts()
+            .build();
+        if !self.catalog.has_resources() {
+            capabilities.resources = None;
+        }
+        if !self.catalog.has_prompts() {
+            capabilities.prompts = None;
+        }
+        let config = ServerConfig::new(capabilities).with_server_info(self.info.clone());
         match &self.instructions {
             Some(instructions) => config.with_instructions(instructions.clone()),
             None => config,
@@ -243,6 +296,64 @@ impl ServerHandler for McpServer {
     ) -> Result<ListToolsResult, ErrorData> {
         let tools = self.tools.definitions().iter().map(mcp_tool).collect();
         Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(self.catalog.resources()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(self.catalog.templates()))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.catalog.read(&request.uri).await.map(Into::into)
+    }
+
+    async fn subscribe(
+        &self,
+        _request: SubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // Resources never change: a subscription is taken, with nothing ever to notify.
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        _request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult::with_all_items(self.catalog.prompts()))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let arguments = request.arguments.unwrap_or_default();
+        self.catalog.prompt(&request.name, arguments).await.map(Into::into)
     }
 
     fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {

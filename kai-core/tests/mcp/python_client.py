@@ -52,6 +52,18 @@ async def main() -> None:
         delegated = await client.call_tool("assistant", {"input": "Say hello."})
         report["assistant"] = {"text": text_of(delegated), "is_error": delegated.is_error}
 
+        resources = await client.list_resources()
+        report["resources"] = [str(resource.uri) for resource in resources.resources]
+        read = await client.read_resource("notes://today")
+        report["today"] = read.contents[0].text
+        read = await client.read_resource("notes://day/friday")
+        report["friday"] = read.contents[0].text
+        prompts = await client.list_prompts()
+        report["prompts"] = [prompt.name for prompt in prompts.prompts]
+        prompt = await client.get_prompt("review", {"language": "Go"})
+        report["prompt"] = [[message.role, message.content.type] for message in prompt.messages]
+        report["prompt_text"] = prompt.messages[0].content.text
+
         started = time.monotonic()
         try:
             await client.call_tool("slow", {}, read_timeout_seconds=1.0)
