@@ -47,7 +47,7 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_start_restart_and_reload_without_disturbing_calls_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("plugins.json");
@@ -88,7 +88,11 @@ async fn plugins_start_restart_and_reload_without_disturbing_calls_in_flight() {
         json!({"result": 4})
     );
 
-    // The file changes while a call runs: `py` is unloaded, `other` loaded, and the call finishes.
+    // The file changes while a call runs: `py` is unloaded, `other` loaded, and the call finishes;
+    // then, its tools dropped, `py`'s process ends.
+    let py_pid = call(&host, "py_pid", json!({})).await.unwrap()["result"]
+        .as_i64()
+        .unwrap();
     let tools = host.tool_set();
     let slow = Arc::clone(tools.get("py_slow").unwrap());
     let in_flight = tokio::spawn(async move { slow.call(json!({}), ToolContext::new("slow")).await });
@@ -99,6 +103,8 @@ async fn plugins_start_restart_and_reload_without_disturbing_calls_in_flight() {
     })
     .await;
     assert_eq!(in_flight.await.unwrap().unwrap(), json!({"result": "done"}));
+    drop(tools);
+    ends(py_pid).await;
     let names: Vec<String> = host.tool_set().names().map(str::to_owned).collect();
     assert!(names.iter().all(|name| name.starts_with("other_")), "{names:?}");
     assert_eq!(
@@ -124,6 +130,55 @@ async fn plugins_start_restart_and_reload_without_disturbing_calls_in_flight() {
         assert!(Instant::now() < deadline, "the mended file was not taken");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // Dropping the host stops its plugins.
+    let other_pid = call(&host, "other_pid", json!({})).await.unwrap()["result"]
+        .as_i64()
+        .unwrap();
+    drop(host);
+    ends(other_pid).await;
+}
+
+/// Waits up to 10 s for the process `pid` to end.
+async fn ends(pid: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "process {pid} outlived its plugin");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Secrets in a plugin's entry (a URL's user, password and query, a bearer token) stay out of what
+/// the host says about it; the host's own token and environment do not reach plugins.
+#[tokio::test]
+async fn secrets_stay_out_of_status_and_away_from_plugins() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plugins.json");
+    let unreachable =
+        json!({"remote": {"url": "http://user:hunter2@127.0.0.1:9/mcp?key=sekrit", "bearerToken": "tok-123"}});
+    write(&path, &config(&["py"], unreachable));
+    let options = McpOptions::new()
+        .with_bearer_token("host-token")
+        .with_startup_timeout(Duration::from_secs(5));
+    let host = PluginHost::start(&path, options, Duration::from_millis(100))
+        .await
+        .unwrap();
+    let printed = format!("{host:?} {:?}", host.status());
+    for secret in ["hunter2", "sekrit", "tok-123", "host-token"] {
+        assert!(!printed.contains(secret), "{secret} in {printed}");
+    }
+    let remote = host.status().into_iter().find(|s| s.name == "remote").unwrap();
+    assert_eq!(remote.state, PluginState::Restarting);
+    // The plugin's environment is PATH, HOME and the like, not the host's whole environment.
+    let environment = call(&host, "py_environment", json!({})).await.unwrap()["result"].clone();
+    let keys: Vec<&str> = environment
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key.as_str().unwrap())
+        .collect();
+    assert!(keys.contains(&"PATH"), "{keys:?}");
+    assert!(!keys.contains(&"CARGO_MANIFEST_DIR"), "{keys:?}");
 }
 
 #[tokio::test]
@@ -139,10 +194,17 @@ async fn configurations_that_cannot_be_taken_are_refused() {
     ));
     write(&path, "[1, 2, 3]");
     assert!(matches!(start(path.clone()).await, Err(Error::Config { .. })));
-    write(&path, &config(&["has space"], json!({})));
-    let refused = start(path.clone()).await.unwrap_err();
-    assert!(refused.to_string().contains("has space"), "{refused}");
-    // Over a mebibyte is not read at all.
+    for name in ["has space", "gh_enterprise"] {
+        write(&path, &config(&[name], json!({})));
+        let refused = start(path.clone()).await.unwrap_err();
+        assert!(refused.to_string().contains(name), "{refused}");
+    }
+    // A directory, or anything else that is not a regular file, is not read.
+    assert!(matches!(
+        start(dir.path().to_path_buf()).await,
+        Err(Error::Config { .. })
+    ));
+    // Over a mebibyte is not read.
     write(&path, &" ".repeat((1 << 20) + 1));
     let refused = start(path.clone()).await.unwrap_err();
     assert!(refused.to_string().contains("bytes"), "{refused}");

@@ -352,6 +352,20 @@ async fn our_client_uses_our_server_in_process() {
     ));
     let unfilled = client.prompt("review", serde_json::Map::new()).await.unwrap_err();
     assert!(unfilled.to_string().contains("language"), "{unfilled}");
+    // Arguments are strings, and only those the prompt declares.
+    let mut arguments = serde_json::Map::new();
+    arguments.insert("language".into(), json!({"nested": [1, 2, 3]}));
+    let not_text = client.prompt("review", arguments).await.unwrap_err();
+    assert!(not_text.to_string().contains("not a string"), "{not_text}");
+    let mut arguments = serde_json::Map::new();
+    arguments.insert("language".into(), json!("Rust"));
+    arguments.insert("extra".into(), json!("x"));
+    let unknown = client.prompt("review", arguments).await.unwrap_err();
+    assert!(unknown.to_string().contains("extra"), "{unknown}");
+    // A URI longer than templates are matched against finds nothing, and is not echoed whole.
+    let long = format!("notes://day/{}", "x".repeat(10_000));
+    let missing = client.read_resource(&long).await.unwrap_err();
+    assert!(missing.to_string().len() < 1_000, "{}", missing.to_string().len());
 
     let tools = client.tool_set().await.unwrap();
     let call = |name: &str, arguments: Value| {

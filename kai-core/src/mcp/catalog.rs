@@ -10,6 +10,7 @@ use rmcp::model::{GetPromptResult, ReadResourceResult};
 use serde_json::{Map, Value};
 
 use crate::error::Error;
+use crate::mcp::connection::cut_at_char_boundary;
 use crate::mcp::offers::{McpPrompt, McpResource, McpResourceContents, McpResourceTemplate, convert, message_to_mcp};
 use crate::message::Message;
 use crate::tool::ToolError;
@@ -124,7 +125,9 @@ impl Catalog {
                 })
                 .flatten();
             let Some((variables, reader)) = matched else {
-                return Err(ErrorData::resource_not_found(format!("no resource at {uri:?}"), None));
+                let mut shown = uri.to_owned();
+                cut_at_char_boundary(&mut shown, 200);
+                return Err(ErrorData::resource_not_found(format!("no resource at {shown:?}"), None));
             };
             reader(uri.to_owned(), variables)
                 .await
@@ -143,6 +146,25 @@ impl Catalog {
         let Some((prompt, renderer)) = self.prompts.iter().find(|(prompt, _)| prompt.name == name) else {
             return Err(ErrorData::invalid_params(format!("no prompt is named {name:?}"), None));
         };
+        // Prompt arguments are strings (the specification's `{ [key: string]: string }`), and only
+        // those the prompt declares.
+        if let Some((unknown, _)) = arguments
+            .iter()
+            .find(|(key, _)| !prompt.arguments.iter().any(|argument| &argument.name == *key))
+        {
+            let mut unknown = unknown.clone();
+            cut_at_char_boundary(&mut unknown, 200);
+            return Err(ErrorData::invalid_params(
+                format!("prompt {name:?} takes no argument {unknown:?}"),
+                None,
+            ));
+        }
+        if let Some((key, _)) = arguments.iter().find(|(_, value)| !value.is_string()) {
+            return Err(ErrorData::invalid_params(
+                format!("argument {key:?} of prompt {name:?} is not a string"),
+                None,
+            ));
+        }
         if let Some(missing) = prompt
             .arguments
             .iter()
@@ -167,7 +189,9 @@ impl Catalog {
 }
 
 /// A URI template of RFC 6570's first level: literal text and `{name}` variables, none adjacent,
-/// each standing for one or more characters other than `/`, `?` and `#`.
+/// each standing for one or more characters other than `/`, `?` and `#`. Values are given as they
+/// are in the URI, not percent-decoded (a reader that decodes them and joins them to paths must
+/// check what it gets).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct UriTemplate {
     parts: Vec<Part>,
@@ -222,7 +246,11 @@ impl UriTemplate {
                 Part::Literal(literal) => rest = rest.strip_prefix(literal.as_str())?,
                 Part::Variable(name) => {
                     let end = match parts.peek() {
-                        Some(Part::Literal(next)) => rest.get(1..)?.find(next.as_str())? + 1,
+                        Some(Part::Literal(next)) => {
+                            // At least one character: search past the first, whatever its width.
+                            let first = rest.chars().next()?.len_utf8();
+                            rest[first..].find(next.as_str())? + first
+                        }
                         _ => rest.len(),
                     };
                     let value = &rest[..end];
@@ -255,6 +283,7 @@ mod tests {
         assert_eq!(tail.matches("notes://monday").unwrap()["day"], "monday");
         assert_eq!(tail.matches("notes://"), None);
         let two = UriTemplate::parse("x://{a}-{b}").unwrap();
+        assert_eq!(tail.matches("notes://ünï").unwrap()["day"], "ünï");
         let variables = two.matches("x://1-2-3").unwrap();
         assert_eq!((variables["a"].as_str(), variables["b"].as_str()), ("1", "2-3"));
         for bad in ["x://{a", "x://{a}{b}", "x://{}", "x://{a b}", "x://a}"] {

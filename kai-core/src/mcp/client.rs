@@ -9,7 +9,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 
 use crate::error::Error;
 use crate::mcp::changes::McpChanges;
-use crate::mcp::connection::{Connection, log_stderr};
+use crate::mcp::connection::{Connection, ServerProcess, log_stderr};
 use crate::mcp::http::{HttpClient, is_loopback_url, without_credentials};
 use crate::mcp::offers::{McpPrompt, McpResource, McpResourceContents, McpResourceTemplate, convert, message_from_mcp};
 use crate::mcp::options::McpOptions;
@@ -64,14 +64,15 @@ impl McpClient {
             let spawn_error = |error: std::io::Error| Error::Transport {
                 message: format!("could not start MCP server {program:?}: {error}"),
             };
-            let mut child = command.spawn().map_err(spawn_error)?;
+            let mut process = ServerProcess(command.spawn().map_err(spawn_error)?);
+            let child = &mut process.0;
             let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
                 return Err(spawn_error(std::io::Error::other("no pipes to the process")));
             };
             if let Some(stderr) = child.stderr.take() {
                 tokio::spawn(log_stderr(program.clone(), stderr));
             }
-            Ok(((stdout, stdin), Some(child)))
+            Ok(((stdout, stdin), Some(process)))
         };
         Self::over(Connection::open_afresh(spawn, program.clone(), options).await)
     }
@@ -99,7 +100,7 @@ impl McpClient {
                 None,
             ))
         };
-        Self::over(Connection::open_afresh(connect, url.to_owned(), options).await)
+        Self::over(Connection::open_afresh(connect, without_credentials(url), options).await)
     }
 
     /// Speaks MCP with a server already connected through `read` and `write` (newline-delimited

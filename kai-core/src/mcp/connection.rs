@@ -30,7 +30,7 @@ pub(crate) struct Connection {
     /// The running service; taken out by `close`.
     service: Mutex<Option<RunningService<RoleClient, Handler>>>,
     /// The server's process, when the client started it; killed when dropped or closed.
-    child: Mutex<Option<Child>>,
+    child: Mutex<Option<ServerProcess>>,
     /// The counts of announced changes, which the handler (and a listen stream) keep.
     announcements: Weak<Announcements>,
     counts: tokio::sync::watch::Receiver<[u64; 3]>,
@@ -65,7 +65,7 @@ impl Connection {
     /// `connect` gives a transport and the server's process, if it started one (killed when the
     /// connection ends).
     pub(crate) async fn open_afresh<T, E, A>(
-        mut connect: impl FnMut() -> Result<(T, Option<Child>), Error>,
+        mut connect: impl FnMut() -> Result<(T, Option<ServerProcess>), Error>,
         name: String,
         options: McpOptions,
     ) -> Result<Self, Error>
@@ -175,10 +175,9 @@ impl Connection {
         if let Some(mut service) = service {
             let _ = service.close_with_timeout(Duration::from_secs(5)).await;
         }
-        let child = self.child.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(mut child) = child {
-            kill_process_group(&child);
-            let _ = child.kill().await;
+        let process = self.child.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(process) = process {
+            process.kill().await;
         }
     }
 
@@ -305,27 +304,36 @@ pub(crate) fn json_size(value: &impl Serialize) -> usize {
     count.0
 }
 
-impl Drop for Connection {
-    fn drop(&mut self) {
-        // The first process is killed as it drops (`kill_on_drop`); the rest of its group here.
-        if let Some(child) = self.child.get_mut().unwrap_or_else(PoisonError::into_inner) {
-            kill_process_group(child);
+/// A server's process, started in a process group of its own: when this is dropped, the whole
+/// group is killed (the first process by `kill_on_drop`, the rest here), so that nothing a server
+/// started (`npx` and `sh -c` start the real one as their child) outlives it, whether the
+/// connection ended or never began.
+pub(crate) struct ServerProcess(pub(crate) Child);
+
+impl ServerProcess {
+    /// Kills the group and waits for the first process.
+    async fn kill(mut self) {
+        self.kill_group();
+        let _ = self.0.kill().await;
+    }
+
+    fn kill_group(&self) {
+        #[cfg(unix)]
+        if let Some(group) = self
+            .0
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         }
     }
 }
 
-/// Kills the process group `child` leads (the server's, started in a group of its own).
-fn kill_process_group(child: &Child) {
-    #[cfg(unix)]
-    if let Some(group) = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .and_then(rustix::process::Pid::from_raw)
-    {
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill_group();
     }
-    #[cfg(not(unix))]
-    let _ = child;
 }
 
 /// The client's side of the protocol: who it is, and the lists the server announces as changed (it

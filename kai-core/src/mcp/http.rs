@@ -81,7 +81,7 @@ impl StreamableHttpClient for HttpClient {
             self.0
                 .post_message_with_response_limits(uri, message, session_id, auth_header, custom_headers, limits);
         async move {
-            match response.await? {
+            match response.await.map_err(without_url)? {
                 StreamableHttpPostResponse::Json(ServerJsonRpcMessage::Error(error), _)
                     if is_request_in_session && error.id.is_none() =>
                 {
@@ -100,7 +100,8 @@ impl StreamableHttpClient for HttpClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> impl Future<Output = Result<(), StreamableHttpError<Self::Error>>> + Send + '_ {
-        self.0.delete_session(uri, session_id, auth_header, custom_headers)
+        let deleted = self.0.delete_session(uri, session_id, auth_header, custom_headers);
+        async move { deleted.await.map_err(without_url) }
     }
 
     fn get_stream(
@@ -124,14 +125,23 @@ impl StreamableHttpClient for HttpClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> impl Future<Output = Result<BoxStream<'static, Sse>, StreamableHttpError<Self::Error>>> + Send + '_ {
-        self.0.get_stream_with_max_sse_event_size(
+        let stream = self.0.get_stream_with_max_sse_event_size(
             uri,
             session_id,
             last_event_id,
             auth_header,
             custom_headers,
             max_sse_event_size,
-        )
+        );
+        async move { stream.await.map_err(without_url) }
+    }
+}
+
+/// `error` without the URL reqwest puts in its message, which may hold a credential (a query key).
+fn without_url(error: StreamableHttpError<reqwest::Error>) -> StreamableHttpError<reqwest::Error> {
+    match error {
+        StreamableHttpError::Client(error) => StreamableHttpError::Client(error.without_url()),
+        other => other,
     }
 }
 

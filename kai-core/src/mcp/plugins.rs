@@ -14,6 +14,9 @@ use crate::mcp::client::McpClient;
 use crate::mcp::options::McpOptions;
 use crate::tool::ToolSet;
 
+/// The variables of the host's environment a plugin started as a program gets.
+const INHERITED_ENV: [&str; 8] = ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TERM", "SHELL"];
+
 /// The largest configuration file read, in bytes.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
@@ -65,7 +68,9 @@ enum PluginSpec {
 impl PluginSpec {
     /// A client connected to the plugin, its tool names prefixed by `name`.
     async fn connect(&self, name: &str, options: &McpOptions) -> Result<McpClient, Error> {
-        let options = options.clone().with_tool_prefix(name);
+        let mut options = options.clone().with_tool_prefix(name);
+        // A token is the plugin's own, never the host's.
+        options.bearer_token = None;
         match self {
             PluginSpec::Stdio {
                 command,
@@ -74,6 +79,14 @@ impl PluginSpec {
                 cwd,
             } => {
                 let mut process = std::process::Command::new(command);
+                // The host's environment (its keys among it) stays with the host: a plugin gets
+                // what a program needs to run, and what its entry gives it.
+                process.env_clear();
+                for key in INHERITED_ENV {
+                    if let Some(value) = std::env::var_os(key) {
+                        process.env(key, value);
+                    }
+                }
                 process.args(args).envs(env);
                 if let Some(cwd) = cwd {
                     process.current_dir(cwd);
@@ -139,8 +152,13 @@ struct Shared {
 }
 
 impl Shared {
-    fn update(&self, name: &str, change: impl FnOnce(&mut Slot)) {
-        if let Some(slot) = self.slots.lock().unwrap_or_else(PoisonError::into_inner).get_mut(name) {
+    /// Changes the slot of `name`, unless its supervisor was stopped (a successor may hold it).
+    fn update(&self, name: &str, supervisor: &CancellationToken, change: impl FnOnce(&mut Slot)) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if supervisor.is_cancelled() {
+            return;
+        }
+        if let Some(slot) = slots.get_mut(name) {
             change(slot);
         }
     }
@@ -187,25 +205,30 @@ impl PluginHost {
     /// Fails with [`Error::Config`] when the file cannot be read or does not parse.
     pub async fn start(config: impl Into<PathBuf>, options: McpOptions, poll: Duration) -> Result<Self, Error> {
         let path = config.into();
-        let (stamp, servers) = read_config(&path)?;
-        let shared = Arc::new(Shared::default());
-        let stop = CancellationToken::new();
-        apply(&shared, servers, &options, &stop);
+        let (seen, servers) = read_config_off_runtime(path.clone()).await?;
+        // The host exists before anything starts, so that dropping `start` stops what it started.
+        let host = Self {
+            inner: Arc::new(HostInner {
+                shared: Arc::new(Shared::default()),
+                stop: CancellationToken::new(),
+            }),
+        };
+        let (shared, stop) = (&host.inner.shared, &host.inner.stop);
+        apply(shared, servers, &options, stop);
         tokio::spawn(watch(
             path,
-            stamp,
-            Arc::clone(&shared),
+            seen,
+            Arc::clone(shared),
             options.clone(),
             poll,
             stop.clone(),
         ));
-        let deadline = tokio::time::Instant::now() + options.startup_timeout + Duration::from_secs(1);
-        while tokio::time::Instant::now() < deadline && !all_tried(&shared) {
+        let patience = options.startup_timeout.saturating_add(options.request_timeout);
+        let deadline = tokio::time::Instant::now().checked_add(patience);
+        while !all_tried(shared) && deadline.is_none_or(|deadline| tokio::time::Instant::now() < deadline) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(Self {
-            inner: Arc::new(HostInner { shared, stop }),
-        })
+        Ok(host)
     }
 
     /// The tools of every plugin running now.
@@ -221,8 +244,10 @@ impl PluginHost {
         {
             for name in slot.tools.names() {
                 if let Some(tool) = slot.tools.get(name) {
-                    // Prefixed by their plugins' distinct names, no two collide.
-                    let _ = set.add_shared(Arc::clone(tool));
+                    // Plugin names hold no `_`, so `<plugin>_<tool>` names are each plugin's own.
+                    if let Err(error) = set.add_shared(Arc::clone(tool)) {
+                        tracing::warn!(target: "kai_core::mcp", plugin = %slot.status.name, %error, "MCP plugin tool left out");
+                    }
                 }
             }
         }
@@ -255,41 +280,56 @@ fn all_tried(shared: &Shared) -> bool {
         .all(|slot| slot.tried)
 }
 
-/// The file's modification time and length, to notice a change.
-type Stamp = Option<(std::time::SystemTime, u64)>;
+/// A fingerprint of the file's contents, to notice a change.
+type Seen = u64;
 
-fn stamp(path: &Path) -> Stamp {
-    let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.modified().ok()?, metadata.len()))
+fn fingerprint(bytes: &[u8]) -> Seen {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
 }
 
-/// The configuration at `path`, checked: at most [`MAX_CONFIG_BYTES`], names fit to prefix tools.
-fn read_config(path: &Path) -> Result<(Stamp, BTreeMap<String, PluginSpec>), Error> {
+/// [`read_config`] on a blocking thread (a file may be slow to read).
+async fn read_config_off_runtime(path: PathBuf) -> Result<(Seen, BTreeMap<String, PluginSpec>), Error> {
+    tokio::task::spawn_blocking(move || read_config(&path))
+        .await
+        .unwrap_or_else(|error| {
+            Err(Error::Config {
+                message: format!("reading the plugin configuration failed: {error}"),
+            })
+        })
+}
+
+/// The configuration at `path`, checked: a regular file of at most [`MAX_CONFIG_BYTES`], naming
+/// plugins in characters fit to prefix tool names.
+fn read_config(path: &Path) -> Result<(Seen, BTreeMap<String, PluginSpec>), Error> {
+    use std::io::Read as _;
     let refuse = |message: String| Error::Config {
         message: format!("plugin configuration {}: {message}", path.display()),
     };
-    let stamp = stamp(path);
-    let length = std::fs::metadata(path)
-        .map_err(|error| refuse(error.to_string()))?
-        .len();
-    if length > MAX_CONFIG_BYTES {
-        return Err(refuse(format!("{length} bytes, over the {MAX_CONFIG_BYTES} read")));
+    let file = std::fs::File::open(path).map_err(|error| refuse(error.to_string()))?;
+    let is_file = file.metadata().map_err(|error| refuse(error.to_string()))?.is_file();
+    if !is_file {
+        return Err(refuse("not a regular file".to_owned()));
     }
-    let text = std::fs::read(path).map_err(|error| refuse(error.to_string()))?;
+    let mut text = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut text)
+        .map_err(|error| refuse(error.to_string()))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(refuse(format!("over the {MAX_CONFIG_BYTES} bytes read")));
+    }
     let file: PluginsFile = serde_json::from_slice(&text).map_err(|error| refuse(error.to_string()))?;
     for name in file.servers.keys() {
-        let fit = !name.is_empty()
-            && name.len() <= 32
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let fit = !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !fit {
             return Err(refuse(format!(
-                "plugin name {name:?}: use 1-32 characters of a-z, A-Z, 0-9, '_' and '-'"
+                "plugin name {name:?}: use 1-32 characters of a-z, A-Z, 0-9 and '-' ('_' joins it to its tools' names)"
             )));
         }
     }
-    Ok((stamp, file.servers))
+    Ok((fingerprint(&text), file.servers))
 }
 
 /// Starts, stops and restarts supervisors so that the running plugins are `servers`.
@@ -353,7 +393,7 @@ async fn supervise(name: String, spec: PluginSpec, options: McpOptions, shared: 
         };
         let error = match attempt {
             Ok((client, tools)) => {
-                shared.update(&name, |slot| {
+                shared.update(&name, &stop, |slot| {
                     slot.status.state = PluginState::Running;
                     slot.status.tools = tools.len();
                     slot.tools = tools;
@@ -373,7 +413,7 @@ async fn supervise(name: String, spec: PluginSpec, options: McpOptions, shared: 
         } else {
             failures + 1
         };
-        shared.update(&name, |slot| {
+        shared.update(&name, &stop, |slot| {
             slot.status.state = PluginState::Restarting;
             slot.status.tools = 0;
             slot.status.last_error = Some(error);
@@ -385,37 +425,42 @@ async fn supervise(name: String, spec: PluginSpec, options: McpOptions, shared: 
             () = stop.cancelled() => return,
             () = tokio::time::sleep(backoff) => {}
         }
-        shared.update(&name, |slot| slot.status.restarts += 1);
+        shared.update(&name, &stop, |slot| slot.status.restarts += 1);
     }
 }
 
-/// Applies the configuration at `path` each time it changes, until `stop`.
+/// Applies the configuration at `path` each time it changes, until `stop`: the file is read every
+/// `poll`, and a change is a change of its contents.
 async fn watch(
     path: PathBuf,
-    mut seen: Stamp,
+    mut seen: Seen,
     shared: Arc<Shared>,
     options: McpOptions,
     poll: Duration,
     stop: CancellationToken,
 ) {
+    let mut refused: Option<String> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(poll) => {}
         }
-        let now = stamp(&path);
-        if now == seen {
-            continue;
-        }
-        seen = now;
-        match read_config(&path) {
-            Ok((_, servers)) => {
+        match read_config_off_runtime(path.clone()).await {
+            Ok((now, servers)) => {
                 *shared.config_error.lock().unwrap_or_else(PoisonError::into_inner) = None;
-                apply(&shared, servers, &options, &stop);
+                refused = None;
+                if now != seen {
+                    seen = now;
+                    apply(&shared, servers, &options, &stop);
+                }
             }
             Err(error) => {
-                tracing::warn!(target: "kai_core::mcp", %error, "plugin configuration refused; plugins keep running as they are");
-                *shared.config_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
+                let error = error.to_string();
+                if refused.as_ref() != Some(&error) {
+                    tracing::warn!(target: "kai_core::mcp", %error, "plugin configuration refused; plugins keep running as they are");
+                }
+                *shared.config_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error.clone());
+                refused = Some(error);
             }
         }
     }

@@ -86,9 +86,9 @@ impl McpServer {
         }
     }
 
-    /// This server letting at most `calls` tool calls run at once (32 unless set), counted over
-    /// every connection it and its clones serve; a call beyond them is refused at once with a tool
-    /// error, rather than queued without bound.
+    /// This server letting at most `calls` tool calls, resource reads and prompts run at once (32
+    /// unless set), counted over every connection it and its clones serve; one beyond them is
+    /// refused at once (a tool call with a tool error), rather than queued without bound.
     pub fn with_max_concurrent_calls(mut self, calls: usize) -> Self {
         let calls = calls.min(tokio::sync::Semaphore::MAX_PERMITS);
         self.calls = Arc::new(tokio::sync::Semaphore::new(calls));
@@ -131,6 +131,17 @@ impl McpServer {
         let renderer: Renderer = Arc::new(move |arguments| Box::pin(render(arguments)));
         self.catalog.add_prompt(prompt, renderer);
         self
+    }
+
+    /// A place among the requests that run at once (tool calls, resource reads, prompts), or the
+    /// error that refuses one more.
+    fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ErrorData> {
+        self.calls.try_acquire().map_err(|_| {
+            ErrorData::internal_error(
+                "the server is running as many requests as it allows; try again soon",
+                None,
+            )
+        })
     }
 
     /// This server with instructions for the client's model on how to use it.
@@ -317,9 +328,13 @@ impl ServerHandler for McpServer {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        self.catalog.read(&request.uri).await.map(Into::into)
+        let _permit = self.permit()?;
+        tokio::select! {
+            result = self.catalog.read(&request.uri) => result.map(Into::into),
+            () = context.ct.cancelled() => Err(ErrorData::internal_error("cancelled", None)),
+        }
     }
 
     async fn subscribe(
@@ -350,10 +365,14 @@ impl ServerHandler for McpServer {
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        let _permit = self.permit()?;
         let arguments = request.arguments.unwrap_or_default();
-        self.catalog.prompt(&request.name, arguments).await.map(Into::into)
+        tokio::select! {
+            result = self.catalog.prompt(&request.name, arguments) => result.map(Into::into),
+            () = context.ct.cancelled() => Err(ErrorData::internal_error("cancelled", None)),
+        }
     }
 
     fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {

@@ -56,6 +56,12 @@ async def slow() -> str:
 
 
 @server.tool()
+def environment() -> list[str]:
+    """The names of this process's environment variables."""
+    return sorted(os.environ)
+
+
+@server.tool()
 def pid() -> int:
     """This process's id."""
     return os.getpid()
