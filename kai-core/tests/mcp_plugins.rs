@@ -139,6 +139,37 @@ async fn plugins_start_restart_and_reload_without_disturbing_calls_in_flight() {
     ends(other_pid).await;
 }
 
+/// A plugin that hangs with its connection open stops answering pings, and is started again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_stops_answering_is_started_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plugins.json");
+    write(&path, &config(&["py"], json!({})));
+    // Checked every 100 ms: pinged every second.
+    let host = PluginHost::start(&path, McpOptions::new(), Duration::from_millis(100))
+        .await
+        .unwrap();
+    let frozen = call(&host, "py_pid", json!({})).await.unwrap()["result"]
+        .as_i64()
+        .unwrap();
+    let tools = host.tool_set();
+    let freeze = Arc::clone(tools.get("py_freeze").unwrap());
+    let hung = tokio::spawn(async move { freeze.call(json!({}), ToolContext::new("freeze")).await });
+    until(&host, "restarted", |status| {
+        status[0].restarts == 1 && status[0].state == PluginState::Running
+    })
+    .await;
+    assert!(host.status()[0].last_error.as_deref().unwrap().contains("pings"));
+    assert_eq!(
+        call(&host, "py_multiply", json!({"a": 3, "b": 3})).await.unwrap(),
+        json!({"result": 9})
+    );
+    // The frozen process goes once the last call on it is dropped.
+    hung.abort();
+    drop(tools);
+    ends(frozen).await;
+}
+
 /// Waits up to 10 s for the process `pid` to end.
 async fn ends(pid: i64) {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::sync::Arc;
 
-use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams};
+use rmcp::model::{ClientRequest, GetPromptRequestParams, PingRequest, ReadResourceRequestParams};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 
@@ -246,6 +246,13 @@ impl McpClient {
     /// announces (once per connection); older servers announce without being asked.
     pub async fn changes(&self) -> Result<McpChanges, Error> {
         self.connection.changes().await
+    }
+
+    /// Asks the server whether it is there (`ping`), within the request timeout.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let peer = &self.connection.peer;
+        let request = peer.send_request(ClientRequest::PingRequest(PingRequest::default()));
+        self.connection.request("ping", request).await.map(|_| ())
     }
 
     /// Whether the connection has ended (closed here, or by the server, or its process died).

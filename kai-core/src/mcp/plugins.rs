@@ -199,8 +199,9 @@ impl std::fmt::Debug for PluginHost {
 
 impl PluginHost {
     /// Starts the plugins `config` declares, each with `options` (which also bound their first
-    /// start: this returns once each has started or failed to), and watches the file for changes
-    /// every `poll` (a second is a good choice).
+    /// start: this returns once each has started or failed to), reads the file for changes every
+    /// `poll` (a second is a good choice), and pings each plugin every ten polls: one that misses
+    /// two pings in a row (each given ten polls) is started again.
     ///
     /// Fails with [`Error::Config`] when the file cannot be read or does not parse.
     pub async fn start(config: impl Into<PathBuf>, options: McpOptions, poll: Duration) -> Result<Self, Error> {
@@ -214,7 +215,7 @@ impl PluginHost {
             }),
         };
         let (shared, stop) = (&host.inner.shared, &host.inner.stop);
-        apply(shared, servers, &options, stop);
+        apply(shared, servers, &options, poll, stop);
         tokio::spawn(watch(
             path,
             seen,
@@ -333,7 +334,13 @@ fn read_config(path: &Path) -> Result<(Seen, BTreeMap<String, PluginSpec>), Erro
 }
 
 /// Starts, stops and restarts supervisors so that the running plugins are `servers`.
-fn apply(shared: &Arc<Shared>, servers: BTreeMap<String, PluginSpec>, options: &McpOptions, stop: &CancellationToken) {
+fn apply(
+    shared: &Arc<Shared>,
+    servers: BTreeMap<String, PluginSpec>,
+    options: &McpOptions,
+    poll: Duration,
+    stop: &CancellationToken,
+) {
     let mut running = shared.running.lock().unwrap_or_else(PoisonError::into_inner);
     let stale: Vec<String> = running
         .iter()
@@ -372,13 +379,27 @@ fn apply(shared: &Arc<Shared>, servers: BTreeMap<String, PluginSpec>, options: &
             .unwrap_or_else(PoisonError::into_inner)
             .insert(name.clone(), slot);
         running.insert(name.clone(), (spec.clone(), supervisor.clone()));
-        tokio::spawn(supervise(name, spec, options.clone(), Arc::clone(shared), supervisor));
+        tokio::spawn(supervise(
+            name,
+            spec,
+            options.clone(),
+            poll,
+            Arc::clone(shared),
+            supervisor,
+        ));
     }
 }
 
 /// Keeps one plugin running until `stop`: starts it, offers its tools, and when it stops or fails,
 /// starts it again after a backoff.
-async fn supervise(name: String, spec: PluginSpec, options: McpOptions, shared: Arc<Shared>, stop: CancellationToken) {
+async fn supervise(
+    name: String,
+    spec: PluginSpec,
+    options: McpOptions,
+    poll: Duration,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
     let mut failures = 0_u32;
     loop {
         let started = tokio::time::Instant::now();
@@ -399,11 +420,22 @@ async fn supervise(name: String, spec: PluginSpec, options: McpOptions, shared: 
                     slot.tools = tools;
                     slot.tried = true;
                 });
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = client.closed() => {}
+                // Watched until it ends, or stops answering pings twice in a row.
+                let health = poll.saturating_mul(10);
+                let mut missed = 0;
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = client.closed() => break "the server stopped".to_owned(),
+                        () = tokio::time::sleep(health) => {
+                            let answered = tokio::time::timeout(health, client.ping()).await;
+                            missed = if matches!(answered, Ok(Ok(()))) { 0 } else { missed + 1 };
+                            if missed == 2 {
+                                break "the server stopped answering pings".to_owned();
+                            }
+                        }
+                    }
                 }
-                "the server stopped".to_owned()
             }
             Err(error) => error.to_string(),
         };
@@ -451,7 +483,7 @@ async fn watch(
                 refused = None;
                 if now != seen {
                     seen = now;
-                    apply(&shared, servers, &options, &stop);
+                    apply(&shared, servers, &options, poll, &stop);
                 }
             }
             Err(error) => {

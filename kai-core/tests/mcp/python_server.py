@@ -6,6 +6,7 @@ the process, one writes garbage into the protocol stream.
 """
 
 import os
+import signal
 import sys
 
 import anyio
@@ -59,6 +60,13 @@ async def slow() -> str:
 def environment() -> list[str]:
     """The names of this process's environment variables."""
     return sorted(os.environ)
+
+
+@server.tool()
+def freeze() -> str:
+    """Stops this process (SIGSTOP): it hangs with its pipes open."""
+    os.kill(os.getpid(), signal.SIGSTOP)
+    return "thawed"
 
 
 @server.tool()
