@@ -146,6 +146,10 @@ async fn the_reference_servers_resources_and_prompts_are_read() {
     assert!(!messages[0].text().is_empty());
 
     let missing = client.read_resource("nowhere://nothing").await.unwrap_err();
+    // A server's error that echoes a huge request is cut before it reaches anyone.
+    let huge = format!("nowhere://{}", "x".repeat(100_000));
+    let echoed = client.read_resource(&huge).await.unwrap_err().to_string();
+    assert!(echoed.len() < 5_000, "{} bytes", echoed.len());
     assert!(
         matches!(missing, Error::Server { .. } | Error::InvalidRequest { .. }),
         "{missing:?}"

@@ -200,10 +200,9 @@ impl Connection {
         let server = &self.server;
         match error {
             ServiceError::McpError(error) => {
-                let message = format!(
-                    "MCP server {server:?} refused {what}: {} ({})",
-                    error.message, error.code.0
-                );
+                let mut reason = error.message.to_string();
+                reason.truncate(reason.floor_char_boundary(MAX_ERROR));
+                let message = format!("MCP server {server:?} refused {what}: {reason} ({})", error.code.0);
                 // -32602 invalid params, -32601 method not found: the request was wrong, not the server.
                 if matches!(error.code.0, -32602 | -32601) {
                     Error::InvalidRequest { message }
@@ -282,6 +281,9 @@ impl Connection {
         items.iter().map(|item| convert(&self.server, item)).collect()
     }
 }
+
+/// The longest error text from a server passed on, in bytes.
+pub(crate) const MAX_ERROR: usize = 4096;
 
 /// The most JSON one listing may hold, in bytes.
 const MAX_LISTING_BYTES: usize = 16 << 20;

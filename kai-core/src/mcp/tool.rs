@@ -6,7 +6,7 @@ use rmcp::model::CallToolRequestParams;
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::mcp::connection::{Connection, cut_at_char_boundary, json_size};
+use crate::mcp::connection::{Connection, MAX_ERROR, cut_at_char_boundary, json_size};
 use crate::request::ToolDefinition;
 use crate::tool::{Tool, ToolContext, ToolError};
 
@@ -18,9 +18,6 @@ const MAX_SCHEMA: usize = 64 << 10;
 
 /// The largest result passed on to the model, in bytes of JSON; a larger one is a failure.
 const MAX_RESULT: usize = 1 << 20;
-
-/// The longest error message passed on to the model, in bytes.
-const MAX_ERROR: usize = 4096;
 
 /// A tool of an MCP server; calling it calls the server. Made by
 /// [`McpClient::tools`](crate::mcp::McpClient::tools).
@@ -158,7 +155,11 @@ impl Tool for McpTool {
                     Error::Timeout => ToolError::Timeout { after: timeout },
                     Error::Cancelled => ToolError::Cancelled,
                     Error::InvalidRequest { message } => ToolError::InvalidArguments { message },
-                    error => ToolError::failed(error),
+                    error => {
+                        let mut message = error.to_string();
+                        cut_at_char_boundary(&mut message, MAX_ERROR);
+                        ToolError::failed(message)
+                    }
                 },
             ),
         }
