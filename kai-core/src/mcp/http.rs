@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::stream::BoxStream;
 use reqwest::header::{HeaderName, HeaderValue};
-use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::model::{ClientJsonRpcMessage, JsonRpcError, ServerJsonRpcMessage};
 use rmcp::transport::streamable_http_client::{
     SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
 };
@@ -83,7 +83,7 @@ impl StreamableHttpClient for HttpClient {
         async move {
             match response.await.map_err(without_url)? {
                 StreamableHttpPostResponse::Json(ServerJsonRpcMessage::Error(error), _)
-                    if is_request_in_session && error.id.is_none() =>
+                    if is_request_in_session && ends_session(&error) =>
                 {
                     tracing::debug!(target: "kai_core::mcp", error = %error.error.message, "an id-less error in a session: starting a new one");
                     Err(StreamableHttpError::SessionExpired)
@@ -137,6 +137,13 @@ impl StreamableHttpClient for HttpClient {
     }
 }
 
+/// Whether `error`, answering a request made in a session, says the server no longer knows the
+/// session: it names no request (it could answer none) and speaks of the session. A parse error or
+/// a proxy's refusal without an id is not taken for one.
+fn ends_session(error: &JsonRpcError) -> bool {
+    error.id.is_none() && error.error.message.to_lowercase().contains("session")
+}
+
 /// `error` without the URL reqwest puts in its message, which may hold a credential (a query key).
 fn without_url(error: StreamableHttpError<reqwest::Error>) -> StreamableHttpError<reqwest::Error> {
     match error {
@@ -170,4 +177,30 @@ pub(crate) fn is_loopback_url(url: &str) -> bool {
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|address| address.is_loopback())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(id: serde_json::Value, message: &str) -> JsonRpcError {
+        serde_json::from_value(
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": message}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn only_id_less_errors_about_the_session_end_it() {
+        assert!(ends_session(&error(
+            serde_json::Value::Null,
+            "Bad Request: No valid session ID provided"
+        )));
+        assert!(ends_session(&error(
+            serde_json::Value::Null,
+            "Invalid or missing session ID"
+        )));
+        assert!(!ends_session(&error(serde_json::Value::Null, "Parse error")));
+        assert!(!ends_session(&error(serde_json::json!(7), "Unknown session")));
+    }
 }
