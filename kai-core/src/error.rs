@@ -186,13 +186,9 @@ impl Error {
     /// 256 bytes on a character boundary.
     pub fn malformed(message: impl Into<String>, body: &str) -> Self {
         const MAX_SNIPPET: usize = 256;
-        let mut end = body.len().min(MAX_SNIPPET);
-        while !body.is_char_boundary(end) {
-            end -= 1;
-        }
         Error::MalformedResponse {
             message: message.into(),
-            snippet: body[..end].to_owned(),
+            snippet: body[..body.floor_char_boundary(MAX_SNIPPET)].to_owned(),
         }
     }
 }

@@ -620,6 +620,25 @@ impl ToolSet {
         Ok(())
     }
 
+    /// Adds every tool of `other`, its schemas as they were already compiled there.
+    ///
+    /// Fails with [`Error::Config`] at the first name this set already has (the tools before it
+    /// are added).
+    pub fn extend(&mut self, other: &ToolSet) -> Result<(), Error> {
+        for ((tool, definition), validator) in other.tools.iter().zip(&other.definitions).zip(&other.validators) {
+            if self.by_name.contains_key(&definition.name) {
+                return Err(Error::Config {
+                    message: format!("two tools are named {:?}", definition.name),
+                });
+            }
+            self.by_name.insert(definition.name.clone(), self.tools.len());
+            self.tools.push(Arc::clone(tool));
+            self.definitions.push(definition.clone());
+            self.validators.push(Arc::clone(validator));
+        }
+        Ok(())
+    }
+
     /// Checks arguments against the schema of the tool with this name: `Ok` when they fit (or no such
     /// tool exists), otherwise [`ToolError::InvalidArguments`] naming every place that does not fit.
     pub fn validate(&self, name: &str, arguments: &serde_json::Value) -> Result<(), ToolError> {
@@ -717,5 +736,23 @@ mod tests {
         let bad = tool_fn("no spaces", "x", |args: Add| async move { Ok(args.a) });
         assert!(matches!(set.add(bad), Err(Error::Config { .. })));
         assert_eq!(set.names().collect::<Vec<_>>(), ["add"]);
+    }
+
+    #[test]
+    fn a_set_extends_another_and_keeps_its_names_unique() {
+        let mut first = ToolSet::new();
+        first.add(adder()).unwrap();
+        let mut second = ToolSet::new();
+        second
+            .add(tool_fn(
+                "sub",
+                "Subtracts.",
+                |args: Add| async move { Ok(args.a - args.b) },
+            ))
+            .unwrap();
+        second.extend(&first).unwrap();
+        assert_eq!(second.names().collect::<Vec<_>>(), ["sub", "add"]);
+        assert!(second.validate("add", &serde_json::json!({"a": 1})).is_err());
+        assert!(matches!(second.extend(&first), Err(Error::Config { .. })));
     }
 }

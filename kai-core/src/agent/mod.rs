@@ -159,12 +159,8 @@ impl AgentBuilder {
 
     /// Adds every tool of a set.
     pub fn tools(mut self, tools: &ToolSet) -> Self {
-        for name in tools.names() {
-            if let Some(tool) = tools.get(name)
-                && let Err(error) = self.config.tools.add_shared(Arc::clone(tool))
-            {
-                self.error.get_or_insert(error);
-            }
+        if let Err(error) = self.config.tools.extend(tools) {
+            self.error.get_or_insert(error);
         }
         self
     }

@@ -10,7 +10,6 @@ use rmcp::model::{GetPromptResult, ReadResourceResult};
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::mcp::connection::cut_at_char_boundary;
 use crate::mcp::offers::{McpPrompt, McpResource, McpResourceContents, McpResourceTemplate, convert, message_to_mcp};
 use crate::message::Message;
 use crate::tool::ToolError;
@@ -126,7 +125,7 @@ impl Catalog {
                 .flatten();
             let Some((variables, reader)) = matched else {
                 let mut shown = uri.to_owned();
-                cut_at_char_boundary(&mut shown, 200);
+                shown.truncate(shown.floor_char_boundary(200));
                 return Err(ErrorData::resource_not_found(format!("no resource at {shown:?}"), None));
             };
             reader(uri.to_owned(), variables)
@@ -153,7 +152,7 @@ impl Catalog {
             .find(|(key, _)| !prompt.arguments.iter().any(|argument| &argument.name == *key))
         {
             let mut unknown = unknown.clone();
-            cut_at_char_boundary(&mut unknown, 200);
+            unknown.truncate(unknown.floor_char_boundary(200));
             return Err(ErrorData::invalid_params(
                 format!("prompt {name:?} takes no argument {unknown:?}"),
                 None,

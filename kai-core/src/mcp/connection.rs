@@ -110,7 +110,7 @@ impl Connection {
             .filter(|name| !name.is_empty())
             .unwrap_or(name);
         // The server names itself in every message about it: keep the name short.
-        cut_at_char_boundary(&mut server, 128);
+        server.truncate(server.floor_char_boundary(128));
         let peer = service.peer().clone();
         Self {
             server,
@@ -418,17 +418,6 @@ fn startup_error(program: &str, error: Option<ClientInitializeError>) -> Error {
         _ => Error::Transport {
             message: format!("MCP server {program:?} failed during the handshake: {error}"),
         },
-    }
-}
-
-/// Cuts `text` to at most `max` bytes, on a character boundary.
-pub(crate) fn cut_at_char_boundary(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
     }
 }
 

@@ -243,13 +243,9 @@ impl PluginHost {
             .unwrap_or_else(PoisonError::into_inner)
             .values()
         {
-            for name in slot.tools.names() {
-                if let Some(tool) = slot.tools.get(name) {
-                    // Plugin names hold no `_`, so `<plugin>_<tool>` names are each plugin's own.
-                    if let Err(error) = set.add_shared(Arc::clone(tool)) {
-                        tracing::warn!(target: "kai_core::mcp", plugin = %slot.status.name, %error, "MCP plugin tool left out");
-                    }
-                }
+            // Plugin names hold no `_`, so `<plugin>_<tool>` names are each plugin's own.
+            if let Err(error) = set.extend(&slot.tools) {
+                tracing::warn!(target: "kai_core::mcp", plugin = %slot.status.name, %error, "MCP plugin tools left out");
             }
         }
         set

@@ -6,7 +6,7 @@ use rmcp::model::CallToolRequestParams;
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::mcp::connection::{Connection, MAX_ERROR, cut_at_char_boundary, json_size};
+use crate::mcp::connection::{Connection, MAX_ERROR, json_size};
 use crate::request::ToolDefinition;
 use crate::tool::{Tool, ToolContext, ToolError};
 
@@ -53,7 +53,7 @@ impl McpTool {
         }
         let name = model_name(connection.options.tool_prefix.as_deref(), &remote_name);
         let mut description = tool.description.map(|d| d.into_owned()).unwrap_or_default();
-        cut_at_char_boundary(&mut description, MAX_DESCRIPTION);
+        description.truncate(description.floor_char_boundary(MAX_DESCRIPTION));
         Some(Self {
             connection,
             remote_name,
@@ -80,7 +80,7 @@ impl McpTool {
                 Some(texts) if !texts.is_empty() => texts.join("\n"),
                 _ => serde_json::to_string(&result.content).unwrap_or_default(),
             };
-            cut_at_char_boundary(&mut message, MAX_ERROR);
+            message.truncate(message.floor_char_boundary(MAX_ERROR));
             return Err(ToolError::failed(message));
         }
         let output = match (result.structured_content, texts) {
@@ -157,7 +157,7 @@ impl Tool for McpTool {
                     Error::InvalidRequest { message } => ToolError::InvalidArguments { message },
                     error => {
                         let mut message = error.to_string();
-                        cut_at_char_boundary(&mut message, MAX_ERROR);
+                        message.truncate(message.floor_char_boundary(MAX_ERROR));
                         ToolError::failed(message)
                     }
                 },

@@ -389,11 +389,7 @@ pub(crate) fn bounded_message(message: &str) -> String {
     if message.len() <= MAX {
         return message.to_owned();
     }
-    let mut end = MAX;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
+    format!("{}…", &message[..message.floor_char_boundary(MAX)])
 }
 
 #[cfg(test)]
