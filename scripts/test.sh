@@ -77,7 +77,7 @@ step "crates.io packages: each published crate packs and builds from its package
 # and takes an unpacked or built copy of the same version as current. Drop ours, sources and builds (in a
 # target directory of the packing's own), so the check builds the crates as they are now.
 package_target="$KAI_CACHE/target-package"
-for crate in kai-macros kai-core kai-providers kai-memory kai-klp; do
+for crate in kai-macros kai-core kai-providers kai-memory kai-klp kai-exec; do
   rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$crate"-[0-9]* \
     "$package_target"/debug/.fingerprint/"$crate"-* "$package_target"/debug/build/"$crate"-* \
     "$package_target"/debug/deps/lib"${crate//-/_}"-* "$package_target"/debug/deps/"${crate//-/_}"-*
