@@ -89,7 +89,9 @@ impl Sandbox {
     /// Replaces the resource limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
-        self.running = Arc::new(tokio::sync::Semaphore::new(limits.concurrent_commands.max(1)));
+        self.running = Arc::new(tokio::sync::Semaphore::new(
+            limits.concurrent_commands.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         self
     }
 
@@ -382,7 +384,7 @@ fn inherit_only<const N: usize>(command: &mut tokio::process::Command, keep: [Ra
             if marked != 0 {
                 // Kernels before 5.11: mark each descriptor the process may have.
                 let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-                    .current
+                    .maximum
                     .unwrap_or(1 << 20)
                     .min(1 << 20);
                 for fd in 3..limit as RawFd {

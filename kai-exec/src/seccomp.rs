@@ -47,7 +47,7 @@ const REFUSED: &[i64] = &[
     libc::SYS_clock_adjtime,
     libc::SYS_adjtimex,
     libc::SYS_vhangup,
-    // Memory no limit counts: memory files and System V shared memory and message queues stay
+    // Memory no limit counts: memory files, and System V shared memory, message queues and semaphores, stay
     // allocated unmapped, out of the address-space limit (POSIX shared memory lives in the bounded
     // /dev/shm instead).
     libc::SYS_memfd_create,
@@ -55,6 +55,7 @@ const REFUSED: &[i64] = &[
     libc::SYS_shmget,
     libc::SYS_shmat,
     libc::SYS_msgget,
+    libc::SYS_semget,
     // Undoing the namespaces and mounts.
     libc::SYS_unshare,
     libc::SYS_setns,

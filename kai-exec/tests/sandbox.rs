@@ -139,6 +139,10 @@ async fn links_lead_nowhere_outside() {
     let outside = tempfile::tempdir().unwrap();
     let secret = outside.path().join("secret.txt");
     std::fs::write(&secret, "the secret").unwrap();
+    // Readable by anyone, so only the sandbox keeps a command (running as another user when the
+    // tests run as root) from it.
+    std::fs::set_permissions(outside.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let (_directory, sandbox) = sandbox(everyday());
     let workspace = sandbox.workspace().path();
     std::os::unix::fs::symlink(&secret, workspace.join("link")).unwrap();
@@ -174,17 +178,22 @@ async fn links_lead_nowhere_outside() {
 #[tokio::test]
 async fn a_fork_bomb_stops_at_the_process_limit() {
     let (_directory, sandbox) = sandbox(everyday());
-    let sandbox = sandbox.with_limits(Limits {
+    let limits = Limits {
         processes: 32,
-        wall_time_ms: 3_000,
+        wall_time_ms: 30_000,
         ..Limits::default()
-    });
+    };
+    let sandbox = sandbox.with_limits(limits);
     // Fork 200 sleepers: forks past the limit fail.
     let script = "import os, time\nforked = 0\nfor _ in range(200):\n    try:\n        pid = os.fork()\n    except OSError:\n        break\n    if pid == 0:\n        time.sleep(31337)\n        os._exit(0)\n    forked += 1\nprint(forked)";
     let output = run(&sandbox, &["python3", "-c", script]).await;
     let forked: usize = output.stdout.trim().parse().unwrap_or_else(|_| panic!("{output:?}"));
     assert!((8..32).contains(&forked), "{forked} processes forked");
 
+    let sandbox = sandbox.with_limits(Limits {
+        wall_time_ms: 3_000,
+        ..limits
+    });
     let started = Instant::now();
     // The bomb's shell gives up when a fork fails, or the clock stops it.
     let output = run(&sandbox, &["sh", "-c", "bomb() { bomb | bomb & }; bomb; wait"]).await;
@@ -296,8 +305,8 @@ async fn there_is_no_network() {
     );
     // vsock is in no network namespace: on a virtual machine it reaches the host. It cannot be opened.
     let script = "import socket\ntry:\n    socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)\n    print('opened')\nexcept OSError as error:\n    print(error.strerror)";
-    let output = run(&sandbox, &["python3", "-c", script]).await;
-    assert_eq!(output.stdout, "Function not implemented\n", "{output:?}");
+    let vsock = run(&sandbox, &["python3", "-c", script]).await;
+    assert_eq!(vsock.stdout, "Function not implemented\n", "{vsock:?}");
     assert!(
         !output.stdout.contains("connected") && !output.stdout.contains("resolved\n"),
         "{output:?}"
@@ -360,10 +369,11 @@ async fn the_seccomp_filter_and_namespaces_refuse_escape_hatches() {
         "{output:?}"
     );
     // No memory outside the address-space limit: memory files, System V shared memory.
-    let script = "import ctypes, os\ntry:\n    os.memfd_create('x')\n    print('memfd')\nexcept OSError as error:\n    print(error.strerror)\nlibc = ctypes.CDLL(None, use_errno=True)\nprint(libc.shmget(0, 1 << 20, 0o1600), os.strerror(ctypes.get_errno()))";
+    let script = "import ctypes, os\ntry:\n    os.memfd_create('x')\n    print('memfd')\nexcept OSError as error:\n    print(error.strerror)\nlibc = ctypes.CDLL(None, use_errno=True)\nprint(libc.shmget(0, 1 << 20, 0o1600), os.strerror(ctypes.get_errno()))\nprint(libc.semget(0, 32000, 0o1600), os.strerror(ctypes.get_errno()))\nprint(libc.msgget(0, 0o1600), os.strerror(ctypes.get_errno()))";
     let output = run(&sandbox, &["python3", "-c", script]).await;
     assert_eq!(
-        output.stdout, "Function not implemented\n-1 Function not implemented\n",
+        output.stdout,
+        "Function not implemented\n-1 Function not implemented\n-1 Function not implemented\n-1 Function not implemented\n",
         "{output:?}"
     );
     for argv in [
@@ -502,19 +512,16 @@ async fn commands_beyond_the_concurrency_limit_wait_their_turn() {
         concurrent_commands: 1,
         ..Limits::default()
     });
-    let started = Instant::now();
-    let (first, second) = tokio::join!(run(&sandbox, &["sleep", "0.5"]), run(&sandbox, &["sleep", "0.5"]));
-    assert!(first.success() && second.success());
-    assert!(
-        started.elapsed() >= Duration::from_millis(1000),
-        "{:?}",
-        started.elapsed()
-    );
+    // Each takes a lock another running at the same time would find taken.
+    let exclusive = ["sh", "-c", "mkdir lock && sleep 0.5 && rmdir lock"];
+    let (first, second) = tokio::join!(run(&sandbox, &exclusive), run(&sandbox, &exclusive));
+    assert!(first.success() && second.success(), "{first:?} {second:?}");
 }
 
 #[tokio::test]
 async fn as_root_commands_never_run_as_root() {
     if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: the tests do not run as root");
         return;
     }
     let directory = tempfile::tempdir().unwrap();
