@@ -92,8 +92,8 @@ pub use schema::schema_for;
 pub use stream::{ChatDelta, ResponseAccumulator};
 pub use time::sleep;
 pub use tool::{
-    DynamicTool, FnTool, Tool, ToolContext, ToolError, ToolFunction, ToolSet, TypedTool, dynamic_tool, parse_arguments,
-    tool_fn,
+    DynamicTool, FnTool, Tool, ToolContext, ToolError, ToolFunction, ToolProgress, ToolSet, TypedTool, dynamic_tool,
+    parse_arguments, tool_fn,
 };
 pub use tool_text::{recover_tool_calls, tool_calls_in_text};
 

@@ -92,6 +92,55 @@ pub struct ToolContext {
     usage: UsageSink,
     suspension: SuspensionSlot,
     resumed: Option<Box<RunState>>,
+    progress: ProgressListener,
+}
+
+/// How far a running tool call has come, as the tool reports it with [`ToolContext::report_progress`]:
+/// a streamed run passes it on as [`AgentEvent::ToolProgress`](crate::AgentEvent::ToolProgress), an
+/// MCP server as a progress notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolProgress {
+    /// Work done so far, in any unit; it grows with each report.
+    pub progress: f64,
+    /// The work there is in all, in the same unit, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<f64>,
+    /// What is happening, for a person watching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl ToolProgress {
+    /// `progress` done, of an unknown total.
+    pub fn new(progress: f64) -> Self {
+        ToolProgress {
+            progress,
+            total: None,
+            message: None,
+        }
+    }
+
+    /// This report with the total known.
+    pub fn with_total(mut self, total: f64) -> Self {
+        self.total = Some(total);
+        self
+    }
+
+    /// This report with a message.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+}
+
+/// Who hears a call's progress reports, if anyone.
+#[derive(Clone, Default)]
+struct ProgressListener(Option<Arc<dyn Fn(ToolProgress) + Send + Sync>>);
+
+impl std::fmt::Debug for ProgressListener {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(if self.0.is_some() { "ProgressListener" } else { "None" })
+    }
 }
 
 /// Where a tool leaves the state of its suspended run; see [`ToolContext::suspend`].
@@ -150,6 +199,7 @@ impl ToolContext {
             usage: UsageSink::default(),
             suspension: SuspensionSlot::default(),
             resumed: None,
+            progress: ProgressListener::default(),
         }
     }
 
@@ -223,6 +273,27 @@ impl ToolContext {
     /// usage of the run that called it.
     pub fn report_usage(&self, usage: Usage) {
         self.usage.add(usage);
+    }
+
+    /// Tells whoever watches this call how far it has come (see [`ToolProgress`]); nothing happens when
+    /// no one does. Not to be confused with [`record_progress`](Self::record_progress), which
+    /// checkpoints a run the tool started.
+    pub fn report_progress(&self, progress: ToolProgress) {
+        if let Some(listener) = &self.progress.0 {
+            listener(progress);
+        }
+    }
+
+    /// Whether anyone hears [`report_progress`](Self::report_progress): a tool whose progress costs
+    /// something to learn can skip it when no one does.
+    pub fn progress_is_heard(&self) -> bool {
+        self.progress.0.is_some()
+    }
+
+    /// This context with `listener` hearing the call's progress reports.
+    pub fn with_progress_listener(mut self, listener: impl Fn(ToolProgress) + Send + Sync + 'static) -> Self {
+        self.progress = ProgressListener(Some(Arc::new(listener)));
+        self
     }
 }
 

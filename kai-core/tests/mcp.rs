@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use kai_core::mcp::{McpChange, McpClient, McpOptions};
 use kai_core::testing::ScriptedModel;
-use kai_core::{Agent, CancellationToken, Error, Role, Tool, ToolContext, ToolError};
+use kai_core::{Agent, CancellationToken, Error, Role, Tool, ToolContext, ToolError, ToolProgress};
 use peers::peer;
 use serde_json::json;
 
@@ -216,6 +216,48 @@ async fn a_python_sdk_server_speaks_the_current_revision() {
     arguments.insert("language".into(), json!("Rust"));
     let messages = client.prompt("review", arguments).await.unwrap();
     assert_eq!(messages[0].text(), "Review this Rust code.");
+}
+
+/// Calls `tool` with a listener on its progress; returns its output and what was heard.
+async fn with_progress(tool: &dyn Tool, arguments: serde_json::Value) -> (serde_json::Value, Vec<ToolProgress>) {
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&heard);
+    let context =
+        ToolContext::new("progress").with_progress_listener(move |progress| sink.lock().unwrap().push(progress));
+    let output = tool.call(arguments, context).await.unwrap();
+    let heard = heard.lock().unwrap().clone();
+    (output, heard)
+}
+
+/// A server's progress reports reach whoever watches the call: the reference server's under
+/// 2025-11-25, the Python SDK's under 2026-07-28.
+#[tokio::test]
+async fn servers_report_progress_to_the_caller() {
+    let client = McpClient::stdio(everything()).await.unwrap();
+    let tools = client.tool_set().await.unwrap();
+    let operation = tools.get("trigger-long-running-operation").unwrap();
+    let (_, heard) = with_progress(operation.as_ref(), json!({"duration": 1, "steps": 4})).await;
+    assert!(heard.len() >= 3, "{heard:?}");
+    assert!(heard.iter().all(|report| report.total == Some(4.0)), "{heard:?}");
+    assert!(
+        heard.windows(2).all(|pair| pair[0].progress < pair[1].progress),
+        "{heard:?}"
+    );
+    // Unwatched, the call asks for no progress and answers the same.
+    let output = operation
+        .call(json!({"duration": 0.2, "steps": 2}), ToolContext::new("quiet"))
+        .await
+        .unwrap();
+    assert!(output.to_string().contains("completed"), "{output}");
+
+    let client = McpClient::stdio(python_peer()).await.unwrap();
+    assert_eq!(client.protocol_version().as_deref(), Some("2026-07-28"));
+    let tools = client.tool_set().await.unwrap();
+    let (output, heard) = with_progress(tools.get("count").unwrap().as_ref(), json!({"steps": 3})).await;
+    assert_eq!(output, json!({"result": "counted"}));
+    let messages: Vec<_> = heard.iter().map(|report| report.message.as_deref().unwrap()).collect();
+    assert_eq!(messages, ["step 1", "step 2", "step 3"], "{heard:?}");
+    assert_eq!(heard[2], ToolProgress::new(3.0).with_total(3.0).with_message("step 3"));
 }
 
 /// A server announces that its lists changed: the Python SDK's server over a `subscriptions/listen`

@@ -15,7 +15,8 @@ use kai_core::mcp::{
     McpClient, McpOptions, McpPrompt, McpResource, McpResourceContents, McpResourceTemplate, McpServer,
 };
 use kai_core::{
-    CancellationToken, ContentPart, ImageSource, Message, Role, ToolContext, ToolError, ToolSet, dynamic_tool, tool_fn,
+    CancellationToken, ContentPart, ImageSource, Message, Role, ToolContext, ToolError, ToolProgress, ToolSet,
+    dynamic_tool, tool_fn,
 };
 use serde_json::{Value, json};
 
@@ -43,6 +44,19 @@ fn conformance_tools() -> ToolSet {
                 Err::<String, _>(ToolError::failed(
                     "This tool intentionally returns an error for testing",
                 ))
+            },
+        ))
+        .unwrap();
+    tools
+        .add(tool_fn(
+            "test_tool_with_progress",
+            "Reports progress three times, then answers.",
+            |_: Nothing, context: ToolContext| async move {
+                for done in [0.0, 50.0, 100.0] {
+                    context.report_progress(ToolProgress::new(done).with_total(100.0));
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Ok("Progress complete.".to_owned())
             },
         ))
         .unwrap();

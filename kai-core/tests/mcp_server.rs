@@ -15,7 +15,8 @@ use kai_core::mcp::{
 };
 use kai_core::testing::ScriptedModel;
 use kai_core::{
-    Agent, CancellationToken, ContentPart, ImageSource, Message, Role, ToolContext, ToolError, ToolSet, tool_fn,
+    Agent, AgentEvent, CancellationToken, ContentPart, ImageSource, Message, Role, ToolContext, ToolError,
+    ToolProgress, ToolSet, tool_fn,
 };
 use serde_json::{Value, json};
 
@@ -70,6 +71,23 @@ fn tools(on_cancel: Arc<dyn Fn() + Send + Sync>) -> ToolSet {
                     tokio::time::sleep(Duration::from_secs(30)).await;
                     Ok("done".to_owned())
                 }
+            },
+        ))
+        .unwrap();
+    tools
+        .add(tool_fn(
+            "count",
+            "Counts to three, reporting each step.",
+            |_: Nothing, context: ToolContext| async move {
+                for step in 1..=3 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    context.report_progress(
+                        ToolProgress::new(f64::from(step))
+                            .with_total(3.0)
+                            .with_message(format!("step {step}")),
+                    );
+                }
+                Ok("counted".to_owned())
             },
         ))
         .unwrap();
@@ -169,7 +187,13 @@ async fn run_python_client(server: &std::ffi::OsStr, marker: &std::path::Path) {
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["protocol"], "2026-07-28", "{report}");
     let tools = &report["tools"];
-    assert_eq!(tools.as_object().unwrap().len(), 5, "{tools}");
+    assert_eq!(tools.as_object().unwrap().len(), 6, "{tools}");
+    // A tool's progress reaches the client's callback, in order, before the result.
+    assert_eq!(
+        report["count"],
+        json!({"text": "counted", "progress": [[1.0, 3.0, "step 1"], [2.0, 3.0, "step 2"], [3.0, 3.0, "step 3"]]}),
+        "{report}"
+    );
     assert_eq!(tools["add"]["description"], "Adds two integers.");
     assert_eq!(tools["add"]["schema"]["properties"]["a"]["type"], "integer");
     assert_eq!(
@@ -245,6 +269,25 @@ async fn our_client_uses_our_server_over_http() {
         .await
         .unwrap();
     assert_eq!(sum, json!("42"));
+    // A served tool's progress reaches a streamed run as events (over HTTP, the answer becomes an
+    // event stream when progress comes before it).
+    let model = ScriptedModel::new().tool_call("count", json!({})).text("done");
+    let agent = Agent::builder(model).tools(&served).build().unwrap();
+    let events: Vec<AgentEvent> = futures::StreamExt::collect::<Vec<_>>(agent.stream("Count."))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let reports: Vec<&ToolProgress> = events
+        .iter()
+        .filter_map(|event| match event {
+            AgentEvent::ToolProgress { progress, .. } => Some(progress),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reports.len(), 3, "{events:?}");
+    assert_eq!(reports[2].message.as_deref(), Some("step 3"));
+    assert_eq!(reports[2].total, Some(3.0));
 
     // Requests addressed to a name the server does not answer to, or sent from a web page of
     // another origin, are refused (DNS rebinding); by default only loopback names and origins.

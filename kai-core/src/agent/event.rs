@@ -7,8 +7,9 @@ use crate::message::{ToolCall, ToolResult, Usage};
 
 /// What happens during a run, in order.
 ///
-/// For each step: the model's text as it arrives, then for each tool call a `ToolCallStarted` and a
-/// `ToolCallFinished` (calls run in parallel, so pairs may interleave), then `StepFinished`. The last
+/// For each step: the model's text as it arrives, then for each tool call a `ToolCallStarted`, the
+/// `ToolProgress` the tool reports, and a `ToolCallFinished` (calls run in parallel, so these may
+/// interleave), then `StepFinished`. The last
 /// event is `Finished`. Calls that never ran (unknown tool, bad arguments, denied) produce only
 /// `ToolCallFinished` with an error result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +30,13 @@ pub enum AgentEvent {
     ToolCallStarted {
         /// The call.
         call: ToolCall,
+    },
+    /// A running tool call reported how far it has come ([`ToolContext::report_progress`](crate::ToolContext::report_progress)).
+    ToolProgress {
+        /// The call's id, as in its `ToolCallStarted`.
+        call_id: String,
+        /// The report.
+        progress: crate::tool::ToolProgress,
     },
     /// A tool call has a result, successful or not.
     ToolCallFinished {

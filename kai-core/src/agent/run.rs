@@ -860,6 +860,21 @@ impl ToolRunner<'_> {
             .with_cancel(cancel)
             .with_usage_sink(self.usage.clone())
             .with_suspension(suspension.clone(), resumed);
+        let tool_context = match self.events {
+            Some(events) => {
+                let (events, call_id) = (events.clone(), call.id.clone());
+                tool_context.with_progress_listener(move |progress| {
+                    send_event(
+                        Some(&events),
+                        AgentEvent::ToolProgress {
+                            call_id: call_id.clone(),
+                            progress,
+                        },
+                    );
+                })
+            }
+            None => tool_context,
+        };
         let running = AssertUnwindSafe(tool.call(arguments, tool_context)).catch_unwind();
         let timeout = self.config.limits.tool_timeout.filter(|t| after(*t).is_some());
         let outcome = async move {

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, Implementation, PaginatedRequestParams, ProtocolVersion, SubscriptionFilter,
+    ClientCapabilities, ClientConfig, Implementation, PaginatedRequestParams, ProgressNotificationParam,
+    ProtocolVersion, SubscriptionFilter,
 };
 use rmcp::service::{
     ClientCacheConfig, ClientInitializeError, ClientLifecycleMode, ClientServiceExt, NotificationContext, Peer,
@@ -21,6 +22,7 @@ use crate::error::Error;
 use crate::mcp::changes::{Announcements, McpChange, McpChanges, announce, forward};
 use crate::mcp::offers::convert;
 use crate::mcp::options::McpOptions;
+use crate::mcp::progress::ProgressRoutes;
 
 /// What the client and its tools share.
 pub(crate) struct Connection {
@@ -36,6 +38,8 @@ pub(crate) struct Connection {
     counts: tokio::sync::watch::Receiver<[u64; 3]>,
     /// Whether a `subscriptions/listen` stream forwards the server's announcements.
     listening: tokio::sync::Mutex<bool>,
+    /// Where the server's progress notifications go, by the token each call was sent with.
+    pub(crate) progress: Arc<ProgressRoutes>,
     pub(crate) options: McpOptions,
 }
 
@@ -47,14 +51,11 @@ impl Connection {
         T: rmcp::transport::IntoTransport<RoleClient, E, A>,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let announcements = Arc::new(Announcements::new([0; 3]));
-        let handler = Handler {
-            announcements: Arc::clone(&announcements),
-        };
+        let handler = Handler::default();
         let service = handshake(transport, handler, probing_lifecycle(), options.startup_timeout)
             .await
             .map_err(|error| startup_error(&name, error))?;
-        Ok(Self::new(service, &announcements, name, options))
+        Ok(Self::new(service, name, options))
     }
 
     /// [`open`](Self::open) on a transport from `connect`; when the server answers the probe for
@@ -74,10 +75,7 @@ impl Connection {
         E: std::error::Error + Send + Sync + 'static,
     {
         let started = tokio::time::Instant::now();
-        let announcements = Arc::new(Announcements::new([0; 3]));
-        let handler = Handler {
-            announcements: Arc::clone(&announcements),
-        };
+        let handler = Handler::default();
         let (transport, mut child) = connect()?;
         let service = match handshake(transport, handler.clone(), probing_lifecycle(), options.startup_timeout).await {
             Err(Some(
@@ -91,18 +89,15 @@ impl Connection {
             attempt => attempt,
         };
         let service = service.map_err(|error| startup_error(&name, error))?;
-        let connection = Self::new(service, &announcements, name, options);
+        let connection = Self::new(service, name, options);
         *connection.child.lock().unwrap_or_else(PoisonError::into_inner) = child;
         Ok(connection)
     }
 
-    /// The connection of `service`, whose handler counts into `announcements`.
-    fn new(
-        service: RunningService<RoleClient, Handler>,
-        announcements: &Arc<Announcements>,
-        name: String,
-        options: McpOptions,
-    ) -> Self {
+    /// The connection of `service`, whose handler counts announcements and routes progress.
+    fn new(service: RunningService<RoleClient, Handler>, name: String, options: McpOptions) -> Self {
+        let handler = service.service();
+        let (announcements, progress) = (Arc::clone(&handler.announcements), Arc::clone(&handler.progress));
         let mut server = service
             .peer()
             .peer_info()
@@ -117,9 +112,10 @@ impl Connection {
             peer,
             service: Mutex::new(Some(service)),
             child: Mutex::new(None),
-            announcements: Arc::downgrade(announcements),
+            announcements: Arc::downgrade(&announcements),
             counts: announcements.subscribe(),
             listening: tokio::sync::Mutex::new(false),
+            progress,
             options,
         }
     }
@@ -338,11 +334,21 @@ impl Drop for ServerProcess {
     }
 }
 
-/// The client's side of the protocol: who it is, and the lists the server announces as changed (it
-/// serves no requests of the server's).
+/// The client's side of the protocol: who it is, the lists the server announces as changed, and the
+/// progress it reports on calls (it serves no requests of the server's).
 #[derive(Clone)]
 pub(crate) struct Handler {
     announcements: Arc<Announcements>,
+    progress: Arc<ProgressRoutes>,
+}
+
+impl Default for Handler {
+    fn default() -> Self {
+        Handler {
+            announcements: Arc::new(Announcements::new([0; 3])),
+            progress: Arc::default(),
+        }
+    }
 }
 
 impl ClientHandler for Handler {
@@ -356,6 +362,10 @@ impl ClientHandler for Handler {
 
     async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
         announce(&self.announcements, McpChange::Prompts);
+    }
+
+    async fn on_progress(&self, params: ProgressNotificationParam, _context: NotificationContext<RoleClient>) {
+        self.progress.deliver(params);
     }
 
     fn get_info(&self) -> ClientConfig {

@@ -35,6 +35,7 @@ mod http;
 mod offers;
 mod options;
 mod plugins;
+mod progress;
 mod server;
 mod tool;
 

@@ -10,8 +10,9 @@ use hyper_util::service::TowerToHyperService;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, GetPromptRequestParams,
     GetPromptResponse, Implementation, JsonObject, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
-    ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
+    ReadResourceResponse, RequestParamsMeta, ServerCapabilities, ServerConfig, SubscribeRequestParams,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -25,7 +26,7 @@ use crate::mcp::catalog::{Catalog, Reader, Renderer};
 use crate::mcp::offers::{McpPrompt, McpResource, McpResourceContents, McpResourceTemplate};
 use crate::message::Message;
 use crate::request::ToolDefinition;
-use crate::tool::{ToolContext, ToolError, ToolSet};
+use crate::tool::{ToolContext, ToolError, ToolProgress, ToolSet};
 
 /// Serves a [`ToolSet`] to MCP clients: every revision rmcp knows (2026-07-28 and the
 /// `initialize` handshake of 2024-11-05 to 2025-11-25), over stdio or any byte stream.
@@ -70,6 +71,9 @@ pub struct McpServer {
 
 /// Calls one client may have running at once, unless set otherwise.
 const DEFAULT_MAX_CONCURRENT_CALLS: usize = 32;
+
+/// How long a finished call's result waits for the progress reports still on their way to the client.
+const PROGRESS_DRAIN: Duration = Duration::from_secs(1);
 
 impl McpServer {
     /// A server of `tools`, calling itself `kai`.
@@ -397,13 +401,33 @@ impl ServerHandler for McpServer {
             )])
             .into());
         };
+        // A client that sent a progress token hears what the tool reports, in order, before the result.
+        let token = request.progress_token().or_else(|| context.meta.get_progress_token());
         let arguments = Value::Object(request.arguments.unwrap_or_default());
         if let Err(error) = self.tools.validate(&request.name, &arguments) {
             return Ok(failure(&error).into());
         }
         let cancel = CancellationToken::new();
         let call_id = serde_json::to_string(&context.id).unwrap_or_default();
-        let call = tool.call(arguments, ToolContext::new(call_id).with_cancel(cancel.clone()));
+        let mut tool_context = ToolContext::new(call_id).with_cancel(cancel.clone());
+        let forwarding = token.map(|token| {
+            let (reports, mut received) = tokio::sync::mpsc::unbounded_channel::<ToolProgress>();
+            tool_context = std::mem::take(&mut tool_context).with_progress_listener(move |progress| {
+                let _ = reports.send(progress);
+            });
+            let peer = context.peer.clone();
+            tokio::spawn(async move {
+                while let Some(progress) = received.recv().await {
+                    let mut notification = ProgressNotificationParam::new(token.clone(), progress.progress);
+                    notification.total = progress.total;
+                    notification.message = progress.message;
+                    if peer.notify_progress(notification).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        });
+        let call = tool.call(arguments, tool_context);
         let result = tokio::select! {
             result = call => result,
             () = context.ct.cancelled() => {
@@ -411,6 +435,10 @@ impl ServerHandler for McpServer {
                 Err(ToolError::Cancelled)
             }
         };
+        // The call, and with it the listener, is gone: the forwarder ends once it has sent the rest.
+        if let Some(forwarding) = forwarding {
+            let _ = tokio::time::timeout(PROGRESS_DRAIN, forwarding).await;
+        }
         Ok(match result {
             Ok(output) => success(output),
             Err(error) => failure(&error),

@@ -2,7 +2,12 @@
 
 use std::sync::Arc;
 
-use rmcp::model::CallToolRequestParams;
+use rmcp::ServiceError;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam, ClientRequest, RequestId,
+    ServerResult,
+};
+use rmcp::service::{Peer, PeerRequestOptions, RoleClient};
 use serde_json::Value;
 
 use crate::error::Error;
@@ -118,6 +123,52 @@ fn model_name(prefix: Option<&str>, remote: &str) -> String {
         .collect()
 }
 
+impl McpTool {
+    /// Sends the call and waits for its result, routing the server's progress reports on it to
+    /// `context`. Dropped before the result comes (cancelled, out of time), it tells the server the
+    /// call was abandoned.
+    async fn send(&self, params: CallToolRequestParams, context: &ToolContext) -> Result<CallToolResult, ServiceError> {
+        let peer = &self.connection.peer;
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let handle = peer
+            .send_request_with_option(request, PeerRequestOptions::no_options())
+            .await?;
+        // rmcp sends every request with a progress token of its own: reports are routed by it.
+        let _route = self.connection.progress.route(handle.progress_token.clone(), context);
+        let mut abandoned = Abandoned {
+            peer: peer.clone(),
+            id: Some(handle.id.clone()),
+        };
+        let response = handle.await_response().await;
+        abandoned.id = None;
+        match response? {
+            ServerResult::CallToolResult(result) => Ok(result),
+            _ => Err(ServiceError::UnexpectedResponse),
+        }
+    }
+}
+
+/// Tells the server that the request `id` was abandoned, when dropped while it still holds it.
+struct Abandoned {
+    peer: Peer<RoleClient>,
+    id: Option<RequestId>,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        let (Some(id), Ok(runtime)) = (self.id.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let peer = self.peer.clone();
+        runtime.spawn(async move {
+            let reason = Some("the caller abandoned the request".to_owned());
+            let _ = peer
+                .notify_cancelled(CancelledNotificationParam::new(Some(id), reason))
+                .await;
+        });
+    }
+}
+
 #[crate::async_trait]
 impl Tool for McpTool {
     fn definition(&self) -> ToolDefinition {
@@ -135,9 +186,10 @@ impl Tool for McpTool {
             }
         };
         let connection = &self.connection;
-        let request = connection
-            .peer
-            .call_tool(CallToolRequestParams::new(self.remote_name.clone()).with_arguments(arguments));
+        let request = self.send(
+            CallToolRequestParams::new(self.remote_name.clone()).with_arguments(arguments),
+            &context,
+        );
         let timeout = connection.options.request_timeout;
         // Dropping the request (cancelled, or out of time) tells the server to stop it.
         let result = tokio::select! {

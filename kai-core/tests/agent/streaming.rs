@@ -1,6 +1,6 @@
 use futures::StreamExt as _;
 use kai_core::testing::ScriptedModel;
-use kai_core::{Agent, AgentEvent, ChatDelta, StopReason};
+use kai_core::{Agent, AgentEvent, ChatDelta, StopReason, ToolContext, ToolProgress, tool_fn};
 use serde_json::json;
 
 use crate::support::{adder, shout, usage};
@@ -13,6 +13,13 @@ fn label(event: &AgentEvent) -> String {
         AgentEvent::ToolCallFinished { result } => format!("end:{}:{}", result.name, result.content),
         AgentEvent::StepFinished { step, usage } => format!("step:{step}:{}", usage.total_tokens()),
         AgentEvent::Finished { output } => format!("final:{}", output.answer),
+        AgentEvent::ToolProgress { call_id, progress } => {
+            format!(
+                "progress:{call_id}:{}:{}",
+                progress.progress,
+                progress.message.as_deref().unwrap_or("")
+            )
+        }
         other => format!("{other:?}"),
     }
 }
@@ -136,4 +143,57 @@ fn events_serialize_for_other_languages() {
     let json = serde_json::to_value(&event).unwrap();
     assert_eq!(json["type"], "step_finished");
     assert_eq!(serde_json::from_value::<AgentEvent>(json).unwrap(), event);
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct Nothing {}
+
+/// What a tool reports with `report_progress` comes out of a streamed run between its call's start and
+/// end; a run that is not streamed has no one listening, and the tool can tell.
+#[tokio::test]
+async fn a_tools_progress_is_streamed_between_its_start_and_end() {
+    let counter = tool_fn(
+        "count",
+        "Counts to two.",
+        |_: Nothing, context: ToolContext| async move {
+            let heard = context.progress_is_heard();
+            for step in [1.0, 2.0] {
+                context.report_progress(
+                    ToolProgress::new(step)
+                        .with_total(2.0)
+                        .with_message(format!("step {step}")),
+                );
+            }
+            Ok(heard)
+        },
+    );
+    let model = ScriptedModel::new()
+        .tool_call("count", json!({}))
+        .text("counted")
+        .repeat();
+    let agent = Agent::builder(model).tool(counter).build().unwrap();
+    let events: Vec<_> = agent.stream("Count.").map(|e| e.unwrap()).collect().await;
+    let labels: Vec<_> = events
+        .iter()
+        .map(label)
+        .filter(|label| !label.starts_with("step"))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "start:count",
+            "progress:call_1_0:1:step 1",
+            "progress:call_1_0:2:step 2",
+            "end:count:true",
+            "text:counted",
+            "final:counted"
+        ]
+    );
+    let output = agent.run("Count.").await.unwrap();
+    let results: Vec<_> = output
+        .messages
+        .iter()
+        .flat_map(|message| message.tool_results())
+        .collect();
+    assert_eq!(results[0].content, "false", "no one listens outside a stream");
 }

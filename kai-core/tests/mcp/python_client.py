@@ -49,6 +49,13 @@ async def main() -> None:
             report["unknown"] = "answered"
         except Exception as error:  # the SDK raises the protocol error
             report["unknown"] = f"{type(error).__name__}: {error}"
+        progress: list[list[Any]] = []
+
+        async def on_progress(done: float, total: float | None, message: str | None) -> None:
+            progress.append([done, total, message])
+
+        counted = await client.call_tool("count", {}, progress_callback=on_progress)
+        report["count"] = {"text": text_of(counted), "progress": progress}
         delegated = await client.call_tool("assistant", {"input": "Say hello."})
         report["assistant"] = {"text": text_of(delegated), "is_error": delegated.is_error}
 

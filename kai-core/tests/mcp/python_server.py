@@ -50,6 +50,15 @@ async def hang() -> str:
 
 
 @server.tool()
+async def count(steps: int, ctx: Context) -> str:
+    """Counts to `steps`, reporting progress at each step."""
+    for step in range(1, steps + 1):
+        await anyio.sleep(0.1)
+        await ctx.report_progress(step, steps, f"step {step}")
+    return "counted"
+
+
+@server.tool()
 async def slow() -> str:
     """Answers after two seconds."""
     await anyio.sleep(2)
