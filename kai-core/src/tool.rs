@@ -279,7 +279,9 @@ impl ToolContext {
     /// no one does. Not to be confused with [`record_progress`](Self::record_progress), which
     /// checkpoints a run the tool started.
     pub fn report_progress(&self, progress: ToolProgress) {
-        if let Some(listener) = &self.progress.0 {
+        // Numbers that are not finite have no JSON form: such a report is dropped.
+        let finite = progress.progress.is_finite() && progress.total.is_none_or(f64::is_finite);
+        if let (Some(listener), true) = (&self.progress.0, finite) {
             listener(progress);
         }
     }

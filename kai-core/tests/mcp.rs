@@ -243,7 +243,7 @@ async fn servers_report_progress_to_the_caller() {
         heard.windows(2).all(|pair| pair[0].progress < pair[1].progress),
         "{heard:?}"
     );
-    // Unwatched, the call asks for no progress and answers the same.
+    // Unwatched, the call's reports go nowhere and it answers the same.
     let output = operation
         .call(json!({"duration": 0.2, "steps": 2}), ToolContext::new("quiet"))
         .await

@@ -27,7 +27,8 @@ pub(crate) struct ProgressRoutes {
 
 struct Route {
     context: ToolContext,
-    last: Option<Instant>,
+    /// When the last report was passed on, and how far it said the call had come.
+    last: Option<(Instant, f64)>,
 }
 
 /// Removes a call's route when the call ends, however it ends.
@@ -53,9 +54,7 @@ impl ProgressRoutes {
         if !context.progress_is_heard() {
             return None;
         }
-        let NumberOrString::Number(token) = token.0 else {
-            return None;
-        };
+        let token = number(&token)?;
         self.lock().insert(
             token,
             Route {
@@ -69,37 +68,49 @@ impl ProgressRoutes {
         })
     }
 
-    /// Passes a server's notification on to the call it names. Unknown tokens (a call that ended, or
-    /// one the server made up), numbers that are not finite, and reports too close to the last one are
-    /// dropped.
+    /// Passes a server's notification on to the call it names, best effort. Dropped: reports for
+    /// unknown tokens (a call that ended, or one the server made up), numbers that are not finite,
+    /// reports that do not go forward (rmcp handles each notification in a task of its own, so two can
+    /// arrive out of order), and reports closer than [`MIN_INTERVAL`] to the last one unless they say
+    /// the work is done. A report racing the call's result may come too late and be dropped.
     pub(crate) fn deliver(&self, notification: ProgressNotificationParam) {
-        let NumberOrString::Number(token) = notification.progress_token.0 else {
+        let Some(token) = number(&notification.progress_token) else {
             return;
         };
-        if !notification.progress.is_finite() || notification.total.is_some_and(|total| !total.is_finite()) {
+        let (progress, total) = (notification.progress, notification.total);
+        if !progress.is_finite() || total.is_some_and(|total| !total.is_finite()) {
             return;
         }
-        let context = {
-            let mut routes = self.lock();
-            let Some(route) = routes.get_mut(&token) else {
-                return;
-            };
-            let now = Instant::now();
-            if route.last.is_some_and(|last| now.duration_since(last) < MIN_INTERVAL) {
-                return;
-            }
-            route.last = Some(now);
-            route.context.clone()
+        let mut routes = self.lock();
+        let Some(route) = routes.get_mut(&token) else {
+            return;
         };
+        let now = Instant::now();
+        let done = total.is_some_and(|total| progress >= total);
+        if let Some((when, last)) = route.last
+            && (progress <= last || (!done && now.duration_since(when) < MIN_INTERVAL))
+        {
+            return;
+        }
+        route.last = Some((now, progress));
         let message = notification.message.map(|mut message| {
             message.truncate(message.floor_char_boundary(MAX_MESSAGE));
             message
         });
-        context.report_progress(ToolProgress {
-            progress: notification.progress,
-            total: notification.total,
+        // Under the lock, so reports reach the listener in the order they were let through.
+        route.context.report_progress(ToolProgress {
+            progress,
+            total,
             message,
         });
+    }
+}
+
+/// A token as the number kai's client sends; a server may echo it back as a string of digits.
+fn number(token: &ProgressToken) -> Option<i64> {
+    match &token.0 {
+        NumberOrString::Number(number) => Some(*number),
+        NumberOrString::String(text) => text.parse().ok(),
     }
 }
 
@@ -134,12 +145,21 @@ mod tests {
             1.0,
         ));
         routes.deliver(notification(number, 3.0));
+        // Going back is dropped; the final report passes however soon it comes, and a token echoed
+        // as a string of digits is the same token.
+        std::thread::sleep(MIN_INTERVAL);
+        routes.deliver(notification(number, 2.5));
+        routes.deliver(ProgressNotificationParam::new(
+            ProgressToken(NumberOrString::String(number.to_string().into())),
+            3.5,
+        ));
+        routes.deliver(notification(number, 4.0).with_total(4.0));
         drop(guard);
-        routes.deliver(notification(number, 4.0));
+        routes.deliver(notification(number, 5.0));
         let heard = heard.lock().unwrap_or_else(PoisonError::into_inner);
-        assert_eq!(heard.len(), 2, "{heard:?}");
+        let progress: Vec<f64> = heard.iter().map(|report| report.progress).collect();
+        assert_eq!(progress, [1.0, 3.0, 3.5, 4.0], "{heard:?}");
         assert_eq!(heard[0].total, Some(4.0));
         assert_eq!(heard[0].message.as_ref().map(String::len), Some(1024));
-        assert_eq!(heard[1].progress, 3.0);
     }
 }

@@ -410,14 +410,30 @@ impl ServerHandler for McpServer {
         let cancel = CancellationToken::new();
         let call_id = serde_json::to_string(&context.id).unwrap_or_default();
         let mut tool_context = ToolContext::new(call_id).with_cancel(cancel.clone());
+        // The latest report waits for the forwarder (reports it has not sent yet are replaced, so a
+        // client that reads slowly costs one report of memory); the gate closes when the call ends.
+        let gate = Arc::new(std::sync::Mutex::new(
+            None::<tokio::sync::watch::Sender<Option<ToolProgress>>>,
+        ));
         let forwarding = token.map(|token| {
-            let (reports, mut received) = tokio::sync::mpsc::unbounded_channel::<ToolProgress>();
+            let (reports, mut latest) = tokio::sync::watch::channel(None::<ToolProgress>);
+            *gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reports);
+            let listener = Arc::clone(&gate);
             tool_context = std::mem::take(&mut tool_context).with_progress_listener(move |progress| {
-                let _ = reports.send(progress);
+                if let Some(reports) = listener
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .as_ref()
+                {
+                    reports.send_replace(Some(progress));
+                }
             });
             let peer = context.peer.clone();
             tokio::spawn(async move {
-                while let Some(progress) = received.recv().await {
+                while latest.changed().await.is_ok() {
+                    let Some(progress) = latest.borrow_and_update().clone() else {
+                        continue;
+                    };
                     let mut notification = ProgressNotificationParam::new(token.clone(), progress.progress);
                     notification.total = progress.total;
                     notification.message = progress.message;
@@ -435,9 +451,13 @@ impl ServerHandler for McpServer {
                 Err(ToolError::Cancelled)
             }
         };
-        // The call, and with it the listener, is gone: the forwarder ends once it has sent the rest.
-        if let Some(forwarding) = forwarding {
-            let _ = tokio::time::timeout(PROGRESS_DRAIN, forwarding).await;
+        // The call is over: no more reports, and the forwarder ends once it has sent the last one, before
+        // the result; one that cannot send it in time is stopped.
+        gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(mut forwarding) = forwarding
+            && tokio::time::timeout(PROGRESS_DRAIN, &mut forwarding).await.is_err()
+        {
+            forwarding.abort();
         }
         Ok(match result {
             Ok(output) => success(output),

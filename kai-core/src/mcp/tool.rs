@@ -138,29 +138,47 @@ impl McpTool {
         let mut abandoned = Abandoned {
             peer: peer.clone(),
             id: Some(handle.id.clone()),
+            runtime: tokio::runtime::Handle::current(),
         };
         let response = handle.await_response().await;
         abandoned.id = None;
         match response? {
             ServerResult::CallToolResult(result) => Ok(result),
+            // A result without content decodes as one of these, as rmcp's own `call_tool` knows.
+            ServerResult::EmptyResult(_) => Ok(CallToolResult::default()),
+            ServerResult::TaskAckResult(ack) => {
+                let mut result = CallToolResult::default();
+                result.meta = ack.meta;
+                Ok(result)
+            }
+            ServerResult::CustomResult(custom)
+                if custom
+                    .0
+                    .as_object()
+                    .is_some_and(|fields| fields.keys().all(|key| key == "_meta")) =>
+            {
+                Ok(CallToolResult::default())
+            }
             _ => Err(ServiceError::UnexpectedResponse),
         }
     }
 }
 
-/// Tells the server that the request `id` was abandoned, when dropped while it still holds it.
+/// Tells the server that the request `id` was abandoned, when dropped while it still holds it
+/// (on the runtime the call was made on: the drop may happen on a thread without one).
 struct Abandoned {
     peer: Peer<RoleClient>,
     id: Option<RequestId>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Drop for Abandoned {
     fn drop(&mut self) {
-        let (Some(id), Ok(runtime)) = (self.id.take(), tokio::runtime::Handle::try_current()) else {
+        let Some(id) = self.id.take() else {
             return;
         };
         let peer = self.peer.clone();
-        runtime.spawn(async move {
+        self.runtime.spawn(async move {
             let reason = Some("the caller abandoned the request".to_owned());
             let _ = peer
                 .notify_cancelled(CancelledNotificationParam::new(Some(id), reason))

@@ -197,3 +197,48 @@ async fn a_tools_progress_is_streamed_between_its_start_and_end() {
         .collect();
     assert_eq!(results[0].content, "false", "no one listens outside a stream");
 }
+
+/// A tool that keeps its context and reports after it returned: nothing comes after its result, and the
+/// stream still ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_after_a_call_ended_goes_nowhere() {
+    let (kept, mut receive_kept) = tokio::sync::mpsc::unbounded_channel::<ToolContext>();
+    let leaky = tool_fn(
+        "leaky",
+        "Keeps its context.",
+        move |_: Nothing, context: ToolContext| {
+            let kept = kept.clone();
+            async move {
+                context.report_progress(ToolProgress::new(1.0));
+                let _ = kept.send(context);
+                Ok("returned")
+            }
+        },
+    );
+    let model = ScriptedModel::new().tool_call("leaky", json!({})).text("done");
+    let agent = Agent::builder(model).tool(leaky).build().unwrap();
+    let mut stream = agent.stream("Go.");
+    let mut labels = Vec::new();
+    let kept_context = tokio::spawn(async move {
+        let context = receive_kept.recv().await.unwrap();
+        for step in 2..100 {
+            context.report_progress(ToolProgress::new(f64::from(step)));
+            tokio::task::yield_now().await;
+        }
+        context
+    });
+    while let Some(event) = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+        .await
+        .expect("the stream ended")
+    {
+        labels.push(label(&event.unwrap()));
+    }
+    let _context = kept_context.await.unwrap();
+    let end = labels.iter().position(|label| label == "end:leaky:returned").unwrap();
+    assert_eq!(labels[..2], ["start:leaky", "progress:call_1_0:1:"]);
+    assert!(
+        !labels[end..].iter().any(|label| label.starts_with("progress")),
+        "{labels:?}"
+    );
+    assert_eq!(labels.last().unwrap(), "final:done");
+}
