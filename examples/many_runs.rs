@@ -1,5 +1,7 @@
-//! A hundred agent runs at once on a multi-threaded tokio runtime: the agent is cloned into spawned
-//! tasks, and its runs and event streams move between threads.
+//! A hundred agent runs at once on a multi-threaded tokio runtime: agents are moved into spawned
+//! tasks, and their runs and event streams move between threads. Each run's agent has a scripted
+//! model of its own: one script shared by runs at once would hand each run whichever answer comes
+//! next, not the one its conversation needs.
 //!
 //! `cargo run -p kai-examples --example many_runs`
 
@@ -15,20 +17,18 @@ struct Square {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let model = ScriptedModel::new()
-        .repeat()
-        .record_requests(false)
-        .tool_call("square", serde_json::json!({"n": 12}))
-        .text("144");
-    let agent = Agent::builder(model)
-        .tool(tool_fn("square", "Squares a number.", |args: Square| async move {
-            Ok(args.n * args.n)
-        }))
-        .build()?;
+    let mut tools = kai_core::ToolSet::new();
+    tools.add(tool_fn("square", "Squares a number.", |args: Square| async move {
+        Ok(args.n * args.n)
+    }))?;
 
     let mut tasks = Vec::new();
     for i in 0..100 {
-        let agent = agent.clone();
+        let model = ScriptedModel::new()
+            .record_requests(false)
+            .tool_call("square", serde_json::json!({"n": 12}))
+            .text("144");
+        let agent = Agent::builder(model).tools(&tools).build()?;
         tasks.push(tokio::spawn(async move {
             if i % 2 == 0 {
                 agent.run("What is 12 squared?").await.map(|output| output.answer)
