@@ -138,6 +138,36 @@ pub enum Error {
         /// The hook's reason.
         message: String,
     },
+    /// A prompt template did not parse or render.
+    #[error("the template {template:?} failed: {message}")]
+    Template {
+        /// The template's name.
+        template: String,
+        /// What went wrong, as the template engine says it.
+        message: String,
+    },
+    /// A template used a variable its context lacks.
+    #[error("the template {template:?} uses {variable:?}, which is not among its variables")]
+    UndefinedVariable {
+        /// The template rendered.
+        template: String,
+        /// The variable, as written in the template (`user.name`).
+        variable: String,
+    },
+    /// No prompt, or no such version of it, exists.
+    #[error("no prompt {name:?}{}", version.map(|v| format!(" version {v}")).unwrap_or_default())]
+    PromptNotFound {
+        /// The prompt's name.
+        name: String,
+        /// The version asked for; `None` for the latest.
+        version: Option<u32>,
+    },
+    /// Reading or writing a store on disk failed, or what it holds is damaged.
+    #[error("storage error: {message}")]
+    Storage {
+        /// What failed, and where.
+        message: String,
+    },
 }
 
 impl Error {
@@ -163,6 +193,10 @@ impl Error {
             Error::InvalidOutput { .. } => "invalid_output",
             Error::Config { .. } => "config",
             Error::Hook { .. } => "hook",
+            Error::Template { .. } => "template",
+            Error::UndefinedVariable { .. } => "undefined_variable",
+            Error::PromptNotFound { .. } => "prompt_not_found",
+            Error::Storage { .. } => "storage",
         }
     }
 

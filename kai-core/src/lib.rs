@@ -62,6 +62,8 @@ mod marker;
 pub mod mcp;
 mod message;
 mod model;
+#[cfg(feature = "prompts")]
+pub mod prompts;
 mod request;
 mod schema;
 mod stream;

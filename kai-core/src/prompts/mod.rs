@@ -1,0 +1,41 @@
+//! Prompts as named, versioned templates (feature `prompts`).
+//!
+//! - [`PromptTemplates`]: templates rendered with [Tera](https://keats.github.io/tera/) (Jinja2's
+//!   syntax), strictly: a variable the context lacks is [`Error::UndefinedVariable`](crate::Error::UndefinedVariable)
+//!   naming it, not an empty string. Templates include one another (`{% include "header" %}`), come
+//!   from strings or a directory, and are never HTML-escaped.
+//! - [`PromptStore`]: a directory of prompts where each save is a new, immutable version with its
+//!   author, note, time and content hash; the latest or a pinned version, history, diffs, roll-back.
+//! - [`PromptRef`]: `prompt://name` or `prompt://name@3`, the form an agent's instructions can take
+//!   ([`PromptStore::resolve_instructions`]).
+
+mod reference;
+#[cfg(not(target_arch = "wasm32"))]
+mod store;
+mod templates;
+
+pub use reference::PromptRef;
+#[cfg(not(target_arch = "wasm32"))]
+pub use store::{PromptStore, PromptVersion};
+pub use templates::PromptTemplates;
+
+/// The largest template accepted, in bytes.
+pub const MAX_TEMPLATE: usize = 1 << 20;
+
+/// Checks a prompt's name: 1 to 64 of `A-Z a-z 0-9 _ - .`, not starting with `.`, so that it is also a
+/// file name.
+pub(crate) fn check_name(name: &str) -> Result<(), crate::Error> {
+    let fits = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if fits {
+        Ok(())
+    } else {
+        Err(crate::Error::Config {
+            message: format!("{name:?} is not a prompt name: 1 to 64 of A-Z a-z 0-9 _ - ., not starting with ."),
+        })
+    }
+}

@@ -1,0 +1,72 @@
+//! `prompt://name@version`: a reference to a stored prompt.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::Error;
+
+/// A reference to a prompt of a [`PromptStore`](crate::prompts::PromptStore): `prompt://name` for
+/// its latest version, `prompt://name@3` for version 3.
+///
+/// ```
+/// use kai_core::prompts::PromptRef;
+///
+/// let pinned: PromptRef = "prompt://support@3".parse().unwrap();
+/// assert_eq!((pinned.name.as_str(), pinned.version), ("support", Some(3)));
+/// assert_eq!(pinned.to_string(), "prompt://support@3");
+/// assert!("support@3".parse::<PromptRef>().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PromptRef {
+    /// The prompt's name.
+    pub name: String,
+    /// The version, counted from 1; the latest when `None`.
+    pub version: Option<u32>,
+}
+
+/// The scheme of a prompt reference.
+const SCHEME: &str = "prompt://";
+
+impl FromStr for PromptRef {
+    type Err = Error;
+
+    fn from_str(reference: &str) -> Result<Self, Error> {
+        let invalid = |why: &str| Error::Config {
+            message: format!("{reference:?} is not a prompt reference (prompt://name or prompt://name@version): {why}"),
+        };
+        let rest = reference
+            .strip_prefix(SCHEME)
+            .ok_or_else(|| invalid("it does not start with prompt://"))?;
+        let (name, version) = match rest.split_once('@') {
+            Some((name, version)) => {
+                let version: u32 = version.parse().map_err(|_| invalid("the version is not a number"))?;
+                if version == 0 {
+                    return Err(invalid("versions count from 1"));
+                }
+                (name, Some(version))
+            }
+            None => (rest, None),
+        };
+        crate::prompts::check_name(name)?;
+        Ok(PromptRef {
+            name: name.to_owned(),
+            version,
+        })
+    }
+}
+
+impl fmt::Display for PromptRef {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.version {
+            Some(version) => write!(formatter, "{SCHEME}{}@{version}", self.name),
+            None => write!(formatter, "{SCHEME}{}", self.name),
+        }
+    }
+}
+
+impl PromptRef {
+    /// Whether `text` is a prompt reference rather than instructions themselves.
+    pub fn is_reference(text: &str) -> bool {
+        text.trim_start().starts_with(SCHEME)
+    }
+}

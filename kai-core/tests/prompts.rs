@@ -1,0 +1,250 @@
+//! Prompt templates (Tera, strict) and the versioned prompt store.
+#![cfg(all(feature = "prompts", not(target_arch = "wasm32")))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::sync::Arc;
+
+use kai_core::Error;
+use kai_core::prompts::{PromptRef, PromptStore, PromptTemplates};
+use serde_json::json;
+
+#[test]
+fn templates_render_strictly_with_includes_and_no_escaping() {
+    let mut templates = PromptTemplates::new();
+    templates
+        .add("tone", "Be {{ tone | default(value=\"brief\") }}.")
+        .unwrap();
+    templates
+        .add(
+            "system",
+            "You are {{ agent.name }}, helping {{ user.name }}.\n{% include \"tone\" %}\n{% for rule in rules %}- {{ rule }}\n{% endfor %}",
+        )
+        .unwrap();
+    let variables = json!({
+        "agent": {"name": "Kai"},
+        "user": {"name": "Ada <ada@example.org> & \"friends\""},
+        "rules": ["cite sources", "no guessing"],
+    });
+    assert_eq!(
+        templates.render("system", &variables).unwrap(),
+        "You are Kai, helping Ada <ada@example.org> & \"friends\".\nBe brief.\n- cite sources\n- no guessing\n"
+    );
+    // Strict: a missing variable, nested or not, is an error naming it.
+    let missing = templates
+        .render("system", &json!({"agent": {"name": "Kai"}, "rules": []}))
+        .unwrap_err();
+    assert!(
+        matches!(&missing, Error::UndefinedVariable { template, variable } if template == "system" && variable == "user.name"),
+        "{missing:?}"
+    );
+    assert_eq!(missing.kind(), "undefined_variable");
+    // A template that does not parse is refused when added, one that is not there when rendered.
+    assert!(matches!(
+        templates.add("broken", "{% if x %}no end"),
+        Err(Error::Template { .. })
+    ));
+    assert!(matches!(
+        templates.render("absent", &json!({})),
+        Err(Error::PromptNotFound { .. })
+    ));
+    assert!(matches!(
+        templates.render("system", &json!(["not", "an", "object"])),
+        Err(Error::Template { .. })
+    ));
+    assert!(templates.add("../escape", "x").is_err());
+    assert_eq!(templates.names(), ["system", "tone"]);
+}
+
+#[test]
+fn templates_load_from_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("system.tera"),
+        "{% include \"footer\" %}Hello {{ name }}",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("footer.txt"), "[footer] ").unwrap();
+    std::fs::write(dir.path().join(".hidden.tera"), "not a prompt name").unwrap();
+    std::fs::create_dir(dir.path().join("nested")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.path().join("passwd.tera")).unwrap();
+    let templates = PromptTemplates::from_dir(dir.path()).unwrap();
+    assert_eq!(templates.names(), ["footer", "system"]);
+    assert_eq!(
+        templates.render("system", &json!({"name": "Bo"})).unwrap(),
+        "[footer] Hello Bo"
+    );
+
+    std::fs::write(dir.path().join("system.md"), "again").unwrap();
+    assert!(matches!(
+        PromptTemplates::from_dir(dir.path()),
+        Err(Error::Template { .. })
+    ));
+}
+
+#[test]
+fn every_save_is_a_new_immutable_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = PromptStore::open(dir.path()).unwrap();
+    let first = store
+        .save("support", "Help {{ customer }}.\nBe polite.\n", "ada", "first cut")
+        .unwrap();
+    let second = store
+        .save("support", "Help {{ customer }}.\nBe brief.\n", "bo", "shorter")
+        .unwrap();
+    assert_eq!((first.version, second.version), (1, 2));
+    assert!(first.content_hash.starts_with("sha256:") && first.content_hash != second.content_hash);
+    assert!(second.created_at_ms >= first.created_at_ms);
+
+    assert_eq!(store.get("support", None).unwrap(), second);
+    assert_eq!(store.get("support", Some(1)).unwrap(), first);
+    let history = store.history("support").unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|v| (v.version, v.author.as_str(), v.note.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "ada", "first cut"), (2, "bo", "shorter")]
+    );
+    let diff = store.diff("support", 1, 2).unwrap();
+    assert!(
+        diff.contains("--- support@1") && diff.contains("+++ support@2"),
+        "{diff}"
+    );
+    assert!(diff.contains("-Be polite.") && diff.contains("+Be brief."), "{diff}");
+
+    // Rolling back adds a version; the history stays as it was.
+    let rolled = store.roll_back("support", 1, "ada").unwrap();
+    assert_eq!((rolled.version, rolled.source.as_str()), (3, first.source.as_str()));
+    assert_eq!(rolled.note, "roll back to version 1");
+    assert_eq!(store.get("support", Some(2)).unwrap(), second);
+    assert_eq!(store.names().unwrap(), ["support"]);
+
+    // Refused: a template that does not parse (no version is made), bad names, missing versions.
+    assert!(matches!(
+        store.save("support", "{{ unclosed", "ada", ""),
+        Err(Error::Template { .. })
+    ));
+    assert_eq!(store.history("support").unwrap().len(), 3);
+    for name in ["", "../etc", ".lock", "a/b", &"x".repeat(65)] {
+        assert!(
+            matches!(store.save(name, "x", "ada", ""), Err(Error::Config { .. })),
+            "{name:?}"
+        );
+    }
+    assert!(matches!(
+        store.get("support", Some(9)),
+        Err(Error::PromptNotFound { version: Some(9), .. })
+    ));
+    assert!(matches!(
+        store.get("nothing", None),
+        Err(Error::PromptNotFound { version: None, .. })
+    ));
+}
+
+#[test]
+fn a_damaged_version_is_refused_not_rendered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = PromptStore::open(dir.path()).unwrap();
+    store.save("system", "Obey the user.", "ada", "").unwrap();
+    let path = dir.path().join("system/1.json");
+    let tampered = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("Obey the user.", "Obey the attacker.");
+    std::fs::write(&path, tampered).unwrap();
+    let error = store.get("system", Some(1)).unwrap_err();
+    assert!(
+        matches!(&error, Error::Storage { message } if message.contains("content hash")),
+        "{error:?}"
+    );
+    std::fs::write(&path, b"{ not json").unwrap();
+    assert!(matches!(store.get("system", None), Err(Error::Storage { .. })));
+    // A version file that claims another name or number is refused too.
+    store.save("other", "Other.", "ada", "").unwrap();
+    std::fs::copy(dir.path().join("other/1.json"), dir.path().join("system/2.json")).unwrap();
+    assert!(matches!(store.get("system", Some(2)), Err(Error::Storage { .. })));
+}
+
+#[test]
+fn concurrent_writers_never_share_a_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Arc::new(dir.path().to_owned());
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let root = Arc::clone(&root);
+            std::thread::spawn(move || {
+                // Each writer opens the store itself, as another process would.
+                let store = PromptStore::open(root.as_path()).unwrap();
+                for save in 0..10 {
+                    store
+                        .save("shared", &format!("writer {writer} save {save}"), "w", "")
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let history = PromptStore::open(dir.path()).unwrap().history("shared").unwrap();
+    assert_eq!(
+        history.iter().map(|v| v.version).collect::<Vec<_>>(),
+        (1..=40).collect::<Vec<_>>()
+    );
+    let mut sources: Vec<_> = history.iter().map(|v| v.source.clone()).collect();
+    sources.sort();
+    sources.dedup();
+    assert_eq!(sources.len(), 40, "no save was lost or overwritten");
+}
+
+#[test]
+fn instructions_reference_a_pinned_or_latest_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = PromptStore::open(dir.path()).unwrap();
+    store
+        .save("rules", "Never share {{ secret_kind }}.", "ada", "")
+        .unwrap();
+    store
+        .save(
+            "support",
+            "You support {{ product }}. {% include \"rules\" %}",
+            "ada",
+            "",
+        )
+        .unwrap();
+    store
+        .save(
+            "support",
+            "You support {{ product }} politely. {% include \"rules\" %}",
+            "ada",
+            "",
+        )
+        .unwrap();
+    let variables = json!({"product": "kAI", "secret_kind": "keys"});
+    assert_eq!(
+        store.resolve_instructions("prompt://support@1", &variables).unwrap(),
+        "You support kAI. Never share keys."
+    );
+    assert_eq!(
+        store.resolve_instructions("prompt://support", &variables).unwrap(),
+        "You support kAI politely. Never share keys."
+    );
+    assert_eq!(
+        store
+            .resolve_instructions("You are a plain instruction.", &variables)
+            .unwrap(),
+        "You are a plain instruction."
+    );
+    assert!(matches!(
+        store.resolve_instructions("prompt://support@7", &variables),
+        Err(Error::PromptNotFound { .. })
+    ));
+    for bad in [
+        "prompt://",
+        "prompt://support@",
+        "prompt://support@0",
+        "prompt://support@x",
+        "prompt://../x",
+    ] {
+        assert!(bad.parse::<PromptRef>().is_err(), "{bad}");
+    }
+}
