@@ -195,8 +195,12 @@ async fn a_fork_bomb_stops_at_the_process_limit() {
         ..limits
     });
     let started = Instant::now();
-    // The bomb's shell gives up when a fork fails, or the clock stops it.
-    let output = run(&sandbox, &["sh", "-c", "bomb() { bomb | bomb & }; bomb; wait"]).await;
+    // A bomb that keeps forking: its shell gives up when a fork fails, or the clock stops it.
+    let output = run(
+        &sandbox,
+        &["sh", "-c", "bomb() { bomb | bomb & }; while :; do bomb; done"],
+    )
+    .await;
     assert!(
         output.killed == Some(KillReason::Timeout) || output.stderr.contains("Cannot fork"),
         "{output:?}"
