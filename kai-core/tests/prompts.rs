@@ -158,6 +158,10 @@ fn a_damaged_version_is_refused_not_rendered() {
     );
     std::fs::write(&path, b"{ not json").unwrap();
     assert!(matches!(store.get("system", None), Err(Error::Storage { .. })));
+    // A huge file is refused without being read whole.
+    let huge = std::fs::File::create(&path).unwrap();
+    huge.set_len(1 << 40).unwrap();
+    assert!(matches!(store.get("system", Some(1)), Err(Error::Storage { message }) if message.contains("over")));
     // A version file that claims another name or number is refused too.
     store.save("other", "Other.", "ada", "").unwrap();
     std::fs::copy(dir.path().join("other/1.json"), dir.path().join("system/2.json")).unwrap();
@@ -247,4 +251,146 @@ fn instructions_reference_a_pinned_or_latest_prompt() {
     ] {
         assert!(bad.parse::<PromptRef>().is_err(), "{bad}");
     }
+}
+
+#[test]
+fn templates_cannot_read_the_environment_loop_forever_or_include_themselves() {
+    let mut templates = PromptTemplates::new();
+    // No escaping even for a name Tera would escape by default.
+    templates.add("page.html", "<b>{{ x }}</b>").unwrap();
+    assert_eq!(
+        templates.render("page.html", &json!({"x": "<i>&\"'"})).unwrap(),
+        "<b><i>&\"'</b>"
+    );
+
+    templates.add("leak", "{{ get_env(name=\"PATH\") }}").unwrap();
+    let leak = templates.render("leak", &json!({})).unwrap_err();
+    assert!(
+        matches!(&leak, Error::Template { message, .. } if message.contains("get_env")),
+        "{leak:?}"
+    );
+
+    templates
+        .add("forever", "{% for i in range(end=5, step_by=0) %}x{% endfor %}")
+        .unwrap();
+    assert!(matches!(
+        templates.render("forever", &json!({})),
+        Err(Error::Template { .. })
+    ));
+    templates
+        .add("huge_range", "{% for i in range(end=100000000) %}x{% endfor %}")
+        .unwrap();
+    assert!(matches!(
+        templates.render("huge_range", &json!({})),
+        Err(Error::Template { .. })
+    ));
+    templates
+        .add(
+            "counted",
+            "{% for i in range(start=1, end=7, step_by=2) %}{{ i }}{% endfor %}",
+        )
+        .unwrap();
+    assert_eq!(templates.render("counted", &json!({})).unwrap(), "135");
+    templates
+        .add("long", "{% for i in range(end=10000) %}{{ line }}{% endfor %}")
+        .unwrap();
+    let long = templates.render("long", &json!({"line": "x".repeat(200)})).unwrap_err();
+    assert!(
+        matches!(&long, Error::Template { message, .. } if message.contains("over")),
+        "{long:?}"
+    );
+
+    // A template including itself, directly or through another, is refused and leaves the set as it was.
+    assert!(matches!(
+        templates.add("me", "{% include \"me\" %}"),
+        Err(Error::Template { .. })
+    ));
+    assert!(!templates.contains("me"));
+    templates.add("a", "A").unwrap();
+    templates.add("b", "{% include \"a\" %}").unwrap();
+    let cycle = templates
+        .add("a", "{% if x %}{% include \"b\" %}{% endif %}")
+        .unwrap_err();
+    assert!(
+        matches!(&cycle, Error::Template { message, .. } if message.contains("includes itself")),
+        "{cycle:?}"
+    );
+    assert_eq!(templates.render("b", &json!({})).unwrap(), "A", "the old `a` is kept");
+    assert!(matches!(
+        templates.add("imports", "{% import \"nowhere\" as m %}"),
+        Err(Error::Template { .. })
+    ));
+    assert!(!templates.contains("imports"));
+    templates.add("later", "fine").unwrap();
+
+    // An undefined variable is named with the template that uses it, also in the bracket form.
+    templates.add("inner", "{{ deep.value }}").unwrap();
+    templates.add("outer", "{% include \"inner\" %}").unwrap();
+    let missing = templates.render("outer", &json!({})).unwrap_err();
+    assert!(
+        matches!(&missing, Error::UndefinedVariable { template, variable } if template == "inner" && variable == "deep.value"),
+        "{missing:?}"
+    );
+    templates.add("indexed", "{{ items[index] }}").unwrap();
+    let missing = templates.render("indexed", &json!({"items": [1, 2]})).unwrap_err();
+    assert!(
+        matches!(&missing, Error::UndefinedVariable { variable, .. } if variable == "index"),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn the_store_refuses_what_would_damage_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = PromptStore::open(dir.path()).unwrap();
+    // Notes that could never be read back, templates that include themselves.
+    assert!(matches!(
+        store.save("x", "hi", "ada", &"n".repeat(5000)),
+        Err(Error::Config { .. })
+    ));
+    assert!(matches!(
+        store.save("x", "{% include \"x\" %}", "ada", ""),
+        Err(Error::Template { .. })
+    ));
+    store.save("a", "A", "ada", "").unwrap();
+    store.save("b", "{% include \"a\" %}", "ada", "").unwrap();
+    store.save("a", "{% include \"b\" %}", "ada", "").unwrap();
+    assert!(matches!(
+        store.render(&"prompt://a".parse().unwrap(), &json!({})),
+        Err(Error::Template { .. })
+    ));
+    assert_eq!(store.render(&"prompt://a@1".parse().unwrap(), &json!({})).unwrap(), "A");
+
+    // One damaged prompt fails only the renders that include it.
+    store.save("plain", "Plain.", "ada", "").unwrap();
+    std::fs::write(dir.path().join("b/1.json"), b"damaged").unwrap();
+    assert_eq!(
+        store.render(&"prompt://plain".parse().unwrap(), &json!({})).unwrap(),
+        "Plain."
+    );
+    assert!(matches!(
+        store.render(&"prompt://a".parse().unwrap(), &json!({})),
+        Err(Error::Storage { .. })
+    ));
+
+    // Version files only under their own names; no version past the last number.
+    std::fs::copy(dir.path().join("plain/1.json"), dir.path().join("plain/01.json")).unwrap();
+    assert_eq!(store.history("plain").unwrap().len(), 1);
+    std::fs::write(dir.path().join("plain/4294967295.json"), b"{}").unwrap();
+    assert!(matches!(
+        store.save("plain", "Next.", "ada", ""),
+        Err(Error::Storage { .. })
+    ));
+    assert!(matches!(store.get("plain", Some(0)), Err(Error::PromptNotFound { .. })));
+
+    // A link where the partial file goes is removed, not written through; a version is never replaced.
+    let outside = dir.path().join("outside.txt");
+    std::fs::write(&outside, "untouched").unwrap();
+    std::os::unix::fs::symlink(&outside, dir.path().join("a/.3.json.partial")).unwrap();
+    store.save("a", "Third.", "ada", "").unwrap();
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "untouched");
+    assert_eq!(store.get("a", Some(3)).unwrap().source, "Third.");
+    // A prompt directory that is a link is refused.
+    std::os::unix::fs::symlink(dir.path().join("a"), dir.path().join("alias")).unwrap();
+    assert!(matches!(store.get("alias", None), Err(Error::Storage { .. })));
 }

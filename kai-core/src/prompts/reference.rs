@@ -39,10 +39,14 @@ impl FromStr for PromptRef {
             .ok_or_else(|| invalid("it does not start with prompt://"))?;
         let (name, version) = match rest.split_once('@') {
             Some((name, version)) => {
-                let version: u32 = version.parse().map_err(|_| invalid("the version is not a number"))?;
-                if version == 0 {
+                let number: u32 = version.parse().map_err(|_| invalid("the version is not a number"))?;
+                if number == 0 {
                     return Err(invalid("versions count from 1"));
                 }
+                if number.to_string() != version {
+                    return Err(invalid("the version is written with a sign or leading zeros"));
+                }
+                let version = number;
                 (name, Some(version))
             }
             None => (rest, None),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
-use crate::prompts::{MAX_TEMPLATE, PromptRef, PromptTemplates, check_name};
+use crate::prompts::{MAX_NOTE, MAX_TEMPLATE, PromptRef, PromptTemplates, check_name};
 
 /// One version of a prompt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,10 +63,20 @@ impl PromptStore {
     /// Saves `source` as the next version of `name` (checking its syntax first) and returns it.
     pub fn save(&self, name: &str, source: &str, author: &str, note: &str) -> Result<PromptVersion, Error> {
         check_name(name)?;
-        // A template that does not parse is refused before it becomes a version.
+        for (what, text) in [("author", author), ("note", note)] {
+            if text.len() > MAX_NOTE {
+                return Err(Error::Config {
+                    message: format!("the {what} of a prompt version is at most {MAX_NOTE} bytes"),
+                });
+            }
+        }
+        // A template that does not parse, or includes itself, is refused before it becomes a version.
         PromptTemplates::new().add(name, source)?;
         let _lock = self.lock()?;
-        let version = self.versions(name)?.last().copied().unwrap_or(0) + 1;
+        let last = self.versions(name)?.last().copied().unwrap_or(0);
+        let version = last.checked_add(1).ok_or_else(|| Error::Storage {
+            message: format!("{name} has no version left after {last}"),
+        })?;
         let saved = PromptVersion {
             name: name.to_owned(),
             version,
@@ -78,24 +88,34 @@ impl PromptStore {
             content_hash: content_hash(source),
             source: source.to_owned(),
         };
-        let directory = self.root.join(name);
-        std::fs::create_dir_all(&directory).map_err(|error| storage(&directory, "making", error))?;
+        let directory = self.prompt_directory(name)?;
+        if !directory.exists() {
+            std::fs::create_dir(&directory).map_err(|error| storage(&directory, "making", error))?;
+            sync_directory(&self.root).map_err(|error| storage(&self.root, "syncing", error))?;
+        }
         let path = directory.join(format!("{version}.json"));
         let temporary = directory.join(format!(".{version}.json.partial"));
         let bytes = serde_json::to_vec_pretty(&saved).map_err(|error| Error::Storage {
             message: format!("encoding {name} version {version}: {error}"),
         })?;
+        // A partial file a crash left (or a link put in its place) is removed, not written through.
+        let _ = std::fs::remove_file(&temporary);
         let written = (|| {
-            let mut file = std::fs::File::create(&temporary)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temporary)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
-            std::fs::rename(&temporary, &path)?;
-            std::fs::File::open(&directory)?.sync_all()
+            // A link, not a rename: it fails rather than replace a version already there.
+            std::fs::hard_link(&temporary, &path)
         })();
-        written.map_err(|error| {
-            let _ = std::fs::remove_file(&temporary);
-            storage(&path, "writing", error)
-        })?;
+        let _ = std::fs::remove_file(&temporary);
+        written.map_err(|error| storage(&path, "writing", error))?;
+        // The version is there; a failed sync leaves it there, so it is not reported as a failed save.
+        if let Err(error) = sync_directory(&directory) {
+            tracing::warn!(path = %directory.display(), %error, "a saved prompt version's directory was not synced");
+        }
         Ok(saved)
     }
 
@@ -103,6 +123,12 @@ impl PromptStore {
     pub fn get(&self, name: &str, version: Option<u32>) -> Result<PromptVersion, Error> {
         check_name(name)?;
         let version = match version {
+            Some(0) => {
+                return Err(Error::PromptNotFound {
+                    name: name.to_owned(),
+                    version: Some(0),
+                });
+            }
             Some(version) => version,
             None => *self.versions(name)?.last().ok_or_else(|| Error::PromptNotFound {
                 name: name.to_owned(),
@@ -150,17 +176,26 @@ impl PromptStore {
         self.save(name, &old.source, author, &format!("roll back to version {to}"))
     }
 
-    /// Renders the prompt `reference` names with `variables`; it can include the latest version of
-    /// any other prompt of the store.
+    /// Renders the prompt `reference` names with `variables`. It can include the latest version of
+    /// any other prompt of the store (only those it includes are read, so a damaged prompt fails only
+    /// the renders that include it).
     pub fn render(&self, reference: &PromptRef, variables: &serde_json::Value) -> Result<String, Error> {
         let mut templates = PromptTemplates::new();
-        for name in self.names()? {
-            if name != reference.name {
-                templates.add(&name, &self.get(&name, None)?.source)?;
-            }
-        }
         let prompt = self.get(&reference.name, reference.version)?;
         templates.add(&reference.name, &prompt.source)?;
+        let mut pending = templates.includes_of(&reference.name);
+        while let Some(name) = pending.pop() {
+            if templates.contains(&name) || check_name(&name).is_err() {
+                continue;
+            }
+            match self.get(&name, None) {
+                Ok(included) => templates.add(&name, &included.source)?,
+                // Tera says which include is missing when it renders.
+                Err(Error::PromptNotFound { .. }) => continue,
+                Err(error) => return Err(error),
+            }
+            pending.extend(templates.includes_of(&name));
+        }
         templates.render(&reference.name, variables)
     }
 
@@ -174,9 +209,21 @@ impl PromptStore {
         }
     }
 
+    /// The directory of `name`'s versions; one that is a link is refused, so that no save or read
+    /// goes elsewhere.
+    fn prompt_directory(&self, name: &str) -> Result<PathBuf, Error> {
+        let directory = self.root.join(name);
+        match std::fs::symlink_metadata(&directory) {
+            Ok(metadata) if !metadata.is_dir() => Err(Error::Storage {
+                message: format!("{} is not a directory", directory.display()),
+            }),
+            _ => Ok(directory),
+        }
+    }
+
     /// The versions of `name` on disk, ascending.
     fn versions(&self, name: &str) -> Result<Vec<u32>, Error> {
-        let directory = self.root.join(name);
+        let directory = self.prompt_directory(name)?;
         let entries = match std::fs::read_dir(&directory) {
             Ok(entries) => entries,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -186,11 +233,15 @@ impl PromptStore {
         for entry in entries {
             let entry = entry.map_err(|error| storage(&directory, "listing", error))?;
             let file_name = entry.file_name();
+            // Only the name a version is saved under: `01.json` or `+1.json` are not version 1.
             if let Some(version) = file_name
                 .to_str()
                 .and_then(|file| file.strip_suffix(".json"))
-                .and_then(|stem| stem.parse::<u32>().ok())
-                .filter(|version| *version > 0)
+                .and_then(|stem| {
+                    stem.parse::<u32>()
+                        .ok()
+                        .filter(|version| *version > 0 && version.to_string() == stem)
+                })
             {
                 versions.push(version);
             }
@@ -201,9 +252,18 @@ impl PromptStore {
 
     /// Reads one version, checking that it is what its file name and hash say.
     fn read(&self, name: &str, version: u32) -> Result<PromptVersion, Error> {
-        let path = self.root.join(name).join(format!("{version}.json"));
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
+        let path = self.prompt_directory(name)?.join(format!("{version}.json"));
+        // Only a regular file: a FIFO would block the open, a link lead elsewhere.
+        match std::fs::symlink_metadata(&path) {
+            Ok(metadata) if !metadata.is_file() => {
+                return Err(Error::Storage {
+                    message: format!("{} is not a regular file", path.display()),
+                });
+            }
+            _ => {}
+        }
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::PromptNotFound {
                     name: name.to_owned(),
@@ -215,9 +275,14 @@ impl PromptStore {
         let corrupt = |why: String| Error::Storage {
             message: format!("{} is damaged: {why}", path.display()),
         };
-        // The source, escaped as JSON, plus the metadata.
-        if bytes.len() > 2 * MAX_TEMPLATE + 64 * 1024 {
-            return Err(corrupt(format!("it is {} bytes", bytes.len())));
+        // The source, author and note escaped as JSON (at most six bytes a byte), plus the rest; read
+        // no more than that whatever the file's size, so a huge file costs nothing.
+        let limit = 6 * (MAX_TEMPLATE + 2 * MAX_NOTE) as u64 + 64 * 1024;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, limit + 1), &mut bytes)
+            .map_err(|error| storage(&path, "reading", error))?;
+        if bytes.len() as u64 > limit {
+            return Err(corrupt(format!("it is over {limit} bytes")));
         }
         let stored: PromptVersion = serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
         if stored.name != name || stored.version != version {
@@ -243,7 +308,17 @@ impl PromptStore {
     }
 }
 
-/// `sha256:` and the hex SHA-256 of `source`.
+/// Syncs a directory, so that an entry just made in it survives a power loss.
+fn sync_directory(directory: &Path) -> std::io::Result<()> {
+    if cfg!(unix) {
+        std::fs::File::open(directory)?.sync_all()
+    } else {
+        Ok(())
+    }
+}
+
+/// `sha256:` and the hex SHA-256 of `source`: it shows damage, not tampering (anyone who can write the
+/// file can write a matching hash).
 fn content_hash(source: &str) -> String {
     format!("sha256:{:x}", Sha256::digest(source.as_bytes()))
 }
