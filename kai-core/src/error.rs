@@ -154,10 +154,10 @@ pub enum Error {
         /// The variable, as written in the template (`user.name`).
         variable: String,
     },
-    /// No prompt, or no such version of it, exists.
-    #[error("no prompt {name:?}{}", version.map(|v| format!(" version {v}")).unwrap_or_default())]
-    PromptNotFound {
-        /// The prompt's name.
+    /// Nothing of this name (a prompt, a template, a persona), or no such version of it, exists.
+    #[error("nothing is named {name:?}{}", version.map(|v| format!(" in version {v}")).unwrap_or_default())]
+    NotFound {
+        /// The name asked for.
         name: String,
         /// The version asked for; `None` for the latest.
         version: Option<u32>,
@@ -195,7 +195,7 @@ impl Error {
             Error::Hook { .. } => "hook",
             Error::Template { .. } => "template",
             Error::UndefinedVariable { .. } => "undefined_variable",
-            Error::PromptNotFound { .. } => "prompt_not_found",
+            Error::NotFound { .. } => "not_found",
             Error::Storage { .. } => "storage",
         }
     }

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use kai_core::Error;
-use kai_core::prompts::{PromptRef, PromptStore, PromptTemplates};
+use kai_core::prompts::{ModelSettings, Persona, PersonaStore, PromptRef, PromptStore, PromptTemplates};
+use kai_core::testing::ScriptedModel;
+use kai_core::{Agent, Role, ToolSet, tool_fn};
 use serde_json::json;
 
 #[test]
@@ -45,7 +47,7 @@ fn templates_render_strictly_with_includes_and_no_escaping() {
     ));
     assert!(matches!(
         templates.render("absent", &json!({})),
-        Err(Error::PromptNotFound { .. })
+        Err(Error::NotFound { .. })
     ));
     assert!(matches!(
         templates.render("system", &json!(["not", "an", "object"])),
@@ -133,11 +135,11 @@ fn every_save_is_a_new_immutable_version() {
     }
     assert!(matches!(
         store.get("support", Some(9)),
-        Err(Error::PromptNotFound { version: Some(9), .. })
+        Err(Error::NotFound { version: Some(9), .. })
     ));
     assert!(matches!(
         store.get("nothing", None),
-        Err(Error::PromptNotFound { version: None, .. })
+        Err(Error::NotFound { version: None, .. })
     ));
 }
 
@@ -240,7 +242,7 @@ fn instructions_reference_a_pinned_or_latest_prompt() {
     );
     assert!(matches!(
         store.resolve_instructions("prompt://support@7", &variables),
-        Err(Error::PromptNotFound { .. })
+        Err(Error::NotFound { .. })
     ));
     for bad in [
         "prompt://",
@@ -381,7 +383,7 @@ fn the_store_refuses_what_would_damage_it() {
         store.save("plain", "Next.", "ada", ""),
         Err(Error::Storage { .. })
     ));
-    assert!(matches!(store.get("plain", Some(0)), Err(Error::PromptNotFound { .. })));
+    assert!(matches!(store.get("plain", Some(0)), Err(Error::NotFound { .. })));
 
     // A link where the partial file goes is removed, not written through; a version is never replaced.
     let outside = dir.path().join("outside.txt");
@@ -393,4 +395,81 @@ fn the_store_refuses_what_would_damage_it() {
     // A prompt directory that is a link is refused.
     std::os::unix::fs::symlink(dir.path().join("a"), dir.path().join("alias")).unwrap();
     assert!(matches!(store.get("alias", None), Err(Error::Storage { .. })));
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct Nothing {}
+
+fn tool_set(names: &[&'static str]) -> ToolSet {
+    let mut tools = ToolSet::new();
+    for name in names {
+        tools
+            .add(tool_fn(*name, "A tool.", |_: Nothing| async move { Ok("done") }))
+            .unwrap();
+    }
+    tools
+}
+
+#[tokio::test]
+async fn an_agent_is_built_from_a_persona() {
+    let persona = Persona::new("You are {{ name }}. Speak {{ language }}.")
+        .with_variable("name", "Kai")
+        .with_variable("language", "English")
+        .with_model(ModelSettings {
+            model: Some("openai:gpt-4o-mini".into()),
+            temperature: Some(0.2),
+            max_tokens: Some(300),
+            max_steps: Some(3),
+        })
+        .with_tools(["search", "calculator"]);
+    let model = ScriptedModel::new().text("Bonjour.");
+    let builder = persona
+        .apply(
+            Agent::builder(model.clone()),
+            &tool_set(&["search", "calculator", "shell"]),
+            &json!({"language": "French"}),
+        )
+        .unwrap();
+    let agent = builder.build().unwrap();
+    let mut allowed: Vec<&str> = agent.tools().names().collect();
+    allowed.sort();
+    assert_eq!(allowed, ["calculator", "search"], "only the tools the persona allows");
+    agent.run("Hello").await.unwrap();
+    let request = &model.requests()[0];
+    assert_eq!(request.temperature, Some(0.2));
+    assert_eq!(request.max_tokens, Some(300));
+    let system = request.messages.iter().find(|m| m.role == Role::System).unwrap();
+    assert_eq!(system.text(), "You are Kai. Speak French.");
+
+    // A tool the persona allows but no one gives, a missing variable, variables that are not an object.
+    let missing_tool = persona.apply(Agent::builder(ScriptedModel::new()), &tool_set(&["search"]), &json!({}));
+    assert!(matches!(missing_tool, Err(Error::Config { message }) if message.contains("calculator")));
+    let strict = Persona::new("Hi {{ who }}.").instructions_for(&json!({})).unwrap_err();
+    assert!(matches!(strict, Error::UndefinedVariable { variable, .. } if variable == "who"));
+    assert!(Persona::new("x").instructions_for(&json!([1])).is_err());
+}
+
+#[test]
+fn personas_are_kept_as_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = PersonaStore::open(dir.path()).unwrap();
+    let first = Persona::new("You are {{ name }}.").with_variable("name", "Kai");
+    let second = first.clone().with_tools(["search"]);
+    assert_eq!(store.save("helper", &first, "ada", "first").unwrap().version, 1);
+    assert_eq!(store.save("helper", &second, "bo", "can search").unwrap().version, 2);
+    assert_eq!(store.get("helper", None).unwrap().persona, second);
+    assert_eq!(store.get("helper", Some(1)).unwrap().persona, first);
+    assert_eq!(store.history("helper").unwrap().len(), 2);
+    let diff = store.diff("helper", 1, 2).unwrap();
+    assert!(diff.contains("+++ helper@2") && diff.contains("+    \"search\""), "{diff}");
+    let rolled = store.roll_back("helper", 1, "ada").unwrap();
+    assert_eq!((rolled.version, &rolled.persona), (3, &first));
+    assert_eq!(store.names().unwrap(), ["helper"]);
+
+    // Instructions that do not parse are refused; a tampered version is refused when read.
+    assert!(matches!(store.save("broken", &Persona::new("{% if %}"), "ada", ""), Err(Error::Template { .. })));
+    let path = dir.path().join("helper/2.json");
+    let tampered = std::fs::read_to_string(&path).unwrap().replace("search", "shell");
+    std::fs::write(&path, tampered).unwrap();
+    assert!(matches!(store.get("helper", Some(2)), Err(Error::Storage { .. })));
 }

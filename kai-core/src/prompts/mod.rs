@@ -11,12 +11,20 @@
 //!   author, note, time and content hash; the latest or a pinned version, history, diffs, roll-back.
 //! - [`PromptRef`]: `prompt://name` or `prompt://name@3`, the form an agent's instructions can take
 //!   ([`PromptStore::resolve_instructions`]).
+//! - [`Persona`]: an instructions template with default variables, model settings and allowed tools,
+//!   that an agent is built from ([`Persona::apply`]); [`PersonaStore`] keeps personas as versions.
 
+mod persona;
 mod reference;
 #[cfg(not(target_arch = "wasm32"))]
 mod store;
 mod templates;
+#[cfg(not(target_arch = "wasm32"))]
+mod versioned;
 
+pub use persona::{ModelSettings, Persona};
+#[cfg(not(target_arch = "wasm32"))]
+pub use persona::{PersonaStore, PersonaVersion};
 pub use reference::PromptRef;
 #[cfg(not(target_arch = "wasm32"))]
 pub use store::{PromptStore, PromptVersion};

@@ -214,7 +214,7 @@ impl PromptTemplates {
     /// Renders `name` with `variables`, a JSON object.
     pub fn render(&self, name: &str, variables: &serde_json::Value) -> Result<String, Error> {
         if !self.contains(name) {
-            return Err(Error::PromptNotFound {
+            return Err(Error::NotFound {
                 name: name.to_owned(),
                 version: None,
             });
