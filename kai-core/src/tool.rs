@@ -100,7 +100,7 @@ pub struct ToolContext {
 /// MCP server as a progress notification.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolProgress {
-    /// Work done so far, in any unit; it grows with each report.
+    /// Work done so far, in any unit; it should grow with each report.
     pub progress: f64,
     /// The work there is in all, in the same unit, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,6 +131,23 @@ impl ToolProgress {
         self.message = Some(message.into());
         self
     }
+
+    /// Whether its numbers are finite, as JSON needs them.
+    pub fn is_finite(&self) -> bool {
+        self.progress.is_finite() && self.total.is_none_or(f64::is_finite)
+    }
+}
+
+/// A listener that a [`ProgressGate`] can take away.
+type GatedListener = Arc<Mutex<Option<Box<dyn Fn(ToolProgress) + Send + Sync>>>>;
+
+/// Closes a gated progress listener when dropped; see [`ToolContext::with_gated_progress_listener`].
+pub(crate) struct ProgressGate(GatedListener);
+
+impl Drop for ProgressGate {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
 }
 
 /// Who hears a call's progress reports, if anyone.
@@ -139,7 +156,7 @@ struct ProgressListener(Option<Arc<dyn Fn(ToolProgress) + Send + Sync>>);
 
 impl std::fmt::Debug for ProgressListener {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(if self.0.is_some() { "ProgressListener" } else { "None" })
+        formatter.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
     }
 }
 
@@ -276,12 +293,11 @@ impl ToolContext {
     }
 
     /// Tells whoever watches this call how far it has come (see [`ToolProgress`]); nothing happens when
-    /// no one does. Not to be confused with [`record_progress`](Self::record_progress), which
-    /// checkpoints a run the tool started.
+    /// no one does, and a report whose numbers are not finite (they have no JSON form) is dropped. Not
+    /// to be confused with [`record_progress`](Self::record_progress), which checkpoints a run the tool
+    /// started.
     pub fn report_progress(&self, progress: ToolProgress) {
-        // Numbers that are not finite have no JSON form: such a report is dropped.
-        let finite = progress.progress.is_finite() && progress.total.is_none_or(f64::is_finite);
-        if let (Some(listener), true) = (&self.progress.0, finite) {
+        if let (Some(listener), true) = (&self.progress.0, progress.is_finite()) {
             listener(progress);
         }
     }
@@ -292,10 +308,29 @@ impl ToolContext {
         self.progress.0.is_some()
     }
 
-    /// This context with `listener` hearing the call's progress reports.
+    /// This context with `listener` hearing the call's progress reports, in place of any listener it
+    /// had.
     pub fn with_progress_listener(mut self, listener: impl Fn(ToolProgress) + Send + Sync + 'static) -> Self {
         self.progress = ProgressListener(Some(Arc::new(listener)));
         self
+    }
+
+    /// This context with `listener` hearing the call's progress reports until the gate returned is
+    /// dropped: then reports go nowhere, and what `listener` holds is released, even if the tool keeps
+    /// its context.
+    pub(crate) fn with_gated_progress_listener(
+        self,
+        listener: impl Fn(ToolProgress) + Send + Sync + 'static,
+    ) -> (Self, ProgressGate) {
+        let slot: GatedListener = Arc::new(Mutex::new(Some(Box::new(listener))));
+        let gate = ProgressGate(Arc::clone(&slot));
+        let context = self.with_progress_listener(move |progress| {
+            // Under the lock, so no report gets past a gate closing.
+            if let Some(listener) = slot.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+                listener(progress);
+            }
+        });
+        (context, gate)
     }
 }
 

@@ -461,13 +461,19 @@ fn personas_are_kept_as_versions() {
     assert_eq!(store.get("helper", Some(1)).unwrap().persona, first);
     assert_eq!(store.history("helper").unwrap().len(), 2);
     let diff = store.diff("helper", 1, 2).unwrap();
-    assert!(diff.contains("+++ helper@2") && diff.contains("+    \"search\""), "{diff}");
+    assert!(
+        diff.contains("+++ helper@2") && diff.contains("+    \"search\""),
+        "{diff}"
+    );
     let rolled = store.roll_back("helper", 1, "ada").unwrap();
     assert_eq!((rolled.version, &rolled.persona), (3, &first));
     assert_eq!(store.names().unwrap(), ["helper"]);
 
     // Instructions that do not parse are refused; a tampered version is refused when read.
-    assert!(matches!(store.save("broken", &Persona::new("{% if %}"), "ada", ""), Err(Error::Template { .. })));
+    assert!(matches!(
+        store.save("broken", &Persona::new("{% if %}"), "ada", ""),
+        Err(Error::Template { .. })
+    ));
     let path = dir.path().join("helper/2.json");
     let tampered = std::fs::read_to_string(&path).unwrap().replace("search", "shell");
     std::fs::write(&path, tampered).unwrap();

@@ -97,8 +97,8 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// A program on the allow-list was not found under `/usr`, the only part of the host the sandbox sees.
-    #[error("the program {program:?} is not installed under /usr")]
+    /// A program on the allow-list was not found where the sandbox sees the host's programs.
+    #[error("the program {program:?} is not installed in /usr/local/bin, /usr/bin, /bin, /usr/sbin or /sbin")]
     ProgramNotFound {
         /// The program.
         program: String,

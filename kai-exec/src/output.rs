@@ -1,8 +1,8 @@
 //! What a command left: its status and its output, bounded.
 
+use kai_core::CancellationToken;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio_util::sync::CancellationToken;
 
 /// Why the sandbox killed a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -46,8 +46,13 @@ impl CommandPolicy {
         self.programs.keys().map(String::as_str)
     }
 
-    /// Checks a command line against the policy.
-    pub(crate) fn check(&self, argv: &[String]) -> Result<()> {
+    /// The allowed programs, comma-separated, for messages.
+    pub(crate) fn allowed_list(&self) -> String {
+        self.programs().collect::<Vec<_>>().join(", ")
+    }
+
+    /// Checks a command line against the policy; gives its program and arguments.
+    pub(crate) fn check<'a>(&self, argv: &'a [String]) -> Result<(&'a String, &'a [String])> {
         let invalid = |reason: &str| Error::InvalidCommand { reason: reason.into() };
         let Some((program, arguments)) = argv.split_first() else {
             return Err(invalid("it is empty"));
@@ -56,12 +61,12 @@ impl CommandPolicy {
             return Err(invalid("an argument holds a NUL byte"));
         }
         if argv.iter().map(String::len).sum::<usize>() > MAX_COMMAND_LINE {
-            return Err(invalid("it is longer than 128 KiB"));
+            return Err(invalid(&format!("it is longer than {} KiB", MAX_COMMAND_LINE >> 10)));
         }
         let Some(denied) = self.programs.get(program) else {
             return Err(Error::CommandNotAllowed {
                 program: program.clone(),
-                allowed: self.programs().collect::<Vec<_>>().join(", "),
+                allowed: self.allowed_list(),
             });
         };
         for argument in arguments {
@@ -78,7 +83,7 @@ impl CommandPolicy {
                 });
             }
         }
-        Ok(())
+        Ok((program, arguments))
     }
 }
 

@@ -51,7 +51,9 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// A sandbox for `workspace` that runs the programs `policy` allows, each found under `/usr`.
+    /// A sandbox for `workspace` that runs the programs `policy` allows, each found in
+    /// `/usr/local/bin`, `/usr/bin`, `/bin`, `/usr/sbin` or `/sbin` and resolving to a file under
+    /// `/usr`, `/bin` or `/sbin`.
     pub fn new(workspace: impl Into<Arc<Workspace>>, policy: CommandPolicy) -> Result<Self> {
         let workspace = workspace.into();
         if rustix::process::geteuid().is_root() && workspace.owner().is_none() {
@@ -81,7 +83,7 @@ impl Sandbox {
             bubblewrap,
             seccomp: crate::seccomp::filter_program()?,
             limits: Limits::default(),
-            running: Arc::new(tokio::sync::Semaphore::new(Limits::default().concurrent_commands)),
+            running: concurrency(Limits::default()),
             environment: Vec::new(),
         })
     }
@@ -89,9 +91,7 @@ impl Sandbox {
     /// Replaces the resource limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
-        self.running = Arc::new(tokio::sync::Semaphore::new(
-            limits.concurrent_commands.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
-        ));
+        self.running = concurrency(limits);
         self
     }
 
@@ -117,8 +117,8 @@ impl Sandbox {
         &self.policy
     }
 
-    /// Runs an empty command in the sandbox, to learn now rather than on first use that this machine
-    /// can build one (user namespaces may be disabled, for one).
+    /// Runs `prlimit` alone in the sandbox, to learn now rather than on first use that this machine can
+    /// build one (user namespaces may be disabled, or bubblewrap lack `--bind-fd`).
     pub async fn probe(&self) -> Result<()> {
         let output = self.spawn(&self.prlimit, &[], &CancellationToken::new()).await?;
         if output.success() {
@@ -133,12 +133,8 @@ impl Sandbox {
     /// breaks a limit or `cancel` fires. A program that fails is not an error: its exit code and output
     /// are in the result.
     pub async fn run(&self, argv: &[String], cancel: &CancellationToken) -> Result<CommandOutput> {
-        self.policy.check(argv)?;
-        let Some((program, arguments)) = argv.split_first() else {
-            return Err(Error::InvalidCommand {
-                reason: "it is empty".into(),
-            });
-        };
+        let (program, arguments) = self.policy.check(argv)?;
+        // Every program of the policy was found when the sandbox was made.
         let Some(path) = self.programs.get(program) else {
             return Err(Error::ProgramNotFound {
                 program: program.clone(),
@@ -204,13 +200,15 @@ impl Sandbox {
         };
         let mut out = BoundedOutput::default();
         let mut err = BoundedOutput::default();
-        let overflow = tokio_util::sync::CancellationToken::new();
+        let overflow = CancellationToken::new();
         let killed = {
             let limit = self.limits.output_bytes;
-            let reading = futures_join(
-                read_bounded(stdout, &mut out, limit, &overflow),
-                read_bounded(stderr, &mut err, limit, &overflow),
-            );
+            let reading = async {
+                tokio::join!(
+                    read_bounded(stdout, &mut out, limit, &overflow),
+                    read_bounded(stderr, &mut err, limit, &overflow),
+                );
+            };
             tokio::pin!(reading);
             let wall_time = Duration::from_millis(self.limits.wall_time_ms);
             let mut drained = false;
@@ -346,9 +344,11 @@ impl Sandbox {
     }
 }
 
-/// Both futures to their ends.
-async fn futures_join(first: impl Future<Output = ()>, second: impl Future<Output = ()>) {
-    tokio::join!(first, second);
+/// Permits for `limits.concurrent_commands` commands at once (at least one).
+fn concurrency(limits: Limits) -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(
+        limits.concurrent_commands.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+    ))
 }
 
 /// Finds `name` in [`PROGRAM_DIRECTORIES`]. What it resolves to must be a file under what the sandbox

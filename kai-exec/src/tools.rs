@@ -185,7 +185,7 @@ impl TypedTool for RunCommand {
         "run_command".into()
     }
     fn description(&self) -> String {
-        let programs = self.0.policy().programs().collect::<Vec<_>>().join(", ");
+        let programs = self.0.policy().allowed_list();
         format!(
             "Runs a program in the workspace, in a sandbox without network, and returns its exit code and \
              output. The command is a list: the program, then each argument. Allowed programs: {programs}."

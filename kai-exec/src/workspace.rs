@@ -322,14 +322,8 @@ impl Workspace {
             attempts += 1;
             match rustix::fs::openat2(directory, name.as_str(), flags, mode, RESOLVE) {
                 Ok(file) => {
-                    if let Some((uid, gid)) = self.owner {
-                        rustix::fs::fchown(
-                            &file,
-                            Some(rustix::fs::Uid::from_raw(uid)),
-                            Some(rustix::fs::Gid::from_raw(gid)),
-                        )
+                    self.give_fd_to_owner(&file)
                         .map_err(|error| Error::io(format!("writing {path:?}"), error))?;
-                    }
                     return Ok((name, file));
                 }
                 Err(Errno::EXIST) if attempts < 8 => continue,
@@ -348,15 +342,22 @@ impl Workspace {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             path,
         )?;
-        if let Some((uid, gid)) = self.owner {
-            rustix::fs::fchown(
-                &made,
+        self.give_fd_to_owner(&made)
+            .map_err(|error| Error::io(format!("making a directory of {path:?}"), error))?;
+        Ok(made)
+    }
+
+    /// Gives the file or directory open as `fd` to the workspace's owner, when there is one to give
+    /// it to (see [`Workspace::owner`]).
+    fn give_fd_to_owner(&self, fd: &OwnedFd) -> rustix::io::Result<()> {
+        match self.owner {
+            Some((uid, gid)) => rustix::fs::fchown(
+                fd,
                 Some(rustix::fs::Uid::from_raw(uid)),
                 Some(rustix::fs::Gid::from_raw(gid)),
-            )
-            .map_err(|error| Error::io(format!("making a directory of {path:?}"), error))?;
+            ),
+            None => Ok(()),
         }
-        Ok(made)
     }
 }
 

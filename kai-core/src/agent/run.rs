@@ -862,22 +862,21 @@ impl ToolRunner<'_> {
             .with_suspension(suspension.clone(), resumed);
         // The call's progress goes to the run's events until the call ends (or is dropped): a tool
         // that keeps its context can neither report after its result nor hold the stream open.
-        let progress_gate = ProgressGate(Arc::new(std::sync::Mutex::new(self.events.cloned())));
-        let tool_context = match self.events {
-            Some(_) => {
-                let (gate, call_id) = (Arc::clone(&progress_gate.0), call.id.clone());
-                tool_context.with_progress_listener(move |progress| {
-                    let events = gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (tool_context, progress_gate) = match self.events {
+            Some(events) => {
+                let (events, call_id) = (events.clone(), call.id.clone());
+                let (context, gate) = tool_context.with_gated_progress_listener(move |progress| {
                     send_event(
-                        events.as_ref(),
+                        Some(&events),
                         AgentEvent::ToolProgress {
                             call_id: call_id.clone(),
                             progress,
                         },
                     );
-                })
+                });
+                (context, Some(gate))
             }
-            None => tool_context,
+            None => (tool_context, None),
         };
         let running = AssertUnwindSafe(tool.call(arguments, tool_context)).catch_unwind();
         let timeout = self.config.limits.tool_timeout.filter(|t| after(*t).is_some());
@@ -1018,15 +1017,6 @@ fn tool_error_type(error: &ToolError) -> &'static str {
 /// `Duration::MAX` means no limit, not a panic).
 fn after(duration: std::time::Duration) -> Option<Instant> {
     Instant::now().checked_add(duration)
-}
-
-/// Where a running call's progress reports go: the run's events, until dropped when the call ends.
-struct ProgressGate(Arc<std::sync::Mutex<Option<EventSender>>>);
-
-impl Drop for ProgressGate {
-    fn drop(&mut self) {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-    }
 }
 
 fn send_event(events: Option<&EventSender>, event: AgentEvent) {

@@ -78,7 +78,13 @@ impl ProgressRoutes {
             return;
         };
         let (progress, total) = (notification.progress, notification.total);
-        if !progress.is_finite() || total.is_some_and(|total| !total.is_finite()) {
+        if !(ToolProgress {
+            progress,
+            total,
+            message: None,
+        })
+        .is_finite()
+        {
             return;
         }
         let mut routes = self.lock();
@@ -103,6 +109,26 @@ impl ProgressRoutes {
             total,
             message,
         });
+    }
+}
+
+/// Sends a call's progress reports to the client as `notifications/progress` for `token`: the latest
+/// report each time the forwarder gets to send (a slow client skips some), until the reports end.
+pub(crate) async fn forward_progress(
+    token: ProgressToken,
+    mut latest: tokio::sync::watch::Receiver<Option<ToolProgress>>,
+    peer: rmcp::service::Peer<rmcp::service::RoleServer>,
+) {
+    while latest.changed().await.is_ok() {
+        let Some(progress) = latest.borrow_and_update().clone() else {
+            continue;
+        };
+        let mut notification = ProgressNotificationParam::new(token.clone(), progress.progress);
+        notification.total = progress.total;
+        notification.message = progress.message;
+        if peer.notify_progress(notification).await.is_err() {
+            break;
+        }
     }
 }
 

@@ -10,9 +10,8 @@ use hyper_util::service::TowerToHyperService;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, GetPromptRequestParams,
     GetPromptResponse, Implementation, JsonObject, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
-    ReadResourceResponse, RequestParamsMeta, ServerCapabilities, ServerConfig, SubscribeRequestParams,
-    UnsubscribeRequestParams,
+    ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, RequestParamsMeta,
+    ServerCapabilities, ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -24,6 +23,7 @@ use crate::cancel::CancellationToken;
 use crate::error::Error;
 use crate::mcp::catalog::{Catalog, Reader, Renderer};
 use crate::mcp::offers::{McpPrompt, McpResource, McpResourceContents, McpResourceTemplate};
+use crate::mcp::progress::forward_progress;
 use crate::message::Message;
 use crate::request::ToolDefinition;
 use crate::tool::{ToolContext, ToolError, ToolProgress, ToolSet};
@@ -412,36 +412,14 @@ impl ServerHandler for McpServer {
         let mut tool_context = ToolContext::new(call_id).with_cancel(cancel.clone());
         // The latest report waits for the forwarder (reports it has not sent yet are replaced, so a
         // client that reads slowly costs one report of memory); the gate closes when the call ends.
-        let gate = Arc::new(std::sync::Mutex::new(
-            None::<tokio::sync::watch::Sender<Option<ToolProgress>>>,
-        ));
+        let mut gate = None;
         let forwarding = token.map(|token| {
-            let (reports, mut latest) = tokio::sync::watch::channel(None::<ToolProgress>);
-            *gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reports);
-            let listener = Arc::clone(&gate);
-            tool_context = std::mem::take(&mut tool_context).with_progress_listener(move |progress| {
-                if let Some(reports) = listener
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .as_ref()
-                {
-                    reports.send_replace(Some(progress));
-                }
+            let (reports, latest) = tokio::sync::watch::channel(None::<ToolProgress>);
+            let (gated, closes) = std::mem::take(&mut tool_context).with_gated_progress_listener(move |progress| {
+                reports.send_replace(Some(progress));
             });
-            let peer = context.peer.clone();
-            tokio::spawn(async move {
-                while latest.changed().await.is_ok() {
-                    let Some(progress) = latest.borrow_and_update().clone() else {
-                        continue;
-                    };
-                    let mut notification = ProgressNotificationParam::new(token.clone(), progress.progress);
-                    notification.total = progress.total;
-                    notification.message = progress.message;
-                    if peer.notify_progress(notification).await.is_err() {
-                        break;
-                    }
-                }
-            })
+            (tool_context, gate) = (gated, Some(closes));
+            tokio::spawn(forward_progress(token, latest, context.peer.clone()))
         });
         let call = tool.call(arguments, tool_context);
         let result = tokio::select! {
@@ -453,7 +431,7 @@ impl ServerHandler for McpServer {
         };
         // The call is over: no more reports, and the forwarder ends once it has sent the last one, before
         // the result; one that cannot send it in time is stopped.
-        gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        drop(gate);
         if let Some(mut forwarding) = forwarding
             && tokio::time::timeout(PROGRESS_DRAIN, &mut forwarding).await.is_err()
         {

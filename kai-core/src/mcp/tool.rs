@@ -135,41 +135,58 @@ impl McpTool {
             .await?;
         // rmcp sends every request with a progress token of its own: reports are routed by it.
         let _route = self.connection.progress.route(handle.progress_token.clone(), context);
-        let mut abandoned = Abandoned {
-            peer: peer.clone(),
-            id: Some(handle.id.clone()),
-            runtime: tokio::runtime::Handle::current(),
-        };
+        let mut abandoned = Abandoned::new(peer.clone(), handle.id.clone());
         let response = handle.await_response().await;
-        abandoned.id = None;
-        match response? {
-            ServerResult::CallToolResult(result) => Ok(result),
-            // A result without content decodes as one of these, as rmcp's own `call_tool` knows.
-            ServerResult::EmptyResult(_) => Ok(CallToolResult::default()),
-            ServerResult::TaskAckResult(ack) => {
-                let mut result = CallToolResult::default();
-                result.meta = ack.meta;
-                Ok(result)
-            }
-            ServerResult::CustomResult(custom)
-                if custom
-                    .0
-                    .as_object()
-                    .is_some_and(|fields| fields.keys().all(|key| key == "_meta")) =>
-            {
-                Ok(CallToolResult::default())
-            }
-            _ => Err(ServiceError::UnexpectedResponse),
-        }
+        abandoned.disarm();
+        tool_result(response?).ok_or(ServiceError::UnexpectedResponse)
     }
 }
 
-/// Tells the server that the request `id` was abandoned, when dropped while it still holds it
+/// The result of a `tools/call`, also one without content, which decodes as another kind of result
+/// (as rmcp's own `call_tool` knows); `None` for anything else.
+fn tool_result(response: ServerResult) -> Option<CallToolResult> {
+    match response {
+        ServerResult::CallToolResult(result) => Some(result),
+        ServerResult::EmptyResult(_) => Some(CallToolResult::default()),
+        ServerResult::TaskAckResult(ack) => {
+            let mut result = CallToolResult::default();
+            result.meta = ack.meta;
+            Some(result)
+        }
+        ServerResult::CustomResult(custom)
+            if custom
+                .0
+                .as_object()
+                .is_some_and(|fields| fields.keys().all(|key| key == "_meta")) =>
+        {
+            Some(CallToolResult::default())
+        }
+        _ => None,
+    }
+}
+
+/// Tells the server that the request `id` was abandoned, when dropped before [`disarm`](Self::disarm)
 /// (on the runtime the call was made on: the drop may happen on a thread without one).
 struct Abandoned {
     peer: Peer<RoleClient>,
     id: Option<RequestId>,
     runtime: tokio::runtime::Handle,
+}
+
+impl Abandoned {
+    /// Armed for request `id`; made on the call's runtime.
+    fn new(peer: Peer<RoleClient>, id: RequestId) -> Self {
+        Abandoned {
+            peer,
+            id: Some(id),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// The request has its answer: nothing to tell.
+    fn disarm(&mut self) {
+        self.id = None;
+    }
 }
 
 impl Drop for Abandoned {
@@ -239,6 +256,16 @@ impl Tool for McpTool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_without_content_are_results() {
+        use rmcp::model::{CustomResult, EmptyResult};
+        assert!(tool_result(ServerResult::EmptyResult(EmptyResult {})).is_some_and(|result| result.content.is_empty()));
+        let meta_only = CustomResult(serde_json::json!({"_meta": {"k": 1}}));
+        assert!(tool_result(ServerResult::CustomResult(meta_only)).is_some());
+        let other = CustomResult(serde_json::json!({"answer": 42}));
+        assert!(tool_result(ServerResult::CustomResult(other)).is_none());
+    }
 
     #[test]
     fn names_are_made_fit_for_every_provider() {
