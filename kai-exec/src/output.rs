@@ -7,6 +7,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Why the sandbox killed a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum KillReason {
     /// It ran past [`Limits::wall_time_ms`](crate::Limits::wall_time_ms).
     Timeout,

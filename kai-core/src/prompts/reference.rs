@@ -15,8 +15,12 @@ use crate::error::Error;
 /// assert_eq!((pinned.name.as_str(), pinned.version), ("support", Some(3)));
 /// assert_eq!(pinned.to_string(), "prompt://support@3");
 /// assert!("support@3".parse::<PromptRef>().is_err());
+/// // In serde forms it is the reference's text, checked when read.
+/// assert_eq!(serde_json::to_value(&pinned).unwrap(), "prompt://support@3");
+/// assert!(serde_json::from_value::<PromptRef>("prompt://../etc@1".into()).is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct PromptRef {
     /// The prompt's name.
     pub name: String,
@@ -65,6 +69,20 @@ impl fmt::Display for PromptRef {
             Some(version) => write!(formatter, "{SCHEME}{}@{version}", self.name),
             None => write!(formatter, "{SCHEME}{}", self.name),
         }
+    }
+}
+
+impl TryFrom<String> for PromptRef {
+    type Error = Error;
+
+    fn try_from(reference: String) -> Result<Self, Error> {
+        reference.parse()
+    }
+}
+
+impl From<PromptRef> for String {
+    fn from(reference: PromptRef) -> String {
+        reference.to_string()
     }
 }
 
