@@ -131,6 +131,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// A [`PathRefused`](Error::PathRefused) for `path`.
+    pub(crate) fn refused(path: &str, reason: PathRefusal) -> Self {
+        Error::PathRefused {
+            path: path.to_owned(),
+            reason,
+        }
+    }
+
     pub(crate) fn io(operation: impl Into<String>, source: impl Into<std::io::Error>) -> Self {
         Error::Io {
             operation: operation.into(),

@@ -14,10 +14,7 @@ pub(crate) struct RelativePath {
 impl RelativePath {
     /// Checks `path`. `"."` or `""` is the workspace itself: no components.
     pub(crate) fn parse(path: &str) -> Result<Self> {
-        let refuse = |reason| Error::PathRefused {
-            path: path.to_owned(),
-            reason,
-        };
+        let refuse = |reason| Error::refused(path, reason);
         if path.len() > MAX_PATH {
             return Err(refuse(PathRefusal::TooLong));
         }
@@ -47,10 +44,7 @@ impl RelativePath {
     pub(crate) fn split_last(&self, original: &str) -> Result<(&[String], &str)> {
         match self.components.split_last() {
             Some((name, parent)) => Ok((parent, name)),
-            None => Err(Error::PathRefused {
-                path: original.to_owned(),
-                reason: PathRefusal::Empty,
-            }),
+            None => Err(Error::refused(original, PathRefusal::Empty)),
         }
     }
 }

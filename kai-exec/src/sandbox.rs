@@ -3,7 +3,6 @@
 //! with no capabilities, a scrubbed environment, a seccomp filter and resource limits.
 
 use std::collections::BTreeMap;
-use std::io::{Seek, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -161,14 +160,7 @@ impl Sandbox {
             .arg(SANDBOX_WORKSPACE)
             .args(["--remount-ro", "/", "--chdir", SANDBOX_WORKSPACE]);
         // The filter goes to bubblewrap in a memory file it reads at setup; see `inherit_only`.
-        let mut filter = std::fs::File::from(
-            rustix::fs::memfd_create("kai-seccomp", rustix::fs::MemfdFlags::CLOEXEC)
-                .map_err(|error| Error::io("making the seccomp filter", error))?,
-        );
-        filter
-            .write_all(&self.seccomp)
-            .and_then(|()| filter.rewind())
-            .map_err(|error| Error::io("making the seccomp filter", error))?;
+        let filter = crate::seccomp::memory_file(&self.seccomp)?;
         command.arg("--seccomp").arg(filter.as_raw_fd().to_string());
         inherit_only(&mut command, [workspace, filter.as_raw_fd()]);
         command

@@ -164,3 +164,18 @@ fn x32_refusal() -> Vec<seccompiler::sock_filter> {
         Vec::new()
     }
 }
+
+/// `program` in a memory file, close-on-exec and read from its start, for bubblewrap's `--seccomp`.
+pub(crate) fn memory_file(program: &[u8]) -> Result<std::fs::File> {
+    use std::io::{Seek, Write};
+    let made = (|| {
+        let mut file = std::fs::File::from(rustix::fs::memfd_create(
+            "kai-seccomp",
+            rustix::fs::MemfdFlags::CLOEXEC,
+        )?);
+        file.write_all(program)?;
+        file.rewind()?;
+        Ok::<_, std::io::Error>(file)
+    })();
+    made.map_err(|error| Error::io("making the seccomp filter", error))
+}

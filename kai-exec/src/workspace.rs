@@ -370,10 +370,7 @@ fn open_beneath(directory: BorrowedFd<'_>, name: &str, flags: OFlags, path: &str
 
 /// Refuses anything but a regular file with one link.
 fn check_regular(stat: &rustix::fs::Stat, path: &str) -> Result<()> {
-    let refuse = |reason| Error::PathRefused {
-        path: path.to_owned(),
-        reason,
-    };
+    let refuse = |reason| Error::refused(path, reason);
     match FileType::from_raw_mode(stat.st_mode) {
         FileType::RegularFile if stat.st_nlink > 1 => Err(refuse(PathRefusal::HardLink)),
         FileType::RegularFile => Ok(()),
@@ -384,10 +381,7 @@ fn check_regular(stat: &rustix::fs::Stat, path: &str) -> Result<()> {
 
 /// The typed error for what resolving or touching `path` returned.
 fn map_errno(error: Errno, path: &str, operation: &str) -> Error {
-    let refuse = |reason| Error::PathRefused {
-        path: path.to_owned(),
-        reason,
-    };
+    let refuse = |reason| Error::refused(path, reason);
     match error {
         Errno::NOENT => Error::NotFound { path: path.to_owned() },
         Errno::LOOP => refuse(PathRefusal::Symlink),

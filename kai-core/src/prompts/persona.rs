@@ -162,7 +162,7 @@ mod store {
 
     use super::Persona;
     use crate::error::Error;
-    use crate::prompts::store::unified_diff;
+
     use crate::prompts::versioned::{Record, Versions, content_hash, now_ms};
 
     /// One version of a persona.
@@ -193,6 +193,11 @@ mod store {
         }
         fn hash_matches(&self) -> bool {
             persona_hash(&self.persona).is_ok_and(|hash| hash == self.content_hash)
+        }
+        fn diff_text(&self) -> Result<String, Error> {
+            serde_json::to_string_pretty(&self.persona).map_err(|error| Error::Storage {
+                message: format!("encoding a persona: {error}"),
+            })
         }
     }
 
@@ -250,13 +255,7 @@ mod store {
 
         /// A unified diff of version `from` to version `to` of `name`, as pretty JSON.
         pub fn diff(&self, name: &str, from: u32, to: u32) -> Result<String, Error> {
-            let text = |version: u32| -> Result<String, Error> {
-                let persona = self.get(name, Some(version))?.persona;
-                serde_json::to_string_pretty(&persona).map_err(|error| Error::Storage {
-                    message: format!("encoding a persona: {error}"),
-                })
-            };
-            Ok(unified_diff(name, (from, &text(from)?), (to, &text(to)?)))
+            self.versions.diff::<PersonaVersion>(name, from, to)
         }
 
         /// Makes version `to` the latest again, as a new version.

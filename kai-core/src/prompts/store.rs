@@ -55,6 +55,9 @@ impl Record for PromptVersion {
     fn hash_matches(&self) -> bool {
         self.content_hash == content_hash(self.source.as_bytes())
     }
+    fn diff_text(&self) -> Result<String, Error> {
+        Ok(self.source.clone())
+    }
 }
 
 impl PromptStore {
@@ -99,8 +102,7 @@ impl PromptStore {
 
     /// A unified diff of version `from` to version `to` of `name`.
     pub fn diff(&self, name: &str, from: u32, to: u32) -> Result<String, Error> {
-        let (old, new) = (self.get(name, Some(from))?, self.get(name, Some(to))?);
-        Ok(unified_diff(name, (from, &old.source), (to, &new.source)))
+        self.versions.diff::<PromptVersion>(name, from, to)
     }
 
     /// Makes version `to`'s source the latest again, as a new version; history is never rewritten.
@@ -141,12 +143,4 @@ impl PromptStore {
             Ok(instructions.to_owned())
         }
     }
-}
-
-/// A unified diff of `name` from one version's text to another's.
-pub(crate) fn unified_diff(name: &str, (from, old): (u32, &str), (to, new): (u32, &str)) -> String {
-    similar::TextDiff::from_lines(old, new)
-        .unified_diff()
-        .header(&format!("{name}@{from}"), &format!("{name}@{to}"))
-        .to_string()
 }

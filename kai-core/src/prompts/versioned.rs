@@ -28,6 +28,8 @@ pub(crate) trait Record: Serialize + DeserializeOwned {
     fn version(&self) -> u32;
     /// Whether the hash it carries is its content's.
     fn hash_matches(&self) -> bool;
+    /// Its content as text, to diff one version against another.
+    fn diff_text(&self) -> Result<String, Error>;
 }
 
 /// A directory of versioned records.
@@ -118,6 +120,16 @@ impl Versions {
             .into_iter()
             .map(|version| self.read(name, version))
             .collect()
+    }
+
+    /// A unified diff of version `from` to version `to` of `name`.
+    pub(crate) fn diff<R: Record>(&self, name: &str, from: u32, to: u32) -> Result<String, Error> {
+        let old = self.get::<R>(name, Some(from))?.diff_text()?;
+        let new = self.get::<R>(name, Some(to))?.diff_text()?;
+        Ok(similar::TextDiff::from_lines(&old, &new)
+            .unified_diff()
+            .header(&format!("{name}@{from}"), &format!("{name}@{to}"))
+            .to_string())
     }
 
     /// The names the directory holds, sorted.
