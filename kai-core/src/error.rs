@@ -162,6 +162,22 @@ pub enum Error {
         /// The version asked for; `None` for the latest.
         version: Option<u32>,
     },
+    /// A plan cannot run: a cycle, a dependency on nothing, no subtasks, an unknown worker or tool.
+    #[error("invalid plan: {problem}")]
+    InvalidPlan {
+        /// What is wrong with it.
+        problem: crate::plan::PlanProblem,
+    },
+    /// A subtask of a plan failed for good: its retries and the plan's re-plans are used up.
+    #[error("subtask {subtask:?} failed after {attempts} attempt(s): {error}")]
+    SubtaskFailed {
+        /// The subtask's id.
+        subtask: String,
+        /// Runs started for it.
+        attempts: u32,
+        /// Why its last attempt failed.
+        error: Box<Error>,
+    },
     /// Reading or writing a store on disk failed, or what it holds is damaged.
     #[error("storage error: {message}")]
     Storage {
@@ -197,6 +213,8 @@ impl Error {
             Error::UndefinedVariable { .. } => "undefined_variable",
             Error::NotFound { .. } => "not_found",
             Error::Storage { .. } => "storage",
+            Error::InvalidPlan { .. } => "invalid_plan",
+            Error::SubtaskFailed { .. } => "subtask_failed",
         }
     }
 
@@ -213,6 +231,13 @@ impl Error {
         match self {
             Error::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
+        }
+    }
+
+    /// A [`Storage`](Error::Storage) error: `doing` (`"reading"`) the file at `path` failed with `error`.
+    pub(crate) fn storage(path: &std::path::Path, doing: &str, error: &std::io::Error) -> Self {
+        Error::Storage {
+            message: format!("{doing} {}: {error}", path.display()),
         }
     }
 
@@ -305,6 +330,16 @@ mod tests {
             },
             Error::Config { message: "k".into() },
             Error::Hook { message: "l".into() },
+            Error::InvalidPlan {
+                problem: crate::plan::PlanProblem::Cycle {
+                    subtasks: vec!["a".into(), "b".into()],
+                },
+            },
+            Error::SubtaskFailed {
+                subtask: "a".into(),
+                attempts: 2,
+                error: Box::new(Error::Timeout),
+            },
         ];
         for error in errors {
             let json = serde_json::to_value(&error).unwrap();

@@ -70,6 +70,31 @@ impl FileLock {
     }
 }
 
+/// Reads the file at `path` whole, refusing anything but a regular file ([`ErrorKind::InvalidInput`]:
+/// a FIFO would block the read, a device might never end) and a file over `max` bytes
+/// ([`ErrorKind::FileTooLarge`]) without reading more than `max + 1` bytes of it.
+pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, Error> {
+    let metadata = std::fs::symlink_metadata(path)?;
+    if !metadata.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(path)?, max + 1),
+        &mut bytes,
+    )?;
+    if bytes.len() as u64 > max {
+        return Err(Error::new(
+            ErrorKind::FileTooLarge,
+            format!("{} is over {max} bytes", path.display()),
+        ));
+    }
+    Ok(bytes)
+}
+
 fn write(path: &Path, bytes: &[u8], create_only: bool) -> Result<(), Error> {
     let directory = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -209,6 +234,20 @@ mod tests {
         write_atomic(&path, b"third").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"third");
         assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn limited_reads_refuse_big_and_irregular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        write_atomic(&path, b"12345").unwrap();
+        assert_eq!(read_limited(&path, 5).unwrap(), b"12345");
+        assert_eq!(read_limited(&path, 4).unwrap_err().kind(), ErrorKind::FileTooLarge);
+        assert_eq!(read_limited(dir.path(), 4).unwrap_err().kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            read_limited(&dir.path().join("missing"), 4).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //!   guardrails.
 //! - **Structured output**: [`Agent::extract`] and [`ChatModelExt::extract`] parse answers into your
 //!   types, repairing invalid ones.
+//! - **Plans** ([`plan`]): a goal broken into subtasks by a model, run as a graph on worker agents
+//!   with retries, re-plans and checkpoints.
 //! - **Testing**: [`testing::ScriptedModel`] (feature `testing`) replays scripted answers.
 //!
 //! The same code builds for `wasm32-unknown-unknown`: async traits are `Send` on native targets and not
@@ -62,6 +64,7 @@ mod marker;
 pub mod mcp;
 mod message;
 mod model;
+pub mod plan;
 #[cfg(feature = "prompts")]
 pub mod prompts;
 mod request;

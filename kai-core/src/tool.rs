@@ -747,6 +747,25 @@ impl ToolSet {
         Ok(())
     }
 
+    /// A set of this set's tools with these names, in the order given, their schemas as they were
+    /// already compiled here. A name this set lacks is [`Error::Config`].
+    pub fn subset<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<ToolSet, Error> {
+        let mut subset = ToolSet::new();
+        for name in names {
+            let index = *self.by_name.get(name).ok_or_else(|| Error::Config {
+                message: format!("there is no tool named {name:?}"),
+            })?;
+            if subset.by_name.contains_key(name) {
+                continue;
+            }
+            subset.by_name.insert(name.to_owned(), subset.tools.len());
+            subset.tools.push(Arc::clone(&self.tools[index]));
+            subset.definitions.push(self.definitions[index].clone());
+            subset.validators.push(Arc::clone(&self.validators[index]));
+        }
+        Ok(subset)
+    }
+
     /// Checks arguments against the schema of the tool with this name: `Ok` when they fit (or no such
     /// tool exists), otherwise [`ToolError::InvalidArguments`] naming every place that does not fit.
     pub fn validate(&self, name: &str, arguments: &serde_json::Value) -> Result<(), ToolError> {

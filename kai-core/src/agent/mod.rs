@@ -5,7 +5,7 @@ mod conversation;
 mod delegate;
 mod event;
 pub(crate) mod run;
-mod state;
+pub(crate) mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use conversation::Conversation;
 pub use delegate::AgentTool;
 pub use event::AgentEvent;
+pub(crate) use state::new_run_id;
 pub use state::{Approval, ApprovalDecision, NestedApproval, RunState, SuspendedCall};
 
 use crate::CancellationToken;
@@ -476,6 +477,19 @@ impl Agent {
     pub fn with_hook(&self, hook: Arc<dyn AgentHook>) -> Agent {
         let mut config = self.inner.config.clone();
         config.hooks.push(hook);
+        Agent {
+            inner: Arc::new(AgentInner {
+                model: Arc::clone(&self.inner.model),
+                config,
+            }),
+        }
+    }
+
+    /// A copy of this agent with these tools instead of its own (for example a subset, from
+    /// [`ToolSet::subset`]). The model, instructions, hooks and limits are shared.
+    pub fn with_tools(&self, tools: ToolSet) -> Agent {
+        let mut config = self.inner.config.clone();
+        config.tools = tools;
         Agent {
             inner: Arc::new(AgentInner {
                 model: Arc::clone(&self.inner.model),

@@ -112,7 +112,7 @@ fn first_version() -> u32 {
 }
 
 /// 128 random bits, base64url.
-fn new_run_id() -> String {
+pub(crate) fn new_run_id() -> String {
     use base64::Engine as _;
     let mut bytes = [0u8; 16];
     // Without an entropy source (a platform kAI does not know) ids fall back to the clock: still
