@@ -162,6 +162,23 @@ pub enum Error {
         /// The version asked for; `None` for the latest.
         version: Option<u32>,
     },
+    /// A size or count limit would be passed (an artifact too big, a run's artifacts too many).
+    #[error("the {limit} limit is {max}; this needs {requested}")]
+    LimitExceeded {
+        /// Which limit, in snake_case (`artifact_bytes`, `run_bytes`, `run_artifacts`).
+        limit: String,
+        /// What was asked for, counted as the limit counts.
+        requested: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// An artifact to save is not what it says it is (a MIME type that is none, text that is not
+    /// UTF-8, JSON that does not parse, a name or metadata out of bounds).
+    #[error("invalid artifact: {message}")]
+    InvalidArtifact {
+        /// What is wrong.
+        message: String,
+    },
     /// A plan cannot run: a cycle, a dependency on nothing, no subtasks, an unknown worker or tool.
     #[error("invalid plan: {problem}")]
     InvalidPlan {
@@ -213,6 +230,8 @@ impl Error {
             Error::UndefinedVariable { .. } => "undefined_variable",
             Error::NotFound { .. } => "not_found",
             Error::Storage { .. } => "storage",
+            Error::LimitExceeded { .. } => "limit_exceeded",
+            Error::InvalidArtifact { .. } => "invalid_artifact",
             Error::InvalidPlan { .. } => "invalid_plan",
             Error::SubtaskFailed { .. } => "subtask_failed",
         }
@@ -330,6 +349,12 @@ mod tests {
             },
             Error::Config { message: "k".into() },
             Error::Hook { message: "l".into() },
+            Error::LimitExceeded {
+                limit: "run_bytes".into(),
+                requested: 11,
+                max: 10,
+            },
+            Error::InvalidArtifact { message: "m".into() },
             Error::InvalidPlan {
                 problem: crate::plan::PlanProblem::Cycle {
                     subtasks: vec!["a".into(), "b".into()],

@@ -18,6 +18,8 @@
 //!   types, repairing invalid ones.
 //! - **Plans** ([`plan`]): a goal broken into subtasks by a model, run as a graph on worker agents
 //!   with retries, re-plans and checkpoints.
+//! - **Artifacts** ([`artifacts`], feature `artifacts`): what agents make, stored content-addressed
+//!   with who made it, and tools to save and read them.
 //! - **Testing**: [`testing::ScriptedModel`] (feature `testing`) replays scripted answers.
 //!
 //! The same code builds for `wasm32-unknown-unknown`: async traits are `Send` on native targets and not
@@ -54,6 +56,8 @@ extern crate self as kai_core;
 
 mod agent;
 mod approval;
+#[cfg(all(feature = "artifacts", not(target_arch = "wasm32")))]
+pub mod artifacts;
 mod cancel;
 mod error;
 mod extract;

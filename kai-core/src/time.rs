@@ -11,6 +11,13 @@ use crate::error::Error;
 
 pub(crate) use web_time::Instant;
 
+/// Now, in milliseconds since the Unix epoch (0 before it, `u64::MAX` far after it).
+pub(crate) fn now_ms() -> u64 {
+    web_time::SystemTime::now()
+        .duration_since(web_time::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The longest single timer: browsers' `setTimeout` takes a signed 32-bit count of milliseconds, and a
 /// longer delay there fires at once.
 const LONGEST_TIMER: Duration = Duration::from_millis(i32::MAX as u64);

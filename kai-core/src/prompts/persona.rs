@@ -163,7 +163,8 @@ mod store {
     use super::Persona;
     use crate::error::Error;
 
-    use crate::prompts::versioned::{Record, Versions, content_hash, now_ms};
+    use crate::prompts::versioned::{Record, Versions, content_hash};
+    use crate::time::now_ms;
 
     /// One version of a persona.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,8 +5,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::prompts::versioned::{Record, Versions, content_hash, now_ms};
+use crate::prompts::versioned::{Record, Versions, content_hash};
 use crate::prompts::{PromptRef, PromptTemplates, check_name};
+use crate::time::now_ms;
 
 /// One version of a prompt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
