@@ -95,6 +95,18 @@ pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
+/// Runs blocking file work on a helper thread of its own, so that an async runtime's threads are not
+/// held up while it waits on the disk; works under any executor.
+pub(crate) async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    let (sender, receiver) = futures::channel::oneshot::channel();
+    std::thread::Builder::new().name("kai-fs".into()).spawn(move || {
+        let _ = sender.send(work());
+    })?;
+    receiver
+        .await
+        .map_err(|_| Error::other("the file helper thread stopped before it finished"))
+}
+
 fn write(path: &Path, bytes: &[u8], create_only: bool) -> Result<(), Error> {
     let directory = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,

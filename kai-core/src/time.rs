@@ -12,6 +12,7 @@ use crate::error::Error;
 pub(crate) use web_time::Instant;
 
 /// Now, in milliseconds since the Unix epoch (0 before it, `u64::MAX` far after it).
+#[cfg(any(feature = "prompts", feature = "artifacts"))]
 pub(crate) fn now_ms() -> u64 {
     web_time::SystemTime::now()
         .duration_since(web_time::UNIX_EPOCH)

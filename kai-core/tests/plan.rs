@@ -50,7 +50,7 @@ fn diamond() -> Plan {
     ])
 }
 
-/// The text of the last user message of a model's `n`th request.
+/// The text of the first message (the input) of a model's `n`th request.
 fn input_of(model: &ScriptedModel, n: usize) -> String {
     model.requests()[n].messages.first().unwrap().text()
 }
@@ -176,17 +176,32 @@ async fn the_concurrency_limit_holds() {
     );
 }
 
+/// A tool that counts its calls.
+fn counter(name: &str, calls: &Arc<AtomicUsize>) -> Arc<dyn Tool> {
+    let calls = Arc::clone(calls);
+    tool_of(dynamic_tool(name, "Counts.", json!({"type": "object"}), move |_, _| {
+        let calls = Arc::clone(&calls);
+        async move { Ok(json!(calls.fetch_add(1, Ordering::SeqCst) + 1)) }
+    }))
+}
+
 #[tokio::test]
 async fn failures_are_retried_transient_ones_continuing_their_run() {
+    let calls = Arc::new(AtomicUsize::new(0));
     let model = ScriptedModel::new()
         .text("1 and 2")
-        // b: a server error (transient, so the run continues), then its answer.
+        // b: a tool call, then a server error (transient, so the run continues), then its answer.
+        .tool_call("count", json!({}))
         .fail(Error::Server {
             status: Some(503),
             message: "busy".into(),
         })
         .text("3");
-    let executor = PlanExecutor::builder(agent(&model, "worker"))
+    let worker = Agent::builder(model.clone())
+        .shared_tool(counter("count", &calls))
+        .build()
+        .unwrap();
+    let executor = PlanExecutor::builder(worker)
         .max_concurrency(1)
         .retry(quick_retries(3))
         .build()
@@ -213,10 +228,12 @@ async fn failures_are_retried_transient_ones_continuing_their_run() {
     };
     assert_eq!(output.answer, "3");
     assert_eq!(output.results[1].attempts, 2);
-    // The retry continued the run that failed: one user message, no second copy of the input.
+    // The retry continued the run that failed, its tool call's result kept, the tool not called again.
     let requests = model.requests();
-    assert_eq!(requests.len(), 3);
-    assert_eq!(requests[2].messages, requests[1].messages);
+    assert_eq!(requests.len(), 4);
+    assert_eq!(requests[3].messages, requests[2].messages);
+    assert_eq!(requests[3].messages.len(), 3);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -225,11 +242,17 @@ async fn a_subtask_that_keeps_failing_stops_the_plan_with_its_error_and_keeps_wh
         message: "garbage".into(),
         snippet: "<html>".into(),
     };
+    let calls = Arc::new(AtomicUsize::new(0));
     let model = ScriptedModel::new()
         .text("done a")
+        .tool_call("count", json!({}))
         .fail(bad_answer())
         .fail(bad_answer());
-    let executor = PlanExecutor::builder(agent(&model, "worker"))
+    let worker = Agent::builder(model.clone())
+        .shared_tool(counter("count", &calls))
+        .build()
+        .unwrap();
+    let executor = PlanExecutor::builder(worker)
         .max_concurrency(1)
         .retry(quick_retries(2))
         .build()
@@ -251,10 +274,11 @@ async fn a_subtask_that_keeps_failing_stops_the_plan_with_its_error_and_keeps_wh
     assert_eq!(failure.state.output("a"), Some("done a"));
     assert!(matches!(failure.state.record("b").status, SubtaskStatus::Failed { .. }));
     assert!(!failure.state.subtasks.contains_key("c"));
-    // A malformed answer is not transient: each retry started afresh from the subtask's input.
+    // A malformed answer is not transient: the retry started afresh from the subtask's input.
     let requests = model.requests();
-    assert_eq!(requests[1].messages, requests[2].messages);
-    assert_eq!(requests[2].messages.len(), 1);
+    assert_eq!(requests[2].messages.len(), 3);
+    assert_eq!(requests[3].messages.len(), 1);
+    assert_eq!(requests[3].messages, requests[1].messages);
     // Refusals are not retried at all.
     let refused = ScriptedModel::new().fail(Error::Authentication {
         message: "bad key".into(),
@@ -496,27 +520,69 @@ async fn cancelling_stops_the_plan_and_its_tools_and_keeps_what_is_done() {
     let failure = failure.expect("the plan did not stop");
     assert_eq!(failure.error, Error::Cancelled);
     assert_eq!(failure.state.output("a"), Some("a done"));
-    assert!(!failure.state.is_done("b"));
+    assert!(matches!(
+        failure.state.record("b").status,
+        SubtaskStatus::Interrupted { .. }
+    ));
     assert_eq!(cancelled.load(Ordering::SeqCst), 1, "the tool did not see the cancel");
 }
 
 #[tokio::test]
-async fn a_deadline_stops_the_plan() {
+async fn a_deadline_stops_the_plan_keeping_each_run_where_it_stood() {
     let cancelled = Arc::new(AtomicUsize::new(0));
-    let model = ScriptedModel::new().tool_call("stuck", json!({}));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let model = ScriptedModel::new()
+        .text("a done")
+        .tool_call("count", json!({}))
+        .tool_call("stuck", json!({}));
     let worker = Agent::builder(model)
         .shared_tool(stuck_tool(&cancelled))
+        .shared_tool(counter("count", &calls))
         .build()
         .unwrap();
     let executor = PlanExecutor::builder(worker)
-        .deadline(Duration::from_millis(100))
+        .deadline(Duration::from_millis(200))
+        .max_concurrency(1)
         .build()
         .unwrap();
-    let failure = executor
-        .resume(PlanState::with_plan("g", Plan::new([Subtask::new("a", "Hang.")])))
-        .await
-        .unwrap_err();
+    let plan = Plan::new([
+        Subtask::new("a", "First."),
+        Subtask::new("b", "Count, then hang.").after(["a"]),
+    ]);
+    let failure = executor.resume(PlanState::with_plan("g", plan)).await.unwrap_err();
     assert_eq!(failure.error, Error::DeadlineExceeded);
+    assert_eq!(cancelled.load(Ordering::SeqCst), 1, "the tool did not see the stop");
+    assert_eq!(failure.state.output("a"), Some("a done"));
+    let record = failure.state.record("b");
+    assert_eq!(record.attempts, 1);
+    assert!(record.usage.total_tokens() > 0, "the stopped attempt's usage was lost");
+    let SubtaskStatus::Interrupted { run } = record.status else {
+        panic!("b is not kept where it stood: {:?}", record.status);
+    };
+    // Resumed, b goes on from its run: the unfinished call runs again (this time it returns), the
+    // counting call, which finished, does not.
+    let model = ScriptedModel::new().text("b done");
+    let unstuck = tool_of(dynamic_tool(
+        "stuck",
+        "Returns.",
+        json!({"type": "object"}),
+        |_, _| async { Ok(json!("unstuck")) },
+    ));
+    let worker = Agent::builder(model.clone())
+        .shared_tool(unstuck)
+        .shared_tool(counter("count", &calls))
+        .build()
+        .unwrap();
+    let output = PlanExecutor::builder(worker)
+        .build()
+        .unwrap()
+        .resume(*failure.state)
+        .await
+        .unwrap();
+    assert_eq!(output.answer, "b done");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(model.requests()[0].messages.len(), run.messages.len() + 1);
+    assert_eq!(output.results[1].attempts, 2);
 }
 
 #[tokio::test]
@@ -674,6 +740,32 @@ async fn damaged_or_forged_states_are_refused_before_anything_runs() {
         Error::Storage { .. }
     ));
 
+    // A state without a plan cannot carry records: they would never be checked.
+    let mut unplanned = PlanState::new("g");
+    unplanned.subtasks.insert(
+        "summary".into(),
+        kai_core::plan::SubtaskRecord {
+            status: SubtaskStatus::Done {
+                output: "forged".into(),
+            },
+            ..Default::default()
+        },
+    );
+    assert!(matches!(
+        executor.resume(unplanned).await.unwrap_err().error,
+        Error::Storage { .. }
+    ));
+    // A dependency named again and again would copy its result into the input each time.
+    let repeated = PlanState::with_plan(
+        "g",
+        Plan::new([Subtask::new("a", "x"), Subtask::new("b", "y").after(vec!["a"; 1000])]),
+    );
+    assert!(matches!(
+        executor.resume(repeated).await.unwrap_err().error,
+        Error::InvalidPlan {
+            problem: PlanProblem::DuplicateDependency { .. }
+        }
+    ));
     let cyclic = PlanState::with_plan("g", Plan::new([Subtask::new("a", "x").after(["a"])]));
     assert!(matches!(
         executor.resume(cyclic).await.unwrap_err().error,
@@ -762,4 +854,180 @@ async fn a_stream_starts_with_the_plan_and_orders_each_subtasks_events() {
     };
     assert_eq!(planned, &plan);
     assert!(done.is_empty());
+}
+
+#[tokio::test]
+async fn an_approved_call_does_not_run_twice_when_the_plan_is_cancelled_after_it() {
+    let deploys = Arc::new(AtomicUsize::new(0));
+    let worker = |model: &ScriptedModel| {
+        Agent::builder(model.clone())
+            .shared_tool(counter("deploy", &deploys))
+            .needs_approval("deploy", "a human checks deploys")
+            .build()
+            .unwrap()
+    };
+    let first = ScriptedModel::new().tool_call("deploy", json!({}));
+    let failure = PlanExecutor::builder(worker(&first))
+        .build()
+        .unwrap()
+        .resume(PlanState::with_plan("g", Plan::new([Subtask::new("ship", "Deploy.")])))
+        .await
+        .unwrap_err();
+    let mut state = *failure.state;
+    assert_eq!(state.run_mut("ship").unwrap().approve_all(), 1);
+
+    // Resumed: the deploy runs, then the plan is cancelled while the model thinks about its answer.
+    let slow = ScriptedModel::new().text("never seen").delayed(Duration::from_secs(60));
+    let token = CancellationToken::new();
+    let canceller = {
+        let token = token.clone();
+        let deploys = Arc::clone(&deploys);
+        tokio::spawn(async move {
+            while deploys.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            token.cancel();
+        })
+    };
+    let failure = PlanExecutor::builder(worker(&slow))
+        .build()
+        .unwrap()
+        .resume_with(state, RunOptions::cancel_on(token))
+        .await
+        .unwrap_err();
+    canceller.await.unwrap();
+    assert_eq!(failure.error, Error::Cancelled);
+    assert_eq!(deploys.load(Ordering::SeqCst), 1);
+
+    // Resumed again: the run goes on after the deploy, which does not run a second time.
+    let last = ScriptedModel::new().text("deployed once");
+    let output = PlanExecutor::builder(worker(&last))
+        .build()
+        .unwrap()
+        .resume(*failure.state)
+        .await
+        .unwrap();
+    assert_eq!(output.answer, "deployed once");
+    assert_eq!(deploys.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_run_that_suspends_with_nothing_to_approve_fails_instead_of_looping() {
+    let odd = tool_of(dynamic_tool(
+        "odd",
+        "Suspends for nothing.",
+        json!({"type": "object"}),
+        |_, context: ToolContext| async move { Err::<serde_json::Value, _>(context.suspend(kai_core::RunState::default())) },
+    ));
+    let model = ScriptedModel::new().tool_call("odd", json!({})).repeat();
+    let worker = Agent::builder(model.clone()).shared_tool(odd).build().unwrap();
+    let failure = tokio::time::timeout(
+        Duration::from_secs(10),
+        PlanExecutor::builder(worker)
+            .retry(quick_retries(3))
+            .build()
+            .unwrap()
+            .resume(PlanState::with_plan("g", Plan::new([Subtask::new("a", "x")]))),
+    )
+    .await
+    .expect("the plan loops")
+    .unwrap_err();
+    assert!(
+        matches!(&failure.error, Error::SubtaskFailed { attempts: 1, error, .. } if error.kind() == "config"),
+        "{failure:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_replan_keeps_subtasks_waiting_for_approval() {
+    let planner_model = plan_call(json!([{"id": "fixed", "description": "Do it another way."}]));
+    let deploy = counter("deploy", &Arc::new(AtomicUsize::new(0)));
+    let waiting_model = ScriptedModel::new().tool_call("deploy", json!({}));
+    let waiting_worker = Agent::builder(waiting_model)
+        .shared_tool(deploy)
+        .needs_approval("deploy", "a human checks deploys")
+        .build()
+        .unwrap();
+    let failing = ScriptedModel::new()
+        .fail(Error::InvalidRequest { message: "no".into() })
+        .text("fixed it");
+    let executor = PlanExecutor::builder(agent(&failing, "main"))
+        .worker("deployer", "deploys", waiting_worker)
+        .planner(LlmPlanner::new(agent(&planner_model, "planner")))
+        .retry(quick_retries(1))
+        .max_concurrency(1)
+        .build()
+        .unwrap();
+    let plan = Plan::new([
+        Subtask::new("ship", "Deploy.").on("deployer"),
+        Subtask::new("broken", "Fail."),
+    ]);
+    let failure = executor.resume(PlanState::with_plan("g", plan)).await.unwrap_err();
+    assert!(matches!(failure.error, Error::ApprovalRequired { .. }), "{failure:?}");
+    let ids: Vec<&str> = failure
+        .state
+        .plan
+        .as_ref()
+        .unwrap()
+        .subtasks
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(ids, ["ship", "fixed"]);
+    assert_eq!(failure.state.output("fixed"), Some("fixed it"));
+    assert_eq!(failure.state.pending_approvals().count(), 1);
+    assert_eq!(failure.state.replaced.len(), 1);
+    let replan_input = input_of(&planner_model, 0);
+    assert!(
+        replan_input.contains("waiting for a human's approval (they stay):\n- ship: Deploy."),
+        "{replan_input}"
+    );
+}
+
+#[tokio::test]
+async fn a_plan_file_holds_one_plan_and_refuses_what_it_could_not_read_back() {
+    use kai_core::plan::PlanCheckpoint as _;
+    let directory = tempfile::tempdir().unwrap();
+    let file = PlanFile::open(directory.path().join("plan.json")).unwrap();
+    let first = PlanState::with_plan("one", Plan::new([Subtask::new("a", "x")]));
+    file.save(&first).await.unwrap();
+    file.save(&first).await.unwrap();
+    let second = PlanState::with_plan("two", Plan::new([Subtask::new("a", "x")]));
+    assert!(matches!(file.save(&second).await, Err(Error::Storage { .. })));
+    assert_eq!(file.load().unwrap().unwrap().goal, "one");
+
+    let other = PlanFile::open(directory.path().join("big.json")).unwrap();
+    let huge = PlanState::with_plan(
+        "x".repeat(PlanFile::MAX_BYTES as usize),
+        Plan::new([Subtask::new("a", "x")]),
+    );
+    assert!(matches!(
+        other.save(&huge).await,
+        Err(Error::LimitExceeded { limit, .. }) if limit == "plan_state_bytes"
+    ));
+    assert!(other.load().unwrap().is_none());
+}
+
+#[test]
+fn a_replan_prompt_counts_kept_subtasks_against_the_size_limit() {
+    use kai_core::plan::{DoneSubtask, Replan};
+    let model = ScriptedModel::new();
+    let planner = LlmPlanner::new(agent(&model, "planner"));
+    let mut request = PlanRequest::new("g", Vec::new());
+    request.replan = Some(Replan {
+        done: (0..40)
+            .map(|i| DoneSubtask {
+                subtask: Subtask::new(format!("d{i}"), "x"),
+                output: "y".repeat(10_000),
+            })
+            .collect(),
+        waiting: Vec::new(),
+        failed: Subtask::new("f", "x"),
+        error: Error::Timeout,
+        remaining: Vec::new(),
+    });
+    let prompt = planner.prompt(&request);
+    assert!(prompt.contains("at most 24 subtasks"), "{prompt}");
+    // Each result is cut in the prompt.
+    assert!(prompt.len() < 40 * 2_200 + 2_000, "{}", prompt.len());
 }

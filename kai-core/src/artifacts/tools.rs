@@ -143,18 +143,9 @@ fn read(store: &ArtifactStore, id: &str, context: &ToolContext) -> Result<ReadOu
     })
 }
 
-/// Runs blocking file I/O on a helper thread, so the async runtime's threads are not held up.
+/// Runs blocking store work off the async runtime's threads.
 async fn off_thread<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ToolError> + Send + 'static,
 ) -> Result<T, ToolError> {
-    let (sender, receiver) = futures::channel::oneshot::channel();
-    std::thread::Builder::new()
-        .name("kai-artifacts".into())
-        .spawn(move || {
-            let _ = sender.send(work());
-        })
-        .map_err(ToolError::failed)?;
-    receiver
-        .await
-        .map_err(|_| ToolError::failed("the artifact store's helper thread stopped"))?
+    crate::fs::off_thread(work).await.map_err(ToolError::failed)?
 }

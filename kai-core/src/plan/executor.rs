@@ -5,9 +5,12 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
+use std::pin::pin;
+
 use futures::channel::mpsc::UnboundedSender;
+use futures::future::Either;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt as _, StreamExt as _};
 
 use crate::CancellationToken;
 use crate::agent::{Agent, AgentEvent, RunError, RunOptions, RunOutput, RunState};
@@ -16,7 +19,7 @@ use crate::marker::{BoxFuture, BoxStream, boxed, boxed_stream};
 use crate::message::Usage;
 use crate::plan::checkpoint::PlanCheckpoint;
 use crate::plan::event::PlanEvent;
-use crate::plan::graph::{Plan, PlanLimits, Subtask};
+use crate::plan::graph::{Plan, PlanLimits, Subtask, check_shape};
 use crate::plan::planner::{DoneSubtask, PlanRequest, Planner, Replan, WorkerInfo};
 use crate::plan::state::{PlanError, PlanOutput, PlanState, ReplacedSubtask, SubtaskStatus};
 use crate::time::{Instant, guarded, sleep};
@@ -364,7 +367,12 @@ async fn run_worker(
 struct Execution<'a> {
     executor: &'a PlanExecutor,
     state: PlanState,
-    options: RunOptions,
+    /// Stops the plan and every run in it: a child of the caller's token, cancelled also when the
+    /// deadline passes.
+    stop: CancellationToken,
+    deadline: Option<Instant>,
+    /// Whether the deadline passed (so a stop is [`Error::DeadlineExceeded`], not a cancel).
+    expired: bool,
     events: Option<UnboundedSender<Result<PlanEvent, PlanError>>>,
 }
 
@@ -378,24 +386,19 @@ impl<'a> Execution<'a> {
         Self {
             executor,
             state,
-            options,
+            stop: options.cancel.map(|cancel| cancel.child_token()).unwrap_or_default(),
+            // A deadline too far to count to is no deadline.
+            deadline: executor
+                .inner
+                .deadline
+                .and_then(|deadline| Instant::now().checked_add(deadline)),
+            expired: false,
             events,
         }
     }
 
     async fn run(mut self) -> Result<PlanOutput, PlanError> {
-        let deadline = self
-            .executor
-            .inner
-            .deadline
-            .map(|deadline| (Instant::now() + deadline, Error::DeadlineExceeded));
-        let cancel = self.options.cancel.clone();
-        // Every change is made to `self.state` before the next await, so when the cancel or the deadline
-        // drops the plan mid-way, the state holds everything done up to then.
-        let result = guarded(self.drive(), cancel.as_ref(), deadline)
-            .await
-            .and_then(|result| result);
-        match result {
+        match self.drive().await {
             Ok(()) => Ok(PlanOutput::of(self.state)),
             Err(error) => Err(PlanError {
                 error,
@@ -417,13 +420,28 @@ impl<'a> Execution<'a> {
         }
     }
 
+    /// Why the plan stopped, once `stop` is cancelled.
+    fn stop_reason(&self) -> Error {
+        if self.expired {
+            Error::DeadlineExceeded
+        } else {
+            Error::Cancelled
+        }
+    }
+
     /// Plans (or checks the stored plan), then runs subtasks until every one is done, or one fails for
-    /// good with no re-plan left, or only suspended ones are left.
+    /// good with no re-plan left, or only suspended ones are left, or the plan is stopped.
     async fn drive(&mut self) -> Result<(), Error> {
+        if self.stop.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
         let done = match &self.state.plan {
             None => {
+                self.check_unplanned()?;
                 let request = self.executor.request(self.state.goal.clone());
-                self.make_plan(request).await?;
+                let plan = self.make_plan(request).await?;
+                self.state.plan = Some(plan);
+                self.checkpoint().await?;
                 Vec::new()
             }
             Some(_) => self.check_resumed()?,
@@ -438,11 +456,10 @@ impl<'a> Execution<'a> {
             };
             let config = &self.executor.inner;
             let replan = config.planner.is_some() && self.state.replans < config.max_replans;
-            let attempts = self.state.record(&failed).attempts;
             if !replan {
                 return Err(Error::SubtaskFailed {
+                    attempts: self.state.record(&failed).attempts,
                     subtask: failed,
-                    attempts,
                     error: Box::new(error),
                 });
             }
@@ -456,42 +473,54 @@ impl<'a> Execution<'a> {
         self.state.plan.as_ref().unwrap_or(&EMPTY)
     }
 
-    /// Asks the planner for a plan and checks it; a plan that cannot run is [`Error::InvalidPlan`].
+    /// Asks the planner for a plan (within the deadline, stopped by a cancel) and checks it; a plan
+    /// that cannot run is [`Error::InvalidPlan`].
     async fn make_plan(&mut self, request: PlanRequest) -> Result<Plan, Error> {
         let planner = self.executor.inner.planner.as_ref().ok_or_else(|| Error::Config {
             message: "this plan has no plan yet, and the executor has no planner to make one".into(),
         })?;
-        let planned = planner.plan(&request).await?;
+        let limit = self.deadline.map(|at| (at, Error::DeadlineExceeded));
+        let planned = guarded(planner.plan(&request), Some(&self.stop), limit).await??;
         self.state.planning_usage += planned.usage;
         request
             .check(&planned.plan)
             .map_err(|problem| Error::InvalidPlan { problem })?;
-        if request.replan.is_none() {
-            self.state.plan = Some(planned.plan.clone());
-            self.checkpoint().await?;
-        }
         Ok(planned.plan)
     }
 
+    /// A state without a plan has nothing else: records would be trusted without a plan to check them
+    /// against.
+    fn check_unplanned(&self) -> Result<(), Error> {
+        if self.state.subtasks.is_empty() && self.state.replaced.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Storage {
+            message: format!(
+                "the plan state {} is damaged: it has records but no plan",
+                self.state.id
+            ),
+        })
+    }
+
     /// Checks a stored plan and its records as an untrusted plan is checked (a state file may be
-    /// damaged or forged); returns the ids of the subtasks done.
+    /// damaged or forged), in time linear in its size; returns the ids of the subtasks done.
     fn check_resumed(&self) -> Result<Vec<String>, Error> {
         let plan = self.plan();
+        let request = self.executor.request(self.state.goal.clone());
+        // The whole plan, done subtasks included, is a plan of its own: the size is checked first.
+        check_shape(plan, &HashSet::new(), &request.limits).map_err(|problem| Error::InvalidPlan { problem })?;
         let damaged = |message: String| Error::Storage {
             message: format!("the plan state {} is damaged: {message}", self.state.id),
         };
-        if let Some(id) = self.state.subtasks.keys().find(|id| plan.get(id).is_none()) {
+        let ids: HashSet<&str> = plan.subtasks.iter().map(|subtask| subtask.id.as_str()).collect();
+        if let Some(id) = self.state.subtasks.keys().find(|id| !ids.contains(id.as_str())) {
             return Err(damaged(format!("it has a record of {id:?}, which is not in its plan")));
         }
         let (done, rest): (Vec<&Subtask>, Vec<&Subtask>) = plan
             .subtasks
             .iter()
             .partition(|subtask| self.state.is_done(&subtask.id));
-        let mut done_ids = HashSet::new();
         for subtask in &done {
-            if !done_ids.insert(subtask.id.as_str()) {
-                return Err(damaged(format!("two subtasks have the id {:?}", subtask.id)));
-            }
             if let Some(dependency) = subtask.depends_on.iter().find(|d| !self.state.is_done(d)) {
                 return Err(damaged(format!(
                     "{:?} is done but its dependency {dependency:?} is not",
@@ -499,18 +528,15 @@ impl<'a> Execution<'a> {
                 )));
             }
         }
-        if !rest.is_empty() || done.is_empty() {
-            let rest = Plan::new(rest.into_iter().cloned());
-            self.executor
-                .request(self.state.goal.clone())
-                .check_after(&rest, &done_ids)
-                .map_err(|problem| Error::InvalidPlan { problem })?;
-        }
+        request
+            .check_assignments(rest)
+            .map_err(|problem| Error::InvalidPlan { problem })?;
         Ok(done.iter().map(|subtask| subtask.id.clone()).collect())
     }
 
     /// Runs subtasks until nothing more can start. Returns the first subtask that failed for good and
-    /// its error, or `None` when every subtask is done or suspended.
+    /// its error, or `None` when every subtask is done or suspended; when the plan is stopped, waits for
+    /// the runs in flight to stop, keeps where each stood, and returns why.
     async fn run_until_stuck(&mut self) -> Result<Option<(String, Error)>, Error> {
         let executor = self.executor;
         let config = &executor.inner;
@@ -519,34 +545,57 @@ impl<'a> Execution<'a> {
         // Attempts in this execution, by subtask: the retry budget is per execution.
         let mut tries: HashMap<String, u32> = HashMap::new();
         let mut failure: Option<(String, Error)> = None;
+        let deadline = self.deadline;
+        let mut expiry = pin!(
+            async move {
+                match deadline {
+                    Some(at) => sleep(at.saturating_duration_since(Instant::now())).await,
+                    None => std::future::pending().await,
+                }
+            }
+            .fuse()
+        );
         loop {
-            if failure.is_none() {
+            if failure.is_none() && !self.stop.is_cancelled() {
                 for subtask in self.ready(&in_flight) {
                     if in_flight.len() >= config.max_concurrency {
                         break;
                     }
                     let record = self.state.record(&subtask.id);
                     let run = match record.status {
-                        SubtaskStatus::Suspended { run } => *run,
+                        SubtaskStatus::Suspended { run } | SubtaskStatus::Interrupted { run } => *run,
                         _ => RunState::new(self.input(&subtask)),
                     };
                     in_flight.insert(subtask.id.clone());
                     *tries.entry(subtask.id.clone()).or_default() += 1;
-                    running.push(self.attempt(&subtask, run, Duration::ZERO, record.attempts + 1));
+                    running.push(self.attempt(&subtask, run, Duration::ZERO, record.attempts.saturating_add(1)));
                 }
             }
-            let Some(Attempt { id, before, result }) = running.next().await else {
+            let next = match futures::future::select(running.next(), expiry.as_mut()).await {
+                Either::Left((next, _)) => next,
+                Either::Right(((), _)) => {
+                    // The runs in flight see the stop and end with their state, kept below.
+                    self.expired = true;
+                    self.stop.cancel();
+                    continue;
+                }
+            };
+            let Some(Attempt { id, before, result }) = next else {
+                if self.stop.is_cancelled() {
+                    return Err(self.stop_reason());
+                }
                 return Ok(failure);
             };
             let mut record = self.state.record(&id);
-            record.attempts += 1;
+            record.attempts = record.attempts.saturating_add(1);
             let (usage, steps) = match &result {
                 Ok(output) => (output.usage, output.steps),
                 Err(failed) => (failed.state.usage, failed.state.steps),
             };
             let usage = usage.saturating_sub(before.0);
             record.usage += usage;
-            record.steps += steps.saturating_sub(before.1);
+            record.steps = record.steps.saturating_add(steps.saturating_sub(before.1));
+            let attempt = record.attempts;
             let event = match result {
                 Ok(output) => {
                     in_flight.remove(&id);
@@ -559,23 +608,24 @@ impl<'a> Execution<'a> {
                         usage,
                     }
                 }
-                // The plan itself was cancelled: the subtask stays as it was, to run again on resume.
+                // The plan was stopped: the run is kept where it stood, to go on when the plan resumes.
                 Err(RunError {
                     error: Error::Cancelled,
-                    ..
-                }) if self
-                    .options
-                    .cancel
-                    .as_ref()
-                    .is_some_and(CancellationToken::is_cancelled) =>
-                {
-                    self.state.subtasks.insert(id, record);
-                    return Err(Error::Cancelled);
+                    state,
+                }) if self.stop.is_cancelled() => {
+                    in_flight.remove(&id);
+                    record.status = SubtaskStatus::Interrupted { run: state };
+                    PlanEvent::SubtaskFailed {
+                        id: id.clone(),
+                        attempt,
+                        error: self.stop_reason(),
+                        retry_in_ms: None,
+                    }
                 }
                 Err(RunError {
                     error: Error::ApprovalRequired { call_ids },
                     state,
-                }) => {
+                }) if state.pending_approvals().next().is_some() => {
                     in_flight.remove(&id);
                     record.status = SubtaskStatus::Suspended { run: state };
                     PlanEvent::SubtaskSuspended {
@@ -584,6 +634,13 @@ impl<'a> Execution<'a> {
                     }
                 }
                 Err(RunError { error, state }) => {
+                    // A run that suspends with nothing to decide would suspend again at once.
+                    let error = match error {
+                        Error::ApprovalRequired { .. } => Error::Config {
+                            message: "the run suspended with no tool call waiting for approval".into(),
+                        },
+                        error => error,
+                    };
                     let tried = tries.get(&id).copied().unwrap_or(1);
                     let retry = config.retry.retries(&error) && tried < config.retry.max_attempts;
                     let delay = retry.then(|| config.retry.delay(tried, &error));
@@ -597,14 +654,13 @@ impl<'a> Execution<'a> {
                                 RunState::new(self.input(&subtask))
                             };
                             *tries.entry(id.clone()).or_default() += 1;
-                            running.push(self.attempt(&subtask, run, delay, record.attempts + 1));
+                            running.push(self.attempt(&subtask, run, delay, attempt.saturating_add(1)));
                         }
                         None => {
                             in_flight.remove(&id);
                             failure.get_or_insert((id.clone(), error.clone()));
                         }
                     }
-                    let attempt = record.attempts;
                     record.status = SubtaskStatus::Failed { error: error.clone() };
                     PlanEvent::SubtaskFailed {
                         id: id.clone(),
@@ -627,12 +683,17 @@ impl<'a> Execution<'a> {
             .subtasks
             .iter()
             .filter(|subtask| {
-                let waiting = match &self.state.record(&subtask.id).status {
-                    SubtaskStatus::Done { .. } => true,
-                    SubtaskStatus::Suspended { run } => run.pending_approvals().next().is_some(),
-                    SubtaskStatus::Pending | SubtaskStatus::Failed { .. } => false,
+                let runnable = match self.state.subtasks.get(&subtask.id).map(|record| &record.status) {
+                    None
+                    | Some(SubtaskStatus::Pending | SubtaskStatus::Failed { .. } | SubtaskStatus::Interrupted { .. }) => {
+                        true
+                    }
+                    Some(SubtaskStatus::Suspended { run }) => run.pending_approvals().next().is_none(),
+                    Some(SubtaskStatus::Done { .. }) => false,
                 };
-                !waiting && !in_flight.contains(&subtask.id) && subtask.depends_on.iter().all(|d| self.state.is_done(d))
+                runnable
+                    && !in_flight.contains(&subtask.id)
+                    && subtask.depends_on.iter().all(|d| self.state.is_done(d))
             })
             .cloned()
             .collect()
@@ -648,28 +709,29 @@ impl<'a> Execution<'a> {
                 message: format!("subtask {id:?} names a worker the executor does not have"),
             }),
             Some(worker) => match &subtask.tools {
-                Some(tools) => worker
+                Some(tools) if !tools.is_empty() => worker
                     .agent
                     .tools()
                     .subset(tools.iter().map(String::as_str))
                     .map(|tools| worker.agent.with_tools(tools)),
-                None => Ok(worker.agent.clone()),
+                _ => Ok(worker.agent.clone()),
             },
         };
-        let options = RunOptions {
-            cancel: self.options.cancel.as_ref().map(|cancel| cancel.child_token()),
-        };
+        let cancel = self.stop.child_token();
         let events = self.events.clone();
         boxed(async move {
-            if !delay.is_zero() {
-                sleep(delay).await;
-            }
             let result = match agent {
-                Ok(agent) => run_worker(&agent, &id, number, run, options, events).await,
                 Err(error) => Err(RunError {
                     error,
                     state: Box::new(run),
                 }),
+                Ok(agent) => match guarded(sleep(delay), Some(&cancel), None).await {
+                    Err(error) => Err(RunError {
+                        error,
+                        state: Box::new(run),
+                    }),
+                    Ok(()) => run_worker(&agent, &id, number, run, RunOptions::cancel_on(cancel), events).await,
+                },
             };
             Attempt { id, before, result }
         })
@@ -697,22 +759,33 @@ impl<'a> Execution<'a> {
         input
     }
 
-    /// Replaces every subtask that is not done with a new plan for what is left.
+    /// Replaces every subtask that is neither done nor waiting for approval with a new plan for what is
+    /// left.
     async fn replan(&mut self, failed: &str, error: Error) -> Result<(), Error> {
         let plan = self.plan().clone();
-        let (done, rest): (Vec<&Subtask>, Vec<&Subtask>) = plan
+        let waiting = |subtask: &Subtask| {
+            matches!(
+                self.state.subtasks.get(&subtask.id).map(|record| &record.status),
+                Some(SubtaskStatus::Suspended { .. })
+            )
+        };
+        let (kept, rest): (Vec<&Subtask>, Vec<&Subtask>) = plan
             .subtasks
             .iter()
-            .partition(|subtask| self.state.is_done(&subtask.id));
+            .partition(|subtask| self.state.is_done(&subtask.id) || waiting(subtask));
         let mut request = self.executor.request(self.state.goal.clone());
         request.replan = Some(Replan {
-            done: done
+            done: kept
                 .iter()
-                .map(|subtask| DoneSubtask {
-                    subtask: (*subtask).clone(),
-                    output: self.state.output(&subtask.id).unwrap_or_default().to_owned(),
+                .filter_map(|subtask| {
+                    let output = self.state.output(&subtask.id)?;
+                    Some(DoneSubtask {
+                        subtask: (*subtask).clone(),
+                        output: output.to_owned(),
+                    })
                 })
                 .collect(),
+            waiting: kept.iter().filter(|s| waiting(s)).map(|s| (*s).clone()).collect(),
             failed: plan.get(failed).cloned().unwrap_or_else(|| Subtask::new(failed, "")),
             error,
             remaining: rest
@@ -722,7 +795,7 @@ impl<'a> Execution<'a> {
                 .collect(),
         });
         let new = self.make_plan(request).await?;
-        let replan = self.state.replans + 1;
+        let replan = self.state.replans.saturating_add(1);
         for subtask in rest {
             let record = self.state.subtasks.remove(&subtask.id).unwrap_or_default();
             self.state.replaced.push(ReplacedSubtask {
@@ -731,7 +804,7 @@ impl<'a> Execution<'a> {
                 replan,
             });
         }
-        let mut next: Vec<Subtask> = done.into_iter().cloned().collect();
+        let mut next: Vec<Subtask> = kept.into_iter().cloned().collect();
         next.extend(new.subtasks);
         self.state.plan = Some(Plan::new(next));
         self.state.replans = replan;

@@ -29,7 +29,7 @@ pub struct Subtask {
     /// The name of the worker agent to give it to; the default worker when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
-    /// The only tools the worker may use for it; all of the worker's tools when absent.
+    /// The only tools the worker may use for it; all of the worker's tools when absent or empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<String>>,
 }
@@ -114,6 +114,14 @@ pub enum PlanProblem {
         id: String,
         /// The longest description allowed, in bytes.
         max: usize,
+    },
+    /// A subtask names one dependency twice.
+    #[error("subtask {subtask:?} names {dependency:?} twice among its dependencies")]
+    DuplicateDependency {
+        /// The subtask.
+        subtask: String,
+        /// The dependency named twice (cut to 64 characters).
+        dependency: String,
     },
     /// A subtask depends on an id that no subtask has.
     #[error("subtask {subtask:?} depends on {dependency:?}, which is not a subtask of the plan")]
@@ -214,16 +222,23 @@ pub(crate) fn check_shape(plan: &Plan, done: &HashSet<&str>, limits: &PlanLimits
             });
         }
     }
+    let mut named = HashSet::new();
     for subtask in &plan.subtasks {
-        if let Some(missing) = subtask
-            .depends_on
-            .iter()
-            .find(|dependency| !index.contains_key(dependency.as_str()) && !done.contains(dependency.as_str()))
-        {
-            return Err(PlanProblem::DanglingDependency {
-                subtask: subtask.id.clone(),
-                dependency: cut(missing),
-            });
+        named.clear();
+        for dependency in &subtask.depends_on {
+            if !index.contains_key(dependency.as_str()) && !done.contains(dependency.as_str()) {
+                return Err(PlanProblem::DanglingDependency {
+                    subtask: subtask.id.clone(),
+                    dependency: cut(dependency),
+                });
+            }
+            // Each dependency's result is copied into the subtask's input: once each.
+            if !named.insert(dependency.as_str()) {
+                return Err(PlanProblem::DuplicateDependency {
+                    subtask: subtask.id.clone(),
+                    dependency: cut(dependency),
+                });
+            }
         }
     }
     match find_cycle(plan, &index) {
@@ -236,19 +251,16 @@ pub(crate) fn check_shape(plan: &Plan, done: &HashSet<&str>, limits: &PlanLimits
 /// left). Dependencies outside `index` (done subtasks) cannot be on a cycle.
 fn find_cycle(plan: &Plan, index: &HashMap<&str, usize>) -> Option<Vec<String>> {
     let count = plan.subtasks.len();
-    // Each subtask's dependencies within the plan, once each.
+    // Each subtask's dependencies within the plan (named once each: `check_shape` saw to that).
     let dependencies: Vec<Vec<usize>> = plan
         .subtasks
         .iter()
         .map(|subtask| {
-            let mut within: Vec<usize> = subtask
+            subtask
                 .depends_on
                 .iter()
                 .filter_map(|dependency| index.get(dependency.as_str()).copied())
-                .collect();
-            within.sort_unstable();
-            within.dedup();
-            within
+                .collect()
         })
         .collect();
     let mut dependents = vec![Vec::new(); count];
@@ -304,7 +316,7 @@ mod tests {
             Subtask::new("a", "first"),
             Subtask::new("b", "left").after(["a"]),
             Subtask::new("c", "right").after(["a"]),
-            Subtask::new("d", "join").after(["b", "c", "b"]),
+            Subtask::new("d", "join").after(["b", "c"]),
         ]);
         assert_eq!(check(&plan), Ok(()));
     }
@@ -324,6 +336,14 @@ mod tests {
             Err(PlanProblem::DanglingDependency {
                 subtask: "a".into(),
                 dependency: "ghost".into()
+            })
+        );
+        let twice = Plan::new([Subtask::new("a", "x"), Subtask::new("b", "y").after(["a", "a"])]);
+        assert_eq!(
+            check(&twice),
+            Err(PlanProblem::DuplicateDependency {
+                subtask: "b".into(),
+                dependency: "a".into()
             })
         );
         let many = Plan::new((0..65).map(|i| Subtask::new(format!("s{i}"), "x")));

@@ -40,12 +40,16 @@ pub struct WorkerInfo {
     pub tools: Vec<String>,
 }
 
-/// What happened before a re-plan: what is done (and stays done), what failed and why, and what had
-/// not run yet. The new plan replaces every subtask that is not done; it may depend on done ones.
+/// What happened before a re-plan: what is done (and stays done), what waits for a human's approval
+/// (and stays in the plan), what failed and why, and what had not run yet. The new plan replaces every
+/// other subtask; it may depend on the done and waiting ones, and must not reuse their ids.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Replan {
-    /// Subtasks done, with their results (cut to a bounded length).
+    /// Subtasks done, with their results.
     pub done: Vec<DoneSubtask>,
+    /// Subtasks whose runs wait for a human's approval; they stay in the plan.
+    #[serde(default)]
+    pub waiting: Vec<Subtask>,
     /// The subtask that failed.
     pub failed: Subtask,
     /// Why it failed, as its last attempt ended.
@@ -86,19 +90,22 @@ impl PlanRequest {
     /// Checks that `plan` can run: its shape ([`PlanProblem`] lists what is checked), that every
     /// subtask's worker and tools exist, and, for a re-plan, that it reuses no done subtask's id.
     pub fn check(&self, plan: &Plan) -> Result<(), PlanProblem> {
-        let done: HashSet<&str> = self
+        let kept: HashSet<&str> = self
             .replan
             .iter()
-            .flat_map(|replan| &replan.done)
-            .map(|done| done.subtask.id.as_str())
+            .flat_map(|replan| replan.done.iter().map(|done| &done.subtask).chain(&replan.waiting))
+            .map(|subtask| subtask.id.as_str())
             .collect();
-        self.check_after(plan, &done)
+        check_shape(plan, &kept, &self.limits)?;
+        self.check_assignments(&plan.subtasks)
     }
 
-    /// [`check`](Self::check) of a plan that follows the subtasks `done`.
-    pub(crate) fn check_after(&self, plan: &Plan, done: &HashSet<&str>) -> Result<(), PlanProblem> {
-        check_shape(plan, done, &self.limits)?;
-        for subtask in &plan.subtasks {
+    /// Checks that every subtask's worker and tools exist.
+    pub(crate) fn check_assignments<'a>(
+        &self,
+        subtasks: impl IntoIterator<Item = &'a Subtask>,
+    ) -> Result<(), PlanProblem> {
+        for subtask in subtasks {
             let worker = match &subtask.agent {
                 None => self.workers.first(),
                 Some(name) => self.workers.iter().find(|worker| &worker.name == name),
@@ -163,15 +170,22 @@ impl LlmPlanner {
     /// The input the model is given for `request`.
     pub fn prompt(&self, request: &PlanRequest) -> String {
         let mut prompt = String::new();
+        // Done and waiting subtasks count against the plan's size.
+        let kept = request
+            .replan
+            .as_ref()
+            .map_or(0, |replan| replan.done.len() + replan.waiting.len());
         let _ = write!(
             prompt,
             "Break this goal into subtasks.\n\nGoal: {}\n\n\
              Answer with a plan: a list of at most {} subtasks, each with a short id (letters, digits, '_' \
              and '-'), a description a worker can act on alone, and the ids of the subtasks whose results \
-             it needs (`depends_on`). Subtasks that do not depend on each other run at the same time. \
-             Every subtask gets the results of its dependencies.\n\nWorkers (`agent`; the first is used \
-             when a subtask names none):\n",
-            request.goal, request.limits.max_subtasks
+             it needs (`depends_on`, each once). Subtasks that do not depend on each other run at the same \
+             time. Every subtask gets the results of its dependencies. `agent` names the worker (null for \
+             the first); `tools` lists the only tools it may use (null or empty for all of its \
+             tools).\n\nWorkers:\n",
+            request.goal,
+            request.limits.max_subtasks.saturating_sub(kept)
         );
         for worker in &request.workers {
             let _ = writeln!(
@@ -190,7 +204,8 @@ impl LlmPlanner {
             let _ = write!(
                 prompt,
                 "\nThe plan so far did not work. Plan again what is left: a new plan for the goal whose \
-                 subtasks may depend on the done ones below by id, but must not reuse their ids.\n\n\
+                 subtasks may depend on the done and waiting ones below by id, but must not reuse their \
+                 ids.\n\n\
                  Done subtasks and their results:\n"
             );
             for done in &replan.done {
@@ -200,6 +215,12 @@ impl LlmPlanner {
                     "- {}: {}\n  Result: {}",
                     done.subtask.id, done.subtask.description, output
                 );
+            }
+            if !replan.waiting.is_empty() {
+                let _ = writeln!(prompt, "\nSubtasks waiting for a human's approval (they stay):");
+                for subtask in &replan.waiting {
+                    let _ = writeln!(prompt, "- {}: {}", subtask.id, subtask.description);
+                }
             }
             let _ = writeln!(
                 prompt,

@@ -55,8 +55,9 @@ pub struct SubtaskRecord {
 /// Where a subtask stands.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SubtaskStatus {
-    /// Not started, or stopped before it finished (a crash, a cancel); it runs when the plan resumes.
+    /// Not started, or stopped by a crash before it finished; it runs when the plan resumes.
     #[default]
     Pending,
     /// Finished with this result.
@@ -73,6 +74,12 @@ pub enum SubtaskStatus {
     /// [`PlanState::run_mut`] and resume the plan.
     Suspended {
         /// The suspended run.
+        run: Box<RunState>,
+    },
+    /// Its run was stopped part-way (the plan was cancelled or ran out of time); a resumed plan
+    /// continues the run where it stood, so tool calls it finished do not run again.
+    Interrupted {
+        /// The run as it stood.
         run: Box<RunState>,
     },
 }
