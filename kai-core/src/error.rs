@@ -162,6 +162,14 @@ pub enum Error {
         /// The version asked for; `None` for the latest.
         version: Option<u32>,
     },
+    /// A configuration does not parse or does not pass its checks.
+    #[error("{}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+    InvalidConfig {
+        /// Where in the configuration (`agents.timeout_ms`); empty for the whole text (a syntax error).
+        path: String,
+        /// What is wrong, and where it came from (the file, the `KAI_*` variable).
+        message: String,
+    },
     /// A size or count limit would be passed (an artifact too big, a run's artifacts too many).
     #[error("the {limit} limit is {max}; this needs {requested}")]
     LimitExceeded {
@@ -230,6 +238,7 @@ impl Error {
             Error::UndefinedVariable { .. } => "undefined_variable",
             Error::NotFound { .. } => "not_found",
             Error::Storage { .. } => "storage",
+            Error::InvalidConfig { .. } => "invalid_config",
             Error::LimitExceeded { .. } => "limit_exceeded",
             Error::InvalidArtifact { .. } => "invalid_artifact",
             Error::InvalidPlan { .. } => "invalid_plan",
@@ -355,6 +364,10 @@ mod tests {
                 max: 10,
             },
             Error::InvalidArtifact { message: "m".into() },
+            Error::InvalidConfig {
+                path: "agents.timeout_ms".into(),
+                message: "n".into(),
+            },
             Error::InvalidPlan {
                 problem: crate::plan::PlanProblem::Cycle {
                     subtasks: vec!["a".into(), "b".into()],

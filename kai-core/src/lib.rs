@@ -20,6 +20,8 @@
 //!   with retries, re-plans and checkpoints.
 //! - **Artifacts** ([`artifacts`], feature `artifacts`): what agents make, stored content-addressed
 //!   with who made it, and tools to save and read them.
+//! - **Configuration** ([`config`], feature `config`): `KaiConfig` from YAML, JSON or TOML with
+//!   `KAI_*` overrides, checked, with hot reload.
 //! - **Testing**: [`testing::ScriptedModel`] (feature `testing`) replays scripted answers.
 //!
 //! The same code builds for `wasm32-unknown-unknown`: async traits are `Send` on native targets and not
@@ -59,6 +61,8 @@ mod approval;
 #[cfg(all(feature = "artifacts", not(target_arch = "wasm32")))]
 pub mod artifacts;
 mod cancel;
+#[cfg(feature = "config")]
+pub mod config;
 mod error;
 mod extract;
 pub mod fs;

@@ -44,3 +44,30 @@ impl Default for Limits {
         }
     }
 }
+
+#[cfg(feature = "config")]
+impl Limits {
+    /// These limits with a configuration's: `agents.memory_limit_mb` as each process's address space.
+    pub fn configured(mut self, agents: &kai_core::config::AgentsConfig) -> Self {
+        if let Some(megabytes) = agents.memory_limit_mb {
+            self.memory_bytes = megabytes.saturating_mul(1 << 20);
+        }
+        self
+    }
+}
+
+#[cfg(all(test, feature = "config"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configured_memory_limit_is_each_processs_address_space() {
+        let agents = kai_core::config::AgentsConfig {
+            memory_limit_mb: Some(256),
+            ..Default::default()
+        };
+        assert_eq!(Limits::default().configured(&agents).memory_bytes, 256 << 20);
+        let unset = kai_core::config::AgentsConfig::default();
+        assert_eq!(Limits::default().configured(&unset), Limits::default());
+    }
+}

@@ -477,3 +477,31 @@ async fn tls_connections_verify_the_server_they_reach() {
     assert!(matches!(plain, Err(Error::Database(_))), "{plain:?}");
     drop_store("tls").await;
 }
+
+/// The store a configuration describes, its URL (password and all) read from the file it references.
+#[cfg(feature = "config")]
+#[tokio::test]
+async fn a_store_opens_from_configuration() {
+    use kai_core::config::{ConfigFormat, KaiConfig};
+    use kai_memory::store::{ConfiguredStore, store_from_config};
+
+    execute("DROP TABLE IF EXISTS kai_test_configured").await;
+    let directory = tempfile::tempdir().unwrap();
+    let secret = directory.path().join("database-url");
+    std::fs::write(&secret, format!("{}\n", url())).unwrap();
+    let yaml = format!(
+        "memory:\n  store: postgres\n  url: {{file: {}}}\n  table: kai_test_configured\n  metric: l2\n  dimensions: 3\n  pool_size: 2\n",
+        secret.display()
+    );
+    let config = KaiConfig::parse(&yaml, ConfigFormat::Yaml, []).unwrap();
+    let opened = store_from_config(config.memory.as_ref().unwrap()).await.unwrap();
+    assert!(matches!(opened, ConfiguredStore::Postgres(_)));
+    let store = opened.store();
+    let docs: Vec<Document> = (0..10).map(|i| doc(i, "en", json!(2000))).collect();
+    store.upsert(&docs).await.unwrap();
+    assert_eq!(store.metric(), Metric::L2);
+    let hits = store.search(&docs[4].embedding, 1, None).await.unwrap();
+    assert_eq!(hits[0].document.id, "doc-4");
+    opened.close().unwrap();
+    drop_store("configured").await;
+}

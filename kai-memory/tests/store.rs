@@ -186,3 +186,30 @@ fn calls_do_not_block_the_executor_they_are_awaited_on() {
     );
     assert_eq!(block_on(store.count()).unwrap(), 4_000);
 }
+
+/// The embedded store a configuration describes: opened, written, closed, and reopened with its
+/// documents.
+#[cfg(feature = "config")]
+#[test]
+fn a_store_opens_from_configuration() {
+    use kai_core::config::{ConfigFormat, KaiConfig};
+    use kai_memory::store::{ConfiguredStore, store_from_config};
+
+    let (_scratch, dir) = directory();
+    let yaml = format!(
+        "memory:\n  store: embedded\n  path: {}\n  dimensions: 3\n",
+        dir.display()
+    );
+    let config = KaiConfig::parse(&yaml, ConfigFormat::Yaml, []).unwrap();
+    let memory = config.memory.unwrap();
+    let opened = block_on(store_from_config(&memory)).unwrap();
+    assert!(matches!(opened, ConfiguredStore::Embedded(_)));
+    let docs: Vec<Document> = (0..20).map(|i| doc(i, "en")).collect();
+    block_on(opened.store().upsert(&docs)).unwrap();
+    assert_eq!(opened.store().metric(), Metric::Cosine);
+    opened.close().unwrap();
+    let reopened = block_on(store_from_config(&memory)).unwrap();
+    assert_eq!(block_on(reopened.store().count()).unwrap(), 20);
+    let hits = block_on(reopened.store().search(&docs[7].embedding, 1, None)).unwrap();
+    assert_eq!(hits[0].document.id, "doc-7");
+}

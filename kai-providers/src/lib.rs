@@ -22,6 +22,8 @@
 
 pub mod anthropic;
 pub mod cohere;
+#[cfg(feature = "config")]
+mod config;
 mod convert;
 #[cfg(fuzzing)]
 #[doc(hidden)]
@@ -37,6 +39,8 @@ mod registry;
 
 pub use anthropic::{AnthropicChat, AnthropicClient, AnthropicConfig};
 pub use cohere::{CohereChat, CohereClient, CohereConfig, CohereEmbeddings};
+#[cfg(feature = "config")]
+pub use config::{agent_from_config, embedding_model_from_config, model_from_config};
 pub use gemini::{GeminiChat, GeminiClient, GeminiConfig, GeminiEmbeddings};
 pub use http::{ApiKey, HttpConfig, RateLimit, RetryPolicy};
 pub use ollama::{OllamaChat, OllamaClient, OllamaConfig, OllamaEmbeddings};

@@ -186,3 +186,70 @@ async fn a_struct_is_extracted_through_the_servers_json_schema_grammar() {
     );
     assert!(!extracted.value.name.is_empty(), "{:?}", extracted.value);
 }
+
+/// An agent built from a configuration file alone (its provider, limits, instructions and tools) answers
+/// on the server, its API key resolved from the file the configuration references.
+#[cfg(feature = "config")]
+#[tokio::test]
+async fn an_agent_from_a_configuration_file_answers() {
+    use kai_core::config::KaiConfig;
+
+    let directory = tempfile::tempdir().unwrap();
+    let key = directory.path().join("key");
+    std::fs::write(&key, "local-key\n").unwrap();
+    let path = directory.path().join("kai.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+agents:
+  timeout_ms: 240000
+  definitions:
+    calculator:
+      provider: local
+      instructions: You are a calculator. Use the add tool to add numbers, then state the result.
+      tools: [add]
+      max_steps: 4
+      temperature: 0
+      max_tokens: 64
+providers:
+  local:
+    kind: llamacpp
+    model: local
+    base_url: {url}
+    api_key: {{file: {key}}}
+    timeout_ms: 120000
+    rate_limit: {{requests_per_minute: 600}}
+"#,
+            url = server_url(),
+            key = key.display()
+        ),
+    )
+    .unwrap();
+    let config = KaiConfig::load(&path).unwrap();
+    let mut tools = kai_core::ToolSet::new();
+    tools
+        .add(tool_fn("add", "Adds two numbers a and b.", |x: Add| async move {
+            Ok(x.a + x.b)
+        }))
+        .unwrap();
+    let agent = kai_providers::agent_from_config(&config, "calculator", &tools).unwrap();
+    assert_eq!(agent.name(), "calculator");
+    let events: Vec<_> = agent.stream("What is 2 + 3?").collect().await;
+    let called = events
+        .iter()
+        .any(|e| matches!(e, Ok(AgentEvent::ToolCallFinished { result }) if result.name == "add"));
+    assert!(called, "the model did not use the configured tool: {events:?}");
+
+    // A provider kind kAI does not know is refused, naming the path.
+    let wrong = KaiConfig::parse(
+        "providers:\n  p: {kind: skynet, model: m}\n",
+        kai_core::config::ConfigFormat::Yaml,
+        [],
+    )
+    .unwrap();
+    assert!(matches!(
+        kai_providers::model_from_config(&wrong, "p"),
+        Err(kai_core::Error::InvalidConfig { path, .. }) if path == "providers.p.kind"
+    ));
+}

@@ -220,6 +220,12 @@ impl PlanExecutorBuilder {
         self
     }
 
+    /// The settings a configuration gives plans: `agents.max_concurrent` subtasks at once.
+    #[cfg(feature = "config")]
+    pub fn configured(self, agents: &crate::config::AgentsConfig) -> Self {
+        self.max_concurrency(usize::try_from(agents.max_concurrent).unwrap_or(usize::MAX))
+    }
+
     /// How failed subtasks are retried.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.config.retry = policy;

@@ -1,6 +1,8 @@
 //! Document stores: text, metadata and an embedding per document, searched by similarity with
 //! metadata filters.
 
+#[cfg(all(feature = "config", not(target_arch = "wasm32")))]
+mod configured;
 #[cfg(not(target_arch = "wasm32"))]
 mod embedded;
 mod filter;
@@ -13,6 +15,8 @@ use kai_core::{MaybeSend, MaybeSync};
 
 /// The distance a store ranks by, here too since [`StoreConfig`] and [`MemoryStore::metric`] take it.
 pub use crate::index::Metric;
+#[cfg(all(feature = "config", not(target_arch = "wasm32")))]
+pub use configured::{ConfiguredStore, store_from_config};
 #[cfg(not(target_arch = "wasm32"))]
 pub use embedded::{EmbeddedStore, StoreConfig};
 pub use filter::Filter;

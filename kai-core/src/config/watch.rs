@@ -1,0 +1,207 @@
+//! Hot reload: a configuration file watched, each valid edit swapped in, each invalid one reported.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+use notify::{RecursiveMode, Watcher as _};
+
+use crate::config::load::{kai_variables, read_config};
+use crate::config::model::KaiConfig;
+use crate::error::Error;
+
+/// What happened when the watched file changed.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigEvent {
+    /// A valid new configuration is now the current one.
+    Reloaded {
+        /// The new configuration.
+        config: Arc<KaiConfig>,
+    },
+    /// The file changed but does not hold a valid configuration; the previous one stays current.
+    Rejected {
+        /// Why (an [`Error::InvalidConfig`] naming the path, or an unreadable file).
+        error: Error,
+    },
+}
+
+/// A configuration file kept loaded: edits are noticed (through the operating system's file events),
+/// loaded with [`KaiConfig::load`], checked, and swapped in atomically; subscribers hear of each
+/// change. An invalid edit keeps the previous configuration and is reported as
+/// [`ConfigEvent::Rejected`].
+///
+/// Editors that save by writing a new file and renaming it over the old one are followed: the
+/// directory is watched, not the file. Bursts of events are gathered for [`DEBOUNCE`] before the file is
+/// read; a change that leaves the text and the `KAI_*` variables as they were is not a reload.
+/// Watching stops when the watcher is dropped.
+pub struct ConfigWatcher {
+    shared: Arc<Shared>,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl std::fmt::Debug for ConfigWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigWatcher")
+            .field("path", &self.shared.path)
+            .finish()
+    }
+}
+
+/// How long a burst of file events is gathered before the file is read.
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
+
+struct Shared {
+    path: PathBuf,
+    current: RwLock<Arc<KaiConfig>>,
+    /// The file's bytes and the `KAI_*` variables the current configuration was made from.
+    source: Mutex<Source>,
+    subscribers: Mutex<Vec<UnboundedSender<ConfigEvent>>>,
+}
+
+#[derive(PartialEq)]
+struct Source {
+    bytes: Vec<u8>,
+    env: Vec<(String, String)>,
+}
+
+impl ConfigWatcher {
+    /// Loads the configuration at `path` (an invalid one is an error, as from [`KaiConfig::load`]) and
+    /// starts watching it.
+    pub fn watch(path: impl Into<PathBuf>) -> Result<Self, Error> {
+        let path = path.into();
+        let source = read_source(&path)?;
+        let config = KaiConfig::from_file_bytes(&path, &source.bytes, source.env.clone())?;
+        let shared = Arc::new(Shared {
+            path: path.clone(),
+            current: RwLock::new(Arc::new(config)),
+            source: Mutex::new(source),
+            subscribers: Mutex::new(Vec::new()),
+        });
+        let (sender, receiver) = std::sync::mpsc::channel::<()>();
+        let name = path.file_name().map(ToOwned::to_owned);
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let ours = match &event {
+                Ok(event) => event.paths.iter().any(|changed| changed.file_name() == name.as_deref()),
+                // The watch itself failed (for example an event queue overflow): look at the file.
+                Err(_) => true,
+            };
+            if ours {
+                let _ = sender.send(());
+            }
+        })
+        .map_err(|error| watch_error(&path, &error))?;
+        let directory = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        watcher
+            .watch(&directory, RecursiveMode::NonRecursive)
+            .map_err(|error| watch_error(&path, &error))?;
+        let reloading = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("kai-config-watch".into())
+            .spawn(move || reload_on_change(&reloading, &receiver))
+            .map_err(|error| Error::Config {
+                message: format!("the configuration watcher's thread did not start: {error}"),
+            })?;
+        Ok(Self {
+            shared,
+            _watcher: watcher,
+        })
+    }
+
+    /// The current configuration.
+    pub fn current(&self) -> Arc<KaiConfig> {
+        Arc::clone(&self.shared.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// A stream of every change from now on. Dropping it unsubscribes.
+    pub fn subscribe(&self) -> UnboundedReceiver<ConfigEvent> {
+        let (sender, receiver) = unbounded();
+        self.shared
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(sender);
+        receiver
+    }
+
+    /// Reads the file now, as an edit would have it read: the new configuration, or the error that
+    /// kept the previous one (both also told to subscribers, if anything changed).
+    pub fn reload(&self) -> Result<Arc<KaiConfig>, Error> {
+        self.shared.reload()
+    }
+
+    /// The watched file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+}
+
+/// Waits for file events, gathers each burst, and reloads; ends when the watcher is dropped.
+fn reload_on_change(shared: &Shared, events: &Receiver<()>) {
+    while events.recv().is_ok() {
+        loop {
+            match events.recv_timeout(DEBOUNCE) {
+                Ok(()) => continue,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        // An error was told to subscribers already.
+        let _ = shared.reload();
+    }
+}
+
+impl Shared {
+    fn reload(&self) -> Result<Arc<KaiConfig>, Error> {
+        let mut source = self.source.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = read_source(&self.path).and_then(|read| {
+            if read == *source {
+                return Ok(None);
+            }
+            let config = KaiConfig::from_file_bytes(&self.path, &read.bytes, read.env.clone())?;
+            *source = read;
+            Ok(Some(config))
+        });
+        let event = match result {
+            Ok(None) => return Ok(self.current()),
+            Ok(Some(config)) => {
+                let config = Arc::new(config);
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&config);
+                ConfigEvent::Reloaded { config }
+            }
+            Err(error) => ConfigEvent::Rejected { error },
+        };
+        let outcome = match &event {
+            ConfigEvent::Reloaded { config } => Ok(Arc::clone(config)),
+            ConfigEvent::Rejected { error } => Err(error.clone()),
+        };
+        self.subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|subscriber| subscriber.unbounded_send(event.clone()).is_ok());
+        outcome
+    }
+
+    fn current(&self) -> Arc<KaiConfig> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// The file's bytes and the process's `KAI_*` variables, sorted.
+fn read_source(path: &Path) -> Result<Source, Error> {
+    Ok(Source {
+        bytes: read_config(path)?,
+        env: kai_variables(),
+    })
+}
+
+fn watch_error(path: &Path, error: &notify::Error) -> Error {
+    Error::Config {
+        message: format!("{} cannot be watched: {error}", path.display()),
+    }
+}
