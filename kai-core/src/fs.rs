@@ -74,18 +74,40 @@ impl FileLock {
 /// a FIFO would block the read, a device might never end) and a file over `max` bytes
 /// ([`ErrorKind::FileTooLarge`]) without reading more than `max + 1` bytes of it.
 pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, Error> {
-    let metadata = std::fs::symlink_metadata(path)?;
-    if !metadata.is_file() {
-        return Err(Error::new(
+    let not_regular = || {
+        Error::new(
             ErrorKind::InvalidInput,
             format!("{} is not a regular file", path.display()),
+        )
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // Checked on the open file, not before opening it, so nothing can be swapped in between: a FIFO
+    // opens without waiting for a writer, and a symbolic link does not open at all.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    #[cfg(not(unix))]
+    if !std::fs::symlink_metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = match options.open(path) {
+        Ok(file) => file,
+        #[cfg(unix)]
+        Err(error) if error.raw_os_error() == Some(libc::ELOOP) => return Err(not_regular()),
+        Err(error) => return Err(error),
+    };
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(not_regular());
+    }
+    if metadata.len() > max {
+        return Err(Error::new(
+            ErrorKind::FileTooLarge,
+            format!("{} is over {max} bytes", path.display()),
         ));
     }
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(std::fs::File::open(path)?, max + 1),
-        &mut bytes,
-    )?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, max.saturating_add(1)), &mut bytes)?;
     if bytes.len() as u64 > max {
         return Err(Error::new(
             ErrorKind::FileTooLarge,
@@ -260,6 +282,18 @@ mod tests {
             read_limited(&dir.path().join("missing"), 4).unwrap_err().kind(),
             ErrorKind::NotFound
         );
+        assert_eq!(read_limited(&path, u64::MAX).unwrap(), b"12345");
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("link");
+            std::os::unix::fs::symlink(&path, &link).unwrap();
+            assert_eq!(read_limited(&link, 10).unwrap_err().kind(), ErrorKind::InvalidInput);
+            // A FIFO is refused at once, not waited on for a writer.
+            let fifo = dir.path().join("fifo");
+            let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+            assert!(status.success());
+            assert_eq!(read_limited(&fifo, 10).unwrap_err().kind(), ErrorKind::InvalidInput);
+        }
     }
 
     #[test]

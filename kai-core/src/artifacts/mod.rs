@@ -9,5 +9,5 @@
 mod store;
 mod tools;
 
-pub use store::{Artifact, ArtifactLimits, ArtifactStore, NewArtifact, Producer};
-pub use tools::{ListArgs, MAX_READ_BYTES, ReadArgs, SaveArgs, artifact_tools};
+pub use store::{Artifact, ArtifactLimits, ArtifactStore, MAX_LISTED, NewArtifact, Producer};
+pub use tools::{ListArgs, MAX_LIST_ENTRIES, MAX_READ_BYTES, ReadArgs, SaveArgs, artifact_tools};

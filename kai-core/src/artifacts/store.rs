@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -13,6 +13,10 @@ use crate::time::now_ms;
 
 /// What an agent made: a text, a JSON document or bytes of any kind, with a MIME type and a record of
 /// who made it.
+///
+/// The name and MIME type come from whoever saved it, often a model: a host that serves artifacts to
+/// browsers must not serve active types (`text/html`, `image/svg+xml`) as they are, or anything from
+/// its own origin without `Content-Disposition: attachment` and `X-Content-Type-Options: nosniff`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
     /// The artifact's id: 64 lowercase hex characters.
@@ -156,9 +160,16 @@ pub struct ArtifactStore {
     limits: ArtifactLimits,
     /// Each run's artifacts so far (count, bytes), read from disk the first time a run saves.
     runs: Mutex<HashMap<String, (u64, u64)>>,
+    /// Held shared while a save writes, exclusively while contents are removed: a content a save is
+    /// about to use is never removed under it.
+    contents: RwLock<()>,
     _lock: FileLock,
 }
 
+/// The most runs whose totals a store keeps in memory before it forgets them all.
+const MAX_RUNS_REMEMBERED: usize = 10_000;
+/// The most records [`ArtifactStore::list`] reads.
+pub const MAX_LISTED: usize = 10_000;
 /// The longest artifact record read back.
 const MAX_RECORD_BYTES: u64 = 64 * 1024;
 /// The most metadata, as JSON.
@@ -178,6 +189,7 @@ impl ArtifactStore {
             root,
             limits: ArtifactLimits::default(),
             runs: Mutex::default(),
+            contents: RwLock::new(()),
             _lock: lock,
         })
     }
@@ -198,7 +210,11 @@ impl ArtifactStore {
     /// Refused, with nothing written: a content over the artifact limit or beyond its run's limits
     /// ([`Error::LimitExceeded`]); a name, MIME type or metadata that is not what [`NewArtifact`] says,
     /// a `text/*` content that is not UTF-8, or a JSON one (`application/json`, `+json`) that does not
-    /// parse ([`Error::InvalidArtifact`]).
+    /// parse ([`Error::InvalidArtifact`]). A crash part-way can leave a stored content no record uses;
+    /// [`collect_garbage`](Self::collect_garbage) removes it.
+    ///
+    /// Saves of different runs, and the hashing and writing of one run's saves, go on at once; only
+    /// the accounting of a run's limits is serialised.
     pub fn save(&self, artifact: NewArtifact) -> Result<Artifact, Error> {
         let size = artifact.content.len() as u64;
         if size > self.limits.max_artifact_bytes {
@@ -209,16 +225,27 @@ impl ArtifactStore {
             });
         }
         check(&artifact)?;
+        let sha256 = format!("{:x}", Sha256::digest(&artifact.content));
         let run_key = run_key(artifact.producer.run_id.as_deref());
+        self.reserve(&run_key, size)?;
+        let saved = self.write(artifact, sha256, &run_key);
+        if saved.is_err() {
+            self.release(&run_key, size);
+        }
+        saved
+    }
+
+    /// Counts an artifact of `size` against its run's limits, or refuses it.
+    fn reserve(&self, run_key: &str, size: u64) -> Result<(), Error> {
         let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
-        let (count, bytes) = match runs.get(&run_key) {
+        let (count, bytes) = match runs.get(run_key) {
             Some(totals) => *totals,
-            None => self.run_totals(&run_key)?,
+            None => self.run_totals(run_key)?,
         };
-        if count + 1 > self.limits.max_run_artifacts {
+        if count.saturating_add(1) > self.limits.max_run_artifacts {
             return Err(Error::LimitExceeded {
                 limit: "run_artifacts".into(),
-                requested: count + 1,
+                requested: count.saturating_add(1),
                 max: self.limits.max_run_artifacts,
             });
         }
@@ -229,7 +256,28 @@ impl ArtifactStore {
                 max: self.limits.max_run_bytes,
             });
         }
-        let sha256 = format!("{:x}", Sha256::digest(&artifact.content));
+        // A long-lived store forgets the totals of many runs rather than growing without bound; a
+        // run that saves again has its totals counted from its records again.
+        if runs.len() >= MAX_RUNS_REMEMBERED {
+            runs.clear();
+        }
+        runs.insert(run_key.to_owned(), (count + 1, bytes + size));
+        Ok(())
+    }
+
+    /// Gives back a reservation whose save failed.
+    fn release(&self, run_key: &str, size: u64) {
+        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((count, bytes)) = runs.get_mut(run_key) {
+            *count = count.saturating_sub(1);
+            *bytes = bytes.saturating_sub(size);
+        }
+    }
+
+    /// Writes the content (unless an intact copy is there) and then the record.
+    fn write(&self, artifact: NewArtifact, sha256: String, run_key: &str) -> Result<Artifact, Error> {
+        let _writing = self.contents.read().unwrap_or_else(PoisonError::into_inner);
+        let size = artifact.content.len() as u64;
         let blob = self.root.join("blobs").join(&sha256);
         match create_atomic(&blob, &artifact.content) {
             // The same content is stored already, unless the copy there was damaged: then it is replaced.
@@ -251,29 +299,24 @@ impl ArtifactStore {
             producer: artifact.producer,
             metadata: artifact.metadata,
         };
-        let directory = self.root.join("runs").join(&run_key);
+        let directory = self.root.join("runs").join(run_key);
         std::fs::create_dir_all(&directory).map_err(|error| Error::storage(&directory, "making", &error))?;
         let path = directory.join(format!("{}.json", record.id));
         let json = serde_json::to_vec(&record).map_err(|error| Error::Storage {
             message: format!("serializing an artifact record: {error}"),
         })?;
         create_atomic(&path, &json).map_err(|error| Error::storage(&path, "writing", &error))?;
-        runs.insert(run_key, (count + 1, bytes + size));
         Ok(record)
     }
 
     /// The record of the artifact with this id; an id of no artifact is [`Error::NotFound`].
     pub fn artifact(&self, id: &str) -> Result<Artifact, Error> {
-        let not_found = || Error::NotFound {
-            name: id[..id.floor_char_boundary(64)].to_owned(),
-            version: None,
-        };
-        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(not_found());
+        if !valid_id(id) {
+            return Err(not_found(id));
         }
-        let path = self.root.join("runs").join(&id[..32]).join(format!("{id}.json"));
+        let path = self.record_path(id);
         let record = self.read_record(&path).map_err(|error| match error {
-            Error::NotFound { .. } => not_found(),
+            Error::NotFound { .. } => not_found(id),
             error => error,
         })?;
         if record.id != id {
@@ -282,42 +325,137 @@ impl ArtifactStore {
         Ok(record)
     }
 
-    /// The artifact with this id and its content, checked against its SHA-256.
+    /// The artifact with this id and its content, checked against its size and SHA-256.
     pub fn get(&self, id: &str) -> Result<(Artifact, Vec<u8>), Error> {
         let record = self.artifact(id)?;
+        let content = self.content(&record)?;
+        Ok((record, content))
+    }
+
+    /// The content of the artifact `record` describes, checked against its size and SHA-256.
+    fn content(&self, record: &Artifact) -> Result<Vec<u8>, Error> {
         let blob = self.root.join("blobs").join(&record.sha256);
         let content = read_limited(&blob, record.size).map_err(|error| Error::storage(&blob, "reading", &error))?;
         if content.len() as u64 != record.size || format!("{:x}", Sha256::digest(&content)) != record.sha256 {
             return Err(damaged(&blob, "its content does not match its SHA-256"));
         }
-        Ok((record, content))
+        Ok(content)
     }
 
     /// The records of the artifacts a run saved (`None`: those saved outside any run), oldest first.
+    /// A damaged record is an error; at most [`MAX_LISTED`] records are read.
     pub fn list(&self, run_id: Option<&str>) -> Result<Vec<Artifact>, Error> {
-        let directory = self.root.join("runs").join(run_key(run_id));
         let mut records = Vec::new();
-        let entries = match std::fs::read_dir(&directory) {
-            Ok(entries) => entries,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(records),
-            Err(error) => return Err(Error::storage(&directory, "listing", &error)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|error| Error::storage(&directory, "listing", &error))?;
-            let name = entry.file_name();
-            // Leftovers of interrupted writes (`.<name>.tmp`) and anything else are not records.
-            if name.to_string_lossy().starts_with('.') || !name.to_string_lossy().ends_with(".json") {
-                continue;
+        for path in self.record_paths(&run_key(run_id))? {
+            if records.len() >= MAX_LISTED {
+                break;
             }
-            records.push(self.read_record(&entry.path())?);
-            if records.len() as u64 > self.limits.max_run_artifacts {
-                return Err(damaged(&directory, "it holds more records than a run may save"));
+            let record = self.read_record(&path)?;
+            if path.file_stem() != Some(std::ffi::OsStr::new(&record.id)) {
+                return Err(damaged(&path, "it holds another artifact's record"));
             }
+            records.push(record);
         }
         records.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
         Ok(records)
     }
 
+    /// Deletes the artifact with this id: its record, and its content unless another artifact has
+    /// the same. An id of no artifact is [`Error::NotFound`].
+    pub fn delete(&self, id: &str) -> Result<(), Error> {
+        let record = self.artifact(id)?;
+        let path = self.record_path(id);
+        let run_key = &id[..32];
+        // Under the accounting lock, so a save of this run counts what is left.
+        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        std::fs::remove_file(&path).map_err(|error| Error::storage(&path, "removing", &error))?;
+        if let Some((count, bytes)) = runs.get_mut(run_key) {
+            *count = count.saturating_sub(1);
+            *bytes = bytes.saturating_sub(record.size);
+        }
+        drop(runs);
+        let _removing = self.contents.write().unwrap_or_else(PoisonError::into_inner);
+        if !self.blob_in_use(&record.sha256)? {
+            let blob = self.root.join("blobs").join(&record.sha256);
+            match std::fs::remove_file(&blob) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::storage(&blob, "removing", &error));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every stored content no record uses (left by a crash between a content and its
+    /// record, or by a record removed by hand); returns how many. Reads every record.
+    pub fn collect_garbage(&self) -> Result<usize, Error> {
+        let _removing = self.contents.write().unwrap_or_else(PoisonError::into_inner);
+        let used = self.blobs_in_use()?;
+        let directory = self.root.join("blobs");
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&directory).map_err(|error| Error::storage(&directory, "listing", &error))? {
+            let entry = entry.map_err(|error| Error::storage(&directory, "listing", &error))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Temporary files of writes under way are left alone; `fs` removes stale ones.
+            if name.starts_with('.') || used.contains(&name) {
+                continue;
+            }
+            std::fs::remove_file(entry.path()).map_err(|error| Error::storage(&entry.path(), "removing", &error))?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Whether any record uses the content `sha256`.
+    fn blob_in_use(&self, sha256: &str) -> Result<bool, Error> {
+        Ok(self.blobs_in_use()?.contains(sha256))
+    }
+
+    /// The contents every record uses.
+    fn blobs_in_use(&self) -> Result<std::collections::HashSet<String>, Error> {
+        let runs = self.root.join("runs");
+        let mut used = std::collections::HashSet::new();
+        for entry in std::fs::read_dir(&runs).map_err(|error| Error::storage(&runs, "listing", &error))? {
+            let entry = entry.map_err(|error| Error::storage(&runs, "listing", &error))?;
+            let key = entry.file_name().to_string_lossy().into_owned();
+            if !is_hex(&key, 32) {
+                continue;
+            }
+            for path in self.record_paths(&key)? {
+                used.insert(self.read_record(&path)?.sha256);
+            }
+        }
+        Ok(used)
+    }
+
+    /// Where the record of `id` (a valid id) is.
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.root.join("runs").join(&id[..32]).join(format!("{id}.json"))
+    }
+
+    /// The record files of a run (not the leftovers of interrupted writes).
+    fn record_paths(&self, run_key: &str) -> Result<Vec<PathBuf>, Error> {
+        let directory = self.root.join("runs").join(run_key);
+        let entries = match std::fs::read_dir(&directory) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(Error::storage(&directory, "listing", &error)),
+        };
+        let mut paths = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|error| Error::storage(&directory, "listing", &error))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.strip_suffix(".json").is_some_and(valid_id) {
+                paths.push(entry.path());
+            }
+        }
+        Ok(paths)
+    }
+
+    /// Reads a record and checks what it says against where it is: its id names its run's directory,
+    /// its producer's run hashes to it, its hash is a hash, its size within the store's limit.
     fn read_record(&self, path: &Path) -> Result<Artifact, Error> {
         let bytes = match read_limited(path, MAX_RECORD_BYTES) {
             Ok(bytes) => bytes,
@@ -330,40 +468,54 @@ impl ArtifactStore {
             Err(error) => return Err(Error::storage(path, "reading", &error)),
         };
         let record: Artifact = serde_json::from_slice(&bytes).map_err(|error| damaged(path, &error.to_string()))?;
-        if record.sha256.len() != 64 || !record.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(damaged(path, "its SHA-256 is not 64 hex characters"));
+        if !is_hex(&record.sha256, 64) {
+            return Err(damaged(path, "its SHA-256 is not 64 lowercase hex characters"));
+        }
+        if record.size > self.limits.max_artifact_bytes {
+            return Err(damaged(path, "its size is over the store's artifact limit"));
+        }
+        let directory = path
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned());
+        let key = run_key(record.producer.run_id.as_deref());
+        if !valid_id(&record.id) || record.id[..32] != key || directory.as_deref() != Some(key.as_str()) {
+            return Err(damaged(path, "it is not where its run keeps its records"));
         }
         Ok(record)
     }
 
     /// A run's artifacts and their bytes, counted from its records.
     fn run_totals(&self, run_key: &str) -> Result<(u64, u64), Error> {
-        let directory = self.root.join("runs").join(run_key);
         let mut totals = (0u64, 0u64);
-        let entries = match std::fs::read_dir(&directory) {
-            Ok(entries) => entries,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(totals),
-            Err(error) => return Err(Error::storage(&directory, "listing", &error)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|error| Error::storage(&directory, "listing", &error))?;
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with('.') || !name.to_string_lossy().ends_with(".json") {
-                continue;
-            }
-            let record = self.read_record(&entry.path())?;
+        for path in self.record_paths(run_key)? {
+            let record = self.read_record(&path)?;
             totals = (totals.0 + 1, totals.1.saturating_add(record.size));
-            if totals.0 > self.limits.max_run_artifacts {
-                break;
-            }
         }
         Ok(totals)
     }
 }
 
+/// Whether `text` is `length` lowercase hex characters.
+fn is_hex(text: &str, length: usize) -> bool {
+    text.len() == length && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Whether `id` has the form of an artifact id (so it can become a path).
+fn valid_id(id: &str) -> bool {
+    is_hex(id, 64)
+}
+
+fn not_found(id: &str) -> Error {
+    Error::NotFound {
+        name: id[..id.floor_char_boundary(64)].to_owned(),
+        version: None,
+    }
+}
+
 /// The directory of a run's records: the first 128 bits of the SHA-256 of its id, so any id makes a
 /// safe file name. Artifacts saved outside a run share the key of the empty id.
-fn run_key(run_id: Option<&str>) -> String {
+pub(super) fn run_key(run_id: Option<&str>) -> String {
     let digest = Sha256::digest(run_id.unwrap_or_default().as_bytes());
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -391,9 +543,21 @@ fn damaged(path: &Path, why: &str) -> Error {
 fn check(artifact: &NewArtifact) -> Result<(), Error> {
     let invalid = |message: String| Err(Error::InvalidArtifact { message });
     let name = &artifact.name;
-    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+    // A host may save an artifact under its name: no separators, no `.`/`..`, and nothing that hides
+    // or reorders what a person sees (bidirectional overrides, zero-width characters).
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    };
+    if name.is_empty()
+        || name.len() > 255
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '\\'])
+        || name.chars().any(hidden)
+    {
         return invalid(format!(
-            "the name {:?} must have 1 to 255 bytes and no control characters",
+            "the name {:?} must have 1 to 255 bytes, no '/' or '\\', not be '.' or '..', and no control or invisible characters",
             &name[..name.floor_char_boundary(64)]
         ));
     }
