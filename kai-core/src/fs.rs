@@ -74,6 +74,16 @@ impl FileLock {
 /// a FIFO would block the read, a device might never end) and a file over `max` bytes
 /// ([`ErrorKind::FileTooLarge`]) without reading more than `max + 1` bytes of it.
 pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, Error> {
+    read_regular(path, max, false)
+}
+
+/// Like [`read_limited`], but a symbolic link is followed to the regular file it names (files an
+/// operator provides, such as configuration mounted by Kubernetes, are often links).
+pub fn read_limited_following(path: &Path, max: u64) -> Result<Vec<u8>, Error> {
+    read_regular(path, max, true)
+}
+
+fn read_regular(path: &Path, max: u64, follow_links: bool) -> Result<Vec<u8>, Error> {
     let not_regular = || {
         Error::new(
             ErrorKind::InvalidInput,
@@ -85,9 +95,12 @@ pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, Error> {
     // Checked on the open file, not before opening it, so nothing can be swapped in between: a FIFO
     // opens without waiting for a writer, and a symbolic link does not open at all.
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NONBLOCK | if follow_links { 0 } else { libc::O_NOFOLLOW },
+    );
     #[cfg(not(unix))]
-    if !std::fs::symlink_metadata(path)?.is_file() {
+    if !follow_links && !std::fs::symlink_metadata(path)?.is_file() {
         return Err(not_regular());
     }
     let file = match options.open(path) {
@@ -288,11 +301,18 @@ mod tests {
             let link = dir.path().join("link");
             std::os::unix::fs::symlink(&path, &link).unwrap();
             assert_eq!(read_limited(&link, 10).unwrap_err().kind(), ErrorKind::InvalidInput);
+            assert_eq!(read_limited_following(&link, 10).unwrap(), b"12345");
             // A FIFO is refused at once, not waited on for a writer.
             let fifo = dir.path().join("fifo");
             let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
             assert!(status.success());
             assert_eq!(read_limited(&fifo, 10).unwrap_err().kind(), ErrorKind::InvalidInput);
+            let to_fifo = dir.path().join("to-fifo");
+            std::os::unix::fs::symlink(&fifo, &to_fifo).unwrap();
+            assert_eq!(
+                read_limited_following(&to_fifo, 10).unwrap_err().kind(),
+                ErrorKind::InvalidInput
+            );
         }
     }
 

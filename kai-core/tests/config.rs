@@ -166,6 +166,41 @@ fn kai_variables_override_the_file() {
         message.contains("unknown field") && message.contains("set by KAI_AGENTS__TIMEOUT"),
         "{message}"
     );
+    // Names match case-insensitively; a provider made by a variable alone misses a field, said so.
+    let capitals = "providers:\n  OpenAI: {kind: openai, model: gpt-4o}\n";
+    let config = KaiConfig::parse(
+        capitals,
+        ConfigFormat::Yaml,
+        env(&[("KAI_PROVIDERS__OPENAI__MODEL", "gpt-4.1")]),
+    )
+    .unwrap();
+    assert_eq!(config.providers.len(), 1);
+    assert_eq!(config.providers["OpenAI"].model, "gpt-4.1");
+    let (path, message) = invalid(KaiConfig::parse(
+        "",
+        ConfigFormat::Yaml,
+        env(&[("KAI_PROVIDERS__NEW__MODEL", "m")]),
+    ));
+    assert_eq!(path, "providers.new");
+    assert!(
+        message.contains("missing field `kind`") && message.contains("KAI_PROVIDERS__NEW__MODEL"),
+        "{message}"
+    );
+    let (path, message) = invalid(KaiConfig::parse(
+        "",
+        ConfigFormat::Yaml,
+        env(&[("KAI_AGENTS__MAX_STEPS", "0")]),
+    ));
+    assert_eq!(path, "agents.max_steps");
+    assert!(message.contains("set by KAI_AGENTS__MAX_STEPS"), "{message}");
+    // A section with every line under it commented out is an empty section.
+    let config = KaiConfig::parse(
+        "monitoring:\n  # log_level: debug\n",
+        ConfigFormat::Yaml,
+        env(&[("KAI_MONITORING__LOG_LEVEL", "warn")]),
+    )
+    .unwrap();
+    assert_eq!(config.monitoring.log_level, "warn");
 }
 
 #[test]
@@ -238,6 +273,38 @@ fn secrets_written_in_the_configuration_are_refused_and_not_repeated() {
         assert!(!shown.contains("sk-live"), "{shown}");
         assert!(shown.contains("referenced"), "{shown}");
     }
+    // Nor in JSON or TOML, where a syntax error on the secret's line does not quote the line.
+    let json = r#"{"providers": {"o": {"kind": "openai", "model": "m", "api_key": "sk-live-abcdef"}}}"#;
+    let toml_typed = "[providers.o]\nkind = \"openai\"\nmodel = \"m\"\napi_key = \"sk-live-abcdef\"\n";
+    let toml_broken = "[providers.o]\nkind = \"openai\"\napi_key = sk-live-abcdef\n";
+    for (text, format) in [
+        (json, ConfigFormat::Json),
+        (toml_typed, ConfigFormat::Toml),
+        (toml_broken, ConfigFormat::Toml),
+    ] {
+        let error = KaiConfig::parse(text, format, []).unwrap_err();
+        assert!(!format!("{error} {error:?}").contains("sk-live"), "{format:?}: {error}");
+    }
+    let (_, message) = invalid(KaiConfig::parse(toml_broken, ConfigFormat::Toml, []));
+    assert!(message.contains("line 3"), "{message}");
+    // Nor in a base URL, which is not repeated either; keys go over https, or to this machine only.
+    for (url, with_key) in [
+        ("https://user:sk-live-abcdef@models.example/v1", false),
+        ("https://models.example/v1?api-key=sk-live-abcdef", false),
+        ("http://models.example/v1", true),
+    ] {
+        let key = if with_key { ", api_key: {env: KEY}" } else { "" };
+        let text = format!("providers:\n  o: {{kind: openai, model: m, base_url: '{url}'{key}}}\n");
+        let (path, message) = invalid(KaiConfig::parse(&text, ConfigFormat::Yaml, []));
+        assert_eq!(path, "providers.o.base_url");
+        assert!(
+            !message.contains("sk-live") && !message.contains("models.example"),
+            "{message}"
+        );
+    }
+    let loopback =
+        "providers:\n  o: {kind: openai, model: m, base_url: 'http://127.0.0.1:8080/v1', api_key: {env: KEY}}\n";
+    KaiConfig::parse(loopback, ConfigFormat::Yaml, []).unwrap();
     // Nor through an override.
     let error = KaiConfig::parse(
         "providers:\n  o: {kind: openai, model: m}\n",
@@ -258,17 +325,49 @@ fn hostile_files_are_refused_without_blowing_up() {
         bomb.push_str(&format!("{name}: &{name} [{refs}]\n"));
     }
     assert!(KaiConfig::parse(&bomb, ConfigFormat::Yaml, []).is_err());
-    let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
-    assert!(KaiConfig::parse(&deep, ConfigFormat::Yaml, []).is_err());
-    assert!(KaiConfig::parse(&deep, ConfigFormat::Json, []).is_err());
+    // Deep nesting inside a section that takes a list: refused by the parsers' depth limits, without
+    // a stack overflow.
+    let depth = 100_000;
+    let nested = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    let deep_yaml = format!("agents:\n  definitions:\n    a: {{provider: p, tools: {nested}}}\n");
+    let deep_json = format!(r#"{{"agents": {{"definitions": {{"a": {{"provider": "p", "tools": {nested}}}}}}}}}"#);
+    let deep_toml = format!("[agents.definitions.a]\nprovider = \"p\"\ntools = {nested}\n");
+    for (text, format) in [
+        (deep_yaml, ConfigFormat::Yaml),
+        (deep_json, ConfigFormat::Json),
+        (deep_toml, ConfigFormat::Toml),
+    ] {
+        let (path, message) = invalid(KaiConfig::parse(&text, format, []));
+        assert_eq!(path, "", "{format:?}: {message}");
+    }
     let directory = tempfile::tempdir().unwrap();
     let big = directory.path().join("kai.yaml");
     std::fs::File::create(&big).unwrap().set_len(2 << 20).unwrap();
     assert!(matches!(KaiConfig::load(&big), Err(Error::Config { .. })));
-    assert!(matches!(
-        KaiConfig::load(directory.path().join("kai.ini")),
-        Err(Error::Config { .. })
-    ));
+    let ini = directory.path().join("kai.ini");
+    std::fs::write(&ini, "agents:\n  max_steps: 3\n").unwrap();
+    assert!(matches!(KaiConfig::load(&ini), Err(Error::Config { message }) if message.contains(".toml")));
+    let latin1 = directory.path().join("latin1.yaml");
+    std::fs::write(&latin1, b"monitoring: {log_level: caf\xe9}\n").unwrap();
+    assert!(matches!(KaiConfig::load(&latin1), Err(Error::Config { message }) if message.contains("UTF-8")));
+    let fifo = directory.path().join("fifo.yaml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(matches!(KaiConfig::load(&fifo), Err(Error::Config { .. })));
+    // Duplicate keys are refused in every format (serde_json alone keeps the last).
+    for (text, format) in [
+        ("agents: {max_steps: 1, max_steps: 2}\n", ConfigFormat::Yaml),
+        (r#"{"agents": {"max_steps": 1, "max_steps": 2}}"#, ConfigFormat::Json),
+        ("[agents]\nmax_steps = 1\nmax_steps = 2\n", ConfigFormat::Toml),
+    ] {
+        let (_, message) = invalid(KaiConfig::parse(text, format, []));
+        assert!(message.to_lowercase().contains("duplicate"), "{format:?}: {message}");
+    }
 }
 
 #[tokio::test]
@@ -342,6 +441,14 @@ async fn edits_are_reloaded_and_invalid_ones_keep_the_previous_configuration() {
         "{error:?}"
     );
     assert_eq!(watcher.current().agents.max_steps, 5);
+    // Told once: reading the file does not set off another reload (a watcher that heard its own
+    // reads would reject the same file every 100 ms).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(600), events.next())
+            .await
+            .is_err(),
+        "the same rejection again"
+    );
 
     // An editor's save: a new file renamed over the old one.
     let temporary = directory.path().join(".kai.yaml.swp");
@@ -409,4 +516,25 @@ async fn plans_run_as_many_subtasks_at_once_as_configured() {
         .unwrap();
     assert_eq!(output.results.len(), 5);
     assert_eq!(most.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn relative_paths_are_taken_from_the_configuration_files_directory_and_links_are_followed() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(
+        data.join("kai.yaml"),
+        "memory: {store: embedded, path: memory, dimensions: 8}\nproviders:\n  o: {kind: openai, model: m, api_key: {file: secrets/key}}\n",
+    )
+    .unwrap();
+    // As Kubernetes mounts a ConfigMap: the file is a link into a directory of its own.
+    let link = directory.path().join("kai.yaml");
+    std::os::unix::fs::symlink(data.join("kai.yaml"), &link).unwrap();
+    let config = KaiConfig::load(&link).unwrap();
+    assert_eq!(config.memory.unwrap().path.unwrap(), directory.path().join("memory"));
+    assert_eq!(
+        config.providers["o"].api_key,
+        Some(SecretRef::File(directory.path().join("secrets/key")))
+    );
 }

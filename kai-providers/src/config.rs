@@ -63,20 +63,43 @@ pub fn agent_from_config(config: &KaiConfig, name: &str, tools: &ToolSet) -> Res
         .build()
 }
 
+/// Checks what only this crate knows of a configuration: that every provider's kind is one kAI has,
+/// and that a key is not given to one that would not send it. Give it to
+/// [`ConfigWatcher::watch_checked`](kai_core::config::ConfigWatcher::watch_checked) so a reload that
+/// names an unknown provider is rejected, not accepted and then failing where it is used.
+pub fn check_config(config: &KaiConfig) -> Result<(), Error> {
+    config
+        .providers
+        .iter()
+        .try_for_each(|(name, settings)| check_provider(name, settings))
+}
+
+fn check_provider(name: &str, settings: &ProviderConfig) -> Result<(), Error> {
+    let kind = settings.kind.as_str();
+    let known = PROVIDERS.contains(&kind) || matches!(kind, "claude" | "google" | "llama.cpp");
+    if !known {
+        return Err(Error::InvalidConfig {
+            path: format!("providers.{name}.kind"),
+            message: format!("{kind:?} is not a provider kAI knows ({})", PROVIDERS.join(", ")),
+        });
+    }
+    if kind == "ollama" && settings.api_key.is_some() {
+        return Err(Error::InvalidConfig {
+            path: format!("providers.{name}.api_key"),
+            message: "Ollama's native API takes no key; use the kind ollama-openai for a server behind one".into(),
+        });
+    }
+    Ok(())
+}
+
 /// The spec and HTTP settings of `provider`, for `model` or its own model.
 fn spec_of(config: &KaiConfig, provider: &str, model: Option<&str>) -> Result<(ModelSpec, HttpConfig), Error> {
     let settings: &ProviderConfig = config.providers.get(provider).ok_or_else(|| Error::InvalidConfig {
         path: format!("providers.{provider}"),
         message: "no provider of this name is configured".into(),
     })?;
+    check_provider(provider, settings)?;
     let kind = settings.kind.as_str();
-    let known = PROVIDERS.contains(&kind) || matches!(kind, "claude" | "google" | "llama.cpp");
-    if !known {
-        return Err(Error::InvalidConfig {
-            path: format!("providers.{provider}.kind"),
-            message: format!("{kind:?} is not a provider kAI knows ({})", PROVIDERS.join(", ")),
-        });
-    }
     let mut http = HttpConfig::default();
     if let Some(timeout) = settings.timeout_ms {
         http.timeout = Some(Duration::from_millis(timeout));
@@ -100,4 +123,54 @@ fn spec_of(config: &KaiConfig, provider: &str, model: Option<&str>) -> Result<(M
         spec = spec.with_api_key(key.resolve()?.expose());
     }
     Ok((spec, http))
+}
+
+#[cfg(test)]
+mod tests {
+    use kai_core::config::ConfigFormat;
+
+    use super::*;
+
+    #[test]
+    fn every_provider_setting_reaches_the_client() {
+        let directory = tempfile::tempdir().unwrap();
+        let key = directory.path().join("key");
+        std::fs::write(&key, "sk-from-file\n").unwrap();
+        let yaml = format!(
+            "providers:\n  p: {{kind: openai-compatible, model: m, base_url: 'https://models.example/v1', \
+             api_key: {{file: {}}}, timeout_ms: 1500, max_retries: 1, \
+             rate_limit: {{requests_per_minute: 30, tokens_per_minute: 9000}}}}\n",
+            key.display()
+        );
+        let config = KaiConfig::parse(&yaml, ConfigFormat::Yaml, []).unwrap();
+        let (spec, http) = spec_of(&config, "p", None).unwrap();
+        assert_eq!(spec.provider, "openai-compatible");
+        assert_eq!(spec.model, "m");
+        assert_eq!(spec.base_url.as_deref(), Some("https://models.example/v1"));
+        assert_eq!(spec.api_key.as_ref().map(|key| key.expose()), Some("sk-from-file"));
+        assert_eq!(http.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(http.retry.max_retries, 1);
+        assert_eq!(http.rate_limit.requests_per_minute, Some(30));
+        assert_eq!(http.rate_limit.tokens_per_minute, Some(9000));
+        assert!(!format!("{spec:?}").contains("sk-from-file"));
+    }
+
+    #[test]
+    fn unknown_kinds_and_keys_that_would_be_dropped_are_refused() {
+        let config = KaiConfig::parse(
+            "providers:\n  a: {kind: skynet, model: m}\n  b: {kind: ollama, model: m, api_key: {env: KEY}}\n",
+            ConfigFormat::Yaml,
+            [],
+        )
+        .unwrap();
+        assert!(matches!(check_config(&config), Err(Error::InvalidConfig { path, .. }) if path == "providers.a.kind"));
+        assert!(matches!(
+            model_from_config(&config, "b"),
+            Err(Error::InvalidConfig { path, .. }) if path == "providers.b.api_key"
+        ));
+        assert!(matches!(
+            model_from_config(&config, "missing"),
+            Err(Error::InvalidConfig { path, .. }) if path == "providers.missing"
+        ));
+    }
 }

@@ -40,7 +40,7 @@ mod registry;
 pub use anthropic::{AnthropicChat, AnthropicClient, AnthropicConfig};
 pub use cohere::{CohereChat, CohereClient, CohereConfig, CohereEmbeddings};
 #[cfg(feature = "config")]
-pub use config::{agent_from_config, embedding_model_from_config, model_from_config};
+pub use config::{agent_from_config, check_config, embedding_model_from_config, model_from_config};
 pub use gemini::{GeminiChat, GeminiClient, GeminiConfig, GeminiEmbeddings};
 pub use http::{ApiKey, HttpConfig, RateLimit, RetryPolicy};
 pub use ollama::{OllamaChat, OllamaClient, OllamaConfig, OllamaEmbeddings};

@@ -6,7 +6,7 @@ use serde::Deserialize as _;
 
 use crate::config::model::KaiConfig;
 use crate::error::Error;
-use crate::fs::read_limited;
+use crate::fs::read_limited_following;
 
 /// The format of a configuration's text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,10 +74,12 @@ impl KaiConfig {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, Error> {
         let path = path.as_ref();
+        ConfigFormat::of_path(path)?;
         Self::from_file_bytes(path, &read_config(path)?, env)
     }
 
-    /// The configuration in `bytes`, read from `path` (whose extension gives the format), with `env`.
+    /// The configuration in `bytes`, read from `path` (whose extension gives the format), with `env`;
+    /// relative paths in it are taken from the file's directory.
     pub(crate) fn from_file_bytes(
         path: &Path,
         bytes: &[u8],
@@ -87,22 +89,28 @@ impl KaiConfig {
         let text = std::str::from_utf8(bytes).map_err(|_| Error::Config {
             message: format!("the configuration {} is not UTF-8", path.display()),
         })?;
-        Self::parse(text, format, env).map_err(|error| match error {
+        let mut config = Self::parse(text, format, env).map_err(|error| match error {
             Error::InvalidConfig { path: field, message } => Error::InvalidConfig {
                 path: field,
                 message: format!("{message} (in {})", path.display()),
             },
             error => error,
-        })
+        })?;
+        if let Some(directory) = path.parent() {
+            config.resolve_paths(directory);
+        }
+        Ok(config)
     }
 
     /// Parses a configuration's text, applies the `KAI_*` variables among `env`, and checks the result.
     ///
     /// A variable `KAI_AGENTS__TIMEOUT_MS=5000` sets `agents.timeout_ms`: after the prefix, `__`
-    /// separates the path's parts, lowercased. Only variables naming a field of a section (`agents`,
-    /// `providers`, `memory`, `klp`, `monitoring`) are overrides; other `KAI_` variables are left alone. Its value is read as JSON when it is JSON (`5000`,
-    /// `true`, `["a"]`) and the field it replaces is not a string; otherwise as a string
-    /// (`KAI_PROVIDERS__LOCAL__MODEL=qwen2.5`). Quote it (`'"123"'`) to force a string.
+    /// separates the path's parts. Variables whose first part is not a section (`agents`, `providers`,
+    /// `memory`, `klp`, `monitoring`) are other programs' and left alone; one naming no field of its
+    /// section is an error (a typo is not ignored). Parts match names case-insensitively, so
+    /// `KAI_PROVIDERS__OPENAI__MODEL` reaches a provider named `OpenAI`. A value is read as JSON when it
+    /// is JSON (`5000`, `true`, `["a"]`) and the field it replaces is not a string; otherwise as a
+    /// string (`KAI_PROVIDERS__LOCAL__MODEL=qwen2.5`). Quote it (`'"123"'`) to force a string.
     ///
     /// ```
     /// use kai_core::config::{ConfigFormat, KaiConfig};
@@ -126,57 +134,86 @@ impl KaiConfig {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-            // Other programs' KAI_ variables (a cache directory, say) name no section's field.
-            if parts.len() < 2 || !SECTIONS.contains(&parts[0].as_str()) {
+            let parts: Vec<&str> = rest.split("__").collect();
+            // Other programs' KAI_ variables (a cache directory, say) name no section.
+            if parts.len() < 2 || !SECTIONS.iter().any(|section| section.eq_ignore_ascii_case(parts[0])) {
                 continue;
             }
-            if parts.iter().any(String::is_empty) {
+            if parts.iter().any(|part| part.is_empty()) {
                 return Err(Error::InvalidConfig {
                     path: name.clone(),
                     message: "an override names a path such as KAI_AGENTS__TIMEOUT_MS".into(),
                 });
             }
-            set(&mut tree, &parts, &value).map_err(|message| Error::InvalidConfig {
-                path: parts.join("."),
+            let path = set(&mut tree, &parts, &value).map_err(|message| Error::InvalidConfig {
+                path: parts.join(".").to_ascii_lowercase(),
                 message: format!("{message} (set by {name})"),
             })?;
-            overrides.push((parts.join("."), name));
+            overrides.push((path, name));
         }
-        let config = serde_path_to_error::deserialize(&tree).map_err(|error| {
-            let path = error.path().to_string();
-            let set_by = overrides
+        // Which variable, if any, set the value at (or above, or below) `path`.
+        let set_by = |path: &str| {
+            overrides
                 .iter()
-                .find(|(overridden, _)| path == *overridden || path.starts_with(&format!("{overridden}.")))
+                .find(|(overridden, _)| related(path, overridden))
                 .map(|(_, name)| format!(" (set by {name})"))
-                .unwrap_or_default();
+                .unwrap_or_default()
+        };
+        let config: KaiConfig = serde_path_to_error::deserialize(&tree).map_err(|error| {
+            let path = error.path().to_string();
             Error::InvalidConfig {
-                message: format!("{}{set_by}", error.inner()),
+                message: format!("{}{}", error.inner(), set_by(&path)),
                 path,
             }
         })?;
-        KaiConfig::validate(&config)?;
+        config.validate().map_err(|error| match error {
+            Error::InvalidConfig { path, message } => Error::InvalidConfig {
+                message: format!("{message}{}", set_by(&path)),
+                path,
+            },
+            error => error,
+        })?;
         Ok(config)
     }
 }
 
-/// The bytes of the configuration file at `path`, at most [`MAX_CONFIG_BYTES`].
+/// Whether one path is the other or contains it (`providers.a` and `providers.a.kind`).
+fn related(one: &str, other: &str) -> bool {
+    let within = |inner: &str, outer: &str| {
+        inner == outer || (inner.starts_with(outer) && inner.as_bytes().get(outer.len()) == Some(&b'.'))
+    };
+    within(one, other) || within(other, one)
+}
+
+/// The bytes of the configuration file at `path` (a link is followed), at most [`MAX_CONFIG_BYTES`].
 pub(crate) fn read_config(path: &Path) -> Result<Vec<u8>, Error> {
-    read_limited(path, MAX_CONFIG_BYTES).map_err(|error| Error::Config {
+    read_limited_following(path, MAX_CONFIG_BYTES).map_err(|error| Error::Config {
         message: format!("the configuration {} cannot be read: {error}", path.display()),
     })
 }
 
-/// The text as a JSON tree, whatever its format.
+/// The text as a JSON tree, whatever its format; a section left empty (`monitoring:` with every line
+/// under it commented out) is an empty section.
 fn parse_tree(text: &str, format: ConfigFormat) -> Result<serde_json::Value, Error> {
     let syntax = |message: String| Error::InvalidConfig {
         path: String::new(),
         message,
     };
     let tree = match format {
-        ConfigFormat::Json => serde_json::from_str(text).map_err(|error| syntax(error.to_string()))?,
+        ConfigFormat::Json => {
+            serde_json::from_str::<StrictJson>(text)
+                .map_err(|error| syntax(error.to_string()))?
+                .0
+        }
         ConfigFormat::Toml => {
-            let table: toml::Table = toml::from_str(text).map_err(|error| syntax(error.to_string()))?;
+            // Not the error's Display: it quotes the offending line, which may hold something private.
+            let table: toml::Table = toml::from_str(text).map_err(|error| {
+                let at = error
+                    .span()
+                    .map(|span| line_and_column(text, span.start))
+                    .unwrap_or_default();
+                syntax(format!("{}{at}", error.message().trim_end()))
+            })?;
             serde_json::Value::deserialize(toml::Value::Table(table)).map_err(|error| syntax(error.to_string()))?
         }
         ConfigFormat::Yaml => {
@@ -189,29 +226,121 @@ fn parse_tree(text: &str, format: ConfigFormat) -> Result<serde_json::Value, Err
             serde_saphyr::from_str_with_options(text, options).map_err(|error| syntax(error.to_string()))?
         }
     };
-    match tree {
+    let mut tree = match tree {
         // An empty document is an empty configuration.
-        serde_json::Value::Null => Ok(serde_json::Value::Object(serde_json::Map::new())),
-        tree => Ok(tree),
+        serde_json::Value::Null => serde_json::Value::Object(serde_json::Map::new()),
+        tree => tree,
+    };
+    if let Some(sections) = tree.as_object_mut() {
+        for value in sections.values_mut().filter(|value| value.is_null()) {
+            *value = serde_json::Value::Object(serde_json::Map::new());
+        }
     }
+    Ok(tree)
 }
 
-/// Sets `parts` (a path into objects) of `tree` to `value`, making objects on the way.
-fn set(tree: &mut serde_json::Value, parts: &[String], value: &str) -> Result<(), String> {
+/// ` at line L, column C` of the byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> String {
+    let before = &text[..text.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+    format!(" at line {line}, column {column}")
+}
+
+/// Sets the path `parts` of `tree` to `value`, making sections on the way; a part matches an existing
+/// name case-insensitively, and is lowercased when it makes a new one. Returns the path set.
+fn set(tree: &mut serde_json::Value, parts: &[&str], value: &str) -> Result<String, String> {
     let (last, parents) = parts.split_last().ok_or("the path is empty")?;
     let mut node = tree;
+    let mut path = Vec::with_capacity(parts.len());
     for part in parents {
         let object = node.as_object_mut().ok_or("a part of the path is not a section")?;
+        let key = existing_key(object, part);
+        path.push(key.clone());
         node = object
-            .entry(part.clone())
+            .entry(key)
             .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
     }
     let object = node.as_object_mut().ok_or("a part of the path is not a section")?;
-    let replaces_string = object.get(last).is_some_and(serde_json::Value::is_string);
+    let key = existing_key(object, last);
+    path.push(key.clone());
+    let replaces_string = object.get(&key).is_some_and(serde_json::Value::is_string);
     let parsed = match serde_json::from_str::<serde_json::Value>(value) {
         Ok(json) if !replaces_string || json.is_string() => json,
         _ => serde_json::Value::String(value.to_owned()),
     };
-    object.insert(last.clone(), parsed);
-    Ok(())
+    object.insert(key, parsed);
+    Ok(path.join("."))
+}
+
+/// The name in `object` that `part` means: an existing one equal but for case, or `part` lowercased.
+fn existing_key(object: &serde_json::Map<String, serde_json::Value>, part: &str) -> String {
+    object
+        .keys()
+        .find(|key| key.eq_ignore_ascii_case(part))
+        .cloned()
+        .unwrap_or_else(|| part.to_ascii_lowercase())
+}
+
+/// A JSON document as a tree, refusing an object that names a key twice (serde_json keeps the last).
+struct StrictJson(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for StrictJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictJsonVisitor).map(StrictJson)
+    }
+}
+
+struct StrictJsonVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictJsonVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictJson(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let StrictJson(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+            }
+            object.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
 }

@@ -1,7 +1,7 @@
 //! What a kAI configuration holds, and the checks beyond its types.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -272,12 +272,39 @@ fn at_least_one<T: PartialOrd + From<u8> + Copy>(path: String, value: T) -> Resu
     Ok(())
 }
 
-fn http_url(path: String, url: &str) -> Result<(), Error> {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(())
-    } else {
-        Err(invalid(path, "must be an http:// or https:// URL"))
+/// Checks a provider's base URL: `http(s)://`, no credentials in it (they belong in `api_key`), and
+/// `https://` unless it is on this machine when a key is sent to it. The URL is never repeated: it may
+/// hold what it should not.
+fn base_url(path: String, url: &str, sends_key: bool) -> Result<(), Error> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(invalid(path, "must be an http:// or https:// URL"));
+    };
+    if scheme != "http" && scheme != "https" {
+        return Err(invalid(path, "must be an http:// or https:// URL"));
     }
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let query = rest.split_once('?').map_or("", |(_, query)| query);
+    let secret_parameter = query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or_default().to_ascii_lowercase();
+        ["key", "token", "secret", "password", "sig"]
+            .iter()
+            .any(|word| name.contains(word))
+    });
+    if authority.contains('@') || secret_parameter {
+        return Err(invalid(
+            path,
+            "must not hold credentials (user:password@, a key or token parameter): reference them in api_key",
+        ));
+    }
+    let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
+    let loopback = matches!(host, "localhost" | "127.0.0.1" | "[::1]") || host.starts_with("127.");
+    if sends_key && scheme == "http" && !loopback {
+        return Err(invalid(
+            path,
+            "an API key is sent only over https://, or to this machine",
+        ));
+    }
+    Ok(())
 }
 
 impl KaiConfig {
@@ -327,10 +354,23 @@ impl KaiConfig {
                 return Err(invalid(path("model"), "must name a model"));
             }
             if let Some(url) = &provider.base_url {
-                http_url(path("base_url"), url)?;
+                base_url(path("base_url"), url, provider.api_key.is_some())?;
             }
             if let Some(timeout) = provider.timeout_ms {
                 at_least_one(path("timeout_ms"), timeout)?;
+            }
+            if provider.max_retries.is_some_and(|retries| retries > MAX_RETRIES) {
+                return Err(invalid(path("max_retries"), format!("must be at most {MAX_RETRIES}")));
+            }
+            if let Some(limit) = provider.rate_limit {
+                for (field, value) in [
+                    ("requests_per_minute", limit.requests_per_minute),
+                    ("tokens_per_minute", limit.tokens_per_minute),
+                ] {
+                    if let Some(value) = value {
+                        at_least_one(path(&format!("rate_limit.{field}")), value)?;
+                    }
+                }
             }
         }
         if let Some(memory) = &self.memory {
@@ -338,13 +378,32 @@ impl KaiConfig {
                 return Err(invalid("memory.dimensions".into(), "must be 1 to 65536"));
             }
             match memory.store {
-                StoreKind::Embedded if memory.path.is_none() => {
-                    return Err(invalid("memory.path".into(), "the embedded store needs a directory"));
+                StoreKind::Embedded => {
+                    if memory.path.is_none() {
+                        return Err(invalid("memory.path".into(), "the embedded store needs a directory"));
+                    }
+                    for (field, set) in [
+                        ("url", memory.url.is_some()),
+                        ("table", memory.table.is_some()),
+                        ("pool_size", memory.pool_size.is_some()),
+                    ] {
+                        if set {
+                            return Err(invalid(format!("memory.{field}"), "only the Postgres store takes it"));
+                        }
+                    }
                 }
-                StoreKind::Postgres if memory.url.is_none() => {
-                    return Err(invalid("memory.url".into(), "the Postgres store needs a URL reference"));
+                StoreKind::Postgres => {
+                    if memory.url.is_none() {
+                        return Err(invalid("memory.url".into(), "the Postgres store needs a URL reference"));
+                    }
+                    if memory.path.is_some() {
+                        return Err(invalid("memory.path".into(), "only the embedded store takes it"));
+                    }
+                    // pgvector's `vector` type holds at most 16,000 dimensions.
+                    if memory.dimensions > 16_000 {
+                        return Err(invalid("memory.dimensions".into(), "pgvector holds at most 16000"));
+                    }
                 }
-                _ => {}
             }
             if let Some(pool) = memory.pool_size {
                 at_least_one("memory.pool_size".into(), pool)?;
@@ -356,9 +415,47 @@ impl KaiConfig {
         if self.monitoring.log_level.trim().is_empty() {
             return Err(invalid("monitoring.log_level".into(), "must not be empty"));
         }
+        if let Some(address) = &self.monitoring.metrics_address
+            && address.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(invalid(
+                "monitoring.metrics_address".into(),
+                "must be an IP address and port, such as 127.0.0.1:9464",
+            ));
+        }
         Ok(())
     }
+
+    /// Takes the relative paths in this configuration (the memory's directory, the KLP vault and
+    /// audit log, secret files) from `directory`, the configuration file's, instead of the current one.
+    pub fn resolve_paths(&mut self, directory: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = directory.join(&*path);
+            }
+        };
+        let resolve_secret = |secret: &mut SecretRef| {
+            if let SecretRef::File(path) = secret {
+                resolve(path);
+            }
+        };
+        for provider in self.providers.values_mut() {
+            provider.api_key.iter_mut().for_each(resolve_secret);
+        }
+        if let Some(memory) = &mut self.memory {
+            memory.path.iter_mut().for_each(resolve);
+            memory.url.iter_mut().for_each(resolve_secret);
+        }
+        if let Some(klp) = &mut self.klp {
+            resolve(&mut klp.vault);
+            resolve_secret(&mut klp.vault_passphrase);
+            klp.audit_log.iter_mut().for_each(resolve);
+        }
+    }
 }
+
+/// The most retries a provider may be configured with.
+const MAX_RETRIES: u32 = 10;
 
 impl AgentsConfig {
     /// The run limits of this configuration on `builder`: deadline, step and tool timeouts, steps.

@@ -6,7 +6,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::Error;
-use crate::fs::read_limited;
+use crate::fs::read_limited_following;
 
 /// Where a secret (an API key, a database URL with its password) is: the configuration names the place,
 /// never the secret. Written `{env: OPENAI_API_KEY}` or `{file: /run/secrets/openai}`.
@@ -51,7 +51,7 @@ impl SecretRef {
                 message: format!("the environment variable {name} holding a secret is not set (or not UTF-8)"),
             })?,
             SecretRef::File(path) => {
-                let bytes = read_limited(path, Self::MAX_FILE_BYTES).map_err(|error| Error::Config {
+                let bytes = read_limited_following(path, Self::MAX_FILE_BYTES).map_err(|error| Error::Config {
                     message: format!("the secret file {} cannot be read: {error}", path.display()),
                 })?;
                 String::from_utf8(bytes).map_err(|_| Error::Config {
@@ -121,19 +121,40 @@ impl<'de> Visitor<'de> for SecretRefVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SecretRef, A::Error> {
         let mut reference = None;
         while let Some(key) = map.next_key::<String>()? {
-            let value: String = map.next_value()?;
+            if key != "env" && key != "file" {
+                // Not read as a string: an error about its type would repeat it.
+                map.next_value::<de::IgnoredAny>()?;
+                return Err(de::Error::custom(REFERENCE_ONLY));
+            }
+            let value: String = map
+                .next_value()
+                .map_err(|_: A::Error| de::Error::custom(format!("`{key}` must be a string")))?;
             if reference.is_some() {
                 return Err(de::Error::custom("a secret reference names one place: env or file"));
             }
             reference = Some(match key.as_str() {
-                "env" if !value.is_empty() => SecretRef::Env(value),
-                "file" if !value.is_empty() => SecretRef::File(PathBuf::from(value)),
-                "env" | "file" => return Err(de::Error::custom(format!("`{key}` is empty"))),
-                _ => return Err(de::Error::custom(REFERENCE_ONLY)),
+                "env" if is_variable_name(&value) => SecretRef::Env(value),
+                "env" => {
+                    return Err(de::Error::custom(
+                        "`env` must name a variable (letters, digits and '_', not starting with a digit)",
+                    ));
+                }
+                _ if !value.is_empty() => SecretRef::File(PathBuf::from(value)),
+                _ => return Err(de::Error::custom("`file` is empty")),
             });
         }
         reference.ok_or_else(|| de::Error::custom(REFERENCE_ONLY))
     }
+}
+
+/// Whether `name` can be an environment variable's name (and so is not a secret written in its place).
+fn is_variable_name(name: &str) -> bool {
+    name.len() <= 256
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 #[cfg(test)]
@@ -151,6 +172,9 @@ mod tests {
             r#""sk-live-123""#,
             "12345",
             r#"{"value": "sk-live-123"}"#,
+            r#"{"value": 12345}"#,
+            r#"{"env": "sk-live-123"}"#,
+            r#"{"env": 12345}"#,
             r#"{"env": "A", "file": "b"}"#,
             "{}",
         ] {

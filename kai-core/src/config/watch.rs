@@ -33,10 +33,12 @@ pub enum ConfigEvent {
 /// change. An invalid edit keeps the previous configuration and is reported as
 /// [`ConfigEvent::Rejected`].
 ///
-/// Editors that save by writing a new file and renaming it over the old one are followed: the
-/// directory is watched, not the file. Bursts of events are gathered for [`DEBOUNCE`] before the file is
-/// read; a change that leaves the text and the `KAI_*` variables as they were is not a reload.
-/// Watching stops when the watcher is dropped.
+/// Editors that save by writing a new file and renaming it over the old one are followed, and so are
+/// Kubernetes mounts that swap a link: the directory is watched, not the file. Bursts of events are
+/// gathered for [`DEBOUNCE`] before the file is read; a change that leaves the text and the `KAI_*`
+/// variables as they were is not a reload. A rejected file is not reported again until it changes.
+/// Watching stops when the watcher is dropped. A secret file the configuration references is read
+/// where it is used (`SecretRef::resolve`), so rotating one needs no reload.
 pub struct ConfigWatcher {
     shared: Arc<Shared>,
     _watcher: notify::RecommendedWatcher,
@@ -56,11 +58,24 @@ pub const DEBOUNCE: Duration = Duration::from_millis(100);
 struct Shared {
     path: PathBuf,
     current: RwLock<Arc<KaiConfig>>,
-    /// The file's bytes and the `KAI_*` variables the current configuration was made from.
-    source: Mutex<Source>,
+    /// What the current configuration was made from, and the last rejected file.
+    source: Mutex<Sources>,
     subscribers: Mutex<Vec<UnboundedSender<ConfigEvent>>>,
+    /// The program's own check of every configuration.
+    check: ConfigCheck,
 }
 
+/// A program's own check of a configuration; see [`ConfigWatcher::watch_checked`].
+type ConfigCheck = Box<dyn Fn(&KaiConfig) -> Result<(), Error> + Send + Sync>;
+
+struct Sources {
+    current: Source,
+    /// The last file rejected (`None`: it could not be read), and why: not reported again until it
+    /// changes.
+    rejected: Option<(Option<Source>, Error)>,
+}
+
+/// The file's bytes and the `KAI_*` variables a configuration is made from.
 #[derive(PartialEq)]
 struct Source {
     bytes: Vec<u8>,
@@ -71,24 +86,24 @@ impl ConfigWatcher {
     /// Loads the configuration at `path` (an invalid one is an error, as from [`KaiConfig::load`]) and
     /// starts watching it.
     pub fn watch(path: impl Into<PathBuf>) -> Result<Self, Error> {
+        Self::watch_checked(path, |_| Ok(()))
+    }
+
+    /// [`watch`](Self::watch), with a check of the program's own that every configuration must also
+    /// pass (`kai_providers::check_config`, say, for provider kinds): one it refuses is rejected as
+    /// an invalid file is.
+    pub fn watch_checked(
+        path: impl Into<PathBuf>,
+        check: impl Fn(&KaiConfig) -> Result<(), Error> + Send + Sync + 'static,
+    ) -> Result<Self, Error> {
         let path = path.into();
-        let source = read_source(&path)?;
-        let config = KaiConfig::from_file_bytes(&path, &source.bytes, source.env.clone())?;
-        let shared = Arc::new(Shared {
-            path: path.clone(),
-            current: RwLock::new(Arc::new(config)),
-            source: Mutex::new(source),
-            subscribers: Mutex::new(Vec::new()),
-        });
+        // Watching starts before the first read, so an edit between the two is not missed.
         let (sender, receiver) = std::sync::mpsc::channel::<()>();
-        let name = path.file_name().map(ToOwned::to_owned);
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let ours = match &event {
-                Ok(event) => event.paths.iter().any(|changed| changed.file_name() == name.as_deref()),
-                // The watch itself failed (for example an event queue overflow): look at the file.
-                Err(_) => true,
-            };
-            if ours {
+            // Reading the file is an access event too: those would make every reload start the next.
+            // Any other event in the directory may concern the file (a Kubernetes mount swaps a link
+            // beside it), and a reload that finds the file as it was changes nothing.
+            if !matches!(&event, Ok(event) if matches!(event.kind, notify::EventKind::Access(_))) {
                 let _ = sender.send(());
             }
         })
@@ -100,6 +115,19 @@ impl ConfigWatcher {
         watcher
             .watch(&directory, RecursiveMode::NonRecursive)
             .map_err(|error| watch_error(&path, &error))?;
+        let source = read_source(&path)?;
+        let config = KaiConfig::from_file_bytes(&path, &source.bytes, source.env.clone())?;
+        check(&config)?;
+        let shared = Arc::new(Shared {
+            path,
+            current: RwLock::new(Arc::new(config)),
+            source: Mutex::new(Sources {
+                current: source,
+                rejected: None,
+            }),
+            subscribers: Mutex::new(Vec::new()),
+            check: Box::new(check),
+        });
         let reloading = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("kai-config-watch".into())
@@ -158,33 +186,55 @@ fn reload_on_change(shared: &Shared, events: &Receiver<()>) {
 
 impl Shared {
     fn reload(&self) -> Result<Arc<KaiConfig>, Error> {
-        let mut source = self.source.lock().unwrap_or_else(PoisonError::into_inner);
-        let result = read_source(&self.path).and_then(|read| {
-            if read == *source {
-                return Ok(None);
+        let mut sources = self.source.lock().unwrap_or_else(PoisonError::into_inner);
+        let read = match read_source(&self.path) {
+            Ok(read) => read,
+            // The file is gone or unreadable: told once, until something changes.
+            Err(error) => {
+                let repeated = matches!(&sources.rejected, Some((None, told)) if *told == error);
+                if !repeated {
+                    sources.rejected = Some((None, error.clone()));
+                    self.tell(ConfigEvent::Rejected { error: error.clone() });
+                }
+                return Err(error);
             }
-            let config = KaiConfig::from_file_bytes(&self.path, &read.bytes, read.env.clone())?;
-            *source = read;
-            Ok(Some(config))
-        });
-        let event = match result {
-            Ok(None) => return Ok(self.current()),
-            Ok(Some(config)) => {
+        };
+        if read == sources.current {
+            return Ok(self.current());
+        }
+        if let Some((Some(rejected), error)) = &sources.rejected
+            && *rejected == read
+        {
+            // Rejected already, and told; not again until it changes.
+            return Err(error.clone());
+        }
+        let loaded = KaiConfig::from_file_bytes(&self.path, &read.bytes, read.env.clone())
+            .and_then(|config| (self.check)(&config).map(|()| config));
+        match loaded {
+            Ok(config) => {
                 let config = Arc::new(config);
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&config);
-                ConfigEvent::Reloaded { config }
+                sources.current = read;
+                sources.rejected = None;
+                self.tell(ConfigEvent::Reloaded {
+                    config: Arc::clone(&config),
+                });
+                Ok(config)
             }
-            Err(error) => ConfigEvent::Rejected { error },
-        };
-        let outcome = match &event {
-            ConfigEvent::Reloaded { config } => Ok(Arc::clone(config)),
-            ConfigEvent::Rejected { error } => Err(error.clone()),
-        };
+            Err(error) => {
+                sources.rejected = Some((Some(read), error.clone()));
+                self.tell(ConfigEvent::Rejected { error: error.clone() });
+                Err(error)
+            }
+        }
+    }
+
+    /// Tells every subscriber still listening.
+    fn tell(&self, event: ConfigEvent) {
         self.subscribers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|subscriber| subscriber.unbounded_send(event.clone()).is_ok());
-        outcome
     }
 
     fn current(&self) -> Arc<KaiConfig> {
