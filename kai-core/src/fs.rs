@@ -245,13 +245,15 @@ fn temporary_file(directory: &Path, name: &str) -> Result<(std::path::PathBuf, s
     }
 }
 
+/// Syncs a directory, so that an entry just made in it survives a power loss.
 #[cfg(unix)]
-fn sync_directory(directory: &Path) -> Result<(), Error> {
+pub(crate) fn sync_directory(directory: &Path) -> Result<(), Error> {
     std::fs::File::open(directory).and_then(|d| d.sync_all())
 }
 
+/// Syncs a directory, so that an entry just made in it survives a power loss.
 #[cfg(not(unix))]
-fn sync_directory(_directory: &Path) -> Result<(), Error> {
+pub(crate) fn sync_directory(_directory: &Path) -> Result<(), Error> {
     Ok(())
 }
 

@@ -197,15 +197,7 @@ async fn failures_are_retried_transient_ones_continuing_their_run() {
             message: "busy".into(),
         })
         .text("3");
-    let worker = Agent::builder(model.clone())
-        .shared_tool(counter("count", &calls))
-        .build()
-        .unwrap();
-    let executor = PlanExecutor::builder(worker)
-        .max_concurrency(1)
-        .retry(quick_retries(3))
-        .build()
-        .unwrap();
+    let executor = one_at_a_time_counting(&model, &calls, 3);
     let plan = Plan::new([
         Subtask::new("a", "Find numbers."),
         Subtask::new("b", "Add them.").after(["a"]),
@@ -248,15 +240,7 @@ async fn a_subtask_that_keeps_failing_stops_the_plan_with_its_error_and_keeps_wh
         .tool_call("count", json!({}))
         .fail(bad_answer())
         .fail(bad_answer());
-    let worker = Agent::builder(model.clone())
-        .shared_tool(counter("count", &calls))
-        .build()
-        .unwrap();
-    let executor = PlanExecutor::builder(worker)
-        .max_concurrency(1)
-        .retry(quick_retries(2))
-        .build()
-        .unwrap();
+    let executor = one_at_a_time_counting(&model, &calls, 2);
     let plan = Plan::new([
         Subtask::new("a", "First."),
         Subtask::new("b", "Second.").after(["a"]),
@@ -295,6 +279,20 @@ async fn a_subtask_that_keeps_failing_stops_the_plan_with_its_error_and_keeps_wh
         matches!(failure.error, Error::SubtaskFailed { attempts: 1, .. }),
         "{failure:?}"
     );
+}
+
+/// An executor running one subtask at a time, with `attempts` quick attempts, on a worker of `model`
+/// with the `count` tool.
+fn one_at_a_time_counting(model: &ScriptedModel, calls: &Arc<AtomicUsize>, attempts: u32) -> PlanExecutor {
+    let worker = Agent::builder(model.clone())
+        .shared_tool(counter("count", calls))
+        .build()
+        .unwrap();
+    PlanExecutor::builder(worker)
+        .max_concurrency(1)
+        .retry(quick_retries(attempts))
+        .build()
+        .unwrap()
 }
 
 fn plan_call(subtasks: serde_json::Value) -> ScriptedModel {

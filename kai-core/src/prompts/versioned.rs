@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
+use crate::fs::sync_directory;
 use crate::prompts::{MAX_NOTE, check_name};
 
 /// The largest version file read, in bytes: a huge file is refused without being read whole.
@@ -40,7 +41,7 @@ pub(crate) struct Versions {
 impl Versions {
     /// The records in `root`, made if missing.
     pub(crate) fn open(root: &Path) -> Result<Self, Error> {
-        std::fs::create_dir_all(root).map_err(|error| storage(root, "making", error))?;
+        std::fs::create_dir_all(root).map_err(|error| Error::storage(root, "making", &error))?;
         Ok(Versions { root: root.to_owned() })
     }
 
@@ -68,8 +69,8 @@ impl Versions {
         let saved = make(version);
         let directory = self.directory(name)?;
         if !directory.exists() {
-            std::fs::create_dir(&directory).map_err(|error| storage(&directory, "making", error))?;
-            sync_directory(&self.root).map_err(|error| storage(&self.root, "syncing", error))?;
+            std::fs::create_dir(&directory).map_err(|error| Error::storage(&directory, "making", &error))?;
+            sync_directory(&self.root).map_err(|error| Error::storage(&self.root, "syncing", &error))?;
         }
         let path = directory.join(format!("{version}.json"));
         let temporary = directory.join(format!(".{version}.json.partial"));
@@ -89,7 +90,7 @@ impl Versions {
             std::fs::hard_link(&temporary, &path)
         })();
         let _ = std::fs::remove_file(&temporary);
-        written.map_err(|error| storage(&path, "writing", error))?;
+        written.map_err(|error| Error::storage(&path, "writing", &error))?;
         // The version is there; a failed sync leaves it there, so it is not reported as a failed save.
         if let Err(error) = sync_directory(&directory) {
             tracing::warn!(path = %directory.display(), %error, "a saved version's directory was not synced");
@@ -134,8 +135,8 @@ impl Versions {
     /// The names the directory holds, sorted.
     pub(crate) fn names(&self) -> Result<Vec<String>, Error> {
         let mut names = Vec::new();
-        for entry in std::fs::read_dir(&self.root).map_err(|error| storage(&self.root, "listing", error))? {
-            let entry = entry.map_err(|error| storage(&self.root, "listing", error))?;
+        for entry in std::fs::read_dir(&self.root).map_err(|error| Error::storage(&self.root, "listing", &error))? {
+            let entry = entry.map_err(|error| Error::storage(&self.root, "listing", &error))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if check_name(&name).is_ok() && entry.file_type().is_ok_and(|kind| kind.is_dir()) {
                 names.push(name);
@@ -163,11 +164,11 @@ impl Versions {
         let entries = match std::fs::read_dir(&directory) {
             Ok(entries) => entries,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(error) => return Err(storage(&directory, "listing", error)),
+            Err(error) => return Err(Error::storage(&directory, "listing", &error)),
         };
         let mut versions = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|error| storage(&directory, "listing", error))?;
+            let entry = entry.map_err(|error| Error::storage(&directory, "listing", &error))?;
             let file_name = entry.file_name();
             // Only the name a version is saved under: `01.json` or `+1.json` are not version 1.
             if let Some(version) = file_name
@@ -206,14 +207,14 @@ impl Versions {
                     version: Some(version),
                 });
             }
-            Err(error) => return Err(storage(&path, "reading", error)),
+            Err(error) => return Err(Error::storage(&path, "reading", &error)),
         };
         let corrupt = |why: String| Error::Storage {
             message: format!("{} is damaged: {why}", path.display()),
         };
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_RECORD + 1), &mut bytes)
-            .map_err(|error| storage(&path, "reading", error))?;
+            .map_err(|error| Error::storage(&path, "reading", &error))?;
         if bytes.len() as u64 > MAX_RECORD {
             return Err(corrupt(format!("it is over {MAX_RECORD} bytes")));
         }
@@ -235,8 +236,8 @@ impl Versions {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|error| storage(&path, "opening", error))?;
-        file.lock().map_err(|error| storage(&path, "locking", error))?;
+            .map_err(|error| Error::storage(&path, "opening", &error))?;
+        file.lock().map_err(|error| Error::storage(&path, "locking", &error))?;
         Ok(file)
     }
 }
@@ -245,19 +246,4 @@ impl Versions {
 /// the file can write a matching hash).
 pub(crate) fn content_hash(content: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(content))
-}
-
-/// Syncs a directory, so that an entry just made in it survives a power loss.
-fn sync_directory(directory: &Path) -> std::io::Result<()> {
-    if cfg!(unix) {
-        std::fs::File::open(directory)?.sync_all()
-    } else {
-        Ok(())
-    }
-}
-
-fn storage(path: &Path, doing: &str, error: std::io::Error) -> Error {
-    Error::Storage {
-        message: format!("{doing} {}: {error}", path.display()),
-    }
 }
