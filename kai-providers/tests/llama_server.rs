@@ -253,3 +253,36 @@ providers:
         Err(kai_core::Error::InvalidConfig { path, .. }) if path == "providers.p.kind"
     ));
 }
+
+/// The model-backed planner on a real model: the server's grammar keeps the answer to the plan's
+/// schema, and the plan passes the executor's checks, then runs on the same model.
+#[tokio::test]
+async fn a_model_plans_a_goal_and_the_plan_runs() {
+    use kai_core::plan::{LlmPlanner, PlanExecutor, PlanState, Planner as _};
+
+    let agent = |instructions: &str| {
+        Agent::builder(model())
+            .instructions(instructions)
+            .temperature(0.0)
+            .max_tokens(400)
+            .request_extra("seed", serde_json::json!(42))
+            .build()
+            .unwrap()
+    };
+    let planner = LlmPlanner::new(agent("You plan work. Keep plans short: two or three subtasks."));
+    let executor = PlanExecutor::builder(agent("You do one subtask. Answer in one short sentence."))
+        .planner(planner.clone())
+        .build()
+        .unwrap();
+    let goal = "Write a two-line poem about the sea, then give it a title.";
+    let planned = planner.plan(&executor.request(goal)).await.unwrap();
+    assert!(!planned.plan.subtasks.is_empty());
+    assert!(planned.usage.total_tokens() > 0);
+    executor.request(goal).check(&planned.plan).unwrap();
+    let output = executor
+        .resume(PlanState::with_plan(goal, planned.plan.clone()))
+        .await
+        .unwrap();
+    assert_eq!(output.results.len(), planned.plan.subtasks.len());
+    assert!(!output.answer.trim().is_empty());
+}
