@@ -2,7 +2,7 @@
 //! subtasks run one at a time, beside the same eight agent runs made by hand in a loop (the
 //! baseline). The difference is the executor's scheduling, inputs, records and events.
 
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::StreamExt as _;
@@ -15,7 +15,7 @@ const SUBTASKS: usize = 8;
 
 fn worker() -> Agent {
     let model = ScriptedModel::new().text("done").repeat().record_requests(false);
-    Agent::builder(model).build().unwrap_or_else(|error| panic!("{error}"))
+    Agent::builder(model).build().unwrap()
 }
 
 fn plan() -> Plan {
@@ -24,10 +24,7 @@ fn plan() -> Plan {
 
 fn plan_overhead(c: &mut Criterion) {
     let mut group = c.benchmark_group("plan_8_subtasks");
-    let executor = PlanExecutor::builder(worker())
-        .max_concurrency(1)
-        .build()
-        .unwrap_or_else(|error| panic!("{error}"));
+    let executor = PlanExecutor::builder(worker()).max_concurrency(1).build().unwrap();
     let plan = plan();
     group.bench_function("executor", |b| {
         b.iter(|| block_on(executor.resume(PlanState::with_plan("goal", plan.clone()))).map(|o| o.results.len()))
