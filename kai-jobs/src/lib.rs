@@ -1,0 +1,41 @@
+//! # kai-jobs
+//!
+//! Background agent work: agent runs and plans as durable jobs on a queue, run by workers.
+//!
+//! - [`JobQueue`]: the contract (enqueue with priority, retries, timeout and idempotency key; lease,
+//!   renew, complete, fail, cancel; results, events and dead letters by job id).
+//! - [`SqliteQueue`]: the embedded queue in one SQLite file; jobs survive restarts, and a job whose
+//!   worker died is leased again once its lease expires, never run by two workers at once.
+//! - [`Worker`]: leases jobs and runs them on its agents or plan executor, with a concurrency limit.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use kai_core::{Agent, testing::ScriptedModel};
+//! use kai_jobs::{JobQueue, JobSpec, JobStatus, SqliteQueue, Worker};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let directory = tempfile::tempdir().unwrap();
+//! let queue = Arc::new(SqliteQueue::open(directory.path().join("jobs.sqlite3")).unwrap());
+//! let id = queue.enqueue(JobSpec::agent("support", "Where is my order?")).await.unwrap();
+//!
+//! let agent = Agent::builder(ScriptedModel::new().text("It ships today.")).build().unwrap();
+//! let worker = Worker::new(queue.clone(), "worker-1").agent("support", agent);
+//! worker.run_one().await.unwrap();
+//!
+//! let job = queue.job(&id).await.unwrap();
+//! assert_eq!(job.status, JobStatus::Succeeded);
+//! assert_eq!(job.result.unwrap()["answer"], "It ships today.");
+//! # });
+//! ```
+
+mod error;
+mod job;
+mod queue;
+mod sqlite;
+mod worker;
+
+pub use error::Error;
+pub use job::{Job, JobEvent, JobKind, JobSpec, JobStatus, Lease, MAX_FIELD_BYTES, Renewed};
+pub use queue::JobQueue;
+pub use sqlite::{MAX_EVENTS_PER_JOB, SqliteQueue};
+pub use worker::Worker;

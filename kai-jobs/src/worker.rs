@@ -1,0 +1,289 @@
+//! Workers: lease jobs, run them on agents or a plan executor, renew the lease while they run, and
+//! record how each ended.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use futures::future::Either;
+use futures::stream::FuturesUnordered;
+use kai_core::plan::{PlanEvent, PlanExecutor, PlanState, RetryPolicy};
+use kai_core::{Agent, AgentEvent, CancellationToken, RunOptions, RunState};
+
+use crate::error::Error;
+use crate::job::{JobKind, Lease};
+use crate::queue::JobQueue;
+
+/// Runs jobs from a queue: up to `concurrency` at once, each under a lease it renews every third of
+/// the lease's length. A cancel asked for, a lease lost (the worker hung past it and another took the
+/// job) or the job's timeout stops the run and its tools; a failure is retried under the job's
+/// budget unless no retry would mend it (a refusal, a configuration error), then dead-lettered.
+///
+/// Events of each run (tool calls, steps, a plan's progress; not text deltas) are recorded with the
+/// job, and the run's output (`RunOutput` or `PlanOutput`) is its result.
+pub struct Worker {
+    queue: Arc<dyn JobQueue>,
+    id: String,
+    agents: HashMap<String, Agent>,
+    plans: Option<PlanExecutor>,
+    concurrency: usize,
+    lease: Duration,
+    poll: Duration,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.id)
+            .field("agents", &self.agents.keys().collect::<Vec<_>>())
+            .field("plans", &self.plans.is_some())
+            .field("concurrency", &self.concurrency)
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+/// How a job's run ended, from the worker's side.
+enum Ended {
+    /// With a result.
+    Done(serde_json::Value),
+    /// With an error.
+    Failed(kai_core::Error),
+    /// A cancel was asked for.
+    Cancelled,
+    /// The lease was lost: the job is another worker's now.
+    LeaseLost,
+}
+
+impl Worker {
+    /// A worker named `id` (unique among the queue's workers) on `queue`: 1 job at a time, 30 s
+    /// leases, polling every 200 ms when the queue is empty.
+    pub fn new(queue: Arc<dyn JobQueue>, id: impl Into<String>) -> Self {
+        Self {
+            queue,
+            id: id.into(),
+            agents: HashMap::new(),
+            plans: None,
+            concurrency: 1,
+            lease: Duration::from_secs(30),
+            poll: Duration::from_millis(200),
+        }
+    }
+
+    /// Runs agent jobs naming `name` on `agent`.
+    pub fn agent(mut self, name: impl Into<String>, agent: Agent) -> Self {
+        self.agents.insert(name.into(), agent);
+        self
+    }
+
+    /// Runs plan jobs on `executor` (which needs a planner).
+    pub fn plans(mut self, executor: PlanExecutor) -> Self {
+        self.plans = Some(executor);
+        self
+    }
+
+    /// How many jobs run at once (at least 1).
+    pub fn concurrency(mut self, jobs: usize) -> Self {
+        self.concurrency = jobs.max(1);
+        self
+    }
+
+    /// How long a lease lasts before it must be renewed (it is renewed every third of it).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(30));
+        self
+    }
+
+    /// How long to wait before asking again when the queue had nothing.
+    pub fn poll_interval(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// Leases and runs jobs until `stop` is cancelled, then lets the jobs under way finish.
+    pub async fn run(&self, stop: CancellationToken) -> Result<(), Error> {
+        let mut running = FuturesUnordered::new();
+        loop {
+            while !stop.is_cancelled() && running.len() < self.concurrency {
+                match self.queue.lease(&self.id, self.lease).await? {
+                    Some(lease) => running.push(self.execute(lease)),
+                    None => break,
+                }
+            }
+            if stop.is_cancelled() {
+                while let Some(result) = running.next().await {
+                    log_failure(result);
+                }
+                return Ok(());
+            }
+            let idle = kai_core::sleep(self.poll);
+            let stopped = stop.cancelled();
+            if running.is_empty() {
+                futures::future::select(Box::pin(idle), Box::pin(stopped)).await;
+                continue;
+            }
+            // A job ending frees a place; the poll interval lets a busy worker see new jobs too.
+            let either = futures::future::select(
+                running.next(),
+                Box::pin(futures::future::select(Box::pin(idle), Box::pin(stopped))),
+            )
+            .await;
+            if let Either::Left((Some(result), _)) = either {
+                log_failure(result);
+            }
+        }
+    }
+
+    /// Leases one job and runs it to its end; returns its id, or `None` if the queue had nothing.
+    pub async fn run_one(&self) -> Result<Option<String>, Error> {
+        let Some(lease) = self.queue.lease(&self.id, self.lease).await? else {
+            return Ok(None);
+        };
+        let id = lease.job.id.clone();
+        self.execute(lease).await?;
+        Ok(Some(id))
+    }
+
+    /// Runs a leased job, renewing its lease, and records how it ended.
+    async fn execute(&self, lease: Lease) -> Result<(), Error> {
+        // Stops the run the way a caller's cancel does, so its tools see it and the run ends
+        // cleanly, rather than being dropped mid-call.
+        let stop = CancellationToken::new();
+        let ended = {
+            let work = Box::pin(self.work(&lease, &stop));
+            let keep = Box::pin(self.keep_lease(&lease));
+            match futures::future::select(work, keep).await {
+                Either::Left((ended, _)) => ended,
+                Either::Right((ended, work)) => {
+                    stop.cancel();
+                    work.await;
+                    ended
+                }
+            }
+        };
+        match ended {
+            Ended::Done(result) => self.queue.complete(&lease, result).await,
+            Ended::Failed(error) => {
+                let retry = RetryPolicy::default().retries(&error);
+                self.queue.fail(&lease, error, retry).await.map(drop)
+            }
+            Ended::Cancelled => self.queue.finish_cancelled(&lease).await,
+            Ended::LeaseLost => Ok(()),
+        }
+    }
+
+    /// Renews the lease every third of its length until a cancel is asked for or the lease is lost.
+    async fn keep_lease(&self, lease: &Lease) -> Ended {
+        loop {
+            kai_core::sleep(self.lease / 3).await;
+            match self.queue.renew(lease, self.lease).await {
+                Ok(renewed) if renewed.cancel_requested => return Ended::Cancelled,
+                Ok(_) => {}
+                Err(Error::LeaseLost { .. }) => return Ended::LeaseLost,
+                // A storage hiccup: the lease still runs; the next renewal tries again.
+                Err(error) => tracing::warn!(job = %lease.job.id, %error, "renewing a lease failed"),
+            }
+        }
+    }
+
+    /// The job's run, stopped through `stop` when its timeout passes.
+    async fn work(&self, lease: &Lease, stop: &CancellationToken) -> Ended {
+        let run = Box::pin(self.run_job(lease, stop));
+        let Some(timeout) = lease.job.spec.timeout_ms else {
+            return run.await;
+        };
+        let expired = Box::pin(tokio::time::sleep(Duration::from_millis(timeout)));
+        match futures::future::select(run, expired).await {
+            Either::Left((ended, _)) => ended,
+            Either::Right(((), run)) => {
+                stop.cancel();
+                run.await;
+                Ended::Failed(kai_core::Error::Timeout)
+            }
+        }
+    }
+
+    async fn run_job(&self, lease: &Lease, stop: &CancellationToken) -> Ended {
+        let options = RunOptions::cancel_on(stop.clone());
+        match &lease.job.spec.kind {
+            JobKind::Agent { agent, input } => {
+                let Some(agent) = self.agents.get(agent) else {
+                    return Ended::Failed(kai_core::Error::Config {
+                        message: format!("worker {} has no agent named {agent:?}", self.id),
+                    });
+                };
+                let mut events = agent.stream_with(RunState::new(input.clone()), options);
+                while let Some(event) = events.next().await {
+                    match event {
+                        Ok(AgentEvent::Finished { output }) => return done(&*output),
+                        Ok(AgentEvent::TextDelta { .. } | AgentEvent::ReasoningDelta { .. }) => {}
+                        Ok(event) => {
+                            if let Some(lost) = self.record(lease, &event).await {
+                                return lost;
+                            }
+                        }
+                        Err(failure) => return Ended::Failed(failure.error),
+                    }
+                }
+                Ended::Failed(kai_core::Error::Config {
+                    message: "the agent's event stream ended without its result".into(),
+                })
+            }
+            JobKind::Plan { goal } => {
+                let Some(executor) = &self.plans else {
+                    return Ended::Failed(kai_core::Error::Config {
+                        message: format!("worker {} runs no plans", self.id),
+                    });
+                };
+                let mut events = executor.stream_with(PlanState::new(goal.clone()), options);
+                while let Some(event) = events.next().await {
+                    match event {
+                        Ok(PlanEvent::Finished { output }) => return done(&*output),
+                        Ok(PlanEvent::Subtask {
+                            event: AgentEvent::TextDelta { .. } | AgentEvent::ReasoningDelta { .. },
+                            ..
+                        }) => {}
+                        Ok(event) => {
+                            if let Some(lost) = self.record(lease, &event).await {
+                                return lost;
+                            }
+                        }
+                        Err(failure) => return Ended::Failed(failure.error),
+                    }
+                }
+                Ended::Failed(kai_core::Error::Config {
+                    message: "the plan's event stream ended without its result".into(),
+                })
+            }
+        }
+    }
+
+    /// Records an event; `Some` ends the run when the lease is lost.
+    async fn record<E: serde::Serialize>(&self, lease: &Lease, event: &E) -> Option<Ended> {
+        let event = serde_json::to_value(event).ok()?;
+        match self.queue.record_event(lease, event).await {
+            Ok(()) => None,
+            Err(Error::LeaseLost { .. }) => Some(Ended::LeaseLost),
+            Err(error) => {
+                tracing::warn!(job = %lease.job.id, %error, "recording an event failed");
+                None
+            }
+        }
+    }
+}
+
+fn done<T: serde::Serialize>(output: &T) -> Ended {
+    match serde_json::to_value(output) {
+        Ok(value) => Ended::Done(value),
+        Err(error) => Ended::Failed(kai_core::Error::Config {
+            message: format!("the job's result does not serialize: {error}"),
+        }),
+    }
+}
+
+fn log_failure(result: Result<(), Error>) {
+    if let Err(error) = result {
+        tracing::warn!(%error, "finishing a job failed");
+    }
+}

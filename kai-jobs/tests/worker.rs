@@ -1,0 +1,283 @@
+//! Workers on the embedded queue: agent and plan jobs on the scripted model, concurrency, timeouts,
+//! cancellation, and a job taken over after its worker died.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use kai_core::plan::{LlmPlanner, PlanExecutor};
+use kai_core::testing::ScriptedModel;
+use kai_core::{Agent, CancellationToken, Tool, ToolContext, dynamic_tool};
+use kai_jobs::{JobQueue, JobSpec, JobStatus, SqliteQueue, Worker};
+use serde_json::json;
+
+fn queue() -> (tempfile::TempDir, Arc<SqliteQueue>) {
+    let directory = tempfile::tempdir().unwrap();
+    let queue = Arc::new(SqliteQueue::open(directory.path().join("jobs.sqlite3")).unwrap());
+    (directory, queue)
+}
+
+/// A tool that counts calls at once (and the most at once), taking `pause` each.
+fn busy_tool(running: &Arc<AtomicUsize>, most: &Arc<AtomicUsize>, pause: Duration) -> Arc<dyn Tool> {
+    let (running, most) = (Arc::clone(running), Arc::clone(most));
+    Arc::new(
+        dynamic_tool("work", "Works.", json!({"type": "object"}), move |_, _| {
+            let (running, most) = (Arc::clone(&running), Arc::clone(&most));
+            async move {
+                most.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                tokio::time::sleep(pause).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(json!("worked"))
+            }
+        })
+        .unwrap(),
+    )
+}
+
+/// A tool that never returns, counting the calls whose cancellation it saw.
+fn stuck_tool(cancelled: &Arc<AtomicUsize>) -> Arc<dyn Tool> {
+    let cancelled = Arc::clone(cancelled);
+    Arc::new(
+        dynamic_tool(
+            "stuck",
+            "Hangs.",
+            json!({"type": "object"}),
+            move |_, context: ToolContext| {
+                let cancelled = Arc::clone(&cancelled);
+                async move {
+                    context.cancel.cancelled().await;
+                    cancelled.fetch_add(1, Ordering::SeqCst);
+                    futures::future::pending::<()>().await;
+                    Ok(json!("never"))
+                }
+            },
+        )
+        .unwrap(),
+    )
+}
+
+async fn wait_for(queue: &SqliteQueue, id: &str, status: JobStatus) -> kai_jobs::Job {
+    for _ in 0..200 {
+        let job = queue.job(id).await.unwrap();
+        if job.status == status {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("job {id} never became {status:?}: {:?}", queue.job(id).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_worker_drains_the_queue_within_its_concurrency_and_keeps_results_and_events() {
+    let (_directory, queue) = queue();
+    let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let model = ScriptedModel::new()
+        .tool_call("work", json!({}))
+        .text("done")
+        .repeat()
+        .record_requests(false);
+    let agent = Agent::builder(model)
+        .shared_tool(busy_tool(&running, &most, Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            queue
+                .enqueue(JobSpec::agent("helper", format!("task {i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let worker = Worker::new(queue.clone(), "w1")
+        .agent("helper", agent)
+        .concurrency(2)
+        .poll_interval(Duration::from_millis(20));
+    let stop = CancellationToken::new();
+    let running_worker = {
+        let stop = stop.clone();
+        tokio::spawn(async move { worker.run(stop).await })
+    };
+    for id in &ids {
+        let job = wait_for(&queue, id, JobStatus::Succeeded).await;
+        assert_eq!(job.result.as_ref().unwrap()["answer"], "done");
+        assert_eq!(job.attempts, 1);
+    }
+    stop.cancel();
+    running_worker.await.unwrap().unwrap();
+    assert_eq!(most.load(Ordering::SeqCst), 2);
+    // The run's events, text deltas left out.
+    let kinds: Vec<String> = queue
+        .events(&ids[0], 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.event["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "tool_call_started",
+            "tool_call_finished",
+            "step_finished",
+            "step_finished"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn failures_are_retried_and_what_no_retry_mends_is_dead_lettered_at_once() {
+    let (_directory, queue) = queue();
+    let model = ScriptedModel::new()
+        .fail(kai_core::Error::Server {
+            status: Some(503),
+            message: "busy".into(),
+        })
+        .text("second time lucky");
+    let worker = Worker::new(queue.clone(), "w").agent("a", Agent::builder(model).build().unwrap());
+    let flaky = queue
+        .enqueue(JobSpec::agent("a", "x").backoff(Duration::from_millis(10)))
+        .await
+        .unwrap();
+    let unknown = queue.enqueue(JobSpec::agent("nobody", "x")).await.unwrap();
+    worker.run_one().await.unwrap();
+    worker.run_one().await.unwrap();
+    assert_eq!(queue.job(&unknown).await.unwrap().status, JobStatus::Failed);
+    assert!(matches!(
+        queue.job(&unknown).await.unwrap().error,
+        Some(kai_core::Error::Config { .. })
+    ));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    worker.run_one().await.unwrap();
+    let job = queue.job(&flaky).await.unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Succeeded, 2));
+    assert_eq!(job.result.unwrap()["answer"], "second time lucky");
+}
+
+#[tokio::test]
+async fn a_timeout_stops_the_run_and_its_tools() {
+    let (_directory, queue) = queue();
+    let cancelled = Arc::new(AtomicUsize::new(0));
+    let model = ScriptedModel::new().tool_call("stuck", json!({})).repeat();
+    let agent = Agent::builder(model)
+        .shared_tool(stuck_tool(&cancelled))
+        .build()
+        .unwrap();
+    let worker = Worker::new(queue.clone(), "w").agent("a", agent);
+    let id = queue
+        .enqueue(
+            JobSpec::agent("a", "x")
+                .timeout(Duration::from_millis(100))
+                .max_attempts(1),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), worker.run_one())
+        .await
+        .expect("the timeout did not stop the run")
+        .unwrap();
+    let job = queue.job(&id).await.unwrap();
+    assert_eq!(
+        (job.status, job.error),
+        (JobStatus::Failed, Some(kai_core::Error::Timeout))
+    );
+    assert_eq!(cancelled.load(Ordering::SeqCst), 1, "the tool did not see the stop");
+}
+
+#[tokio::test]
+async fn a_cancel_reaches_the_running_job_through_its_lease() {
+    let (_directory, queue) = queue();
+    let cancelled = Arc::new(AtomicUsize::new(0));
+    let model = ScriptedModel::new().tool_call("stuck", json!({}));
+    let agent = Agent::builder(model)
+        .shared_tool(stuck_tool(&cancelled))
+        .build()
+        .unwrap();
+    let worker = Worker::new(queue.clone(), "w")
+        .agent("a", agent)
+        .lease(Duration::from_millis(150));
+    let id = queue.enqueue(JobSpec::agent("a", "x")).await.unwrap();
+    let running = tokio::spawn(async move { worker.run_one().await });
+    wait_for(&queue, &id, JobStatus::Running).await;
+    assert_eq!(queue.cancel(&id).await.unwrap(), JobStatus::Running);
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the cancel did not reach the worker")
+        .unwrap()
+        .unwrap();
+    assert_eq!(queue.job(&id).await.unwrap().status, JobStatus::Cancelled);
+    assert_eq!(cancelled.load(Ordering::SeqCst), 1, "the tool did not see the cancel");
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_died_is_finished_by_another_exactly_once() {
+    let (_directory, queue) = queue();
+    let cancelled = Arc::new(AtomicUsize::new(0));
+    let id = queue.enqueue(JobSpec::agent("a", "x")).await.unwrap();
+    // The first worker hangs in a tool, then dies: its task is aborted, nothing is written on the way out.
+    let hanging = Agent::builder(ScriptedModel::new().tool_call("stuck", json!({})))
+        .shared_tool(stuck_tool(&cancelled))
+        .build()
+        .unwrap();
+    let first = Worker::new(queue.clone(), "w1")
+        .agent("a", hanging)
+        .lease(Duration::from_millis(200));
+    let task = tokio::spawn(async move { first.run_one().await });
+    wait_for(&queue, &id, JobStatus::Running).await;
+    task.abort();
+    let _ = task.await;
+    // Another worker takes the job once the dead one's lease expires.
+    let model = ScriptedModel::new().text("finished by w2");
+    let second = Worker::new(queue.clone(), "w2")
+        .agent("a", Agent::builder(model.clone()).build().unwrap())
+        .lease(Duration::from_millis(200));
+    assert!(
+        second.run_one().await.unwrap().is_none(),
+        "taken while its lease still held"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(second.run_one().await.unwrap().as_deref(), Some(id.as_str()));
+    let job = queue.job(&id).await.unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Succeeded, 2));
+    assert_eq!(job.result.unwrap()["answer"], "finished by w2");
+    assert_eq!(model.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_plan_job_runs_on_the_workers_plan_executor() {
+    let (_directory, queue) = queue();
+    let planner = ScriptedModel::new().tool_call(
+        "final_result",
+        json!({"subtasks": [{"id": "one", "description": "Do one."}, {"id": "two", "description": "Do two.", "depends_on": ["one"]}]}),
+    );
+    let workers = ScriptedModel::new().text("one done").text("two done");
+    let executor = PlanExecutor::builder(Agent::builder(workers).build().unwrap())
+        .planner(LlmPlanner::new(Agent::builder(planner).build().unwrap()))
+        .build()
+        .unwrap();
+    let worker = Worker::new(queue.clone(), "w").plans(executor);
+    let id = queue.enqueue(JobSpec::plan("Do two things")).await.unwrap();
+    worker.run_one().await.unwrap();
+    let job = queue.job(&id).await.unwrap();
+    assert_eq!(job.status, JobStatus::Succeeded);
+    assert_eq!(job.result.as_ref().unwrap()["answer"], "two done");
+    let kinds: Vec<String> = queue
+        .events(&id, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.event["type"].as_str().unwrap().to_owned())
+        .filter(|kind| kind != "subtask")
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "planned",
+            "subtask_started",
+            "subtask_finished",
+            "subtask_started",
+            "subtask_finished"
+        ]
+    );
+}
