@@ -40,10 +40,14 @@ pub struct JobSpec {
     pub timeout_ms: Option<u64>,
     /// The wait before the first retry, in milliseconds; it doubles for each retry after it.
     pub backoff_ms: u64,
-    /// Enqueueing again with the same key gives back the first job instead of a second one.
+    /// Enqueueing again with the same key gives back the first job instead of a second one, whatever
+    /// its spec and wherever it stands (done, failed or cancelled too): the key is spent for good.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
 }
+
+/// The longest first backoff a job takes (a day), in milliseconds.
+pub const MAX_BACKOFF_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// The longest agent name, input, goal or idempotency key a job takes, in bytes.
 pub const MAX_FIELD_BYTES: usize = 1 << 20;
@@ -112,6 +116,12 @@ impl JobSpec {
         };
         if self.max_attempts == 0 {
             return invalid("a job needs at least 1 attempt");
+        }
+        if self.timeout_ms == Some(0) {
+            return invalid("a timeout of 0 would stop every run at once");
+        }
+        if self.backoff_ms > MAX_BACKOFF_MS {
+            return invalid("a backoff over a day would leave the job waiting for ever");
         }
         let fields: Vec<&str> = match &self.kind {
             JobKind::Agent { agent, input } => vec![agent, input],

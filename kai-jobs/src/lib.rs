@@ -4,8 +4,9 @@
 //!
 //! - [`JobQueue`]: the contract (enqueue with priority, retries, timeout and idempotency key; lease,
 //!   renew, complete, fail, cancel; results, events and dead letters by job id).
-//! - [`SqliteQueue`]: the embedded queue in one SQLite file; jobs survive restarts, and a job whose
-//!   worker died is leased again once its lease expires, never run by two workers at once.
+//! - [`SqliteQueue`]: the embedded queue in one SQLite file; jobs survive restarts, a job is leased by
+//!   one worker at a time, and a job whose worker died is leased again once its lease expires.
+//!   Delivery is at least once (see [`Worker`]).
 //! - [`Worker`]: leases jobs and runs them on its agents or plan executor, with a concurrency limit.
 //!
 //! ```
@@ -35,7 +36,7 @@ mod sqlite;
 mod worker;
 
 pub use error::Error;
-pub use job::{Job, JobEvent, JobKind, JobSpec, JobStatus, Lease, MAX_FIELD_BYTES, Renewed};
+pub use job::{Job, JobEvent, JobKind, JobSpec, JobStatus, Lease, MAX_BACKOFF_MS, MAX_FIELD_BYTES, Renewed};
 pub use queue::JobQueue;
 pub use sqlite::{MAX_EVENTS_PER_JOB, SqliteQueue};
 pub use worker::Worker;

@@ -42,7 +42,9 @@ impl SqliteQueue {
     /// Opens (or creates) the queue in the file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let db = Connection::open(path)?;
-        db.busy_timeout(Duration::from_secs(10))?;
+        // Short against a lease's third, so a renewal waiting for another process's write still
+        // comes in time.
+        db.busy_timeout(Duration::from_secs(2))?;
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
@@ -66,6 +68,7 @@ impl SqliteQueue {
                  updated_ms INTEGER NOT NULL
              );
              CREATE INDEX IF NOT EXISTS jobs_due ON jobs (status, priority DESC);
+             CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (status, lease_expires_ms);
              CREATE TABLE IF NOT EXISTS job_events (
                  job_id TEXT NOT NULL,
                  seq INTEGER NOT NULL,
@@ -95,6 +98,13 @@ impl SqliteQueue {
 }
 
 const JOB_COLUMNS: &str = "id, spec, status, attempts, result, error, cancel_requested, created_ms, updated_ms";
+
+/// A candidate for leasing: id, status, attempts, attempt budget, cancel asked for.
+type Due = (String, String, u32, u32, bool);
+
+fn due_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Due> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+}
 
 /// A job from a row of [`JOB_COLUMNS`].
 fn job_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Job, Error>> {
@@ -218,20 +228,45 @@ impl JobQueue for SqliteQueue {
             let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = now_ms();
             loop {
-                let due: Option<(String, String, u32, u32)> = transaction
+                // A job whose worker stopped renewing its lease first (it was started already), then
+                // the next one due; each query walks an index.
+                let columns = "SELECT id, status, attempts, max_attempts, cancel_requested FROM jobs";
+                let expired = transaction
                     .query_row(
-                        "SELECT id, status, attempts, max_attempts FROM jobs
-                         WHERE (status = 'queued' AND run_after_ms <= ?1)
-                            OR (status = 'running' AND lease_expires_ms < ?1)
-                         ORDER BY priority DESC, rowid LIMIT 1",
+                        &format!(
+                            "{columns} WHERE status = 'running' AND (lease_expires_ms IS NULL OR lease_expires_ms < ?1)
+                             ORDER BY lease_expires_ms LIMIT 1"
+                        ),
                         [now],
-                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                        due_row,
                     )
                     .optional()?;
-                let Some((id, status, attempts, max_attempts)) = due else {
+                let due = match expired {
+                    Some(job) => Some(job),
+                    None => transaction
+                        .query_row(
+                            &format!(
+                                "{columns} WHERE status = 'queued' AND run_after_ms <= ?1
+                                 ORDER BY priority DESC, rowid LIMIT 1"
+                            ),
+                            [now],
+                            due_row,
+                        )
+                        .optional()?,
+                };
+                let Some((id, status, attempts, max_attempts, cancel_requested)) = due else {
                     transaction.commit()?;
                     return Ok(None);
                 };
+                // A cancel asked for while its worker ran it, which that worker never saw (it died).
+                if cancel_requested {
+                    transaction.execute(
+                        "UPDATE jobs SET status = 'cancelled', lease_owner = NULL, lease_token = NULL,
+                                lease_expires_ms = NULL, updated_ms = ?2 WHERE id = ?1",
+                        params![id, now],
+                    )?;
+                    continue;
+                }
                 // A lease that expired ends its attempt: the worker died or hung. The last one
                 // dead-letters the job.
                 if status == "running" && attempts >= max_attempts {
@@ -296,23 +331,25 @@ impl JobQueue for SqliteQueue {
             let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
             holds(&transaction, &lease)?;
             let job = read_job(&transaction, &lease.job.id)?;
+            let max_attempts: u32 =
+                transaction.query_row("SELECT max_attempts FROM jobs WHERE id = ?1", [&job.id], |row| {
+                    row.get(0)
+                })?;
             let now = now_ms();
-            let status = if retry && job.attempts < job.spec.max_attempts {
-                let after = now.saturating_add(millis(job.spec.retry_delay(job.attempts)));
-                transaction.execute(
-                    "UPDATE jobs SET status = 'queued', run_after_ms = ?2, error = ?3, lease_owner = NULL,
-                            lease_token = NULL, lease_expires_ms = NULL, updated_ms = ?4 WHERE id = ?1",
-                    params![job.id, after, to_json(&error)?, now],
-                )?;
+            let status = if job.cancel_requested {
+                // Cancelled while it ran: not run again.
+                JobStatus::Cancelled
+            } else if retry && job.attempts < max_attempts {
                 JobStatus::Queued
             } else {
-                transaction.execute(
-                    "UPDATE jobs SET status = 'failed', error = ?2, lease_owner = NULL, lease_token = NULL,
-                            lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
-                    params![job.id, to_json(&error)?, now],
-                )?;
                 JobStatus::Failed
             };
+            let after = now.saturating_add(millis(job.spec.retry_delay(job.attempts)));
+            transaction.execute(
+                "UPDATE jobs SET status = ?2, run_after_ms = ?3, error = ?4, lease_owner = NULL, lease_token = NULL,
+                        lease_expires_ms = NULL, updated_ms = ?5 WHERE id = ?1",
+                params![job.id, status.as_str(), after, to_json(&error)?, now],
+            )?;
             transaction.commit()?;
             Ok(status)
         })
@@ -391,6 +428,7 @@ impl JobQueue for SqliteQueue {
             let mut statement = db.prepare(
                 "SELECT seq, attempt, at_ms, event FROM job_events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq",
             )?;
+            let after = i64::try_from(after).unwrap_or(i64::MAX);
             let rows = statement.query_map(params![id, after], |row| {
                 Ok((
                     row.get::<_, u64>(0)?,

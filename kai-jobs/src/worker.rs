@@ -3,11 +3,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use futures::StreamExt as _;
 use futures::future::Either;
-use futures::stream::FuturesUnordered;
+use futures::{FutureExt as _, StreamExt as _};
 use kai_core::plan::{PlanEvent, PlanExecutor, PlanState, RetryPolicy};
 use kai_core::{Agent, AgentEvent, CancellationToken, RunOptions, RunState};
 
@@ -20,8 +19,15 @@ use crate::queue::JobQueue;
 /// job) or the job's timeout stops the run and its tools; a failure is retried under the job's
 /// budget unless no retry would mend it (a refusal, a configuration error), then dead-lettered.
 ///
+/// Delivery is at least once: a worker paused past its lease (stopped, suspended) may still be in a
+/// tool call when another worker starts the job again, and a worker that dies after a tool call but
+/// before the job's end leaves that call to be made again. Give tools with side effects the call's
+/// [`idempotency_key`](kai_core::ToolContext::idempotency_key) (each attempt is a new run, so key
+/// them by the job's input where repeats matter). Each retry starts the run or plan afresh.
+///
 /// Events of each run (tool calls, steps, a plan's progress; not text deltas) are recorded with the
 /// job, and the run's output (`RunOutput` or `PlanOutput`) is its result.
+#[derive(Clone)]
 pub struct Worker {
     queue: Arc<dyn JobQueue>,
     id: String,
@@ -95,42 +101,53 @@ impl Worker {
         self
     }
 
-    /// How long to wait before asking again when the queue had nothing.
+    /// How long to wait before asking again when the queue had nothing (at least 10 ms).
     pub fn poll_interval(mut self, poll: Duration) -> Self {
-        self.poll = poll;
+        self.poll = poll.max(Duration::from_millis(10));
         self
     }
 
-    /// Leases and runs jobs until `stop` is cancelled, then lets the jobs under way finish.
+    /// Leases and runs jobs until `stop` is cancelled, then lets the jobs under way finish (give jobs
+    /// timeouts so that this ends). Each job runs as a task of its own, so a slow lease query never
+    /// holds up the renewals of the jobs under way; a failing queue is retried, not given up on.
     pub async fn run(&self, stop: CancellationToken) -> Result<(), Error> {
-        let mut running = FuturesUnordered::new();
+        let mut running = tokio::task::JoinSet::new();
         loop {
-            while !stop.is_cancelled() && running.len() < self.concurrency {
-                match self.queue.lease(&self.id, self.lease).await? {
-                    Some(lease) => running.push(self.execute(lease)),
-                    None => break,
+            while let Some(finished) = running.try_join_next() {
+                log_failure(finished);
+            }
+            let mut leased = false;
+            if !stop.is_cancelled() && running.len() < self.concurrency {
+                match self.queue.lease(&self.id, self.lease).await {
+                    Ok(Some(lease)) => {
+                        let worker = self.clone();
+                        running.spawn(async move { worker.execute(lease).await });
+                        leased = true;
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(worker = %self.id, %error, "leasing a job failed; trying again"),
                 }
             }
             if stop.is_cancelled() {
-                while let Some(result) = running.next().await {
-                    log_failure(result);
+                while let Some(finished) = running.join_next().await {
+                    log_failure(finished);
                 }
                 return Ok(());
             }
-            let idle = kai_core::sleep(self.poll);
-            let stopped = stop.cancelled();
-            if running.is_empty() {
-                futures::future::select(Box::pin(idle), Box::pin(stopped)).await;
+            if leased {
                 continue;
             }
-            // A job ending frees a place; the poll interval lets a busy worker see new jobs too.
-            let either = futures::future::select(
-                running.next(),
-                Box::pin(futures::future::select(Box::pin(idle), Box::pin(stopped))),
-            )
-            .await;
-            if let Either::Left((Some(result), _)) = either {
-                log_failure(result);
+            // Nothing to lease, no room, or the queue failed: wait for a job to end, the poll interval,
+            // or the stop.
+            let idle = Box::pin(kai_core::sleep(self.poll));
+            let stopped = Box::pin(stop.cancelled());
+            let waiting = futures::future::select(idle, stopped);
+            if running.is_empty() {
+                waiting.await;
+            } else if let Either::Left((Some(finished), _)) =
+                futures::future::select(Box::pin(running.join_next()), waiting).await
+            {
+                log_failure(finished);
             }
         }
     }
@@ -147,13 +164,18 @@ impl Worker {
 
     /// Runs a leased job, renewing its lease, and records how it ended.
     async fn execute(&self, lease: Lease) -> Result<(), Error> {
+        // A cancel asked for before this worker took the job (its last worker died, say).
+        if lease.job.cancel_requested {
+            return self.finish(&lease, Ended::Cancelled).await;
+        }
         // Stops the run the way a caller's cancel does, so its tools see it and the run ends
         // cleanly, rather than being dropped mid-call.
         let stop = CancellationToken::new();
+        // Fused: once it has ended (a cancel, a lost lease) it stays pending below.
+        let mut keep = Box::pin(self.keep_lease(&lease).fuse());
         let ended = {
             let work = Box::pin(self.work(&lease, &stop));
-            let keep = Box::pin(self.keep_lease(&lease));
-            match futures::future::select(work, keep).await {
+            match futures::future::select(work, keep.as_mut()).await {
                 Either::Left((ended, _)) => ended,
                 Either::Right((ended, work)) => {
                     stop.cancel();
@@ -162,27 +184,64 @@ impl Worker {
                 }
             }
         };
-        match ended {
-            Ended::Done(result) => self.queue.complete(&lease, result).await,
-            Ended::Failed(error) => {
-                let retry = RetryPolicy::default().retries(&error);
-                self.queue.fail(&lease, error, retry).await.map(drop)
-            }
-            Ended::Cancelled => self.queue.finish_cancelled(&lease).await,
-            Ended::LeaseLost => Ok(()),
+        if matches!(ended, Ended::LeaseLost) {
+            return Ok(());
+        }
+        // The lease is still renewed while the outcome is written, in case that takes retries.
+        match futures::future::select(Box::pin(self.finish(&lease, ended)), keep).await {
+            Either::Left((written, _)) => written,
+            Either::Right((_, _)) => Err(Error::LeaseLost {
+                id: lease.job.id.clone(),
+            }),
         }
     }
 
-    /// Renews the lease every third of its length until a cancel is asked for or the lease is lost.
-    async fn keep_lease(&self, lease: &Lease) -> Ended {
+    /// Writes how a job ended, retrying a failing queue a few times: a result lost here would have
+    /// the job run again.
+    async fn finish(&self, lease: &Lease, ended: Ended) -> Result<(), Error> {
+        let mut attempt = 0;
         loop {
-            kai_core::sleep(self.lease / 3).await;
+            let written = match &ended {
+                Ended::Done(result) => self.queue.complete(lease, result.clone()).await,
+                Ended::Failed(error) => {
+                    let retry = RetryPolicy::default().retries(error);
+                    self.queue.fail(lease, error.clone(), retry).await.map(drop)
+                }
+                Ended::Cancelled => self.queue.finish_cancelled(lease).await,
+                Ended::LeaseLost => Ok(()),
+            };
+            match written {
+                Err(Error::Storage { .. }) if attempt < FINISH_RETRIES => {
+                    attempt += 1;
+                    kai_core::sleep(Duration::from_millis(100) * attempt).await;
+                }
+                written => return written,
+            }
+        }
+    }
+
+    /// Renews the lease until a cancel is asked for or the lease is lost. A renewal is due a third of
+    /// the way through the lease; a failed one is tried again soon. The worker gives the job up when
+    /// no renewal has succeeded for a whole lease by its own clock: the queue has let another worker
+    /// take it by then.
+    async fn keep_lease(&self, lease: &Lease) -> Ended {
+        let mut renewed_at = Instant::now();
+        loop {
+            let since = renewed_at.elapsed();
+            let next = (self.lease / 3).saturating_sub(since);
+            kai_core::sleep(next).await;
             match self.queue.renew(lease, self.lease).await {
                 Ok(renewed) if renewed.cancel_requested => return Ended::Cancelled,
-                Ok(_) => {}
+                Ok(_) => renewed_at = Instant::now(),
                 Err(Error::LeaseLost { .. }) => return Ended::LeaseLost,
-                // A storage hiccup: the lease still runs; the next renewal tries again.
-                Err(error) => tracing::warn!(job = %lease.job.id, %error, "renewing a lease failed"),
+                Err(error) => {
+                    if renewed_at.elapsed() >= self.lease {
+                        tracing::warn!(job = %lease.job.id, %error, "the lease ran out without a renewal; giving the job up");
+                        return Ended::LeaseLost;
+                    }
+                    tracing::warn!(job = %lease.job.id, %error, "renewing a lease failed; trying again");
+                    kai_core::sleep(self.lease / 20).await;
+                }
             }
         }
     }
@@ -282,8 +341,13 @@ fn done<T: serde::Serialize>(output: &T) -> Ended {
     }
 }
 
-fn log_failure(result: Result<(), Error>) {
-    if let Err(error) = result {
-        tracing::warn!(%error, "finishing a job failed");
+fn log_failure(finished: Result<Result<(), Error>, tokio::task::JoinError>) {
+    match finished {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "finishing a job failed"),
+        Err(error) => tracing::warn!(%error, "a job's task failed"),
     }
 }
+
+/// How many times the outcome of a job is written again after a storage error.
+const FINISH_RETRIES: u32 = 5;

@@ -2,7 +2,6 @@
 //! cancellation, events, and jobs surviving a reopen.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use kai_jobs::{Error, JobQueue, JobSpec, JobStatus, SqliteQueue};
@@ -49,10 +48,14 @@ async fn invalid_jobs_are_refused() {
         JobSpec::agent("", "x"),
         JobSpec::plan("   "),
         JobSpec::agent("a", "x".repeat(kai_jobs::MAX_FIELD_BYTES + 1)),
+        JobSpec::agent("a", "x").timeout(Duration::ZERO),
+        JobSpec::agent("a", "x").backoff(Duration::from_millis(kai_jobs::MAX_BACKOFF_MS + 1)),
     ] {
         assert!(matches!(queue.enqueue(spec).await, Err(Error::InvalidJob { .. })));
     }
     assert!(matches!(queue.job("nope").await, Err(Error::NotFound { .. })));
+    let id = queue.enqueue(JobSpec::agent("a", "x")).await.unwrap();
+    assert!(queue.events(&id, u64::MAX).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -96,15 +99,18 @@ async fn a_leased_job_is_nobody_elses_until_its_lease_expires_and_then_its_first
 }
 
 #[tokio::test]
-async fn parallel_leases_never_give_one_job_twice() {
-    let (_directory, queue) = queue();
-    let queue = Arc::new(queue);
+async fn parallel_leases_on_separate_connections_never_give_one_job_twice() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("jobs.sqlite3");
+    let queue = SqliteQueue::open(&path).unwrap();
     for i in 0..40 {
         queue.enqueue(JobSpec::agent("a", format!("job {i}"))).await.unwrap();
     }
+    // Each worker has a connection of its own, as separate processes would: only SQLite's locking
+    // keeps them apart.
     let mut tasks = Vec::new();
     for worker in 0..8 {
-        let queue = Arc::clone(&queue);
+        let queue = SqliteQueue::open(&path).unwrap();
         tasks.push(tokio::spawn(async move {
             let mut leased = Vec::new();
             while let Some(lease) = queue.lease(&format!("w{worker}"), LONG).await.unwrap() {
@@ -122,6 +128,31 @@ async fn parallel_leases_never_give_one_job_twice() {
     all.sort();
     all.dedup();
     assert_eq!((count, all.len()), (40, 40));
+}
+
+#[tokio::test]
+async fn a_cancel_is_not_lost_to_a_failure_or_to_a_dead_worker() {
+    let (_directory, queue) = queue();
+    // Cancelled while running, then the run fails: cancelled, not queued for a retry.
+    let failing = queue
+        .enqueue(JobSpec::agent("a", "x").backoff(Duration::ZERO))
+        .await
+        .unwrap();
+    let lease = queue.lease("w", LONG).await.unwrap().unwrap();
+    queue.cancel(&failing).await.unwrap();
+    let busy = kai_core::Error::Server {
+        status: Some(503),
+        message: "busy".into(),
+    };
+    assert_eq!(queue.fail(&lease, busy, true).await.unwrap(), JobStatus::Cancelled);
+    assert!(queue.lease("w", LONG).await.unwrap().is_none());
+    // Cancelled while its worker was dead: when the lease expires, it is cancelled, not run again.
+    let orphan = queue.enqueue(JobSpec::agent("a", "y")).await.unwrap();
+    let _dead = queue.lease("w1", Duration::from_millis(50)).await.unwrap().unwrap();
+    assert_eq!(queue.cancel(&orphan).await.unwrap(), JobStatus::Running);
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert!(queue.lease("w2", LONG).await.unwrap().is_none());
+    assert_eq!(queue.job(&orphan).await.unwrap().status, JobStatus::Cancelled);
 }
 
 #[tokio::test]

@@ -281,3 +281,88 @@ async fn a_plan_job_runs_on_the_workers_plan_executor() {
         ]
     );
 }
+
+/// A queue whose first leases fail, as a database another process holds locked would.
+struct Flaky {
+    queue: SqliteQueue,
+    failures: AtomicUsize,
+}
+
+#[kai_core::async_trait]
+impl JobQueue for Flaky {
+    async fn enqueue(&self, spec: JobSpec) -> Result<String, kai_jobs::Error> {
+        self.queue.enqueue(spec).await
+    }
+    async fn lease(&self, worker: &str, duration: Duration) -> Result<Option<kai_jobs::Lease>, kai_jobs::Error> {
+        if self.failures.fetch_sub(1, Ordering::SeqCst) > 0 {
+            return Err(kai_jobs::Error::Storage {
+                message: "database is locked".into(),
+            });
+        }
+        self.failures.store(0, Ordering::SeqCst);
+        self.queue.lease(worker, duration).await
+    }
+    async fn renew(&self, lease: &kai_jobs::Lease, duration: Duration) -> Result<kai_jobs::Renewed, kai_jobs::Error> {
+        self.queue.renew(lease, duration).await
+    }
+    async fn complete(&self, lease: &kai_jobs::Lease, result: serde_json::Value) -> Result<(), kai_jobs::Error> {
+        self.queue.complete(lease, result).await
+    }
+    async fn fail(
+        &self,
+        lease: &kai_jobs::Lease,
+        error: kai_core::Error,
+        retry: bool,
+    ) -> Result<JobStatus, kai_jobs::Error> {
+        self.queue.fail(lease, error, retry).await
+    }
+    async fn finish_cancelled(&self, lease: &kai_jobs::Lease) -> Result<(), kai_jobs::Error> {
+        self.queue.finish_cancelled(lease).await
+    }
+    async fn record_event(&self, lease: &kai_jobs::Lease, event: serde_json::Value) -> Result<(), kai_jobs::Error> {
+        self.queue.record_event(lease, event).await
+    }
+    async fn cancel(&self, id: &str) -> Result<JobStatus, kai_jobs::Error> {
+        self.queue.cancel(id).await
+    }
+    async fn job(&self, id: &str) -> Result<kai_jobs::Job, kai_jobs::Error> {
+        self.queue.job(id).await
+    }
+    async fn events(&self, id: &str, after: u64) -> Result<Vec<kai_jobs::JobEvent>, kai_jobs::Error> {
+        self.queue.events(id, after).await
+    }
+    async fn dead_letters(&self) -> Result<Vec<kai_jobs::Job>, kai_jobs::Error> {
+        self.queue.dead_letters().await
+    }
+    async fn depth(&self) -> Result<u64, kai_jobs::Error> {
+        self.queue.depth().await
+    }
+}
+
+#[tokio::test]
+async fn a_worker_keeps_going_when_the_queue_fails_for_a_while() {
+    let directory = tempfile::tempdir().unwrap();
+    let flaky = Arc::new(Flaky {
+        queue: SqliteQueue::open(directory.path().join("jobs.sqlite3")).unwrap(),
+        failures: AtomicUsize::new(3),
+    });
+    let id = flaky.enqueue(JobSpec::agent("a", "x")).await.unwrap();
+    let model = ScriptedModel::new().text("done anyway");
+    let worker = Worker::new(flaky.clone(), "w")
+        .agent("a", Agent::builder(model).build().unwrap())
+        .poll_interval(Duration::from_millis(10));
+    let stop = CancellationToken::new();
+    let task = {
+        let stop = stop.clone();
+        tokio::spawn(async move { worker.run(stop).await })
+    };
+    for _ in 0..200 {
+        if flaky.job(&id).await.unwrap().status == JobStatus::Succeeded {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(flaky.job(&id).await.unwrap().status, JobStatus::Succeeded);
+}
