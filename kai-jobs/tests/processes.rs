@@ -19,6 +19,8 @@ use serde_json::json;
 
 const JOBS: usize = 12;
 const WORKERS: usize = 3;
+/// The workers' lease: long enough that a loaded machine never delays a live worker's renewal past it.
+const LEASE: Duration = Duration::from_secs(3);
 /// How long the tool works on each job.
 const WORK: Duration = Duration::from_millis(300);
 
@@ -63,7 +65,8 @@ fn log(path: &Path, line: &str) {
     file.write_all(format!("{line}\n").as_bytes()).unwrap();
 }
 
-/// The worker process: runs jobs until the queue has had nothing for a second.
+/// The worker process: runs jobs until the queue has had nothing for longer than a lease (so a job
+/// whose worker died is still taken over).
 fn worker_process(database: &Path, name: &str, log_path: PathBuf) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -86,11 +89,9 @@ fn worker_process(database: &Path, name: &str, log_path: PathBuf) {
         )
         .unwrap();
         let agent = Agent::builder(Echo).tool(work).build().unwrap();
-        let worker = Worker::new(queue, name)
-            .agent("echo", agent)
-            .lease(Duration::from_millis(900));
+        let worker = Worker::new(queue, name).agent("echo", agent).lease(LEASE);
         let mut idle_since = Instant::now();
-        while idle_since.elapsed() < Duration::from_secs(1) {
+        while idle_since.elapsed() < LEASE + Duration::from_secs(1) {
             match worker.run_one().await.unwrap() {
                 Some(_) => idle_since = Instant::now(),
                 None => tokio::time::sleep(Duration::from_millis(50)).await,
