@@ -26,6 +26,13 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A schedule is not valid (a cron expression or time zone that does not parse, an interval under a
+    /// second).
+    #[error("invalid schedule: {message}")]
+    InvalidSchedule {
+        /// What is wrong.
+        message: String,
+    },
     /// The queue's storage failed, or what it holds is damaged.
     #[error("job storage failed: {message}")]
     Storage {
@@ -41,6 +48,7 @@ impl Error {
             Error::NotFound { .. } => "not_found",
             Error::LeaseLost { .. } => "lease_lost",
             Error::InvalidJob { .. } => "invalid_job",
+            Error::InvalidSchedule { .. } => "invalid_schedule",
             Error::Storage { .. } => "storage",
         }
     }

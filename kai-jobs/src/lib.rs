@@ -8,6 +8,8 @@
 //!   one worker at a time, and a job whose worker died is leased again once its lease expires.
 //!   Delivery is at least once (see [`Worker`]).
 //! - [`Worker`]: leases jobs and runs them on its agents or plan executor, with a concurrency limit.
+//! - [`Scheduler`]: enqueues jobs on cron expressions (in time zones) or intervals, kept with the
+//!   queue, with a missed-run policy and never two runs of one schedule at once.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -32,11 +34,13 @@
 mod error;
 mod job;
 mod queue;
+mod schedule;
 mod sqlite;
 mod worker;
 
 pub use error::Error;
 pub use job::{Job, JobEvent, JobKind, JobSpec, JobStatus, Lease, MAX_BACKOFF_MS, MAX_FIELD_BYTES, Renewed};
 pub use queue::JobQueue;
+pub use schedule::{Cadence, MissedRuns, Schedule, ScheduleState, Scheduler};
 pub use sqlite::{MAX_EVENTS_PER_JOB, SqliteQueue};
 pub use worker::Worker;
