@@ -71,6 +71,8 @@ mod marker;
 #[cfg(all(feature = "mcp", not(target_arch = "wasm32")))]
 pub mod mcp;
 mod message;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod model;
 pub mod plan;
 #[cfg(feature = "prompts")]

@@ -27,6 +27,11 @@ use crate::queue::JobQueue;
 ///
 /// Events of each run (tool calls, steps, a plan's progress; not text deltas) are recorded with the
 /// job, and the run's output (`RunOutput` or `PlanOutput`) is its result.
+///
+/// Through the `metrics` facade (any recorder, such as kai-core's Prometheus exporter) it records
+/// `kai_job_wait_seconds` (enqueued to leased), `kai_job_duration_seconds` and
+/// `kai_jobs_finished_total` by `outcome` (`succeeded`, `failed`: a failed attempt, retried or not,
+/// `cancelled`, `lease_lost`, `error`), and `kai_jobs_queued`.
 #[derive(Clone)]
 pub struct Worker {
     queue: Arc<dyn JobQueue>,
@@ -162,11 +167,30 @@ impl Worker {
         Ok(Some(id))
     }
 
-    /// Runs a leased job, renewing its lease, and records how it ended.
+    /// Runs a leased job, renewing its lease, and records how it ended (and its metrics).
     async fn execute(&self, lease: Lease) -> Result<(), Error> {
+        let started = Instant::now();
+        let waited_ms = now_ms().saturating_sub(lease.job.created_ms);
+        metrics::histogram!("kai_job_wait_seconds").record(waited_ms as f64 / 1000.0);
+        let outcome = self.execute_leased(&lease).await;
+        let status = match &outcome {
+            Ok(status) => *status,
+            Err(_) => "error",
+        };
+        metrics::counter!("kai_jobs_finished_total", "outcome" => status).increment(1);
+        metrics::histogram!("kai_job_duration_seconds", "outcome" => status).record(started.elapsed().as_secs_f64());
+        if let Ok(depth) = self.queue.depth().await {
+            metrics::gauge!("kai_jobs_queued").set(depth as f64);
+        }
+        outcome.map(drop)
+    }
+
+    /// [`execute`](Self::execute) without the metrics; returns how the job ended.
+    async fn execute_leased(&self, lease: &Lease) -> Result<&'static str, Error> {
+        let lease = lease.clone();
         // A cancel asked for before this worker took the job (its last worker died, say).
         if lease.job.cancel_requested {
-            return self.finish(&lease, Ended::Cancelled).await;
+            return self.finish(&lease, Ended::Cancelled).await.map(|()| "cancelled");
         }
         // Stops the run the way a caller's cancel does, so its tools see it and the run ends
         // cleanly, rather than being dropped mid-call.
@@ -184,12 +208,15 @@ impl Worker {
                 }
             }
         };
-        if matches!(ended, Ended::LeaseLost) {
-            return Ok(());
-        }
+        let label = match &ended {
+            Ended::Done(_) => "succeeded",
+            Ended::Failed(_) => "failed",
+            Ended::Cancelled => "cancelled",
+            Ended::LeaseLost => return Ok("lease_lost"),
+        };
         // The lease is still renewed while the outcome is written, in case that takes retries.
         match futures::future::select(Box::pin(self.finish(&lease, ended)), keep).await {
-            Either::Left((written, _)) => written,
+            Either::Left((written, _)) => written.map(|()| label),
             Either::Right((_, _)) => Err(Error::LeaseLost {
                 id: lease.job.id.clone(),
             }),
@@ -347,6 +374,13 @@ fn log_failure(finished: Result<Result<(), Error>, tokio::task::JoinError>) {
         Ok(Err(error)) => tracing::warn!(%error, "finishing a job failed"),
         Err(error) => tracing::warn!(%error, "a job's task failed"),
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// How many times the outcome of a job is written again after a storage error.

@@ -486,6 +486,7 @@ impl<'a> Run<'a> {
             gen_ai.usage.input_tokens = Empty,
             gen_ai.usage.output_tokens = Empty,
             kai.step = context.step,
+            error.type = Empty,
         );
         let mut response = async {
             match (&self.events, self.model) {
