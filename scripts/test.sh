@@ -69,6 +69,9 @@ cargo run --locked -q -p kai-examples --example klp_call
 step "examples: RAG end to end (store, ingestion, retrieval, the retrieval tool in an agent)"
 cargo run --locked -q -p kai-examples --example rag
 
+step "examples: metrics served to Prometheus (agent runs and jobs, scraped over HTTP)"
+cargo run --locked -q -p kai-examples --example metrics
+
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
 
