@@ -31,6 +31,7 @@
 //! # });
 //! ```
 
+mod db;
 mod error;
 mod job;
 mod queue;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::str::FromStr as _;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone as _, Utc};
@@ -11,6 +11,7 @@ use kai_core::CancellationToken;
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
+use crate::db::{Database, now_ms, to_json};
 use crate::error::Error;
 use crate::job::JobSpec;
 use crate::queue::JobQueue;
@@ -151,7 +152,7 @@ impl Cadence {
 /// enqueued with the idempotency key `schedule:<name>:<run>`, so two schedulers on one file never
 /// enqueue a run twice.
 pub struct Scheduler {
-    db: Arc<Mutex<Connection>>,
+    db: Database,
     queue: Arc<dyn JobQueue>,
 }
 
@@ -164,12 +165,9 @@ impl std::fmt::Debug for Scheduler {
 impl Scheduler {
     /// Opens (or creates) the schedules in the SQLite file at `path`, enqueueing into `queue`.
     pub fn open(path: impl AsRef<Path>, queue: Arc<dyn JobQueue>) -> Result<Self, Error> {
-        let db = Connection::open(path)?;
-        db.busy_timeout(Duration::from_secs(2))?;
-        db.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS schedules (
+        let db = Database::open(
+            path.as_ref(),
+            "CREATE TABLE IF NOT EXISTS schedules (
                  name TEXT PRIMARY KEY,
                  schedule TEXT NOT NULL,
                  next_due_ms INTEGER NOT NULL,
@@ -178,10 +176,7 @@ impl Scheduler {
                  last_job TEXT
              );",
         )?;
-        Ok(Self {
-            db: Arc::new(Mutex::new(db)),
-            queue,
-        })
+        Ok(Self { db, queue })
     }
 
     /// Adds a schedule (replacing one of the same name), first due at its next time from now.
@@ -334,12 +329,7 @@ impl Scheduler {
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || work(&mut db.lock().unwrap_or_else(PoisonError::into_inner)))
-            .await
-            .map_err(|error| Error::Storage {
-                message: format!("the scheduler's database thread failed: {error}"),
-            })?
+        self.db.with(work).await
     }
 }
 
@@ -379,14 +369,4 @@ fn state_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ScheduleState, E
             runs: u64::try_from(runs).unwrap_or_default(),
             last_job,
         }))
-}
-
-fn to_json<T: Serialize>(value: &T) -> Result<String, Error> {
-    serde_json::to_string(value).map_err(|error| Error::Storage {
-        message: format!("serializing: {error}"),
-    })
-}
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
 }

@@ -1,12 +1,12 @@
 //! The embedded queue: one SQLite file, shared by every worker (threads or processes) that opens it.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use kai_core::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use crate::db::{Database, now_ms, to_json};
 use crate::error::Error;
 use crate::job::{Job, JobEvent, JobSpec, JobStatus, Lease, Renewed};
 use crate::queue::JobQueue;
@@ -35,20 +35,15 @@ pub const MAX_EVENTS_PER_JOB: u64 = 10_000;
 /// ```
 #[derive(Debug, Clone)]
 pub struct SqliteQueue {
-    db: Arc<Mutex<Connection>>,
+    db: Database,
 }
 
 impl SqliteQueue {
     /// Opens (or creates) the queue in the file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let db = Connection::open(path)?;
-        // Short against a lease's third, so a renewal waiting for another process's write still
-        // comes in time.
-        db.busy_timeout(Duration::from_secs(2))?;
-        db.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS jobs (
+        let db = Database::open(
+            path.as_ref(),
+            "CREATE TABLE IF NOT EXISTS jobs (
                  id TEXT PRIMARY KEY,
                  spec TEXT NOT NULL,
                  priority INTEGER NOT NULL,
@@ -78,9 +73,7 @@ impl SqliteQueue {
                  PRIMARY KEY (job_id, seq)
              );",
         )?;
-        Ok(Self {
-            db: Arc::new(Mutex::new(db)),
-        })
+        Ok(Self { db })
     }
 
     /// Runs `work` on the connection off the async runtime's threads.
@@ -88,12 +81,7 @@ impl SqliteQueue {
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || work(&mut db.lock().unwrap_or_else(PoisonError::into_inner)))
-            .await
-            .map_err(|error| Error::Storage {
-                message: format!("the queue's database thread failed: {error}"),
-            })?
+        self.db.with(work).await
     }
 }
 
@@ -145,19 +133,6 @@ fn read_job(db: &Connection, id: &str) -> Result<Job, Error> {
     db.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id], job_of)
         .optional()?
         .ok_or_else(|| Error::NotFound { id: id.to_owned() })?
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Error> {
-    serde_json::to_string(value).map_err(|error| Error::Storage {
-        message: format!("serializing: {error}"),
-    })
-}
-
-/// Milliseconds since the Unix epoch, as SQLite stores them.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn millis(duration: Duration) -> i64 {

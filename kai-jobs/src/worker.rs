@@ -10,6 +10,7 @@ use futures::{FutureExt as _, StreamExt as _};
 use kai_core::plan::{PlanEvent, PlanExecutor, PlanState, RetryPolicy};
 use kai_core::{Agent, AgentEvent, CancellationToken, RunOptions, RunState};
 
+use crate::db::now_ms;
 use crate::error::Error;
 use crate::job::{JobKind, Lease};
 use crate::queue::JobQueue;
@@ -170,7 +171,9 @@ impl Worker {
     /// Runs a leased job, renewing its lease, and records how it ended (and its metrics).
     async fn execute(&self, lease: Lease) -> Result<(), Error> {
         let started = Instant::now();
-        let waited_ms = now_ms().saturating_sub(lease.job.created_ms);
+        let waited_ms = u64::try_from(now_ms())
+            .unwrap_or_default()
+            .saturating_sub(lease.job.created_ms);
         metrics::histogram!("kai_job_wait_seconds").record(waited_ms as f64 / 1000.0);
         let outcome = self.execute_leased(&lease).await;
         let status = match &outcome {
@@ -374,13 +377,6 @@ fn log_failure(finished: Result<Result<(), Error>, tokio::task::JoinError>) {
         Ok(Err(error)) => tracing::warn!(%error, "finishing a job failed"),
         Err(error) => tracing::warn!(%error, "a job's task failed"),
     }
-}
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// How many times the outcome of a job is written again after a storage error.
