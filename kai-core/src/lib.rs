@@ -67,6 +67,8 @@ mod error;
 mod extract;
 pub mod fs;
 mod hook;
+#[cfg(feature = "json-logs")]
+pub mod logs;
 mod marker;
 #[cfg(all(feature = "mcp", not(target_arch = "wasm32")))]
 pub mod mcp;
@@ -74,6 +76,8 @@ mod message;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod model;
+#[cfg(all(feature = "otlp", not(target_arch = "wasm32")))]
+pub mod otlp;
 pub mod plan;
 #[cfg(feature = "prompts")]
 pub mod prompts;

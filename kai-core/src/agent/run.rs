@@ -163,9 +163,9 @@ impl<'a> Run<'a> {
             error.type = Empty,
         );
         let result = self.drive().instrument(span.clone()).await;
-        span.record("gen_ai.usage.input_tokens", self.state.usage.input_tokens);
-        span.record("gen_ai.usage.output_tokens", self.state.usage.output_tokens);
-        span.record("kai.steps", self.state.steps);
+        span.record("gen_ai.usage.input_tokens", attribute(self.state.usage.input_tokens));
+        span.record("gen_ai.usage.output_tokens", attribute(self.state.usage.output_tokens));
+        span.record("kai.steps", i64::from(self.state.steps));
         match result {
             Ok(answer) => Ok(RunOutput {
                 answer,
@@ -478,14 +478,14 @@ impl<'a> Run<'a> {
             gen_ai.operation.name = "chat",
             gen_ai.provider.name = %self.model.provider(),
             gen_ai.request.model = %self.model.name(),
-            gen_ai.request.max_tokens = request.max_tokens,
+            gen_ai.request.max_tokens = request.max_tokens.map(i64::from),
             gen_ai.request.temperature = request.temperature,
             gen_ai.response.model = Empty,
             gen_ai.response.id = Empty,
             gen_ai.response.finish_reasons = Empty,
             gen_ai.usage.input_tokens = Empty,
             gen_ai.usage.output_tokens = Empty,
-            kai.step = context.step,
+            kai.step = i64::from(context.step),
             error.type = Empty,
         );
         let mut response = async {
@@ -524,8 +524,8 @@ impl<'a> Run<'a> {
                 self.emit(AgentEvent::TextDelta { text: answer });
             }
         }
-        span.record("gen_ai.usage.input_tokens", response.usage.input_tokens);
-        span.record("gen_ai.usage.output_tokens", response.usage.output_tokens);
+        span.record("gen_ai.usage.input_tokens", attribute(response.usage.input_tokens));
+        span.record("gen_ai.usage.output_tokens", attribute(response.usage.output_tokens));
         if let Some(model) = &response.model {
             span.record("gen_ai.response.model", model.as_str());
         }
@@ -918,14 +918,22 @@ impl ToolRunner<'_> {
             Err(panic) => {
                 span.record("error.type", "panic");
                 // A panic message can hold anything (an unwrapped secret, a path): it goes to the debug
-                // log only, never to the model.
-                tracing::warn!(tool = %call.name, "tool panicked");
-                tracing::debug!(tool = %call.name, "tool panic message: {panic}");
+                // log only, never to the model. Both are logged in the tool call's span.
+                span.in_scope(|| {
+                    tracing::warn!(tool = %call.name, "tool panicked");
+                    tracing::debug!(tool = %call.name, "tool panic message: {panic}");
+                });
                 ToolResult::error(call, "the tool failed unexpectedly")
             }
         };
         Outcome::Answered(result)
     }
+}
+
+/// A count as a span attribute: OpenTelemetry's integers are signed 64-bit, and a `u64` field would
+/// be exported as text.
+fn attribute(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 impl Run<'_> {
