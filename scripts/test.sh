@@ -27,11 +27,14 @@ step() {
 step "system packages"
 scripts/setup/system-packages.sh
 
-step "llama.cpp server (Qwen2.5-Coder-1.5B) and PostgreSQL + pgvector for the real-server tests"
-trap 'scripts/setup/llama-server.sh stop; scripts/setup/postgres.sh stop' EXIT
+step "real servers for the tests: llama.cpp (Qwen2.5-Coder-1.5B), PostgreSQL + pgvector, Redis, Jaeger (OTLP)"
+trap 'scripts/setup/llama-server.sh stop; scripts/setup/postgres.sh stop; scripts/setup/redis.sh stop; scripts/setup/jaeger.sh stop' EXIT
 KAI_LLAMA_URL=$(scripts/setup/llama-server.sh start)
 KAI_PG_URL=$(scripts/setup/postgres.sh start)
-export KAI_LLAMA_URL KAI_PG_URL
+KAI_REDIS_URL=$(scripts/setup/redis.sh start)
+jaeger_urls=$(scripts/setup/jaeger.sh start)
+read -r KAI_OTLP_ENDPOINT KAI_JAEGER_URL <<<"$jaeger_urls"
+export KAI_LLAMA_URL KAI_PG_URL KAI_REDIS_URL KAI_OTLP_ENDPOINT KAI_JAEGER_URL
 
 step "format"
 cargo fmt --all -- --check
@@ -80,7 +83,7 @@ step "crates.io packages: each published crate packs and builds from its package
 # and takes an unpacked or built copy of the same version as current. Drop ours, sources and builds (in a
 # target directory of the packing's own), so the check builds the crates as they are now.
 package_target="$KAI_CACHE/target-package"
-for crate in kai-macros kai-core kai-providers kai-memory kai-klp kai-exec; do
+for crate in kai-macros kai-core kai-providers kai-memory kai-klp kai-exec kai-jobs; do
   rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$crate"-[0-9]* \
     "$package_target"/debug/.fingerprint/"$crate"-* "$package_target"/debug/build/"$crate"-* \
     "$package_target"/debug/deps/lib"${crate//-/_}"-* "$package_target"/debug/deps/"${crate//-/_}"-*

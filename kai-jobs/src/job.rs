@@ -130,6 +130,9 @@ impl JobSpec {
         if fields.iter().any(|field| field.trim().is_empty()) {
             return invalid("an agent name, input or goal is empty");
         }
+        if self.idempotency_key.as_deref().is_some_and(str::is_empty) {
+            return invalid("an idempotency key is empty");
+        }
         if fields
             .iter()
             .chain(self.idempotency_key.as_deref().iter())
@@ -255,4 +258,55 @@ pub struct Renewed {
     pub expires_ms: u64,
     /// Whether a cancel was asked for: the worker should stop the job.
     pub cancel_requested: bool,
+}
+
+/// A job as a backend stores it: JSON text for the spec, result and error, checked when parsed.
+pub(crate) struct StoredJob {
+    pub(crate) id: String,
+    pub(crate) spec: String,
+    pub(crate) status: String,
+    pub(crate) attempts: u32,
+    pub(crate) result: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) cancel_requested: bool,
+    pub(crate) created_ms: u64,
+    pub(crate) updated_ms: u64,
+}
+
+impl StoredJob {
+    /// The job, or [`Error::Storage`] naming what is damaged.
+    pub(crate) fn parse(self) -> Result<Job, Error> {
+        let id = self.id;
+        let damaged = |what: &str, error: serde_json::Error| Error::Storage {
+            message: format!("job {id}'s {what} is damaged: {error}"),
+        };
+        Ok(Job {
+            spec: serde_json::from_str(&self.spec).map_err(|e| damaged("spec", e))?,
+            status: JobStatus::parse(&self.status)?,
+            attempts: self.attempts,
+            result: self
+                .result
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .map_err(|e| damaged("result", e))?,
+            error: self
+                .error
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .map_err(|e| damaged("error", e))?,
+            cancel_requested: self.cancel_requested,
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+            id,
+        })
+    }
+}
+
+/// 128 random bits, hex: job ids and lease tokens.
+pub(crate) fn random_id() -> Result<String, Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).map_err(|error| Error::Storage {
+        message: format!("no randomness for an id: {error}"),
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -7,6 +7,8 @@
 //! - [`SqliteQueue`]: the embedded queue in one SQLite file; jobs survive restarts, a job is leased by
 //!   one worker at a time, and a job whose worker died is leased again once its lease expires.
 //!   Delivery is at least once (see [`Worker`]).
+//! - `RedisQueue` (feature `redis`): the same contract on Redis Streams with a consumer group, for
+//!   worker processes on several machines.
 //! - [`Worker`]: leases jobs and runs them on its agents or plan executor, with a concurrency limit.
 //! - [`Scheduler`]: enqueues jobs on cron expressions (in time zones) or intervals, kept with the
 //!   queue, with a missed-run policy and never two runs of one schedule at once.
@@ -35,6 +37,8 @@ mod db;
 mod error;
 mod job;
 mod queue;
+#[cfg(feature = "redis")]
+mod redis_queue;
 mod schedule;
 mod sqlite;
 mod worker;
@@ -42,6 +46,8 @@ mod worker;
 pub use error::Error;
 pub use job::{Job, JobEvent, JobKind, JobSpec, JobStatus, Lease, MAX_BACKOFF_MS, MAX_FIELD_BYTES, Renewed};
 pub use queue::JobQueue;
+#[cfg(feature = "redis")]
+pub use redis_queue::RedisQueue;
 pub use schedule::{Cadence, MissedRuns, Schedule, ScheduleState, Scheduler};
 pub use sqlite::{MAX_EVENTS_PER_JOB, SqliteQueue};
 pub use worker::Worker;

@@ -20,7 +20,8 @@ pub trait JobQueue: Send + Sync {
     /// added again: the first one's id comes back.
     async fn enqueue(&self, spec: JobSpec) -> Result<String, Error>;
 
-    /// Leases the next job due (highest priority, then oldest), or one whose lease expired, for
+    /// Leases a job whose lease expired, or else the next job due: highest priority first, then the
+    /// one due longest (a retry is due when its backoff has passed, and joins the line then), for
     /// `duration`; `None` when there is none.
     async fn lease(&self, worker: &str, duration: Duration) -> Result<Option<Lease>, Error>;
 
@@ -50,7 +51,7 @@ pub trait JobQueue: Send + Sync {
     /// The job's events after `after` (0 for all), in order.
     async fn events(&self, id: &str, after: u64) -> Result<Vec<JobEvent>, Error>;
 
-    /// The dead-lettered jobs, oldest first.
+    /// The dead-lettered jobs, in the order they were dead-lettered.
     async fn dead_letters(&self) -> Result<Vec<Job>, Error>;
 
     /// How many jobs wait for a worker.

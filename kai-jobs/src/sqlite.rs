@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::db::{Database, now_ms, to_json};
 use crate::error::Error;
-use crate::job::{Job, JobEvent, JobSpec, JobStatus, Lease, Renewed};
+use crate::job::{Job, JobEvent, JobSpec, JobStatus, Lease, Renewed, StoredJob, random_id};
 use crate::queue::JobQueue;
 
 /// The most events kept per job; later ones are dropped (the job's result is kept whatever happens).
@@ -62,7 +62,8 @@ impl SqliteQueue {
                  created_ms INTEGER NOT NULL,
                  updated_ms INTEGER NOT NULL
              );
-             CREATE INDEX IF NOT EXISTS jobs_due ON jobs (status, priority DESC);
+             DROP INDEX IF EXISTS jobs_due;
+             CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (status, priority DESC, run_after_ms);
              CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (status, lease_expires_ms);
              CREATE TABLE IF NOT EXISTS job_events (
                  job_id TEXT NOT NULL,
@@ -96,37 +97,18 @@ fn due_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Due> {
 
 /// A job from a row of [`JOB_COLUMNS`].
 fn job_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Job, Error>> {
-    let spec: String = row.get(1)?;
-    let status: String = row.get(2)?;
-    let result: Option<String> = row.get(4)?;
-    let error: Option<String> = row.get(5)?;
-    let id: String = row.get(0)?;
-    let attempts: u32 = row.get(3)?;
-    let cancel_requested: bool = row.get(6)?;
-    let created_ms: i64 = row.get(7)?;
-    let updated_ms: i64 = row.get(8)?;
-    Ok((|| {
-        let damaged = |what: &str, error: serde_json::Error| Error::Storage {
-            message: format!("job {id}'s {what} is damaged: {error}"),
-        };
-        Ok(Job {
-            spec: serde_json::from_str(&spec).map_err(|e| damaged("spec", e))?,
-            status: JobStatus::parse(&status)?,
-            attempts,
-            result: result
-                .map(|text| serde_json::from_str(&text))
-                .transpose()
-                .map_err(|e| damaged("result", e))?,
-            error: error
-                .map(|text| serde_json::from_str(&text))
-                .transpose()
-                .map_err(|e| damaged("error", e))?,
-            cancel_requested,
-            created_ms: u64::try_from(created_ms).unwrap_or_default(),
-            updated_ms: u64::try_from(updated_ms).unwrap_or_default(),
-            id,
-        })
-    })())
+    let stored = StoredJob {
+        id: row.get(0)?,
+        spec: row.get(1)?,
+        status: row.get(2)?,
+        attempts: row.get(3)?,
+        result: row.get(4)?,
+        error: row.get(5)?,
+        cancel_requested: row.get(6)?,
+        created_ms: u64::try_from(row.get::<_, i64>(7)?).unwrap_or_default(),
+        updated_ms: u64::try_from(row.get::<_, i64>(8)?).unwrap_or_default(),
+    };
+    Ok(stored.parse())
 }
 
 fn read_job(db: &Connection, id: &str) -> Result<Job, Error> {
@@ -137,15 +119,6 @@ fn read_job(db: &Connection, id: &str) -> Result<Job, Error> {
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// 128 random bits, hex.
-fn random_id() -> Result<String, Error> {
-    let mut bytes = [0u8; 16];
-    getrandom::getrandom(&mut bytes).map_err(|error| Error::Storage {
-        message: format!("no randomness for an id: {error}"),
-    })?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Checks that `lease` still holds its job (running, same token), in `db`.
@@ -222,7 +195,7 @@ impl JobQueue for SqliteQueue {
                         .query_row(
                             &format!(
                                 "{columns} WHERE status = 'queued' AND run_after_ms <= ?1
-                                 ORDER BY priority DESC, rowid LIMIT 1"
+                                 ORDER BY priority DESC, run_after_ms, rowid LIMIT 1"
                             ),
                             [now],
                             due_row,
@@ -431,7 +404,7 @@ impl JobQueue for SqliteQueue {
     async fn dead_letters(&self) -> Result<Vec<Job>, Error> {
         self.with(|db| {
             let mut statement = db.prepare(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'failed' ORDER BY rowid"
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'failed' ORDER BY updated_ms, rowid"
             ))?;
             let jobs = statement.query_map([], job_of)?;
             jobs.map(|job| job?).collect()

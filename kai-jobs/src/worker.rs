@@ -251,26 +251,36 @@ impl Worker {
     }
 
     /// Renews the lease until a cancel is asked for or the lease is lost. A renewal is due a third of
-    /// the way through the lease; a failed one is tried again soon. The worker gives the job up when
-    /// no renewal has succeeded for a whole lease by its own clock: the queue has let another worker
-    /// take it by then.
+    /// the way through the lease; a failed one is tried again soon. The worker gives the job up before
+    /// its lease ends by its own clock (measured from before each renewal was sent, less a tenth of
+    /// the lease for the time the lease was granted before this began), and stops waiting for a
+    /// renewal's answer then: the queue lets another worker take the job once the lease ends.
     async fn keep_lease(&self, lease: &Lease) -> Ended {
-        let mut renewed_at = Instant::now();
+        let margin = self.lease / 10;
+        let mut held_until = Instant::now() + self.lease.saturating_sub(margin);
         loop {
-            let since = renewed_at.elapsed();
-            let next = (self.lease / 3).saturating_sub(since);
+            let next = held_until
+                .saturating_duration_since(Instant::now())
+                .saturating_sub(self.lease - self.lease / 3 - margin);
             kai_core::sleep(next).await;
-            match self.queue.renew(lease, self.lease).await {
-                Ok(renewed) if renewed.cancel_requested => return Ended::Cancelled,
-                Ok(_) => renewed_at = Instant::now(),
-                Err(Error::LeaseLost { .. }) => return Ended::LeaseLost,
-                Err(error) => {
-                    if renewed_at.elapsed() >= self.lease {
-                        tracing::warn!(job = %lease.job.id, %error, "the lease ran out without a renewal; giving the job up");
-                        return Ended::LeaseLost;
-                    }
+            let sent = Instant::now();
+            let left = held_until.saturating_duration_since(sent);
+            let renewal = tokio::time::timeout(left, self.queue.renew(lease, self.lease)).await;
+            match renewal {
+                Ok(Ok(renewed)) if renewed.cancel_requested => return Ended::Cancelled,
+                Ok(Ok(_)) => held_until = sent + self.lease,
+                Ok(Err(Error::LeaseLost { .. })) => return Ended::LeaseLost,
+                Ok(Err(error)) if Instant::now() < held_until => {
                     tracing::warn!(job = %lease.job.id, %error, "renewing a lease failed; trying again");
                     kai_core::sleep(self.lease / 20).await;
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(job = %lease.job.id, %error, "the lease ran out without a renewal; giving the job up");
+                    return Ended::LeaseLost;
+                }
+                Err(_) => {
+                    tracing::warn!(job = %lease.job.id, "no renewal answered before the lease ran out; giving the job up");
+                    return Ended::LeaseLost;
                 }
             }
         }

@@ -1,5 +1,6 @@
-//! Worker processes sharing one SQLite queue: one is killed with SIGKILL in the middle of a job, and
-//! every job still completes, each job's work done exactly once as the tool's log shows.
+//! Worker processes sharing one queue, the embedded SQLite one and (feature `redis`) the Redis one: one
+//! is killed with SIGKILL in the middle of a job, and every job still completes, each job's work done
+//! exactly once as the tool's log shows.
 //!
 //! Without a harness: run with `KAI_JOBS_WORKER` set, the test binary is itself a worker process.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -16,6 +17,9 @@ use kai_core::{
 };
 use kai_jobs::{JobQueue, JobSpec, JobStatus, SqliteQueue, Worker};
 use serde_json::json;
+
+#[cfg(feature = "redis")]
+mod redis_server;
 
 const JOBS: usize = 12;
 const WORKERS: usize = 3;
@@ -65,12 +69,25 @@ fn log(path: &Path, line: &str) {
     file.write_all(format!("{line}\n").as_bytes()).unwrap();
 }
 
+/// The queue `spec` names: `sqlite:<path>` or `redis:<url> <queue name>`.
+async fn open_queue(spec: &str) -> Arc<dyn JobQueue> {
+    if let Some(path) = spec.strip_prefix("sqlite:") {
+        return Arc::new(SqliteQueue::open(path).unwrap());
+    }
+    #[cfg(feature = "redis")]
+    if let Some(redis) = spec.strip_prefix("redis:") {
+        let (url, name) = redis.split_once(' ').unwrap();
+        return Arc::new(kai_jobs::RedisQueue::connect(url, name).await.unwrap());
+    }
+    panic!("no such queue: {spec}")
+}
+
 /// The worker process: runs jobs until the queue has had nothing for longer than a lease (so a job
 /// whose worker died is still taken over).
-fn worker_process(database: &Path, name: &str, log_path: PathBuf) {
+fn worker_process(queue: &str, name: &str, log_path: PathBuf) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let queue = Arc::new(SqliteQueue::open(database).unwrap());
+        let queue = open_queue(queue).await;
         let worker_name = name.to_owned();
         let work = dynamic_tool(
             "work",
@@ -100,10 +117,10 @@ fn worker_process(database: &Path, name: &str, log_path: PathBuf) {
     });
 }
 
-fn spawn_worker(database: &Path, log_path: &Path, name: &str) -> Child {
+fn spawn_worker(queue: &str, log_path: &Path, name: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .env("KAI_JOBS_WORKER", name)
-        .env("KAI_JOBS_DATABASE", database)
+        .env("KAI_JOBS_QUEUE", queue)
         .env("KAI_JOBS_LOG", log_path)
         .spawn()
         .unwrap()
@@ -119,15 +136,26 @@ fn lines(path: &Path) -> Vec<String> {
 
 fn main() {
     if let Ok(name) = std::env::var("KAI_JOBS_WORKER") {
-        let database = PathBuf::from(std::env::var("KAI_JOBS_DATABASE").unwrap());
-        worker_process(&database, &name, PathBuf::from(std::env::var("KAI_JOBS_LOG").unwrap()));
+        let queue = std::env::var("KAI_JOBS_QUEUE").unwrap();
+        worker_process(&queue, &name, PathBuf::from(std::env::var("KAI_JOBS_LOG").unwrap()));
         return;
     }
     let directory = tempfile::tempdir().unwrap();
-    let database = directory.path().join("jobs.sqlite3");
-    let log_path = directory.path().join("work.log");
+    let sqlite = format!("sqlite:{}", directory.path().join("jobs.sqlite3").display());
+    kill_a_worker_mid_job(&sqlite, directory.path());
+    #[cfg(feature = "redis")]
+    kill_a_worker_mid_job(
+        &format!("redis:{} {}", redis_server::url(), redis_server::unique_name()),
+        directory.path(),
+    );
+}
+
+/// Runs the jobs on worker processes sharing the queue `spec` names, kills one mid-job, and checks
+/// every job was done once.
+fn kill_a_worker_mid_job(spec: &str, directory: &Path) {
+    let log_path = directory.join(format!("work-{}.log", spec.split(':').next().unwrap()));
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let queue = SqliteQueue::open(&database).unwrap();
+    let queue = runtime.block_on(open_queue(spec));
     let ids: Vec<String> = runtime.block_on(async {
         let mut ids = Vec::new();
         for i in 0..JOBS {
@@ -137,7 +165,7 @@ fn main() {
     });
     let started = Instant::now();
     let mut workers: Vec<Child> = (0..WORKERS)
-        .map(|i| spawn_worker(&database, &log_path, &format!("w{i}")))
+        .map(|i| spawn_worker(spec, &log_path, &format!("w{i}")))
         .collect();
     // Kill w0 with SIGKILL once it is in the middle of a job.
     let victim_job = loop {
@@ -177,7 +205,8 @@ fn main() {
         "w0 finished its job before it was killed; the test proves nothing"
     );
     println!(
-        "{JOBS} jobs on {WORKERS} worker processes, one killed with SIGKILL mid-job ({victim_job}): each done once, in {:.1} s",
+        "{}: {JOBS} jobs on {WORKERS} worker processes, one killed with SIGKILL mid-job ({victim_job}): each done once, in {:.1} s",
+        spec.split(':').next().unwrap(),
         started.elapsed().as_secs_f64()
     );
 }

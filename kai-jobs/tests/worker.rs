@@ -282,10 +282,12 @@ async fn a_plan_job_runs_on_the_workers_plan_executor() {
     );
 }
 
-/// A queue whose first leases fail, as a database another process holds locked would.
+/// A queue whose first leases fail, as a database another process holds locked would, and whose
+/// renewals hang when asked to, as a server that stopped answering would.
 struct Flaky {
     queue: SqliteQueue,
     failures: AtomicUsize,
+    hang_renewals: bool,
 }
 
 #[kai_core::async_trait]
@@ -303,6 +305,9 @@ impl JobQueue for Flaky {
         self.queue.lease(worker, duration).await
     }
     async fn renew(&self, lease: &kai_jobs::Lease, duration: Duration) -> Result<kai_jobs::Renewed, kai_jobs::Error> {
+        if self.hang_renewals {
+            return std::future::pending().await;
+        }
         self.queue.renew(lease, duration).await
     }
     async fn complete(&self, lease: &kai_jobs::Lease, result: serde_json::Value) -> Result<(), kai_jobs::Error> {
@@ -345,6 +350,7 @@ async fn a_worker_keeps_going_when_the_queue_fails_for_a_while() {
     let flaky = Arc::new(Flaky {
         queue: SqliteQueue::open(directory.path().join("jobs.sqlite3")).unwrap(),
         failures: AtomicUsize::new(3),
+        hang_renewals: false,
     });
     let id = flaky.enqueue(JobSpec::agent("a", "x")).await.unwrap();
     let model = ScriptedModel::new().text("done anyway");
@@ -365,4 +371,46 @@ async fn a_worker_keeps_going_when_the_queue_fails_for_a_while() {
     stop.cancel();
     task.await.unwrap().unwrap();
     assert_eq!(flaky.job(&id).await.unwrap().status, JobStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn a_worker_whose_renewals_hang_gives_the_job_up_before_its_lease_ends() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("jobs.sqlite3");
+    let hanging = Arc::new(Flaky {
+        queue: SqliteQueue::open(&path).unwrap(),
+        failures: AtomicUsize::new(0),
+        hang_renewals: true,
+    });
+    let id = hanging.enqueue(JobSpec::agent("a", "x")).await.unwrap();
+    let slow = kai_core::dynamic_tool(
+        "slow",
+        "Takes long.",
+        serde_json::json!({"type": "object"}),
+        |_: serde_json::Value, _: kai_core::ToolContext| async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(serde_json::json!("late"))
+        },
+    )
+    .unwrap();
+    let model = ScriptedModel::new()
+        .tool_call("slow", serde_json::json!({}))
+        .text("done");
+    let lease = Duration::from_millis(600);
+    let worker = Worker::new(hanging.clone(), "w1")
+        .agent("a", Agent::builder(model).tool(slow).build().unwrap())
+        .lease(lease);
+    let started = std::time::Instant::now();
+    worker.run_one().await.unwrap();
+    // It stopped waiting for its renewal, and the run, before the lease ran out.
+    assert!(
+        started.elapsed() < lease,
+        "the worker held on for {:?}",
+        started.elapsed()
+    );
+    // The job is untouched, so once the lease ends another worker takes it.
+    tokio::time::sleep(lease).await;
+    let queue = SqliteQueue::open(&path).unwrap();
+    let second = queue.lease("w2", Duration::from_secs(60)).await.unwrap().unwrap();
+    assert_eq!((second.job.id.as_str(), second.job.attempts), (id.as_str(), 2));
 }

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages the tests need: the wasm toolchain (Debian's rustc ships the std sources that
 # -Zbuild-std needs, which rustup cannot add here), lld for linking wasm, valgrind, and bubblewrap for the
-# execution worker's sandbox.
+# execution worker's sandbox, and redis-server for the Redis job queue.
 set -euo pipefail
 source "$(dirname "$0")/../lib/env.sh"
 
-packages=(rustc-web cargo-web rust-web-src lld valgrind bubblewrap)
+packages=(rustc-web cargo-web rust-web-src lld valgrind bubblewrap redis-server)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
