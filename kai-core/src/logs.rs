@@ -7,7 +7,15 @@
 //! What kAI logs at `INFO` and above carries names, ids, counts and error kinds, never prompts,
 //! answers, tool arguments or results, and no secret at any level: API keys, tokens and passphrases
 //! live in types whose `Debug` hides them. `DEBUG` may carry text from the outside (a tool's panic
-//! message, an MCP server's standard error), so keep production at `INFO`.
+//! message, an MCP server's standard error, a provider's error body), so keep production at `INFO`.
+//!
+//! Rust's default panic hook also writes a panic's message to standard error, outside any log: a
+//! tool that panics is caught by the agent loop, but its message still reaches stderr unless the
+//! program installs its own hook (`std::panic::set_hook`). Write the JSON lines to stdout, or set a
+//! hook, to keep stderr's stream clean.
+//!
+//! An application's own event fields named `timestamp`, `level`, `target` or `span` would repeat
+//! those keys: name them otherwise.
 //!
 //! ```
 //! use tracing_subscriber::layer::SubscriberExt as _;
@@ -19,7 +27,7 @@
 
 use tracing::Subscriber;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::registry::LookupSpan;
@@ -40,5 +48,8 @@ where
         .with_target(true)
         .with_ansi(false)
         .with_writer(writer)
-        .with_filter(LevelFilter::from_level(max_level))
+        // Spans of every level pass, so an event keeps its span whatever the level.
+        .with_filter(filter_fn(move |metadata| {
+            metadata.is_span() || *metadata.level() <= max_level
+        }))
 }

@@ -79,6 +79,7 @@ async fn agent_model_and_tool_spans_reach_jaeger_with_their_gen_ai_attributes() 
 
     let model = ScriptedModel::new()
         .tool_call("add", json!({"a": 2, "b": 3}))
+        .tool_call("explode", json!({"a": 0, "b": 0}))
         .usage(Usage {
             input_tokens: 100,
             output_tokens: 10,
@@ -92,11 +93,23 @@ async fn agent_model_and_tool_spans_reach_jaeger_with_their_gen_ai_attributes() 
     let agent = Agent::builder(model)
         .name("calculator")
         .tool(tool_fn("add", "Adds.", |x: Add| async move { Ok(x.a + x.b) }))
+        .tool(tool_fn("explode", "Panics.", |_: Add| async move {
+            if true {
+                panic!("PANIC-MARKER");
+            }
+            Ok(0)
+        }))
         .build()
         .unwrap();
     agent.run("What is 2 + 3? my-secret-prompt").await.unwrap();
     agent.run("And 4 + 4?").await.unwrap_err();
-    exporter.flush().unwrap();
+    // Flushing blocks: off the async threads.
+    let exporter = tokio::task::spawn_blocking(move || {
+        exporter.flush().unwrap();
+        exporter
+    })
+    .await
+    .unwrap();
 
     let mut spans = Vec::new();
     for _ in 0..100 {
@@ -107,7 +120,7 @@ async fn agent_model_and_tool_spans_reach_jaeger_with_their_gen_ai_attributes() 
             .flatten()
             .flat_map(|trace| trace["spans"].as_array().unwrap().clone())
             .collect();
-        if spans.len() >= 5 {
+        if spans.len() >= 8 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -123,7 +136,9 @@ async fn agent_model_and_tool_spans_reach_jaeger_with_their_gen_ai_attributes() 
             "chat scripted",
             "chat scripted",
             "chat scripted",
+            "chat scripted",
             "execute_tool add",
+            "execute_tool explode",
             "invoke_agent calculator",
             "invoke_agent calculator"
         ],
@@ -138,17 +153,27 @@ async fn agent_model_and_tool_spans_reach_jaeger_with_their_gen_ai_attributes() 
     let ok_run = named("invoke_agent calculator")
         .find(|span| tag(span, "error.type").is_none())
         .expect("no successful run");
-    // Counts are integers; the run's are its model calls' sums (the scripted answer adds 12 and 1).
-    assert_eq!(tag(ok_run, "gen_ai.usage.input_tokens"), Some(&json!(112)));
-    assert_eq!(tag(ok_run, "gen_ai.usage.output_tokens"), Some(&json!(11)));
-    assert_eq!(tag(ok_run, "kai.steps"), Some(&json!(2)));
+    // Counts are integers; the run's are its model calls' sums.
+    for usage in ["gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"] {
+        let calls: i64 = named("chat scripted")
+            .filter(|chat| chat["references"][0]["spanID"] == ok_run["spanID"])
+            .map(|chat| tag(chat, usage).and_then(Value::as_i64).unwrap())
+            .sum();
+        assert_eq!(tag(ok_run, usage), Some(&json!(calls)), "{usage}");
+        assert!(calls > 0);
+    }
+    assert_eq!(tag(ok_run, "kai.steps"), Some(&json!(3)));
+    assert_eq!(tag(ok_run, "otel.status_code"), None);
     let failed_run = named("invoke_agent calculator")
         .find(|span| tag(span, "error.type").is_some())
         .expect("no failed run");
     assert_eq!(tag(failed_run, "error.type"), Some(&json!("server")));
+    // Marked as an error the way OpenTelemetry says (Jaeger shows the status as `otel.status_code`).
+    assert_eq!(tag(failed_run, "otel.status_code"), Some(&json!("ERROR")));
     for chat in named("chat scripted") {
         assert_eq!(tag(chat, "gen_ai.operation.name"), Some(&json!("chat")));
         assert_eq!(tag(chat, "gen_ai.request.model"), Some(&json!("scripted")));
+        assert!(tag(chat, "kai.step").is_some_and(Value::is_i64), "{chat:#?}");
         // A model call is a child of its run, in its trace.
         let parent = &chat["references"][0];
         assert_eq!(parent["refType"], "CHILD_OF");
@@ -157,12 +182,22 @@ async fn agent_model_and_tool_spans_reach_jaeger_with_their_gen_ai_attributes() 
             "{chat:#?}"
         );
     }
+    let chat_with_usage = named("chat scripted")
+        .find(|chat| tag(chat, "gen_ai.usage.input_tokens") == Some(&json!(100)))
+        .expect("no model call with its usage");
+    assert_eq!(tag(chat_with_usage, "gen_ai.usage.output_tokens"), Some(&json!(10)));
     let tool = named("execute_tool add").next().unwrap();
+    assert_eq!(tool["references"][0]["spanID"], ok_run["spanID"]);
     assert_eq!(tag(tool, "gen_ai.tool.name"), Some(&json!("add")));
     assert_eq!(tag(tool, "gen_ai.tool.type"), Some(&json!("function")));
     assert!(tag(tool, "gen_ai.tool.call.id").is_some());
-    // Names and counts only: no prompt text reached the receiver.
-    assert!(!serde_json::to_string(&spans).unwrap().contains("my-secret-prompt"));
+    // A panicking tool's span is an error; its message (a DEBUG event) stays out.
+    let explode = named("execute_tool explode").next().unwrap();
+    assert_eq!(tag(explode, "error.type"), Some(&json!("panic")));
+    assert_eq!(tag(explode, "otel.status_code"), Some(&json!("ERROR")));
+    // Names and counts only: no prompt text, and no DEBUG text, reached the receiver.
+    let exported = serde_json::to_string(&spans).unwrap();
+    assert!(!exported.contains("my-secret-prompt") && !exported.contains("PANIC-MARKER"));
     // The process's own resource carries the service name.
     let services = get_json(&query, "/api/services");
     assert!(

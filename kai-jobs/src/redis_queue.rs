@@ -68,8 +68,9 @@ impl Scripts {
 /// Every change is one Lua script, so it is atomic, and every time is read from the Redis server's
 /// clock, so workers' clocks need not agree.
 ///
-/// Every key starts with `{name}:`. The queue needs one Redis server (or a primary that Sentinel
-/// fails over); Redis Cluster is not supported. It is as durable as that server is configured to be:
+/// Every key starts with `{name}:`. The queue needs one Redis server at the URL it is given (after a
+/// failover, the URL must lead to the new primary: Sentinel discovery and Redis Cluster are not
+/// supported). It is as durable as that server is configured to be:
 /// - `maxmemory-policy noeviction`, or Redis may evict a job's keys under memory pressure;
 /// - `appendonly yes` (with `appendfsync always` if no acknowledged change may be lost in a power cut:
 ///   a lost completion runs its job again, a lost enqueue loses the job);
@@ -246,11 +247,18 @@ impl RedisQueue {
     }
 }
 
+/// A lease's duration in milliseconds for the scripts: at least 1, at most [`MAX_LEASE_MS`].
 fn millis(duration: Duration) -> String {
     u64::try_from(duration.as_millis())
         .unwrap_or(u64::MAX)
-        .min(MAX_LEASE_MS)
+        .clamp(1, MAX_LEASE_MS)
         .to_string()
+}
+
+/// How long a lease's token is kept past the lease, in milliseconds: long enough for a lease asked
+/// for again after lost answers to find the job it took.
+fn token_grace() -> String {
+    (RESPONSE_TIMEOUT.as_millis() * LEASE_TRIES as u128).to_string()
 }
 
 #[async_trait]
@@ -273,7 +281,8 @@ impl JobQueue for RedisQueue {
             message: "the job's record in the Redis queue is damaged".into(),
         })?;
         let duration = millis(duration);
-        let args = [worker, &token, &duration, &timeout, &damaged];
+        let grace = token_grace();
+        let args = [worker, &token, &duration, &timeout, &damaged, &grace];
         let mut tries = 0;
         let leased: Option<(u64, String, HashMap<String, String>)> = loop {
             tries += 1;
@@ -287,16 +296,27 @@ impl JobQueue for RedisQueue {
         let Some((expires_ms, id, fields)) = leased else {
             return Ok(None);
         };
-        Ok(Some(Lease {
-            job: Self::job_of(&id, fields)?,
-            worker: worker.to_owned(),
-            token,
-            expires_ms,
-        }))
+        match Self::job_of(&id, fields) {
+            Ok(job) => Ok(Some(Lease {
+                job,
+                worker: worker.to_owned(),
+                token,
+                expires_ms,
+            })),
+            Err(error) => {
+                // A record no run can start from: dead-lettered now, rather than leased again each
+                // time its lease expires.
+                self.run::<Option<String>>(&self.scripts.fail, &[&id, &token, &damaged, "0", "0"])
+                    .await?;
+                Err(error)
+            }
+        }
     }
 
     async fn renew(&self, lease: &Lease, duration: Duration) -> Result<Renewed, Error> {
-        let (expires_ms, cancel): (u64, u8) = self.run_held(lease, &self.scripts.renew, &[&millis(duration)]).await?;
+        let (expires_ms, cancel): (u64, u8) = self
+            .run_held(lease, &self.scripts.renew, &[&millis(duration), &token_grace()])
+            .await?;
         Ok(Renewed {
             expires_ms,
             cancel_requested: cancel == 1,
@@ -312,7 +332,11 @@ impl JobQueue for RedisQueue {
 
     async fn fail(&self, lease: &Lease, error: kai_core::Error, retry: bool) -> Result<JobStatus, Error> {
         let error = to_json(&error)?;
-        let backoff = millis(lease.job.spec.retry_delay(lease.job.attempts));
+        // Backoffs are at most a day, doubled per attempt: cut at the longest lease, as a lease is.
+        let backoff = u64::try_from(lease.job.spec.retry_delay(lease.job.attempts).as_millis())
+            .unwrap_or(u64::MAX)
+            .min(MAX_LEASE_MS)
+            .to_string();
         let status: String = self
             .run_held(
                 lease,
@@ -389,6 +413,9 @@ impl JobQueue for RedisQueue {
             .zrange(self.key("dead"), 0, -1)
             .await
             .map_err(storage)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         // One round trip for all of them; a job whose record is gone is left out.
         let mut pipeline = redis::pipe();
         for id in &ids {

@@ -101,9 +101,10 @@ impl Worker {
         self
     }
 
-    /// How long a lease lasts before it must be renewed (it is renewed every third of it).
+    /// How long a lease lasts before it must be renewed (it is renewed every third of it): from 30 ms
+    /// to a day.
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease.max(Duration::from_millis(30));
+        self.lease = lease.clamp(Duration::from_millis(30), Duration::from_secs(24 * 60 * 60));
         self
     }
 
@@ -124,10 +125,11 @@ impl Worker {
             }
             let mut leased = false;
             if !stop.is_cancelled() && running.len() < self.concurrency {
+                let asked = Instant::now();
                 match self.queue.lease(&self.id, self.lease).await {
                     Ok(Some(lease)) => {
                         let worker = self.clone();
-                        running.spawn(async move { worker.execute(lease).await });
+                        running.spawn(async move { worker.execute(lease, asked).await });
                         leased = true;
                     }
                     Ok(None) => {}
@@ -160,22 +162,23 @@ impl Worker {
 
     /// Leases one job and runs it to its end; returns its id, or `None` if the queue had nothing.
     pub async fn run_one(&self) -> Result<Option<String>, Error> {
+        let asked = Instant::now();
         let Some(lease) = self.queue.lease(&self.id, self.lease).await? else {
             return Ok(None);
         };
         let id = lease.job.id.clone();
-        self.execute(lease).await?;
+        self.execute(lease, asked).await?;
         Ok(Some(id))
     }
 
     /// Runs a leased job, renewing its lease, and records how it ended (and its metrics).
-    async fn execute(&self, lease: Lease) -> Result<(), Error> {
+    async fn execute(&self, lease: Lease, asked: Instant) -> Result<(), Error> {
         let started = Instant::now();
         let waited_ms = u64::try_from(now_ms())
             .unwrap_or_default()
             .saturating_sub(lease.job.created_ms);
         metrics::histogram!("kai_job_wait_seconds").record(waited_ms as f64 / 1000.0);
-        let outcome = self.execute_leased(&lease).await;
+        let outcome = self.execute_leased(&lease, asked).await;
         let status = match &outcome {
             Ok(status) => *status,
             Err(_) => "error",
@@ -189,7 +192,7 @@ impl Worker {
     }
 
     /// [`execute`](Self::execute) without the metrics; returns how the job ended.
-    async fn execute_leased(&self, lease: &Lease) -> Result<&'static str, Error> {
+    async fn execute_leased(&self, lease: &Lease, asked: Instant) -> Result<&'static str, Error> {
         let lease = lease.clone();
         // A cancel asked for before this worker took the job (its last worker died, say).
         if lease.job.cancel_requested {
@@ -199,7 +202,7 @@ impl Worker {
         // cleanly, rather than being dropped mid-call.
         let stop = CancellationToken::new();
         // Fused: once it has ended (a cancel, a lost lease) it stays pending below.
-        let mut keep = Box::pin(self.keep_lease(&lease).fuse());
+        let mut keep = Box::pin(self.keep_lease(&lease, asked).fuse());
         let ended = {
             let work = Box::pin(self.work(&lease, &stop));
             match futures::future::select(work, keep.as_mut()).await {
@@ -251,28 +254,35 @@ impl Worker {
     }
 
     /// Renews the lease until a cancel is asked for or the lease is lost. A renewal is due a third of
-    /// the way through the lease; a failed one is tried again soon. The worker gives the job up before
-    /// its lease ends by its own clock (measured from before each renewal was sent, less a tenth of
-    /// the lease for the time the lease was granted before this began), and stops waiting for a
-    /// renewal's answer then: the queue lets another worker take the job once the lease ends.
-    async fn keep_lease(&self, lease: &Lease) -> Ended {
+    /// the way through the lease; a failed one is tried again soon. Each lease is counted from before
+    /// it was asked for (`asked`, then each renewal's sending), so by the worker's own clock it ends no
+    /// later than on the queue's; the worker gives the job up a tenth of a lease before that end, and
+    /// stops waiting for a renewal's answer then: the queue lets another worker take the job once the
+    /// lease ends.
+    async fn keep_lease(&self, lease: &Lease, asked: Instant) -> Ended {
         let margin = self.lease / 10;
-        let mut held_until = Instant::now() + self.lease.saturating_sub(margin);
+        let mut held_from = asked;
+        let mut next_try = asked + self.lease / 3;
         loop {
-            let next = held_until
-                .saturating_duration_since(Instant::now())
-                .saturating_sub(self.lease - self.lease / 3 - margin);
-            kai_core::sleep(next).await;
+            let give_up = held_from + self.lease - margin;
+            kai_core::sleep(next_try.saturating_duration_since(Instant::now())).await;
             let sent = Instant::now();
-            let left = held_until.saturating_duration_since(sent);
-            let renewal = tokio::time::timeout(left, self.queue.renew(lease, self.lease)).await;
+            let renewal = tokio::time::timeout(
+                give_up.saturating_duration_since(sent),
+                self.queue.renew(lease, self.lease),
+            )
+            .await;
             match renewal {
-                Ok(Ok(renewed)) if renewed.cancel_requested => return Ended::Cancelled,
-                Ok(Ok(_)) => held_until = sent + self.lease,
+                Ok(Ok(answer)) if answer.cancel_requested => return Ended::Cancelled,
+                Ok(Ok(_)) => {
+                    held_from = sent;
+                    next_try = sent + self.lease / 3;
+                }
                 Ok(Err(Error::LeaseLost { .. })) => return Ended::LeaseLost,
-                Ok(Err(error)) if Instant::now() < held_until => {
+                Ok(Err(error)) if Instant::now() < give_up => {
                     tracing::warn!(job = %lease.job.id, %error, "renewing a lease failed; trying again");
-                    kai_core::sleep(self.lease / 20).await;
+                    let now = Instant::now();
+                    next_try = now + (self.lease / 20).min(give_up.saturating_duration_since(now));
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(job = %lease.job.id, %error, "the lease ran out without a renewal; giving the job up");
@@ -385,6 +395,11 @@ fn log_failure(finished: Result<Result<(), Error>, tokio::task::JoinError>) {
     match finished {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!(%error, "finishing a job failed"),
+        // A panic's message can hold anything (a prompt, a secret): it goes to the debug log only.
+        Err(error) if error.is_panic() => {
+            tracing::warn!("a job's task panicked");
+            tracing::debug!(%error, "a job's task panicked");
+        }
         Err(error) => tracing::warn!(%error, "a job's task failed"),
     }
 }

@@ -242,6 +242,78 @@ async fn damaged_entries_on_the_server_give_typed_errors_not_panics() {
     let dead = queue.dead_letters().await.unwrap();
     assert_eq!(dead[0].id, broken);
     assert_eq!(dead[0].error.as_ref().map(kai_core::Error::kind), Some("storage"));
+    // More damage: a job record that is not a hash, among the leases; attempts that are not an
+    // integer Redis takes; a counter with a leading zero; a stream entry id that is not one.
+    let _: () = redis::cmd("ZADD")
+        .arg(format!("{{{name}}}:leases"))
+        .arg(0)
+        .arg("fake")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{{{name}}}:job:fake"))
+        .arg("x")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let odd = queue.enqueue(JobSpec::agent("a", "odd")).await.unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{{{name}}}:job:{odd}"))
+        .arg("attempts")
+        .arg("1.5")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(queue.lease("w", LONG).await.unwrap().is_none());
+    let fake_left: bool = redis::cmd("ZSCORE")
+        .arg(format!("{{{name}}}:leases"))
+        .arg("fake")
+        .query_async::<Option<f64>>(&mut raw)
+        .await
+        .unwrap()
+        .is_some();
+    assert!(!fake_left, "a lease on a record that is not a job stayed");
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{{{name}}}:job:{odd}"))
+        .arg("attempts")
+        .arg("0")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let dead: Vec<String> = queue
+        .dead_letters()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|job| job.id)
+        .collect();
+    assert!(dead.contains(&odd), "{dead:?}");
+    assert_eq!(queue.depth().await.unwrap(), 0);
+    let _: () = redis::cmd("SET")
+        .arg(format!("{{{name}}}:depth"))
+        .arg("007")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(matches!(queue.lease("w", LONG).await, Err(Error::Storage { .. })));
+    let _: () = redis::cmd("SET")
+        .arg(format!("{{{name}}}:depth"))
+        .arg("0")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let last = queue.enqueue(JobSpec::agent("a", "last")).await.unwrap();
+    let lease = queue.lease("w", LONG).await.unwrap().unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{{{name}}}:job:{last}"))
+        .arg("entry")
+        .arg("garbage")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    queue.complete(&lease, serde_json::json!("fine")).await.unwrap();
+    assert_eq!(queue.job(&last).await.unwrap().status, kai_jobs::JobStatus::Succeeded);
     // Names and ids out of bounds are refused before anything is sent.
     for name in ["a}b", "a*", "a\\b", "", &"x".repeat(201)] {
         assert!(
@@ -284,6 +356,20 @@ async fn a_lost_answer_is_harmless_when_asked_again() {
     assert_eq!(lease.job.id, other);
     queue.complete(&lease, serde_json::json!(1)).await.unwrap();
     queue.complete(&lease, serde_json::json!(1)).await.unwrap();
+    // Once another worker has leased the job again, the first one's late answer is refused.
+    let again = queue
+        .enqueue(JobSpec::agent("a", "z").backoff(std::time::Duration::ZERO))
+        .await
+        .unwrap();
+    let first = queue.lease("w1", LONG).await.unwrap().unwrap();
+    assert_eq!(first.job.id, again);
+    queue.fail(&first, kai_core::Error::Timeout, true).await.unwrap();
+    let second = queue.lease("w2", LONG).await.unwrap().unwrap();
+    assert_eq!(second.job.id, again);
+    assert!(matches!(
+        queue.fail(&first, kai_core::Error::Timeout, true).await,
+        Err(kai_jobs::Error::LeaseLost { .. })
+    ));
     // But a lease that ended one way cannot claim the other.
     assert!(matches!(
         queue.finish_cancelled(&lease).await,

@@ -287,7 +287,23 @@ async fn a_plan_job_runs_on_the_workers_plan_executor() {
 struct Flaky {
     queue: SqliteQueue,
     failures: AtomicUsize,
-    hang_renewals: bool,
+    /// Renewals answered before the rest hang (`usize::MAX`: all are answered).
+    renewals_answered: usize,
+    renewals: AtomicUsize,
+    /// When the last answered renewal was asked for.
+    last_renewal: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Flaky {
+    fn new(queue: SqliteQueue, failures: usize, renewals_answered: usize) -> Self {
+        Self {
+            queue,
+            failures: AtomicUsize::new(failures),
+            renewals_answered,
+            renewals: AtomicUsize::new(0),
+            last_renewal: std::sync::Mutex::new(None),
+        }
+    }
 }
 
 #[kai_core::async_trait]
@@ -305,9 +321,10 @@ impl JobQueue for Flaky {
         self.queue.lease(worker, duration).await
     }
     async fn renew(&self, lease: &kai_jobs::Lease, duration: Duration) -> Result<kai_jobs::Renewed, kai_jobs::Error> {
-        if self.hang_renewals {
+        if self.renewals.fetch_add(1, Ordering::SeqCst) >= self.renewals_answered {
             return std::future::pending().await;
         }
+        *self.last_renewal.lock().unwrap() = Some(std::time::Instant::now());
         self.queue.renew(lease, duration).await
     }
     async fn complete(&self, lease: &kai_jobs::Lease, result: serde_json::Value) -> Result<(), kai_jobs::Error> {
@@ -347,11 +364,11 @@ impl JobQueue for Flaky {
 #[tokio::test]
 async fn a_worker_keeps_going_when_the_queue_fails_for_a_while() {
     let directory = tempfile::tempdir().unwrap();
-    let flaky = Arc::new(Flaky {
-        queue: SqliteQueue::open(directory.path().join("jobs.sqlite3")).unwrap(),
-        failures: AtomicUsize::new(3),
-        hang_renewals: false,
-    });
+    let flaky = Arc::new(Flaky::new(
+        SqliteQueue::open(directory.path().join("jobs.sqlite3")).unwrap(),
+        3,
+        usize::MAX,
+    ));
     let id = flaky.enqueue(JobSpec::agent("a", "x")).await.unwrap();
     let model = ScriptedModel::new().text("done anyway");
     let worker = Worker::new(flaky.clone(), "w")
@@ -373,15 +390,13 @@ async fn a_worker_keeps_going_when_the_queue_fails_for_a_while() {
     assert_eq!(flaky.job(&id).await.unwrap().status, JobStatus::Succeeded);
 }
 
-#[tokio::test]
-async fn a_worker_whose_renewals_hang_gives_the_job_up_before_its_lease_ends() {
+/// Runs a job whose tool takes 5 s on a worker with a 600 ms lease whose renewals hang after
+/// `answered` of them; checks it stopped the run before its lease ended and another worker then took
+/// the job.
+async fn renewals_hang_after(answered: usize) {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("jobs.sqlite3");
-    let hanging = Arc::new(Flaky {
-        queue: SqliteQueue::open(&path).unwrap(),
-        failures: AtomicUsize::new(0),
-        hang_renewals: true,
-    });
+    let hanging = Arc::new(Flaky::new(SqliteQueue::open(&path).unwrap(), 0, answered));
     let id = hanging.enqueue(JobSpec::agent("a", "x")).await.unwrap();
     let slow = kai_core::dynamic_tool(
         "slow",
@@ -402,15 +417,28 @@ async fn a_worker_whose_renewals_hang_gives_the_job_up_before_its_lease_ends() {
         .lease(lease);
     let started = std::time::Instant::now();
     worker.run_one().await.unwrap();
-    // It stopped waiting for its renewal, and the run, before the lease ran out.
+    // It stopped waiting for its renewal, and the run, before the lease (from the last renewal it
+    // got, or its start) ran out.
+    let held_from = hanging.last_renewal.lock().unwrap().unwrap_or(started);
+    assert_eq!(hanging.last_renewal.lock().unwrap().is_some(), answered > 0);
     assert!(
-        started.elapsed() < lease,
+        held_from.elapsed() < lease,
         "the worker held on for {:?}",
-        started.elapsed()
+        held_from.elapsed()
     );
     // The job is untouched, so once the lease ends another worker takes it.
     tokio::time::sleep(lease).await;
     let queue = SqliteQueue::open(&path).unwrap();
     let second = queue.lease("w2", Duration::from_secs(60)).await.unwrap().unwrap();
     assert_eq!((second.job.id.as_str(), second.job.attempts), (id.as_str(), 2));
+}
+
+#[tokio::test]
+async fn a_worker_whose_renewals_hang_gives_the_job_up_before_its_lease_ends() {
+    renewals_hang_after(0).await;
+}
+
+#[tokio::test]
+async fn a_worker_whose_renewals_hang_after_one_answer_gives_the_job_up_before_its_renewed_lease_ends() {
+    renewals_hang_after(1).await;
 }

@@ -609,7 +609,13 @@ impl ConversationMemory for SummarizingMemory {
         let summary = match self.summarise(stored.summary.as_deref(), folded).await {
             Ok(summary) => summary,
             Err(error) => {
-                tracing::warn!(%error, session, "could not summarise older turns; keeping them verbatim");
+                // The error may quote the model's answer or the provider's body: only its kind at WARN.
+                tracing::warn!(
+                    kind = error.kind(),
+                    session,
+                    "could not summarise older turns; keeping them verbatim"
+                );
+                tracing::debug!(%error, session, "could not summarise older turns");
                 return Ok(());
             }
         };

@@ -24,7 +24,7 @@ build() {
   (
     cd "$module"
     go mod init kai-jaeger >/dev/null 2>&1
-    go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION" >/dev/null 2>&1
+    go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION" >&2
     go build -o "$binary.partial" github.com/jaegertracing/jaeger/cmd/jaeger
   )
   mv "$binary.partial" "$binary"

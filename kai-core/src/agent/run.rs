@@ -161,6 +161,7 @@ impl<'a> Run<'a> {
             gen_ai.usage.output_tokens = Empty,
             kai.steps = Empty,
             error.type = Empty,
+            otel.status_code = Empty,
         );
         let result = self.drive().instrument(span.clone()).await;
         span.record("gen_ai.usage.input_tokens", attribute(self.state.usage.input_tokens));
@@ -175,6 +176,7 @@ impl<'a> Run<'a> {
             }),
             Err(error) => {
                 span.record("error.type", error.kind());
+                span.record("otel.status_code", "ERROR");
                 Err(RunError {
                     error,
                     state: Box::new(self.state),
@@ -487,6 +489,7 @@ impl<'a> Run<'a> {
             gen_ai.usage.output_tokens = Empty,
             kai.step = i64::from(context.step),
             error.type = Empty,
+            otel.status_code = Empty,
         );
         let mut response = async {
             match (&self.events, self.model) {
@@ -516,6 +519,7 @@ impl<'a> Run<'a> {
         .await
         .inspect_err(|error| {
             span.record("error.type", error.kind());
+            span.record("otel.status_code", "ERROR");
         })?;
         if let Some(allowed) = &constrained {
             super::constrained::decode(&mut response, allowed);
@@ -841,6 +845,7 @@ impl ToolRunner<'_> {
             gen_ai.tool.call.id = %call.id,
             gen_ai.tool.type = "function",
             error.type = Empty,
+            otel.status_code = Empty,
         );
         // The call's own token: cancelled with the run, and when this call ends or is dropped.
         let cancel = self.cancel.child_token();
@@ -913,10 +918,12 @@ impl ToolRunner<'_> {
             }
             Ok(Err(error)) => {
                 span.record("error.type", tool_error_type(&error));
+                span.record("otel.status_code", "ERROR");
                 ToolResult::error(call, error.to_string())
             }
             Err(panic) => {
                 span.record("error.type", "panic");
+                span.record("otel.status_code", "ERROR");
                 // A panic message can hold anything (an unwrapped secret, a path): it goes to the debug
                 // log only, never to the model. Both are logged in the tool call's span.
                 span.in_scope(|| {

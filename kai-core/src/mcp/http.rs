@@ -31,15 +31,7 @@ impl HttpClient {
     /// A client whose TLS is rustls on ring with the webpki roots, leaving the process's default
     /// crypto provider alone.
     pub(crate) fn new() -> Result<Self, Error> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|error| Error::Config {
-                message: format!("TLS for MCP over HTTP: {error}"),
-            })?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = crate::tls::client_config("MCP over HTTP")?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             // As rmcp's own client: a pooled connection whose last body was not read stalls.

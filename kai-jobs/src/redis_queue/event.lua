@@ -6,10 +6,10 @@ local job = job_key(id)
 local count, attempts = unpack(redis.call('HMGET', job, 'events', 'attempts'))
 local events = p .. ':events:' .. id
 local kind = redis.call('TYPE', events).ok
-if not tonumber(count) or not tonumber(attempts) or (kind ~= 'list' and kind ~= 'none') then
+if not int(count) or not int(attempts) or (kind ~= 'list' and kind ~= 'none') then
   return redis.error_reply('damaged job ' .. id)
 end
-if tonumber(count) < tonumber(ARGV[5]) then
+if int(count) < tonumber(ARGV[5]) then
   redis.call('RPUSH', events, attempts .. ':' .. string.format('%d', now_ms()) .. ':' .. ARGV[4])
   redis.call('HINCRBY', job, 'events', 1)
 end

@@ -16,7 +16,7 @@ local status = 'failed'
 if cancel == '1' then
   -- Cancelled while it ran: not run again.
   status = 'cancelled'
-elseif ARGV[5] == '1' and tonumber(attempts) and tonumber(max) and tonumber(attempts) < tonumber(max) then
+elseif ARGV[5] == '1' and int(attempts) and int(max) and int(attempts) < int(max) then
   status = 'queued'
 end
 redis.call('HSET', job, 'error', ARGV[4])

@@ -12,6 +12,21 @@ end
 local function job_key(id) return p .. ':job:' .. id end
 local function stream_key(priority) return p .. ':stream:' .. priority end
 
+-- `value` as a number if it is an integer Redis's INCR and HINCRBY take (no sign but '-', no leading
+-- zero, at most 18 digits), else nil.
+local function int(value)
+  if type(value) ~= 'string' then return nil end
+  if value == '0' or string.match(value, '^%-?[1-9]%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$') then
+    return tonumber(value)
+  end
+  return nil
+end
+
+-- Whether `entry` is a stream entry id.
+local function valid_entry(entry)
+  return type(entry) == 'string' and string.match(entry, '^%d+%-%d+$') ~= nil
+end
+
 -- Fails the call, before any write, unless the queue's own keys have their types and the counters are
 -- integers.
 local function check_keys()
@@ -22,8 +37,8 @@ local function check_keys()
   local idem = redis.call('TYPE', p .. ':idem').ok
   if idem ~= 'hash' and idem ~= 'none' then return redis.error_reply('damaged queue: idem') end
   for _, name in ipairs({'depth', 'seq'}) do
-    local value = redis.call('GET', p .. ':' .. name)
-    if value and not string.match(value, '^%-?%d+$') then
+    local kind = redis.call('TYPE', p .. ':' .. name).ok
+    if kind ~= 'none' and (kind ~= 'string' or not int(redis.call('GET', p .. ':' .. name))) then
       return redis.error_reply('damaged queue: ' .. name)
     end
   end
@@ -59,7 +74,7 @@ end
 local function release(id, status, now, by)
   local job = job_key(id)
   local priority, entry, token = unpack(redis.call('HMGET', job, 'priority', 'entry', 'token'))
-  if entry and valid_priority(priority) then
+  if valid_entry(entry) and valid_priority(priority) then
     local stream = stream_key(priority)
     if redis.call('TYPE', stream).ok == 'stream' then
       redis.pcall('XACK', stream, 'workers', entry)
@@ -76,8 +91,14 @@ local function release(id, status, now, by)
   end
 end
 
+-- Whether the job's record is a hash (anything else is not this queue's).
+local function is_job(id)
+  return redis.call('TYPE', job_key(id)).ok == 'hash'
+end
+
 -- Whether the lease with this token still holds the running job.
 local function holds(id, token)
+  if not is_job(id) then return false end
   local status, held = unpack(redis.call('HMGET', job_key(id), 'status', 'token'))
   return status == 'running' and held == token
 end
@@ -85,6 +106,7 @@ end
 -- Where a job stands when the lease with this token already ended it (the caller's answer was lost
 -- and it asks again), or nil.
 local function ended_by(id, token)
+  if not is_job(id) then return nil end
   local status, ended = unpack(redis.call('HMGET', job_key(id), 'status', 'ended_by'))
   if ended == token then return status end
   return nil

@@ -57,6 +57,7 @@ pub(crate) async fn invalid_jobs_are_refused(fixture: &dyn Fixture) {
         assert!(matches!(queue.enqueue(spec).await, Err(Error::InvalidJob { .. })));
     }
     assert!(matches!(queue.job("nope").await, Err(Error::NotFound { .. })));
+    assert!(queue.dead_letters().await.unwrap().is_empty());
     let id = queue.enqueue(JobSpec::agent("a", "x")).await.unwrap();
     assert!(queue.events(&id, u64::MAX).await.unwrap().is_empty());
 }
@@ -323,6 +324,14 @@ pub(crate) async fn leases_of_any_length_are_taken_renewed_and_ended(fixture: &d
     assert!(renewed.expires_ms > lease.job.created_ms);
     queue.complete(&lease, json!("done")).await.unwrap();
     assert_eq!(queue.job(&id).await.unwrap().status, JobStatus::Succeeded);
+    // A lease of no length is taken, and its job is another worker's at the next lease.
+    let id = queue.enqueue(JobSpec::agent("a", "y")).await.unwrap();
+    let brief = queue.lease("w", Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!((brief.job.id.as_str(), brief.job.attempts), (id.as_str(), 1));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let next = queue.lease("w2", LONG).await.unwrap().unwrap();
+    assert_eq!((next.job.id.as_str(), next.job.attempts), (id.as_str(), 2));
+    assert_eq!(queue.depth().await.unwrap(), 0);
 }
 
 /// A `#[tokio::test]` per contract test, on the fixture `$fixture` makes (an expression, evaluated
