@@ -27,14 +27,15 @@ step() {
 step "system packages"
 scripts/setup/system-packages.sh
 
-step "real servers for the tests: llama.cpp (Qwen2.5-Coder-1.5B), PostgreSQL + pgvector, Redis, Jaeger (OTLP)"
+step "real servers and peers for the tests: llama.cpp (Qwen2.5-Coder-1.5B), PostgreSQL + pgvector, Redis, Jaeger (OTLP), the A2A Python SDK"
 trap 'scripts/setup/llama-server.sh stop; scripts/setup/postgres.sh stop; scripts/setup/redis.sh stop; scripts/setup/jaeger.sh stop' EXIT
 KAI_LLAMA_URL=$(scripts/setup/llama-server.sh start)
 KAI_PG_URL=$(scripts/setup/postgres.sh start)
 KAI_REDIS_URL=$(scripts/setup/redis.sh start)
 jaeger_urls=$(scripts/setup/jaeger.sh start)
 read -r KAI_OTLP_ENDPOINT KAI_JAEGER_URL <<<"$jaeger_urls"
-export KAI_LLAMA_URL KAI_PG_URL KAI_REDIS_URL KAI_OTLP_ENDPOINT KAI_JAEGER_URL
+KAI_A2A_PYTHON=$(scripts/setup/a2a-python.sh)
+export KAI_LLAMA_URL KAI_PG_URL KAI_REDIS_URL KAI_OTLP_ENDPOINT KAI_JAEGER_URL KAI_A2A_PYTHON
 
 step "format"
 cargo fmt --all -- --check

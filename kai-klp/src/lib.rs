@@ -32,6 +32,8 @@
 //! # Ok::<(), kai_klp::Error>(())
 //! ```
 
+#[cfg(all(feature = "a2a", not(target_arch = "wasm32")))]
+pub mod a2a;
 pub mod audit;
 pub mod calls;
 mod clock;

@@ -1,0 +1,310 @@
+//! The A2A server: the Agent Card and the JSON-RPC binding over HTTP/1.1 (hyper).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use a2a_lf::{A2AError, AgentCapabilities, AgentCard, AgentInterface, AgentSkill, JsonRpcId, Message};
+use bytes::Bytes;
+use futures::StreamExt as _;
+use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use kai_core::{Agent, CancellationToken};
+use serde::Deserialize;
+
+use super::tasks::Tasks;
+use super::wire;
+use crate::error::Error;
+
+/// Where the Agent Card is served.
+const CARD_PATH: &str = "/.well-known/agent-card.json";
+
+/// How long a connection has to send each request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// An A2A server for one agent. See the [module](super) documentation.
+///
+/// ```no_run
+/// # async fn example(agent: kai_core::Agent) -> Result<(), kai_klp::Error> {
+/// use kai_klp::a2a::{A2aServer, agent_card};
+///
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.map_err(|e| kai_klp::Error::Io(e.to_string()))?;
+/// let card = agent_card(&agent, "http://127.0.0.1:8080/", "Answers questions about orders.");
+/// A2aServer::new(agent, card).serve(listener, kai_core::CancellationToken::new()).await
+/// # }
+/// ```
+pub struct A2aServer {
+    card: Arc<AgentCard>,
+    tasks: Arc<Tasks>,
+    max_body_bytes: usize,
+    max_connections: usize,
+}
+
+impl std::fmt::Debug for A2aServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("A2aServer")
+            .field("name", &self.card.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An Agent Card for `agent` served at `url` (the JSON-RPC endpoint, as clients reach it): its name,
+/// `description`, one skill per tool, streaming on, text in and out.
+pub fn agent_card(agent: &Agent, url: &str, description: &str) -> AgentCard {
+    let skills = agent
+        .tools()
+        .definitions()
+        .iter()
+        .map(|tool| AgentSkill {
+            id: tool.name.clone(),
+            name: tool.name.clone(),
+            description: tool.description.clone(),
+            tags: vec!["tool".into()],
+            examples: None,
+            input_modes: None,
+            output_modes: None,
+            security_requirements: None,
+        })
+        .collect();
+    AgentCard {
+        name: agent.name().to_owned(),
+        description: description.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        supported_interfaces: vec![AgentInterface::new(url, a2a_lf::TRANSPORT_PROTOCOL_JSONRPC)],
+        capabilities: AgentCapabilities {
+            streaming: Some(true),
+            push_notifications: Some(false),
+            extensions: None,
+            extended_agent_card: None,
+        },
+        default_input_modes: vec!["text/plain".into(), "application/json".into()],
+        default_output_modes: vec!["text/plain".into()],
+        skills,
+        provider: None,
+        documentation_url: None,
+        icon_url: None,
+        security_schemes: None,
+        security_requirements: None,
+        signatures: None,
+    }
+}
+
+/// `SendMessage` and `SendStreamingMessage` params.
+#[derive(Deserialize)]
+struct SendParams {
+    message: Message,
+    #[serde(default)]
+    configuration: Option<SendConfiguration>,
+}
+
+/// What of a send's configuration is served.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendConfiguration {
+    /// Answer with the task at once, while it runs.
+    #[serde(default)]
+    return_immediately: bool,
+}
+
+/// `GetTask` and `CancelTask` params.
+#[derive(Deserialize)]
+struct TaskParams {
+    id: String,
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn rpc_error(id: JsonRpcId, error: &A2AError) -> Response<Body> {
+    // JSON-RPC errors travel with HTTP 200, as the A2A SDKs send and expect them.
+    json(StatusCode::OK, wire::failure(id, error))
+}
+
+impl A2aServer {
+    /// A server for `agent`, describing itself with `card`.
+    pub fn new(agent: Agent, card: AgentCard) -> Self {
+        Self {
+            card: Arc::new(card),
+            tasks: Arc::new(Tasks::new(agent, 1_000, 1_000)),
+            max_body_bytes: 1 << 20,
+            max_connections: 256,
+        }
+    }
+
+    /// This server keeping at most `tasks` tasks (1,000 unless set): finished ones are forgotten
+    /// oldest first, and while all of them run or wait for input a new task is refused.
+    pub fn with_max_tasks(mut self, tasks: usize) -> Self {
+        self.tasks = Arc::new(Tasks::new(self.tasks.agent().clone(), tasks.max(1), 1_000));
+        self
+    }
+
+    /// Serves on `listener` until `shutdown` is cancelled (runs under way go on; their tasks stay).
+    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
+        let server = Arc::new(self);
+        let connections = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
+        loop {
+            let permit = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                permit = Arc::clone(&connections).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return Ok(()),
+                },
+            };
+            let stream = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Out of descriptors, or a connection that failed before it was accepted.
+                        tracing::debug!(%error, "accepting an A2A connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let server = Arc::clone(&server);
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let service = hyper::service::service_fn(move |request| {
+                    let server = Arc::clone(&server);
+                    async move { Ok::<_, Infallible>(server.handle(request).await) }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    result = connection => {
+                        if let Err(error) = result {
+                            tracing::debug!(%error, "an A2A connection ended badly");
+                        }
+                    }
+                    () = shutdown.cancelled() => {}
+                }
+            });
+        }
+    }
+
+    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        if request.method() == Method::GET && request.uri().path() == CARD_PATH {
+            return json(StatusCode::OK, serde_json::to_vec(&*self.card).unwrap_or_default());
+        }
+        if request.method() != Method::POST {
+            return json(StatusCode::NOT_FOUND, b"{}".to_vec());
+        }
+        let version = request
+            .headers()
+            .get(a2a_lf::SVC_PARAM_VERSION)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("0.3")
+            .to_owned();
+        // The size is checked as the body arrives, before anything of it is parsed.
+        let body = match Limited::new(request.into_body(), self.max_body_bytes).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => {
+                return rpc_error(
+                    JsonRpcId::Null,
+                    &A2AError::invalid_request(format!("the body is over {} bytes", self.max_body_bytes)),
+                );
+            }
+        };
+        let call = match wire::read_call(&body) {
+            Ok(call) => call,
+            Err((id, error)) => return rpc_error(id, &error),
+        };
+        if version != a2a_lf::VERSION {
+            return rpc_error(call.id, &A2AError::version_not_supported(&version));
+        }
+        match call.method.as_str() {
+            a2a_lf::methods::SEND_MESSAGE => self.send(call.id, call.params).await,
+            a2a_lf::methods::SEND_STREAMING_MESSAGE => self.stream(call.id, call.params),
+            a2a_lf::methods::GET_TASK => match wire::params::<TaskParams>(call.params) {
+                Ok(params) => match self.tasks.get(&params.id) {
+                    Ok(task) => json(StatusCode::OK, wire::success(call.id, &task)),
+                    Err(error) => rpc_error(call.id, &error),
+                },
+                Err(error) => rpc_error(call.id, &error),
+            },
+            a2a_lf::methods::CANCEL_TASK => match wire::params::<TaskParams>(call.params) {
+                Ok(params) => match self.tasks.cancel(&params.id).await {
+                    Ok(task) => json(StatusCode::OK, wire::success(call.id, &task)),
+                    Err(error) => rpc_error(call.id, &error),
+                },
+                Err(error) => rpc_error(call.id, &error),
+            },
+            method if a2a_lf::methods::is_valid(method) => rpc_error(
+                call.id,
+                &A2AError::unsupported_operation(format!("{method} is not served")),
+            ),
+            method => rpc_error(call.id, &A2AError::method_not_found(method)),
+        }
+    }
+
+    /// `SendMessage`: runs the task until it stops (done, failed, cancelled, or waiting for input)
+    /// and answers with the task; with `returnImmediately`, answers with it at once.
+    async fn send(&self, id: JsonRpcId, params: serde_json::Value) -> Response<Body> {
+        let (started, at_once) = match wire::params::<SendParams>(params).and_then(|params| {
+            let at_once = params.configuration.is_some_and(|c| c.return_immediately);
+            Ok((self.tasks.send(params.message)?, at_once))
+        }) {
+            Ok(started) => started,
+            Err(error) => return rpc_error(id, &error),
+        };
+        if at_once {
+            return json(
+                StatusCode::OK,
+                wire::success(id, &serde_json::json!({ "task": started.task })),
+            );
+        }
+        let task_id = started.task.id.clone();
+        let mut updates = started.updates;
+        while updates.recv().await.is_some() {}
+        match self.tasks.get(&task_id) {
+            Ok(task) => json(StatusCode::OK, wire::success(id, &serde_json::json!({ "task": task }))),
+            Err(error) => rpc_error(id, &error),
+        }
+    }
+
+    /// `SendStreamingMessage`: the task's updates as Server-Sent Events, each a JSON-RPC response,
+    /// until the task stops.
+    fn stream(&self, id: JsonRpcId, params: serde_json::Value) -> Response<Body> {
+        let started = match wire::params::<SendParams>(params).and_then(|params| self.tasks.send(params.message)) {
+            Ok(started) => started,
+            Err(error) => return rpc_error(id, &error),
+        };
+        let frames = tokio_stream_of(started.updates).map(move |update| {
+            let json = wire::success(id.clone(), &update);
+            Ok::<_, Infallible>(Frame::data(Bytes::from(wire::sse_frame(&json))))
+        });
+        let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
+        let headers = response.headers_mut();
+        headers.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(
+            hyper::header::CACHE_CONTROL,
+            hyper::header::HeaderValue::from_static("no-cache"),
+        );
+        response
+    }
+}
+
+/// The updates as a stream.
+fn tokio_stream_of<T: Send + 'static>(
+    mut receiver: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |context| receiver.poll_recv(context))
+}

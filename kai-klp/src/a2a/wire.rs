@@ -1,0 +1,199 @@
+//! A2A's JSON-RPC wire: requests read tolerantly, errors and results written, SSE frames, and what a
+//! message asks of the agent.
+
+use a2a_lf::{A2AError, JsonRpcError, JsonRpcId, JsonRpcResponse, Message, PartContent};
+use serde_json::Value;
+
+/// The most parts a message may have.
+pub(crate) const MAX_PARTS: usize = 64;
+
+/// A JSON-RPC call as read from a request body.
+pub(crate) struct Call {
+    pub(crate) id: JsonRpcId,
+    pub(crate) method: String,
+    pub(crate) params: Value,
+}
+
+/// Reads a JSON-RPC request. A body that is not JSON is a parse error; one that is not a single
+/// request object (a batch, a notification without an id) is an invalid request.
+pub(crate) fn read_call(body: &[u8]) -> Result<Call, (JsonRpcId, A2AError)> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| (JsonRpcId::Null, A2AError::parse_error("the body is not JSON")))?;
+    let Value::Object(mut object) = value else {
+        return Err((
+            JsonRpcId::Null,
+            A2AError::invalid_request("a request is one JSON-RPC object (batches are not served)"),
+        ));
+    };
+    let id = match object.remove("id") {
+        Some(Value::String(id)) => JsonRpcId::String(id),
+        Some(Value::Number(number)) if number.is_i64() => JsonRpcId::Number(number.as_i64().unwrap_or_default()),
+        _ => {
+            return Err((
+                JsonRpcId::Null,
+                A2AError::invalid_request("a request needs a string or integer id"),
+            ));
+        }
+    };
+    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err((id, A2AError::invalid_request("not JSON-RPC 2.0")));
+    }
+    let Some(Value::String(method)) = object.remove("method") else {
+        return Err((id, A2AError::invalid_request("a request needs a method")));
+    };
+    let params = object.remove("params").unwrap_or(Value::Null);
+    Ok(Call { id, method, params })
+}
+
+/// `params` as `T`, or an invalid-params error.
+pub(crate) fn params<T: serde::de::DeserializeOwned>(params: Value) -> Result<T, A2AError> {
+    serde_json::from_value(params).map_err(|error| A2AError::invalid_params(format!("invalid params: {error}")))
+}
+
+/// The JSON-RPC response carrying `result`.
+pub(crate) fn success(id: JsonRpcId, result: &impl serde::Serialize) -> Vec<u8> {
+    let result = serde_json::to_value(result).unwrap_or(Value::Null);
+    serde_json::to_vec(&JsonRpcResponse::success(id, result)).unwrap_or_default()
+}
+
+/// The JSON-RPC response carrying `error`.
+pub(crate) fn failure(id: JsonRpcId, error: &A2AError) -> Vec<u8> {
+    let error: JsonRpcError = error.to_jsonrpc_error();
+    serde_json::to_vec(&JsonRpcResponse::error(id, error)).unwrap_or_default()
+}
+
+/// One Server-Sent Events frame holding `json`.
+pub(crate) fn sse_frame(json: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(json.len() + 8);
+    frame.extend_from_slice(b"data: ");
+    frame.extend_from_slice(json);
+    frame.extend_from_slice(b"\n\n");
+    frame
+}
+
+/// What a message says, as the agent's input: its text parts, and its data parts as JSON, one per
+/// line. Files (raw bytes or URLs) are not taken.
+pub(crate) fn input_text(message: &Message) -> Result<String, A2AError> {
+    if message.parts.is_empty() || message.parts.len() > MAX_PARTS {
+        return Err(A2AError::invalid_params(format!(
+            "a message has 1 to {MAX_PARTS} parts"
+        )));
+    }
+    let mut lines = Vec::with_capacity(message.parts.len());
+    for part in &message.parts {
+        match &part.content {
+            PartContent::Text(text) => lines.push(text.clone()),
+            PartContent::Data(value) => lines.push(value.to_string()),
+            PartContent::Raw(_) | PartContent::Url(_) => return Err(A2AError::content_type_not_supported()),
+        }
+    }
+    let text = lines.join("\n");
+    if text.trim().is_empty() {
+        return Err(A2AError::invalid_params("the message has no text"));
+    }
+    Ok(text)
+}
+
+/// A decision on the tool calls waiting for approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Run them.
+    Approve,
+    /// Do not; the model is told why.
+    Reject(String),
+}
+
+/// The decision a message on a task waiting for approval carries: a data part
+/// `{"approve": bool, "reason": "..."}`, or a text starting with "approve" or "yes" (approve) or
+/// anything else (reject, with the text as the reason).
+pub(crate) fn decision(message: &Message) -> Result<Decision, A2AError> {
+    for part in &message.parts {
+        if let PartContent::Data(value) = &part.content
+            && let Some(approve) = value.get("approve").and_then(Value::as_bool)
+        {
+            let reason = value
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("rejected by the caller");
+            return Ok(if approve {
+                Decision::Approve
+            } else {
+                Decision::Reject(reason.to_owned())
+            });
+        }
+    }
+    let text = input_text(message)?;
+    let lower = text.trim().to_lowercase();
+    if lower.starts_with("approve") || lower.starts_with("yes") {
+        Ok(Decision::Approve)
+    } else {
+        Ok(Decision::Reject(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use a2a_lf::{Part, Role};
+
+    #[test]
+    fn requests_are_read_and_refused_with_their_codes() {
+        let call = read_call(br#"{"jsonrpc":"2.0","id":"1","method":"GetTask","params":{"id":"t"}}"#).unwrap();
+        assert_eq!(
+            (call.method.as_str(), &call.params["id"]),
+            ("GetTask", &Value::from("t"))
+        );
+        for (body, code) in [
+            (&b"not json"[..], a2a_lf::error_code::PARSE_ERROR),
+            (b"[{}]", a2a_lf::error_code::INVALID_REQUEST),
+            (
+                br#"{"jsonrpc":"2.0","method":"GetTask"}"#,
+                a2a_lf::error_code::INVALID_REQUEST,
+            ),
+            (
+                br#"{"jsonrpc":"1.0","id":1,"method":"GetTask"}"#,
+                a2a_lf::error_code::INVALID_REQUEST,
+            ),
+            (br#"{"jsonrpc":"2.0","id":1}"#, a2a_lf::error_code::INVALID_REQUEST),
+        ] {
+            let Err((_, error)) = read_call(body) else {
+                panic!("{body:?} was taken");
+            };
+            assert_eq!(error.code, code, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn messages_become_input_and_decisions() {
+        let message = |parts: Vec<Part>| Message::new(Role::User, parts);
+        assert_eq!(
+            input_text(&message(vec![
+                Part::text("hi"),
+                Part::data(serde_json::json!({"n": 1}))
+            ]))
+            .unwrap(),
+            "hi\n{\"n\":1}"
+        );
+        assert!(input_text(&message(vec![])).is_err());
+        assert_eq!(
+            input_text(&message(vec![Part::raw(vec![1, 2])])).unwrap_err().code,
+            a2a_lf::error_code::CONTENT_TYPE_NOT_SUPPORTED
+        );
+        assert!(input_text(&message(vec![Part::text("x"); MAX_PARTS + 1])).is_err());
+        assert_eq!(
+            decision(&message(vec![Part::text("Approve it")])).unwrap(),
+            Decision::Approve
+        );
+        assert_eq!(
+            decision(&message(vec![Part::text("not now")])).unwrap(),
+            Decision::Reject("not now".into())
+        );
+        assert_eq!(
+            decision(&message(vec![Part::data(
+                serde_json::json!({"approve": false, "reason": "no"})
+            )]))
+            .unwrap(),
+            Decision::Reject("no".into())
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! A kAI agent served over A2A, called by the official A2A Python SDK (`a2a-sdk` 1.3.0 from PyPI, in
+//! a venv `scripts/setup/a2a-python.sh` makes, or the python at `KAI_A2A_PYTHON`): the card, a
+//! message answered, a conversation continued, streaming, an approval round trip both ways, a
+//! cancel that reaches the running tool, and errors in the SDK's own types.
+#![cfg(feature = "a2a")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use kai_core::{
+    Agent, CancellationToken, ChatModel, ChatRequest, ChatResponse, ContentPart, Error, Message, Role, ToolCall,
+    ToolContext, async_trait, dynamic_tool,
+};
+use kai_klp::a2a::{A2aServer, agent_card};
+use serde_json::{Value, json};
+
+/// A model that acts on the conversation's first user message, as a script would: a tool call
+/// first, then an answer that quotes the tool's result.
+struct Scripted;
+
+fn texts(request: &ChatRequest, role: Role) -> Vec<String> {
+    request
+        .messages
+        .iter()
+        .filter(|message| message.role == role)
+        .map(Message::text)
+        .collect()
+}
+
+#[async_trait]
+impl ChatModel for Scripted {
+    fn name(&self) -> &str {
+        "scripted-a2a"
+    }
+
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        let asked = texts(&request, Role::User);
+        let last_input = asked.last().cloned().unwrap_or_default();
+        let last = request.messages.last().unwrap();
+        let tool_result = last.content.iter().find_map(|part| match part {
+            ContentPart::ToolResult(result) => Some(result.content.clone()),
+            _ => None,
+        });
+        let call = |name: &str, arguments: Value| {
+            Ok(ChatResponse::new(Message::new(
+                Role::Assistant,
+                vec![ContentPart::ToolCall(ToolCall::new("call_1", name, &arguments))],
+            )))
+        };
+        let answer = |text: String| Ok(ChatResponse::new(Message::assistant(text)));
+        match (last_input.as_str(), tool_result) {
+            ("and what did I ask?", _) => answer(format!("You first asked: {}", asked[0])),
+            (_, Some(result)) => answer(format!("Done: {result}")),
+            ("add 2 and 3", None) => call("add", json!({"a": 2, "b": 3})),
+            ("delete the file notes.txt", None) => call("delete", json!({"path": "notes.txt"})),
+            ("run the slow job", None) => call("slow", json!({})),
+            (other, None) => answer(format!("I cannot do {other:?}")),
+        }
+    }
+}
+
+/// The python with a2a-sdk.
+fn python() -> String {
+    if let Ok(python) = std::env::var("KAI_A2A_PYTHON") {
+        return python;
+    }
+    let script = format!("{}/../scripts/setup/a2a-python.sh", env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new("bash").arg(script).output().unwrap();
+    assert!(
+        output.status.success(),
+        "a2a-sdk was not installed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_client_talks_to_a_kai_agent_over_a2a() {
+    let deleted = Arc::new(AtomicUsize::new(0));
+    let slow_cancelled = Arc::new(AtomicUsize::new(0));
+    let add = dynamic_tool(
+        "add",
+        "Adds two numbers.",
+        json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}}),
+        |arguments: Value, _: ToolContext| async move {
+            Ok(json!(
+                arguments["a"].as_f64().unwrap() + arguments["b"].as_f64().unwrap()
+            ))
+        },
+    )
+    .unwrap();
+    let delete = {
+        let deleted = Arc::clone(&deleted);
+        dynamic_tool(
+            "delete",
+            "Deletes a file.",
+            json!({"type": "object", "properties": {"path": {"type": "string"}}}),
+            move |arguments: Value, _: ToolContext| {
+                let deleted = Arc::clone(&deleted);
+                async move {
+                    deleted.fetch_add(1, Ordering::SeqCst);
+                    Ok(json!(format!("deleted {}", arguments["path"].as_str().unwrap())))
+                }
+            },
+        )
+        .unwrap()
+    };
+    let slow = {
+        let slow_cancelled = Arc::clone(&slow_cancelled);
+        dynamic_tool(
+            "slow",
+            "Takes a minute.",
+            json!({"type": "object"}),
+            move |_: Value, context: ToolContext| {
+                let slow_cancelled = Arc::clone(&slow_cancelled);
+                async move {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(60)) => Ok(json!("finished")),
+                        () = context.cancel.cancelled() => {
+                            slow_cancelled.fetch_add(1, Ordering::SeqCst);
+                            Err(kai_core::ToolError::Cancelled)
+                        }
+                    }
+                }
+            },
+        )
+        .unwrap()
+    };
+    let agent = Agent::builder(Scripted)
+        .name("calculator")
+        .tool(add)
+        .tool(delete)
+        .tool(slow)
+        .needs_approval("delete", "deleting files is checked by a human")
+        .build()
+        .unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let card = agent_card(&agent, &format!("{url}/"), "Adds numbers and deletes files.");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(A2aServer::new(agent, card).serve(listener, shutdown.clone()));
+
+    let python = python();
+    let client = format!("{}/tests/a2a/python_client.py", env!("CARGO_MANIFEST_DIR"));
+    let output = tokio::process::Command::new(python)
+        .arg(client)
+        .arg(&url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the Python client failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_slice(output.stdout.trim_ascii()).unwrap();
+    println!("the Python SDK client saw: {seen}");
+    assert_eq!(seen["skills"], json!(["add", "delete", "slow"]));
+    assert_eq!(seen["blocking_answer"], "Done: 5.0");
+    assert_eq!(seen["follow_up_answer"], "You first asked: add 2 and 3");
+    assert_eq!(seen["streamed_answer"], "Done: 5.0");
+    assert_eq!(seen["approval_asked_for"], json!({"path": "notes.txt"}));
+    assert_eq!(seen["approved_answer"], "Done: deleted notes.txt");
+    assert!(
+        seen["rejected_answer"].as_str().unwrap().contains("not today"),
+        "{seen}"
+    );
+    assert_eq!(seen["cancelled"], "TASK_STATE_CANCELED");
+    assert_eq!(
+        (seen["cancel_again"].as_str(), seen["unknown_task"].as_str()),
+        (Some("TaskNotCancelable"), Some("TaskNotFound"))
+    );
+    // The approved call ran once, the rejected one never; the cancel reached the running tool.
+    assert_eq!(deleted.load(Ordering::SeqCst), 1);
+    assert_eq!(slow_cancelled.load(Ordering::SeqCst), 1);
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+}
+
+/// `POST /` of `body` with `headers`, over plain HTTP/1.1; the status line and the body.
+async fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (String, Value) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let host = url.strip_prefix("http://").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let mut request = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // A body too large may be refused before it is all sent.
+    let _ = stream.write_all(body).await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, rest) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let json = rest
+        .find('{')
+        .and_then(|start| rest.rfind('}').map(|end| &rest[start..=end]))
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or(Value::Null);
+    (head.lines().next().unwrap_or_default().to_owned(), json)
+}
+
+#[tokio::test]
+async fn hostile_requests_get_json_rpc_errors_and_tasks_are_bounded() {
+    let agent = Agent::builder(Scripted)
+        .name("calculator")
+        .tool(
+            dynamic_tool(
+                "slow",
+                "Takes a minute.",
+                json!({"type": "object"}),
+                |_: Value, context: ToolContext| async move {
+                    context.cancel.cancelled().await;
+                    Err(kai_core::ToolError::Cancelled)
+                },
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let card = agent_card(&agent, &format!("{url}/"), "Slow.");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(
+        A2aServer::new(agent, card)
+            .with_max_tasks(2)
+            .serve(listener, shutdown.clone()),
+    );
+    let v1 = [("A2A-Version", "1.0")];
+    let send = |text: &str, task: Option<&str>| {
+        let mut message = json!({"messageId": "m", "role": "ROLE_USER", "parts": [{"text": text}]});
+        if let Some(task) = task {
+            message["taskId"] = json!(task);
+        }
+        serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+            "params": {"message": message, "configuration": {"returnImmediately": true}}}))
+        .unwrap()
+    };
+    let code = |response: &Value| response["error"]["code"].as_i64();
+    // No version header: A2A 0.3, which is not served.
+    let (_, response) = post(&url, &[], &send("hi", None)).await;
+    assert_eq!(code(&response), Some(-32009), "{response}");
+    // Not JSON; a batch; an unknown method; an operation not served; params of the wrong shape.
+    assert_eq!(code(&post(&url, &v1, b"{nope").await.1), Some(-32700));
+    assert_eq!(code(&post(&url, &v1, b"[]").await.1), Some(-32600));
+    let call = |method: &str, params: Value| {
+        serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": "x", "method": method, "params": params})).unwrap()
+    };
+    assert_eq!(code(&post(&url, &v1, &call("Nope", json!({}))).await.1), Some(-32601));
+    assert_eq!(
+        code(&post(&url, &v1, &call("ListTasks", json!({}))).await.1),
+        Some(-32004)
+    );
+    assert_eq!(
+        code(&post(&url, &v1, &call("GetTask", json!({"id": 7}))).await.1),
+        Some(-32602)
+    );
+    // A file part is not taken; a message with no parts is not either.
+    let file = call(
+        "SendMessage",
+        json!({"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"raw": "AAEC"}]}}),
+    );
+    assert_eq!(code(&post(&url, &v1, &file).await.1), Some(-32005));
+    let empty = call(
+        "SendMessage",
+        json!({"message": {"messageId": "m", "role": "ROLE_USER", "parts": []}}),
+    );
+    assert_eq!(code(&post(&url, &v1, &empty).await.1), Some(-32602));
+    // A body over 1 MiB is refused as it arrives.
+    let huge = call(
+        "SendMessage",
+        json!({"message": {"messageId": "m", "role": "ROLE_USER",
+        "parts": [{"text": "x".repeat(2 << 20)}]}}),
+    );
+    assert_eq!(code(&post(&url, &v1, &huge).await.1), Some(-32600));
+    // Two slow tasks fill the server (max_tasks 2): a third is refused until one ends.
+    let (_, first) = post(&url, &v1, &send("run the slow job", None)).await;
+    let first = first["result"]["task"]["id"].as_str().unwrap().to_owned();
+    let (_, second) = post(&url, &v1, &send("run the slow job", None)).await;
+    assert!(second["result"]["task"]["id"].is_string(), "{second}");
+    let (_, third) = post(&url, &v1, &send("run the slow job", None)).await;
+    assert_eq!(code(&third), Some(-32603), "{third}");
+    // A message naming a task that is not waiting for input does not start or change anything.
+    let (_, wrong) = post(&url, &v1, &send("approve", Some(&first))).await;
+    assert_eq!(code(&wrong), Some(-32602), "{wrong}");
+    let (_, cancelled) = post(&url, &v1, &call("CancelTask", json!({"id": first}))).await;
+    assert_eq!(
+        cancelled["result"]["status"]["state"], "TASK_STATE_CANCELED",
+        "{cancelled}"
+    );
+    let (_, fourth) = post(&url, &v1, &send("run the slow job", None)).await;
+    assert!(fourth["result"]["task"]["id"].is_string(), "{fourth}");
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+}
