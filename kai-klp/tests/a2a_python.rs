@@ -226,6 +226,16 @@ async fn hostile_requests_get_json_rpc_errors_and_tasks_are_bounded() {
             )
             .unwrap(),
         )
+        .tool(
+            dynamic_tool(
+                "delete",
+                "Deletes a file.",
+                json!({"type": "object"}),
+                |_: Value, _: ToolContext| async move { Ok(json!("deleted")) },
+            )
+            .unwrap(),
+        )
+        .needs_approval("delete", "a human checks deletes")
         .build()
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -248,6 +258,14 @@ async fn hostile_requests_get_json_rpc_errors_and_tasks_are_bounded() {
         .unwrap()
     };
     let code = |response: &Value| response["error"]["code"].as_i64();
+    // A browser page (DNS rebinding) or a request for another host is refused before anything else.
+    let (status, _) = post(
+        &url,
+        &[("A2A-Version", "1.0"), ("Origin", "http://evil.example")],
+        &send("hi", None),
+    )
+    .await;
+    assert!(status.contains("403"), "{status}");
     // No version header: A2A 0.3, which is not served.
     let (_, response) = post(&url, &[], &send("hi", None)).await;
     assert_eq!(code(&response), Some(-32009), "{response}");
@@ -284,6 +302,30 @@ async fn hostile_requests_get_json_rpc_errors_and_tasks_are_bounded() {
         "parts": [{"text": "x".repeat(2 << 20)}]}}),
     );
     assert_eq!(code(&post(&url, &v1, &huge).await.1), Some(-32600));
+    // A conversation id the server did not give out starts a new conversation under a new id.
+    let mut named = serde_json::from_slice::<Value>(&send("hello", None)).unwrap();
+    named["params"]["message"]["contextId"] = json!("someone-elses-context");
+    named["params"]["configuration"]["returnImmediately"] = json!(false);
+    let (_, reply) = post(&url, &v1, &serde_json::to_vec(&named).unwrap()).await;
+    let context = reply["result"]["task"]["contextId"].as_str().unwrap().to_owned();
+    assert_ne!(context, "someone-elses-context");
+    assert_eq!(context.len(), 36, "{context}");
+    // A task waiting for approval is cancelled at once; it cannot be approved after.
+    let mut waiting = serde_json::from_slice::<Value>(&send("delete the file notes.txt", None)).unwrap();
+    waiting["params"]["configuration"]["returnImmediately"] = json!(false);
+    let (_, reply) = post(&url, &v1, &serde_json::to_vec(&waiting).unwrap()).await;
+    assert_eq!(
+        reply["result"]["task"]["status"]["state"], "TASK_STATE_INPUT_REQUIRED",
+        "{reply}"
+    );
+    let waiting = reply["result"]["task"]["id"].as_str().unwrap().to_owned();
+    let (_, cancelled) = post(&url, &v1, &call("CancelTask", json!({"id": waiting}))).await;
+    assert_eq!(
+        cancelled["result"]["status"]["state"], "TASK_STATE_CANCELED",
+        "{cancelled}"
+    );
+    let (_, late) = post(&url, &v1, &send("approve", Some(&waiting))).await;
+    assert_eq!(code(&late), Some(-32602), "{late}");
     // Two slow tasks fill the server (max_tasks 2): a third is refused until one ends.
     let (_, first) = post(&url, &v1, &send("run the slow job", None)).await;
     let first = first["result"]["task"]["id"].as_str().unwrap().to_owned();

@@ -42,6 +42,7 @@ pub struct A2aServer {
     tasks: Arc<Tasks>,
     max_body_bytes: usize,
     max_connections: usize,
+    allowed_hosts: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for A2aServer {
@@ -139,6 +140,38 @@ impl A2aServer {
             tasks: Arc::new(Tasks::new(agent, 1_000, 1_000)),
             max_body_bytes: 1 << 20,
             max_connections: 256,
+            allowed_hosts: None,
+        }
+    }
+
+    /// This server taking requests addressed (`Host`) to `hosts` (names, or `name:port`) rather than
+    /// to loopback names only: for a server others reach through a real name.
+    pub fn with_allowed_hosts(mut self, hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let hosts: Vec<String> = hosts.into_iter().map(Into::into).collect();
+        self.allowed_hosts = (!hosts.is_empty()).then_some(hosts);
+        self
+    }
+
+    /// Whether a request is addressed to this server (`Host`), and not sent by a browser page
+    /// (`Origin`): a web page on a name that resolves to loopback (DNS rebinding) must not reach it.
+    fn addressed_here(&self, request: &Request<Incoming>) -> bool {
+        if request.headers().contains_key(hyper::header::ORIGIN) {
+            return false;
+        }
+        let Some(host) = request
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|value| value.to_str().ok())
+        else {
+            return false;
+        };
+        let name = host
+            .strip_prefix('[')
+            .and_then(|rest| rest.split_once(']').map(|(name, _)| name))
+            .unwrap_or_else(|| host.split(':').next().unwrap_or_default());
+        match &self.allowed_hosts {
+            Some(hosts) => hosts.iter().any(|allowed| allowed == host || allowed == name),
+            None => matches!(name, "localhost" | "127.0.0.1" | "::1"),
         }
     }
 
@@ -149,9 +182,11 @@ impl A2aServer {
         self
     }
 
-    /// Serves on `listener` until `shutdown` is cancelled (runs under way go on; their tasks stay).
+    /// Serves on `listener` until `shutdown` is cancelled; then the runs under way are cancelled too.
     pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
         let server = Arc::new(self);
+        let tasks = Arc::clone(&server.tasks);
+        let _stop_runs = scopeguard(move || tasks.cancel_all());
         let connections = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
         loop {
             let permit = tokio::select! {
@@ -198,6 +233,9 @@ impl A2aServer {
     }
 
     async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        if !self.addressed_here(&request) {
+            return json(StatusCode::FORBIDDEN, b"{}".to_vec());
+        }
         if request.method() == Method::GET && request.uri().path() == CARD_PATH {
             return json(StatusCode::OK, serde_json::to_vec(&*self.card).unwrap_or_default());
         }
@@ -300,6 +338,19 @@ impl A2aServer {
         );
         response
     }
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }
 
 /// The updates as a stream.

@@ -28,12 +28,24 @@ struct Entry {
     changed: watch::Sender<TaskState>,
 }
 
+/// The longest id (task, context, message) taken from a peer, in bytes.
+const MAX_ID_BYTES: usize = 128;
+
+/// The largest transcript a conversation keeps, in bytes of JSON; past it the next task starts the
+/// conversation afresh.
+const MAX_TRANSCRIPT_BYTES: usize = 1 << 20;
+
+/// How long `CancelTask` waits for a cancelled run to stop.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The tasks and conversations of one server, bounded.
 pub(crate) struct Tasks {
     agent: Agent,
     inner: Mutex<Inner>,
     max_tasks: usize,
     max_contexts: usize,
+    /// The parent of every run's token: cancelled when the server stops.
+    runs: CancellationToken,
 }
 
 #[derive(Default)]
@@ -80,7 +92,13 @@ impl Tasks {
             inner: Mutex::new(Inner::default()),
             max_tasks,
             max_contexts,
+            runs: CancellationToken::new(),
         }
+    }
+
+    /// Cancels every run under way (the server stops).
+    pub(crate) fn cancel_all(&self) {
+        self.runs.cancel();
     }
 
     /// The agent the tasks run.
@@ -103,7 +121,25 @@ impl Tasks {
 
     /// Starts a task for `message`, or continues the task it names (one waiting for input: the
     /// message decides its approvals).
-    pub(crate) fn send(self: &Arc<Self>, message: Message) -> Result<Started, A2AError> {
+    pub(crate) fn send(self: &Arc<Self>, mut message: Message) -> Result<Started, A2AError> {
+        let ids = [
+            Some(&message.message_id),
+            message.task_id.as_ref(),
+            message.context_id.as_ref(),
+        ];
+        if ids.into_iter().flatten().any(|id| id.len() > MAX_ID_BYTES) {
+            return Err(A2AError::invalid_params(format!(
+                "ids are at most {MAX_ID_BYTES} bytes"
+            )));
+        }
+        // What the task keeps of a peer's message: its ids, role and parts, without metadata.
+        message.metadata = None;
+        message.extensions = None;
+        message.reference_task_ids = None;
+        message.role = a2a_lf::Role::User;
+        for part in &mut message.parts {
+            part.metadata = None;
+        }
         let (state, task, token) = {
             let mut inner = self.lock();
             match message.task_id.clone() {
@@ -120,7 +156,13 @@ impl Tasks {
 
     fn new_task(&self, inner: &mut Inner, message: Message) -> Result<(RunState, Task, CancellationToken), A2AError> {
         let input = wire::input_text(&message)?;
-        let context_id = message.context_id.clone().unwrap_or_else(a2a_lf::new_context_id);
+        // A conversation goes on only under an id this server gave out (122 random bits); any other
+        // id starts a new conversation under a new id, so no peer can name its way into another's.
+        let context_id = message
+            .context_id
+            .clone()
+            .filter(|id| inner.contexts.contains_key(id))
+            .map_or_else(new_context_id, Ok)?;
         let history = inner.contexts.get(&context_id).cloned().unwrap_or_default();
         let id = a2a_lf::new_task_id();
         let mut user = message;
@@ -142,7 +184,7 @@ impl Tasks {
                 inner.tasks.len()
             )));
         }
-        let token = CancellationToken::new();
+        let token = self.runs.child_token();
         let (changed, _) = watch::channel(TaskState::Submitted);
         inner.tasks.insert(
             id.clone(),
@@ -183,7 +225,7 @@ impl Tasks {
         entry.task.history.get_or_insert_with(Vec::new).push(user);
         entry.task.status = status(TaskState::Submitted, None);
         entry.changed.send_replace(TaskState::Submitted);
-        let token = CancellationToken::new();
+        let token = self.runs.child_token();
         entry.cancel = Some(token.clone());
         Ok((state, entry.task.clone(), token))
     }
@@ -223,12 +265,17 @@ impl Tasks {
         token: CancellationToken,
         updates: mpsc::Sender<StreamResponse>,
     ) {
-        // A client that stopped listening does not stop the run: the task can still be read.
+        // A client that stopped listening, or reads too slowly to keep up, does not hold the run up:
+        // its stream is ended (the task can still be read).
+        let updates = Mutex::new(Some(updates));
         let send = |update: StreamResponse| {
-            let updates = updates.clone();
-            async move {
-                let _ = updates.send(update).await;
+            let mut updates = updates.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(sender) = updates.as_ref()
+                && sender.try_send(update).is_err()
+            {
+                *updates = None;
             }
+            std::future::ready(())
         };
         let status_update = |task: &Task| {
             StreamResponse::StatusUpdate(TaskStatusUpdateEvent {
@@ -318,6 +365,9 @@ impl Tasks {
                 self.remember(&context_id, transcript);
                 self.update(&id, |entry| {
                     entry.cancel = None;
+                    if entry.task.status.state == TaskState::Canceled {
+                        return;
+                    }
                     entry.task.artifacts = Some(vec![Artifact {
                         artifact_id: ANSWER.into(),
                         name: Some(ANSWER.into()),
@@ -335,6 +385,9 @@ impl Tasks {
                 let kai_core::RunError { error, state } = run_error;
                 self.update(&id, |entry| {
                     entry.cancel = None;
+                    if entry.task.status.state == TaskState::Canceled {
+                        return;
+                    }
                     match &error {
                         kai_core::Error::ApprovalRequired { .. } => {
                             let waiting: Vec<serde_json::Value> = state
@@ -362,7 +415,10 @@ impl Tasks {
                         }
                         kai_core::Error::Cancelled => entry.task.status = status(TaskState::Canceled, None),
                         other => {
-                            let text = format!("The run failed ({}): {other}", other.kind());
+                            // The kind only: the error's text may hold a provider's answer or an
+                            // internal address.
+                            tracing::debug!(task = %entry.task.id, error = %other, "an A2A task's run failed");
+                            let text = format!("The run failed ({}).", other.kind());
                             entry.task.status =
                                 status(TaskState::Failed, Some(agent_message(&entry.task, vec![Part::text(text)])));
                         }
@@ -383,6 +439,12 @@ impl Tasks {
     /// Keeps a conversation's transcript for its next task, forgetting the oldest conversation
     /// beyond the limit.
     fn remember(&self, context_id: &str, transcript: Vec<kai_core::Message>) {
+        let size = serde_json::to_vec(&transcript).map_or(usize::MAX, |json| json.len());
+        let transcript = if size > MAX_TRANSCRIPT_BYTES {
+            Vec::new()
+        } else {
+            transcript
+        };
         let mut inner = self.lock();
         if inner.contexts.insert(context_id.to_owned(), transcript).is_none() {
             inner.context_order.push_back(context_id.to_owned());
@@ -416,7 +478,39 @@ impl Tasks {
             entry.changed.subscribe()
         };
         // The run stops at its next await; the driver then records how it ended.
-        let _ = changed.wait_for(interrupted).await;
-        self.get(id)
+        let _ = tokio::time::timeout(CANCEL_WAIT, changed.wait_for(interrupted)).await;
+        let mut inner = self.lock();
+        let entry = inner.tasks.get_mut(id).ok_or_else(|| A2AError::task_not_found(id))?;
+        match entry.task.status.state {
+            TaskState::Canceled => Ok(entry.task.clone()),
+            // It ended some other way before the cancel reached it.
+            ref state if state.is_terminal() => Err(A2AError::task_not_cancelable(id)),
+            // It stopped to wait for input as the cancel came, or has not stopped yet: cancelled
+            // now, whatever its run does next.
+            _ => {
+                entry.suspended = None;
+                entry.task.status = status(TaskState::Canceled, None);
+                entry.changed.send_replace(TaskState::Canceled);
+                Ok(entry.task.clone())
+            }
+        }
     }
+}
+
+/// A new conversation id: a version-4 UUID (122 random bits).
+fn new_context_id() -> Result<String, A2AError> {
+    let mut bytes = [0u8; 16];
+    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut bytes)
+        .map_err(|_| A2AError::internal("no randomness for an id"))?;
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    ))
 }

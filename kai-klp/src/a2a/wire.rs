@@ -104,8 +104,9 @@ pub(crate) enum Decision {
 }
 
 /// The decision a message on a task waiting for approval carries: a data part
-/// `{"approve": bool, "reason": "..."}`, or a text starting with "approve" or "yes" (approve) or
-/// anything else (reject, with the text as the reason).
+/// `{"approve": bool, "reason": "..."}`, or a text that is just "approve", "approved" or "yes" (in
+/// any case, with a full stop or exclamation mark or not) to approve, or anything else to reject,
+/// with the text as the reason.
 pub(crate) fn decision(message: &Message) -> Result<Decision, A2AError> {
     for part in &message.parts {
         if let PartContent::Data(value) = &part.content
@@ -123,8 +124,8 @@ pub(crate) fn decision(message: &Message) -> Result<Decision, A2AError> {
         }
     }
     let text = input_text(message)?;
-    let lower = text.trim().to_lowercase();
-    if lower.starts_with("approve") || lower.starts_with("yes") {
+    let word = text.trim().trim_end_matches(['.', '!']).to_lowercase();
+    if matches!(word.as_str(), "approve" | "approved" | "yes") {
         Ok(Decision::Approve)
     } else {
         Ok(Decision::Reject(text))
@@ -181,9 +182,21 @@ mod tests {
         );
         assert!(input_text(&message(vec![Part::text("x"); MAX_PARTS + 1])).is_err());
         assert_eq!(
-            decision(&message(vec![Part::text("Approve it")])).unwrap(),
+            decision(&message(vec![Part::text(" Approve. ")])).unwrap(),
             Decision::Approve
         );
+        for sneaky in [
+            "yesterday's file, not this one",
+            "yes-but no",
+            "approved? no",
+            "Approve it",
+        ] {
+            assert_eq!(
+                decision(&message(vec![Part::text(sneaky)])).unwrap(),
+                Decision::Reject(sneaky.into()),
+                "{sneaky}"
+            );
+        }
         assert_eq!(
             decision(&message(vec![Part::text("not now")])).unwrap(),
             Decision::Reject("not now".into())
