@@ -70,6 +70,9 @@ cargo run --locked -q -p kai-examples --example many_runs
 step "examples: an agent calls another over KLP, on TCP and on WebSocket"
 cargo run --locked -q -p kai-examples --example klp_call
 
+step "examples: two processes talking A2A (an agent served, another calling it as a tool)"
+cargo run --locked -q -p kai-examples --example a2a
+
 step "examples: RAG end to end (store, ingestion, retrieval, the retrieval tool in an agent)"
 cargo run --locked -q -p kai-examples --example rag
 

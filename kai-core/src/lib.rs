@@ -87,8 +87,8 @@ mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
-#[cfg(all(any(feature = "mcp", feature = "otlp"), not(target_arch = "wasm32")))]
-mod tls;
+#[cfg(all(feature = "tls", not(target_arch = "wasm32")))]
+pub mod tls;
 mod tool;
 mod tool_text;
 

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use crate::error::Error;
 
-/// A client configuration for `what` (named in the error if it cannot be made).
-pub(crate) fn client_config(what: &str) -> Result<rustls::ClientConfig, Error> {
+/// A client configuration for `what` (named in the error if it cannot be made), for
+/// `reqwest::ClientBuilder::tls_backend_preconfigured`.
+pub fn client_config(what: &str) -> Result<rustls::ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     Ok(rustls::ClientConfig::builder_with_provider(provider)

@@ -184,6 +184,21 @@ pub enum Error {
     #[cfg(feature = "vault")]
     #[error(transparent)]
     Vault(#[from] kai_memory::Error),
+    /// An A2A peer answered a request with a JSON-RPC error (its code, such as -32001 for an unknown
+    /// task, and message).
+    #[error("the A2A agent refused the request ({code}): {message}")]
+    A2aRefused {
+        /// The JSON-RPC error code.
+        code: i64,
+        /// The peer's message (at most 1,024 characters).
+        message: String,
+    },
+    /// An A2A peer could not be reached, or answered with something that is not A2A.
+    #[error("A2A: {message}")]
+    A2aTransport {
+        /// What went wrong.
+        message: String,
+    },
     /// A remote agent did not answer a call in time.
     #[error("the remote agent did not answer within {millis} ms")]
     CallTimedOut {
@@ -266,6 +281,8 @@ impl Error {
             Error::Io(_) => "io",
             #[cfg(feature = "vault")]
             Error::Vault(_) => "vault",
+            Error::A2aRefused { .. } => "a2a_refused",
+            Error::A2aTransport { .. } => "a2a_transport",
             Error::CallTimedOut { .. } => "call_timed_out",
             Error::Refused { kind, .. } => kind,
         }

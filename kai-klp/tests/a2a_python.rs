@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use kai_core::Tool as _;
 use kai_core::{
     Agent, CancellationToken, ChatModel, ChatRequest, ChatResponse, ContentPart, Error, Message, Role, ToolCall,
     ToolContext, async_trait, dynamic_tool,
 };
-use kai_klp::a2a::{A2aServer, agent_card};
+use kai_klp::a2a::protocol::{Message as A2aMessage, Part, Role as A2aRole, StreamResponse, TaskState};
+use kai_klp::a2a::{A2aClient, A2aServer, agent_card};
 use serde_json::{Value, json};
 
 /// A model that acts on the conversation's first user message, as a script would: a tool call
@@ -44,10 +46,16 @@ impl ChatModel for Scripted {
             ContentPart::ToolResult(result) => Some(result.content.clone()),
             _ => None,
         });
+        // A call comes with a preamble, which a streamed answer must not keep.
         let call = |name: &str, arguments: Value| {
             Ok(ChatResponse::new(Message::new(
                 Role::Assistant,
-                vec![ContentPart::ToolCall(ToolCall::new("call_1", name, &arguments))],
+                vec![
+                    ContentPart::Text {
+                        text: format!("Let me use {name}."),
+                    },
+                    ContentPart::ToolCall(ToolCall::new("call_1", name, &arguments)),
+                ],
             )))
         };
         let answer = |text: String| Ok(ChatResponse::new(Message::assistant(text)));
@@ -57,8 +65,40 @@ impl ChatModel for Scripted {
             ("add 2 and 3", None) => call("add", json!({"a": 2, "b": 3})),
             ("delete the file notes.txt", None) => call("delete", json!({"path": "notes.txt"})),
             ("run the slow job", None) => call("slow", json!({})),
+            ("ask the remote agent", None) => call("remote", json!({"message": "hi there"})),
+            ("ask the remote agent something vague", None) => call("remote", json!({"message": "ask me"})),
             (other, None) => answer(format!("I cannot do {other:?}")),
         }
+    }
+
+    /// The answer in pieces of three characters, as a streaming model sends it.
+    fn stream(self: Arc<Self>, request: ChatRequest) -> kai_core::ChatStream<'static> {
+        let pieces = async move {
+            let response = self.complete(request).await?;
+            let deltas = kai_core::ChatDelta::replay(&response)
+                .into_iter()
+                .flat_map(|delta| match delta {
+                    kai_core::ChatDelta::Text { text } => text
+                        .chars()
+                        .collect::<Vec<_>>()
+                        .chunks(3)
+                        .map(|piece| kai_core::ChatDelta::Text {
+                            text: piece.iter().collect(),
+                        })
+                        .collect(),
+                    other => vec![other],
+                })
+                .map(Ok)
+                .collect::<Vec<_>>();
+            Ok::<_, Error>(deltas)
+        };
+        kai_core::boxed_stream(futures::StreamExt::flat_map(
+            futures::stream::once(pieces),
+            |result| match result {
+                Ok(deltas) => futures::stream::iter(deltas),
+                Err(error) => futures::stream::iter(vec![Err(error)]),
+            },
+        ))
     }
 }
 
@@ -163,7 +203,9 @@ async fn the_python_sdk_client_talks_to_a_kai_agent_over_a2a() {
     assert_eq!(seen["skills"], json!(["add", "delete", "slow"]));
     assert_eq!(seen["blocking_answer"], "Done: 5.0");
     assert_eq!(seen["follow_up_answer"], "You first asked: add 2 and 3");
+    // Streamed in pieces, the preamble to the tool call replaced: the whole answer, and only it.
     assert_eq!(seen["streamed_answer"], "Done: 5.0");
+    assert!(seen["chunks"].as_u64().unwrap() >= 4, "{seen}");
     assert_eq!(seen["approval_asked_for"], json!({"path": "notes.txt"}));
     assert_eq!(seen["approved_answer"], "Done: deleted notes.txt");
     assert!(
@@ -302,6 +344,15 @@ async fn hostile_requests_get_json_rpc_errors_and_tasks_are_bounded() {
         "parts": [{"text": "x".repeat(2 << 20)}]}}),
     );
     assert_eq!(code(&post(&url, &v1, &huge).await.1), Some(-32600));
+    // Push notifications are not served; a later 1.x version is.
+    let mut pushed = serde_json::from_slice::<Value>(&send("hello", None)).unwrap();
+    pushed["params"]["configuration"]["taskPushNotificationConfig"] = json!({"url": "http://127.0.0.1:9/hook"});
+    assert_eq!(
+        code(&post(&url, &v1, &serde_json::to_vec(&pushed).unwrap()).await.1),
+        Some(-32003)
+    );
+    let (_, newer) = post(&url, &[("A2A-Version", "1.1")], &send("hello", None)).await;
+    assert!(newer["result"]["task"]["id"].is_string(), "{newer}");
     // A conversation id the server did not give out starts a new conversation under a new id.
     let mut named = serde_json::from_slice::<Value>(&send("hello", None)).unwrap();
     named["params"]["message"]["contextId"] = json!("someone-elses-context");
@@ -345,4 +396,95 @@ async fn hostile_requests_get_json_rpc_errors_and_tasks_are_bounded() {
     assert!(fourth["result"]["task"]["id"].is_string(), "{fourth}");
     shutdown.cancel();
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kai_calls_an_agent_served_by_the_python_sdk_directly_and_as_a_tool() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let directory = tempfile::tempdir().unwrap();
+    let log = directory.path().join("server.log");
+    let script = format!("{}/tests/a2a/python_server.py", env!("CARGO_MANIFEST_DIR"));
+    let mut server = tokio::process::Command::new(python())
+        .arg(script)
+        .arg(port.to_string())
+        .arg(&log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut client = None;
+    for _ in 0..200 {
+        if let Ok(connected) = A2aClient::connect(&url).await {
+            client = Some(connected);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = client.expect("the Python SDK's server did not come up");
+    assert_eq!(client.card().name, "python-echo");
+
+    // SendMessage, answered with the finished task.
+    let answer = client
+        .send(A2aMessage::new(A2aRole::User, vec![Part::text("hello")]))
+        .await
+        .unwrap();
+    let StreamResponse::Task(task) = answer else {
+        panic!("not a task: {answer:?}");
+    };
+    assert_eq!(task.status.state, TaskState::Completed);
+    let text = task.artifacts.unwrap()[0].parts[0].as_text().unwrap().to_owned();
+    assert_eq!(text, "echo: hello");
+
+    // The remote agent as a tool of a kAI agent, on the scripted model.
+    let agent = Agent::builder(Scripted).tool(client.tool("remote")).build().unwrap();
+    let output = agent.run("ask the remote agent").await.unwrap();
+    assert_eq!(output.answer, "Done: echo: hi there");
+    // A remote task that wants more input is a tool error the model sees.
+    let output = agent.run("ask the remote agent something vague").await.unwrap();
+    assert!(
+        output.answer.contains("needs more input: Which file?"),
+        "{}",
+        output.answer
+    );
+
+    // A cancelled tool call cancels the remote task.
+    let tool = client.tool("remote");
+    let cancel = CancellationToken::new();
+    let call = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            tool.call(
+                json!({"message": "slow work"}),
+                ToolContext::new("c1").with_cancel(cancel),
+            )
+            .await
+        }
+    });
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+    for _ in 0..100 {
+        if lines().contains("execute slow work") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cancel.cancel();
+    assert!(matches!(call.await.unwrap(), Err(kai_core::ToolError::Cancelled)));
+    let cancelled_id = lines()
+        .lines()
+        .find_map(|line| line.strip_prefix("cancel ").map(str::to_owned))
+        .expect("the remote task was not cancelled");
+    let task = client.get_task(&cancelled_id).await.unwrap();
+    assert_eq!(task.status.state, TaskState::Canceled);
+
+    // The peer's errors come back with their codes.
+    match client.get_task("no-such-task").await {
+        Err(kai_klp::Error::A2aRefused { code, .. }) => assert_eq!(code, -32001),
+        other => panic!("{other:?}"),
+    }
+    server.kill().await.unwrap();
 }

@@ -12,6 +12,11 @@
 //! - `CancelTask` cancels the run (its tools see it) and ends the task `TASK_STATE_CANCELED`;
 //! - tasks of one `contextId` continue one conversation.
 //!
+//! [`A2aClient`] calls a remote A2A agent (its card, `SendMessage`, `SendStreamingMessage`,
+//! `GetTask`, `CancelTask`), and [`A2aClient::tool`] makes it a kAI tool: the model's `message` goes
+//! to the remote agent, the remote task's answer comes back, and a cancelled call cancels the
+//! remote task.
+//!
 //! Requests must say `A2A-Version: 1.0`. Bodies are capped (1 MiB), as are connections (256), the
 //! tasks kept (1,000; finished ones are forgotten oldest first, and while every task kept runs or
 //! waits for input a new one is refused) and the conversations kept (1,000).
@@ -19,10 +24,12 @@
 //! The server does not authenticate its callers yet: anyone who reaches it can run the agent. Bind
 //! it to loopback, or put it behind a proxy that does, until authorisation lands.
 
+mod client;
 mod server;
 mod tasks;
 mod wire;
 
 /// The protocol's types (the official Rust SDK crate `a2a-lf`): `AgentCard`, `Task`, `Message`, ...
 pub use a2a_lf as protocol;
+pub use client::{A2aClient, A2aTool};
 pub use server::{A2aServer, agent_card};

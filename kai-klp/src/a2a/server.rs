@@ -15,11 +15,8 @@ use kai_core::{Agent, CancellationToken};
 use serde::Deserialize;
 
 use super::tasks::Tasks;
-use super::wire;
+use super::wire::{self, CARD_PATH};
 use crate::error::Error;
-
-/// Where the Agent Card is served.
-const CARD_PATH: &str = "/.well-known/agent-card.json";
 
 /// How long a connection has to send each request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -109,6 +106,22 @@ struct SendConfiguration {
     /// Answer with the task at once, while it runs.
     #[serde(default)]
     return_immediately: bool,
+    /// Push notifications, which are not served.
+    #[serde(default, alias = "pushNotificationConfig")]
+    task_push_notification_config: Option<serde_json::Value>,
+}
+
+/// Starts the task a send asks for; whether to answer at once.
+fn start(tasks: &Arc<Tasks>, params: serde_json::Value) -> Result<(super::tasks::Started, bool), A2AError> {
+    let params = wire::params::<SendParams>(params)?;
+    let configuration = params.configuration.unwrap_or(SendConfiguration {
+        return_immediately: false,
+        task_push_notification_config: None,
+    });
+    if configuration.task_push_notification_config.is_some() {
+        return Err(A2AError::push_notification_not_supported());
+    }
+    Ok((tasks.send(params.message)?, configuration.return_immediately))
 }
 
 /// `GetTask` and `CancelTask` params.
@@ -262,7 +275,8 @@ impl A2aServer {
             Ok(call) => call,
             Err((id, error)) => return rpc_error(id, &error),
         };
-        if version != a2a_lf::VERSION {
+        // Any 1.x: minor versions add, they do not change what is served.
+        if version.split('.').next() != Some("1") {
             return rpc_error(call.id, &A2AError::version_not_supported(&version));
         }
         match call.method.as_str() {
@@ -293,10 +307,7 @@ impl A2aServer {
     /// `SendMessage`: runs the task until it stops (done, failed, cancelled, or waiting for input)
     /// and answers with the task; with `returnImmediately`, answers with it at once.
     async fn send(&self, id: JsonRpcId, params: serde_json::Value) -> Response<Body> {
-        let (started, at_once) = match wire::params::<SendParams>(params).and_then(|params| {
-            let at_once = params.configuration.is_some_and(|c| c.return_immediately);
-            Ok((self.tasks.send(params.message)?, at_once))
-        }) {
+        let (started, at_once) = match start(&self.tasks, params) {
             Ok(started) => started,
             Err(error) => return rpc_error(id, &error),
         };
@@ -306,20 +317,19 @@ impl A2aServer {
                 wire::success(id, &serde_json::json!({ "task": started.task })),
             );
         }
-        let task_id = started.task.id.clone();
-        let mut updates = started.updates;
-        while updates.recv().await.is_some() {}
-        match self.tasks.get(&task_id) {
+        // The updates are not needed: the run's last word is its task.
+        drop(started.updates);
+        match started.finished.await {
             Ok(task) => json(StatusCode::OK, wire::success(id, &serde_json::json!({ "task": task }))),
-            Err(error) => rpc_error(id, &error),
+            Err(_) => rpc_error(id, &A2AError::internal("the task's run ended without a word")),
         }
     }
 
     /// `SendStreamingMessage`: the task's updates as Server-Sent Events, each a JSON-RPC response,
     /// until the task stops.
     fn stream(&self, id: JsonRpcId, params: serde_json::Value) -> Response<Body> {
-        let started = match wire::params::<SendParams>(params).and_then(|params| self.tasks.send(params.message)) {
-            Ok(started) => started,
+        let started = match start(&self.tasks, params) {
+            Ok((started, _)) => started,
             Err(error) => return rpc_error(id, &error),
         };
         let frames = tokio_stream_of(started.updates).map(move |update| {

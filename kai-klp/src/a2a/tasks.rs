@@ -10,7 +10,7 @@ use a2a_lf::{
 };
 use futures::StreamExt as _;
 use kai_core::{Agent, AgentEvent, CancellationToken, RunOptions, RunState};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::wire::{self, Decision};
 
@@ -64,6 +64,8 @@ pub(crate) struct Started {
     pub(crate) task: Task,
     /// Its updates, until its run stops (done, failed, cancelled, or waiting for input).
     pub(crate) updates: mpsc::Receiver<StreamResponse>,
+    /// The task as its run left it.
+    pub(crate) finished: oneshot::Receiver<Task>,
 }
 
 fn status(state: TaskState, message: Option<Message>) -> TaskStatus {
@@ -148,10 +150,32 @@ impl Tasks {
             }
         };
         let (sender, updates) = mpsc::channel(64);
+        let (done, finished) = oneshot::channel();
         let tasks = Arc::clone(self);
         let id = task.id.clone();
-        tokio::spawn(async move { tasks.drive(id, state, token, sender).await });
-        Ok(Started { task, updates })
+        tokio::spawn(async move {
+            // A panic in the model or a hook (tools' are caught by the run) fails the task, rather
+            // than leave it working for ever.
+            let run = std::panic::AssertUnwindSafe(tasks.drive(id.clone(), state, token, sender));
+            let task = match futures::FutureExt::catch_unwind(run).await {
+                Ok(task) => task,
+                Err(_) => {
+                    tracing::warn!(task = %id, "an A2A task's run panicked");
+                    tasks.update(&id, |entry| {
+                        entry.cancel = None;
+                        entry.task.status = status(TaskState::Failed, None);
+                    })
+                }
+            };
+            if let Some(task) = task {
+                let _ = done.send(task);
+            }
+        });
+        Ok(Started {
+            task,
+            updates,
+            finished,
+        })
     }
 
     fn new_task(&self, inner: &mut Inner, message: Message) -> Result<(RunState, Task, CancellationToken), A2AError> {
@@ -206,6 +230,13 @@ impl Tasks {
         message: &Message,
     ) -> Result<(RunState, Task, CancellationToken), A2AError> {
         let entry = inner.tasks.get_mut(id).ok_or_else(|| A2AError::task_not_found(id))?;
+        if message
+            .context_id
+            .as_ref()
+            .is_some_and(|context| *context != entry.task.context_id)
+        {
+            return Err(A2AError::invalid_params("the message's contextId is not its task's"));
+        }
         if entry.task.status.state != TaskState::InputRequired {
             return Err(A2AError::invalid_params(
                 "the task is not waiting for input: send a message without a taskId to start another",
@@ -264,7 +295,7 @@ impl Tasks {
         state: RunState,
         token: CancellationToken,
         updates: mpsc::Sender<StreamResponse>,
-    ) {
+    ) -> Option<Task> {
         // A client that stopped listening, or reads too slowly to keep up, does not hold the run up:
         // its stream is ended (the task can still be read).
         let updates = Mutex::new(Some(updates));
@@ -285,10 +316,9 @@ impl Tasks {
                 metadata: None,
             })
         };
-        let Some(task) = self.update(&id, |entry| entry.task.status = status(TaskState::Working, None)) else {
-            return;
-        };
+        let task = self.update(&id, |entry| entry.task.status = status(TaskState::Working, None))?;
         send(StreamResponse::Task(task.clone())).await;
+        send(status_update(&task)).await;
         let context_id = task.context_id.clone();
         let mut events = self.agent.stream_with(state, RunOptions::cancel_on(token));
         // The answer streams as chunks of one artifact; one chunk is held back so that the last can
@@ -431,9 +461,10 @@ impl Tasks {
                 entry.task.status = status(TaskState::Failed, None);
             }),
         };
-        if let Some(task) = task {
-            send(status_update(&task)).await;
+        if let Some(task) = &task {
+            send(status_update(task)).await;
         }
+        task
     }
 
     /// Keeps a conversation's transcript for its next task, forgetting the oldest conversation

@@ -7,6 +7,9 @@ use serde_json::Value;
 /// The most parts a message may have.
 pub(crate) const MAX_PARTS: usize = 64;
 
+/// Where an A2A server serves its Agent Card.
+pub(crate) const CARD_PATH: &str = "/.well-known/agent-card.json";
+
 /// A JSON-RPC call as read from a request body.
 pub(crate) struct Call {
     pub(crate) id: JsonRpcId,
@@ -132,10 +135,102 @@ pub(crate) fn decision(message: &Message) -> Result<Decision, A2AError> {
     }
 }
 
+/// The `data` of each Server-Sent Event in `bytes` (lines joined with `\n`; comments, `event`,
+/// `id` and `retry` fields skipped), each at most `limit` bytes: a longer event, or a line that
+/// never ends within it, ends the stream with an error.
+pub(crate) fn sse_events<S, E>(
+    bytes: S,
+    limit: usize,
+) -> impl futures::Stream<Item = Result<Vec<u8>, crate::Error>> + Send + use<S, E>
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, E>> + Send + Unpin + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    struct State<S> {
+        bytes: S,
+        buffer: Vec<u8>,
+        data: Vec<u8>,
+        has_data: bool,
+        /// The bytes ended; what is buffered is still read.
+        ended: bool,
+        done: bool,
+    }
+    let error = |message: String| crate::Error::A2aTransport { message };
+    futures::stream::unfold(
+        State {
+            bytes,
+            buffer: Vec::new(),
+            data: Vec::new(),
+            has_data: false,
+            ended: false,
+            done: false,
+        },
+        move |mut state| async move {
+            use futures::StreamExt as _;
+            if state.done {
+                return None;
+            }
+            loop {
+                // Whole lines first.
+                if let Some(end) = state.buffer.iter().position(|&b| b == b'\n') {
+                    let mut line: Vec<u8> = state.buffer.drain(..=end).collect();
+                    line.pop();
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    if line.is_empty() {
+                        if state.has_data {
+                            state.has_data = false;
+                            return Some((Ok(std::mem::take(&mut state.data)), state));
+                        }
+                        continue;
+                    }
+                    if let Some(value) = line.strip_prefix(b"data:") {
+                        let value = value.strip_prefix(b" ").unwrap_or(value);
+                        if state.has_data {
+                            state.data.push(b'\n');
+                        }
+                        state.data.extend_from_slice(value);
+                        state.has_data = true;
+                        if state.data.len() > limit {
+                            state.done = true;
+                            return Some((Err(error(format!("an event is over {limit} bytes"))), state));
+                        }
+                    }
+                    continue;
+                }
+                if state.buffer.len() > limit {
+                    state.done = true;
+                    return Some((Err(error(format!("a line is over {limit} bytes"))), state));
+                }
+                let next = if state.ended { None } else { state.bytes.next().await };
+                match next {
+                    Some(Ok(chunk)) => state.buffer.extend_from_slice(&chunk),
+                    Some(Err(e)) => {
+                        state.done = true;
+                        return Some((Err(error(format!("reading events: {e}"))), state));
+                    }
+                    // A last line without its line break still counts.
+                    None if !state.ended && !state.buffer.is_empty() => {
+                        state.ended = true;
+                        state.buffer.push(b'\n');
+                    }
+                    None => {
+                        state.done = true;
+                        // An event not closed by a blank line still counts.
+                        return state.has_data.then(|| (Ok(std::mem::take(&mut state.data)), state));
+                    }
+                }
+            }
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use a2a_lf::{Part, Role};
+    use futures::StreamExt as _;
 
     #[test]
     fn requests_are_read_and_refused_with_their_codes() {
@@ -162,6 +257,29 @@ mod tests {
             };
             assert_eq!(error.code, code, "{body:?}");
         }
+    }
+
+    #[test]
+    fn events_are_read_from_any_split_and_bounded() {
+        let text = b": ping\n\ndata: {\"a\":1}\r\n\nevent: error\ndata: x\ndata: y\n\ndata: tail";
+        for split in 1..text.len() {
+            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = text
+                .chunks(split)
+                .map(|chunk| Ok(bytes::Bytes::copy_from_slice(chunk)))
+                .collect();
+            let events: Vec<Vec<u8>> =
+                futures::executor::block_on(sse_events(futures::stream::iter(chunks), 64).collect::<Vec<_>>())
+                    .into_iter()
+                    .map(Result::unwrap)
+                    .collect();
+            assert_eq!(events, [&b"{\"a\":1}"[..], b"x\ny", b"tail"], "split {split}");
+        }
+        let endless: Vec<Result<bytes::Bytes, std::io::Error>> = vec![Ok(bytes::Bytes::from(vec![b'a'; 100]))];
+        let events = futures::executor::block_on(sse_events(futures::stream::iter(endless), 64).collect::<Vec<_>>());
+        assert!(
+            matches!(events.as_slice(), [Err(crate::Error::A2aTransport { .. })]),
+            "{events:?}"
+        );
     }
 
     #[test]

@@ -67,11 +67,12 @@ async def main(url: str) -> None:
     assert again.status.state == TaskState.TASK_STATE_COMPLETED and answer_of(again) == seen["blocking_answer"]
 
     # SendStreamingMessage: the task, working, the answer in chunks, then completed.
-    kinds, chunks, states = [], [], []
+    kinds, chunks, states, updates = [], [], [], 0
     async for event in streaming.send_message(user("add 2 and 3")):
         kind = event.WhichOneof("payload")
         kinds.append(kind)
         if kind == "artifact_update":
+            updates += 1
             update = event.artifact_update
             if not update.append:
                 chunks.clear()
@@ -81,6 +82,7 @@ async def main(url: str) -> None:
     assert kinds[0] == "task", kinds
     assert states[0] == "TASK_STATE_WORKING" and states[-1] == "TASK_STATE_COMPLETED", states
     seen["streamed_answer"] = "".join(chunks)
+    seen["chunks"] = updates
     seen["stream_kinds"] = sorted(set(kinds))
 
     # An approval round trip: the tool call waits for input; "approve" on the task runs it.
