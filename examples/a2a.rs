@@ -65,15 +65,20 @@ async fn call(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         .tool(orders.tool("ask_orders"))
         .build()?;
     let output = tokio::time::timeout(Duration::from_secs(30), support.run("Where is my order 7?")).await??;
+    let mut answered = false;
     for message in &output.messages {
         for part in &message.content {
             if let kai_core::ContentPart::ToolResult(result) = part {
                 println!("[support] the orders agent answered: {}", result.content);
-                if !result.content.contains("arrives on Friday") {
+                if result.is_error || !result.content.contains("arrives on Friday") {
                     return Err("the orders agent's answer did not come back".into());
                 }
+                answered = true;
             }
         }
+    }
+    if !answered {
+        return Err("the support agent never called the orders agent".into());
     }
     println!("[support] {}", output.answer);
     Ok(())

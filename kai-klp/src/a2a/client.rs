@@ -17,8 +17,29 @@ const MAX_CARD_BYTES: usize = 256 * 1024;
 /// The largest answer (or one streamed event) read, in bytes.
 const MAX_ANSWER_BYTES: usize = 8 << 20;
 
-/// How long to wait for a remote agent's card or a non-streaming answer.
+/// How long to wait for a remote agent's card or a non-streaming answer, and at most between two
+/// reads of a stream.
 const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The longest a tool call lasts, however the remote agent behaves.
+const TOOL_DEADLINE: Duration = Duration::from_secs(600);
+
+/// The most answer text a tool call takes from the remote agent, in bytes.
+const MAX_RESULT_BYTES: usize = 1 << 20;
+
+/// The most events a tool call reads.
+const MAX_EVENTS: usize = 100_000;
+
+/// The longest text of the remote agent's a tool error or description carries, in characters.
+const MAX_REMOTE_TEXT: usize = 1_024;
+
+/// `text` without control characters, cut at `limit` characters.
+fn tame(text: &str, limit: usize) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .take(limit)
+        .collect()
+}
 
 /// A remote A2A v1.0 agent, reached over its JSON-RPC interface.
 #[derive(Clone)]
@@ -37,10 +58,16 @@ impl std::fmt::Debug for A2aClient {
     }
 }
 
+/// A transport error; the text (which may quote the peer) is cut to a bounded length.
 fn transport(what: &str, error: impl std::fmt::Display) -> Error {
     Error::A2aTransport {
-        message: format!("{what}: {error}"),
+        message: tame(&format!("{what}: {error}"), MAX_REMOTE_TEXT),
     }
+}
+
+/// A reqwest error without its URL (which may carry a token).
+fn http_error(what: &str, error: reqwest::Error) -> Error {
+    transport(what, error.without_url())
 }
 
 /// Reads a response's body, at most `limit` bytes.
@@ -49,7 +76,11 @@ async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Ve
         return Err(transport("the answer", format_args!("over {limit} bytes")));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| transport("reading the answer", e))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| http_error("reading the answer", e))?
+    {
         if body.len() + chunk.len() > limit {
             return Err(transport("the answer", format_args!("over {limit} bytes")));
         }
@@ -64,13 +95,10 @@ fn result_of(body: &[u8]) -> Result<Value, Error> {
     if let Some(error) = response.get("error") {
         return Err(Error::A2aRefused {
             code: error.get("code").and_then(Value::as_i64).unwrap_or_default(),
-            message: error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .chars()
-                .take(1024)
-                .collect(),
+            message: tame(
+                error.get("message").and_then(Value::as_str).unwrap_or_default(),
+                MAX_REMOTE_TEXT,
+            ),
         });
     }
     response
@@ -85,21 +113,28 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Result<T, 
 
 impl A2aClient {
     /// Reads the Agent Card at `base_url` (`/.well-known/agent-card.json` under it) and picks its
-    /// JSON-RPC interface of protocol version 1.0.
+    /// JSON-RPC interface of protocol version 1.0, which must be on the same origin (scheme, host,
+    /// port) as `base_url`: a card cannot send the calls elsewhere. Redirects are not followed.
     pub async fn connect(base_url: &str) -> Result<Self, Error> {
+        let base = reqwest::Url::parse(base_url).map_err(|e| transport("the agent's URL", e))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(transport("the agent's URL", "not http or https"));
+        }
         let tls = kai_core::tls::client_config("A2A").map_err(|e| transport("TLS", e))?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(Duration::from_secs(10))
+            .read_timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| transport("the HTTP client", e))?;
+            .map_err(|e| http_error("the HTTP client", e))?;
         let card_url = format!("{}{CARD_PATH}", base_url.trim_end_matches('/'));
         let response = http
             .get(&card_url)
             .timeout(TIMEOUT)
             .send()
             .await
-            .map_err(|e| transport("fetching the Agent Card", e))?;
+            .map_err(|e| http_error("fetching the Agent Card", e))?;
         if !response.status().is_success() {
             return Err(transport("fetching the Agent Card", response.status()));
         }
@@ -113,10 +148,15 @@ impl A2aClient {
                     .protocol_binding
                     .eq_ignore_ascii_case(a2a_lf::TRANSPORT_PROTOCOL_JSONRPC)
                     && interface.protocol_version == a2a_lf::VERSION
-                    && (interface.url.starts_with("http://") || interface.url.starts_with("https://"))
+                    && reqwest::Url::parse(&interface.url).is_ok_and(|url| url.origin() == base.origin())
             })
             .map(|interface| interface.url.clone())
-            .ok_or_else(|| transport("the Agent Card", "it has no JSON-RPC interface of A2A 1.0"))?;
+            .ok_or_else(|| {
+                transport(
+                    "the Agent Card",
+                    "it has no JSON-RPC interface of A2A 1.0 on the agent's own origin",
+                )
+            })?;
         Ok(Self {
             http,
             card: Arc::new(card),
@@ -143,7 +183,7 @@ impl A2aClient {
             .timeout(TIMEOUT)
             .send()
             .await
-            .map_err(|e| transport(method, e))?;
+            .map_err(|e| http_error(method, e))?;
         result_of(&read_capped(response, MAX_ANSWER_BYTES).await?)
     }
 
@@ -165,7 +205,7 @@ impl A2aClient {
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .send()
             .await
-            .map_err(|e| transport("SendStreamingMessage", e))?;
+            .map_err(|e| http_error("SendStreamingMessage", e))?;
         let is_events = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -203,9 +243,11 @@ impl A2aClient {
     /// The remote agent as a tool named `name` that takes a `message` and answers with the remote
     /// task's answer. A cancelled call cancels the remote task.
     pub fn tool(&self, name: impl Into<String>) -> A2aTool {
+        // The card is the remote agent's own word: cut short, and said to be its own.
         let description = format!(
-            "Asks the remote agent {:?}: {} Give it the whole request as `message`.",
-            self.card.name, self.card.description
+            "Asks the remote agent {:?}, which describes itself as: {:?}. Give it the whole request as `message`.",
+            tame(&self.card.name, 128),
+            tame(&self.card.description, MAX_REMOTE_TEXT)
         );
         A2aTool {
             client: self.clone(),
@@ -272,67 +314,167 @@ impl Tool for A2aTool {
                 message: "`message` must be a string".into(),
             })?
             .to_owned();
+        let message = Message::new(Role::User, vec![Part::text(text)]);
+        let run = async {
+            tokio::select! {
+                answered = self.ask(message) => answered,
+                () = context.cancel.cancelled() => Err(ToolError::Cancelled),
+            }
+        };
+        tokio::time::timeout(TOOL_DEADLINE, run)
+            .await
+            .unwrap_or(Err(ToolError::Timeout { after: TOOL_DEADLINE }))
+    }
+}
+
+/// Cancels a remote task when dropped armed (the call was cancelled, timed out, or dropped).
+struct CancelOnDrop {
+    client: A2aClient,
+    task: Option<String>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let (Some(task), Ok(runtime)) = (self.task.take(), tokio::runtime::Handle::try_current()) {
+            let client = self.client.clone();
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), client.cancel_task(&task)).await;
+            });
+        }
+    }
+}
+
+impl A2aTool {
+    /// Asks the remote agent: streaming when its card says it streams, else one `SendMessage`.
+    async fn ask(&self, message: Message) -> Result<Value, ToolError> {
         let failed = |error: Error| ToolError::Failed {
             message: format!("the remote agent: {error}"),
         };
-        let events = self
-            .client
-            .stream(Message::new(Role::User, vec![Part::text(text)]))
-            .await
-            .map_err(failed)?;
-        let mut events = std::pin::pin!(events);
-        let mut task: Option<Task> = None;
-        loop {
-            let event = tokio::select! {
-                event = events.next() => event,
-                () = context.cancel.cancelled() => {
-                    if let Some(task) = &task {
-                        // Best effort: the call is cancelled whatever the peer answers.
-                        let _ = self.client.cancel_task(&task.id).await;
-                    }
-                    return Err(ToolError::Cancelled);
-                }
+        if self.client.card.capabilities.streaming != Some(true) {
+            return match self.client.send(message).await.map_err(failed)? {
+                StreamResponse::Message(message) => Ok(json!(tame(&message_text(&message), MAX_RESULT_BYTES))),
+                StreamResponse::Task(task) => outcome(&task),
+                _ => Err(ToolError::Failed {
+                    message: "the remote agent answered with neither a task nor a message".into(),
+                }),
             };
-            match event {
-                None => break,
-                Some(Err(error)) => return Err(failed(error)),
-                Some(Ok(StreamResponse::Message(message))) => {
-                    return Ok(json!(message.text().unwrap_or_default()));
+        }
+        let events = self.client.stream(message).await.map_err(failed)?;
+        let mut events = std::pin::pin!(events);
+        let mut guard = CancelOnDrop {
+            client: self.client.clone(),
+            task: None,
+        };
+        let mut task: Option<Task> = None;
+        let mut answer_bytes = 0usize;
+        let mut count = 0usize;
+        while let Some(event) = events.next().await {
+            count += 1;
+            if count > MAX_EVENTS {
+                return Err(ToolError::Failed {
+                    message: format!("the remote agent sent over {MAX_EVENTS} events"),
+                });
+            }
+            match event.map_err(failed)? {
+                StreamResponse::Message(message) => {
+                    guard.task = None;
+                    return Ok(json!(tame(&message_text(&message), MAX_RESULT_BYTES)));
                 }
-                Some(Ok(StreamResponse::Task(update))) => task = Some(update),
-                Some(Ok(StreamResponse::StatusUpdate(update))) => {
-                    if let Some(task) = &mut task {
+                StreamResponse::Task(update) => {
+                    guard.task = Some(update.id.clone());
+                    answer_bytes = artifact_bytes(&update);
+                    task = Some(update);
+                }
+                StreamResponse::StatusUpdate(update) => {
+                    if let Some(task) = task.as_mut().filter(|task| task.id == update.task_id) {
                         task.status = update.status;
                     }
                 }
-                Some(Ok(StreamResponse::ArtifactUpdate(update))) => {
-                    if let Some(task) = &mut task {
-                        let artifacts = task.artifacts.get_or_insert_with(Vec::new);
-                        match artifacts
-                            .iter_mut()
-                            .find(|artifact| artifact.artifact_id == update.artifact.artifact_id)
-                        {
-                            Some(artifact) if update.append == Some(true) => {
-                                artifact.parts.extend(update.artifact.parts);
-                            }
-                            Some(artifact) => *artifact = update.artifact,
-                            None => artifacts.push(update.artifact),
-                        }
+                StreamResponse::ArtifactUpdate(update) => {
+                    let Some(task) = task.as_mut().filter(|task| task.id == update.task_id) else {
+                        continue;
+                    };
+                    answer_bytes += artifact_bytes_of(&update.artifact.parts);
+                    if answer_bytes > MAX_RESULT_BYTES {
+                        return Err(ToolError::Failed {
+                            message: format!("the remote agent's answer is over {MAX_RESULT_BYTES} bytes"),
+                        });
+                    }
+                    let artifacts = task.artifacts.get_or_insert_with(Vec::new);
+                    match artifacts
+                        .iter_mut()
+                        .find(|artifact| artifact.artifact_id == update.artifact.artifact_id)
+                    {
+                        Some(artifact) if update.append == Some(true) => artifact.parts.extend(update.artifact.parts),
+                        Some(artifact) => *artifact = update.artifact,
+                        None => artifacts.push(update.artifact),
                     }
                 }
+            }
+            // A task that finished or stopped for input is the answer, whether or not the peer
+            // closes the stream.
+            if let Some(task) = &task
+                && (task.status.state.is_terminal()
+                    || matches!(task.status.state, TaskState::InputRequired | TaskState::AuthRequired))
+            {
+                break;
             }
         }
         let task = task.ok_or_else(|| ToolError::Failed {
             message: "the remote agent sent no task".into(),
         })?;
-        match &task.status.state {
-            TaskState::Completed => Ok(json!(answer_of(&task))),
-            TaskState::InputRequired | TaskState::AuthRequired => Err(ToolError::Failed {
-                message: format!("the remote agent needs more input: {}", answer_of(&task)),
-            }),
-            state => Err(ToolError::Failed {
-                message: format!("the remote task ended {state:?}: {}", answer_of(&task)),
-            }),
+        if task.status.state.is_terminal() || task.status.state == TaskState::InputRequired {
+            guard.task = None;
         }
+        outcome(&task)
+    }
+}
+
+/// The bytes of text in `parts`.
+fn artifact_bytes_of(parts: &[Part]) -> usize {
+    parts
+        .iter()
+        .map(|part| match &part.content {
+            PartContent::Text(text) => text.len(),
+            PartContent::Data(value) => value.to_string().len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The bytes of text in a task's artifacts.
+fn artifact_bytes(task: &Task) -> usize {
+    task.artifacts
+        .iter()
+        .flatten()
+        .map(|artifact| artifact_bytes_of(&artifact.parts))
+        .sum()
+}
+
+/// The text of a message's text and data parts, a line each.
+fn message_text(message: &Message) -> String {
+    message
+        .parts
+        .iter()
+        .filter_map(|part| match &part.content {
+            PartContent::Text(text) => Some(text.clone()),
+            PartContent::Data(value) => Some(value.to_string()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What a finished (or stopped) remote task means for the tool call.
+fn outcome(task: &Task) -> Result<Value, ToolError> {
+    let answer = tame(&answer_of(task), MAX_RESULT_BYTES);
+    match &task.status.state {
+        TaskState::Completed => Ok(json!(answer)),
+        TaskState::InputRequired | TaskState::AuthRequired => Err(ToolError::Failed {
+            message: format!("the remote agent needs more input: {}", tame(&answer, MAX_REMOTE_TEXT)),
+        }),
+        state => Err(ToolError::Failed {
+            message: format!("the remote task ended {state:?}: {}", tame(&answer, MAX_REMOTE_TEXT)),
+        }),
     }
 }

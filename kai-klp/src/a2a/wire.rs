@@ -136,8 +136,9 @@ pub(crate) fn decision(message: &Message) -> Result<Decision, A2AError> {
 }
 
 /// The `data` of each Server-Sent Event in `bytes` (lines joined with `\n`; comments, `event`,
-/// `id` and `retry` fields skipped), each at most `limit` bytes: a longer event, or a line that
-/// never ends within it, ends the stream with an error.
+/// `id` and `retry` fields skipped; events with no data not dispatched; a leading byte-order mark
+/// dropped), each at most `limit` bytes: a longer event, or a line that never ends within it, ends
+/// the stream with an error. Each byte is looked at a bounded number of times, whatever the split.
 pub(crate) fn sse_events<S, E>(
     bytes: S,
     limit: usize,
@@ -149,10 +150,15 @@ where
     struct State<S> {
         bytes: S,
         buffer: Vec<u8>,
+        /// Where the next line starts in `buffer`.
+        start: usize,
+        /// How far `buffer` was searched for a line break.
+        searched: usize,
         data: Vec<u8>,
         has_data: bool,
         /// The bytes ended; what is buffered is still read.
         ended: bool,
+        first: bool,
         done: bool,
     }
     let error = |message: String| crate::Error::A2aTransport { message };
@@ -160,9 +166,12 @@ where
         State {
             bytes,
             buffer: Vec::new(),
+            start: 0,
+            searched: 0,
             data: Vec::new(),
             has_data: false,
             ended: false,
+            first: true,
             done: false,
         },
         move |mut state| async move {
@@ -172,20 +181,23 @@ where
             }
             loop {
                 // Whole lines first.
-                if let Some(end) = state.buffer.iter().position(|&b| b == b'\n') {
-                    let mut line: Vec<u8> = state.buffer.drain(..=end).collect();
-                    line.pop();
+                if let Some(offset) = state.buffer[state.searched..].iter().position(|&b| b == b'\n') {
+                    let end = state.searched + offset;
+                    let mut line = &state.buffer[state.start..end];
+                    state.start = end + 1;
+                    state.searched = state.start;
                     if line.last() == Some(&b'\r') {
-                        line.pop();
+                        line = &line[..line.len() - 1];
                     }
                     if line.is_empty() {
-                        if state.has_data {
-                            state.has_data = false;
-                            return Some((Ok(std::mem::take(&mut state.data)), state));
+                        let data = std::mem::take(&mut state.data);
+                        if std::mem::take(&mut state.has_data) && !data.is_empty() {
+                            return Some((Ok(data), state));
                         }
                         continue;
                     }
-                    if let Some(value) = line.strip_prefix(b"data:") {
+                    let field = line.strip_prefix(b"data:").or((line == b"data").then_some(&b""[..]));
+                    if let Some(value) = field {
                         let value = value.strip_prefix(b" ").unwrap_or(value);
                         if state.has_data {
                             state.data.push(b'\n');
@@ -199,13 +211,27 @@ where
                     }
                     continue;
                 }
-                if state.buffer.len() > limit {
+                state.searched = state.buffer.len();
+                if state.buffer.len() - state.start > limit {
                     state.done = true;
                     return Some((Err(error(format!("a line is over {limit} bytes"))), state));
                 }
+                // Only what is not read yet is kept.
+                state.buffer.drain(..state.start);
+                state.searched -= state.start;
+                state.start = 0;
                 let next = if state.ended { None } else { state.bytes.next().await };
                 match next {
-                    Some(Ok(chunk)) => state.buffer.extend_from_slice(&chunk),
+                    Some(Ok(chunk)) => {
+                        state.buffer.extend_from_slice(&chunk);
+                        if state.first && state.buffer.len() >= 3 {
+                            state.first = false;
+                            if state.buffer.starts_with("\u{feff}".as_bytes()) {
+                                state.buffer.drain(..3);
+                                state.searched = 0;
+                            }
+                        }
+                    }
                     Some(Err(e)) => {
                         state.done = true;
                         return Some((Err(error(format!("reading events: {e}"))), state));
@@ -218,7 +244,8 @@ where
                     None => {
                         state.done = true;
                         // An event not closed by a blank line still counts.
-                        return state.has_data.then(|| (Ok(std::mem::take(&mut state.data)), state));
+                        let data = std::mem::take(&mut state.data);
+                        return (state.has_data && !data.is_empty()).then_some((Ok(data), state));
                     }
                 }
             }
@@ -261,7 +288,8 @@ mod tests {
 
     #[test]
     fn events_are_read_from_any_split_and_bounded() {
-        let text = b": ping\n\ndata: {\"a\":1}\r\n\nevent: error\ndata: x\ndata: y\n\ndata: tail";
+        let text =
+            "\u{feff}: ping\n\ndata: {\"a\":1}\r\n\ndata:\n\nevent: error\ndata: x\ndata: y\n\ndata: tail".as_bytes();
         for split in 1..text.len() {
             let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = text
                 .chunks(split)
@@ -274,6 +302,25 @@ mod tests {
                     .collect();
             assert_eq!(events, [&b"{\"a\":1}"[..], b"x\ny", b"tail"], "split {split}");
         }
+        // A BOM before a data line; a flood of blank lines is read in linear time.
+        let bom = "\u{feff}data: 1\n\n".as_bytes();
+        for split in 1..bom.len() {
+            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = bom
+                .chunks(split)
+                .map(|chunk| Ok(bytes::Bytes::copy_from_slice(chunk)))
+                .collect();
+            let events = futures::executor::block_on(sse_events(futures::stream::iter(chunks), 64).collect::<Vec<_>>());
+            assert_eq!(
+                events.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+                [b"1".to_vec()],
+                "split {split}"
+            );
+        }
+        let started = std::time::Instant::now();
+        let flood: Vec<Result<bytes::Bytes, std::io::Error>> =
+            (0..64).map(|_| Ok(bytes::Bytes::from(vec![b'\n'; 400_000]))).collect();
+        let events = futures::executor::block_on(sse_events(futures::stream::iter(flood), 1 << 20).collect::<Vec<_>>());
+        assert!(events.is_empty() && started.elapsed() < std::time::Duration::from_secs(5));
         let endless: Vec<Result<bytes::Bytes, std::io::Error>> = vec![Ok(bytes::Bytes::from(vec![b'a'; 100]))];
         let events = futures::executor::block_on(sse_events(futures::stream::iter(endless), 64).collect::<Vec<_>>());
         assert!(
