@@ -83,6 +83,8 @@ pub mod plan;
 pub mod prompts;
 mod request;
 mod schema;
+#[cfg(all(feature = "http-server", not(target_arch = "wasm32")))]
+pub mod serve;
 mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, GetPromptRequestParams,
@@ -210,46 +209,9 @@ impl McpServer {
             Arc::new(NeverSessionManager::default()),
             config,
         );
-        let connections = Arc::new(tokio::sync::Semaphore::new(self.max_connections));
-        loop {
-            let permit = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                permit = Arc::clone(&connections).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => return Ok(()),
-                },
-            };
-            let (stream, _) = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    // Out of descriptors, or a connection that failed before it was accepted: wait
-                    // a little rather than spin.
-                    Err(error) => {
-                        tracing::debug!(target: "kai_core::mcp", %error, "accepting an MCP connection failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            let service = TowerToHyperService::new(service.clone());
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                tokio::select! {
-                    result = connection => {
-                        if let Err(error) = result {
-                            tracing::debug!(target: "kai_core::mcp", %error, "an MCP connection ended badly");
-                        }
-                    }
-                    () = shutdown.cancelled() => {}
-                }
-            });
-        }
+        let service = TowerToHyperService::new(service);
+        crate::serve::serve_http1(listener, shutdown, self.max_connections, service, "MCP").await;
+        Ok(())
     }
 
     /// This server taking HTTP requests addressed to `hosts` (names, or `name:port`) rather than
@@ -276,9 +238,6 @@ impl McpServer {
         self
     }
 }
-
-/// How long an HTTP connection may take to send a request's headers, or stay idle between requests.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// HTTP connections served at once, unless set otherwise.
 const DEFAULT_MAX_CONNECTIONS: usize = 256;

@@ -2,7 +2,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use a2a_lf::{A2AError, AgentCapabilities, AgentCard, AgentInterface, AgentSkill, JsonRpcId, Message};
 use bytes::Bytes;
@@ -10,16 +9,12 @@ use futures::StreamExt as _;
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use kai_core::{Agent, CancellationToken};
 use serde::Deserialize;
 
 use super::tasks::Tasks;
 use super::wire::{self, CARD_PATH};
 use crate::error::Error;
-
-/// How long a connection has to send each request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -200,49 +195,13 @@ impl A2aServer {
         let server = Arc::new(self);
         let tasks = Arc::clone(&server.tasks);
         let _stop_runs = scopeguard(move || tasks.cancel_all());
-        let connections = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
-        loop {
-            let permit = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                permit = Arc::clone(&connections).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => return Ok(()),
-                },
-            };
-            let stream = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        // Out of descriptors, or a connection that failed before it was accepted.
-                        tracing::debug!(%error, "accepting an A2A connection failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
+        let max_connections = server.max_connections;
+        let service = hyper::service::service_fn(move |request| {
             let server = Arc::clone(&server);
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let service = hyper::service::service_fn(move |request| {
-                    let server = Arc::clone(&server);
-                    async move { Ok::<_, Infallible>(server.handle(request).await) }
-                });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                tokio::select! {
-                    result = connection => {
-                        if let Err(error) = result {
-                            tracing::debug!(%error, "an A2A connection ended badly");
-                        }
-                    }
-                    () = shutdown.cancelled() => {}
-                }
-            });
-        }
+            async move { Ok::<_, Infallible>(server.handle(request).await) }
+        });
+        kai_core::serve::serve_http1(listener, shutdown, max_connections, service, "A2A").await;
+        Ok(())
     }
 
     async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
