@@ -328,12 +328,12 @@ impl Tool for A2aTool {
 }
 
 /// Cancels a remote task when dropped armed (the call was cancelled, timed out, or dropped).
-struct CancelOnDrop {
+struct RemoteCancelOnDrop {
     client: A2aClient,
     task: Option<String>,
 }
 
-impl Drop for CancelOnDrop {
+impl Drop for RemoteCancelOnDrop {
     fn drop(&mut self) {
         if let (Some(task), Ok(runtime)) = (self.task.take(), tokio::runtime::Handle::try_current()) {
             let client = self.client.clone();
@@ -361,7 +361,7 @@ impl A2aTool {
         }
         let events = self.client.stream(message).await.map_err(failed)?;
         let mut events = std::pin::pin!(events);
-        let mut guard = CancelOnDrop {
+        let mut guard = RemoteCancelOnDrop {
             client: self.client.clone(),
             task: None,
         };

@@ -193,8 +193,8 @@ impl A2aServer {
     /// Serves on `listener` until `shutdown` is cancelled; then the runs under way are cancelled too.
     pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
         let server = Arc::new(self);
-        let tasks = Arc::clone(&server.tasks);
-        let _stop_runs = scopeguard(move || tasks.cancel_all());
+        // The runs under way are cancelled when serving stops, however it stops.
+        let _stop_runs = server.tasks.runs().clone().cancel_on_drop();
         let max_connections = server.max_connections;
         let service = hyper::service::service_fn(move |request| {
             let server = Arc::clone(&server);
@@ -307,19 +307,6 @@ impl A2aServer {
         );
         response
     }
-}
-
-/// Runs `f` when dropped.
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
 }
 
 /// The updates as a stream.

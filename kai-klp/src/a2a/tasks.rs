@@ -98,9 +98,9 @@ impl Tasks {
         }
     }
 
-    /// Cancels every run under way (the server stops).
-    pub(crate) fn cancel_all(&self) {
-        self.runs.cancel();
+    /// The parent of every run's token: cancelling it cancels every run under way.
+    pub(crate) fn runs(&self) -> &CancellationToken {
+        &self.runs
     }
 
     /// The agent the tasks run.
